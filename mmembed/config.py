@@ -1,0 +1,115 @@
+"""One frozen config object for an Index.
+
+Precedence for every field: explicit argument > ``MMEMBED_*`` environment variable > default.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .errors import ConfigError
+
+__all__ = ["Config", "DEFAULT_MODEL", "DEFAULT_PRETRAINED", "default_db_path"]
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def default_db_path() -> str:
+    """The per-user data directory that holds the database when no ``--db`` is given."""
+    home = Path.home()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+    return str(base / "mmembed" / "db.lancedb")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where the index lives and how it encodes.
+
+    Example::
+
+        Config.resolve(db="./photos.lancedb", model="local-dir:./my-model")
+    """
+
+    db: str  # LanceDB URI or local directory
+    table: str = "images"  # table name inside the database
+    model: str | None = None  # open_clip name, 'local-dir:PATH' or 'hf-hub:ORG/REPO'; None = what the table records
+    pretrained: str | None = None  # open_clip pretrained tag for a built-in architecture
+    device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps
+    batch_size: int = 32  # images per forward pass
+    workers: int = 0  # decode threads; 0 = pick from the CPU count
+    max_megapixels: float = 100.0  # images larger than this are skipped, not decoded
+
+    _ENV = {
+        "db": "MMEMBED_DB",
+        "table": "MMEMBED_TABLE",
+        "model": "MMEMBED_MODEL",
+        "pretrained": "MMEMBED_PRETRAINED",
+        "device": "MMEMBED_DEVICE",
+        "batch_size": "MMEMBED_BATCH_SIZE",
+        "workers": "MMEMBED_WORKERS",
+        "max_megapixels": "MMEMBED_MAX_MEGAPIXELS",
+    }
+
+    def __post_init__(self) -> None:
+        if not self.db:
+            raise ConfigError("the database location is empty; pass --db PATH or set MMEMBED_DB")
+        if not self.table or not self.table.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(
+                f"table name {self.table!r} is not valid; use letters, digits, '-' or '_'"
+            )
+        if self.device != "auto" and self.device.split(":")[0] not in DEVICES[1:]:
+            raise ConfigError(f"device {self.device!r} is not known; use one of {', '.join(DEVICES)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size {self.batch_size} must be at least 1")
+        if self.workers < 0:
+            raise ConfigError(f"workers {self.workers} must be 0 (automatic) or more")
+        if self.max_megapixels <= 0:
+            raise ConfigError(f"max megapixels {self.max_megapixels} must be above 0")
+
+    @classmethod
+    def resolve(cls, **explicit: object) -> Config:
+        """Build a Config from explicit values (None = not given), then env vars, then defaults."""
+        names = {f.name: f for f in fields(cls)}
+        unknown = set(explicit) - set(names)
+        if unknown:
+            raise TypeError(
+                f"unknown config option(s) {sorted(unknown)}; valid: {sorted(names)}"
+            )
+        values: dict[str, object] = {}
+        for name, f in names.items():
+            value = explicit.get(name)
+            if value is None and name in cls._ENV:
+                env = os.environ.get(cls._ENV[name])
+                if env not in (None, ""):
+                    value = _parse_env(cls._ENV[name], env, f.type)
+            if value is not None:
+                values[name] = value
+        values.setdefault("db", default_db_path())
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def is_local(self) -> bool:
+        """True when the database is a directory on this machine, not a remote URI."""
+        return "://" not in self.db or self.db.startswith("file://")
+
+
+def _parse_env(var: str, raw: str, annotation: object) -> object:
+    kind = str(annotation)
+    try:
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not a number; fix or unset it") from None
+    return raw

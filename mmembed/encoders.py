@@ -1,0 +1,285 @@
+"""The open_clip wrapper: one object that maps images and text into the shared CLIP space.
+
+The model loads lazily on first use. Every encode call is truly batched, runs under
+``torch.inference_mode()``, and returns a float32 ``(N, D)`` array of L2-normalised rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .config import DEFAULT_MODEL, DEFAULT_PRETRAINED
+from .errors import ConfigError, ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Encoder", "ModelSpec", "pick_device"]
+
+LOCAL_PREFIX = "local-dir:"
+HUB_PREFIX = "hf-hub:"
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What identifies an encoder: the name, the pretrained tag, and a content fingerprint.
+
+    Two specs describe the same model exactly when their fingerprints are equal, so a
+    local folder may move without invalidating a table built from it.
+    """
+
+    name: str  # as open_clip takes it; local-dir paths are made absolute
+    pretrained: str | None  # tag for a built-in architecture, else None
+    fingerprint: str  # 'name/tag' for hub weights, 'sha256:…' of config and weights for a folder
+
+    @classmethod
+    def resolve(cls, name: str | None, pretrained: str | None = None) -> ModelSpec:
+        """Normalise what a user typed into a spec, checking what can be checked without torch."""
+        name = (name or DEFAULT_MODEL).strip()
+        if not name:
+            raise ConfigError("model name is empty; pass --model NAME or --model local-dir:PATH")
+        if name.startswith(LOCAL_PREFIX):
+            folder = Path(name[len(LOCAL_PREFIX):]).expanduser()
+            if not folder.is_dir():
+                raise ModelLoadError(
+                    f"model folder {folder} not found; pass --model local-dir:PATH to a folder "
+                    "holding open_clip_config.json and weights"
+                )
+            folder = folder.resolve()
+            return cls(LOCAL_PREFIX + str(folder), None, local_fingerprint(folder))
+        if name.startswith(HUB_PREFIX):
+            return cls(name, None, name)
+        if pretrained is None and name == DEFAULT_MODEL:
+            pretrained = DEFAULT_PRETRAINED
+        if not pretrained:
+            raise ConfigError(
+                f"model {name} needs --pretrained TAG (see open_clip.list_pretrained_tags_by_model"
+                f"('{name}')), or use --model local-dir:PATH"
+            )
+        return cls(name, pretrained, f"{name}/{pretrained}")
+
+    @property
+    def label(self) -> str:
+        """How the model is shown to people: 'ViT-B-32 (laion2b_s34b_b79k)' or the local-dir name."""
+        return f"{self.name} ({self.pretrained})" if self.pretrained else self.name
+
+
+def local_fingerprint(folder: Path) -> str:
+    """Hash a local model folder's config and weights cheaply (size plus head and tail bytes)."""
+    config = folder / "open_clip_config.json"
+    if not config.is_file():
+        raise ModelLoadError(
+            f"{folder} has no open_clip_config.json; a local model folder needs the config "
+            "and weights in open_clip's format"
+        )
+    digest = hashlib.sha256(config.read_bytes())
+    weights = sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
+    if not weights:
+        raise ModelLoadError(f"{folder} holds no weights (*.safetensors, *.bin or *.pth); add them")
+    chunk = 1 << 20
+    for path in weights:
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}".encode())
+        with open(path, "rb") as f:
+            digest.update(f.read(chunk))
+            if size > chunk:
+                f.seek(max(size - chunk, chunk))
+                digest.update(f.read(chunk))
+    return "sha256:" + digest.hexdigest()[:32]
+
+
+def pick_device(device: str = "auto") -> str:
+    """'auto' means cuda if available, else mps, else cpu; an explicit device must exist."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("device 'mps' asked for, but MPS is not available here; use --device cpu")
+    return device
+
+
+class Encoder:
+    """An open_clip model with its own preprocessing and tokenizer, loaded on first use.
+
+    Example::
+
+        enc = Encoder("local-dir:../shared/models/micro-clip")
+        enc.encode_text(["a dog on grass"]).shape   # (1, 256)
+        enc.encode_images(["dog.jpg"]).dtype       # float32
+    """
+
+    def __init__(
+        self,
+        model: str | ModelSpec | None = None,
+        pretrained: str | None = None,
+        *,
+        device: str = "auto",
+        batch_size: int = 32,
+    ) -> None:
+        self.spec = model if isinstance(model, ModelSpec) else ModelSpec.resolve(model, pretrained)
+        if batch_size < 1:
+            raise ConfigError(f"batch size {batch_size} must be at least 1")
+        self.batch_size = batch_size
+        self._device_request = device
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._preprocess: Any = None
+        self._tokenizer: Any = None
+        self._device: str | None = None
+        self._dtype: Any = None
+
+    def __repr__(self) -> str:
+        state = f"loaded on {self._device}" if self._model is not None else "not loaded"
+        return f"Encoder({self.spec.label!r}, {state})"
+
+    # ------------------------------------------------------------ loading
+    def load(self) -> Encoder:
+        """Load weights now (otherwise the first encode does). Returns self."""
+        if self._model is not None:
+            return self
+        with self._lock:
+            if self._model is None:
+                self._load()
+        return self
+
+    def _load(self) -> None:
+        import open_clip
+        import torch
+
+        device = pick_device(self._device_request)
+        precision = "fp16" if device.startswith("cuda") else "fp32"
+        spec = self.spec
+        try:
+            model, preprocess = open_clip.create_model_from_pretrained(
+                spec.name, pretrained=spec.pretrained, device=device, precision=precision
+            )
+            tokenizer = open_clip.get_tokenizer(spec.name)
+        except FileNotFoundError as exc:
+            raise ModelLoadError(f"model {spec.label}: {exc}; check the path") from None
+        except Exception as exc:  # noqa: BLE001 - open_clip raises bare RuntimeErrors for most failures
+            raise ModelLoadError(_explain_load_failure(spec, exc)) from exc
+        model.eval()
+        self._dtype = next(model.parameters()).dtype if precision != "fp32" else torch.float32
+        self._model, self._preprocess, self._tokenizer, self._device = model, preprocess, tokenizer, device
+
+    @property
+    def device(self) -> str:
+        """The device the model runs on (loads the model)."""
+        self.load()
+        assert self._device is not None
+        return self._device
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension (loads the model)."""
+        self.load()
+        proj = getattr(self._model, "text_projection", None)
+        if proj is not None and hasattr(proj, "shape"):
+            return int(proj.shape[-1])
+        return int(self.encode_text(["x"]).shape[1])
+
+    @property
+    def preprocess(self) -> Any:
+        """open_clip's eval transform for this model: PIL RGB image -> CHW float tensor."""
+        self.load()
+        return self._preprocess
+
+    # ------------------------------------------------------------ encoding
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode strings into float32 (N, D) unit vectors, ``batch_size`` at a time."""
+        if isinstance(texts, str):
+            raise TypeError("encode_text takes a list of strings; wrap a single string in a list")
+        self.load()
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            tokens = self._tokenizer(list(texts[start : start + self.batch_size]))
+            out.append(self._run(self._model.encode_text, tokens.to(self._device)))
+        return _stack(out, self.dim if not out else None)
+
+    def encode_images(
+        self, images: Sequence[Any], *, max_megapixels: float = 100.0
+    ) -> np.ndarray:
+        """Encode image paths or PIL images into float32 (N, D) unit vectors.
+
+        Paths are decoded exactly as ingest decodes them (EXIF orientation, mode handling);
+        a bad path raises ``ImageDecodeError``.
+        """
+        from .sources import load_image
+
+        if isinstance(images, (str, os.PathLike)):
+            raise TypeError("encode_images takes a list; wrap a single image in a list")
+        self.load()
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            tensors = []
+            for item in images[start : start + self.batch_size]:
+                if isinstance(item, (str, os.PathLike)):
+                    item = load_image(item, max_megapixels=max_megapixels).image
+                elif getattr(item, "mode", "RGB") != "RGB":
+                    item = item.convert("RGB")
+                tensors.append(self._preprocess(item))
+            out.append(self.encode_pixels(tensors))
+        return _stack(out, self.dim if not out else None)
+
+    def encode_pixels(self, tensors: Sequence[torch.Tensor] | torch.Tensor) -> np.ndarray:
+        """Encode already-preprocessed CHW tensors (one batch) into float32 (N, D) unit vectors."""
+        import torch
+
+        self.load()
+        batch = tensors if isinstance(tensors, torch.Tensor) else torch.stack(list(tensors))
+        return self._run(self._model.encode_image, batch.to(self._device))
+
+    def _run(self, fn: Any, batch: torch.Tensor) -> np.ndarray:
+        import torch
+
+        if batch.is_floating_point():
+            batch = batch.to(self._dtype)
+        with torch.inference_mode():
+            feats = fn(batch).float()
+            feats = torch.nn.functional.normalize(feats, dim=-1)
+        return feats.cpu().numpy().astype(np.float32, copy=False)
+
+
+def _stack(parts: list[np.ndarray], dim: int | None) -> np.ndarray:
+    if not parts:
+        return np.zeros((0, dim or 0), dtype=np.float32)
+    return np.ascontiguousarray(np.concatenate(parts, axis=0), dtype=np.float32)
+
+
+def _explain_load_failure(spec: ModelSpec, exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    if "not found in built-ins" in text:
+        return (
+            f"unknown model {spec.name!r}; use an open_clip architecture name "
+            "(open_clip.list_models()), hf-hub:ORG/REPO, or local-dir:PATH"
+        )
+    if "not a known tag" in text:
+        return (
+            f"pretrained tag {spec.pretrained!r} is not known for {spec.name}; see "
+            f"open_clip.list_pretrained_tags_by_model('{spec.name}')"
+        )
+    if spec.name.startswith(LOCAL_PREFIX):
+        return f"could not load model folder {spec.name[len(LOCAL_PREFIX):]}: {text[:200]}"
+    return (
+        f"could not download weights for {spec.label} (offline, or the model hub unreachable?): "
+        f"{text[:160]}. Run once with network access to cache them, or pass "
+        "--model local-dir:PATH for a folder holding open_clip_config.json and weights"
+    )
+

@@ -1,0 +1,72 @@
+"""Typed errors raised by mmembed.
+
+Every message is one line that names the file or value at fault and says what to do next.
+The CLI prints ``Error: <message>`` and exits 1; the library never prints or exits.
+
+Hierarchy::
+
+    MmembedError
+    ├── ConfigError          a bad option value (unknown device, limit <= 0, ...)
+    ├── ModelLoadError       weights or config could not be loaded (offline, missing folder, ...)
+    ├── ModelMismatchError   the table was built by a different model than the one asked for
+    ├── IndexEmptyError      a search or lookup on a table that holds no rows yet
+    ├── QueryError           an empty query, a missing query image, a bad --where filter
+    ├── ImageDecodeError     one image could not be decoded (carries .path and .reason)
+    ├── IngestLockedError    another ingest is writing to the same table
+    └── StoreError           the database could not be opened or written
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MmembedError",
+    "ConfigError",
+    "ModelLoadError",
+    "ModelMismatchError",
+    "IndexEmptyError",
+    "QueryError",
+    "ImageDecodeError",
+    "IngestLockedError",
+    "StoreError",
+]
+
+
+class MmembedError(Exception):
+    """Base class for every error mmembed raises on purpose."""
+
+
+class ConfigError(MmembedError, ValueError):
+    """An option has a value mmembed cannot use."""
+
+
+class ModelLoadError(MmembedError):
+    """The encoder's config or weights could not be loaded."""
+
+
+class ModelMismatchError(MmembedError):
+    """The table records a different model from the one requested."""
+
+
+class IndexEmptyError(MmembedError):
+    """The table does not exist yet or holds no rows."""
+
+
+class QueryError(MmembedError, ValueError):
+    """A search query that cannot be run as given."""
+
+
+class ImageDecodeError(MmembedError):
+    """One image file could not be turned into an RGB picture."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class IngestLockedError(MmembedError):
+    """Another process holds the ingest lock for this table."""
+
+
+class StoreError(MmembedError):
+    """The LanceDB database or table could not be read or written."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,10 +168,11 @@ class Encoder:
         precision = "fp16" if device.startswith("cuda") else "fp32"
         spec = self.spec
         try:
-            model, preprocess = open_clip.create_model_from_pretrained(
-                spec.name, pretrained=spec.pretrained, device=device, precision=precision
-            )
-            tokenizer = open_clip.get_tokenizer(spec.name)
+            with _quiet_root_logging():
+                model, preprocess = open_clip.create_model_from_pretrained(
+                    spec.name, pretrained=spec.pretrained, device=device, precision=precision
+                )
+                tokenizer = open_clip.get_tokenizer(spec.name)
         except FileNotFoundError as exc:
             raise ModelLoadError(f"model {spec.label}: {exc}; check the path") from None
         except Exception as exc:  # noqa: BLE001 - open_clip raises bare RuntimeErrors for most failures
@@ -278,8 +280,32 @@ def _explain_load_failure(spec: ModelSpec, exc: Exception) -> str:
     if spec.name.startswith(LOCAL_PREFIX):
         return f"could not load model folder {spec.name[len(LOCAL_PREFIX):]}: {text[:200]}"
     return (
-        f"could not download weights for {spec.label} (offline, or the model hub unreachable?): "
-        f"{text[:160]}. Run once with network access to cache them, or pass "
-        "--model local-dir:PATH for a folder holding open_clip_config.json and weights"
+        f"could not download weights for {spec.label}: offline, or the model hub is unreachable. "
+        "Run once with network access to cache them, or pass --model local-dir:PATH for a folder "
+        "holding open_clip_config.json and weights"
     )
+
+
+@contextmanager
+def _quiet_root_logging() -> Iterator[None]:
+    """open_clip reports load failures with root-logger ``logging.error``; we raise instead.
+
+    With no root handler, such a call would also install a stderr handler for the rest of the
+    process (``basicConfig``), so a NullHandler stands in while loading, and the root logger
+    drops records made meanwhile. The caller's own logging setup is left as it was.
+    """
+    import logging
+
+    root = logging.getLogger()
+    stand_in = logging.NullHandler() if not root.handlers else None
+    drop = logging.Filter("mmembed.never")  # matches no logger name: drops every record
+    if stand_in is not None:
+        root.addHandler(stand_in)
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+        if stand_in is not None:
+            root.removeHandler(stand_in)
 

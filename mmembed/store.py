@@ -92,7 +92,8 @@ class Store:
             import lancedb
 
             try:
-                self._db = lancedb.connect(self.uri)
+                # Every read sees the latest commit, so a long-lived Index follows other writers.
+                self._db = lancedb.connect(self.uri, read_consistency_interval=timedelta(0))
             except Exception as exc:  # noqa: BLE001 - lancedb raises many types for a bad URI
                 raise StoreError(f"cannot open database {self.uri}: {_one_line(exc)}") from exc
         return self._db
@@ -133,14 +134,6 @@ class Store:
             except Exception as exc:  # noqa: BLE001
                 raise StoreError(f"cannot open table '{self.table_name}' in {self.uri}: {_one_line(exc)}") from exc
         return self._table
-
-    def refresh(self) -> None:
-        """See writes made by other processes since this store opened the table."""
-        if self._table is not None:
-            try:
-                self._table.checkout_latest()
-            except Exception:  # noqa: BLE001 - a fresh handle does the same job
-                self._table = None
 
     def meta(self) -> TableMeta | None:
         """The table's recorded metadata, or None when the table does not exist."""
@@ -231,7 +224,7 @@ class Store:
                 self.table.merge_insert("id")
                 .when_matched_update_all()
                 .when_not_matched_insert_all()
-                .execute(rows)
+                .execute(rows, on_bad_vectors="null")  # keeps a null text_vector null
             )
 
     def delete_ids(self, ids: Iterable[str]) -> None:

@@ -1,0 +1,101 @@
+"""Shared fixtures: a tiny random-init model (loaded through local-dir:, like real weights),
+real image files in tmp_path, real LanceDB on disk, and access to ../shared."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Nothing in the test run may touch the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+FIXTURE_IMAGES = FIXTURES / "images"
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(FIXTURES))
+
+
+def shared_path(relative: str) -> Path:
+    """A path under ../shared; fails under CI=true when missing, skips (naming it) elsewhere."""
+    path = SHARED / relative
+    if not path.exists():
+        message = f"{path} is missing (the shared models and data live in ../shared)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No MMEMBED_* settings from the developer's shell; the default db lands in a temp home."""
+    for name in list(os.environ):
+        if name.startswith("MMEMBED_"):
+            monkeypatch.delenv(name)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """'local-dir:PATH' of the tiny random-init model, made once per session from a fixed seed."""
+    from make_tiny_model import make_tiny_model
+
+    return "local-dir:" + str(make_tiny_model(tmp_path_factory.mktemp("tiny-clip"), seed=0))
+
+
+@pytest.fixture(scope="session")
+def other_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Same architecture, different weights: a different model as far as a table is concerned."""
+    from make_tiny_model import make_tiny_model
+
+    return "local-dir:" + str(make_tiny_model(tmp_path_factory.mktemp("tiny-clip-b"), seed=1))
+
+
+@pytest.fixture(scope="session")
+def micro_clip() -> str:
+    return "local-dir:" + str(shared_path("models/micro-clip"))
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """A writable copy of fixtures/images (17 small real files, every format and mode)."""
+    dest = tmp_path / "photos"
+    shutil.copytree(FIXTURE_IMAGES, dest)
+    return dest
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return str(tmp_path / "index.lancedb")
+
+
+@pytest.fixture
+def index(db: str, tiny_model: str):
+    import mmembed
+
+    return mmembed.Index(db, model=tiny_model, workers=2)
+
+
+def mmembed_cmd() -> list[str]:
+    """The real installed console script."""
+    exe = shutil.which("mmembed", path=str(Path(sys.executable).parent)) or shutil.which("mmembed")
+    assert exe, "the mmembed console script is not installed; run pip install -e '.[test]'"
+    return [exe]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """Run the real ``mmembed`` entry point in a subprocess."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [*mmembed_cmd(), *args], capture_output=True, text=True, env=full_env, timeout=timeout, **kwargs
+    )

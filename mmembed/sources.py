@@ -253,6 +253,8 @@ def load_image(
             ) from None
         except Image.DecompressionBombError as exc:
             raise ImageDecodeError(label, f"{exc}; raise --max-megapixels to ingest it") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageDecodeError(label, f"truncated or corrupt image data ({_short(exc)})") from None
         width, height = im.size
         megapixels = width * height / 1e6
         if megapixels > max_megapixels:

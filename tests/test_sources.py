@@ -189,3 +189,10 @@ def test_walk_reports_broken_links_and_dedupes_overlapping_roots(tmp_path: Path)
 def test_walk_missing_root_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file or folder"):
         list(walk([tmp_path / "nowhere"]))
+
+
+def test_header_only_jpeg_is_refused(tmp_path: Path) -> None:
+    stub = tmp_path / "stub.jpg"
+    stub.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    with pytest.raises(ImageDecodeError, match="truncated or corrupt"):
+        load_image(stub)

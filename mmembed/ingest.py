@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .errors import ImageDecodeError
+from .errors import ImageDecodeError, MmembedError
 from .sources import DiscoveredFile, load_image, walk
 from .store import Store
 
@@ -116,109 +116,127 @@ def run_ingest(
 ) -> IngestReport:
     """Bring the table in line with the files under ``roots``; see the module docstring."""
     started = time.perf_counter()
-    notify = progress or (lambda p: None)
-    report = IngestReport()
-    roots = [os.path.abspath(os.fspath(r)) for r in roots]
+    run = _IngestRun(store, encoder, progress or (lambda p: None))
+    tasks = run.plan(
+        [os.path.abspath(os.fspath(r)) for r in roots],
+        include=include, exclude=exclude, hidden=hidden, follow_symlinks=follow_symlinks,
+    )
+    try:
+        run.process(tasks, max_megapixels=max_megapixels, workers=workers, batch_size=batch_size)
+    finally:
+        run.writer.flush()  # also on Ctrl-C: what was encoded is kept
+    run.finish(prune=prune)
+    run.report.seconds = time.perf_counter() - started
+    return run.report
 
-    state = store.read_state().to_pylist()
-    by_path = {r["path"]: _Row(**r) for r in state}
-    hash_to_ids: dict[str, list[str]] = {}
-    for r in state:
-        hash_to_ids.setdefault(r["content_hash"], []).append(r["id"])
 
-    def skip(path: str, reason: str) -> None:
-        report.skipped.append(SkippedFile(path, reason))
+class _IngestRun:
+    """State of one ingest: what the table held, what the walk found, and the running report."""
 
-    seen: set[str] = set()
-    tasks: list[_Task] = []
-    for found in walk(
-        roots, include=include, exclude=exclude, hidden=hidden,
-        follow_symlinks=follow_symlinks, on_error=skip,
-    ):
-        seen.add(found.path)
-        row = by_path.get(found.path)
-        if row is not None and row.size == found.size and row.mtime_ns == found.mtime_ns:
+    def __init__(self, store: Store, encoder: Any, notify: Callable[[IngestProgress], None]) -> None:
+        self.store = store
+        self.encoder = encoder
+        self.notify = notify
+        self.report = IngestReport()
+        self.writer = _Writer(store)
+        self.pending: list[_Prepared] = []
+        self.hash_to_ids: dict[str, list[str]] = {}
+        self.vanished: dict[str, _Row] = {}  # rows under the roots whose file is gone, by path
+        self.vanished_by_hash: dict[str, list[_Row]] = {}
+
+    def skip(self, path: str, reason: str) -> None:
+        self.report.skipped.append(SkippedFile(path, reason))
+
+    def plan(self, roots: list[str], **walk_options: Any) -> list[_Task]:
+        """Walk the roots; count unchanged files; return the files that must be read."""
+        by_path = {r["path"]: _Row(**r) for r in self.store.read_state().to_pylist()}
+        for row in by_path.values():
+            self.hash_to_ids.setdefault(row.content_hash, []).append(row.id)
+        seen: set[str] = set()
+        tasks: list[_Task] = []
+        for found in walk(roots, on_error=self.skip, **walk_options):
+            seen.add(found.path)
+            row = by_path.get(found.path)
+            if row is not None and row.size == found.size and row.mtime_ns == found.mtime_ns:
+                self.report.unchanged += 1
+            else:
+                tasks.append(_Task(found, row))
+            if len(seen) % 1000 == 0:
+                self.notify(IngestProgress("scan", len(seen), None))
+        self.notify(IngestProgress("scan", len(seen), len(seen)))
+        # A row whose file still exists but was not walked (filtered, hidden) is left alone.
+        self.vanished = {
+            r.path: r for r in by_path.values()
+            if r.path not in seen and _under(r.path, roots) and not os.path.exists(r.path)
+        }
+        for row in self.vanished.values():
+            self.vanished_by_hash.setdefault(row.content_hash, []).append(row)
+        return tasks
+
+    def process(self, tasks: list[_Task], *, max_megapixels: float, workers: int, batch_size: int) -> None:
+        """Read, hash and decode in threads; reuse, encode in batches, and write as we go."""
+        def preprocess(image: Any) -> Any:  # the model loads only once a file really needs encoding
+            return self.encoder.preprocess(image)
+
+        self.notify(IngestProgress("encode", 0, len(tasks)))
+        prepared_all = _prepare_all(tasks, frozenset(self.hash_to_ids), preprocess, max_megapixels, workers, batch_size)
+        for done, prepared in enumerate(prepared_all, start=1):
+            self._handle(prepared)
+            if len(self.pending) >= batch_size:
+                self._encode_pending()
+            self.notify(IngestProgress("encode", done, len(tasks)))
+            self.writer.flush_if_due()
+        self._encode_pending()
+
+    def _handle(self, prepared: _Prepared) -> None:
+        task, report = prepared.task, self.report
+        if prepared.kind == "skip":
+            self.skip(task.file.path, prepared.reason)
+        elif prepared.kind == "encode":
+            self.pending.append(prepared)
+        elif prepared.kind == "touched":
+            assert task.existing is not None
+            self.writer.put_reused(task.existing.id, task.existing.id, task.file, prepared.content_hash)
             report.unchanged += 1
-        else:
-            tasks.append(_Task(found, row))
-        if len(seen) % 1000 == 0:
-            notify(IngestProgress("scan", len(seen), None))
-    notify(IngestProgress("scan", len(seen), len(seen)))
-
-    # Rows under these roots whose file is gone: candidates for a move, else pruned.
-    vanished: dict[str, _Row] = {
-        r.path: r for r in by_path.values()
-        if r.path not in seen and _under(r.path, roots) and not os.path.exists(r.path)
-    }
-    vanished_by_hash: dict[str, list[_Row]] = {}
-    for r in vanished.values():
-        vanished_by_hash.setdefault(r.content_hash, []).append(r)
-    reusable = frozenset(hash_to_ids)
-
-    writer = _Writer(store)
-    pending: list[_Prepared] = []
-
-    def encode_pending() -> None:
-        if not pending:
-            return
-        vectors = encoder.encode_pixels([p.tensor for p in pending])
-        for prepared, vector in zip(pending, vectors):
-            existing = prepared.task.existing
-            writer.put_encoded(prepared, vector, existing.id if existing else None)
-            if existing is None:
+        elif task.existing is None and self.vanished_by_hash.get(prepared.content_hash):
+            source = self.vanished_by_hash[prepared.content_hash].pop()
+            del self.vanished[source.path]
+            self.writer.put_reused(source.id, source.id, task.file, prepared.content_hash)
+            report.moved += 1
+        else:  # same bytes as a row we have: copy its vector instead of encoding
+            target = task.existing.id if task.existing else _new_id()
+            source_id = self.hash_to_ids[prepared.content_hash][0]
+            self.writer.put_reused(source_id, target, task.file, prepared.content_hash)
+            if task.existing is None:
                 report.added += 1
             else:
                 report.updated += 1
-        pending.clear()
 
-    done = 0
-    notify(IngestProgress("encode", 0, len(tasks)))
-    def preprocess(image: Any) -> Any:  # the model loads only once a file really needs encoding
-        return encoder.preprocess(image)
-
-    for prepared in _prepare_all(tasks, reusable, preprocess, max_megapixels, workers, batch_size):
-        task = prepared.task
-        if prepared.kind == "skip":
-            skip(task.file.path, prepared.reason)
-        elif prepared.kind == "touched":
-            writer.put_reused(task.existing.id, task.existing.id, task.file, prepared.content_hash)  # type: ignore[union-attr]
-            report.unchanged += 1
-        elif prepared.kind == "reuse":
-            moved_from = vanished_by_hash.get(prepared.content_hash)
-            if task.existing is None and moved_from:
-                source = moved_from.pop()
-                vanished.pop(source.path, None)
-                writer.put_reused(source.id, source.id, task.file, prepared.content_hash)
-                report.moved += 1
+    def _encode_pending(self) -> None:
+        if not self.pending:
+            return
+        vectors = self.encoder.encode_pixels([p.tensor for p in self.pending])
+        for prepared, vector in zip(self.pending, vectors):
+            existing = prepared.task.existing
+            self.writer.put_encoded(prepared, vector, existing.id if existing else None)
+            if existing is None:
+                self.report.added += 1
             else:
-                target = task.existing.id if task.existing else _new_id()
-                writer.put_reused(hash_to_ids[prepared.content_hash][0], target, task.file, prepared.content_hash)
-                if task.existing is None:
-                    report.added += 1
-                else:
-                    report.updated += 1
-        else:
-            pending.append(prepared)
-            if len(pending) >= batch_size:
-                encode_pending()
-        done += 1
-        notify(IngestProgress("encode", done, len(tasks)))
-        writer.flush_if_due()
-    encode_pending()
-    writer.flush()
+                self.report.updated += 1
+        self.pending.clear()
 
-    if prune and vanished:
-        notify(IngestProgress("prune", 0, len(vanished)))
-        store.delete_ids(r.id for r in vanished.values())
-        report.removed = len(vanished)
-        notify(IngestProgress("prune", len(vanished), len(vanished)))
-    if writer.commits or report.removed:
-        notify(IngestProgress("compact", 0, 1))
-        store.compact()
-        notify(IngestProgress("compact", 1, 1))
-    report.rows = store.count()
-    report.seconds = time.perf_counter() - started
-    return report
+    def finish(self, *, prune: bool) -> None:
+        """Prune rows whose files are gone, compact, and count."""
+        if prune and self.vanished:
+            self.notify(IngestProgress("prune", 0, len(self.vanished)))
+            self.store.delete_ids(r.id for r in self.vanished.values())
+            self.report.removed = len(self.vanished)
+            self.notify(IngestProgress("prune", len(self.vanished), len(self.vanished)))
+        if self.writer.commits or self.report.removed:
+            self.notify(IngestProgress("compact", 0, 1))
+            self.store.compact()
+            self.notify(IngestProgress("compact", 1, 1))
+        self.report.rows = self.store.count()
 
 
 def _under(path: str, roots: list[str]) -> bool:
@@ -273,6 +291,8 @@ def _prepare(
         tensor = preprocess(decoded.image)
     except ImageDecodeError as exc:
         return _Prepared(task, "skip", digest, reason=exc.reason)
+    except MmembedError:
+        raise  # e.g. the model failed to load: that stops the run, it is not this file's fault
     except Exception as exc:  # noqa: BLE001 - one odd file must never stop the run
         return _Prepared(task, "skip", digest, reason=f"could not decode ({type(exc).__name__}: {exc})"[:200])
     return _Prepared(task, "encode", digest, tensor, decoded.width, decoded.height, decoded.format)

@@ -97,3 +97,17 @@ def test_search_and_info_never_fail_while_ingest_writes(many_images: Path, tmp_p
     assert len(seen_counts) >= 2, "readers never saw the table grow"
     assert json.loads(out)["rows"] == N_IMAGES
     assert mmembed.Index(db).info().rows == N_IMAGES
+
+
+def test_ctrl_c_keeps_encoded_rows_and_says_how_to_continue(many_images: Path, tmp_path: Path, tiny_model: str) -> None:
+    db = str(tmp_path / "interrupted.lancedb")
+    proc = start_ingest(many_images, db, tiny_model)
+    committed = wait_for_rows(db, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Interrupted; rerun the same command" in err and "Traceback" not in err
+    kept = Store(db).count()
+    assert committed <= kept < N_IMAGES
+    paths = Store(db).read_state().column("path").to_pylist()
+    assert len(paths) == len(set(paths))

@@ -80,6 +80,12 @@ def ingest(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per forward pass [default: 32].", show_default=False)] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Decode threads [default: one per core, at most 8].", show_default=False)] = None,
     max_megapixels: Annotated[Optional[float], typer.Option("--max-megapixels", help="Skip images larger than this [default: 100].", show_default=False)] = None,
+    captions: Annotated[Optional[list[Path]], typer.Option("--captions", help="Manifest mapping image paths to text: .csv, .jsonl or .parquet (repeatable). Extra columns become filterable.", show_default=False)] = None,
+    text_sources: Annotated[str, typer.Option("--text-sources", help="Where item text comes from, by precedence (comma list of sidecar, embedded, manifest).")] = "sidecar,embedded,manifest",
+    path_text: Annotated[bool, typer.Option("--path-text", help="Also use folder and file-name words as item text.")] = False,
+    fusion: Annotated[Optional[str], typer.Option("--fusion", help="How image and text vectors combine: mean, concat or attention [default: the table's, else mean].", show_default=False)] = None,
+    fusion_weight: Annotated[Optional[float], typer.Option("--fusion-weight", help="Image weight w of the fusion, 0..1 [default: the table's, else 0.2].", show_default=False)] = None,
+    text_aggregate: Annotated[Optional[str], typer.Option("--text-aggregate", help="Several captions per item: fuse their 'mean' or the 'first'.", show_default=False)] = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -95,13 +101,16 @@ def ingest(
         with IngestBar(enabled=not quiet) as bar:
             report = idx.ingest(
                 paths, include=include or (), exclude=exclude or (), hidden=hidden,
-                follow_symlinks=follow_symlinks, prune=prune, reindex=reindex, progress=bar.update,
+                follow_symlinks=follow_symlinks, prune=prune, reindex=reindex, captions=captions or (),
+                text_sources=[t.strip() for t in text_sources.split(",") if t.strip()], path_text=path_text,
+                fusion=fusion, fusion_weight=fusion_weight, text_aggregate=text_aggregate, progress=bar.update,
             )
         for skipped in report.skipped:
             typer.echo(f"skipped: {skipped.path}: {skipped.reason}", err=True)
         typer.echo(
             f"added {report.added}, updated {report.updated}, moved {report.moved}, "
-            f"unchanged {report.unchanged}, removed {report.removed}, skipped {len(report.skipped)}"
+            f"unchanged {report.unchanged}, text updated {report.text_updated}, removed {report.removed}, "
+            f"skipped {len(report.skipped)}"
             f" · {report.rows} rows in {idx.config.db} · {report.seconds:.1f} s",
             err=True,
         )
@@ -111,31 +120,43 @@ def ingest(
 
 @app.command()
 def search(
-    query: Annotated[Optional[str], typer.Argument(help="What to look for, in words.", show_default=False)] = None,
-    image: Annotated[Optional[Path], typer.Option("--image", "-i", help="Find images like this one (with QUERY: both count equally).", show_default=False)] = None,
+    query: Annotated[Optional[str], typer.Argument(help="What to look for, in words; 'a + b - c' adds and subtracts terms.", show_default=False)] = None,
+    image: Annotated[Optional[Path], typer.Option("--image", "-i", help="Find items like this image (with QUERY: a composite query).", show_default=False)] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many results.")] = 10,
     where: Annotated[Optional[str], typer.Option("--where", help="SQL filter on metadata columns, e.g. \"format = 'PNG' AND width > 1000\".", show_default=False)] = None,
+    target: Annotated[Optional[str], typer.Option("--target", "-t", help="Vectors to search: image, text or fused [default: fused when items have text, else image].", show_default=False)] = None,
+    image_weight: Annotated[Optional[float], typer.Option("--image-weight", help="Weight of --image against QUERY, 0..1 [default: 0.5; concat: the table's w].", show_default=False)] = None,
+    negatives: Annotated[Optional[list[str]], typer.Option("--not", help="Push results away from this text (repeatable).", show_default=False)] = None,
     db: DbOpt = None,
     table: TableOpt = None,
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line: path, score (cosine), metadata.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line: path, score (cosine), caption, image_score, text_score, metadata.")] = False,
     paths_only: Annotated[bool, typer.Option("--paths", help="Print paths only, one per line (for xargs).")] = False,
 ) -> None:
-    """Search indexed images by text (text->image) or by an example image (image->image).
+    """Search by text (text->image), by image (image->image), both, or image->text (--target text).
 
-    Example: mmembed search "cat on sofa" -n 5
+    Example: mmembed search "red car" --image ref.jpg --image-weight 0.4 --not blurry
     """
     with _errors():
-        hits = _index(db, table, model, pretrained, device).search(query, image=image, limit=limit, where=where)
+        hits = _index(db, table, model, pretrained, device).search(
+            query, image=image, limit=limit, where=where, target=target, image_weight=image_weight,
+            negatives=negatives or (),
+        )
     for hit in hits:
         if as_json:
             _print_json(hit.to_dict())
         elif paths_only:
             typer.echo(hit.path)
         else:
-            typer.echo(f"{hit.score:7.4f}  {hit.path}")
+            caption = f"  {_short(hit.text)}" if hit.text else ""
+            typer.echo(f"{hit.score:7.4f}  {hit.path}{caption}")
+
+
+def _short(text: str, width: int = 70) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @app.command()
@@ -156,9 +177,12 @@ def info(
     model = data["model"] or "(none yet)"
     if data["pretrained"]:
         model += f" ({data['pretrained']})"
+    fusion = data["fusion"] or {}
+    fusion_text = f"{fusion['strategy']} (w={fusion['weight']}, texts: {fusion['text_aggregate']})" if fusion else None
     for label, value in (
-        ("db", data["db"]), ("table", data["table"]), ("rows", data["rows"]), ("model", model),
-        ("dim", data["dim"]), ("bytes", data["bytes"]), ("schema", data["schema_version"]),
+        ("db", data["db"]), ("table", data["table"]), ("rows", data["rows"]), ("text", data["captioned"]),
+        ("model", model), ("dim", data["dim"]), ("fusion", fusion_text), ("bytes", data["bytes"]),
+        ("schema", data["schema_version"]),
     ):
         typer.echo(f"{label:7}{'' if value is None else value}")
 
@@ -199,6 +223,10 @@ def embed(
 
 def main() -> None:
     """Console-script entry point."""
+    import warnings
+
+    # Pillow warns about odd EXIF and huge images; mmembed reports such files itself.
+    warnings.filterwarnings("ignore", module=r"PIL\..*")
     app()
 
 

@@ -6,6 +6,7 @@ Precedence for every field: explicit argument > ``MMEMBED_*`` environment variab
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -63,9 +64,9 @@ class Config:
     def __post_init__(self) -> None:
         if not self.db:
             raise ConfigError("the database location is empty; pass --db PATH or set MMEMBED_DB")
-        if not self.table or not self.table.replace("_", "").replace("-", "").isalnum():
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.table or "") or "__" in self.table:
             raise ConfigError(
-                f"table name {self.table!r} is not valid; use letters, digits, '-' or '_'"
+                f"table name {self.table!r} is not valid; use ASCII letters, digits, '-' or single '_'"
             )
         if self.device != "auto" and self.device.split(":")[0] not in DEVICES[1:]:
             raise ConfigError(f"device {self.device!r} is not known; use one of {', '.join(DEVICES)}")

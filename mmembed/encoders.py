@@ -279,6 +279,9 @@ def _explain_load_failure(spec: ModelSpec, exc: Exception) -> str:
         )
     if spec.name.startswith(LOCAL_PREFIX):
         return f"could not load model folder {spec.name[len(LOCAL_PREFIX):]}: {text[:200]}"
+    network = ("download", "hub", "connection", "resolve", "offline", "internet", "timed out", "urlopen")
+    if not any(word in text.lower() for word in network):
+        return f"could not load model {spec.label}: {text[:200]}"
     return (
         f"could not download weights for {spec.label}: offline, or the model hub is unreachable. "
         "Run once with network access to cache them, or pass --model local-dir:PATH for a folder "

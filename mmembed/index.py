@@ -1,28 +1,33 @@
-"""``Index``: the facade users hold. It owns the config, the store and the encoder.
+"""``Index``: the facade users hold. It owns the config, the store, the encoder and fusion.
 
-The table records which model built it, so once a table exists the model need not be
-named again; naming a different one is refused with a message that says how to re-index.
+The table records which model built it and how its vectors are fused, so once a table
+exists neither need be named again; naming a different model is refused with a message
+that says how to re-index.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from .config import Config
 from .encoders import Encoder, ModelSpec
-from .errors import ModelLoadError, ModelMismatchError
+from .errors import ConfigError, ModelLoadError, ModelMismatchError
+from .fusion import FusionConfig, FusionStrategy, load_attention
 from .ingest import IngestProgress, IngestReport, run_ingest
 from .search import Hit, run_search
 from .store import Store, TableMeta
+from .texts import TEXT_SOURCES, TextOptions, Vectorizer
 
 __all__ = ["Index", "IndexInfo"]
 
 PathLike = str | os.PathLike[str]
+_ATTENTION_BLOB = "attention"
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,8 @@ class IndexInfo:
     dim: int | None
     bytes: int | None
     schema_version: int | None
+    fusion: dict[str, Any] | None = None
+    captioned: int = 0  # rows with item text
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,9 +55,9 @@ class Index:
     Example::
 
         idx = Index(db="./photos.lancedb", model="local-dir:./micro-clip")
-        idx.ingest("./photos")
+        idx.ingest("./photos", captions=["captions.csv"])
         for hit in idx.search("a dog on grass", limit=5):
-            print(hit.score, hit.path)
+            print(hit.score, hit.path, hit.text)
 
     Arguments left as None come from ``MMEMBED_*`` environment variables, then defaults;
     ``model``/``pretrained`` default to what the table records.
@@ -76,15 +83,17 @@ class Index:
                 max_megapixels=max_megapixels,
             )
         if config.is_local:
-            config = _with_absolute_db(config)
+            path = config.db.removeprefix("file://")
+            config = replace(config, db=os.path.abspath(os.path.expanduser(path)))
         self.config = config
         self.store = Store(config.db, config.table)
         self._encoder: Encoder | None = None
+        self._vectorizer: Vectorizer | None = None
 
     def __repr__(self) -> str:
         return f"Index(db={self.config.db!r}, table={self.config.table!r})"
 
-    # ------------------------------------------------------------ model
+    # ------------------------------------------------------------ model and fusion
     @property
     def meta(self) -> TableMeta | None:
         """What built the table, or None before the first ingest."""
@@ -94,10 +103,32 @@ class Index:
     def encoder(self) -> Encoder:
         """The encoder for this table: the recorded model, or the configured one for a new table."""
         if self._encoder is None:
-            self._encoder = Encoder(
-                self._model_spec(), device=self.config.device, batch_size=self.config.batch_size
-            )
+            self._encoder = self._new_encoder(self._model_spec())
         return self._encoder
+
+    def _new_encoder(self, spec: ModelSpec) -> Encoder:
+        return Encoder(spec, device=self.config.device, batch_size=self.config.batch_size)
+
+    @property
+    def fusion(self) -> FusionConfig:
+        """The table's fusion settings (defaults before the first ingest)."""
+        meta = self.meta
+        return FusionConfig.from_dict(meta.fusion) if meta and meta.fusion else FusionConfig()
+
+    @property
+    def vectorizer(self) -> Vectorizer:
+        if self._vectorizer is None or self._vectorizer.config != self.fusion:
+            self._vectorizer = self._make_vectorizer(self.fusion, self.encoder, self.store)
+        return self._vectorizer
+
+    def _make_vectorizer(self, config: FusionConfig, encoder: Encoder, store: Store) -> Vectorizer:
+        attention = None
+        if config.strategy is FusionStrategy.ATTENTION:
+            found = store.load_blob(_ATTENTION_BLOB)
+            if found is None:
+                raise ConfigError("this table uses attention fusion but holds no trained weights; run `mmembed fusion train`")
+            attention = load_attention(found[0], encoder.spec.fingerprint)
+        return Vectorizer(encoder, config, attention)
 
     def _model_spec(self, meta: TableMeta | None = None) -> ModelSpec:
         meta = meta or self.meta
@@ -121,15 +152,14 @@ class Index:
                     f"the model folder this table was built with, {folder}, is gone; pass "
                     "--model local-dir:PATH to where it is now"
                 )
-            current = ModelSpec.resolve(recorded.name)
-            if current.fingerprint != recorded.fingerprint:
+            if ModelSpec.resolve(recorded.name).fingerprint != recorded.fingerprint:
                 raise ModelMismatchError(
                     f"the weights in {folder} changed since table '{self.config.table}' was built; "
                     "re-index with `mmembed ingest PATH --reindex`"
                 )
         return recorded
 
-    # ------------------------------------------------------------ work
+    # ------------------------------------------------------------ ingest
     def ingest(
         self,
         paths: PathLike | Sequence[PathLike],
@@ -140,31 +170,119 @@ class Index:
         follow_symlinks: bool = False,
         prune: bool = True,
         reindex: bool = False,
+        captions: Iterable[PathLike] = (),
+        text_sources: Sequence[str] = TEXT_SOURCES,
+        path_text: bool = False,
+        fusion: str | None = None,
+        fusion_weight: float | None = None,
+        text_aggregate: str | None = None,
         progress: Callable[[IngestProgress], None] | None = None,
     ) -> IngestReport:
         """Index the images under ``paths``; unchanged files are skipped without being read.
 
-        Returns an ``IngestReport``. Bad files are listed in ``report.skipped`` and never
-        stop the run. ``reindex`` drops the table first (needed to switch models).
+        ``captions`` are manifest files (.csv, .jsonl, .parquet) mapping image paths to text;
+        ``text_sources`` sets the precedence of sidecar, embedded and manifest text;
+        ``fusion``/``fusion_weight``/``text_aggregate`` change how fused vectors are made (the
+        whole table is refused first). Bad files are listed in ``report.skipped`` and never
+        stop the run. ``reindex`` rebuilds the table (needed to switch models); searches keep
+        seeing the old table until the new one is complete.
         """
+        from .itemtext import Manifest
+
+        started = time.perf_counter()
         roots = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        if not roots:
+            raise ConfigError("no paths to ingest; give at least one folder or image file")
+        for root in roots:
+            if not os.path.exists(root):
+                raise ConfigError(f"{os.fspath(root)}: no such file or folder; check the path")
+        text_options = TextOptions(tuple(text_sources), tuple(Manifest.load(c) for c in captions), path_text)
         with self.store.write_lock():
             meta = None if reindex else self.meta
+            target = self.store
             if meta is None:
-                self._encoder = None
-                spec = ModelSpec.resolve(self.config.model, self.config.pretrained)
-                encoder = Encoder(spec, device=self.config.device, batch_size=self.config.batch_size)
-                new_meta = TableMeta(spec.name, spec.pretrained, spec.fingerprint, encoder.dim)
-                self.store.create(new_meta, replace=reindex)
-                self._encoder = encoder
-            encoder = self.encoder
-            return run_ingest(
-                self.store, encoder, roots, include=include, exclude=exclude, hidden=hidden,
-                follow_symlinks=follow_symlinks, prune=prune,
+                target = self._create_table(reindex, fusion, fusion_weight, text_aggregate)
+            else:
+                self._refuse_fusion_change(fusion, fusion_weight, text_aggregate)
+            for manifest in text_options.manifests:
+                target.ensure_columns(manifest.extra_columns)
+            vectorizer = self._make_vectorizer(FusionConfig.from_dict(target.meta().fusion), self.encoder, target)
+            report = run_ingest(
+                target, vectorizer, roots, text_options=text_options, include=include, exclude=exclude,
+                hidden=hidden, follow_symlinks=follow_symlinks, prune=prune,
                 max_megapixels=self.config.max_megapixels, workers=self.config.workers,
                 batch_size=self.config.batch_size, progress=progress,
             )
+            if target is not self.store:
+                self.store.replace_with(target)
+                self.store.drop_blobs()  # fusion weights belonged to the table just replaced
+                report.rows = self.store.count()
+        report.seconds = time.perf_counter() - started
+        return report
 
+    def _create_table(self, reindex: bool, strategy: str | None, weight: float | None, aggregate: str | None) -> Store:
+        """A new table; when one exists already (reindex), a staging table swapped in at the end."""
+        spec = ModelSpec.resolve(self.config.model, self.config.pretrained)
+        encoder = self._new_encoder(spec)
+        fusion = FusionConfig(**_given(strategy=strategy, weight=weight, text_aggregate=aggregate))
+        if fusion.strategy is FusionStrategy.ATTENTION:
+            raise ConfigError("a new table starts with mean or concat fusion; train attention with `mmembed fusion train`")
+        meta = TableMeta(spec.name, spec.pretrained, spec.fingerprint, encoder.dim, fusion.to_dict())
+        target = Store(self.store.uri, f"{self.config.table}__staging") if reindex and self.store.exists() else self.store
+        target.create(meta, fusion.fused_dim(meta.dim), replace=True)
+        if target is self.store:
+            self.store.drop_blobs()  # weights trained for an older table of this name
+        self._encoder, self._vectorizer = encoder, None
+        return target
+
+    def _refuse_fusion_change(self, strategy: str | None, weight: float | None, aggregate: str | None) -> None:
+        wanted = _given(strategy=strategy, weight=weight, text_aggregate=aggregate)
+        current = self.fusion
+        if wanted and replace(current, **wanted) != current:
+            self.apply_fusion(**wanted)
+
+    # ------------------------------------------------------------ fusion
+    def apply_fusion(
+        self,
+        *,
+        strategy: str | None = None,
+        weight: float | None = None,
+        text_aggregate: str | None = None,
+        progress: Callable[[IngestProgress], None] | None = None,
+    ) -> int:
+        """Recompute every row's fused vector (and text vector, if the aggregation changed)
+        from stored vectors, without decoding any image. Returns the number of rows."""
+        from .fusion_ops import refuse_table
+
+        meta = self.meta
+        if meta is None:
+            raise ConfigError("no index yet; run `mmembed ingest PATH` first")
+        current = self.fusion
+        new = replace(current, **_given(strategy=strategy, weight=weight, text_aggregate=text_aggregate))
+        if new.strategy is FusionStrategy.ATTENTION:
+            found = self.store.load_blob(_ATTENTION_BLOB)
+            if found is None:
+                raise ConfigError("no trained attention weights in this database; run `mmembed fusion train` first")
+            new = replace(new, attention_id=found[1].get("id"))
+        vectorizer = self._make_vectorizer(new, self.encoder, self.store)
+        rows = refuse_table(self.store, vectorizer, current, progress)
+        self.store.set_meta(replace(meta, fusion=new.to_dict()))
+        self._vectorizer = None
+        return rows
+
+    def train_fusion(self, *, epochs: int = 5, seed: int = 0, apply: bool = True,
+                     progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
+        """Train attention fusion on this table's items that have two or more texts, store the
+        weights in the database, and (by default) switch the table to attention fusion."""
+        from .fusion_ops import train_on_table
+
+        info = train_on_table(self.store, self.encoder, self.fusion, epochs=epochs, seed=seed, progress=progress)
+        self.store.save_blob(_ATTENTION_BLOB, info.pop("blob"), {"id": info["id"], **info})
+        if apply:
+            info["rows"] = self.apply_fusion(strategy="attention")
+        return info
+
+    # ------------------------------------------------------------ search and inspection
     def search(
         self,
         text: str | None = None,
@@ -172,14 +290,21 @@ class Index:
         image: PathLike | None = None,
         limit: int = 10,
         where: str | None = None,
+        target: str | None = None,
+        image_weight: float | None = None,
+        negatives: Sequence[str] = (),
+        negative_weight: float = 0.5,
     ) -> list[Hit]:
-        """Nearest images to a text and/or image query, best first.
+        """Nearest items to a text and/or image query, best first.
 
-        ``where`` is a SQL filter on the metadata columns, e.g. ``"format = 'PNG'"``.
+        ``target`` is 'image', 'text' or 'fused' (default: fused when the table has item text).
+        ``where`` is a SQL filter on the metadata columns, e.g. ``"format = 'PNG'"``. See
+        ``mmembed.search`` for how composite queries are scored.
         """
         return run_search(
-            self.store, _LazyEncoder(self), text, image=image, limit=limit, where=where,
-            max_megapixels=self.config.max_megapixels,
+            self.store, _LazyVectorizer(self), text, image=image, limit=limit, where=where,
+            target=target, image_weight=image_weight, negatives=negatives,
+            negative_weight=negative_weight, max_megapixels=self.config.max_megapixels,
         )
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
@@ -191,33 +316,27 @@ class Index:
         return self.encoder.encode_images(list(images), max_megapixels=self.config.max_megapixels)
 
     def info(self) -> IndexInfo:
-        """Location, size and model of the index (no model is loaded)."""
+        """Location, size, model and fusion of the index (no model is loaded)."""
         meta = self.meta
-        exists = meta is not None
+        if meta is None:
+            return IndexInfo(self.config.db, self.config.table, 0, None, None, None, 0, None)
         return IndexInfo(
-            db=self.config.db,
-            table=self.config.table,
-            rows=self.store.count() if exists else 0,
-            model=meta.model if meta else None,
-            pretrained=meta.pretrained if meta else None,
-            dim=meta.dim if meta else None,
-            bytes=self.store.bytes_on_disk() if exists else 0,
-            schema_version=meta.schema_version if meta else None,
+            db=self.config.db, table=self.config.table, rows=self.store.count(), model=meta.model,
+            pretrained=meta.pretrained, dim=meta.dim, bytes=self.store.bytes_on_disk(),
+            schema_version=meta.schema_version, fusion=meta.fusion,
+            captioned=self.store.count_where("text_vector IS NOT NULL"),
         )
 
 
-class _LazyEncoder:
+class _LazyVectorizer:
     """Defers building (and checking) the encoder until a query really needs a vector."""
 
     def __init__(self, index: Index) -> None:
         self._index = index
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._index.encoder, name)
+        return getattr(self._index.vectorizer, name)
 
 
-def _with_absolute_db(config: Config) -> Config:
-    from dataclasses import replace
-
-    path = config.db.removeprefix("file://")
-    return replace(config, db=os.path.abspath(os.path.expanduser(path)))
+def _given(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}

@@ -1,5 +1,5 @@
 """The ingest pipeline: discover -> skip unchanged -> read, hash, decode in threads -> encode in
-batches -> write batch by batch -> prune -> compact.
+batches -> attach item text and fuse -> write batch by batch -> prune -> compact.
 
 Memory stays flat: decoded images live only inside a bounded window of in-flight work, and
 vectors are written as they are made. A run killed at any moment leaves a table that opens
@@ -24,8 +24,9 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import ImageDecodeError, MmembedError
-from .sources import DiscoveredFile, load_image, walk
+from .sources import DiscoveredFile, load_image, printable_path, walk
 from .store import Store
+from .texts import TextOptions, Vectorizer, resolve_texts, text_hash
 
 __all__ = ["IngestReport", "SkippedFile", "IngestProgress", "run_ingest"]
 
@@ -44,16 +45,20 @@ class SkippedFile:
 
 @dataclass
 class IngestReport:
-    """What one ingest run did. ``to_dict()`` is the CLI's ``--json`` output."""
+    """What one ingest run did. ``to_dict()`` is the CLI's ``--json`` output.
+
+    Each file walked counts once: added, updated, moved, unchanged, text_updated or skipped.
+    """
 
     added: int = 0  # new files encoded (or copied from an identical file already indexed)
     updated: int = 0  # files whose content changed, re-encoded
     moved: int = 0  # files found under a new path by content hash; vector reused
     unchanged: int = 0  # same size and mtime (not read), or same content after a touch
-    removed: int = 0  # rows pruned because their file is gone
+    text_updated: int = 0  # image unchanged, item text changed: text and fused vectors redone
+    removed: int = 0  # rows pruned because their file is gone (or now unreadable as an image)
     skipped: list[SkippedFile] = field(default_factory=list)  # not indexed, with the reason
     rows: int = 0  # rows in the table after the run
-    seconds: float = 0.0  # wall time of the run
+    seconds: float = 0.0  # wall time of the run, model load included
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -79,6 +84,9 @@ class _Row:
     size: int
     mtime_ns: int
     content_hash: str
+    text_hash: str | None
+    embedded_texts: list[str] | None
+    manifest_texts: list[str] | None
 
 
 @dataclass
@@ -96,14 +104,16 @@ class _Prepared:
     width: int = 0
     height: int = 0
     format: str = ""
+    embedded: list[str] = field(default_factory=list)
     reason: str = ""
 
 
 def run_ingest(
     store: Store,
-    encoder: Any,
+    vectorizer: Vectorizer,
     roots: Iterable[str | os.PathLike[str]],
     *,
+    text_options: TextOptions = TextOptions(),
     include: Iterable[str] = (),
     exclude: Iterable[str] = (),
     hidden: bool = False,
@@ -116,9 +126,9 @@ def run_ingest(
 ) -> IngestReport:
     """Bring the table in line with the files under ``roots``; see the module docstring."""
     started = time.perf_counter()
-    run = _IngestRun(store, encoder, progress or (lambda p: None))
+    run = _IngestRun(store, vectorizer, text_options, progress or (lambda p: None))
     tasks = run.plan(
-        [os.path.abspath(os.fspath(r)) for r in roots],
+        [os.path.realpath(os.fspath(r)) for r in roots],
         include=include, exclude=exclude, hidden=hidden, follow_symlinks=follow_symlinks,
     )
     try:
@@ -133,45 +143,89 @@ def run_ingest(
 class _IngestRun:
     """State of one ingest: what the table held, what the walk found, and the running report."""
 
-    def __init__(self, store: Store, encoder: Any, notify: Callable[[IngestProgress], None]) -> None:
+    def __init__(self, store: Store, vectorizer: Vectorizer, text_options: TextOptions,
+                 notify: Callable[[IngestProgress], None]) -> None:
         self.store = store
-        self.encoder = encoder
+        self.encoder = vectorizer.encoder
+        self.texts = text_options
         self.notify = notify
         self.report = IngestReport()
-        self.writer = _Writer(store)
+        self.writer = _Writer(store, vectorizer)
+        self.roots: list[str] = []
         self.pending: list[_Prepared] = []
         self.hash_to_ids: dict[str, list[str]] = {}
         self.vanished: dict[str, _Row] = {}  # rows under the roots whose file is gone, by path
         self.vanished_by_hash: dict[str, list[_Row]] = {}
+        self.broken_rows: list[str] = []  # ids of rows whose file no longer decodes
+        self.rows: dict[str, _Row] = {}
 
     def skip(self, path: str, reason: str) -> None:
-        self.report.skipped.append(SkippedFile(path, reason))
+        self.report.skipped.append(SkippedFile(printable_path(path), reason))
+
+    def item_text(self, file: DiscoveredFile, embedded: list[str] | None, kept_manifest: list[str] | None) -> dict[str, Any]:
+        """The text columns for a file: texts by precedence, their hash, the kept snapshots, extras."""
+        manifest_texts, extras = kept_manifest, {}
+        entry = self.texts.manifest_entry(file.path, self.roots)
+        if entry is not None:
+            manifest_texts, extras = entry
+        chosen = resolve_texts(file.path, file.root, file.sidecars, embedded or [], manifest_texts or [], self.texts)
+        return {
+            "text": chosen.texts[0] if chosen.texts else None,
+            "texts": chosen.texts or None,
+            "text_source": chosen.source,
+            "text_hash": text_hash(chosen.texts, self.writer.vectorizer.config),
+            "embedded_texts": embedded or None,
+            "manifest_texts": manifest_texts or None,
+            **extras,
+        }
+
+    def _text_for(self, file: DiscoveredFile, old: _Row | None, embedded_from: _Row | None = None) -> dict[str, Any]:
+        """Text columns when the file's bytes are not decoded this run (embedded texts are kept)."""
+        source = embedded_from or old
+        return self.item_text(file, source.embedded_texts if source else None, old.manifest_texts if old else None)
 
     def plan(self, roots: list[str], **walk_options: Any) -> list[_Task]:
-        """Walk the roots; count unchanged files; return the files that must be read."""
-        by_path = {r["path"]: _Row(**r) for r in self.store.read_state().to_pylist()}
-        for row in by_path.values():
-            self.hash_to_ids.setdefault(row.content_hash, []).append(row.id)
+        """Walk the roots; settle unchanged files; return the files that must be read."""
+        self.roots = roots
+        by_path = {r["path"]: _Row(**r) for r in self.store.read_state()}
+        self.rows = {r.id: r for r in by_path.values()}
+        changing = set()
         seen: set[str] = set()
         tasks: list[_Task] = []
         for found in walk(roots, on_error=self.skip, **walk_options):
             seen.add(found.path)
             row = by_path.get(found.path)
             if row is not None and row.size == found.size and row.mtime_ns == found.mtime_ns:
-                self.report.unchanged += 1
+                self._check_text(found, row)
             else:
                 tasks.append(_Task(found, row))
+                if row is not None:
+                    changing.add(row.id)
             if len(seen) % 1000 == 0:
                 self.notify(IngestProgress("scan", len(seen), None))
         self.notify(IngestProgress("scan", len(seen), len(seen)))
-        # A row whose file still exists but was not walked (filtered, hidden) is left alone.
+        # Vectors may be copied only from rows this run will not rewrite.
+        for row in by_path.values():
+            if row.id not in changing:
+                self.hash_to_ids.setdefault(row.content_hash, []).append(row.id)
+        # A row whose file still exists but was not walked (filtered, hidden, unreadable folder) stays.
         self.vanished = {
             r.path: r for r in by_path.values()
-            if r.path not in seen and _under(r.path, roots) and not os.path.exists(r.path)
+            if r.path not in seen and _under(r.path, roots) and _gone(r.path)
         }
         for row in self.vanished.values():
             self.vanished_by_hash.setdefault(row.content_hash, []).append(row)
         return tasks
+
+    def _check_text(self, file: DiscoveredFile, row: _Row) -> None:
+        columns = self._text_for(file, row)
+        if columns["text_hash"] == row.text_hash:
+            if len(columns) > 6:  # this run's manifest has extra columns for it: refresh them
+                self.writer.put_text_only(row.id, columns, new_text=False)
+            self.report.unchanged += 1
+            return
+        self.writer.put_text_only(row.id, columns, new_text=True)
+        self.report.text_updated += 1
 
     def process(self, tasks: list[_Task], *, max_megapixels: float, workers: int, batch_size: int) -> None:
         """Read, hash and decode in threads; reuse, encode in batches, and write as we go."""
@@ -190,24 +244,28 @@ class _IngestRun:
 
     def _handle(self, prepared: _Prepared) -> None:
         task, report = prepared.task, self.report
+        file, existing = task.file, task.existing
         if prepared.kind == "skip":
-            self.skip(task.file.path, prepared.reason)
+            self.skip(file.path, prepared.reason)
+            if existing is not None and prepared.content_hash:  # it changed, and is no picture now
+                self.broken_rows.append(existing.id)
         elif prepared.kind == "encode":
             self.pending.append(prepared)
         elif prepared.kind == "touched":
-            assert task.existing is not None
-            self.writer.put_reused(task.existing.id, task.existing.id, task.file, prepared.content_hash)
+            assert existing is not None
+            self.writer.put_reused(existing.id, existing.id, file, prepared.content_hash, self._text_for(file, existing))
             report.unchanged += 1
-        elif task.existing is None and self.vanished_by_hash.get(prepared.content_hash):
+        elif existing is None and self.vanished_by_hash.get(prepared.content_hash):
             source = self.vanished_by_hash[prepared.content_hash].pop()
             del self.vanished[source.path]
-            self.writer.put_reused(source.id, source.id, task.file, prepared.content_hash)
+            self.writer.put_reused(source.id, source.id, file, prepared.content_hash, self._text_for(file, source))
             report.moved += 1
-        else:  # same bytes as a row we have: copy its vector instead of encoding
-            target = task.existing.id if task.existing else _new_id()
+        else:  # same bytes as a row we keep: copy its vector instead of encoding
             source_id = self.hash_to_ids[prepared.content_hash][0]
-            self.writer.put_reused(source_id, target, task.file, prepared.content_hash)
-            if task.existing is None:
+            target = existing.id if existing else _new_id()
+            columns = self._text_for(file, existing, embedded_from=self.rows[source_id])
+            self.writer.put_reused(source_id, target, file, prepared.content_hash, columns)
+            if existing is None:
                 report.added += 1
             else:
                 report.updated += 1
@@ -218,7 +276,8 @@ class _IngestRun:
         vectors = self.encoder.encode_pixels([p.tensor for p in self.pending])
         for prepared, vector in zip(self.pending, vectors):
             existing = prepared.task.existing
-            self.writer.put_encoded(prepared, vector, existing.id if existing else None)
+            columns = self.item_text(prepared.task.file, prepared.embedded, existing.manifest_texts if existing else None)
+            self.writer.put_encoded(prepared, vector, existing.id if existing else None, columns)
             if existing is None:
                 self.report.added += 1
             else:
@@ -227,11 +286,13 @@ class _IngestRun:
 
     def finish(self, *, prune: bool) -> None:
         """Prune rows whose files are gone, compact, and count."""
-        if prune and self.vanished:
-            self.notify(IngestProgress("prune", 0, len(self.vanished)))
-            self.store.delete_ids(r.id for r in self.vanished.values())
-            self.report.removed = len(self.vanished)
-            self.notify(IngestProgress("prune", len(self.vanished), len(self.vanished)))
+        doomed = [r.id for r in self.vanished.values()] if prune else []
+        doomed += self.broken_rows
+        if doomed:
+            self.notify(IngestProgress("prune", 0, len(doomed)))
+            self.store.delete_ids(doomed)
+            self.report.removed = len(doomed)
+            self.notify(IngestProgress("prune", len(doomed), len(doomed)))
         if self.writer.commits or self.report.removed:
             self.notify(IngestProgress("compact", 0, 1))
             self.store.compact()
@@ -241,6 +302,17 @@ class _IngestRun:
 
 def _under(path: str, roots: list[str]) -> bool:
     return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
+def _gone(path: str) -> bool:
+    """True only when the file is really missing: a permission error is not an absence."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _new_id() -> str:
@@ -268,26 +340,32 @@ def _prepare_all(
             yield in_flight.popleft().result()
 
 
+def _hash_file(path: str) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(_READ_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _prepare(
     task: _Task, reusable: frozenset[str], preprocess: Callable[[Any], Any], max_megapixels: float
 ) -> _Prepared:
     path = task.file.path
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        digest = _hash_file(path)
     except PermissionError:
         return _Prepared(task, "skip", reason="permission denied; check the file's permissions")
     except FileNotFoundError:
         return _Prepared(task, "skip", reason="file vanished during ingest")
     except OSError as exc:
         return _Prepared(task, "skip", reason=f"cannot read file ({exc.strerror or exc})")
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     if task.existing is not None and task.existing.content_hash == digest:
         return _Prepared(task, "touched", digest)
     if digest in reusable:
         return _Prepared(task, "reuse", digest)
     try:
-        decoded = load_image(data, max_megapixels=max_megapixels, name=path)
+        decoded = load_image(path, max_megapixels=max_megapixels)
         tensor = preprocess(decoded.image)
     except ImageDecodeError as exc:
         return _Prepared(task, "skip", digest, reason=exc.reason)
@@ -295,41 +373,48 @@ def _prepare(
         raise  # e.g. the model failed to load: that stops the run, it is not this file's fault
     except Exception as exc:  # noqa: BLE001 - one odd file must never stop the run
         return _Prepared(task, "skip", digest, reason=f"could not decode ({type(exc).__name__}: {exc})"[:200])
-    return _Prepared(task, "encode", digest, tensor, decoded.width, decoded.height, decoded.format)
+    return _Prepared(task, "encode", digest, tensor, decoded.width, decoded.height, decoded.format, decoded.texts)
+
+
+@dataclass
+class _Reuse:
+    source_id: str
+    target_id: str
+    file: DiscoveredFile | None  # None: the row keeps its file columns (a text-only change)
+    content_hash: str | None
+    columns: dict[str, Any]  # text columns (and manifest extras) for the target
+    new_text: bool = True
 
 
 class _Writer:
-    """Buffers rows and commits them in batches: appends for new ids, merge-inserts for the rest."""
+    """Buffers rows, fills in text and fused vectors, and commits in batches."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, vectorizer: Vectorizer) -> None:
         self.store = store
+        self.vectorizer = vectorizer
         self.schema = store.table.schema
         self.new_rows: list[dict[str, Any]] = []
         self.update_rows: list[dict[str, Any]] = []
-        self.reused: list[tuple[str, str, DiscoveredFile, str]] = []  # source id, target id, file, hash
+        self.reused: list[_Reuse] = []
         self.commits = 0
         self.last_flush = time.monotonic()
 
-    def put_encoded(self, prepared: _Prepared, vector: np.ndarray, existing_id: str | None) -> None:
+    def put_encoded(self, prepared: _Prepared, vector: np.ndarray, existing_id: str | None, columns: dict[str, Any]) -> None:
         f = prepared.task.file
         row = {
-            "id": existing_id or _new_id(),
-            "path": f.path,
-            "size": f.size,
-            "mtime_ns": f.mtime_ns,
-            "content_hash": prepared.content_hash,
-            "width": prepared.width,
-            "height": prepared.height,
-            "format": prepared.format,
-            "ingested_at": datetime.now(timezone.utc),
-            "image_vector": vector,
-            "text": None,
-            "text_vector": None,
+            "id": existing_id or _new_id(), "path": f.path, "size": f.size, "mtime_ns": f.mtime_ns,
+            "content_hash": prepared.content_hash, "width": prepared.width, "height": prepared.height,
+            "format": prepared.format, "ingested_at": datetime.now(timezone.utc), "image_vector": vector,
+            **columns, "_new_text": True,
         }
         (self.update_rows if existing_id else self.new_rows).append(row)
 
-    def put_reused(self, source_id: str, target_id: str, file: DiscoveredFile, content_hash: str) -> None:
-        self.reused.append((source_id, target_id, file, content_hash))
+    def put_reused(self, source_id: str, target_id: str, file: DiscoveredFile, content_hash: str,
+                   columns: dict[str, Any]) -> None:
+        self.reused.append(_Reuse(source_id, target_id, file, content_hash, columns))
+
+    def put_text_only(self, row_id: str, columns: dict[str, Any], *, new_text: bool) -> None:
+        self.reused.append(_Reuse(row_id, row_id, None, None, columns, new_text=new_text))
 
     def flush_if_due(self) -> None:
         buffered = len(self.new_rows) + len(self.update_rows) + len(self.reused)
@@ -339,28 +424,41 @@ class _Writer:
     def flush(self) -> None:
         if self.reused:
             self._resolve_reused()
-        if self.new_rows:
-            self.store.add(self._table(self.new_rows))
-            self.commits += 1
-        if self.update_rows:
-            self.store.upsert(self._table(self.update_rows))
-            self.commits += 1
+        for rows, write in ((self.new_rows, self.store.add), (self.update_rows, self.store.upsert)):
+            if rows:
+                self._vectorize(rows)
+                write(pa.Table.from_pylist(rows, schema=self.schema))
+                self.commits += 1
         self.new_rows, self.update_rows = [], []
         self.last_flush = time.monotonic()
 
     def _resolve_reused(self) -> None:
-        """Copy the stored row of each source id, with the new path, size, mtime and id."""
-        sources = {row["id"]: row for row in self.store.rows_by_id({s for s, *_ in self.reused})}
+        """Copy each source row with the target's id, file columns and text columns."""
+        sources = {row["id"]: row for row in self.store.rows_by_id({r.source_id for r in self.reused})}
         now = datetime.now(timezone.utc)
-        for source_id, target_id, file, content_hash in self.reused:
-            source = sources.get(source_id)
-            if source is None:
-                continue  # the source row vanished meanwhile; the file is retried next run
-            row = dict(source, id=target_id, path=file.path, size=file.size,
-                       mtime_ns=file.mtime_ns, content_hash=content_hash, ingested_at=now)
+        for reuse in self.reused:
+            source = sources.get(reuse.source_id)
+            if source is None or (reuse.content_hash and source["content_hash"] != reuse.content_hash):
+                continue  # the source changed meanwhile; the file is retried next run
+            row = dict(source, id=reuse.target_id, **reuse.columns)
+            if reuse.file is not None:
+                row.update(path=reuse.file.path, size=reuse.file.size, mtime_ns=reuse.file.mtime_ns,
+                           content_hash=reuse.content_hash, ingested_at=now)
+            row["_new_text"] = reuse.new_text and row.get("text_hash") != source.get("text_hash")
             self.update_rows.append(row)  # merge-insert: updates a moved row, inserts a copy
         self.reused = []
 
-    def _table(self, rows: list[dict[str, Any]]) -> pa.Table:
-        return pa.Table.from_pylist(rows, schema=self.schema)
-
+    def _vectorize(self, rows: list[dict[str, Any]]) -> None:
+        """Text vectors where the text changed; fused vectors for every row."""
+        redo = [i for i, r in enumerate(rows) if r.pop("_new_text")]
+        if redo:
+            vectors, has = self.vectorizer.text_vectors([rows[i]["texts"] or [] for i in redo])
+            for k, i in enumerate(redo):
+                rows[i]["text_vector"] = vectors[k] if has[k] else None
+        image = np.stack([np.asarray(r["image_vector"], dtype=np.float32) for r in rows])
+        has_text = np.array([r.get("text_vector") is not None for r in rows])
+        dim = image.shape[1]
+        text = np.stack([np.asarray(r["text_vector"], dtype=np.float32) if r.get("text_vector") is not None
+                         else np.zeros(dim, np.float32) for r in rows])
+        for row, fused in zip(rows, self.vectorizer.fuse(image, text, has_text)):
+            row["fused_vector"] = fused

@@ -13,9 +13,10 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import ConfigError, ImageDecodeError
+from .itemtext import embedded_texts, find_sidecars
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -49,6 +50,8 @@ class DiscoveredFile:
     path: str
     size: int
     mtime_ns: int
+    root: str = ""  # the walked root it was found under
+    sidecars: tuple[str, ...] = ()  # names of its caption sidecars in the same folder, by precedence
 
 
 @dataclass
@@ -59,6 +62,7 @@ class DecodedImage:
     width: int  # after orientation
     height: int
     format: str  # Pillow's format name: JPEG, PNG, HEIF, AVIF, ...
+    texts: list[str] = field(default_factory=list)  # captions embedded in the file (EXIF, IPTC, XMP)
 
 
 def is_image_path(path: str) -> bool:
@@ -94,7 +98,7 @@ def walk(
     report = on_error or (lambda path, reason: None)
     seen_files: set[str] = set()
     for root in roots:
-        root_path = os.path.abspath(os.fspath(root))
+        root_path = os.path.realpath(os.fspath(root))
         try:
             st = os.stat(root_path)
         except FileNotFoundError:
@@ -112,9 +116,27 @@ def walk(
         elif root_path not in seen_files:
             seen_files.add(root_path)
             if is_image_path(root_path):
-                yield DiscoveredFile(root_path, st.st_size, st.st_mtime_ns)
+                folder, name = os.path.split(root_path)
+                try:
+                    names = frozenset(os.listdir(folder))
+                except OSError:
+                    names = frozenset()
+                yield DiscoveredFile(root_path, st.st_size, st.st_mtime_ns, folder, tuple(find_sidecars(name, names)))
             else:
                 report(root_path, "not an image file name; supported: " + _short_ext_list())
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def printable_path(path: str) -> str:
+    """A path safe to print and store: undecodable bytes become U+FFFD."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _short_ext_list() -> str:
@@ -141,9 +163,13 @@ def _walk_dir(
         report(folder, f"folder not readable ({exc.strerror or exc})")
         return
     subdirs = []
+    names = frozenset(e.name for e in entries)
     for entry in entries:
         name = entry.name
         if not hidden and name.startswith("."):
+            continue
+        if not _utf8(name):
+            report(printable_path(entry.path), "file name is not valid UTF-8; rename the file to index it")
             continue
         rel = os.path.relpath(entry.path, root).replace(os.sep, "/").lower()
         lname = name.lower()
@@ -174,7 +200,7 @@ def _walk_dir(
             continue
         if not stat.S_ISREG(st.st_mode):
             continue
-        yield DiscoveredFile(entry.path, st.st_size, st.st_mtime_ns)
+        yield DiscoveredFile(entry.path, st.st_size, st.st_mtime_ns, root, tuple(find_sidecars(name, names)))
     for entry in subdirs:
         try:
             st = entry.stat(follow_symlinks=True)
@@ -251,23 +277,20 @@ def load_image(
             raise ImageDecodeError(
                 label, hint or "not a readable image (unknown format or corrupt header)"
             ) from None
-        except Image.DecompressionBombError as exc:
-            raise ImageDecodeError(label, f"{exc}; raise --max-megapixels to ingest it") from None
+        except Image.DecompressionBombError:
+            raise ImageDecodeError(label, _over_cap(None, max_megapixels)) from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageDecodeError(label, f"truncated or corrupt image data ({_short(exc)})") from None
         width, height = im.size
         megapixels = width * height / 1e6
         if megapixels > max_megapixels:
-            raise ImageDecodeError(
-                label,
-                f"image is {width}x{height} ({megapixels:.0f} MP), above the --max-megapixels "
-                f"cap of {max_megapixels:g}; raise the cap to ingest it",
-            )
+            raise ImageDecodeError(label, _over_cap((width, height), max_megapixels))
         fmt = im.format or "unknown"
+        texts = embedded_texts(im)
         try:
             im.load()
-        except Image.DecompressionBombError as exc:
-            raise ImageDecodeError(label, f"{exc}; raise --max-megapixels to ingest it") from None
+        except Image.DecompressionBombError:
+            raise ImageDecodeError(label, _over_cap((width, height), max_megapixels)) from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageDecodeError(label, f"truncated or corrupt image data ({_short(exc)})") from None
         try:
@@ -275,7 +298,7 @@ def load_image(
         except Exception:  # noqa: BLE001 - bad EXIF must not cost the picture; keep it unrotated
             pass
         rgb = _to_rgb(im, label)
-        return DecodedImage(rgb, rgb.width, rgb.height, fmt)
+        return DecodedImage(rgb, rgb.width, rgb.height, fmt, texts)
     finally:
         if hasattr(fp, "close"):
             fp.close()  # type: ignore[union-attr]
@@ -314,8 +337,14 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def _over_cap(size: tuple[int, int] | None, max_megapixels: float) -> str:
+    shown = f"{size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.0f} MP)" if size else "larger still"
+    return f"image is {shown}, above the --max-megapixels cap of {max_megapixels:g}; raise the cap to ingest it"
+
+
 def _raise_pillow_bomb_limit(max_megapixels: float) -> None:
-    """Let our own cap govern: Pillow's default guard would refuse some images we allow."""
+    """Let our own cap govern: Pillow's guard (a process-wide setting) would refuse some
+    images we allow, so it is raised to our cap when that is higher, never lowered."""
     from PIL import Image
 
     wanted = int(max_megapixels * 1e6)

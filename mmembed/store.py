@@ -1,8 +1,8 @@
 """The only module that imports lancedb: table schema, metadata, writes and vector queries.
 
-Each row is one image file. The table's schema metadata records what built it (model,
-fingerprint, dimension, schema version), so a search can rebuild the right encoder and an
-ingest with another model is refused.
+Each row is one image file. The metadata of the ``id`` field records what built the table
+(model, fingerprint, dimension, fusion settings, schema version), so a search can rebuild
+the right encoder and an ingest with another model is refused.
 """
 
 from __future__ import annotations
@@ -20,25 +20,25 @@ import pyarrow as pa
 
 from .errors import IndexEmptyError, IngestLockedError, QueryError, StoreError
 
-__all__ = ["Store", "TableMeta", "SCHEMA_VERSION", "image_schema", "STATE_COLUMNS"]
+__all__ = ["Store", "TableMeta", "SCHEMA_VERSION", "image_schema", "STATE_COLUMNS", "VECTOR_COLUMNS"]
 
-SCHEMA_VERSION = 1
-_META_KEY = b"mmembed"
+SCHEMA_VERSION = 2
+_META_KEY = "mmembed"
 # The columns ingest reads to decide what changed: small, so reading them all is cheap.
-STATE_COLUMNS = ["id", "path", "size", "mtime_ns", "content_hash"]
-# Columns a search returns besides the score (vectors stay in the table).
-HIT_COLUMNS = ["id", "path", "size", "mtime_ns", "width", "height", "format", "text"]
+STATE_COLUMNS = ["id", "path", "size", "mtime_ns", "content_hash", "text_hash", "embedded_texts", "manifest_texts"]
+VECTOR_COLUMNS = ("image_vector", "text_vector", "fused_vector")
 _IN_CHUNK = 512
 
 
 @dataclass(frozen=True)
 class TableMeta:
-    """What built a table, stored as JSON in its Arrow schema metadata."""
+    """What built a table, stored as JSON in the metadata of its ``id`` field."""
 
     model: str  # open_clip model name or local-dir:/abs/path
     pretrained: str | None  # pretrained tag, None for folders and hub repos
     fingerprint: str  # identity of the weights; compared to refuse mixing models
     dim: int  # embedding dimension of image_vector / text_vector
+    fusion: dict[str, Any] | None = None  # FusionConfig.to_dict() of the fused_vector column
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -47,16 +47,17 @@ class TableMeta:
     @classmethod
     def from_json(cls, raw: str | bytes) -> TableMeta:
         data = json.loads(raw)
-        known = {k: data[k] for k in ("model", "pretrained", "fingerprint", "dim", "schema_version") if k in data}
-        return cls(**known)
+        known = ("model", "pretrained", "fingerprint", "dim", "fusion", "schema_version")
+        return cls(**{k: data[k] for k in known if k in data})
 
 
-def image_schema(meta: TableMeta) -> pa.Schema:
-    """Schema version 1: one row per image file; text columns reserved for item text and fusion."""
+def image_schema(meta: TableMeta, fused_dim: int) -> pa.Schema:
+    """Schema version 2: one row per image file, with its item text and fused vector."""
     vec = pa.list_(pa.float32(), meta.dim)
+    texts = pa.list_(pa.string())
     return pa.schema(
         [
-            pa.field("id", pa.string(), nullable=False),  # random, kept across renames
+            pa.field("id", pa.string(), nullable=False, metadata={_META_KEY: meta.to_json()}),  # random, kept across renames
             pa.field("path", pa.string(), nullable=False),  # absolute path
             pa.field("size", pa.int64(), nullable=False),  # bytes
             pa.field("mtime_ns", pa.int64(), nullable=False),  # modification time, ns since epoch
@@ -66,11 +67,27 @@ def image_schema(meta: TableMeta) -> pa.Schema:
             pa.field("format", pa.string()),  # Pillow format name
             pa.field("ingested_at", pa.timestamp("ms", tz="UTC")),
             pa.field("image_vector", vec, nullable=False),
-            pa.field("text", pa.string()),  # item text (captions, sidecars); reserved
-            pa.field("text_vector", vec),  # reserved for item text
-        ],
-        metadata={_META_KEY: meta.to_json().encode()},
+            pa.field("text", pa.string()),  # the item's first text, for display
+            pa.field("texts", texts),  # every text the item's chosen source gave
+            pa.field("text_source", pa.string()),  # sidecar, embedded, manifest, path
+            pa.field("text_hash", pa.string()),  # hash of texts + aggregation; a change re-encodes text only
+            pa.field("embedded_texts", texts),  # EXIF/IPTC/XMP texts, refreshed when the file is read
+            pa.field("manifest_texts", texts),  # captions from manifests, kept until a manifest changes them
+            pa.field("text_vector", vec),  # aggregate of the texts' vectors; null without text
+            pa.field("fused_vector", pa.list_(pa.float32(), fused_dim)),  # see fusion.py
+        ]
     )
+
+
+@contextmanager
+def _errors(action: str) -> Iterator[None]:
+    """Turn lancedb/OS failures into StoreError; let our own errors through."""
+    try:
+        yield
+    except (StoreError, IndexEmptyError, QueryError, IngestLockedError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - lancedb raises many types
+        raise StoreError(f"{action}: {_one_line(exc)[:300]}") from exc
 
 
 class Store:
@@ -100,12 +117,12 @@ class Store:
 
     def exists(self) -> bool:
         """True when the table exists (does not create the database folder)."""
-        if "://" not in self.uri and not os.path.isdir(self.uri):
-            return False
-        try:
-            return self.table_name in self._list_tables()
-        except StoreError:
-            return False
+        if "://" not in self.uri:
+            if not os.path.exists(self.uri):
+                return False
+            if not os.path.isdir(self.uri):
+                raise StoreError(f"--db {self.uri} is a file, not a database folder; pass a folder path")
+        return self.table_name in self._list_tables()
 
     def _list_tables(self) -> list[str]:
         try:
@@ -139,38 +156,93 @@ class Store:
         """The table's recorded metadata, or None when the table does not exist."""
         if not self.exists():
             return None
-        raw = (self.table.schema.metadata or {}).get(_META_KEY)
+        raw = (self.table.schema.field("id").metadata or {}).get(_META_KEY.encode())
         if raw is None:
             raise StoreError(
-                f"table '{self.table_name}' in {self.uri} was not made by mmembed; "
-                "use another --table or --db"
+                f"table '{self.table_name}' in {self.uri} was not made by this mmembed version; "
+                "use another --table or --db, or rebuild it with --reindex"
             )
         return TableMeta.from_json(raw)
 
-    def create(self, meta: TableMeta, *, replace: bool = False) -> None:
+    def set_meta(self, meta: TableMeta) -> None:
+        with _errors(f"cannot update table '{self.table_name}' metadata"):
+            self.table.update_field_metadata("id", {_META_KEY: meta.to_json()})
+
+    def create(self, meta: TableMeta, fused_dim: int, *, replace: bool = False) -> None:
         """Create the (empty) table; with ``replace`` an existing one is dropped first."""
-        try:
+        with _errors(f"cannot create table '{self.table_name}' in {self.uri}"):
             if replace and self.exists():
                 self.db.drop_table(self.table_name)
-            self._table = self.db.create_table(self.table_name, schema=image_schema(meta))
-        except Exception as exc:  # noqa: BLE001
-            raise StoreError(f"cannot create table '{self.table_name}' in {self.uri}: {_one_line(exc)}") from exc
+            self._table = self.db.create_table(self.table_name, schema=image_schema(meta, fused_dim))
+
+    def drop(self) -> None:
+        with _errors(f"cannot drop table '{self.table_name}'"):
+            if self.exists():
+                self.db.drop_table(self.table_name)
+        self._table = None
+
+    def replace_with(self, staging: Store) -> None:
+        """Make this table hold exactly the staging table's rows, in one commit, then drop staging.
+
+        Readers see the old rows until that commit and the new ones after: never an empty table.
+        """
+        with _errors(f"cannot replace table '{self.table_name}'"):
+            data = staging.table.to_arrow()
+            self._table = self.db.create_table(self.table_name, data=data, schema=staging.table.schema,
+                                               mode="overwrite", on_bad_vectors="null")
+        staging.drop()
+
+    def ensure_columns(self, columns: dict[str, pa.DataType]) -> None:
+        """Add nullable columns (e.g. manifest extras) that the table lacks."""
+        have = set(self.table.schema.names)
+        missing = [pa.field(name, kind) for name, kind in columns.items() if name not in have]
+        if missing:
+            with _errors(f"cannot add columns to table '{self.table_name}'"):
+                self.table.add_columns(missing)
+
+    def reset_fused_column(self, fused_dim: int) -> None:
+        """Replace fused_vector by an all-null column of a new dimension (a change of strategy)."""
+        with _errors(f"cannot reshape table '{self.table_name}'"):
+            self.table.drop_columns(["fused_vector"])
+            self.table.add_columns(pa.field("fused_vector", pa.list_(pa.float32(), fused_dim)))
 
     # ------------------------------------------------------------ reading
     def count(self) -> int:
-        return int(self.table.count_rows()) if self.exists() else 0
-
-    def read_state(self) -> pa.Table:
-        """id, path, size, mtime_ns and content_hash of every row (no vectors)."""
         if not self.exists():
-            return pa.table({c: pa.array([], pa.string() if c in ("id", "path", "content_hash") else pa.int64()) for c in STATE_COLUMNS})
-        return self.table.search().select(STATE_COLUMNS).limit(None).to_arrow()
+            return 0
+        with _errors(f"cannot count rows of table '{self.table_name}'"):
+            return int(self.table.count_rows())
+
+    def count_where(self, where: str) -> int:
+        if not self.exists():
+            return 0
+        with _errors(f"cannot count rows of table '{self.table_name}'"):
+            return int(self.table.count_rows(where))
+
+    def read_columns(self, columns: Sequence[str], where: str | None = None) -> pa.Table:
+        """The given columns of every row (or of the rows matching ``where``)."""
+        with _errors(f"cannot read table '{self.table_name}'"):
+            query = self.table.search().select(list(columns))
+            if where:
+                query = query.where(where)
+            return query.limit(None).to_arrow()
+
+    def read_state(self) -> list[dict[str, Any]]:
+        """The state columns of every row (no vectors), as dicts."""
+        return self.read_columns(STATE_COLUMNS).to_pylist() if self.exists() else []
+
+    @property
+    def extra_columns(self) -> list[str]:
+        """Columns beyond the built-in schema (manifest extras)."""
+        core = set(image_schema(TableMeta("", None, "", 1), 1).names)
+        return [n for n in self.table.schema.names if n not in core]
 
     def rows_by_id(self, ids: Iterable[str]) -> list[dict[str, Any]]:
         """Whole rows (vectors included) for the given ids."""
         out: list[dict[str, Any]] = []
         for chunk in _chunks(list(ids), _IN_CHUNK):
-            out.extend(self.table.search().where(f"id IN ({_sql_list(chunk)})").limit(None).to_list())
+            with _errors(f"cannot read table '{self.table_name}'"):
+                out.extend(self.table.search().where(f"id IN ({_sql_list(chunk)})").limit(None).to_list())
         return out
 
     def bytes_on_disk(self) -> int | None:
@@ -197,9 +269,15 @@ class Store:
             yield
             return
         folder = self.uri.removeprefix("file://")
-        os.makedirs(folder, exist_ok=True)
         lock_path = os.path.join(folder, f".{self.table_name}.ingest.lock")
-        with open(lock_path, "a+") as handle:
+        try:
+            os.makedirs(folder, exist_ok=True)
+            handle = open(lock_path, "a+")
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write to database folder {folder} ({exc.strerror or exc}); check its permissions"
+            ) from None
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -215,25 +293,69 @@ class Store:
     def add(self, rows: pa.Table) -> None:
         """Append new rows (one atomic commit)."""
         if rows.num_rows:
-            self.table.add(rows)
+            with _errors(f"cannot write to table '{self.table_name}'"):
+                self.table.add(rows)
 
     def upsert(self, rows: pa.Table) -> None:
         """Update rows whose id exists and insert the others (one atomic commit)."""
         if rows.num_rows:
-            (
-                self.table.merge_insert("id")
-                .when_matched_update_all()
-                .when_not_matched_insert_all()
-                .execute(rows, on_bad_vectors="null")  # keeps a null text_vector null
-            )
+            with _errors(f"cannot write to table '{self.table_name}'"):
+                (
+                    self.table.merge_insert("id")
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .execute(rows, on_bad_vectors="null")  # keeps a null text_vector null
+                )
+
+    def update_columns(self, columns: dict[str, list[Any]]) -> None:
+        """Set some columns of existing rows, matched by ``columns['id']`` (one commit)."""
+        if not columns["id"]:
+            return
+        fields = [self.table.schema.field(name) for name in columns]
+        data = pa.Table.from_pydict(columns, schema=pa.schema(fields))
+        with _errors(f"cannot write to table '{self.table_name}'"):
+            self.table.merge_insert("id").when_matched_update_all().execute(data, on_bad_vectors="null")
 
     def delete_ids(self, ids: Iterable[str]) -> None:
         for chunk in _chunks(list(ids), _IN_CHUNK):
-            self.table.delete(f"id IN ({_sql_list(chunk)})")
+            with _errors(f"cannot delete from table '{self.table_name}'"):
+                self.table.delete(f"id IN ({_sql_list(chunk)})")
 
     def compact(self) -> None:
         """Merge small fragments; keep recent versions so readers mid-query never lose files."""
-        self.table.optimize(cleanup_older_than=timedelta(minutes=10))
+        with _errors(f"cannot compact table '{self.table_name}'"):
+            self.table.optimize(cleanup_older_than=timedelta(minutes=10))
+
+    # ------------------------------------------------------------ fusion weights
+    @property
+    def _blob_table_name(self) -> str:
+        return f"{self.table_name}__fusion"
+
+    def save_blob(self, name: str, blob: bytes, info: dict[str, Any]) -> None:
+        """Keep a named binary (trained fusion weights) in the database, next to the table."""
+        schema = pa.schema([pa.field("name", pa.string()), pa.field("info", pa.string()), pa.field("blob", pa.large_binary())])
+        data = pa.table({"name": [name], "info": [json.dumps(info)], "blob": [blob]}, schema=schema)
+        with _errors(f"cannot store {name} in {self.uri}"):
+            if self._blob_table_name in self._list_tables():
+                table = self.db.open_table(self._blob_table_name)
+                table.merge_insert("name").when_matched_update_all().when_not_matched_insert_all().execute(data)
+            else:
+                self.db.create_table(self._blob_table_name, data=data, schema=schema)
+
+    def load_blob(self, name: str) -> tuple[bytes, dict[str, Any]] | None:
+        if self._blob_table_name not in self._list_tables():
+            return None
+        with _errors(f"cannot read {name} from {self.uri}"):
+            table = self.db.open_table(self._blob_table_name)
+            rows = table.search().where(f"name = {_sql_list([name])}").limit(1).to_list()
+        if not rows:
+            return None
+        return bytes(rows[0]["blob"]), json.loads(rows[0]["info"])
+
+    def drop_blobs(self) -> None:
+        with _errors(f"cannot drop {self._blob_table_name}"):
+            if self._blob_table_name in self._list_tables():
+                self.db.drop_table(self._blob_table_name)
 
     # ------------------------------------------------------------ searching
     def nearest(
@@ -244,11 +366,16 @@ class Store:
         limit: int = 10,
         where: str | None = None,
     ) -> list[dict[str, Any]]:
-        """The ``limit`` rows nearest ``vector`` by cosine, each with a ``score`` (cosine)."""
+        """The ``limit`` rows nearest ``vector`` by cosine, each with a ``score`` (cosine).
+
+        Rows come with every column except fused_vector (image and text vectors included,
+        so callers can show per-modality scores).
+        """
+        columns = [c for c in self.table.schema.names if c != "fused_vector"]
         query = (
             self.table.search(np.asarray(vector, dtype=np.float32), vector_column_name=column)
             .distance_type("cosine")
-            .select([*HIT_COLUMNS, "_distance"])
+            .select([*columns, "_distance"])
             .limit(limit)
         )
         if where:

@@ -28,13 +28,13 @@ def cli_index(tmp_path_factory: pytest.TempPathFactory, tiny_model: str) -> tupl
     done = run_cli("ingest", str(photos), "--db", db, "--model", tiny_model, "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert set(report) == {"added", "updated", "moved", "unchanged", "removed", "skipped", "rows", "seconds"}
+    assert set(report) == {"added", "updated", "moved", "unchanged", "text_updated", "removed", "skipped", "rows", "seconds"}
     assert report["added"] == 17 and report["rows"] == 17
     assert report["skipped"] == [{"path": str(photos / "broken.jpg"), "reason": report["skipped"][0]["reason"]}]
     assert report["skipped"][0]["reason"].startswith("truncated or corrupt image data")
     # Progress and the summary go to stderr, never stdout.
     assert f"skipped: {photos / 'broken.jpg'}:" in done.stderr
-    assert "added 17, updated 0, moved 0, unchanged 0, removed 0, skipped 1" in done.stderr
+    assert "added 17, updated 0, moved 0, unchanged 0, text updated 0, removed 0, skipped 1" in done.stderr
     assert done.stdout.count("\n") == 1
     return db, photos
 

@@ -72,7 +72,7 @@ def test_kill_9_mid_ingest_then_rerun_completes_without_duplicates(many_images: 
     assert report["rows"] == N_IMAGES
     assert report["added"] + report["unchanged"] == N_IMAGES
     assert report["unchanged"] >= survived and report["skipped"] == []
-    paths = Store(db).read_state().column("path").to_pylist()
+    paths = Store(db).read_columns(["path"]).column("path").to_pylist()
     assert len(paths) == len(set(paths)) == N_IMAGES
 
 
@@ -109,5 +109,5 @@ def test_ctrl_c_keeps_encoded_rows_and_says_how_to_continue(many_images: Path, t
     assert "Interrupted; rerun the same command" in err and "Traceback" not in err
     kept = Store(db).count()
     assert committed <= kept < N_IMAGES
-    paths = Store(db).read_state().column("path").to_pylist()
+    paths = Store(db).read_columns(["path"]).column("path").to_pylist()
     assert len(paths) == len(set(paths))

@@ -65,7 +65,7 @@ def test_first_ingest_adds_every_good_file_and_skips_each_bad_one(photos: Path, 
     np.testing.assert_allclose(table[str(photos / "red.jpg")]["image_vector"], fresh[0], atol=1e-5)
     np.testing.assert_allclose(table[str(photos / "cmyk.jpg")]["image_vector"], fresh[1], atol=1e-5)
     meta = idx.meta
-    assert meta.model == tiny_model and meta.dim == 32 and meta.schema_version == 1
+    assert meta.model == tiny_model and meta.dim == 32 and meta.schema_version == 2
     assert meta.fingerprint.startswith("sha256:")
 
 

@@ -25,7 +25,7 @@ def test_every_candidate_is_indexed_or_skipped_with_a_reason(photos_index) -> No
     idx, root, report = photos_index
     candidates = {f.path for f in walk([root])}
     skipped = {s.path: s.reason for s in report.skipped}
-    table = set(idx.store.read_state().column("path").to_pylist())
+    table = set(idx.store.read_columns(["path"]).column("path").to_pylist())
     assert table | set(skipped) == candidates and not (table & set(skipped))
     assert report.added == len(table) == report.rows
     import importlib.util

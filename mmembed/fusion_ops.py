@@ -1,0 +1,89 @@
+"""Whole-table fusion work: recompute fused vectors from stored ones, and train attention fusion
+on a table's own captioned items. Nothing here decodes an image."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+from .fusion import FusionConfig, fingerprint_blob, save_attention, train_attention
+from .ingest import IngestProgress
+from .store import Store, _vector_matrix
+from .texts import Vectorizer, text_hash
+
+__all__ = ["refuse_table", "train_on_table"]
+
+_CHUNK = 2048
+
+
+def refuse_table(
+    store: Store,
+    vectorizer: Vectorizer,
+    old: FusionConfig,
+    progress: Callable[[IngestProgress], None] | None = None,
+) -> int:
+    """Rewrite fused_vector (and text vectors when the aggregation changed) for every row."""
+    new = vectorizer.config
+    notify = progress or (lambda p: None)
+    dim = store.meta().dim  # type: ignore[union-attr]
+    if new.fused_dim(dim) != old.fused_dim(dim):
+        store.reset_fused_column(new.fused_dim(dim))
+    redo_text = new.text_aggregate != old.text_aggregate
+    table = store.read_columns(["id", "texts", "image_vector", "text_vector"])
+    total = table.num_rows
+    notify(IngestProgress("fuse", 0, total))
+    for start in range(0, total, _CHUNK):
+        part = table.slice(start, _CHUNK)
+        ids = part.column("id").to_pylist()
+        texts = [t or [] for t in part.column("texts").to_pylist()]
+        image = _vector_matrix(part.column("image_vector"))
+        update: dict[str, Any] = {"id": ids}
+        if redo_text:
+            text, has = vectorizer.text_vectors(texts)
+            update["text_vector"] = [v if h else None for v, h in zip(text, has)]
+            update["text_hash"] = [text_hash(t, new) for t in texts]
+        else:
+            has = np.array([v is not None for v in part.column("text_vector").to_pylist()])
+            text = np.zeros_like(image)
+            if has.any():
+                text[has] = np.stack([np.asarray(v, dtype=np.float32) for v in part.column("text_vector").to_pylist() if v is not None])
+        update["fused_vector"] = list(vectorizer.fuse(image, text, has))
+        store.update_columns(update)
+        notify(IngestProgress("fuse", min(start + _CHUNK, total), total))
+    store.compact()
+    return total
+
+
+def train_on_table(
+    store: Store,
+    encoder: Any,
+    config: FusionConfig,
+    *,
+    epochs: int = 5,
+    seed: int = 0,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> dict[str, Any]:
+    """Train attention on rows with two or more texts; returns the weights blob and figures."""
+    table = store.read_columns(["texts", "image_vector"], where="text_vector IS NOT NULL")
+    texts = table.column("texts").to_pylist()
+    keep = [i for i, t in enumerate(texts) if t and len(t) >= 2]
+    if len(keep) < 8:
+        raise ConfigError(
+            f"attention training needs items with two or more captions; this table has {len(keep)}. "
+            "Ingest with a --captions manifest that has several rows per image"
+        )
+    image = _vector_matrix(table.column("image_vector"))[keep]
+    captions: list[str] = []
+    owner: list[int] = []
+    for item, row in enumerate(keep):
+        captions += texts[row]
+        owner += [item] * len(texts[row])
+    caption_vectors = encoder.encode_text(captions)
+    module, stats = train_attention(image, caption_vectors, np.asarray(owner), weight=config.weight,
+                                    epochs=epochs, seed=seed, progress=progress)
+    blob = save_attention(module, encoder.spec.fingerprint)
+    return {"blob": blob, "id": fingerprint_blob(blob), "items": stats.items, "captions": len(captions),
+            "epochs": stats.epochs, "seconds": round(stats.seconds, 2), "final_loss": round(stats.final_loss, 4)}

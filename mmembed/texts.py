@@ -1,0 +1,127 @@
+"""An item's words: which source gives them (in order of precedence), their hash, and their vectors.
+
+Sources, default precedence ``sidecar, embedded, manifest``:
+
+- ``sidecar``: ``IMG_1.jpg.txt``/``IMG_1.txt``, ``IMG_1.json``, ``IMG_1.xmp`` next to the image;
+- ``embedded``: EXIF/IPTC/XMP captions inside the file (kept in the row, refreshed whenever
+  the file is read);
+- ``manifest``: captions from ``--captions`` files (kept in the row, so a later ingest
+  without the manifest keeps them);
+
+the first source with any text wins; ``path_text`` optionally adds folder and file-name
+words. The text hash covers the texts and how they are aggregated, so a changed caption
+re-encodes only the text and the fused vector, never the image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+from .fusion import FusionConfig, FusionStrategy, aggregate_texts, fuse
+from .itemtext import Manifest, path_text, read_sidecars
+
+__all__ = ["TextOptions", "ItemText", "resolve_texts", "text_hash", "Vectorizer", "TEXT_SOURCES"]
+
+TEXT_SOURCES = ("sidecar", "embedded", "manifest")
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """Where ingest looks for an item's text."""
+
+    sources: tuple[str, ...] = TEXT_SOURCES  # precedence, first with text wins
+    manifests: tuple[Manifest, ...] = ()  # --captions files given to this run
+    path_text: bool = False  # add folder and file-name words
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.sources if s not in TEXT_SOURCES]
+        if bad or len(set(self.sources)) != len(self.sources):
+            raise ConfigError(
+                f"text sources {','.join(self.sources)!r} are not valid; use a comma list of "
+                f"{', '.join(TEXT_SOURCES)} without repeats"
+            )
+
+    def manifest_entry(self, path: str, roots: Sequence[str]) -> tuple[list[str], dict[str, Any]] | None:
+        """Captions and extra columns for ``path`` from this run's manifests, if any lists it."""
+        for manifest in self.manifests:
+            key = manifest.lookup(path, roots)
+            if key is not None:
+                return manifest.texts.get(key, []), manifest.extras.get(key, {})
+        return None
+
+
+@dataclass(frozen=True)
+class ItemText:
+    texts: list[str] = field(default_factory=list)
+    source: str | None = None
+
+
+def resolve_texts(
+    path: str,
+    root: str,
+    sidecars: Sequence[str],
+    embedded: Sequence[str],
+    manifest: Sequence[str],
+    options: TextOptions,
+) -> ItemText:
+    """Pick the item's texts by precedence, then add path words if asked."""
+    texts: list[str] = []
+    source = None
+    for name in options.sources:
+        if name == "sidecar":
+            found = read_sidecars(os.path.dirname(path), sidecars) if sidecars else []
+        elif name == "embedded":
+            found = list(embedded)
+        else:
+            found = list(manifest)
+        if found:
+            texts, source = found, name
+            break
+    if options.path_text:
+        words = path_text(path, root)
+        if words and words not in texts:
+            texts = [*texts, words]
+            source = f"{source}+path" if source else "path"
+    return ItemText(texts, source)
+
+
+def text_hash(texts: Sequence[str], config: FusionConfig) -> str | None:
+    if not texts:
+        return None
+    payload = json.dumps([list(texts), config.text_aggregate], ensure_ascii=False)
+    return hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()
+
+
+class Vectorizer:
+    """Text vectors (aggregated per item) and fused vectors, for one encoder and fusion setting."""
+
+    def __init__(self, encoder: Any, config: FusionConfig, attention: Any | None = None) -> None:
+        if config.strategy is FusionStrategy.ATTENTION and attention is None:
+            raise ConfigError("attention fusion needs trained weights; run `mmembed fusion train` first")
+        self.encoder = encoder
+        self.config = config
+        self.attention = attention
+
+    def text_vectors(self, items: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """(N, D) aggregated unit text vectors and an (N,) has-text mask; one batched encode."""
+        unique = sorted({t for texts in items for t in texts})
+        dim = self.encoder.dim
+        out = np.zeros((len(items), dim), dtype=np.float32)
+        has = np.array([bool(t) for t in items])
+        if unique:
+            vectors = dict(zip(unique, self.encoder.encode_text(unique)))
+            for i, texts in enumerate(items):
+                if texts:
+                    out[i] = aggregate_texts(np.stack([vectors[t] for t in texts]), self.config.text_aggregate)
+        return out, has
+
+    def fuse(self, image: np.ndarray, text: np.ndarray, has_text: np.ndarray) -> np.ndarray:
+        return fuse(image, text, has_text, self.config, self.attention)

@@ -166,7 +166,7 @@ class Store:
 
     def set_meta(self, meta: TableMeta) -> None:
         with _errors(f"cannot update table '{self.table_name}' metadata"):
-            self.table.update_field_metadata("id", {_META_KEY: meta.to_json()})
+            self.table.update_field_metadata({"path": "id", "metadata": {_META_KEY: meta.to_json()}})
 
     def create(self, meta: TableMeta, fused_dim: int, *, replace: bool = False) -> None:
         """Create the (empty) table; with ``replace`` an existing one is dropped first."""

@@ -111,3 +111,28 @@ def test_ctrl_c_keeps_encoded_rows_and_says_how_to_continue(many_images: Path, t
     assert committed <= kept < N_IMAGES
     paths = Store(db).read_columns(["path"]).column("path").to_pylist()
     assert len(paths) == len(set(paths))
+
+
+def test_search_keeps_working_during_a_reindex(many_images: Path, tmp_path: Path, tiny_model: str, other_tiny_model: str) -> None:
+    db = str(tmp_path / "re.lancedb")
+    small = tmp_path / "small"
+    (small).mkdir()
+    for p in sorted((many_images / "roll0").iterdir())[:50]:
+        (small / p.name).write_bytes(p.read_bytes())
+    mmembed.Index(db, model=tiny_model).ingest(small)
+    cmd = [sys.executable, "-m", "mmembed", "ingest", str(many_images), "--db", db, "--model", other_tiny_model,
+           "--reindex", "--batch-size", "8", "--workers", "1", "--json", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    counts = []
+    try:
+        while proc.poll() is None:
+            counts.append(Store(db).count())  # a fresh reader each time: never an empty or missing table
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert len(counts) >= 5 and min(counts) == 50
+    assert json.loads(out)["rows"] == N_IMAGES
+    assert Store(db).count() == N_IMAGES and mmembed.Index(db).meta.model == other_tiny_model

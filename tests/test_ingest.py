@@ -213,3 +213,76 @@ def test_unreadable_file_is_skipped_with_reason(photos: Path, db: str, tiny_mode
     assert report["added"] == N_FIXTURES
     assert report["skipped"] == [{"path": str(locked), "reason": "permission denied; check the file's permissions"}]
     assert f"skipped: {locked}: permission denied" in done.stderr
+
+
+def test_swapped_contents_get_their_own_vectors(photos: Path, db: str, index: mmembed.Index) -> None:
+    index.ingest(photos)
+    a, z = photos / "red.jpg", photos / "UPPER.JPG"
+    da, dz = a.read_bytes(), z.read_bytes()
+    a.write_bytes(dz)
+    z.write_bytes(da)
+    for p in (a, z):
+        os.utime(p, ns=(0, p.stat().st_mtime_ns + 10**9))
+    report = index.ingest(photos)
+    assert report.updated == 2
+    table = rows(db)
+    fresh = index.encoder.encode_images([str(a), str(z)])
+    np.testing.assert_allclose(table[str(a)]["image_vector"], fresh[0], atol=1e-5)
+    np.testing.assert_allclose(table[str(z)]["image_vector"], fresh[1], atol=1e-5)
+
+
+def test_reindex_with_a_mistyped_path_keeps_the_index(photos: Path, db: str, index: mmembed.Index) -> None:
+    index.ingest(photos)
+    with pytest.raises(mmembed.ConfigError, match="no such file or folder"):
+        index.ingest(photos / "typo", reindex=True)
+    assert len(rows(db)) == N_FIXTURES
+
+
+def test_non_utf8_file_name_is_skipped_not_fatal(photos: Path, db: str, index: mmembed.Index) -> None:
+    odd = os.path.join(os.fsencode(photos), b"caf\xe9.jpg")
+    shutil.copy(photos / "red.jpg", odd)
+    report = index.ingest(photos)
+    assert report.added == N_FIXTURES
+    assert [s.reason for s in report.skipped] == ["file name is not valid UTF-8; rename the file to index it"]
+    assert report.skipped[0].path.endswith("caf\ufffd.jpg")
+
+
+def test_file_that_became_corrupt_loses_its_row(photos: Path, db: str, index: mmembed.Index) -> None:
+    index.ingest(photos)
+    target = photos / "red.jpg"
+    data = target.read_bytes()
+    target.write_bytes(data[: len(data) // 2])
+    report = index.ingest(photos)
+    assert [Path(s.path).name for s in report.skipped] == ["red.jpg"]
+    assert report.removed == 1 and str(target) not in rows(db)
+
+
+def test_symlinked_root_is_not_indexed_twice(tmp_path: Path, photos: Path, db: str, index: mmembed.Index) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(photos, target_is_directory=True)
+    index.ingest(link)
+    report = index.ingest(photos)
+    assert report.unchanged == N_FIXTURES and report.added == 0
+    assert len(rows(db)) == N_FIXTURES
+
+
+def test_unreadable_folder_is_not_pruned(photos: Path, db: str, tiny_model: str) -> None:
+    sub = photos / "private"
+    sub.mkdir()
+    shutil.copy(photos / "red.jpg", sub / "secret.jpg")
+    mmembed.Index(db, model=tiny_model).ingest(photos)
+    sub.chmod(0)
+    try:
+        cmd = [sys.executable, "-m", "mmembed", "ingest", str(photos), "--db", db, "--json", "-q"]
+        if os.geteuid() == 0:
+            cmd = [shutil.which("setpriv"), "--bounding-set=-dac_override,-dac_read_search",
+                   "--inh-caps=-dac_override,-dac_read_search", "--", *cmd]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    finally:
+        sub.chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    report = json.loads(done.stdout)
+    assert report["removed"] == 0 and report["rows"] == N_FIXTURES + 1
+    assert any("folder not readable" in s["reason"] for s in report["skipped"])

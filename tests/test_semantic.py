@@ -87,3 +87,62 @@ def test_image_query_returns_itself_then_neighbours(dev_index: mmembed.Index) ->
     hits = dev_index.search(image=query, limit=5)
     assert hits[0].path == str(query) and hits[0].score == pytest.approx(1.0, abs=1e-4)
     assert hits[1].score < hits[0].score
+
+
+def test_eval_reproduces_open_clip_numbers(micro_clip: str) -> None:
+    """`mmembed eval` against an independent computation with open_clip and numpy, within 0.5 pt."""
+    import open_clip
+    import torch
+    from PIL import Image
+
+    from mmembed.evaluation import evaluate
+
+    dev = shared_path("data/flickr8k/dev")
+    captions_csv = shared_path("data/flickr8k/dev_captions.csv")
+    ours = evaluate(mmembed.Encoder(micro_clip, batch_size=128), dev, captions_csv, weight=0.2)
+
+    rows = list(csv.DictReader(open(captions_csv, newline="")))
+    names = list(dict.fromkeys(r["image"] for r in rows))
+    owner = np.array([names.index(r["image"]) for r in rows])
+    model, _, preprocess = open_clip.create_model_and_transforms(micro_clip)
+    tokenizer = open_clip.get_tokenizer(micro_clip)
+    model.eval()
+    with torch.no_grad():
+        img = torch.cat([model.encode_image(torch.stack([preprocess(Image.open(dev / n).convert("RGB")) for n in names[s:s + 200]]))
+                         for s in range(0, len(names), 200)])
+        cap = torch.cat([model.encode_text(tokenizer([r["caption"] for r in rows[s:s + 500]])) for s in range(0, len(rows), 500)])
+    img = torch.nn.functional.normalize(img, dim=-1).numpy()
+    cap = torch.nn.functional.normalize(cap, dim=-1).numpy()
+
+    def recall_from_sims(sims: np.ndarray, correct: np.ndarray) -> dict[str, float]:
+        order = np.argsort(-sims, axis=1)
+        rank = np.array([np.where(order[i] == correct[i])[0][0] for i in range(len(correct))])
+        return {f"R@{k}": 100 * float((rank < k).mean()) for k in (1, 5, 10)}
+
+    expected = {"text_to_image": recall_from_sims(cap @ img.T, owner)}
+    sims = img @ cap.T
+    order = np.argsort(-sims, axis=1)
+    best = np.array([min(np.where(np.isin(order[i], np.where(owner == i)[0]))[0]) for i in range(len(names))])
+    expected["image_to_text"] = {f"R@{k}": 100 * float((best < k).mean()) for k in (1, 5, 10)}
+    first = np.array([np.where(owner == i)[0][0] for i in range(len(names))])
+    queries = np.array([j for j in range(len(rows)) if j not in set(first)])
+    q, target = cap[queries], owner[queries]
+    item_text = cap[first]
+    mean = 0.2 * img + 0.8 * item_text
+    mean /= np.linalg.norm(mean, axis=1, keepdims=True)
+    concat_scores = 0.2 * (q @ img.T) + 0.8 * (q @ item_text.T)
+    expected_protocol = {
+        "image_only": recall_from_sims(q @ img.T, target),
+        "text_only": recall_from_sims(q @ item_text.T, target),
+        "mean": recall_from_sims(q @ mean.T, target),
+        "concat": recall_from_sims(concat_scores, target),
+    }
+    for section in ("text_to_image", "image_to_text"):
+        for k, v in expected[section].items():
+            assert abs(ours[section][k] - v) <= 0.5, (section, k, ours[section][k], v)
+    for method, values in expected_protocol.items():
+        for k, v in values.items():
+            assert abs(ours["fusion_protocol"][method][k] - v) <= 0.5, (method, k, ours["fusion_protocol"][method][k], v)
+    # The fused items beat the better single modality here (this model's measured property).
+    assert max(ours["fusion_protocol"]["mean"]["R@1"], ours["fusion_protocol"]["concat"]["R@1"]) > \
+        max(ours["fusion_protocol"]["image_only"]["R@1"], ours["fusion_protocol"]["text_only"]["R@1"])

@@ -187,7 +187,7 @@ class Index:
         stop the run. ``reindex`` rebuilds the table (needed to switch models); searches keep
         seeing the old table until the new one is complete.
         """
-        from .itemtext import Manifest
+        from .manifest import Manifest
 
         started = time.perf_counter()
         roots = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)

@@ -26,7 +26,8 @@ import numpy as np
 
 from .errors import ConfigError
 from .fusion import FusionConfig, FusionStrategy, aggregate_texts, fuse
-from .itemtext import Manifest, path_text, read_sidecars
+from .itemtext import path_text, read_sidecars
+from .manifest import Manifest
 
 __all__ = ["TextOptions", "ItemText", "resolve_texts", "text_hash", "Vectorizer", "TEXT_SOURCES"]
 

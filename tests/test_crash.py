@@ -4,7 +4,6 @@ searches and info while another process writes."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

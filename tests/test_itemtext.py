@@ -20,12 +20,12 @@ from mmembed.errors import ConfigError
 from mmembed.itemtext import (
     RESERVED_COLUMNS,
     SIDECAR_KINDS,
-    Manifest,
     embedded_texts,
     find_sidecars,
     path_text,
     read_sidecars,
 )
+from mmembed.manifest import Manifest
 
 LIGHTROOM_XMP = """<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="Adobe XMP Core 7.0-c000 1.000000">
  <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">

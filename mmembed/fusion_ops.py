@@ -22,16 +22,16 @@ _CHUNK = 2048
 def refuse_table(
     store: Store,
     vectorizer: Vectorizer,
-    old: FusionConfig,
+    redo_text: bool,
     progress: Callable[[IngestProgress], None] | None = None,
 ) -> int:
-    """Rewrite fused_vector (and text vectors when the aggregation changed) for every row."""
+    """Rewrite fused_vector (and, with ``redo_text``, text vectors and hashes) for every row."""
     new = vectorizer.config
     notify = progress or (lambda p: None)
     dim = store.meta().dim  # type: ignore[union-attr]
-    if new.fused_dim(dim) != old.fused_dim(dim):
+    column_dim = store.table.schema.field("fused_vector").type.list_size
+    if new.fused_dim(dim) != column_dim:
         store.reset_fused_column(new.fused_dim(dim))
-    redo_text = new.text_aggregate != old.text_aggregate
     table = store.read_columns(["id", "texts", "image_vector", "text_vector"])
     total = table.num_rows
     notify(IngestProgress("fuse", 0, total))

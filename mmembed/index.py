@@ -238,7 +238,7 @@ class Index:
     def _refuse_fusion_change(self, strategy: str | None, weight: float | None, aggregate: str | None) -> None:
         wanted = _given(strategy=strategy, weight=weight, text_aggregate=aggregate)
         current = self.fusion
-        if wanted and replace(current, **wanted) != current:
+        if (wanted and replace(current, **wanted) != current) or self.meta.fusion_pending:  # type: ignore[union-attr]
             self.apply_fusion(**wanted)
 
     # ------------------------------------------------------------ fusion
@@ -265,8 +265,13 @@ class Index:
                 raise ConfigError("no trained attention weights in this database; run `mmembed fusion train` first")
             new = replace(new, attention_id=found[1].get("id"))
         vectorizer = self._make_vectorizer(new, self.encoder, self.store)
-        rows = refuse_table(self.store, vectorizer, current, progress)
-        self.store.set_meta(replace(meta, fusion=new.to_dict()))
+        # After an apply that was cut short, rows are in no known state: redo text vectors too.
+        redo_text = meta.fusion_pending or new.text_aggregate != current.text_aggregate
+        # Record the new settings first, marked pending: a run cut short is then visible, and
+        # rerunning `mmembed fusion apply` finishes it.
+        self.store.set_meta(replace(meta, fusion=new.to_dict(), fusion_pending=True))
+        rows = refuse_table(self.store, vectorizer, redo_text, progress)
+        self.store.set_meta(replace(meta, fusion=new.to_dict(), fusion_pending=False))
         self._vectorizer = None
         return rows
 

@@ -160,6 +160,11 @@ def run_search(
     target = target or ("fused" if captioned else "image")
     if target == "text" and not captioned:
         raise QueryError("no item in this index has text; ingest captions (sidecars, metadata or --captions) first")
+    if target == "fused" and store.meta().fusion_pending:  # type: ignore[union-attr]
+        raise QueryError(
+            "a fusion apply on this index did not finish; run `mmembed fusion apply` again "
+            "(or search with --target image meanwhile)"
+        )
     img, txt, neg = query_vectors(vectorizer.encoder, query, max_megapixels)
     config = vectorizer.config
     lam = query.negative_weight

@@ -39,6 +39,7 @@ class TableMeta:
     fingerprint: str  # identity of the weights; compared to refuse mixing models
     dim: int  # embedding dimension of image_vector / text_vector
     fusion: dict[str, Any] | None = None  # FusionConfig.to_dict() of the fused_vector column
+    fusion_pending: bool = False  # a fusion apply started and has not finished
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -47,7 +48,7 @@ class TableMeta:
     @classmethod
     def from_json(cls, raw: str | bytes) -> TableMeta:
         data = json.loads(raw)
-        known = ("model", "pretrained", "fingerprint", "dim", "fusion", "schema_version")
+        known = ("model", "pretrained", "fingerprint", "dim", "fusion", "fusion_pending", "schema_version")
         return cls(**{k: data[k] for k in known if k in data})
 
 

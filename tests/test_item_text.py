@@ -241,3 +241,25 @@ def test_eval_command_runs(photos: Path, tiny_model: str, tmp_path: Path) -> Non
     assert set(result["fusion_protocol"]) == {"image_only", "text_only", "mean", "concat", "attention"}
     assert set(result["text_to_image"]) == {"R@1", "R@5", "R@10"}
     assert set(result["weight_sweep"]["0.5"]) == {"mean", "concat"}
+
+
+def test_interrupted_fusion_apply_is_visible_and_resumable(captioned: Path, db: str, index: mmembed.Index, monkeypatch) -> None:
+    index.ingest(captioned)
+    import mmembed.fusion_ops as ops
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # as if the process died right after the settings were recorded
+
+    monkeypatch.setattr(ops, "refuse_table", crash)
+    with pytest.raises(KeyboardInterrupt):
+        index.apply_fusion(strategy="concat")
+    monkeypatch.undo()
+    fresh = mmembed.Index(db)
+    assert fresh.meta.fusion_pending
+    with pytest.raises(mmembed.QueryError, match="fusion apply"):
+        fresh.search("a red ball")
+    assert fresh.search("a red ball", target="image", limit=1)
+    assert fresh.apply_fusion() == 18
+    assert not fresh.meta.fusion_pending and fresh.fusion.strategy.value == "concat"
+    assert len(rows(db)["red.jpg"]["fused_vector"]) == 64
+    assert fresh.search("a red ball", limit=1)[0].target == "fused"

@@ -30,7 +30,7 @@ def shared_path(relative: str) -> Path:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    return path
+    return path.resolve()  # ingest stores real paths; ../shared may be reached through a link
 
 
 @pytest.fixture(autouse=True)

@@ -23,6 +23,7 @@ from .errors import (
     QueryError,
     StoreError,
 )
+from .fusion import FusionConfig, FusionStrategy
 from .index import Index, IndexInfo
 from .ingest import IngestProgress, IngestReport, SkippedFile
 from .search import Hit
@@ -34,6 +35,8 @@ __all__ = [
     "Config",
     "Encoder",
     "ModelSpec",
+    "FusionConfig",
+    "FusionStrategy",
     "Index",
     "IndexInfo",
     "IngestReport",

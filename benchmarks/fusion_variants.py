@@ -44,34 +44,11 @@ def build_modules():
     import torch.nn.functional as F
     from torch import nn
 
-    class CrossAttnTextFusion(nn.Module):
-        """Text attends over (image, text); zero-init residual on the text side; image/text mix fixed at w.
+    from mmembed.fusion import AttentionFusion
 
-        forward(image, text, has_text) -> unit vectors. At initialisation it equals
-        normalize(w·î + (1−w)·t̂) exactly; rows without text return the image vector exactly.
-        """
-
-        def __init__(self, dim: int, weight: float = 0.2, hidden: int = 64) -> None:
-            super().__init__()
-            self.dim, self.hidden = dim, hidden
-            self.register_buffer("weight", torch.tensor(float(weight)))
-            self.modality = nn.Parameter(torch.zeros(2, dim))
-            self.norm = nn.LayerNorm(dim)
-            self.q, self.k, self.v = nn.Linear(dim, hidden), nn.Linear(dim, hidden), nn.Linear(dim, hidden)
-            self.out = nn.Linear(hidden, dim)
-            nn.init.zeros_(self.out.weight)
-            nn.init.zeros_(self.out.bias)
-
-        def forward(self, image, text, has_text):
-            m = has_text.to(image.dtype)[:, None]
-            text = m * text + (1 - m) * image
-            x = self.norm(torch.stack([image, text], 1) + self.modality)  # (B, 2, D)
-            q = self.q(x[:, 1:2])  # the text token asks
-            att = (q @ self.k(x).transpose(1, 2) / self.hidden ** 0.5).softmax(-1)  # (B, 1, 2)
-            residual = m * self.out((att @ self.v(x))[:, 0])
-            text = F.normalize(text + residual, dim=-1)
-            fused = F.normalize(self.weight * image + (1 - self.weight) * text, dim=-1)
-            return torch.where(has_text[:, None], fused, image)
+    def CrossAttnTextFusion(dim: int, weight: float = 0.2, hidden: int = 64):  # noqa: N802
+        """The shipped module: text attends over (image, text), zero-init text-side residual, fixed mix."""
+        return AttentionFusion(dim, weight, hidden)
 
     class TextResidual(nn.Module):
         """Reference: text-only low-rank residual, no image input; same fixed mix."""

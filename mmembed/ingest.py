@@ -113,7 +113,7 @@ def run_ingest(
     vectorizer: Vectorizer,
     roots: Iterable[str | os.PathLike[str]],
     *,
-    text_options: TextOptions = TextOptions(),
+    text_options: TextOptions | None = None,
     include: Iterable[str] = (),
     exclude: Iterable[str] = (),
     hidden: bool = False,
@@ -126,7 +126,7 @@ def run_ingest(
 ) -> IngestReport:
     """Bring the table in line with the files under ``roots``; see the module docstring."""
     started = time.perf_counter()
-    run = _IngestRun(store, vectorizer, text_options, progress or (lambda p: None))
+    run = _IngestRun(store, vectorizer, text_options or TextOptions(), progress or (lambda p: None))
     tasks = run.plan(
         [os.path.realpath(os.fspath(r)) for r in roots],
         include=include, exclude=exclude, hidden=hidden, follow_symlinks=follow_symlinks,

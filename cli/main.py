@@ -86,6 +86,8 @@ def ingest(
     fusion: Annotated[Optional[str], typer.Option("--fusion", help="How image and text vectors combine: mean, concat or attention [default: the table's, else mean].", show_default=False)] = None,
     fusion_weight: Annotated[Optional[float], typer.Option("--fusion-weight", help="Image weight w of the fusion, 0..1 [default: the table's, else 0.2].", show_default=False)] = None,
     text_aggregate: Annotated[Optional[str], typer.Option("--text-aggregate", help="Several captions per item: fuse their 'mean' or the 'first'.", show_default=False)] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="auto, fp32, bf16 or fp16 [env: MMEMBED_PRECISION; default: auto = fp16 on CUDA, fp32 on CPU].", show_default=False)] = None,
+    decode: Annotated[Optional[str], typer.Option("--decode", help="fast (JPEGs decoded at the smallest DCT scale that covers the model input) or exact [default: fast].", show_default=False)] = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -97,7 +99,7 @@ def ingest(
 
     with _errors():
         idx = _index(db, table, model, pretrained, device, batch_size=batch_size,
-                     workers=workers, max_megapixels=max_megapixels)
+                     workers=workers, max_megapixels=max_megapixels, precision=precision, decode=decode)
         with IngestBar(enabled=not quiet) as bar:
             report = idx.ingest(
                 paths, include=include or (), exclude=exclude or (), hidden=hidden,
@@ -140,10 +142,18 @@ def search(
     Example: mmembed search "red car" --image ref.jpg --image-weight 0.4 --not blurry
     """
     with _errors():
-        hits = _index(db, table, model, pretrained, device).search(
-            query, image=image, limit=limit, where=where, target=target, image_weight=image_weight,
-            negatives=negatives or (),
-        )
+        hits = None
+        if image is None and where is None:  # text only: try the path without lancedb and torch
+            from mmembed.config import Config
+            from mmembed.quick import quick_search
+
+            config = Config.resolve(db=db, table=table, model=model, pretrained=pretrained, device=device)
+            hits = quick_search(config, query, limit=limit, target=target, negatives=negatives or ())
+        if hits is None:
+            hits = _index(db, table, model, pretrained, device).search(
+                query, image=image, limit=limit, where=where, target=target, image_weight=image_weight,
+                negatives=negatives or (),
+            )
     for hit in hits:
         if as_json:
             _print_json(hit.to_dict())
@@ -157,6 +167,31 @@ def search(
 def _short(text: str, width: int = 70) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@app.command("index")
+def index_command(
+    target: Annotated[Optional[str], typer.Option("--target", "-t", help="Vector column to index: image, text or fused [default: what searches use].", show_default=False)] = None,
+    drop: Annotated[bool, typer.Option("--drop", help="Remove the vector indices instead (searches become exact).")] = False,
+    db: DbOpt = None,
+    table: TableOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build an approximate-nearest-neighbour index (quantised vectors, exact re-ranking) for big tables.
+
+    Ingest builds one by itself once a table passes MMEMBED_ANN_ROWS rows (default 200000).
+    Example: mmembed index
+    """
+    with _errors():
+        idx = _index(db, table, None, None, None)
+        result: dict[str, Any] = {"dropped": idx.drop_vector_index()} if drop else idx.build_vector_index(target)
+    if as_json:
+        _print_json(result)
+    elif drop:
+        typer.echo(f"dropped {result['dropped']} vector index(es); searches are exact", err=True)
+    else:
+        typer.echo(f"built {result['type']} ({result['bits']}-bit) on {result['column']} over "
+                   f"{result['rows']} rows", err=True)
 
 
 @app.command()

@@ -18,6 +18,7 @@ __all__ = ["Config", "DEFAULT_MODEL", "DEFAULT_PRETRAINED", "default_db_path"]
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def default_db_path() -> str:
@@ -30,6 +31,21 @@ def default_db_path() -> str:
     else:
         base = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
     return str(base / "mmembed" / "db.lancedb")
+
+
+def cache_dir() -> str:
+    """Where derived files shared by tables live (exported text towers): ``MMEMBED_CACHE``,
+    else the per-user cache directory."""
+    if os.environ.get("MMEMBED_CACHE"):
+        return os.environ["MMEMBED_CACHE"]
+    home = Path.home()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = home / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache")
+    return str(base / "mmembed")
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,9 @@ class Config:
     batch_size: int = 32  # images per forward pass
     workers: int = 0  # decode threads; 0 = pick from the CPU count
     max_megapixels: float = 100.0  # images larger than this are skipped, not decoded
+    precision: str = "auto"  # auto, fp32, bf16 or fp16: the weights' number format while encoding
+    ann_rows: int = 200_000  # tables this big get an ANN index after ingest (see BENCHMARKS.md)
+    decode: str = "fast"  # fast: JPEGs decoded at a reduced DCT scale that covers the model input; exact: full size
 
     _ENV = {
         "db": "MMEMBED_DB",
@@ -59,6 +78,9 @@ class Config:
         "batch_size": "MMEMBED_BATCH_SIZE",
         "workers": "MMEMBED_WORKERS",
         "max_megapixels": "MMEMBED_MAX_MEGAPIXELS",
+        "precision": "MMEMBED_PRECISION",
+        "decode": "MMEMBED_DECODE",
+        "ann_rows": "MMEMBED_ANN_ROWS",
     }
 
     def __post_init__(self) -> None:
@@ -74,6 +96,10 @@ class Config:
             raise ConfigError(f"batch size {self.batch_size} must be at least 1")
         if self.workers < 0:
             raise ConfigError(f"workers {self.workers} must be 0 (automatic) or more")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r} is not known; use one of {', '.join(PRECISIONS)}")
+        if self.decode not in ("fast", "exact"):
+            raise ConfigError(f"decode {self.decode!r} is not known; use 'fast' or 'exact'")
         if self.max_megapixels <= 0:
             raise ConfigError(f"max megapixels {self.max_megapixels} must be above 0")
 

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import DEFAULT_MODEL, DEFAULT_PRETRAINED
+from .config import DEFAULT_MODEL, DEFAULT_PRETRAINED, PRECISIONS
 from .errors import ConfigError, ModelLoadError
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Encoder", "ModelSpec", "pick_device"]
+__all__ = ["Encoder", "ModelSpec", "pick_device", "pick_precision"]
 
 LOCAL_PREFIX = "local-dir:"
 HUB_PREFIX = "hf-hub:"
@@ -116,6 +116,32 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
+def pick_precision(device: str, precision: str = "auto") -> str:
+    """'auto' means fp16 on CUDA, bf16 on a CPU with native bf16 instructions (AVX-512 BF16 or
+    AMX), fp32 elsewhere. BENCHMARKS.md has the speed and the cosine to fp32 that justify it."""
+    if precision == "auto":
+        if device.startswith("cuda"):
+            return "fp16"
+        return "bf16" if device == "cpu" and cpu_has_native_bf16() else "fp32"
+    if precision == "fp16" and device == "cpu":
+        raise ConfigError("precision fp16 is for GPUs; on a CPU use bf16 or fp32")
+    return precision
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on x86 CPUs with AVX-512 BF16 or AMX (Linux /proc/cpuinfo); bf16 is emulated, and
+    slower than fp32, elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
 class Encoder:
     """An open_clip model with its own preprocessing and tokenizer, loaded on first use.
 
@@ -133,12 +159,17 @@ class Encoder:
         *,
         device: str = "auto",
         batch_size: int = 32,
+        precision: str = "auto",
     ) -> None:
         self.spec = model if isinstance(model, ModelSpec) else ModelSpec.resolve(model, pretrained)
         if batch_size < 1:
             raise ConfigError(f"batch size {batch_size} must be at least 1")
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision {precision!r} is not known; use one of {', '.join(PRECISIONS)}")
         self.batch_size = batch_size
         self._device_request = device
+        self._precision_request = precision
+        self.precision: str | None = None  # what the loaded model runs in
         self._lock = threading.Lock()
         self._model: Any = None
         self._preprocess: Any = None
@@ -165,12 +196,14 @@ class Encoder:
         import torch
 
         device = pick_device(self._device_request)
-        precision = "fp16" if device.startswith("cuda") else "fp32"
+        precision = pick_precision(device, self._precision_request)
         spec = self.spec
         try:
             with _quiet_root_logging():
+                # bf16 on a CPU: every weight in bf16 ('pure'); autocast measured 2-5x slower here
                 model, preprocess = open_clip.create_model_from_pretrained(
-                    spec.name, pretrained=spec.pretrained, device=device, precision=precision
+                    spec.name, pretrained=spec.pretrained, device=device,
+                    precision="pure_bf16" if precision == "bf16" and device == "cpu" else precision,
                 )
                 tokenizer = open_clip.get_tokenizer(spec.name)
         except FileNotFoundError as exc:
@@ -180,6 +213,7 @@ class Encoder:
         model.eval()
         self._dtype = next(model.parameters()).dtype if precision != "fp32" else torch.float32
         self._model, self._preprocess, self._tokenizer, self._device = model, preprocess, tokenizer, device
+        self.precision = precision
 
     @property
     def device(self) -> str:
@@ -196,6 +230,13 @@ class Encoder:
         if proj is not None and hasattr(proj, "shape"):
             return int(proj.shape[-1])
         return int(self.encode_text(["x"]).shape[1])
+
+    @property
+    def image_size(self) -> int:
+        """The shorter side, in pixels, of the model's input image (loads the model)."""
+        self.load()
+        size = getattr(self._model.visual, "image_size", None) or 224
+        return int(min(size) if isinstance(size, (tuple, list)) else size)
 
     @property
     def preprocess(self) -> Any:

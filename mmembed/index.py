@@ -17,10 +17,10 @@ import numpy as np
 
 from .config import Config
 from .encoders import Encoder, ModelSpec
-from .errors import ConfigError, ModelLoadError, ModelMismatchError
+from .errors import ConfigError, ModelLoadError, ModelMismatchError, StoreError
 from .fusion import FusionConfig, FusionStrategy, load_attention
 from .ingest import IngestProgress, IngestReport, run_ingest
-from .search import Hit, run_search
+from .retrieve import TARGETS, Hit, run_search
 from .store import Store, TableMeta
 from .texts import TEXT_SOURCES, TextOptions, Vectorizer
 
@@ -74,13 +74,15 @@ class Index:
         batch_size: int | None = None,
         workers: int | None = None,
         max_megapixels: float | None = None,
+        precision: str | None = None,
+        decode: str | None = None,
         config: Config | None = None,
     ) -> None:
         if config is None:
             config = Config.resolve(
                 db=os.fspath(db) if db is not None else None, table=table, model=model,
                 pretrained=pretrained, device=device, batch_size=batch_size, workers=workers,
-                max_megapixels=max_megapixels,
+                max_megapixels=max_megapixels, precision=precision, decode=decode,
             )
         if config.is_local:
             path = config.db.removeprefix("file://")
@@ -89,6 +91,9 @@ class Index:
         self.store = Store(config.db, config.table)
         self._encoder: Encoder | None = None
         self._vectorizer: Vectorizer | None = None
+        from .quick import QuickSearch
+
+        self._quick = QuickSearch(self.config.db, self.config.table)  # snapshot search, see quick.py
 
     def __repr__(self) -> str:
         return f"Index(db={self.config.db!r}, table={self.config.table!r})"
@@ -107,7 +112,8 @@ class Index:
         return self._encoder
 
     def _new_encoder(self, spec: ModelSpec) -> Encoder:
-        return Encoder(spec, device=self.config.device, batch_size=self.config.batch_size)
+        return Encoder(spec, device=self.config.device, batch_size=self.config.batch_size,
+                       precision=self.config.precision)
 
     @property
     def fusion(self) -> FusionConfig:
@@ -211,19 +217,24 @@ class Index:
                 target, vectorizer, roots, text_options=text_options, include=include, exclude=exclude,
                 hidden=hidden, follow_symlinks=follow_symlinks, prune=prune,
                 max_megapixels=self.config.max_megapixels, workers=self.config.workers,
+                fast_decode=self.config.decode == "fast",
                 batch_size=self.config.batch_size, progress=progress,
             )
             if target is not self.store:
                 self.store.replace_with(target)
                 self.store.drop_blobs()  # fusion weights belonged to the table just replaced
                 report.rows = self.store.count()
+            if target is not self.store or report.added or report.updated or report.moved or report.removed \
+                    or report.text_updated:
+                self._after_write()
         report.seconds = time.perf_counter() - started
         return report
 
     def _create_table(self, reindex: bool, strategy: str | None, weight: float | None, aggregate: str | None) -> Store:
         """A new table; when one exists already (reindex), a staging table swapped in at the end."""
         spec = ModelSpec.resolve(self.config.model, self.config.pretrained)
-        encoder = self._new_encoder(spec)
+        same = self._encoder is not None and self._encoder.spec.fingerprint == spec.fingerprint
+        encoder = self._encoder if same else self._new_encoder(spec)  # a loaded model is not loaded twice
         fusion = FusionConfig(**_given(strategy=strategy, weight=weight, text_aggregate=aggregate))
         if fusion.strategy is FusionStrategy.ATTENTION:
             raise ConfigError("a new table starts with mean or concat fusion; train attention with `mmembed fusion train`")
@@ -273,6 +284,7 @@ class Index:
         rows = refuse_table(self.store, vectorizer, redo_text, progress)
         self.store.set_meta(replace(meta, fusion=new.to_dict(), fusion_pending=False))
         self._vectorizer = None
+        self._after_write()
         return rows
 
     def train_fusion(self, *, epochs: int = 5, seed: int = 0, apply: bool = True,
@@ -286,6 +298,66 @@ class Index:
         if apply:
             info["rows"] = self.apply_fusion(strategy="attention")
         return info
+
+    # ------------------------------------------------------------ speed: ANN index and quick search
+    def _after_write(self) -> None:
+        """Keep the vector index, the quick-search snapshot and the text tower in step with the table."""
+        if self.store.count() >= self.config.ann_rows and not self.store.vector_indices():
+            self.build_vector_index(refresh=False)
+        self.store.write_snapshot()
+        self._export_text_tower()
+
+    def _export_text_tower(self) -> None:
+        """Write the ONNX text tower quick search uses, once per model (local tables only)."""
+        from .textonnx import export_text_tower, tower_exists, tower_folder
+
+        if not self.store.is_local or self.meta is None:
+            return
+        folder = tower_folder(self.meta.fingerprint)
+        try:
+            if not tower_exists(folder, self.meta.fingerprint):
+                export_text_tower(self.encoder, folder)
+        except ImportError:
+            pass  # onnx/onnxruntime missing: searches use torch, as before
+        except OSError as exc:
+            raise StoreError(f"cannot write the text tower in {folder} ({exc.strerror or exc})") from None
+
+    def build_vector_index(self, target: str | None = None, *, refresh: bool = True) -> dict[str, Any]:
+        """Build an approximate-nearest-neighbour index on ``target``'s vector column (default:
+        the column searches use), replacing any index there. Returns what was built."""
+        meta = self.meta
+        if meta is None:
+            raise ConfigError("no index yet; run `mmembed ingest PATH` first")
+        target = target or ("fused" if self.store.count_where("text_vector IS NOT NULL") else "image")
+        if target not in TARGETS:
+            raise ConfigError(f"target {target!r} is not one of {', '.join(TARGETS)}")
+        built = self.store.build_vector_index(f"{target}_vector")
+        if refresh:
+            self.store.write_snapshot()  # the new index is a new table version
+        return built
+
+    def drop_vector_index(self) -> int:
+        """Remove every vector index (searches become exact). Returns how many were dropped."""
+        dropped = self.store.drop_vector_indices() if self.meta is not None else 0
+        if dropped:
+            self.store.write_snapshot()
+        return dropped
+
+    def _text_encoder(self) -> Any:
+        """The exported ONNX text tower when it matches this table's model, else None (torch)."""
+        meta = self.meta
+        if meta is None or not self._quick_ok():
+            return None
+        return self._quick.tower(meta.fingerprint)
+
+    def _quick_ok(self) -> bool:
+        """Whether snapshot search and the text tower may stand in for LanceDB and torch here."""
+        c = self.config
+        if not (c.is_local and c.device in ("auto", "cpu") and os.environ.get("MMEMBED_QUICK") != "0"):
+            return False
+        if (c.model is not None or c.pretrained is not None) and self.meta is not None:
+            _ = self.encoder  # checks the named model against the table; raises on a mismatch
+        return True
 
     # ------------------------------------------------------------ search and inspection
     def search(
@@ -304,10 +376,16 @@ class Index:
 
         ``target`` is 'image', 'text' or 'fused' (default: fused when the table has item text).
         ``where`` is a SQL filter on the metadata columns, e.g. ``"format = 'PNG'"``. See
-        ``mmembed.search`` for how composite queries are scored.
+        ``mmembed.retrieve`` for how composite queries are scored.
         """
+        if image is None and where is None and self._quick_ok():
+            hits = self._quick.search(text, limit=limit, target=target, negatives=negatives,
+                                      negative_weight=negative_weight, encoder=_LazyEncoder(self))
+            if hits is not None:
+                return hits
         return run_search(
             self.store, _LazyVectorizer(self), text, image=image, limit=limit, where=where,
+            text_encoder=self._text_encoder() if image is None else None,
             target=target, image_weight=image_weight, negatives=negatives,
             negative_weight=negative_weight, max_megapixels=self.config.max_megapixels,
         )
@@ -339,8 +417,22 @@ class _LazyVectorizer:
     def __init__(self, index: Index) -> None:
         self._index = index
 
+    @property
+    def fusion_config(self) -> FusionConfig:
+        return self._index.fusion
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._index.vectorizer, name)
+
+
+class _LazyEncoder:
+    """The index's encoder, checked and built only if a query is really encoded with it."""
+
+    def __init__(self, index: Index) -> None:
+        self._index = index
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        return self._index.encoder.encode_text(list(texts))
 
 
 def _given(**values: Any) -> dict[str, Any]:

@@ -28,11 +28,12 @@ from .sources import DiscoveredFile, load_image, printable_path, walk
 from .store import Store
 from .texts import TextOptions, Vectorizer, resolve_texts, text_hash
 
-__all__ = ["IngestReport", "SkippedFile", "IngestProgress", "run_ingest"]
+__all__ = ["IngestReport", "SkippedFile", "IngestProgress", "ImageDecoder", "run_ingest"]
 
 _WRITE_ROWS = 256  # rows per commit: few commits, little lost to a crash
 _WRITE_SECONDS = 10.0  # ...or sooner, so a slow model still saves its work often
 _READ_CHUNK = 1 << 20
+_READ_WHOLE = 64 << 20  # files up to this size are read once, hashed and decoded from memory
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ def run_ingest(
     max_megapixels: float = 100.0,
     workers: int = 0,
     batch_size: int = 32,
+    fast_decode: bool = True,
     progress: Callable[[IngestProgress], None] | None = None,
 ) -> IngestReport:
     """Bring the table in line with the files under ``roots``; see the module docstring."""
@@ -132,7 +134,8 @@ def run_ingest(
         include=include, exclude=exclude, hidden=hidden, follow_symlinks=follow_symlinks,
     )
     try:
-        run.process(tasks, max_megapixels=max_megapixels, workers=workers, batch_size=batch_size)
+        run.process(tasks, max_megapixels=max_megapixels, workers=workers, batch_size=batch_size,
+                    fast_decode=fast_decode)
     finally:
         run.writer.flush()  # also on Ctrl-C: what was encoded is kept
     run.finish(prune=prune)
@@ -227,13 +230,12 @@ class _IngestRun:
         self.writer.put_text_only(row.id, columns, new_text=True)
         self.report.text_updated += 1
 
-    def process(self, tasks: list[_Task], *, max_megapixels: float, workers: int, batch_size: int) -> None:
+    def process(self, tasks: list[_Task], *, max_megapixels: float, workers: int, batch_size: int,
+                fast_decode: bool = True) -> None:
         """Read, hash and decode in threads; reuse, encode in batches, and write as we go."""
-        def preprocess(image: Any) -> Any:  # the model loads only once a file really needs encoding
-            return self.encoder.preprocess(image)
-
         self.notify(IngestProgress("encode", 0, len(tasks)))
-        prepared_all = _prepare_all(tasks, frozenset(self.hash_to_ids), preprocess, max_megapixels, workers, batch_size)
+        decode = ImageDecoder(self.encoder, fast=fast_decode)
+        prepared_all = _prepare_all(tasks, frozenset(self.hash_to_ids), decode, max_megapixels, workers, batch_size)
         for done, prepared in enumerate(prepared_all, start=1):
             self._handle(prepared)
             if len(self.pending) >= batch_size:
@@ -319,10 +321,77 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
+class ImageDecoder:
+    """Read-to-tensor for one model: decode (JPEG at reduced DCT scale when ``fast``) and preprocess.
+
+    The model loads on first use, so a run with nothing to encode never loads it. ``fast``
+    decodes a JPEG at the smallest scale that still covers the model's input (see
+    ``load_image(min_side=...)``); BENCHMARKS.md gives its effect on vectors and recall.
+    """
+
+    def __init__(self, encoder: Any, *, fast: bool = True) -> None:
+        self.encoder = encoder
+        self.fast = fast
+        self._transform: Callable[[Any], Any] | None = None
+
+    def __call__(self, source: str | bytes, max_megapixels: float, name: str | None = None) -> tuple[Any, Any]:
+        min_side = self.encoder.image_size if self.fast else None
+        decoded = load_image(source, max_megapixels=max_megapixels, name=name, min_side=min_side)
+        if self._transform is None:
+            self._transform = fast_transform(self.encoder.preprocess) or self.encoder.preprocess
+        return decoded, self._transform(decoded.image)
+
+
+def fast_transform(preprocess: Any) -> Callable[[Any], Any] | None:
+    """open_clip's usual eval transform (Resize shortest side bicubic, CenterCrop, ToTensor,
+    Normalize) with the same Pillow resize and crop but one numpy pass for the tensor part,
+    about 2x faster per image. None for any other transform (which is then used as is)."""
+    import numpy as np
+
+    steps = list(getattr(preprocess, "transforms", []))
+    names = [type(t).__name__ for t in steps]
+    if names not in (["Resize", "CenterCrop", "MaybeConvertMode", "MaybeToTensor", "Normalize"],
+                     ["Resize", "CenterCrop", "MaybeToTensor", "Normalize"],
+                     ["Resize", "CenterCrop", "ToTensor", "Normalize"]):
+        return None
+    resize, crop, normalize = steps[0], steps[1], steps[-1]
+    size = resize.size[0] if isinstance(resize.size, (list, tuple)) and len(resize.size) == 1 else resize.size
+    if not isinstance(size, int) or resize.max_size is not None or getattr(resize.interpolation, "value", "") != "bicubic":
+        return None
+    crop_h, crop_w = crop.size if isinstance(crop.size, (list, tuple)) else (crop.size, crop.size)
+    mean = np.asarray(normalize.mean, dtype=np.float32)
+    std = np.asarray(normalize.std, dtype=np.float32)
+    if crop_h > size or crop_w > size or mean.shape != (3,):
+        return None
+    mode_step = steps[2] if names[2] == "MaybeConvertMode" else None
+    wanted_mode = getattr(mode_step, "mode", "RGB") if mode_step is not None else "RGB"
+    if wanted_mode not in (None, "RGB"):
+        return None
+
+    def transform(image: Any) -> Any:
+        import torch
+        from PIL import Image
+
+        w, h = image.size
+        short, long = (w, h) if w <= h else (h, w)
+        if short != size:  # torchvision's rule for an int size: short side -> size
+            new_short, new_long = size, int(size * long / short)
+            new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+            image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+            w, h = new_w, new_h
+        top, left = int(round((h - crop_h) / 2.0)), int(round((w - crop_w) / 2.0))
+        image = image.crop((left, top, left + crop_w, top + crop_h))
+        arr = np.asarray(image, dtype=np.float32) / np.float32(255.0)
+        arr = (arr - mean) / std
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+    return transform
+
+
 def _prepare_all(
     tasks: list[_Task],
     reusable: frozenset[str],
-    preprocess: Callable[[Any], Any],
+    decode: ImageDecoder,
     max_megapixels: float,
     workers: int,
     batch_size: int,
@@ -333,27 +402,30 @@ def _prepare_all(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmembed-decode") as pool:
         in_flight: deque[Future[_Prepared]] = deque()
         for task in tasks:
-            in_flight.append(pool.submit(_prepare, task, reusable, preprocess, max_megapixels))
+            in_flight.append(pool.submit(_prepare, task, reusable, decode, max_megapixels))
             if len(in_flight) >= window:
                 yield in_flight.popleft().result()
         while in_flight:
             yield in_flight.popleft().result()
 
 
-def _hash_file(path: str) -> str:
+def _read_and_hash(path: str, size: int) -> tuple[str, bytes | None]:
+    """The file's content hash, and its bytes when small enough to decode from memory."""
     digest = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
+        if size <= _READ_WHOLE:
+            data = f.read()
+            digest.update(data)
+            return digest.hexdigest(), data
         while chunk := f.read(_READ_CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
+    return digest.hexdigest(), None
 
 
-def _prepare(
-    task: _Task, reusable: frozenset[str], preprocess: Callable[[Any], Any], max_megapixels: float
-) -> _Prepared:
+def _prepare(task: _Task, reusable: frozenset[str], decode: ImageDecoder, max_megapixels: float) -> _Prepared:
     path = task.file.path
     try:
-        digest = _hash_file(path)
+        digest, data = _read_and_hash(path, task.file.size)
     except PermissionError:
         return _Prepared(task, "skip", reason="permission denied; check the file's permissions")
     except FileNotFoundError:
@@ -365,8 +437,7 @@ def _prepare(
     if digest in reusable:
         return _Prepared(task, "reuse", digest)
     try:
-        decoded = load_image(path, max_megapixels=max_megapixels)
-        tensor = preprocess(decoded.image)
+        decoded, tensor = decode(data if data else path, max_megapixels, name=path)
     except ImageDecodeError as exc:
         return _Prepared(task, "skip", digest, reason=exc.reason)
     except MmembedError:

@@ -22,96 +22,27 @@ cos(query, text vector) (None without text), the parts a person reads to see why
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .errors import ImageDecodeError, IndexEmptyError, QueryError
-from .fusion import FusionStrategy
+from .query import (
+    TARGETS,
+    Hit,
+    Query,
+    _unit,
+    check_options,
+    check_query,
+    make_hit,
+    parse_terms,
+    query_plan,
+)
 from .sources import load_image
 from .store import Store
 
 __all__ = ["Hit", "Query", "parse_terms", "run_search", "TARGETS"]
-
-TARGETS = ("image", "text", "fused")
-_TERM_SPLIT = re.compile(r"\s+([+-])\s+")
-_CORE = {"id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "ingested_at",
-         "image_vector", "text", "texts", "text_source", "text_hash", "embedded_texts", "manifest_texts",
-         "text_vector", "score"}
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result. ``score`` is the cosine similarity used for ranking (higher is better)."""
-
-    path: str
-    score: float
-    id: str
-    width: int | None = None
-    height: int | None = None
-    format: str | None = None
-    size: int | None = None
-    text: str | None = None  # the item's caption (first text)
-    text_source: str | None = None  # where the caption came from
-    image_score: float | None = None  # cosine of the query with the image vector
-    text_score: float | None = None  # cosine of the query with the text vector; None without text
-    target: str = "image"  # the vector column that was searched
-    extra: dict[str, Any] = field(default_factory=dict)  # manifest columns
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        extra = data.pop("extra")
-        return {**data, **{k: v for k, v in extra.items() if k not in data}}
-
-
-def parse_terms(text: str | None) -> tuple[list[str], list[str]]:
-    """Split ``"a + b - c"`` into positives [a, b] and negatives [c] (signs need spaces around them)."""
-    if not text or not text.strip():
-        return [], []
-    parts = _TERM_SPLIT.split(" " + text.strip())
-    positives, negatives = [], []
-    sign = "+"
-    for part in parts:
-        if part in ("+", "-"):
-            sign = part
-            continue
-        if part.strip():
-            (positives if sign == "+" else negatives).append(part.strip())
-    return positives, negatives
-
-
-@dataclass
-class Query:
-    """A checked query: its terms, image, and weights."""
-
-    positives: list[str]
-    negatives: list[str]
-    image: str | None
-    image_weight: float | None
-    negative_weight: float
-
-
-def check_query(text: str | None, image: str | os.PathLike[str] | None, negatives: Sequence[str] = (),
-                image_weight: float | None = None, negative_weight: float = 0.5) -> Query:
-    """Reject an empty query, a missing query image or a bad weight before any model is loaded."""
-    positives, minus = parse_terms(text)
-    if not positives and image is None:
-        raise QueryError("empty query; give search text, or --image PATH")
-    if image is not None and not os.path.isfile(os.fspath(image)):
-        raise QueryError(f"{os.fspath(image)}: query image not found; check the path")
-    if image_weight is not None and not 0.0 <= image_weight <= 1.0:
-        raise QueryError(f"--image-weight {image_weight} must be between 0 and 1")
-    if not 0.0 <= negative_weight <= 1.0:
-        raise QueryError(f"negative weight {negative_weight} must be between 0 and 1")
-    negatives = [*minus, *(n.strip() for n in negatives if n and n.strip())]
-    return Query(positives, negatives, os.fspath(image) if image is not None else None, image_weight, negative_weight)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
 
 def query_vectors(encoder: Any, query: Query, max_megapixels: float = 100.0) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
@@ -143,14 +74,13 @@ def run_search(
     negatives: Sequence[str] = (),
     negative_weight: float = 0.5,
     max_megapixels: float = 100.0,
+    text_encoder: Any = None,
 ) -> list[Hit]:
-    """Search the table; see the module docstring for the scoring."""
-    if not isinstance(limit, int) or limit < 1:
-        raise QueryError(f"limit must be at least 1, got {limit!r}")
-    if where is not None and not where.strip():
-        raise QueryError("--where is empty; give a SQL filter such as \"format = 'JPEG'\"")
-    if target is not None and target not in TARGETS:
-        raise QueryError(f"target {target!r} is not one of {', '.join(TARGETS)}")
+    """Search the table; see the module docstring for the scoring.
+
+    ``text_encoder`` (an exported text tower) encodes text-only queries instead of the model.
+    """
+    check_options(limit, where, target)
     query = check_query(text, image, negatives, image_weight, negative_weight)
     if store.count() == 0:
         raise IndexEmptyError(
@@ -165,44 +95,13 @@ def run_search(
             "a fusion apply on this index did not finish; run `mmembed fusion apply` again "
             "(or search with --target image meanwhile)"
         )
-    img, txt, neg = query_vectors(vectorizer.encoder, query, max_megapixels)
-    config = vectorizer.config
-    lam = query.negative_weight
-
-    def minus_neg(v: np.ndarray) -> np.ndarray:
-        return _unit(v - lam * neg) if neg is not None else v
-
-    if img is not None and txt is not None:
-        a = 0.5 if query.image_weight is None else query.image_weight
-        q = minus_neg(_unit(a * img + (1 - a) * txt))
-    else:
-        q = minus_neg(img if img is not None else txt)  # type: ignore[arg-type]
-    q_img = minus_neg(img if img is not None else txt)  # type: ignore[arg-type]
-    q_txt = minus_neg(txt if txt is not None else img)  # type: ignore[arg-type]
-    concat = target == "fused" and config.strategy is FusionStrategy.CONCAT
-    if concat:
-        a = config.weight if query.image_weight is None else query.image_weight
-        search_vector = np.concatenate([np.sqrt(a) * q_img, np.sqrt(1 - a) * q_txt]).astype(np.float32)
-    else:
-        q_img = q_txt = q
-        search_vector = q
+    encoder = text_encoder if text_encoder is not None and query.image is None else vectorizer.encoder
+    img, txt, neg = query_vectors(encoder, query, max_megapixels)
+    config = getattr(vectorizer, "fusion_config", None) or vectorizer.config  # no model or weights needed
+    search_vector, q_img, q_txt = query_plan(img, txt, neg, query, target, config.strategy, config.weight)
     column = {"image": "image_vector", "text": "text_vector", "fused": "fused_vector"}[target]
     filters = [f"({where})"] if where else []
     if target == "text":
         filters.append("text_vector IS NOT NULL")
     rows = store.nearest(search_vector, column=column, limit=limit, where=" AND ".join(filters) or None)
-    return [_hit(r, target, q_img, q_txt) for r in rows]
-
-
-def _hit(row: dict[str, Any], target: str, q_img: np.ndarray, q_txt: np.ndarray) -> Hit:
-    image_vec = row.get("image_vector")
-    text_vec = row.get("text_vector")
-    return Hit(
-        path=row["path"], score=row["score"], id=row["id"], width=row.get("width"),
-        height=row.get("height"), format=row.get("format"), size=row.get("size"), text=row.get("text"),
-        text_source=row.get("text_source"),
-        image_score=float(np.dot(q_img, image_vec)) if image_vec is not None else None,
-        text_score=float(np.dot(q_txt, text_vec)) if text_vec is not None else None,
-        target=target,
-        extra={k: v for k, v in row.items() if k not in _CORE and not k.startswith("_")},
-    )
+    return [make_hit(r, target, q_img, q_txt) for r in rows]

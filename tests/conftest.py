@@ -33,14 +33,21 @@ def shared_path(relative: str) -> Path:
     return path.resolve()  # ingest stores real paths; ../shared may be reached through a link
 
 
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One user cache for the whole run: text towers are exported once per model, as for a user."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> None:
     """No MMEMBED_* settings from the developer's shell; the default db lands in a temp home."""
     for name in list(os.environ):
         if name.startswith("MMEMBED_"):
             monkeypatch.delenv(name)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(session_cache))
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
 
 

@@ -25,10 +25,11 @@ def test_text_search_returns_ranked_hits(built: mmembed.Index) -> None:
     assert scores == sorted(scores, reverse=True)
     assert all(-1.0 <= s <= 1.0001 for s in scores)
     assert all(Path(h.path).is_absolute() for h in hits)
-    # Scores are cosines: they equal the dot product of stored and query vectors.
+    # Scores are cosines: they equal the dot product of stored and query vectors (to ~1e-3:
+    # the query may come from the fp32 ONNX text tower, the vectors from bf16 weights).
     q = built.embed_text(["a red circle"])[0]
     top = built.embed_images([hits[0].path])[0]
-    assert hits[0].score == pytest.approx(float(q @ top), abs=1e-4)
+    assert hits[0].score == pytest.approx(float(q @ top), abs=2e-3)
 
 
 def test_image_query_finds_itself_first(built: mmembed.Index, photos: Path) -> None:

@@ -26,7 +26,10 @@ QUERIES = {
 @pytest.fixture(scope="module")
 def dev_index(tmp_path_factory: pytest.TempPathFactory, micro_clip: str) -> mmembed.Index:
     dev = shared_path("data/flickr8k/dev")
-    idx = mmembed.Index(str(tmp_path_factory.mktemp("sem") / "dev.lancedb"), model=micro_clip, batch_size=64)
+    # Exact decode and fp32: open_clip's own path, so rankings can be compared with it exactly
+    # (the fast defaults are checked against these in test_speed.py and benchmarks/fast_paths.py).
+    idx = mmembed.Index(str(tmp_path_factory.mktemp("sem") / "dev.lancedb"), model=micro_clip, batch_size=64,
+                        precision="fp32", decode="exact")
     report = idx.ingest(dev)
     assert report.added == 1000 and report.skipped == [] and report.rows == 1000
     return idx

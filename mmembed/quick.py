@@ -1,0 +1,116 @@
+"""Exact text search from the table's snapshot: numpy over memory-mapped vectors, and the
+exported text tower for the query, so neither lancedb, pyarrow nor torch is imported.
+
+``mmembed search "words"`` tries this first, and ``Index.search`` uses it for text queries
+without ``--where`` (it is many times faster than LanceDB's flat scan; BENCHMARKS.md). It
+answers only when it gives what the full path gives (same order, scores equal up to float
+rounding): a local table whose snapshot matches the current table version, a text-only
+query, no filter, and a text encoder for the table's model. Otherwise it returns None and
+the caller takes the full path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .config import Config
+from .fusion import FusionStrategy
+from .query import Hit, _unit, check_options, check_query, make_hit, query_plan
+
+__all__ = ["QuickSearch", "quick_search"]
+
+
+class QuickSearch:
+    """Searches one table's snapshot; keeps the open snapshot and text tower between queries."""
+
+    def __init__(self, db: str, table: str) -> None:
+        self.db = os.path.abspath(os.path.expanduser(db.removeprefix("file://")))
+        self.table = table
+        self._snapshot: Any = None
+        self._tower: Any = None  # None: not looked for; False: none usable
+
+    def snapshot(self) -> Any:
+        """The current snapshot, or None (missing, stale, or being rewritten)."""
+        from .snapshot import Snapshot, table_version
+
+        snap = self._snapshot
+        if snap is not None and snap.info.get("version") == table_version(self.db, self.table):
+            return snap
+        self._snapshot = Snapshot.open(self.db, self.table)
+        return self._snapshot
+
+    def tower(self, fingerprint: str) -> Any:
+        if self._tower is None or (self._tower and self._tower.fingerprint != fingerprint):
+            from .textonnx import load_text_tower, tower_folder
+
+            try:
+                self._tower = load_text_tower(tower_folder(fingerprint), fingerprint) or False
+            except Exception:  # noqa: BLE001 - a broken export only costs speed
+                self._tower = False
+        return self._tower or None
+
+    def search(
+        self,
+        text: str | None,
+        *,
+        limit: int = 10,
+        target: str | None = None,
+        negatives: Sequence[str] = (),
+        negative_weight: float = 0.5,
+        encoder: Any = None,
+    ) -> list[Hit] | None:
+        """Hits for a text query, or None when this path cannot give the full path's answer.
+
+        ``encoder`` encodes the query when there is no exported text tower (``Index`` passes
+        its torch encoder); without either, None.
+        """
+        check_options(limit, None, target)
+        query = check_query(text, None, negatives, None, negative_weight)
+        snap = self.snapshot()
+        if snap is None or snap.rows == 0:
+            return None
+        meta = snap.meta
+        target = target or ("fused" if snap.captioned else "image")
+        if (target == "text" and not snap.captioned) or (target == "fused" and meta.get("fusion_pending")):
+            return None  # the full path raises the right error
+        if not snap.has(target):
+            return None
+        text_encoder = self.tower(meta["fingerprint"]) or encoder
+        if text_encoder is None:
+            return None
+        vecs = text_encoder.encode_text(query.positives + query.negatives)
+        pos = _unit(vecs[: len(query.positives)].mean(axis=0))
+        neg = _unit(vecs[len(query.positives):].mean(axis=0)) if query.negatives else None
+        fusion = meta.get("fusion") or {}
+        strategy = FusionStrategy(fusion.get("strategy", "mean"))
+        vector, q_img, q_txt = query_plan(None, pos, neg, query, target, strategy, float(fusion.get("weight", 0.2)))
+        rows = snap.nearest(np.asarray(vector, dtype=np.float32), target=target, limit=limit)
+        return [make_hit(row, target, q_img, q_txt) for row in rows]
+
+
+def quick_search(
+    config: Config,
+    text: str | None,
+    *,
+    limit: int = 10,
+    target: str | None = None,
+    negatives: Sequence[str] = (),
+    negative_weight: float = 0.5,
+) -> list[Hit] | None:
+    """One-shot :class:`QuickSearch` for the CLI: None when the full path must answer."""
+    if not usable(config):
+        return None
+    return QuickSearch(config.db, config.table).search(
+        text, limit=limit, target=target, negatives=negatives, negative_weight=negative_weight
+    )
+
+
+def usable(config: Config) -> bool:
+    """Local table, CPU (or auto) device, no explicitly named model (the full path checks
+    that against the table), and not switched off with MMEMBED_QUICK=0."""
+    return (config.is_local and config.device in ("auto", "cpu") and config.model is None
+            and config.pretrained is None and os.environ.get("MMEMBED_QUICK") != "0")

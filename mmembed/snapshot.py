@@ -1,0 +1,165 @@
+"""A read-only copy of a table's search data as plain files, so a one-shot search needs
+neither lancedb (over a second to import) nor torch.
+
+Local databases only. Written after every change to the table (ingest, fusion apply, index
+build) into ``<db>/<table>.mmembed/``::
+
+    snapshot.json   table version, row count, metadata, which vector files exist
+    image.npy       (N, D) float32 image vectors, memory-mapped when read
+    text.npy        (N, D) float32 text vectors (zeros where an item has none) + text_mask.npy
+    fused.npy       (N, F) float32 fused vectors (only when some item has text; else fused = image)
+    rows.jsonl      one JSON object per row: what a Hit shows; offsets.npy points into it
+
+(The text tower that encodes the query lives in the user cache, one per model: textonnx.py.)
+
+A reader uses the snapshot only when its recorded version is the table's current version
+(read from the table's ``_versions`` folder, no lancedb); anything else falls back to the
+normal path, so a stale or half-written snapshot can cost speed but never correctness.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Snapshot", "snapshot_folder", "table_version", "write_snapshot", "SNAPSHOT_MAX_ROWS"]
+
+SNAPSHOT_MAX_ROWS = 300_000  # above this, exact brute force is too slow anyway: the ANN index serves
+_INFO = "snapshot.json"
+_ROW_FIELDS = ("id", "path", "width", "height", "format", "size", "text", "text_source")
+_U64_MAX = (1 << 64) - 1
+
+
+def snapshot_folder(db: str, table: str) -> str:
+    return os.path.join(db.removeprefix("file://"), f"{table}.mmembed")
+
+
+def table_version(db: str, table: str) -> int | None:
+    """The latest committed version of a local LanceDB table, from its manifest file names."""
+    folder = os.path.join(db.removeprefix("file://"), f"{table}.lance", "_versions")
+    try:
+        names = [n[: -len(".manifest")] for n in os.listdir(folder) if n.endswith(".manifest")]
+    except OSError:
+        return None
+    numbers = [int(n) for n in names if n.isdigit()]
+    if not numbers:
+        return None
+    if all(len(n) == 20 for n in names if n.isdigit()):  # Lance's v2 naming: u64::MAX - version
+        return _U64_MAX - min(numbers)
+    return max(numbers)
+
+
+def write_snapshot(folder: str, version: int, data: Any, meta_json: str, extra_columns: list[str]) -> None:
+    """Write ``data`` (a pyarrow Table of the whole table at ``version``) as a snapshot in ``folder``.
+
+    Written beside, then swapped in by renames, so a reader sees the old or the new files.
+    """
+    tmp = f"{folder}.tmp-{uuid.uuid4().hex[:8]}"
+    os.makedirs(tmp)
+    try:
+        n = data.num_rows
+        image = _matrix(data.column("image_vector"))
+        np.save(os.path.join(tmp, "image.npy"), image)
+        mask = data.column("text_vector").is_valid().to_numpy(zero_copy_only=False)
+        captioned = int(mask.sum())
+        if captioned:
+            np.save(os.path.join(tmp, "text.npy"), _matrix(data.column("text_vector"), image.shape[1]))
+            np.save(os.path.join(tmp, "text_mask.npy"), mask)
+            fused = data.column("fused_vector")
+            if fused.null_count == 0:
+                np.save(os.path.join(tmp, "fused.npy"), _matrix(fused))
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        fields = [f for f in (*_ROW_FIELDS, *extra_columns) if f in data.column_names]
+        columns = {f: data.column(f).to_pylist() for f in fields}
+        with open(os.path.join(tmp, "rows.jsonl"), "wb") as out:
+            for i in range(n):
+                line = json.dumps({f: columns[f][i] for f in fields}, default=str, ensure_ascii=False)
+                out.write(line.encode("utf-8") + b"\n")
+                offsets[i + 1] = out.tell()
+        np.save(os.path.join(tmp, "offsets.npy"), offsets)
+        info = {"version": version, "rows": n, "captioned": captioned, "meta": json.loads(meta_json),
+                "fused": os.path.exists(os.path.join(tmp, "fused.npy"))}
+        with open(os.path.join(tmp, _INFO), "w") as f:
+            json.dump(info, f)
+        old = f"{folder}.old-{uuid.uuid4().hex[:8]}"
+        if os.path.exists(folder):
+            os.rename(folder, old)
+        os.rename(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_snapshot(folder: str) -> None:
+    """Drop the snapshot (a table too big for brute force, or an empty one)."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _matrix(column: Any, dim: int | None = None) -> np.ndarray:
+    arr = column.combine_chunks()
+    dim = dim or arr.type.list_size
+    if arr.null_count:
+        arr = arr.fill_null([0.0] * dim)
+    return np.ascontiguousarray(arr.values.to_numpy(zero_copy_only=False).reshape(len(arr), dim), dtype=np.float32)
+
+
+class Snapshot:
+    """An open, current snapshot; :meth:`open` returns None when there is none to trust."""
+
+    def __init__(self, folder: str, info: dict[str, Any]) -> None:
+        self.folder = folder
+        self.info = info
+        self.meta: dict[str, Any] = info["meta"]
+        self.rows: int = info["rows"]
+        self.captioned: int = info["captioned"]
+        self._arrays: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def open(cls, db: str, table: str) -> Snapshot | None:
+        folder = snapshot_folder(db, table)
+        try:
+            with open(os.path.join(folder, _INFO)) as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if info.get("version") != table_version(db, table):
+            return None
+        return cls(folder, info)
+
+    def _array(self, name: str) -> np.ndarray:
+        if name not in self._arrays:
+            self._arrays[name] = np.load(os.path.join(self.folder, f"{name}.npy"), mmap_mode="r")
+        return self._arrays[name]
+
+    def has(self, target: str) -> bool:
+        return target == "image" or (self.captioned > 0 and (target == "text" or self.info["fused"]))
+
+    def nearest(self, vector: np.ndarray, *, target: str, limit: int) -> list[dict[str, Any]]:
+        """The ``limit`` rows with the highest cosine to ``vector`` in ``target``'s column, as
+        row dicts like ``Store.nearest`` gives (image and text vectors included)."""
+        matrix = self._array({"image": "image", "text": "text", "fused": "fused"}[target])
+        scores = matrix @ np.asarray(vector, dtype=np.float32)
+        if target == "text":
+            scores = np.where(self._array("text_mask"), scores, -np.inf)
+        k = min(limit, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        top = top[np.argsort(-scores[top], kind="stable")]
+        rows = []
+        offsets = self._array("offsets")
+        with open(os.path.join(self.folder, "rows.jsonl"), "rb") as f:
+            for i in top:
+                if not np.isfinite(scores[i]):
+                    continue
+                f.seek(int(offsets[i]))
+                row = json.loads(f.read(int(offsets[i + 1] - offsets[i])))
+                row["score"] = float(scores[i])
+                row["image_vector"] = np.asarray(self._array("image")[i])
+                if self.captioned and self._array("text_mask")[i]:
+                    row["text_vector"] = np.asarray(self._array("text")[i])
+                rows.append(row)
+        return rows

@@ -1,0 +1,308 @@
+"""Text queries without torch: the model's text tower as ONNX, run by onnxruntime.
+
+Importing torch and open_clip costs seconds, which a one-shot ``mmembed search`` cannot
+afford. At ingest (where torch is loaded anyway) :func:`export_text_tower` writes the text
+tower to ``text.onnx`` in the user cache (:func:`tower_folder`, one per model), with the
+facts a query needs (dimension, context length, fingerprint); :class:`OnnxTextEncoder` then encodes queries with onnxruntime and
+:class:`ClipTokenizer`, a numpy-only port of CLIP's byte-pair tokenizer that reads the
+vocabulary file shipped with open_clip (found without importing open_clip).
+
+The export is only written when it is faithful: it is checked against ``encode_text`` on
+sample texts (cosine >= 0.9999, identical tokens) and skipped otherwise (models with other
+tokenizers or pooling), in which case search uses torch as before.
+
+The exported graph takes tokens cut after the longest end-of-text token of the batch: with
+a causal mask and pooling at end-of-text, the positions after it cannot change the result,
+and a short query then costs a few milliseconds instead of a full 77-token pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import gzip
+import html
+import io
+import json
+import os
+import warnings
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ClipTokenizer", "OnnxTextEncoder", "export_text_tower", "tower_folder", "TEXT_TOWER_FILE"]
+
+TEXT_TOWER_FILE = "text.onnx"
+_INFO_FILE = "text.json"
+_CHECK_TEXTS = [
+    "a dog on grass", "A DOG, running!! on the BEACH at sunset", "Café & crème brûlée — 2019",
+    "two children playing in the water near a red boat", "x", "über straße 東京 😀", "it's the cat's toy",
+    "  lots   of\tspace  ", "&amp; html &lt;entities&gt;", "word " * 100,
+]
+
+
+@lru_cache(maxsize=1)
+def _byte_table() -> dict[int, str]:
+    """CLIP's reversible map from bytes to printable unicode characters."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = keep[:]
+    extra = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(keep, map(chr, chars)))
+
+
+def _vocab_path() -> str:
+    """open_clip's BPE vocabulary file, located without importing open_clip (and torch)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("open_clip is not installed")
+    return os.path.join(list(spec.submodule_search_locations)[0], "bpe_simple_vocab_16e6.txt.gz")
+
+
+class ClipTokenizer:
+    """CLIP's byte-level BPE (the same vocabulary, cleaning and truncation as open_clip's
+    ``SimpleTokenizer`` with its default 'lower' cleaning); returns numpy arrays."""
+
+    def __init__(self, context_length: int = 77, vocab_path: str | None = None) -> None:
+        import regex
+
+        lines = gzip.open(vocab_path or _vocab_path()).read().decode("utf-8").split("\n")
+        merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
+        base = list(_byte_table().values())
+        vocab = base + [c + "</w>" for c in base] + ["".join(m) for m in merges]
+        vocab += ["<start_of_text>", "<end_of_text>"]
+        self.encoder = {token: i for i, token in enumerate(vocab)}
+        self.ranks = {pair: i for i, pair in enumerate(merges)}
+        self.sot = self.encoder["<start_of_text>"]
+        self.eot = self.encoder["<end_of_text>"]
+        self.context_length = context_length
+        self._cache: dict[str, list[int]] = {}
+        self._pattern = regex.compile(
+            r"""<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
+            regex.IGNORECASE,
+        )
+
+    def _bpe(self, token: str) -> list[int]:
+        if token in self._cache:
+            return self._cache[token]
+        word = list(token[:-1]) + [token[-1] + "</w>"]
+        while len(word) > 1:
+            pairs = {(word[i], word[i + 1]) for i in range(len(word) - 1)}
+            best = min(pairs, key=lambda p: self.ranks.get(p, 1 << 30))
+            if best not in self.ranks:
+                break
+            merged, i = [], 0
+            while i < len(word):
+                if i < len(word) - 1 and (word[i], word[i + 1]) == best:
+                    merged.append(word[i] + word[i + 1])
+                    i += 2
+                else:
+                    merged.append(word[i])
+                    i += 1
+            word = merged
+        ids = [self.encoder[w] for w in word]
+        self._cache[token] = ids
+        return ids
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of one text, without start/end tokens."""
+        import ftfy
+
+        text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+        text = " ".join(text.split()).strip().lower()
+        table = _byte_table()
+        ids: list[int] = []
+        for piece in self._pattern.findall(text):
+            if piece in ("<start_of_text>", "<end_of_text>"):
+                ids.append(self.encoder[piece])
+                continue
+            ids.extend(self._bpe("".join(table[b] for b in piece.encode("utf-8"))))
+        return ids
+
+    def __call__(self, texts: list[str], *, trim: bool = False) -> np.ndarray:
+        """(N, context_length) int64 tokens as open_clip makes them; ``trim`` cuts the padding
+        after the longest text's end-of-text token."""
+        rows = []
+        for text in texts:
+            ids = [self.sot, *self.encode(text), self.eot]
+            if len(ids) > self.context_length:
+                ids = ids[: self.context_length]
+                ids[-1] = self.eot
+            rows.append(ids)
+        width = max(map(len, rows)) if trim else self.context_length
+        out = np.zeros((len(rows), width), dtype=np.int64)
+        for i, ids in enumerate(rows):
+            out[i, : len(ids)] = ids
+        return out
+
+
+class OnnxTextEncoder:
+    """Encodes text with an exported text tower; float32 (N, D) unit rows, like ``Encoder.encode_text``."""
+
+    def __init__(self, folder: str) -> None:
+        import onnxruntime as ort
+
+        with open(os.path.join(folder, _INFO_FILE)) as f:
+            self.info = json.load(f)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(os.path.join(folder, TEXT_TOWER_FILE), options,
+                                            providers=["CPUExecutionProvider"])
+        self.tokenizer = ClipTokenizer(int(self.info["context_length"]))
+        self.fingerprint: str = self.info["fingerprint"]
+        self.dim: int = int(self.info["dim"])
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        tokens = self.tokenizer(list(texts), trim=True)
+        (out,) = self.session.run(None, {"tokens": tokens})
+        out = out.astype(np.float32, copy=False)
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def tower_folder(fingerprint: str) -> str:
+    """Where the text tower of the model with ``fingerprint`` is kept (one per model, shared by tables)."""
+    import hashlib
+
+    from .config import cache_dir
+
+    return os.path.join(cache_dir(), "text-towers", hashlib.sha256(fingerprint.encode()).hexdigest()[:24])
+
+
+def tower_exists(folder: str, fingerprint: str) -> bool:
+    """True when ``folder`` holds an exported text tower for the model with ``fingerprint``."""
+    try:
+        with open(os.path.join(folder, _INFO_FILE)) as f:
+            return json.load(f).get("fingerprint") == fingerprint and os.path.isfile(os.path.join(folder, TEXT_TOWER_FILE))
+    except (OSError, ValueError):
+        return False
+
+
+def load_text_tower(folder: str, fingerprint: str) -> OnnxTextEncoder | None:
+    """The exported text tower in ``folder`` if it exists and matches ``fingerprint``; else None."""
+    if not tower_exists(folder, fingerprint):
+        return None
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+    return OnnxTextEncoder(folder)
+
+
+def export_text_tower(encoder: Any, folder: str) -> dict[str, Any] | None:
+    """Write ``encoder``'s text tower to ``folder`` as ONNX when that is faithful; return its info.
+
+    Returns None (and writes nothing) for models this path does not cover: not a plain CLIP
+    text tower with end-of-text pooling, another tokenizer, or a check that fails.
+    """
+    import torch
+
+    model = encoder.load()._model
+    tokenizer = encoder._tokenizer
+    if not _exportable(model, tokenizer):
+        return None
+    ours = ClipTokenizer(int(tokenizer.context_length))
+    reference = tokenizer(_CHECK_TEXTS)
+    if not np.array_equal(ours(_CHECK_TEXTS), reference.numpy()):
+        return None
+    # An fp32 copy on the CPU: the encoder's own model may run in bf16/fp16 and must stay as it is.
+    reference_model = copy.deepcopy(model).float().eval().to("cpu")
+    tower = _TextTower(reference_model)
+    tmp = os.path.join(folder, f".{TEXT_TOWER_FILE}.{os.getpid()}.tmp")
+    os.makedirs(folder, exist_ok=True)
+    sample = torch.from_numpy(ours(["a photo of a cat", "two dogs"], trim=True))
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    length = torch.export.Dim("length", min=2, max=int(tokenizer.context_length))
+    with torch.inference_mode(False), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # torch.export keeps batch and length symbolic (the TorchScript tracer bakes them in)
+        torch.onnx.export(tower, (sample,), tmp, input_names=["tokens"], output_names=["vectors"],
+                          dynamic_shapes={"tokens": {0: batch, 1: length}}, dynamo=True, optimize=True,
+                          external_data=False)
+    info = {"fingerprint": encoder.spec.fingerprint, "model": encoder.spec.name, "dim": encoder.dim,
+            "context_length": int(tokenizer.context_length)}
+    try:
+        check = _check_export(tmp, reference_model, tokenizer, info)
+    except Exception:  # noqa: BLE001 - an export onnxruntime cannot run is simply not used
+        check = None
+    if check is None or check < 0.9999:
+        os.remove(tmp)
+        return None
+    info["min_cosine_on_check"] = round(float(check), 6)
+    os.replace(tmp, os.path.join(folder, TEXT_TOWER_FILE))
+    with open(os.path.join(folder, _INFO_FILE), "w") as f:
+        json.dump(info, f)
+    return info
+
+
+def _exportable(model: Any, tokenizer: Any) -> bool:
+    needed = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection", "attn_mask")
+    return (
+        all(getattr(model, name, None) is not None for name in needed)
+        and getattr(model, "text_pool_type", "argmax") == "argmax"
+        and getattr(model, "cls_emb", None) is None
+        and type(tokenizer).__name__ == "SimpleTokenizer"
+        and getattr(tokenizer, "reduction_fn", None) is None
+        and getattr(getattr(tokenizer, "clean_fn", None), "__name__", "") in ("_clean_lower", "")
+    )
+
+
+def _check_export(path: str, model: Any, tokenizer: Any, info: dict[str, Any]) -> float:
+    """Worst cosine between the ONNX graph (our tokens, trimmed) and open_clip's own
+    ``encode_text`` (its tokens, full length) in fp32, over batches of several sizes."""
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    ours = ClipTokenizer(int(info["context_length"]))
+    with torch.no_grad():
+        want = torch.nn.functional.normalize(model.encode_text(tokenizer(_CHECK_TEXTS)), dim=-1).numpy()
+    worst = 1.0
+    for batch in (_CHECK_TEXTS, _CHECK_TEXTS[:1], _CHECK_TEXTS[3:5]):
+        (got,) = session.run(None, {"tokens": ours(batch, trim=True)})
+        got = got / np.linalg.norm(got, axis=1, keepdims=True)
+        idx = [_CHECK_TEXTS.index(t) for t in batch]
+        worst = min(worst, float((got * want[idx]).sum(axis=1).min()))
+    return worst
+
+
+def _text_tower_class() -> Any:
+    import torch
+
+    class TextTower(torch.nn.Module):
+        """open_clip's ``CLIP.encode_text`` on tokens of any length up to the context length."""
+
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.token_embedding = model.token_embedding
+            self.positional_embedding = model.positional_embedding
+            self.transformer = model.transformer
+            self.ln_final = model.ln_final
+            self.text_projection = model.text_projection
+            self.register_buffer("attn_mask", model.attn_mask, persistent=False)
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            length = tokens.shape[1]
+            x = self.token_embedding(tokens) + self.positional_embedding[:length]
+            x = self.transformer(x, attn_mask=self.attn_mask[:length, :length])
+            x = self.ln_final(x)
+            x = x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)]
+            if isinstance(self.text_projection, torch.nn.Linear):
+                return self.text_projection(x)
+            return x @ self.text_projection
+
+    return TextTower
+
+
+def _TextTower(model: Any) -> Any:  # noqa: N802 - builds the torch module lazily (torch import)
+    return _text_tower_class()(model)

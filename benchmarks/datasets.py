@@ -125,6 +125,7 @@ def make_vectors(out: Path, rows: int, model_dir: Path, dim: int = 512, chunk: i
     name = f"rows_{rows}"
     store = Store(str(out / "db"), name)
     if store.exists() and store.count() == rows:
+        refresh(out, name)
         return name
     meta = TableMeta(LOCAL_PREFIX + str(model_dir.resolve()), None, local_fingerprint(model_dir), dim,
                      FusionConfig().to_dict())
@@ -152,7 +153,15 @@ def make_vectors(out: Path, rows: int, model_dir: Path, dim: int = 512, chunk: i
         store.add(pa.Table.from_pydict(columns, schema=schema))
         print(f"{name}: {start + n}/{rows}", file=sys.stderr)
     store.compact()
+    refresh(out, name)
     return name
+
+
+def refresh(out: Path, name: str) -> None:
+    """What ingest does after writing: ANN index past the threshold, snapshot, text tower."""
+    from mmembed import Index
+
+    Index(out / "db", table=name).refresh()
 
 
 def main() -> None:

@@ -300,6 +300,14 @@ class Index:
         return info
 
     # ------------------------------------------------------------ speed: ANN index and quick search
+    def refresh(self) -> None:
+        """Bring what fast search reads up to date with the table: the ANN index (once the table
+        has ``ann_rows`` rows), the snapshot and the exported text tower. Ingest and fusion apply
+        do this themselves; call it after writing to the table some other way."""
+        if self.meta is None:
+            raise ConfigError("no index yet; run `mmembed ingest PATH` first")
+        self._after_write()
+
     def _after_write(self) -> None:
         """Keep the vector index, the quick-search snapshot and the text tower in step with the table."""
         if self.store.count() >= self.config.ann_rows and not self.store.vector_indices():

@@ -27,9 +27,10 @@ __all__ = ["QuickSearch", "quick_search"]
 class QuickSearch:
     """Searches one table's snapshot; keeps the open snapshot and text tower between queries."""
 
-    def __init__(self, db: str, table: str) -> None:
+    def __init__(self, db: str, table: str, *, one_shot: bool = False) -> None:
         self.db = os.path.abspath(os.path.expanduser(db.removeprefix("file://")))
         self.table = table
+        self.one_shot = one_shot  # one query per process (the CLI): load the text tower faster
         self._snapshot: Any = None
         self._tower: Any = None  # None: not looked for; False: none usable
 
@@ -48,7 +49,7 @@ class QuickSearch:
             from .textonnx import load_text_tower, tower_folder
 
             try:
-                self._tower = load_text_tower(tower_folder(fingerprint), fingerprint) or False
+                self._tower = load_text_tower(tower_folder(fingerprint), fingerprint, one_shot=self.one_shot) or False
             except Exception:  # noqa: BLE001 - a broken export only costs speed
                 self._tower = False
         return self._tower or None
@@ -104,7 +105,7 @@ def quick_search(
     """One-shot :class:`QuickSearch` for the CLI: None when the full path must answer."""
     if not usable(config):
         return None
-    return QuickSearch(config.db, config.table).search(
+    return QuickSearch(config.db, config.table, one_shot=True).search(
         text, limit=limit, target=target, negatives=negatives, negative_weight=negative_weight
     )
 

@@ -82,11 +82,11 @@ def run_search(
     """
     check_options(limit, where, target)
     query = check_query(text, image, negatives, image_weight, negative_weight)
-    if store.count() == 0:
+    rows, captioned = store.search_stats()
+    if rows == 0:
         raise IndexEmptyError(
             f"the index in {store.uri} (table '{store.table_name}') is empty; run `mmembed ingest PATH` first"
         )
-    captioned = store.count_where("text_vector IS NOT NULL")
     target = target or ("fused" if captioned else "image")
     if target == "text" and not captioned:
         raise QueryError("no item in this index has text; ingest captions (sidecars, metadata or --captions) first")

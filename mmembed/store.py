@@ -111,6 +111,7 @@ class Store:
         self.table_name = table
         self._db: Any = None
         self._table: Any = None
+        self._stats: tuple[int, int, int] | None = None  # (version, rows, rows with text)
 
     # ------------------------------------------------------------ opening
     @property
@@ -222,6 +223,17 @@ class Store:
             return 0
         with _errors(f"cannot count rows of table '{self.table_name}'"):
             return int(self.table.count_rows())
+
+    def search_stats(self) -> tuple[int, int]:
+        """(rows, rows with text), cached per table version: counting rows with text scans the
+        vector column, which costs most of a search at a million rows."""
+        if not self.exists():
+            return 0, 0
+        with _errors(f"cannot read table '{self.table_name}'"):
+            version = int(self.table.version)
+        if self._stats is None or self._stats[0] != version:
+            self._stats = (version, self.count(), self.count_where("text_vector IS NOT NULL"))
+        return self._stats[1], self._stats[2]
 
     def count_where(self, where: str) -> int:
         if not self.exists():

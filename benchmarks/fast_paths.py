@@ -105,7 +105,7 @@ def text_study() -> dict:
     data = load_caption_set(DEV, DEV_CAPTIONS)
     out: dict[str, object] = {}
     for label, model in (("micro_clip", MICRO), ("vit_b_32", VITB32)):
-        enc = Encoder(model, device="cpu", batch_size=64)
+        enc = Encoder(model, device="cpu", batch_size=64, precision="fp32")  # the reference: fp32 torch
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
             info = export_text_tower(enc, tmp)

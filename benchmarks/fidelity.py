@@ -37,6 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=f"local-dir:{SHARED / 'models' / 'micro-clip'}")
     parser.add_argument("--folder", action="append", type=Path)
+    parser.add_argument("--precision", default="fp32", help="mmembed's precision (auto = the default: bf16 on CPUs with native bf16)")
     args = parser.parse_args()
     folders = args.folder or [SHARED / "data" / "flickr8k" / "dev", SHARED / "data" / "photos"]
 
@@ -59,7 +60,7 @@ def main() -> None:
                 paths.append(p)
 
     started = time.perf_counter()
-    ours = mmembed.Encoder(args.model, batch_size=64).encode_images(paths)
+    ours = mmembed.Encoder(args.model, batch_size=64, device="cpu", precision=args.precision).encode_images(paths)
     model, _, preprocess = open_clip.create_model_and_transforms(args.model)
     model.eval()
     refs = []
@@ -75,6 +76,7 @@ def main() -> None:
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
         "model": args.model,
+        "precision": args.precision,
         "images": len(paths),
         "cosine_min": round(float(cos.min()), 6),
         "cosine_mean": round(float(cos.mean()), 6),

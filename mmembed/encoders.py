@@ -261,8 +261,8 @@ class Encoder:
     ) -> np.ndarray:
         """Encode image paths or PIL images into float32 (N, D) unit vectors.
 
-        Paths are decoded exactly as ingest decodes them (EXIF orientation, mode handling);
-        a bad path raises ``ImageDecodeError``.
+        Paths are decoded as ingest decodes them with ``--decode exact`` (EXIF orientation, mode
+        handling, every pixel); a bad path raises ``ImageDecodeError``.
         """
         from .sources import load_image
 

@@ -21,7 +21,7 @@ from .errors import ConfigError, ModelLoadError, ModelMismatchError, StoreError
 from .fusion import FusionConfig, FusionStrategy, load_attention
 from .ingest import IngestProgress, IngestReport, run_ingest
 from .retrieve import TARGETS, Hit, run_search
-from .store import Store, TableMeta
+from .store import ANN_MIN_ROWS, Store, TableMeta
 from .texts import TEXT_SOURCES, TextOptions, Vectorizer
 
 __all__ = ["Index", "IndexInfo"]
@@ -310,7 +310,7 @@ class Index:
 
     def _after_write(self) -> None:
         """Keep the vector index, the quick-search snapshot and the text tower in step with the table."""
-        if self.store.count() >= self.config.ann_rows and not self.store.vector_indices():
+        if self.store.count() >= max(self.config.ann_rows, ANN_MIN_ROWS) and not self.store.vector_indices():
             self.build_vector_index(refresh=False)
         self.store.write_snapshot()
         self._export_text_tower()

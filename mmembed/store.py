@@ -37,6 +37,7 @@ ANN_BITS = 4
 ANN_PARTITIONS = 1
 ANN_NPROBES = 1
 ANN_REFINE = 5  # re-rank limit x 5 candidates with the exact vectors
+ANN_MIN_ROWS = 256  # below this an index cannot be trained (and exact search is instant)
 
 
 @dataclass(frozen=True)
@@ -364,8 +365,9 @@ class Store:
     def build_vector_index(self, column: str) -> dict[str, Any]:
         """Build (or rebuild) the ANN index on ``column``; see ANN_* for the choice."""
         rows = self.count_where(f"{column} IS NOT NULL")
-        if rows < 256:
-            raise QueryError(f"{column} has {rows} vectors; an ANN index needs at least 256 (exact search is instant here)")
+        if rows < ANN_MIN_ROWS:
+            raise QueryError(f"{column} has {rows} vectors; an ANN index needs at least {ANN_MIN_ROWS} "
+                             "(exact search is instant here)")
         with _errors(f"cannot build the vector index on {column}"):
             self.table.create_index(metric="cosine", vector_column_name=column, index_type=ANN_INDEX_TYPE,
                                     num_partitions=ANN_PARTITIONS, num_bits=ANN_BITS, replace=True)

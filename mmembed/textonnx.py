@@ -22,7 +22,6 @@ and a short query then costs a few milliseconds instead of a full 77-token pass.
 from __future__ import annotations
 
 import contextlib
-import copy
 import gzip
 import html
 import io
@@ -40,6 +39,7 @@ __all__ = ["ClipTokenizer", "OnnxTextEncoder", "export_text_tower", "tower_folde
 TEXT_TOWER_FILE = "text.onnx"
 _INFO_FILE = "text.json"
 _EMBEDDING_FILE = "token_embedding.npy"
+_FORMAT = 2  # bumped when the files change meaning; an older export is made again
 _PLAIN = re.compile(r"[ -%'-~]*")  # printable ASCII without '&' (ftfy may unescape entities)
 _CHECK_TEXTS = [
     "a dog on grass", "A DOG, running!! on the BEACH at sunset", "Café & crème brûlée — 2019",
@@ -203,8 +203,10 @@ def tower_exists(folder: str, fingerprint: str) -> bool:
     """True when ``folder`` holds an exported text tower for the model with ``fingerprint``."""
     try:
         with open(os.path.join(folder, _INFO_FILE)) as f:
-            return (json.load(f).get("fingerprint") == fingerprint and os.path.isfile(os.path.join(folder, TEXT_TOWER_FILE))
-                    and os.path.isfile(os.path.join(folder, _EMBEDDING_FILE)))
+            info = json.load(f)
+        return (info.get("format") == _FORMAT and info.get("fingerprint") == fingerprint
+                and os.path.isfile(os.path.join(folder, TEXT_TOWER_FILE))
+                and os.path.isfile(os.path.join(folder, _EMBEDDING_FILE)))
     except (OSError, ValueError):
         return False
 
@@ -228,7 +230,11 @@ def export_text_tower(encoder: Any, folder: str) -> dict[str, Any] | None:
     """
     import torch
 
-    model = encoder.load()._model
+    encoder.load()
+    if encoder.precision != "fp32" or encoder.device != "cpu":
+        # The tower must carry the fp32 weights: bf16/fp16 copies were rounded when loaded.
+        encoder = type(encoder)(encoder.spec, device="cpu", precision="fp32").load()
+    model = encoder._model
     tokenizer = encoder._tokenizer
     if not _exportable(model, tokenizer):
         return None
@@ -236,8 +242,7 @@ def export_text_tower(encoder: Any, folder: str) -> dict[str, Any] | None:
     reference = tokenizer(_CHECK_TEXTS)
     if not np.array_equal(ours(_CHECK_TEXTS), reference.numpy()):
         return None
-    # An fp32 copy on the CPU: the encoder's own model may run in bf16/fp16 and must stay as it is.
-    reference_model = copy.deepcopy(model).float().eval().to("cpu")
+    reference_model = model  # fp32 on the CPU; the export only reads it
     tower = _TextTower(reference_model)
     tmp = os.path.join(folder, f".{TEXT_TOWER_FILE}.{os.getpid()}.tmp")
     os.makedirs(folder, exist_ok=True)
@@ -255,7 +260,7 @@ def export_text_tower(encoder: Any, folder: str) -> dict[str, Any] | None:
                           output_names=["vectors"],
                           dynamic_shapes={"embedded": {0: batch, 1: length}, "tokens": {0: batch, 1: length}},
                           dynamo=True, optimize=True, external_data=False)
-    info = {"fingerprint": encoder.spec.fingerprint, "model": encoder.spec.name, "dim": encoder.dim,
+    info = {"format": _FORMAT, "fingerprint": encoder.spec.fingerprint, "model": encoder.spec.name, "dim": encoder.dim,
             "context_length": int(tokenizer.context_length)}
     try:
         check = _check_export(tmp, table, reference_model, tokenizer, info)

@@ -184,7 +184,8 @@ def test_fusion_apply_switches_strategy_without_decoding(captioned: Path, db: st
     top = after[Path(hits[0].path).name]
     expected_score = 0.3 * q @ np.asarray(top["image_vector"]) + 0.7 * q @ np.asarray(
         top["text_vector"] if top["text_vector"] is not None else top["image_vector"])
-    assert hits[0].score == pytest.approx(float(expected_score), abs=1e-4)
+    # to ~1e-3: a plain text query is encoded by the fp32 ONNX text tower, embed_text by the model (bf16 here)
+    assert hits[0].score == pytest.approx(float(expected_score), abs=2e-3)
     # A later ingest keeps the recorded strategy and adds new rows in the new space.
     shutil.copy(FIXTURE_IMAGES / "red.jpg", captioned / "another.png")
     assert index.ingest(captioned).added == 1

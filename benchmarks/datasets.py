@@ -63,35 +63,38 @@ def _coco_photos() -> list[Path]:
     return photos
 
 
+def _upright(src: Path):
+    from PIL import Image, ImageOps
+
+    with Image.open(src) as im:
+        return ImageOps.exif_transpose(im).convert("RGB")
+
+
 def _phone(args: tuple[Path, Path, int]) -> None:
     from PIL import Image, ImageOps
 
     src, dst, seed = args
     rng = random.Random(seed)
-    with Image.open(src) as im:
-        im = ImageOps.exif_transpose(im).convert("RGB")
-        w, h = im.size
-        # a random 90-100 % crop, maybe mirrored: distinct bytes for every output file
-        cw, ch = int(w * rng.uniform(0.9, 1.0)), int(h * rng.uniform(0.9, 1.0))
-        x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
-        im = im.crop((x, y, x + cw, y + ch))
-        if rng.random() < 0.5:
-            im = ImageOps.mirror(im)
-        size = (4000, 3000) if cw >= ch else (3000, 4000)
-        im.resize(size, Image.Resampling.BICUBIC).save(dst, "JPEG", quality=92)
+    im = _upright(src)
+    w, h = im.size
+    # a random 90-100 % crop, maybe mirrored: distinct bytes for every output file
+    cw, ch = int(w * rng.uniform(0.9, 1.0)), int(h * rng.uniform(0.9, 1.0))
+    x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+    im = im.crop((x, y, x + cw, y + ch))
+    if rng.random() < 0.5:
+        im = ImageOps.mirror(im)
+    size = (4000, 3000) if cw >= ch else (3000, 4000)
+    im.resize(size, Image.Resampling.BICUBIC).save(dst, "JPEG", quality=92)
 
 
 def _tile(args: tuple[Path, Path, int]) -> None:
-    from PIL import Image, ImageOps
-
     src, dst, seed = args
     rng = random.Random(seed)
-    with Image.open(src) as im:
-        im = ImageOps.exif_transpose(im).convert("RGB")
-        w, h = im.size
-        side = min(w, h, 320)
-        x, y = rng.randint(0, w - side), rng.randint(0, h - side)
-        im.crop((x, y, x + side, y + side)).save(dst, "JPEG", quality=88)
+    im = _upright(src)
+    w, h = im.size
+    side = min(w, h, 320)
+    x, y = rng.randint(0, w - side), rng.randint(0, h - side)
+    im.crop((x, y, x + side, y + side)).save(dst, "JPEG", quality=88)
 
 
 def make_images(out: Path, kind: str, count: int, workers: int) -> Path:

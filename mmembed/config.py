@@ -21,16 +21,19 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-def default_db_path() -> str:
-    """The per-user data directory that holds the database when no ``--db`` is given."""
+def _user_dir(mac: str, xdg_var: str, xdg_default: str) -> Path:
+    """The per-user base folder of one kind (data or cache) on this platform."""
     home = Path.home()
     if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = home / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
-    return str(base / "mmembed" / "db.lancedb")
+        return Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    if sys.platform == "darwin":
+        return home / "Library" / mac
+    return Path(os.environ.get(xdg_var) or home / xdg_default)
+
+
+def default_db_path() -> str:
+    """The per-user data directory that holds the database when no ``--db`` is given."""
+    return str(_user_dir("Application Support", "XDG_DATA_HOME", ".local/share") / "mmembed" / "db.lancedb")
 
 
 def cache_dir() -> str:
@@ -38,14 +41,7 @@ def cache_dir() -> str:
     else the per-user cache directory."""
     if os.environ.get("MMEMBED_CACHE"):
         return os.environ["MMEMBED_CACHE"]
-    home = Path.home()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = home / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache")
-    return str(base / "mmembed")
+    return str(_user_dir("Caches", "XDG_CACHE_HOME", ".cache") / "mmembed")
 
 
 @dataclass(frozen=True)

@@ -360,8 +360,10 @@ class Index:
 
     def _quick_ok(self) -> bool:
         """Whether snapshot search and the text tower may stand in for LanceDB and torch here."""
+        from .quick import usable
+
         c = self.config
-        if not (c.is_local and c.device in ("auto", "cpu") and os.environ.get("MMEMBED_QUICK") != "0"):
+        if not usable(c, named_model=True):
             return False
         if (c.model is not None or c.pretrained is not None) and self.meta is not None:
             _ = self.encoder  # checks the named model against the table; raises on a mismatch

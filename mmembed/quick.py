@@ -110,8 +110,8 @@ def quick_search(
     )
 
 
-def usable(config: Config) -> bool:
-    """Local table, CPU (or auto) device, no explicitly named model (the full path checks
-    that against the table), and not switched off with MMEMBED_QUICK=0."""
-    return (config.is_local and config.device in ("auto", "cpu") and config.model is None
-            and config.pretrained is None and os.environ.get("MMEMBED_QUICK") != "0")
+def usable(config: Config, *, named_model: bool = False) -> bool:
+    """Local table, CPU (or auto) device, and not switched off with MMEMBED_QUICK=0; and no
+    explicitly named model unless ``named_model`` (the caller has checked it against the table)."""
+    return (config.is_local and config.device in ("auto", "cpu") and os.environ.get("MMEMBED_QUICK") != "0"
+            and (named_model or (config.model is None and config.pretrained is None)))

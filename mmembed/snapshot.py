@@ -59,6 +59,8 @@ def write_snapshot(folder: str, version: int, data: Any, meta_json: str, extra_c
 
     Written beside, then swapped in by renames, so a reader sees the old or the new files.
     """
+    from .store import _vector_matrix as _matrix
+
     tmp = f"{folder}.tmp-{uuid.uuid4().hex[:8]}"
     os.makedirs(tmp)
     try:
@@ -98,14 +100,6 @@ def write_snapshot(folder: str, version: int, data: Any, meta_json: str, extra_c
 def remove_snapshot(folder: str) -> None:
     """Drop the snapshot (a table too big for brute force, or an empty one)."""
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def _matrix(column: Any, dim: int | None = None) -> np.ndarray:
-    arr = column.combine_chunks()
-    dim = dim or arr.type.list_size
-    if arr.null_count:
-        arr = arr.fill_null([0.0] * dim)
-    return np.ascontiguousarray(arr.values.to_numpy(zero_copy_only=False).reshape(len(arr), dim), dtype=np.float32)
 
 
 class Snapshot:

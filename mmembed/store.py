@@ -486,12 +486,15 @@ class Store:
         return rows
 
 
-def _vector_matrix(column: pa.ChunkedArray) -> np.ndarray:
+def _vector_matrix(column: pa.ChunkedArray, dim: int | None = None) -> np.ndarray:
+    """A fixed-size-list vector column as a float32 (N, D) array; null vectors become zeros."""
     arr = column.combine_chunks()
     if len(arr) == 0:
-        return np.zeros((0, 0), dtype=np.float32)
-    dim = arr.type.list_size
-    return arr.values.to_numpy(zero_copy_only=False).reshape(len(arr), dim).astype(np.float32, copy=False)
+        return np.zeros((0, dim or 0), dtype=np.float32)
+    dim = dim or arr.type.list_size
+    if arr.null_count:
+        arr = arr.fill_null([0.0] * dim)
+    return np.ascontiguousarray(arr.values.to_numpy(zero_copy_only=False).reshape(len(arr), dim), dtype=np.float32)
 
 
 def _sql_list(values: Sequence[str]) -> str:

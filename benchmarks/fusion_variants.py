@@ -1,8 +1,8 @@
 """Fusion variants on the Flickr8k fusion protocol: mean/concat against trained attention modules.
 
 Item = image + caption #1, queries = captions #2..#5 (mmembed.evaluation.fusion_protocol).
-Every module is trained on the TRAIN split only (contrastive: fused(image, caption A) must
-retrieve its item from another caption B of the same image, in-batch negatives) and scored on DEV.
+Every module is trained on the TRAIN split only (contrastive: fused(image, caption A) must be
+retrieved by the other captions of the same image from among the batch's items) and scored on DEV.
 All modules start exactly equal to ``mean`` (zero-initialised output projection).
 
 Variants
@@ -159,34 +159,45 @@ def tokens(split: str, model: str, cache: Path) -> tuple[dict[str, np.ndarray], 
 
 
 # ------------------------------------------------------------------ training
-def groups_of(caption_image: np.ndarray) -> tuple[np.ndarray, dict[int, list[int]]]:
-    g: dict[int, list[int]] = {}
-    for j, i in enumerate(caption_image.tolist()):
-        g.setdefault(int(i), []).append(j)
-    return np.array([i for i, c in g.items() if len(c) >= 2]), g
+def train(step_fn, params, caption_image, queries, *, epochs, lr, wd, bs, seed, objective="all"):
+    """Shared loop, the objective of mmembed.fusion.train_attention: each step fuses a batch of items
+    (image + one caption A each); with objective "all" every other caption of an item is a query
+    for it, with "pair" (the first objective, kept for comparison) one other caption B is, and the
+    loss is symmetric. Cross-entropy over the batch, learnable temperature (init 1/20), AdamW, one-cycle.
 
-
-def train(step_fn, params, caption_image, *, epochs, lr, wd, bs, seed):
-    """Shared loop: symmetric InfoNCE with a learnable temperature (init 1/20), AdamW, one-cycle."""
+    ``step_fn(batch, caption_a, rng)`` returns the fused batch; ``queries`` holds query vectors per caption.
+    """
     import torch
     import torch.nn.functional as F
 
-    items, g = groups_of(caption_image)
+    from mmembed.fusion import _caption_table, lr_schedule
+
+    members, counts = _caption_table(caption_image, int(caption_image.max()) + 1)
+    items = np.flatnonzero(counts >= 2)
+    slots = np.arange(members.shape[1])[None, :]
     rng = np.random.default_rng(seed)
     log_scale = torch.nn.Parameter(torch.tensor(float(np.log(20.0))))
     opt = torch.optim.AdamW([*params, log_scale], lr=lr, weight_decay=wd)
+    bs = min(bs, len(items))
     spe = max(1, len(items) // bs)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * spe, pct_start=0.1)
+    sched = lr_schedule(opt, lr, epochs * spe)
     t0 = time.perf_counter()
     for _ in range(epochs):
-        rng.shuffle(items)
+        order = items[rng.permutation(len(items))]
         for s in range(spe):
-            b = items[s * bs:(s + 1) * bs]
-            pairs = np.array([rng.choice(g[int(i)], 2, replace=False) for i in b])
-            fused, query = step_fn(b, pairs[:, 0], pairs[:, 1], rng)
-            logits = log_scale.exp().clamp(max=100) * query @ fused.T
-            lab = torch.arange(len(b))
-            loss = (F.cross_entropy(logits, lab) + F.cross_entropy(logits.T, lab)) / 2
+            b = order[s * bs:(s + 1) * bs]
+            n = counts[b]
+            chosen = (rng.random(len(b)) * n).astype(np.int64)
+            fused = step_fn(b, members[b, chosen], rng)
+            scale = log_scale.exp().clamp(max=100)
+            if objective == "all":
+                owner, slot = np.nonzero((slots < n[:, None]) & (slots != chosen[:, None]))
+                loss = F.cross_entropy(scale * queries[members[b[owner], slot]] @ fused.T, torch.from_numpy(owner))
+            else:
+                other = (chosen + 1 + (rng.random(len(b)) * (n - 1)).astype(np.int64)) % n
+                logits = scale * queries[members[b, other]] @ fused.T
+                lab = torch.arange(len(b))
+                loss = (F.cross_entropy(logits, lab) + F.cross_entropy(logits.T, lab)) / 2
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -229,14 +240,17 @@ def main() -> None:
     p.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")))
     p.add_argument("--weight", type=float, default=0.2, help="image weight w of mean (the fixed mix)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=160)
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--objective", choices=("all", "pair"), default="all",
+                   help="all: every other caption of an item is a query (mmembed's); pair: one, symmetric loss")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--mix", type=float, default=0.7, help="image mix-up strength for *_mix variants")
     p.add_argument("--skip-current", action="store_true", help="skip mmembed's current AttentionFusion (slowest)")
     p.add_argument("--tokens", action="store_true", help="also run the token-level cross-attention variant")
+    p.add_argument("--token-seeds", type=int, nargs="+", help="seeds for the token variant [default: --seeds]")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
 
@@ -257,7 +271,7 @@ def main() -> None:
     _, mean_ranks = score(mean_items, dC, dci)
     ones = torch.ones(len(ic), dtype=torch.bool)
     It, Ct = torch.from_numpy(tI), torch.from_numpy(tC)
-    hp = dict(epochs=a.epochs, lr=a.lr, wd=a.weight_decay, bs=a.batch)
+    hp = dict(epochs=a.epochs, lr=a.lr, wd=a.weight_decay, bs=a.batch, objective=a.objective)
 
     def run_vector_module(make, mix, seed):
         torch.manual_seed(seed)
@@ -266,11 +280,11 @@ def main() -> None:
             init = mod(torch.from_numpy(dI), torch.from_numpy(dC[ic]), ones).numpy()
         identical = bool(np.allclose(init, mean_items, atol=1e-6))
 
-        def step(b, ca, cb, rng):
-            return mod(mixup(It[b], mix, rng), Ct[ca], torch.ones(len(b), dtype=torch.bool)), Ct[cb]
+        def step(b, ca, rng):
+            return mod(mixup(It[b], mix, rng), Ct[ca], torch.ones(len(b), dtype=torch.bool))
 
         mod.train()
-        sec = train(step, mod.parameters(), tci, seed=seed, **hp)
+        sec = train(step, mod.parameters(), tci, Ct, seed=seed, **hp)
         mod.eval()
         with torch.no_grad():
             fused = mod(torch.from_numpy(dI), torch.from_numpy(dC[ic]), ones).numpy()
@@ -314,19 +328,19 @@ def main() -> None:
                                   for s in range(0, len(ic), 500)]).numpy()
 
         runs = []
-        for seed in a.seeds:
+        for seed in a.token_seeds or a.seeds:
             torch.manual_seed(seed)
             mod = TokXAttn(tI.shape[1], w, a.hidden)
             _, init_ranks = score(tok_eval(mod), dC, dci)
 
-            def step(b, ca, cb, rng, mod=mod):
+            def step(b, ca, rng, mod=mod):
                 it = tIT[b].float()
                 if a.mix:
                     it = (1 - a.mix) * it + a.mix * tIT[rng.integers(0, len(tIT), len(b))].float()
-                return mod(it, tTT[ca].float(), tL[ca]), tq[cb]
+                return mod(it, tTT[ca].float(), tL[ca])
 
             mod.train()
-            sec = train(step, mod.parameters(), tci, seed=seed, **hp)
+            sec = train(step, mod.parameters(), tci, tq, seed=seed, **hp)
             mod.eval()
             t0 = time.perf_counter()
             out, _ = score(tok_eval(mod), dC, dci, mean_ranks)
@@ -352,7 +366,8 @@ def main() -> None:
         "protocol": "item = image + caption #1, queries = captions #2..#5; modules trained on train only",
         "weight": w,
         "hyperparameters": {**hp, "hidden": a.hidden, "mix": a.mix, "seeds": a.seeds,
-                            "loss": "symmetric InfoNCE, in-batch negatives, learnable temperature init 1/20"},
+                            "loss": "cross-entropy over the batch's fused items, learnable temperature init 1/20; "
+                                    "objective all: every other caption is a query; pair: one, symmetric"},
         "vector_encode_s": {"dev": dsec, "train": tsec},
         "dev_baselines": base,
         "dev_variants": variants,

@@ -18,7 +18,7 @@ app.add_typer(fusion_app, name="fusion")
 def fusion_train(
     db: DbOpt = None,
     table: TableOpt = None,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs over the captioned items.")] = 5,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Passes over the captioned items, 1024 a step [default: 160].", show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     apply: Annotated[bool, typer.Option("--apply/--no-apply", help="Switch the table to attention fusion afterwards.")] = True,
     device: DeviceOpt = None,
@@ -27,13 +27,14 @@ def fusion_train(
     """Train attention fusion on the table's items that have two or more captions.
 
     The weights are stored in the database with the encoder's fingerprint.
-    Example: mmembed fusion train --epochs 5
+    Example: mmembed fusion train
     """
     with _errors():
         idx = _index(db, table, None, None, device)
 
         def show(epoch: int, total: int, loss: float) -> None:
-            typer.echo(f"epoch {epoch}/{total}  loss {loss:.4f}", err=True)
+            if epoch == total or epoch % max(1, total // 10) == 0:  # about ten lines per run
+                typer.echo(f"epoch {epoch}/{total}  loss {loss:.4f}", err=True)
 
         info = idx.train_fusion(epochs=epochs, seed=seed, apply=apply, progress=show)
     typer.echo(f"trained on {info['items']} items ({info['captions']} captions) in {info['seconds']} s", err=True)
@@ -72,7 +73,7 @@ def evaluate(
     weight: Annotated[Optional[float], typer.Option("--weight", help="Fusion image weight w [default: 0.2].", show_default=False)] = None,
     train: Annotated[Optional[Path], typer.Option("--train", help="Train attention fusion on this image folder first.", show_default=False)] = None,
     train_captions: Annotated[Optional[Path], typer.Option("--train-captions", help="Captions CSV for --train.", show_default=False)] = None,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Attention training epochs.")] = 5,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Attention training epochs [default: 160].", show_default=False)] = None,
     sweep: Annotated[Optional[list[float]], typer.Option("--sweep", help="Also report mean/concat R@1 at this weight (repeatable).", show_default=False)] = None,
 ) -> None:
     """Measure retrieval (text->image, image->text R@1/5/10) and the fusion protocol; prints JSON.

@@ -287,10 +287,11 @@ class Index:
         self._after_write()
         return rows
 
-    def train_fusion(self, *, epochs: int = 5, seed: int = 0, apply: bool = True,
+    def train_fusion(self, *, epochs: int | None = None, seed: int = 0, apply: bool = True,
                      progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
         """Train attention fusion on this table's items that have two or more texts, store the
-        weights in the database, and (by default) switch the table to attention fusion."""
+        weights in the database, and (by default) switch the table to attention fusion.
+        ``epochs`` defaults to ``mmembed.fusion.TRAIN_EPOCHS``."""
         from .fusion_ops import train_on_table
 
         info = train_on_table(self.store, self.encoder, self.fusion, epochs=epochs, seed=seed, progress=progress)

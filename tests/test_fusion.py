@@ -7,7 +7,8 @@ import pytest
 
 from mmembed import ConfigError, ModelMismatchError
 from mmembed.fusion import (
-    AttentionFusion, FusionConfig, FusionStrategy, fuse, fuse_query, load_attention, save_attention, train_attention,
+    AttentionFusion, FusionConfig, FusionStrategy, _caption_table, fuse, fuse_query, load_attention, save_attention,
+    train_attention,
 )
 
 
@@ -95,6 +96,21 @@ def test_training_improves_the_contrastive_task() -> None:
     assert stats.items == 300 and stats.steps == 30 * 4 and len(seen) == 30
     assert float(module.out.weight.detach().abs().sum()) > 0  # no longer the identity start
     assert protocol_r1(image, caps, module) > protocol_r1(image, caps) + 2
+
+
+def test_caption_table_lists_each_items_captions_in_order() -> None:
+    members, counts = _caption_table(np.array([2, 0, 2, 1, 2, 0]), 4)
+    assert counts.tolist() == [2, 1, 3, 0]
+    assert members[0, :2].tolist() == [1, 5] and members[1, :1].tolist() == [3]
+    assert members[2, :3].tolist() == [0, 2, 4]
+
+
+def test_short_runs_train_at_a_constant_rate() -> None:
+    """One-cycle cannot schedule a handful of steps; a tiny table with --epochs 1 still trains."""
+    image, caps, owner = synthetic_pairs(n=40)
+    module, stats = train_attention(image, caps, owner, epochs=1)
+    assert stats.steps == 1 and np.isfinite(stats.final_loss)
+    assert float(module.out.weight.detach().abs().sum()) > 0
 
 
 def test_training_needs_items_with_two_captions() -> None:

@@ -147,7 +147,7 @@ def evaluate(
     trained on another split, and an optional sweep of the fusion weight."""
     import time
 
-    from .fusion import DEFAULT_WEIGHT, TRAIN_EPOCHS, train_attention
+    from .fusion import DEFAULT_WEIGHT, train_attention
 
     weight = DEFAULT_WEIGHT if weight is None else weight
     started = time.perf_counter()
@@ -167,8 +167,7 @@ def evaluate(
             raise ConfigError("--train needs --train-captions CSV as well")
         train = load_caption_set(train_folder, train_captions)
         t_image, t_caps = encode_caption_set(encoder, train)
-        attention, stats = train_attention(t_image, t_caps, train.caption_image, weight=weight,
-                                           epochs=epochs or TRAIN_EPOCHS, seed=seed)
+        attention, stats = train_attention(t_image, t_caps, train.caption_image, weight=weight, epochs=epochs, seed=seed)
         result["attention_training"] = {"images": len(train.images), "captions": len(train.captions),
                                         "epochs": stats.epochs, "seconds": round(stats.seconds, 2)}
     result["fusion_protocol"] = fusion_protocol(image, caps, data.caption_image, weight=weight, attention=attention)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
-from .fusion import TRAIN_EPOCHS, FusionConfig, fingerprint_blob, save_attention, train_attention
+from .fusion import FusionConfig, fingerprint_blob, save_attention, train_attention
 from .ingest import IngestProgress
 from .store import Store, _vector_matrix
 from .texts import Vectorizer, text_hash
@@ -83,7 +83,7 @@ def train_on_table(
         owner += [item] * len(texts[row])
     caption_vectors = encoder.encode_text(captions)
     module, stats = train_attention(image, caption_vectors, np.asarray(owner), weight=config.weight,
-                                    epochs=epochs or TRAIN_EPOCHS, seed=seed, progress=progress)
+                                    epochs=epochs, seed=seed, progress=progress)
     blob = save_attention(module, encoder.spec.fingerprint)
     return {"blob": blob, "id": fingerprint_blob(blob), "items": stats.items, "captions": len(captions),
             "epochs": stats.epochs, "seconds": round(stats.seconds, 2), "final_loss": round(stats.final_loss, 4)}

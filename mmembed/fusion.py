@@ -223,10 +223,11 @@ def train_attention(
     """Train attention fusion contrastively on stored vectors.
 
     ``image`` (N, D) item image vectors; ``captions`` (M, D) caption vectors; ``caption_item``
-    (M,) the item index of each caption; ``epochs`` defaults to ``TRAIN_EPOCHS``. Each step takes a batch of items, fuses each item's
-    image with one of its captions (A), and asks every *other* caption of the item to retrieve
-    it from among the batch's fused items (cross-entropy over the batch, learnable temperature):
-    the search task itself, with the whole batch as negatives. Items need at least two captions.
+    (M,) the item index of each caption; ``epochs`` defaults to ``TRAIN_EPOCHS``. Each step
+    takes a batch of items, fuses each item's image with one of its captions (A), and asks
+    every *other* caption of the item to retrieve it from among the batch's fused items
+    (cross-entropy over the batch, learnable temperature): the search task itself, with the
+    whole batch as negatives. Items need at least two captions.
 
     Large batches (hard negatives at gallery scale) and a long schedule matter for R@1: on
     Flickr8k, 256-item batches with one query per item tie with ``mean``; 1024-item batches

@@ -121,8 +121,8 @@ def make_vectors(out: Path, rows: int, model_dir: Path, dim: int = 512, chunk: i
     import numpy as np
     import pyarrow as pa
 
-    from mmembed.encoders import LOCAL_PREFIX, local_fingerprint
-    from mmembed.fusion import FusionConfig
+    from mmembed.models.encoder import LOCAL_PREFIX, local_fingerprint
+    from mmembed.models.fusion import FusionConfig
     from mmembed.store import Store, TableMeta
 
     name = f"rows_{rows}"

@@ -56,8 +56,8 @@ def cos_stats(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 
 
 def decode_study() -> dict:
-    from mmembed.encoders import Encoder
-    from mmembed.evaluation import image_to_text, load_caption_set, text_to_image
+    from mmembed.models.encoder import Encoder
+    from mmembed.retrieval.evaluation import image_to_text, load_caption_set, text_to_image
 
     out: dict[str, object] = {}
     data = load_caption_set(DEV, DEV_CAPTIONS)
@@ -82,8 +82,8 @@ def decode_study() -> dict:
 
 
 def precision_study() -> dict:
-    from mmembed.encoders import Encoder
-    from mmembed.evaluation import load_caption_set
+    from mmembed.models.encoder import Encoder
+    from mmembed.retrieval.evaluation import load_caption_set
 
     coco = sorted(str(p) for p in COCO.glob("*.jpg"))
     data = load_caption_set(DEV, DEV_CAPTIONS)
@@ -98,9 +98,9 @@ def precision_study() -> dict:
 
 
 def text_study() -> dict:
-    from mmembed.encoders import Encoder
-    from mmembed.evaluation import load_caption_set
-    from mmembed.textonnx import OnnxTextEncoder, export_text_tower
+    from mmembed.models.encoder import Encoder
+    from mmembed.retrieval.evaluation import load_caption_set
+    from mmembed.models.text_tower import OnnxTextEncoder, export_text_tower
 
     data = load_caption_set(DEV, DEV_CAPTIONS)
     out: dict[str, object] = {}

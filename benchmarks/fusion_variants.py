@@ -1,12 +1,12 @@
 """Fusion variants on the Flickr8k fusion protocol: mean/concat against trained attention modules.
 
-Item = image + caption #1, queries = captions #2..#5 (mmembed.evaluation.fusion_protocol).
+Item = image + caption #1, queries = captions #2..#5 (mmembed.retrieval.evaluation.fusion_protocol).
 Every module is trained on the TRAIN split only (contrastive: fused(image, caption A) must be
 retrieved by the other captions of the same image from among the batch's items) and scored on DEV.
 All modules start exactly equal to ``mean`` (zero-initialised output projection).
 
 Variants
-- ``attention_current``: mmembed.fusion.AttentionFusion with train_attention's defaults.
+- ``attention_current``: mmembed.models.fusion.AttentionFusion with train_attention's defaults.
 - ``xattn_text``: the text vector attends over (image, text); a zero-init residual is added to the
   text side only, the text is renormalised and mixed with the image at the fixed weight w.
 - ``xattn_text_mix``: the same, trained with image mix-up augmentation (each train image vector
@@ -44,7 +44,7 @@ def build_modules():
     import torch.nn.functional as F
     from torch import nn
 
-    from mmembed.fusion import AttentionFusion
+    from mmembed.models.fusion import AttentionFusion
 
     def CrossAttnTextFusion(dim: int, weight: float = 0.2, hidden: int = 64):  # noqa: N802
         """The shipped module: text attends over (image, text), zero-init text-side residual, fixed mix."""
@@ -96,7 +96,7 @@ def build_modules():
 
 # ------------------------------------------------------------------ data
 def caption_set(split: str):
-    from mmembed.evaluation import load_caption_set
+    from mmembed.retrieval.evaluation import load_caption_set
 
     d = SHARED / "data" / "flickr8k"
     return load_caption_set(d / split, d / f"{split}_captions.csv")
@@ -160,7 +160,7 @@ def tokens(split: str, model: str, cache: Path) -> tuple[dict[str, np.ndarray], 
 
 # ------------------------------------------------------------------ training
 def train(step_fn, params, caption_image, queries, *, epochs, lr, wd, bs, seed, objective="all"):
-    """Shared loop, the objective of mmembed.fusion.train_attention: each step fuses a batch of items
+    """Shared loop, the objective of mmembed.models.fusion.train_attention: each step fuses a batch of items
     (image + one caption A each); with objective "all" every other caption of an item is a query
     for it, with "pair" (the first objective, kept for comparison) one other caption B is, and the
     loss is symmetric. Cross-entropy over the batch, learnable temperature (init 1/20), AdamW, one-cycle.
@@ -170,7 +170,7 @@ def train(step_fn, params, caption_image, queries, *, epochs, lr, wd, bs, seed, 
     import torch
     import torch.nn.functional as F
 
-    from mmembed.fusion import _caption_table, lr_schedule
+    from mmembed.models.fusion import _caption_table, lr_schedule
 
     members, counts = _caption_table(caption_image, int(caption_image.max()) + 1)
     items = np.flatnonzero(counts >= 2)
@@ -215,7 +215,7 @@ def mixup(x, a, rng):
 
 # ------------------------------------------------------------------ scoring
 def score(items: np.ndarray, captions: np.ndarray, caption_image: np.ndarray, mean_ranks=None):
-    from mmembed.evaluation import _ranks, protocol_split, recall
+    from mmembed.retrieval.evaluation import _ranks, protocol_split, recall
 
     _, q, owner = protocol_split(caption_image)
     ranks = _ranks(captions[q] @ items.T, owner)
@@ -257,8 +257,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    from mmembed.evaluation import fusion_protocol, protocol_split
-    from mmembed.fusion import train_attention
+    from mmembed.retrieval.evaluation import fusion_protocol, protocol_split
+    from mmembed.models.fusion import train_attention
 
     CrossAttn, TextRes, TokXAttn = build_modules()
     w = a.weight

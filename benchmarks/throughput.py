@@ -49,7 +49,7 @@ def _files(folder: Path, limit: int | None) -> list[str]:
 
 
 def decode_rate(encoder, folder: Path, decode: str, workers: int, batch: int) -> float:
-    from mmembed.ingest import _prepare_all, _Task
+    from mmembed.ingest.prepare import _prepare_all, _Task
     from mmembed.sources import walk
 
     files = list(walk([str(folder.resolve())], on_error=lambda p, r: None, follow_symlinks=True))
@@ -127,7 +127,7 @@ def _precision_kw(precision: str, decode: str | None = None) -> dict[str, str]:
 
 
 def _encoder(model: str, precision: str, batch: int):
-    from mmembed.encoders import Encoder
+    from mmembed.models.encoder import Encoder
 
     return Encoder(model, batch_size=batch, device="cpu", **_precision_kw(precision)).load()
 

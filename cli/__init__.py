@@ -1,6 +1,16 @@
-"""The ``mmembed`` command line, installed as ``mmembed.cli``; a thin layer over ``mmembed.Index``."""
+"""The ``mmembed`` command line, installed as ``mmembed.cli``; a thin layer over ``mmembed.Index``.
 
-from .main import app, main
-from . import fusion as _fusion  # noqa: F401  (registers `fusion` and `eval`)
+One module per command group; importing them registers their commands on ``app`` in the
+order ``mmembed --help`` lists them.
+"""
+
+from .app import app, main
+
+# isort: off  (the order of these imports is the order of the commands in --help)
+from . import ingest as _ingest  # noqa: F401, E402
+from . import search as _search  # noqa: F401, E402
+from . import admin as _admin  # noqa: F401, E402  (index, info, embed)
+from . import fusion as _fusion  # noqa: F401, E402  (fusion train|apply, eval)
+# isort: on
 
 __all__ = ["app", "main"]

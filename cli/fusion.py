@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .main import DbOpt, DeviceOpt, ModelOpt, PretrainedOpt, TableOpt, _errors, _index, _print_json, app
+from .app import DbOpt, DeviceOpt, ModelOpt, PretrainedOpt, TableOpt, _errors, _index, _print_json, app
 
 fusion_app = typer.Typer(help="Train and apply item-level fusion of image and text vectors.", no_args_is_help=True)
 app.add_typer(fusion_app, name="fusion")
@@ -81,7 +81,7 @@ def evaluate(
     Fusion protocol: item = image + caption #1, queries = captions #2..#5.
     Example: mmembed eval ./dev --captions dev_captions.csv --train ./train --train-captions train_captions.csv
     """
-    from mmembed.evaluation import evaluate as run_eval
+    from mmembed.retrieval.evaluation import evaluate as run_eval
 
     with _errors():
         idx = _index(db, table, model, pretrained, device)

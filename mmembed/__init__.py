@@ -10,8 +10,9 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_getattr
 from .errors import (
     ConfigError,
     ImageDecodeError,
@@ -26,32 +27,22 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .config import Config
-    from .encoders import Encoder, ModelSpec
-    from .fusion import FusionConfig, FusionStrategy
     from .index import Index, IndexInfo
-    from .ingest import IngestProgress, IngestReport, SkippedFile
-    from .query import Hit
-    from .sources import load_image
+    from .ingest.report import IngestProgress, IngestReport, SkippedFile
+    from .models.encoder import Encoder, ModelSpec
+    from .models.fusion import FusionConfig, FusionStrategy
+    from .retrieval.query import Hit
+    from .sources.decode import load_image
 
 # Loaded on first use: `import mmembed` (and the CLI's quick search path) must not pay
 # for pyarrow, lancedb or torch before they are needed.
 _LAZY = {
-    "Config": "config", "Encoder": "encoders", "ModelSpec": "encoders", "FusionConfig": "fusion",
-    "FusionStrategy": "fusion", "Index": "index", "IndexInfo": "index", "IngestProgress": "ingest",
-    "IngestReport": "ingest", "SkippedFile": "ingest", "Hit": "query", "load_image": "sources",
+    "Config": "config", "Encoder": "models.encoder", "ModelSpec": "models.encoder",
+    "FusionConfig": "models.fusion", "FusionStrategy": "models.fusion", "Index": "index",
+    "IndexInfo": "index", "IngestProgress": "ingest.report", "IngestReport": "ingest.report",
+    "SkippedFile": "ingest.report", "Hit": "retrieval.query", "load_image": "sources.decode",
 }
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mmembed' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 __version__ = "0.1.0"
 

@@ -16,13 +16,15 @@ from typing import Any
 import numpy as np
 
 from .config import Config
-from .encoders import Encoder, ModelSpec
+from .models.encoder import Encoder, ModelSpec
 from .errors import ConfigError, ModelLoadError, ModelMismatchError, StoreError
-from .fusion import FusionConfig, FusionStrategy, load_attention
-from .ingest import IngestProgress, IngestReport, run_ingest
-from .retrieve import TARGETS, Hit, run_search
-from .store import ANN_MIN_ROWS, Store, TableMeta
-from .texts import TEXT_SOURCES, TextOptions, Vectorizer
+from .models.fusion import FusionConfig, FusionStrategy, load_attention
+from .ingest.pipeline import run_ingest
+from .ingest.report import IngestProgress, IngestReport
+from .retrieval.exact import TARGETS, Hit, run_search
+from .store.table import ANN_MIN_ROWS, Store, TableMeta
+from .models.vectorizer import Vectorizer
+from .text.choose import TEXT_SOURCES, TextOptions
 
 __all__ = ["Index", "IndexInfo"]
 
@@ -91,7 +93,7 @@ class Index:
         self.store = Store(config.db, config.table)
         self._encoder: Encoder | None = None
         self._vectorizer: Vectorizer | None = None
-        from .quick import QuickSearch
+        from .retrieval.quick import QuickSearch
 
         self._quick = QuickSearch(self.config.db, self.config.table)  # snapshot search, see quick.py
 
@@ -193,7 +195,7 @@ class Index:
         stop the run. ``reindex`` rebuilds the table (needed to switch models); searches keep
         seeing the old table until the new one is complete.
         """
-        from .manifest import Manifest
+        from .text.manifest import Manifest
 
         started = time.perf_counter()
         roots = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
@@ -263,7 +265,7 @@ class Index:
     ) -> int:
         """Recompute every row's fused vector (and text vector, if the aggregation changed)
         from stored vectors, without decoding any image. Returns the number of rows."""
-        from .fusion_ops import refuse_table
+        from .ingest.table_fusion import refuse_table
 
         meta = self.meta
         if meta is None:
@@ -292,7 +294,7 @@ class Index:
         """Train attention fusion on this table's items that have two or more texts, store the
         weights in the database, and (by default) switch the table to attention fusion.
         ``epochs`` defaults to ``mmembed.fusion.TRAIN_EPOCHS``."""
-        from .fusion_ops import train_on_table
+        from .ingest.table_fusion import train_on_table
 
         info = train_on_table(self.store, self.encoder, self.fusion, epochs=epochs, seed=seed, progress=progress)
         self.store.save_blob(_ATTENTION_BLOB, info.pop("blob"), {"id": info["id"], **info})
@@ -318,7 +320,7 @@ class Index:
 
     def _export_text_tower(self) -> None:
         """Write the ONNX text tower quick search uses, once per model (local tables only)."""
-        from .textonnx import export_text_tower, tower_exists, tower_folder
+        from .models.text_tower import export_text_tower, tower_exists, tower_folder
 
         if not self.store.is_local or self.meta is None:
             return
@@ -361,7 +363,7 @@ class Index:
 
     def _quick_ok(self) -> bool:
         """Whether snapshot search and the text tower may stand in for LanceDB and torch here."""
-        from .quick import usable
+        from .retrieval.quick import usable
 
         c = self.config
         if not usable(c, named_model=True):

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from mmembed import ConfigError, Encoder, ModelLoadError
-from mmembed.encoders import ModelSpec
+from mmembed.models.encoder import ModelSpec
 
 from conftest import FIXTURE_IMAGES, shared_path
 

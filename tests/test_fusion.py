@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mmembed import ConfigError, ModelMismatchError
-from mmembed.fusion import (
+from mmembed.models.fusion import (
     AttentionFusion, FusionConfig, FusionStrategy, _caption_table, fuse, fuse_query, load_attention, save_attention,
     train_attention,
 )

@@ -213,7 +213,7 @@ def test_fusion_train_through_the_cli(photos: Path, db: str, tiny_model: str) ->
     applied = run_cli("fusion", "apply", "--fusion", "mean", "--db", db)
     assert applied.returncode == 0 and "17 rows" in applied.stderr
     # Weights trained for this encoder are refused for another one.
-    from mmembed.fusion import load_attention
+    from mmembed.models.fusion import load_attention
 
     blob = idx.store.load_blob("attention")[0]
     with pytest.raises(mmembed.ModelMismatchError):
@@ -246,7 +246,7 @@ def test_eval_command_runs(photos: Path, tiny_model: str, tmp_path: Path) -> Non
 
 def test_interrupted_fusion_apply_is_visible_and_resumable(captioned: Path, db: str, index: mmembed.Index, monkeypatch) -> None:
     index.ingest(captioned)
-    import mmembed.fusion_ops as ops
+    import mmembed.ingest.table_fusion as ops
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # as if the process died right after the settings were recorded

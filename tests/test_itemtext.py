@@ -17,7 +17,7 @@ from conftest import shared_path
 from PIL import Image, PngImagePlugin
 
 from mmembed.errors import ConfigError
-from mmembed.itemtext import (
+from mmembed.text import (
     RESERVED_COLUMNS,
     SIDECAR_KINDS,
     embedded_texts,
@@ -25,7 +25,7 @@ from mmembed.itemtext import (
     path_text,
     read_sidecars,
 )
-from mmembed.manifest import Manifest
+from mmembed.text.manifest import Manifest
 
 LIGHTROOM_XMP = """<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="Adobe XMP Core 7.0-c000 1.000000">
  <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">

@@ -98,7 +98,7 @@ def test_eval_reproduces_open_clip_numbers(micro_clip: str) -> None:
     import torch
     from PIL import Image
 
-    from mmembed.evaluation import evaluate
+    from mmembed.retrieval.evaluation import evaluate
 
     dev = shared_path("data/flickr8k/dev")
     captions_csv = shared_path("data/flickr8k/dev_captions.csv")
@@ -155,7 +155,7 @@ def test_eval_reproduces_open_clip_numbers(micro_clip: str) -> None:
 def test_trained_attention_beats_mean_on_dev(micro_clip: str) -> None:
     """The issue's claim, end to end: attention trained on Flickr8k train only (library defaults)
     beats `mean` on dev R@1 in the fusion protocol. ~2 min on 2 cores (encodes 7,000 images, trains ~1 min)."""
-    from mmembed.evaluation import evaluate
+    from mmembed.retrieval.evaluation import evaluate
 
     data = shared_path("data/flickr8k")
     result = evaluate(mmembed.Encoder(micro_clip, batch_size=128, precision="fp32"), data / "dev",

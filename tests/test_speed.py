@@ -44,7 +44,7 @@ def test_fast_decode_keeps_model_input_covered_and_reports_full_size(tmp_path: P
 
 
 def test_fast_decode_vectors_match_exact(tmp_path: Path, tiny_model: str) -> None:
-    from mmembed.encoders import Encoder
+    from mmembed.models.encoder import Encoder
     from mmembed.ingest import ImageDecoder
 
     enc = Encoder(tiny_model)
@@ -80,7 +80,7 @@ def test_config_rejects_unknown_precision_and_decode() -> None:
 
 # ---------------------------------------------------------------- reduced precision
 def test_bf16_on_cpu_stays_close_to_fp32(tiny_model: str, photos: Path) -> None:
-    from mmembed.encoders import Encoder
+    from mmembed.models.encoder import Encoder
 
     images = sorted(str(p) for p in photos.glob("*.jpg"))[:4]
     fp32 = Encoder(tiny_model, device="cpu", precision="fp32")
@@ -93,7 +93,7 @@ def test_bf16_on_cpu_stays_close_to_fp32(tiny_model: str, photos: Path) -> None:
 
 
 def test_auto_precision_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mmembed import encoders
+    from mmembed.models import encoder as encoders
 
     assert encoders.pick_precision("cuda", "auto") == "fp16"
     assert encoders.pick_precision("cuda:1", "auto") == "fp16"
@@ -107,7 +107,7 @@ def test_auto_precision_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_fp16_on_cpu_is_refused_with_a_hint(tiny_model: str) -> None:
     from mmembed import ConfigError
-    from mmembed.encoders import Encoder
+    from mmembed.models.encoder import Encoder
 
     with pytest.raises(ConfigError, match="fp16 is for GPUs"):
         Encoder(tiny_model, device="cpu", precision="fp16").load()
@@ -124,7 +124,7 @@ TRICKY = [
 def test_tokenizer_matches_open_clip(tiny_model: str) -> None:
     import open_clip
 
-    from mmembed.textonnx import ClipTokenizer
+    from mmembed.models.text_tower import ClipTokenizer
 
     for context in (77, 32):
         theirs = open_clip.tokenizer.SimpleTokenizer(context_length=context)(TRICKY).numpy()
@@ -135,8 +135,8 @@ def test_tokenizer_matches_open_clip(tiny_model: str) -> None:
 
 
 def test_exported_text_tower_matches_torch(tmp_path: Path, micro_clip: str) -> None:
-    from mmembed.encoders import Encoder
-    from mmembed.textonnx import OnnxTextEncoder, export_text_tower, load_text_tower
+    from mmembed.models.encoder import Encoder
+    from mmembed.models.text_tower import OnnxTextEncoder, export_text_tower, load_text_tower
 
     enc = Encoder(micro_clip, device="cpu", precision="bf16")  # exported from fp32 weights all the same
     info = export_text_tower(enc, str(tmp_path))
@@ -179,7 +179,7 @@ def test_quick_search_equals_full_search(semantic_db: tuple[str, Path]) -> None:
     db, _ = semantic_db
     assert Path(db, "images.mmembed", "snapshot.json").is_file()
     from mmembed import Index
-    from mmembed.textonnx import tower_folder
+    from mmembed.models.text_tower import tower_folder
 
     assert Path(tower_folder(Index(db).meta.fingerprint), "text.onnx").is_file()
     for query in ("a dog running on grass", "children + water - dog"):
@@ -193,7 +193,7 @@ def test_quick_search_equals_full_search(semantic_db: tuple[str, Path]) -> None:
 def test_quick_search_imports_neither_torch_nor_lancedb(semantic_db: tuple[str, Path]) -> None:
     db, _ = semantic_db
     code = (
-        "import sys\nfrom mmembed.config import Config\nfrom mmembed.quick import quick_search\n"
+        "import sys\nfrom mmembed.config import Config\nfrom mmembed.retrieval.quick import quick_search\n"
         f"hits = quick_search(Config.resolve(db={db!r}), 'a dog', limit=3)\n"
         "assert hits and len(hits) == 3, hits\n"
         "print(sorted(m for m in ('torch', 'lancedb', 'pyarrow', 'open_clip') if m in sys.modules))\n"
@@ -206,7 +206,7 @@ def test_quick_search_imports_neither_torch_nor_lancedb(semantic_db: tuple[str, 
 def test_stale_snapshot_is_not_used(semantic_db: tuple[str, Path]) -> None:
     from mmembed import Index
     from mmembed.config import Config
-    from mmembed.quick import quick_search
+    from mmembed.retrieval.quick import quick_search
 
     db, folder = semantic_db
     index = Index(db)
@@ -222,7 +222,7 @@ def test_stale_snapshot_is_not_used(semantic_db: tuple[str, Path]) -> None:
 def _vector_table(db: str, rows: int, dim: int = 32) -> None:
     import pyarrow as pa
 
-    from mmembed.fusion import FusionConfig
+    from mmembed.models.fusion import FusionConfig
     from mmembed.store import Store, TableMeta
 
     store = Store(db, "images")

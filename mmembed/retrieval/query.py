@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import QueryError
-from .fusion import FusionStrategy
+from ..errors import QueryError
+from ..models.fusion import FusionStrategy
 
 __all__ = ["Hit", "Query", "parse_terms", "check_query", "check_options", "query_plan", "make_hit", "TARGETS"]
 

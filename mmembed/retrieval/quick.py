@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config
-from .fusion import FusionStrategy
+from ..config import Config
+from ..models.fusion import FusionStrategy
 from .query import Hit, _unit, check_options, check_query, make_hit, query_plan
 
 __all__ = ["QuickSearch", "quick_search"]
@@ -36,7 +36,7 @@ class QuickSearch:
 
     def snapshot(self) -> Any:
         """The current snapshot, or None (missing, stale, or being rewritten)."""
-        from .snapshot import Snapshot, table_version
+        from ..store.snapshot import Snapshot, table_version
 
         snap = self._snapshot
         if snap is not None and snap.info.get("version") == table_version(self.db, self.table):
@@ -46,7 +46,7 @@ class QuickSearch:
 
     def tower(self, fingerprint: str) -> Any:
         if self._tower is None or (self._tower and self._tower.fingerprint != fingerprint):
-            from .textonnx import load_text_tower, tower_folder
+            from ..models.text_tower import load_text_tower, tower_folder
 
             try:
                 self._tower = load_text_tower(tower_folder(fingerprint), fingerprint, one_shot=self.one_shot) or False

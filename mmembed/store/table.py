@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .errors import IndexEmptyError, IngestLockedError, QueryError, StoreError
+from ..errors import IndexEmptyError, IngestLockedError, QueryError, StoreError
 
 __all__ = ["Store", "TableMeta", "SCHEMA_VERSION", "image_schema", "STATE_COLUMNS", "VECTOR_COLUMNS"]
 
@@ -484,17 +484,6 @@ class Store:
         for row in rows:
             row["score"] = 1.0 - float(row.pop("_distance"))
         return rows
-
-
-def _vector_matrix(column: pa.ChunkedArray, dim: int | None = None) -> np.ndarray:
-    """A fixed-size-list vector column as a float32 (N, D) array; null vectors become zeros."""
-    arr = column.combine_chunks()
-    if len(arr) == 0:
-        return np.zeros((0, dim or 0), dtype=np.float32)
-    dim = dim or arr.type.list_size
-    if arr.null_count:
-        arr = arr.fill_null([0.0] * dim)
-    return np.ascontiguousarray(arr.values.to_numpy(zero_copy_only=False).reshape(len(arr), dim), dtype=np.float32)
 
 
 def _sql_list(values: Sequence[str]) -> str:

@@ -59,7 +59,7 @@ def write_snapshot(folder: str, version: int, data: Any, meta_json: str, extra_c
 
     Written beside, then swapped in by renames, so a reader sees the old or the new files.
     """
-    from .store import _vector_matrix as _matrix
+    from .vectors import vector_matrix as _matrix
 
     tmp = f"{folder}.tmp-{uuid.uuid4().hex[:8]}"
     os.makedirs(tmp)

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
-from .fusion import FusionConfig, FusionStrategy, fuse, fuse_query
+from ..errors import ConfigError
+from ..models.fusion import FusionConfig, FusionStrategy, fuse, fuse_query
 
 __all__ = ["CaptionSet", "load_caption_set", "recall", "text_to_image", "image_to_text", "fusion_protocol"]
 
@@ -147,7 +147,7 @@ def evaluate(
     trained on another split, and an optional sweep of the fusion weight."""
     import time
 
-    from .fusion import DEFAULT_WEIGHT, train_attention
+    from ..models.fusion import DEFAULT_WEIGHT, train_attention
 
     weight = DEFAULT_WEIGHT if weight is None else weight
     started = time.perf_counter()

@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
-from .fusion import FusionConfig, fingerprint_blob, save_attention, train_attention
-from .ingest import IngestProgress
-from .store import Store, _vector_matrix
-from .texts import Vectorizer, text_hash
+from ..errors import ConfigError
+from ..models.fusion import FusionConfig, fingerprint_blob, save_attention, train_attention
+from ..models.vectorizer import Vectorizer, text_hash
+from ..store.table import Store
+from ..store.vectors import vector_matrix
+from .report import IngestProgress
 
 __all__ = ["refuse_table", "train_on_table"]
 
@@ -39,7 +40,7 @@ def refuse_table(
         part = table.slice(start, _CHUNK)
         ids = part.column("id").to_pylist()
         texts = [t or [] for t in part.column("texts").to_pylist()]
-        image = _vector_matrix(part.column("image_vector"))
+        image = vector_matrix(part.column("image_vector"))
         update: dict[str, Any] = {"id": ids}
         if redo_text:
             text, has = vectorizer.text_vectors(texts)
@@ -75,7 +76,7 @@ def train_on_table(
             f"attention training needs items with two or more captions; this table has {len(keep)}. "
             "Ingest with a --captions manifest that has several rows per image"
         )
-    image = _vector_matrix(table.column("image_vector"))[keep]
+    image = vector_matrix(table.column("image_vector"))[keep]
     captions: list[str] = []
     owner: list[int] = []
     for item, row in enumerate(keep):

@@ -12,13 +12,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
-from .itemtext import RESERVED_COLUMNS, _clean, _is_under, _strings
+from ..errors import ConfigError
+from .clean import _clean, _strings
+from .paths import _is_under
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["Manifest"]
+__all__ = ["Manifest", "RESERVED_COLUMNS"]
+
+# Table columns mmembed writes itself; a manifest column may not take one of these names.
+RESERVED_COLUMNS = frozenset({
+    "id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format",
+    "ingested_at", "image_vector", "text", "texts", "text_source", "text_hash", "embedded_texts",
+    "manifest_texts", "text_vector", "fused_vector", "score", "image_score", "text_score",
+})  # fmt: skip
 
 _IMAGE_COLUMNS = ("image", "path", "file", "filename", "filepath")
 _TEXT_COLUMNS = ("caption", "text", "description")

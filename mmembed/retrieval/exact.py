@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ImageDecodeError, IndexEmptyError, QueryError
+from ..errors import ImageDecodeError, IndexEmptyError, QueryError
 from .query import (
     TARGETS,
     Hit,
@@ -39,8 +39,8 @@ from .query import (
     parse_terms,
     query_plan,
 )
-from .sources import load_image
-from .store import Store
+from ..sources.decode import load_image
+from ..store.table import Store
 
 __all__ = ["Hit", "Query", "parse_terms", "run_search", "TARGETS"]
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import DEFAULT_MODEL, DEFAULT_PRETRAINED, PRECISIONS
-from .errors import ConfigError, ModelLoadError
+from ..config import DEFAULT_MODEL, DEFAULT_PRETRAINED, PRECISIONS
+from ..errors import ConfigError, ModelLoadError
 
 if TYPE_CHECKING:
     import torch
@@ -264,7 +264,7 @@ class Encoder:
         Paths are decoded as ingest decodes them with ``--decode exact`` (EXIF orientation, mode
         handling, every pixel); a bad path raises ``ImageDecodeError``.
         """
-        from .sources import load_image
+        from ..sources.decode import load_image
 
         if isinstance(images, (str, os.PathLike)):
             raise TypeError("encode_images takes a list; wrap a single image in a list")

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, ModelMismatchError
+from ..errors import ConfigError, ModelMismatchError
 
 __all__ = [
     "FusionStrategy",

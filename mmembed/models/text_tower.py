@@ -194,7 +194,7 @@ def tower_folder(fingerprint: str) -> str:
     """Where the text tower of the model with ``fingerprint`` is kept (one per model, shared by tables)."""
     import hashlib
 
-    from .config import cache_dir
+    from ..config import cache_dir
 
     return os.path.join(cache_dir(), "text-towers", hashlib.sha256(fingerprint.encode()).hexdigest()[:24])
 

@@ -1,0 +1,78 @@
+"""The Typer app, the options every command shares, and how errors reach the user.
+
+Each command (``ingest.py``, ``search.py``, ``admin.py``, ``fusion.py``) builds an Index,
+calls one method, prints the result.
+
+Results go to stdout; progress, skipped files and errors go to stderr. Heavy imports
+(mmembed's pipeline, torch, open_clip, lancedb) happen inside the commands, so
+``mmembed --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from mmembed import Index
+
+app = typer.Typer(
+    name="mmembed",
+    help="Index photos with CLIP into LanceDB and search them by text or image.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Options shared by every command. None means: MMEMBED_* env var, then the table's record, then default.
+DbOpt = Annotated[Optional[str], typer.Option("--db", help="LanceDB directory or URI [env: MMEMBED_DB; default: per-user data dir].", show_default=False)]
+TableOpt = Annotated[Optional[str], typer.Option("--table", help="Table name [env: MMEMBED_TABLE; default: images].", show_default=False)]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="open_clip model, hf-hub:ORG/REPO or local-dir:PATH [env: MMEMBED_MODEL; default: the table's model, else ViT-B-32].", show_default=False)]
+PretrainedOpt = Annotated[Optional[str], typer.Option("--pretrained", help="open_clip pretrained tag [env: MMEMBED_PRETRAINED; default for ViT-B-32: laion2b_s34b_b79k].", show_default=False)]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps [env: MMEMBED_DEVICE; default: auto].", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+def _index(db: str | None, table: str | None, model: str | None, pretrained: str | None,
+           device: str | None, **extra: Any) -> Index:
+    from mmembed import Index
+
+    return Index(db, table=table, model=model, pretrained=pretrained, device=device, **extra)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn library errors into one stderr line and exit 1; Ctrl-C into exit 130."""
+    from mmembed import MmembedError
+
+    try:
+        yield
+    except MmembedError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("Interrupted; rerun the same command to continue where it stopped.", err=True)
+        raise typer.Exit(130) from None
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    import warnings
+
+    # Pillow warns about odd EXIF and huge images; mmembed reports such files itself.
+    warnings.filterwarnings("ignore", module=r"PIL\..*")
+    app()
+
+
+if __name__ == "__main__":
+    main()

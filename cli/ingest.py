@@ -1,0 +1,67 @@
+"""``mmembed ingest``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .app import DbOpt, DeviceOpt, JsonOpt, ModelOpt, PretrainedOpt, TableOpt, _errors, _index, _print_json, app
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Folders or image files to index.", show_default=False)],
+    db: DbOpt = None,
+    table: TableOpt = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    device: DeviceOpt = None,
+    include: Annotated[Optional[list[str]], typer.Option("--include", help="Only files matching this glob (repeatable), e.g. '*.jpg' or 'trips/*'.")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip files and folders matching this glob (repeatable).")] = None,
+    hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files and folders.")] = False,
+    follow_symlinks: Annotated[bool, typer.Option("--follow-symlinks", help="Follow symlinked folders (never in a loop).")] = False,
+    prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Remove rows whose file is gone from under PATHS.")] = True,
+    reindex: Annotated[bool, typer.Option("--reindex", help="Drop the table and build it again (needed to switch models).")] = False,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per forward pass [default: 32].", show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Decode threads [default: one per core, at most 8].", show_default=False)] = None,
+    max_megapixels: Annotated[Optional[float], typer.Option("--max-megapixels", help="Skip images larger than this [default: 100].", show_default=False)] = None,
+    captions: Annotated[Optional[list[Path]], typer.Option("--captions", help="Manifest mapping image paths to text: .csv, .jsonl or .parquet (repeatable). Extra columns become filterable.", show_default=False)] = None,
+    text_sources: Annotated[str, typer.Option("--text-sources", help="Where item text comes from, by precedence (comma list of sidecar, embedded, manifest).")] = "sidecar,embedded,manifest",
+    path_text: Annotated[bool, typer.Option("--path-text", help="Also use folder and file-name words as item text.")] = False,
+    fusion: Annotated[Optional[str], typer.Option("--fusion", help="How image and text vectors combine: mean, concat or attention [default: the table's, else mean].", show_default=False)] = None,
+    fusion_weight: Annotated[Optional[float], typer.Option("--fusion-weight", help="Image weight w of the fusion, 0..1 [default: the table's, else 0.2].", show_default=False)] = None,
+    text_aggregate: Annotated[Optional[str], typer.Option("--text-aggregate", help="Several captions per item: fuse their 'mean' or the 'first'.", show_default=False)] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="auto, fp32, bf16 or fp16 [env: MMEMBED_PRECISION; default: auto = fp16 on CUDA, fp32 on CPU].", show_default=False)] = None,
+    decode: Annotated[Optional[str], typer.Option("--decode", help="fast (JPEGs decoded at the smallest DCT scale that covers the model input) or exact [default: fast].", show_default=False)] = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Index the images under PATHS; unchanged files are skipped, moved ones reuse their vectors.
+
+    Example: mmembed ingest ~/Pictures --exclude 'screenshots/*'
+    """
+    from .progress import IngestBar
+
+    with _errors():
+        idx = _index(db, table, model, pretrained, device, batch_size=batch_size,
+                     workers=workers, max_megapixels=max_megapixels, precision=precision, decode=decode)
+        with IngestBar(enabled=not quiet) as bar:
+            report = idx.ingest(
+                paths, include=include or (), exclude=exclude or (), hidden=hidden,
+                follow_symlinks=follow_symlinks, prune=prune, reindex=reindex, captions=captions or (),
+                text_sources=[t.strip() for t in text_sources.split(",") if t.strip()], path_text=path_text,
+                fusion=fusion, fusion_weight=fusion_weight, text_aggregate=text_aggregate, progress=bar.update,
+            )
+        for skipped in report.skipped:
+            typer.echo(f"skipped: {skipped.path}: {skipped.reason}", err=True)
+        typer.echo(
+            f"added {report.added}, updated {report.updated}, moved {report.moved}, "
+            f"unchanged {report.unchanged}, text updated {report.text_updated}, removed {report.removed}, "
+            f"skipped {len(report.skipped)}"
+            f" · {report.rows} rows in {idx.config.db} · {report.seconds:.1f} s",
+            err=True,
+        )
+        if as_json:
+            _print_json(report.to_dict())

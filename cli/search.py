@@ -1,0 +1,59 @@
+"""``mmembed search``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .app import DbOpt, DeviceOpt, ModelOpt, PretrainedOpt, TableOpt, _errors, _index, _print_json, app
+
+
+@app.command()
+def search(
+    query: Annotated[Optional[str], typer.Argument(help="What to look for, in words; 'a + b - c' adds and subtracts terms.", show_default=False)] = None,
+    image: Annotated[Optional[Path], typer.Option("--image", "-i", help="Find items like this image (with QUERY: a composite query).", show_default=False)] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many results.")] = 10,
+    where: Annotated[Optional[str], typer.Option("--where", help="SQL filter on metadata columns, e.g. \"format = 'PNG' AND width > 1000\".", show_default=False)] = None,
+    target: Annotated[Optional[str], typer.Option("--target", "-t", help="Vectors to search: image, text or fused [default: fused when items have text, else image].", show_default=False)] = None,
+    image_weight: Annotated[Optional[float], typer.Option("--image-weight", help="Weight of --image against QUERY, 0..1 [default: 0.5; concat: the table's w].", show_default=False)] = None,
+    negatives: Annotated[Optional[list[str]], typer.Option("--not", help="Push results away from this text (repeatable).", show_default=False)] = None,
+    db: DbOpt = None,
+    table: TableOpt = None,
+    model: ModelOpt = None,
+    pretrained: PretrainedOpt = None,
+    device: DeviceOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line: path, score (cosine), caption, image_score, text_score, metadata.")] = False,
+    paths_only: Annotated[bool, typer.Option("--paths", help="Print paths only, one per line (for xargs).")] = False,
+) -> None:
+    """Search by text (text->image), by image (image->image), both, or image->text (--target text).
+
+    Example: mmembed search "red car" --image ref.jpg --image-weight 0.4 --not blurry
+    """
+    with _errors():
+        hits = None
+        if image is None and where is None:  # text only: try the path without lancedb and torch
+            from mmembed.config import Config
+            from mmembed.retrieval.quick import quick_search
+
+            config = Config.resolve(db=db, table=table, model=model, pretrained=pretrained, device=device)
+            hits = quick_search(config, query, limit=limit, target=target, negatives=negatives or ())
+        if hits is None:
+            hits = _index(db, table, model, pretrained, device).search(
+                query, image=image, limit=limit, where=where, target=target, image_weight=image_weight,
+                negatives=negatives or (),
+            )
+    for hit in hits:
+        if as_json:
+            _print_json(hit.to_dict())
+        elif paths_only:
+            typer.echo(hit.path)
+        else:
+            caption = f"  {_short(hit.text)}" if hit.text else ""
+            typer.echo(f"{hit.score:7.4f}  {hit.path}{caption}")
+
+
+def _short(text: str, width: int = 70) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

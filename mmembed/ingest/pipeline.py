@@ -1,0 +1,233 @@
+"""The ingest pipeline: discover -> skip unchanged -> read, hash, decode in threads -> encode in
+batches -> attach item text and fuse -> write batch by batch -> prune -> compact.
+
+Memory stays flat: decoded images live only inside a bounded window of in-flight work, and
+vectors are written as they are made. A run killed at any moment leaves a table that opens
+(each write is one atomic LanceDB commit); rerunning finishes the job without duplicates,
+because files already written are then unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..models.vectorizer import Vectorizer, text_hash
+from ..sources.walk import DiscoveredFile, printable_path, walk
+from ..store.table import Store
+from ..text.choose import TextOptions, resolve_texts
+from .prepare import ImageDecoder, _prepare_all, _Prepared, _Row, _Task
+from .report import IngestProgress, IngestReport, SkippedFile
+from .writer import _new_id, _Writer
+
+__all__ = ["run_ingest"]
+
+
+def run_ingest(
+    store: Store,
+    vectorizer: Vectorizer,
+    roots: Iterable[str | os.PathLike[str]],
+    *,
+    text_options: TextOptions | None = None,
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    hidden: bool = False,
+    follow_symlinks: bool = False,
+    prune: bool = True,
+    max_megapixels: float = 100.0,
+    workers: int = 0,
+    batch_size: int = 32,
+    fast_decode: bool = True,
+    progress: Callable[[IngestProgress], None] | None = None,
+) -> IngestReport:
+    """Bring the table in line with the files under ``roots``; see the module docstring."""
+    started = time.perf_counter()
+    run = _IngestRun(store, vectorizer, text_options or TextOptions(), progress or (lambda p: None))
+    tasks = run.plan(
+        [os.path.realpath(os.fspath(r)) for r in roots],
+        include=include, exclude=exclude, hidden=hidden, follow_symlinks=follow_symlinks,
+    )
+    try:
+        run.process(tasks, max_megapixels=max_megapixels, workers=workers, batch_size=batch_size,
+                    fast_decode=fast_decode)
+    finally:
+        run.writer.flush()  # also on Ctrl-C: what was encoded is kept
+    run.finish(prune=prune)
+    run.report.seconds = time.perf_counter() - started
+    return run.report
+
+
+class _IngestRun:
+    """State of one ingest: what the table held, what the walk found, and the running report."""
+
+    def __init__(self, store: Store, vectorizer: Vectorizer, text_options: TextOptions,
+                 notify: Callable[[IngestProgress], None]) -> None:
+        self.store = store
+        self.encoder = vectorizer.encoder
+        self.texts = text_options
+        self.notify = notify
+        self.report = IngestReport()
+        self.writer = _Writer(store, vectorizer)
+        self.roots: list[str] = []
+        self.pending: list[_Prepared] = []
+        self.hash_to_ids: dict[str, list[str]] = {}
+        self.vanished: dict[str, _Row] = {}  # rows under the roots whose file is gone, by path
+        self.vanished_by_hash: dict[str, list[_Row]] = {}
+        self.broken_rows: list[str] = []  # ids of rows whose file no longer decodes
+        self.rows: dict[str, _Row] = {}
+
+    def skip(self, path: str, reason: str) -> None:
+        self.report.skipped.append(SkippedFile(printable_path(path), reason))
+
+    def item_text(self, file: DiscoveredFile, embedded: list[str] | None, kept_manifest: list[str] | None) -> dict[str, Any]:
+        """The text columns for a file: texts by precedence, their hash, the kept snapshots, extras."""
+        manifest_texts, extras = kept_manifest, {}
+        entry = self.texts.manifest_entry(file.path, self.roots)
+        if entry is not None:
+            manifest_texts, extras = entry
+        chosen = resolve_texts(file.path, file.root, file.sidecars, embedded or [], manifest_texts or [], self.texts)
+        return {
+            "text": chosen.texts[0] if chosen.texts else None,
+            "texts": chosen.texts or None,
+            "text_source": chosen.source,
+            "text_hash": text_hash(chosen.texts, self.writer.vectorizer.config),
+            "embedded_texts": embedded or None,
+            "manifest_texts": manifest_texts or None,
+            **extras,
+        }
+
+    def _text_for(self, file: DiscoveredFile, old: _Row | None, embedded_from: _Row | None = None) -> dict[str, Any]:
+        """Text columns when the file's bytes are not decoded this run (embedded texts are kept)."""
+        source = embedded_from or old
+        return self.item_text(file, source.embedded_texts if source else None, old.manifest_texts if old else None)
+
+    def plan(self, roots: list[str], **walk_options: Any) -> list[_Task]:
+        """Walk the roots; settle unchanged files; return the files that must be read."""
+        self.roots = roots
+        by_path = {r["path"]: _Row(**r) for r in self.store.read_state()}
+        self.rows = {r.id: r for r in by_path.values()}
+        changing = set()
+        seen: set[str] = set()
+        tasks: list[_Task] = []
+        for found in walk(roots, on_error=self.skip, **walk_options):
+            seen.add(found.path)
+            row = by_path.get(found.path)
+            if row is not None and row.size == found.size and row.mtime_ns == found.mtime_ns:
+                self._check_text(found, row)
+            else:
+                tasks.append(_Task(found, row))
+                if row is not None:
+                    changing.add(row.id)
+            if len(seen) % 1000 == 0:
+                self.notify(IngestProgress("scan", len(seen), None))
+        self.notify(IngestProgress("scan", len(seen), len(seen)))
+        # Vectors may be copied only from rows this run will not rewrite.
+        for row in by_path.values():
+            if row.id not in changing:
+                self.hash_to_ids.setdefault(row.content_hash, []).append(row.id)
+        # A row whose file still exists but was not walked (filtered, hidden, unreadable folder) stays.
+        self.vanished = {
+            r.path: r for r in by_path.values()
+            if r.path not in seen and _under(r.path, roots) and _gone(r.path)
+        }
+        for row in self.vanished.values():
+            self.vanished_by_hash.setdefault(row.content_hash, []).append(row)
+        return tasks
+
+    def _check_text(self, file: DiscoveredFile, row: _Row) -> None:
+        columns = self._text_for(file, row)
+        if columns["text_hash"] == row.text_hash:
+            if len(columns) > 6:  # this run's manifest has extra columns for it: refresh them
+                self.writer.put_text_only(row.id, columns, new_text=False)
+            self.report.unchanged += 1
+            return
+        self.writer.put_text_only(row.id, columns, new_text=True)
+        self.report.text_updated += 1
+
+    def process(self, tasks: list[_Task], *, max_megapixels: float, workers: int, batch_size: int,
+                fast_decode: bool = True) -> None:
+        """Read, hash and decode in threads; reuse, encode in batches, and write as we go."""
+        self.notify(IngestProgress("encode", 0, len(tasks)))
+        decode = ImageDecoder(self.encoder, fast=fast_decode)
+        prepared_all = _prepare_all(tasks, frozenset(self.hash_to_ids), decode, max_megapixels, workers, batch_size)
+        for done, prepared in enumerate(prepared_all, start=1):
+            self._handle(prepared)
+            if len(self.pending) >= batch_size:
+                self._encode_pending()
+            self.notify(IngestProgress("encode", done, len(tasks)))
+            self.writer.flush_if_due()
+        self._encode_pending()
+
+    def _handle(self, prepared: _Prepared) -> None:
+        task, report = prepared.task, self.report
+        file, existing = task.file, task.existing
+        if prepared.kind == "skip":
+            self.skip(file.path, prepared.reason)
+            if existing is not None and prepared.content_hash:  # it changed, and is no picture now
+                self.broken_rows.append(existing.id)
+        elif prepared.kind == "encode":
+            self.pending.append(prepared)
+        elif prepared.kind == "touched":
+            assert existing is not None
+            self.writer.put_reused(existing.id, existing.id, file, prepared.content_hash, self._text_for(file, existing))
+            report.unchanged += 1
+        elif existing is None and self.vanished_by_hash.get(prepared.content_hash):
+            source = self.vanished_by_hash[prepared.content_hash].pop()
+            del self.vanished[source.path]
+            self.writer.put_reused(source.id, source.id, file, prepared.content_hash, self._text_for(file, source))
+            report.moved += 1
+        else:  # same bytes as a row we keep: copy its vector instead of encoding
+            source_id = self.hash_to_ids[prepared.content_hash][0]
+            target = existing.id if existing else _new_id()
+            columns = self._text_for(file, existing, embedded_from=self.rows[source_id])
+            self.writer.put_reused(source_id, target, file, prepared.content_hash, columns)
+            if existing is None:
+                report.added += 1
+            else:
+                report.updated += 1
+
+    def _encode_pending(self) -> None:
+        if not self.pending:
+            return
+        vectors = self.encoder.encode_pixels([p.tensor for p in self.pending])
+        for prepared, vector in zip(self.pending, vectors):
+            existing = prepared.task.existing
+            columns = self.item_text(prepared.task.file, prepared.embedded, existing.manifest_texts if existing else None)
+            self.writer.put_encoded(prepared, vector, existing.id if existing else None, columns)
+            if existing is None:
+                self.report.added += 1
+            else:
+                self.report.updated += 1
+        self.pending.clear()
+
+    def finish(self, *, prune: bool) -> None:
+        """Prune rows whose files are gone, compact, and count."""
+        doomed = [r.id for r in self.vanished.values()] if prune else []
+        doomed += self.broken_rows
+        if doomed:
+            self.notify(IngestProgress("prune", 0, len(doomed)))
+            self.store.delete_ids(doomed)
+            self.report.removed = len(doomed)
+            self.notify(IngestProgress("prune", len(doomed), len(doomed)))
+        if self.writer.commits or self.report.removed:
+            self.notify(IngestProgress("compact", 0, 1))
+            self.store.compact()
+            self.notify(IngestProgress("compact", 1, 1))
+        self.report.rows = self.store.count()
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
+def _gone(path: str) -> bool:
+    """True only when the file is really missing: a permission error is not an absence."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False

@@ -1,0 +1,13 @@
+"""Vectors from pixels and words: the CLIP encoder, its ONNX text tower, and the fusion of an item's image and text vectors."""
+
+from __future__ import annotations
+
+from .._lazy import lazy_getattr
+
+_EXPORTS = {
+    "Encoder": "encoder", "ModelSpec": "encoder", "FusionConfig": "fusion",
+    "FusionStrategy": "fusion", "Vectorizer": "vectorizer", "text_hash": "vectorizer",
+    "OnnxTextEncoder": "text_tower", "export_text_tower": "text_tower",
+}
+__all__ = list(_EXPORTS)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -1,0 +1,12 @@
+"""Where images come from: finding image files under folders and decoding them to upright RGB."""
+
+from __future__ import annotations
+
+from .._lazy import lazy_getattr
+
+_EXPORTS = {
+    "walk": "walk", "DiscoveredFile": "walk", "is_image_path": "walk", "printable_path": "walk",
+    "IMAGE_EXTENSIONS": "walk", "load_image": "decode", "DecodedImage": "decode",
+}
+__all__ = list(_EXPORTS)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

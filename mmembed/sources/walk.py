@@ -1,0 +1,182 @@
+"""File discovery: ``walk()`` finds candidate image files (and their caption sidecars)
+under one or more roots, each once, reporting what it cannot read instead of stopping."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from ..text.sidecars import find_sidecars
+
+__all__ = ["IMAGE_EXTENSIONS", "DiscoveredFile", "walk", "is_image_path", "printable_path"]
+
+# Matched case-insensitively. JPEG XL is listed so that a .jxl file gets a clear
+# "install the plugin" reason instead of vanishing silently.
+IMAGE_EXTENSIONS = frozenset(
+    ".jpg .jpeg .jpe .jfif .png .apng .webp .gif .bmp .dib .tif .tiff "
+    ".jp2 .j2k .j2c .jpc .jpf .jpx .pbm .pgm .ppm .pnm .pfm "
+    ".heic .heif .hif .avif .jxl".split()
+)
+
+
+@dataclass(frozen=True)
+class DiscoveredFile:
+    """A candidate image file found by ``walk``: absolute path plus what ``stat`` said."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    root: str = ""  # the walked root it was found under
+    sidecars: tuple[str, ...] = ()  # names of its caption sidecars in the same folder, by precedence
+
+
+def is_image_path(path: str) -> bool:
+    """True when the file name ends in an image extension we try to decode."""
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _matches(rel: str, name: str, patterns: Iterable[str]) -> bool:
+    return any(
+        fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns
+    )
+
+
+def walk(
+    roots: Iterable[str | os.PathLike[str]],
+    *,
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    hidden: bool = False,
+    follow_symlinks: bool = False,
+    on_error: Callable[[str, str], None] | None = None,
+) -> Iterator[DiscoveredFile]:
+    """Yield every candidate image file under ``roots``, each absolute path once, sorted per folder.
+
+    ``include``/``exclude`` are shell globs matched against the path relative to its root
+    and against the bare file name (case-insensitively). Hidden files and folders (leading
+    dot) are skipped unless ``hidden``. Symlinked folders are followed only with
+    ``follow_symlinks``, and never twice, so link loops end. Problems that are not fatal
+    (an unreadable folder, a broken link) go to ``on_error(path, reason)``.
+    """
+    include = [p.lower() for p in include]
+    exclude = [p.lower() for p in exclude]
+    report = on_error or (lambda path, reason: None)
+    seen_files: set[str] = set()
+    for root in roots:
+        root_path = os.path.realpath(os.fspath(root))
+        try:
+            st = os.stat(root_path)
+        except FileNotFoundError:
+            raise ConfigError(f"{root_path}: no such file or folder; check the path") from None
+        except PermissionError:
+            raise ConfigError(f"{root_path}: permission denied; check its permissions") from None
+        if stat.S_ISDIR(st.st_mode):
+            visited = {(st.st_dev, st.st_ino)}
+            for found in _walk_dir(
+                root_path, root_path, include, exclude, hidden, follow_symlinks, visited, report
+            ):
+                if found.path not in seen_files:
+                    seen_files.add(found.path)
+                    yield found
+        elif root_path not in seen_files:
+            seen_files.add(root_path)
+            if is_image_path(root_path):
+                folder, name = os.path.split(root_path)
+                try:
+                    names = frozenset(os.listdir(folder))
+                except OSError:
+                    names = frozenset()
+                yield DiscoveredFile(root_path, st.st_size, st.st_mtime_ns, folder, tuple(find_sidecars(name, names)))
+            else:
+                report(root_path, "not an image file name; supported: " + _short_ext_list())
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def printable_path(path: str) -> str:
+    """A path safe to print and store: undecodable bytes become U+FFFD."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _short_ext_list() -> str:
+    return "jpg png webp gif bmp tiff jp2 pnm heic avif jxl"
+
+
+def _walk_dir(
+    root: str,
+    folder: str,
+    include: list[str],
+    exclude: list[str],
+    hidden: bool,
+    follow_symlinks: bool,
+    visited: set[tuple[int, int]],
+    report: Callable[[str, str], None],
+) -> Iterator[DiscoveredFile]:
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except PermissionError:
+        report(folder, "folder not readable (permission denied); check its permissions")
+        return
+    except OSError as exc:
+        report(folder, f"folder not readable ({exc.strerror or exc})")
+        return
+    subdirs = []
+    names = frozenset(e.name for e in entries)
+    for entry in entries:
+        name = entry.name
+        if not hidden and name.startswith("."):
+            continue
+        if not _utf8(name):
+            report(printable_path(entry.path), "file name is not valid UTF-8; rename the file to index it")
+            continue
+        rel = os.path.relpath(entry.path, root).replace(os.sep, "/").lower()
+        lname = name.lower()
+        try:
+            is_dir = entry.is_dir()  # follows links
+        except OSError:
+            is_dir = False
+        if is_dir and entry.is_symlink() and not follow_symlinks:
+            continue  # symlinked folder: followed only when asked
+        if is_dir:
+            if exclude and _matches(rel, lname, exclude):
+                continue
+            subdirs.append(entry)
+            continue
+        if not is_image_path(name):
+            continue
+        if exclude and _matches(rel, lname, exclude):
+            continue
+        if include and not _matches(rel, lname, include):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=True)
+        except FileNotFoundError:
+            report(entry.path, "broken symlink (its target does not exist)")
+            continue
+        except OSError as exc:
+            report(entry.path, f"cannot stat file ({exc.strerror or exc})")
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        yield DiscoveredFile(entry.path, st.st_size, st.st_mtime_ns, root, tuple(find_sidecars(name, names)))
+    for entry in subdirs:
+        try:
+            st = entry.stat(follow_symlinks=True)
+        except OSError:
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in visited:
+            continue  # a link loop, or a folder reached twice
+        visited.add(key)
+        yield from _walk_dir(root, entry.path, include, exclude, hidden, follow_symlinks, visited, report)

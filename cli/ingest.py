@@ -42,18 +42,21 @@ def ingest(
 
     Example: mmembed ingest ~/Pictures --exclude 'screenshots/*'
     """
+    from mmembed.ingest.options import IngestOptions
+
     from .progress import IngestBar
 
     with _errors():
+        options = IngestOptions(
+            include=include or (), exclude=exclude or (), hidden=hidden, follow_symlinks=follow_symlinks,
+            prune=prune, reindex=reindex, captions=captions or (),
+            text_sources=[t.strip() for t in text_sources.split(",") if t.strip()], path_text=path_text,
+            fusion=fusion, fusion_weight=fusion_weight, text_aggregate=text_aggregate,
+        )
         idx = _index(db, table, model, pretrained, device, batch_size=batch_size,
                      workers=workers, max_megapixels=max_megapixels, precision=precision, decode=decode)
         with IngestBar(enabled=not quiet) as bar:
-            report = idx.ingest(
-                paths, include=include or (), exclude=exclude or (), hidden=hidden,
-                follow_symlinks=follow_symlinks, prune=prune, reindex=reindex, captions=captions or (),
-                text_sources=[t.strip() for t in text_sources.split(",") if t.strip()], path_text=path_text,
-                fusion=fusion, fusion_weight=fusion_weight, text_aggregate=text_aggregate, progress=bar.update,
-            )
+            report = idx.ingest(paths, options=options, progress=bar.update)
         for skipped in report.skipped:
             typer.echo(f"skipped: {skipped.path}: {skipped.reason}", err=True)
         typer.echo(

@@ -31,19 +31,20 @@ def search(
 
     Example: mmembed search "red car" --image ref.jpg --image-weight 0.4 --not blurry
     """
+    from mmembed.retrieval.query import SearchOptions
+
     with _errors():
+        options = SearchOptions(limit=limit, where=where, target=target, image_weight=image_weight,
+                                negatives=negatives or ())
         hits = None
         if image is None and where is None:  # text only: try the path without lancedb and torch
             from mmembed.config import Config
             from mmembed.retrieval.quick import quick_search
 
             config = Config.resolve(db=db, table=table, model=model, pretrained=pretrained, device=device)
-            hits = quick_search(config, query, limit=limit, target=target, negatives=negatives or ())
+            hits = quick_search(config, query, options)
         if hits is None:
-            hits = _index(db, table, model, pretrained, device).search(
-                query, image=image, limit=limit, where=where, target=target, image_weight=image_weight,
-                negatives=negatives or (),
-            )
+            hits = _index(db, table, model, pretrained, device).search(query, image=image, options=options)
     for hit in hits:
         if as_json:
             _print_json(hit.to_dict())

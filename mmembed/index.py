@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from ._options import options_from, takes
 from .config import Config
 from .models.encoder import Encoder, ModelSpec
 from .errors import ConfigError, ModelLoadError, ModelMismatchError, StoreError
 from .models.fusion import FusionConfig, FusionStrategy, load_attention
 from .ingest.pipeline import run_ingest
 from .ingest.report import IngestProgress, IngestReport
+from .ingest.options import IngestOptions
 from .retrieval.exact import TARGETS, Hit, run_search
+from .retrieval.query import SearchOptions
 from .store.table import ANN_MIN_ROWS, Store, TableMeta
 from .models.vectorizer import Vectorizer
-from .text.choose import TEXT_SOURCES, TextOptions
+from .text.choose import TextOptions
 
 __all__ = ["Index", "IndexInfo"]
 
@@ -168,23 +171,14 @@ class Index:
         return recorded
 
     # ------------------------------------------------------------ ingest
+    @takes(IngestOptions)
     def ingest(
         self,
         paths: PathLike | Sequence[PathLike],
         *,
-        include: Iterable[str] = (),
-        exclude: Iterable[str] = (),
-        hidden: bool = False,
-        follow_symlinks: bool = False,
-        prune: bool = True,
-        reindex: bool = False,
-        captions: Iterable[PathLike] = (),
-        text_sources: Sequence[str] = TEXT_SOURCES,
-        path_text: bool = False,
-        fusion: str | None = None,
-        fusion_weight: float | None = None,
-        text_aggregate: str | None = None,
+        options: IngestOptions | None = None,
         progress: Callable[[IngestProgress], None] | None = None,
+        **kwargs: Any,
     ) -> IngestReport:
         """Index the images under ``paths``; unchanged files are skipped without being read.
 
@@ -193,10 +187,12 @@ class Index:
         ``fusion``/``fusion_weight``/``text_aggregate`` change how fused vectors are made (the
         whole table is refused first). Bad files are listed in ``report.skipped`` and never
         stop the run. ``reindex`` rebuilds the table (needed to switch models); searches keep
-        seeing the old table until the new one is complete.
+        seeing the old table until the new one is complete. The keyword arguments are the
+        fields of :class:`IngestOptions`; or pass one as ``options``.
         """
         from .text.manifest import Manifest
 
+        options = options_from(IngestOptions, options, kwargs)
         started = time.perf_counter()
         roots = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         if not roots:
@@ -204,24 +200,21 @@ class Index:
         for root in roots:
             if not os.path.exists(root):
                 raise ConfigError(f"{os.fspath(root)}: no such file or folder; check the path")
-        text_options = TextOptions(tuple(text_sources), tuple(Manifest.load(c) for c in captions), path_text)
+        text_options = TextOptions(tuple(options.text_sources), tuple(Manifest.load(c) for c in options.captions),
+                                   options.path_text)
+        fusion = (options.fusion, options.fusion_weight, options.text_aggregate)
         with self.store.write_lock():
-            meta = None if reindex else self.meta
+            meta = None if options.reindex else self.meta
             target = self.store
             if meta is None:
-                target = self._create_table(reindex, fusion, fusion_weight, text_aggregate)
+                target = self._create_table(options.reindex, *fusion)
             else:
-                self._refuse_fusion_change(fusion, fusion_weight, text_aggregate)
+                self._refuse_fusion_change(*fusion)
             for manifest in text_options.manifests:
                 target.ensure_columns(manifest.extra_columns)
             vectorizer = self._make_vectorizer(FusionConfig.from_dict(target.meta().fusion), self.encoder, target)
-            report = run_ingest(
-                target, vectorizer, roots, text_options=text_options, include=include, exclude=exclude,
-                hidden=hidden, follow_symlinks=follow_symlinks, prune=prune,
-                max_megapixels=self.config.max_megapixels, workers=self.config.workers,
-                fast_decode=self.config.decode == "fast",
-                batch_size=self.config.batch_size, progress=progress,
-            )
+            report = run_ingest(target, vectorizer, roots, options, self.config, text_options=text_options,
+                                progress=progress)
             if target is not self.store:
                 self.store.replace_with(target)
                 self.store.drop_blobs()  # fusion weights belonged to the table just replaced
@@ -373,34 +366,31 @@ class Index:
         return True
 
     # ------------------------------------------------------------ search and inspection
+    @takes(SearchOptions)
     def search(
         self,
         text: str | None = None,
         *,
         image: PathLike | None = None,
-        limit: int = 10,
-        where: str | None = None,
-        target: str | None = None,
-        image_weight: float | None = None,
-        negatives: Sequence[str] = (),
-        negative_weight: float = 0.5,
+        options: SearchOptions | None = None,
+        **kwargs: Any,
     ) -> list[Hit]:
         """Nearest items to a text and/or image query, best first.
 
         ``target`` is 'image', 'text' or 'fused' (default: fused when the table has item text).
         ``where`` is a SQL filter on the metadata columns, e.g. ``"format = 'PNG'"``. See
-        ``mmembed.retrieve`` for how composite queries are scored.
+        ``mmembed.retrieval.exact`` for how composite queries are scored. The keyword arguments
+        are the fields of :class:`SearchOptions` (limit, where, target, image_weight, negatives,
+        negative_weight); or pass one as ``options``.
         """
-        if image is None and where is None and self._quick_ok():
-            hits = self._quick.search(text, limit=limit, target=target, negatives=negatives,
-                                      negative_weight=negative_weight, encoder=_LazyEncoder(self))
+        options = options_from(SearchOptions, options, kwargs)
+        if image is None and options.where is None and self._quick_ok():
+            hits = self._quick.search(text, options, encoder=_LazyEncoder(self))
             if hits is not None:
                 return hits
         return run_search(
-            self.store, _LazyVectorizer(self), text, image=image, limit=limit, where=where,
+            self.store, _LazyVectorizer(self), text, image, options, max_megapixels=self.config.max_megapixels,
             text_encoder=self._text_encoder() if image is None else None,
-            target=target, image_weight=image_weight, negatives=negatives,
-            negative_weight=negative_weight, max_megapixels=self.config.max_megapixels,
         )
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:

@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..config import Config
 from ..models.vectorizer import Vectorizer, text_hash
 from ..sources.walk import DiscoveredFile, printable_path, walk
 from ..store.table import Store
 from ..text.choose import TextOptions, resolve_texts
+from .options import IngestOptions
 from .prepare import ImageDecoder, _prepare_all, _Prepared, _Row, _Task
 from .report import IngestProgress, IngestReport, SkippedFile
 from .writer import _new_id, _Writer
@@ -29,32 +31,30 @@ def run_ingest(
     store: Store,
     vectorizer: Vectorizer,
     roots: Iterable[str | os.PathLike[str]],
+    options: IngestOptions,
+    config: Config,
     *,
     text_options: TextOptions | None = None,
-    include: Iterable[str] = (),
-    exclude: Iterable[str] = (),
-    hidden: bool = False,
-    follow_symlinks: bool = False,
-    prune: bool = True,
-    max_megapixels: float = 100.0,
-    workers: int = 0,
-    batch_size: int = 32,
-    fast_decode: bool = True,
     progress: Callable[[IngestProgress], None] | None = None,
 ) -> IngestReport:
-    """Bring the table in line with the files under ``roots``; see the module docstring."""
+    """Bring the table in line with the files under ``roots``; see the module docstring.
+
+    ``options`` says what to walk and whether to prune; ``config`` gives the decode settings
+    (max megapixels, workers, batch size, fast or exact decode); ``text_options`` where words
+    come from (the caller loads the manifests named in ``options.captions``).
+    """
     started = time.perf_counter()
     run = _IngestRun(store, vectorizer, text_options or TextOptions(), progress or (lambda p: None))
     tasks = run.plan(
-        [os.path.realpath(os.fspath(r)) for r in roots],
-        include=include, exclude=exclude, hidden=hidden, follow_symlinks=follow_symlinks,
+        [os.path.realpath(os.fspath(r)) for r in roots], include=options.include, exclude=options.exclude,
+        hidden=options.hidden, follow_symlinks=options.follow_symlinks,
     )
     try:
-        run.process(tasks, max_megapixels=max_megapixels, workers=workers, batch_size=batch_size,
-                    fast_decode=fast_decode)
+        run.process(tasks, max_megapixels=config.max_megapixels, workers=config.workers,
+                    batch_size=config.batch_size, fast_decode=config.decode == "fast")
     finally:
         run.writer.flush()  # also on Ctrl-C: what was encoded is kept
-    run.finish(prune=prune)
+    run.finish(prune=options.prune)
     run.report.seconds = time.perf_counter() - started
     return run.report
 

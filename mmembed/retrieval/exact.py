@@ -22,7 +22,6 @@ cos(query, text vector) (None without text), the parts a person reads to see why
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -32,8 +31,8 @@ from .query import (
     TARGETS,
     Hit,
     Query,
+    SearchOptions,
     _unit,
-    check_options,
     check_query,
     make_hit,
     parse_terms,
@@ -65,14 +64,9 @@ def run_search(
     store: Store,
     vectorizer: Any,
     text: str | None = None,
-    *,
     image: str | os.PathLike[str] | None = None,
-    limit: int = 10,
-    where: str | None = None,
-    target: str | None = None,
-    image_weight: float | None = None,
-    negatives: Sequence[str] = (),
-    negative_weight: float = 0.5,
+    options: SearchOptions = SearchOptions(),
+    *,
     max_megapixels: float = 100.0,
     text_encoder: Any = None,
 ) -> list[Hit]:
@@ -80,8 +74,8 @@ def run_search(
 
     ``text_encoder`` (an exported text tower) encodes text-only queries instead of the model.
     """
-    check_options(limit, where, target)
-    query = check_query(text, image, negatives, image_weight, negative_weight)
+    query = check_query(text, image, options)
+    target, where = options.target, options.where
     rows, captioned = store.search_stats()
     if rows == 0:
         raise IndexEmptyError(
@@ -103,5 +97,5 @@ def run_search(
     filters = [f"({where})"] if where else []
     if target == "text":
         filters.append("text_vector IS NOT NULL")
-    rows = store.nearest(search_vector, column=column, limit=limit, where=" AND ".join(filters) or None)
+    rows = store.nearest(search_vector, column=column, limit=options.limit, where=" AND ".join(filters) or None)
     return [make_hit(r, target, q_img, q_txt) for r in rows]

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import QueryError
 from ..models.fusion import FusionStrategy
 
-__all__ = ["Hit", "Query", "parse_terms", "check_query", "check_options", "query_plan", "make_hit", "TARGETS"]
+__all__ = ["Hit", "Query", "SearchOptions", "parse_terms", "check_query", "check_options", "query_plan", "make_hit", "TARGETS"]
 
 TARGETS = ("image", "text", "fused")
 _TERM_SPLIT = re.compile(r"\s+([+-])\s+")
@@ -65,6 +65,23 @@ def parse_terms(text: str | None) -> tuple[list[str], list[str]]:
     return positives, negatives
 
 
+@dataclass(frozen=True)
+class SearchOptions:
+    """How to search, besides the query itself. The CLI and ``Index.search`` both build one.
+
+    Example::
+
+        SearchOptions(limit=20, where="format = 'PNG'", negatives=["blurry"])
+    """
+
+    limit: int = 10  # how many hits
+    where: str | None = None  # SQL filter on metadata columns, e.g. "format = 'PNG' AND width > 1000"
+    target: str | None = None  # image, text or fused [default: fused when items have text, else image]
+    image_weight: float | None = None  # weight of the query image against the text, 0..1 [default: 0.5]
+    negatives: Sequence[str] = ()  # push results away from these texts
+    negative_weight: float = 0.5  # how hard, 0..1
+
+
 @dataclass
 class Query:
     """A checked query: its terms, image, and weights."""
@@ -76,9 +93,10 @@ class Query:
     negative_weight: float
 
 
-def check_query(text: str | None, image: str | os.PathLike[str] | None, negatives: Sequence[str] = (),
-                image_weight: float | None = None, negative_weight: float = 0.5) -> Query:
+def check_query(text: str | None, image: str | os.PathLike[str] | None, options: SearchOptions) -> Query:
     """Reject an empty query, a missing query image or a bad weight before any model is loaded."""
+    check_options(options)
+    negatives, image_weight, negative_weight = options.negatives, options.image_weight, options.negative_weight
     positives, minus = parse_terms(text)
     if not positives and image is None:
         raise QueryError("empty query; give search text, or --image PATH")
@@ -96,7 +114,8 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
 
-def check_options(limit: int, where: str | None, target: str | None) -> None:
+def check_options(options: SearchOptions) -> None:
+    limit, where, target = options.limit, options.where, options.target
     if not isinstance(limit, int) or limit < 1:
         raise QueryError(f"limit must be at least 1, got {limit!r}")
     if where is not None and not where.strip():

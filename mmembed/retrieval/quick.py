@@ -12,14 +12,14 @@ the caller takes the full path.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from .._options import options_from, takes
 from ..config import Config
 from ..models.fusion import FusionStrategy
-from .query import Hit, _unit, check_options, check_query, make_hit, query_plan
+from .query import Hit, SearchOptions, _unit, check_query, make_hit, query_plan
 
 __all__ = ["QuickSearch", "quick_search"]
 
@@ -57,11 +57,8 @@ class QuickSearch:
     def search(
         self,
         text: str | None,
+        options: SearchOptions = SearchOptions(),
         *,
-        limit: int = 10,
-        target: str | None = None,
-        negatives: Sequence[str] = (),
-        negative_weight: float = 0.5,
         encoder: Any = None,
     ) -> list[Hit] | None:
         """Hits for a text query, or None when this path cannot give the full path's answer.
@@ -69,8 +66,10 @@ class QuickSearch:
         ``encoder`` encodes the query when there is no exported text tower (``Index`` passes
         its torch encoder); without either, None.
         """
-        check_options(limit, None, target)
-        query = check_query(text, None, negatives, None, negative_weight)
+        if options.where is not None:
+            return None  # a filter needs LanceDB
+        query = check_query(text, None, options)
+        target = options.target
         snap = self.snapshot()
         if snap is None or snap.rows == 0:
             return None
@@ -89,25 +88,17 @@ class QuickSearch:
         fusion = meta.get("fusion") or {}
         strategy = FusionStrategy(fusion.get("strategy", "mean"))
         vector, q_img, q_txt = query_plan(None, pos, neg, query, target, strategy, float(fusion.get("weight", 0.2)))
-        rows = snap.nearest(np.asarray(vector, dtype=np.float32), target=target, limit=limit)
+        rows = snap.nearest(np.asarray(vector, dtype=np.float32), target=target, limit=options.limit)
         return [make_hit(row, target, q_img, q_txt) for row in rows]
 
 
-def quick_search(
-    config: Config,
-    text: str | None,
-    *,
-    limit: int = 10,
-    target: str | None = None,
-    negatives: Sequence[str] = (),
-    negative_weight: float = 0.5,
-) -> list[Hit] | None:
+@takes(SearchOptions)
+def quick_search(config: Config, text: str | None, options: SearchOptions | None = None, **kwargs: Any) -> list[Hit] | None:
     """One-shot :class:`QuickSearch` for the CLI: None when the full path must answer."""
+    options = options_from(SearchOptions, options, kwargs)
     if not usable(config):
         return None
-    return QuickSearch(config.db, config.table, one_shot=True).search(
-        text, limit=limit, target=target, negatives=negatives, negative_weight=negative_weight
-    )
+    return QuickSearch(config.db, config.table, one_shot=True).search(text, options)
 
 
 def usable(config: Config, *, named_model: bool = False) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .._lazy import lazy_getattr
 
 _EXPORTS = {
+    "IngestOptions": "options",
     "run_ingest": "pipeline", "IngestReport": "report", "IngestProgress": "report",
     "SkippedFile": "report", "ImageDecoder": "prepare", "refuse_table": "table_fusion",
     "train_on_table": "table_fusion",

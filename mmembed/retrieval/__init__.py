@@ -5,6 +5,7 @@ from __future__ import annotations
 from .._lazy import lazy_getattr
 
 _EXPORTS = {
+    "SearchOptions": "query",
     "Hit": "query", "TARGETS": "query", "run_search": "exact", "QuickSearch": "quick",
     "quick_search": "quick", "evaluate": "evaluation",
 }

@@ -14,6 +14,7 @@ from .app import DbOpt, DeviceOpt, JsonOpt, ModelOpt, PretrainedOpt, TableOpt, _
 def index_command(
     target: Annotated[Optional[str], typer.Option("--target", "-t", help="Vector column to index: image, text or fused [default: what searches use].", show_default=False)] = None,
     drop: Annotated[bool, typer.Option("--drop", help="Remove the vector indices instead (searches become exact).")] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Instead, write the search snapshot and text tower again (and the ANN index past MMEMBED_ANN_ROWS).")] = False,
     db: DbOpt = None,
     table: TableOpt = None,
     as_json: JsonOpt = False,
@@ -21,13 +22,19 @@ def index_command(
     """Build an approximate-nearest-neighbour index (quantised vectors, exact re-ranking) for big tables.
 
     Ingest builds one by itself once a table passes MMEMBED_ANN_ROWS rows (default 200000).
-    Example: mmembed index
+    Example: mmembed index   (or: mmembed index --refresh)
     """
     with _errors():
         idx = _index(db, table, None, None, None)
-        result: dict[str, Any] = {"dropped": idx.drop_vector_index()} if drop else idx.build_vector_index(target)
+        if refresh:
+            idx.refresh()
+            result: dict[str, Any] = {"refreshed": True, "vector_indices": sorted(idx.store.vector_indices())}
+        else:
+            result = {"dropped": idx.drop_vector_index()} if drop else idx.build_vector_index(target)
     if as_json:
         _print_json(result)
+    elif refresh:
+        typer.echo("search snapshot and text tower written again", err=True)
     elif drop:
         typer.echo(f"dropped {result['dropped']} vector index(es); searches are exact", err=True)
     else:
@@ -95,3 +102,26 @@ def embed(
             _print_json({"input": source, "kind": kind, "model": label, "dim": len(values), "vector": values})
         else:
             _print_json(values)
+
+
+
+@app.command()
+def doctor(
+    repair: Annotated[bool, typer.Option("--repair", help="Also bring a damaged table back to its last good version (drops what the damaged versions wrote) and finish an interrupted fusion apply.")] = False,
+    db: DbOpt = None,
+    table: TableOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per check: check, status, detail.")] = False,
+) -> None:
+    """Check the table and its derived data (snapshot, text tower); rebuild what is derived.
+
+    Exits 1 while a problem remains. Example: mmembed doctor --repair
+    """
+    with _errors():
+        findings = _index(db, table, None, None, None).doctor(repair=repair)
+    for finding in findings:
+        if as_json:
+            _print_json(finding.to_dict())
+        else:
+            typer.echo(f"{finding.status:9}{finding.check}: {finding.detail}")
+    if any(f.status == "problem" for f in findings):
+        raise typer.Exit(1)

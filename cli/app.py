@@ -71,7 +71,21 @@ def main() -> None:
 
     # Pillow warns about odd EXIF and huge images; mmembed reports such files itself.
     warnings.filterwarnings("ignore", module=r"PIL\..*")
+    _notes_to_stderr()
     app()
+
+
+def _notes_to_stderr() -> None:
+    """The library logs what a user should know but need not act on now (a damaged snapshot
+    it worked around, say) to the ``mmembed`` logger: print those as ``note:`` lines."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("note: %(message)s"))
+    logger = logging.getLogger("mmembed")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 if __name__ == "__main__":

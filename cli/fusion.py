@@ -50,14 +50,18 @@ def fusion_apply(
     db: DbOpt = None,
     table: TableOpt = None,
     device: DeviceOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
 ) -> None:
     """Recompute every fused vector from stored vectors (no image is decoded).
 
     Example: mmembed fusion apply --fusion concat --weight 0.3
     """
+    from .progress import IngestBar
+
     with _errors():
         idx = _index(db, table, None, None, device)
-        rows = idx.apply_fusion(strategy=fusion, weight=weight, text_aggregate=text_aggregate)
+        with IngestBar(enabled=not quiet) as bar:
+            rows = idx.apply_fusion(strategy=fusion, weight=weight, text_aggregate=text_aggregate, progress=bar.update)
         typer.echo(f"fused vectors recomputed for {rows} rows: {idx.fusion.to_dict()}", err=True)
 
 

@@ -35,6 +35,7 @@ def ingest(
     text_aggregate: Annotated[Optional[str], typer.Option("--text-aggregate", help="Several captions per item: fuse their 'mean' or the 'first'.", show_default=False)] = None,
     precision: Annotated[Optional[str], typer.Option("--precision", help="auto, fp32, bf16 or fp16 [env: MMEMBED_PRECISION; default: auto = fp16 on CUDA, fp32 on CPU].", show_default=False)] = None,
     decode: Annotated[Optional[str], typer.Option("--decode", help="fast (JPEGs decoded at the smallest DCT scale that covers the model input) or exact [default: fast].", show_default=False)] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Also read files that failed to decode before and have not changed since (they are skipped otherwise).")] = False,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -50,8 +51,8 @@ def ingest(
         options = IngestOptions(
             include=include or (), exclude=exclude or (), hidden=hidden, follow_symlinks=follow_symlinks,
             prune=prune, reindex=reindex, captions=captions or (),
-            text_sources=[t.strip() for t in text_sources.split(",") if t.strip()], path_text=path_text,
-            fusion=fusion, fusion_weight=fusion_weight, text_aggregate=text_aggregate,
+            text_sources=text_sources, path_text=path_text,
+            fusion=fusion, fusion_weight=fusion_weight, text_aggregate=text_aggregate, retry_failed=retry_failed,
         )
         idx = _index(db, table, model, pretrained, device, batch_size=batch_size,
                      workers=workers, max_megapixels=max_megapixels, precision=precision, decode=decode)
@@ -63,7 +64,8 @@ def ingest(
             f"added {report.added}, updated {report.updated}, moved {report.moved}, "
             f"unchanged {report.unchanged}, text updated {report.text_updated}, removed {report.removed}, "
             f"skipped {len(report.skipped)}"
-            f" · {report.rows} rows in {idx.config.db} · {report.seconds:.1f} s",
+            + (f", {report.captions_unmatched} caption rows named no indexed image" if report.captions_unmatched else "")
+            + f" · {report.rows} rows in {idx.config.db} · {report.seconds:.1f} s",
             err=True,
         )
         if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,10 +27,12 @@ def search(
     device: DeviceOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line: path, score (cosine), caption, image_score, text_score, metadata.")] = False,
     paths_only: Annotated[bool, typer.Option("--paths", help="Print paths only, one per line (for xargs).")] = False,
+    null: Annotated[bool, typer.Option("--null", "-0", help="Print paths only, each ended by a NUL byte (for xargs -0): safe for any file name.")] = False,
 ) -> None:
     """Search by text (text->image), by image (image->image), both, or image->text (--target text).
 
     Example: mmembed search "red car" --image ref.jpg --image-weight 0.4 --not blurry
+    Pipe: mmembed search "beach" -0 | xargs -0 cp -t ~/beach
     """
     from mmembed.retrieval.query import SearchOptions
 
@@ -48,7 +51,11 @@ def search(
     for hit in hits:
         if as_json:
             _print_json(hit.to_dict())
+        elif null:
+            sys.stdout.write(hit.path + "\0")
         elif paths_only:
+            if "\n" in hit.path or "\r" in hit.path:
+                typer.echo(f"note: {hit.path!r} holds a line break; use -0/--null to pipe such names", err=True)
             typer.echo(hit.path)
         else:
             caption = f"  {_short(hit.text)}" if hit.text else ""

@@ -23,6 +23,7 @@ from .errors import (
     ModelMismatchError,
     QueryError,
     StoreError,
+    StoreWriteError,
 )
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ __all__ = [
     "ImageDecodeError",
     "IngestLockedError",
     "StoreError",
+    "StoreWriteError",
     "__version__",
 ]
 

@@ -14,6 +14,7 @@ Hierarchy::
     ├── ImageDecodeError     one image could not be decoded (carries .path and .reason)
     ├── IngestLockedError    another ingest is writing to the same table
     └── StoreError           the database could not be opened or written
+        └── StoreWriteError  a write failed (disk full, permissions); carries .reason
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "ImageDecodeError",
     "IngestLockedError",
     "StoreError",
+    "StoreWriteError",
 ]
 
 
@@ -70,3 +72,11 @@ class IngestLockedError(MmembedError):
 
 class StoreError(MmembedError):
     """The LanceDB database or table could not be read or written."""
+
+
+class StoreWriteError(StoreError):
+    """A write to the table failed; ``reason`` is the plain cause, e.g. 'No space left on device'."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -7,7 +7,9 @@ that says how to re-index.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -15,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._options import options_from, takes
+from ._options import items, options_from, takes
 from .config import Config
 from .models.encoder import Encoder, ModelSpec
 from .errors import ConfigError, ModelLoadError, ModelMismatchError, StoreError
@@ -25,11 +27,15 @@ from .ingest.report import IngestProgress, IngestReport
 from .ingest.options import IngestOptions
 from .retrieval.exact import TARGETS, Hit, run_search
 from .retrieval.query import SearchOptions
+from .sources.decode import decoder_signature
+from .store.failures import FailedFiles
 from .store.table import ANN_MIN_ROWS, Store, TableMeta
 from .models.vectorizer import Vectorizer
 from .text.choose import TextOptions
 
 __all__ = ["Index", "IndexInfo"]
+
+log = logging.getLogger("mmembed")
 
 PathLike = str | os.PathLike[str]
 _ATTENTION_BLOB = "attention"
@@ -194,7 +200,7 @@ class Index:
 
         options = options_from(IngestOptions, options, kwargs)
         started = time.perf_counter()
-        roots = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        roots = items(paths, "paths", ConfigError, (str, os.PathLike))
         if not roots:
             raise ConfigError("no paths to ingest; give at least one folder or image file")
         for root in roots:
@@ -203,31 +209,37 @@ class Index:
         text_options = TextOptions(tuple(options.text_sources), tuple(Manifest.load(c) for c in options.captions),
                                    options.path_text)
         fusion = (options.fusion, options.fusion_weight, options.text_aggregate)
-        with self.store.write_lock():
+        with self.store.write_lock("ingest"):
+            Store(self.store.uri, f"{self.config.table}__staging").drop()  # a killed --reindex left it
             meta = None if options.reindex else self.meta
-            target = self.store
+            target, renamed = self.store, False
             if meta is None:
                 target = self._create_table(options.reindex, *fusion)
             else:
+                renamed = self._record_model_name(meta)
                 self._refuse_fusion_change(*fusion)
             for manifest in text_options.manifests:
                 target.ensure_columns(manifest.extra_columns)
             vectorizer = self._make_vectorizer(FusionConfig.from_dict(target.meta().fusion), self.encoder, target)
+            failed = FailedFiles(self.config.db, self.config.table, decoder_signature(self.config.max_megapixels))
             report = run_ingest(target, vectorizer, roots, options, self.config, text_options=text_options,
-                                progress=progress)
+                                failed=failed, progress=progress)
             if target is not self.store:
                 self.store.replace_with(target)
                 self.store.drop_blobs()  # fusion weights belonged to the table just replaced
                 report.rows = self.store.count()
-            if target is not self.store or report.added or report.updated or report.moved or report.removed \
-                    or report.text_updated:
+            if renamed or target is not self.store or report.added or report.updated or report.moved \
+                    or report.removed or report.text_updated:
                 self._after_write()
+            else:
+                self._after_write(force=False)  # heals a snapshot or text tower that is missing or damaged
         report.seconds = time.perf_counter() - started
         return report
 
     def _create_table(self, reindex: bool, strategy: str | None, weight: float | None, aggregate: str | None) -> Store:
         """A new table; when one exists already (reindex), a staging table swapped in at the end."""
-        spec = ModelSpec.resolve(self.config.model, self.config.pretrained)
+        named = self.config.model is not None or self.config.pretrained is not None
+        spec = self._reindex_spec() if reindex and not named else ModelSpec.resolve(self.config.model, self.config.pretrained)
         same = self._encoder is not None and self._encoder.spec.fingerprint == spec.fingerprint
         encoder = self._encoder if same else self._new_encoder(spec)  # a loaded model is not loaded twice
         fusion = FusionConfig(**_given(strategy=strategy, weight=weight, text_aggregate=aggregate))
@@ -240,6 +252,31 @@ class Index:
             self.store.drop_blobs()  # weights trained for an older table of this name
         self._encoder, self._vectorizer = encoder, None
         return target
+
+    def _reindex_spec(self) -> ModelSpec:
+        """The model the table records (read from its snapshot if the table cannot be opened),
+        with the weights as they are now; the default model only for a table that never was."""
+        try:
+            meta = self.meta
+        except StoreError:
+            meta = self.store.snapshot_meta()
+            if meta is None:
+                raise ConfigError(f"table '{self.config.table}' cannot be read to learn its model; "
+                                  "pass --model to --reindex") from None
+        if meta is None:
+            return ModelSpec.resolve(None, None)
+        return ModelSpec.resolve(meta.model, meta.pretrained)
+
+    def _record_model_name(self, meta: TableMeta) -> bool:
+        """A model named for an ingest that is the table's (same weights) under another name, such
+        as a moved ``local-dir:`` folder, becomes the recorded name. True when it changed."""
+        if self.config.model is None:
+            return False
+        spec = self.encoder.spec  # checked against the table: other weights raise ModelMismatchError
+        if (spec.name, spec.pretrained) == (meta.model, meta.pretrained):
+            return False
+        self.store.set_meta(replace(meta, model=spec.name, pretrained=spec.pretrained))
+        return True
 
     def _refuse_fusion_change(self, strategy: str | None, weight: float | None, aggregate: str | None) -> None:
         wanted = _given(strategy=strategy, weight=weight, text_aggregate=aggregate)
@@ -258,6 +295,11 @@ class Index:
     ) -> int:
         """Recompute every row's fused vector (and text vector, if the aggregation changed)
         from stored vectors, without decoding any image. Returns the number of rows."""
+        with self.store.write_lock("fusion apply"):
+            return self._apply_fusion(strategy, weight, text_aggregate, progress)
+
+    def _apply_fusion(self, strategy: str | None, weight: float | None, text_aggregate: str | None,
+                      progress: Callable[[IngestProgress], None] | None) -> int:
         from .ingest.table_fusion import refuse_table
 
         meta = self.meta
@@ -289,27 +331,51 @@ class Index:
         ``epochs`` defaults to ``mmembed.fusion.TRAIN_EPOCHS``."""
         from .ingest.table_fusion import train_on_table
 
-        info = train_on_table(self.store, self.encoder, self.fusion, epochs=epochs, seed=seed, progress=progress)
-        self.store.save_blob(_ATTENTION_BLOB, info.pop("blob"), {"id": info["id"], **info})
-        if apply:
-            info["rows"] = self.apply_fusion(strategy="attention")
+        with self.store.write_lock("fusion train"):
+            info = train_on_table(self.store, self.encoder, self.fusion, epochs=epochs, seed=seed, progress=progress)
+            self.store.save_blob(_ATTENTION_BLOB, info.pop("blob"), {"id": info["id"], **info})
+            if apply:
+                info["rows"] = self.apply_fusion(strategy="attention")
         return info
+
+    def doctor(self, *, repair: bool = False) -> list[Any]:
+        """Check the table and its derived data; mend the derived data and leftovers, and with
+        ``repair`` bring a damaged table back to its last good version. Returns the findings
+        (``mmembed.doctor.Finding``: check, status 'ok'/'repaired'/'problem', detail)."""
+        from .doctor import run_doctor
+
+        with self.store.write_lock("doctor"):
+            return run_doctor(self, repair=repair)
 
     # ------------------------------------------------------------ speed: ANN index and quick search
     def refresh(self) -> None:
         """Bring what fast search reads up to date with the table: the ANN index (once the table
         has ``ann_rows`` rows), the snapshot and the exported text tower. Ingest and fusion apply
         do this themselves; call it after writing to the table some other way."""
-        if self.meta is None:
-            raise ConfigError("no index yet; run `mmembed ingest PATH` first")
-        self._after_write()
+        with self.store.write_lock("refresh"):
+            if self.meta is None:
+                raise ConfigError("no index yet; run `mmembed ingest PATH` first")
+            self._after_write(strict=True)
 
-    def _after_write(self) -> None:
-        """Keep the vector index, the quick-search snapshot and the text tower in step with the table."""
+    def _after_write(self, *, force: bool = True, strict: bool = False) -> None:
+        """Keep the vector index, the quick-search snapshot and the text tower in step with the table.
+
+        These are derived data: after an ingest has saved its rows, a failure here is a note
+        (searches take the slower path), not an error, unless ``strict``. Without ``force``,
+        only what is missing, stale or damaged is written again.
+        """
         if self.store.count() >= max(self.config.ann_rows, ANN_MIN_ROWS) and not self.store.vector_indices():
             self.build_vector_index(refresh=False)
-        self.store.write_snapshot()
-        self._export_text_tower()
+        try:
+            if force or self._quick.snapshot() is None:
+                self.store.write_snapshot()
+            if strict:
+                self._drop_broken_text_tower()
+            self._export_text_tower()
+        except StoreError as exc:
+            if strict:
+                raise
+            log.warning("%s; searches take the slower path until `mmembed index --refresh` succeeds", exc)
 
     def _export_text_tower(self) -> None:
         """Write the ONNX text tower quick search uses, once per model (local tables only)."""
@@ -326,11 +392,27 @@ class Index:
         except OSError as exc:
             raise StoreError(f"cannot write the text tower in {folder} ({exc.strerror or exc})") from None
 
+    def _drop_broken_text_tower(self) -> None:
+        """Remove an exported text tower that exists but cannot be loaded, so it is exported again."""
+        from .models.text_tower import load_text_tower, tower_exists, tower_folder
+
+        if self.meta is None:
+            return
+        folder = tower_folder(self.meta.fingerprint)
+        if tower_exists(folder, self.meta.fingerprint):
+            try:
+                load_text_tower(folder, self.meta.fingerprint)
+            except Exception:  # noqa: BLE001 - damaged (onnxruntime raises its own types)
+                shutil.rmtree(folder, ignore_errors=True)
+
     def build_vector_index(self, target: str | None = None, *, refresh: bool = True) -> dict[str, Any]:
         """Build an approximate-nearest-neighbour index on ``target``'s vector column (default:
         the column searches use), replacing any index there. Returns what was built."""
-        meta = self.meta
-        if meta is None:
+        with self.store.write_lock("index build"):
+            return self._build_vector_index(target, refresh)
+
+    def _build_vector_index(self, target: str | None, refresh: bool) -> dict[str, Any]:
+        if self.meta is None:
             raise ConfigError("no index yet; run `mmembed ingest PATH` first")
         target = target or ("fused" if self.store.count_where("text_vector IS NOT NULL") else "image")
         if target not in TARGETS:
@@ -342,9 +424,10 @@ class Index:
 
     def drop_vector_index(self) -> int:
         """Remove every vector index (searches become exact). Returns how many were dropped."""
-        dropped = self.store.drop_vector_indices() if self.meta is not None else 0
-        if dropped:
-            self.store.write_snapshot()
+        with self.store.write_lock("index drop"):
+            dropped = self.store.drop_vector_indices() if self.meta is not None else 0
+            if dropped:
+                self.store.write_snapshot()
         return dropped
 
     def _text_encoder(self) -> Any:
@@ -359,7 +442,7 @@ class Index:
         from .retrieval.quick import usable
 
         c = self.config
-        if not usable(c, named_model=True):
+        if not usable(c):
             return False
         if (c.model is not None or c.pretrained is not None) and self.meta is not None:
             _ = self.encoder  # checks the named model against the table; raises on a mismatch
@@ -393,13 +476,15 @@ class Index:
             text_encoder=self._text_encoder() if image is None else None,
         )
 
-    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
-        """float32 (N, D) unit vectors from this index's model."""
-        return self.encoder.encode_text(list(texts))
+    def embed_text(self, texts: str | Sequence[str]) -> np.ndarray:
+        """float32 (N, D) unit vectors from this index's model; a single string is one text."""
+        return self.encoder.encode_text(list(items(texts, "texts", ConfigError)))
 
-    def embed_images(self, images: Sequence[Any]) -> np.ndarray:
-        """float32 (N, D) unit vectors from this index's model, decoded as ingest decodes."""
-        return self.encoder.encode_images(list(images), max_megapixels=self.config.max_megapixels)
+    def embed_images(self, images: Any) -> np.ndarray:
+        """float32 (N, D) unit vectors from this index's model, decoded as ingest decodes; a
+        single path or image is one image."""
+        single = isinstance(images, (str, os.PathLike)) or hasattr(images, "mode")  # a path or a PIL image
+        return self.encoder.encode_images([images] if single else list(images), max_megapixels=self.config.max_megapixels)
 
     def info(self) -> IndexInfo:
         """Location, size, model and fusion of the index (no model is loaded)."""

@@ -22,7 +22,7 @@ RANKS = {
     "store": 4,
     "ingest": 5,
     "retrieval": 5,
-    "facade": 6,  # mmembed/__init__.py and index.py
+    "facade": 6,  # mmembed/__init__.py, index.py and doctor.py
     "cli": 7,
 }
 BASE = {"mmembed._lazy", "mmembed._options", "mmembed.errors", "mmembed.config"}
@@ -48,7 +48,7 @@ def _room(module: str) -> str:
     if module in BASE:
         return "base"
     parts = module.split(".")
-    if len(parts) == 1 or parts[1] in ("index", "__main__"):
+    if len(parts) == 1 or parts[1] in ("index", "doctor", "__main__"):
         return "cli" if module == "mmembed.__main__" else "facade"
     return parts[1]
 
@@ -170,6 +170,19 @@ def test_every_module_imports_alone() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_no_room_exports_a_name_of_one_of_its_modules() -> None:
+    """``from mmembed.sources import walk`` must give the function even after the module that
+    defines it was imported: a submodule named ``walk`` would take the name over."""
+    clashes = []
+    for room in ("text", "sources", "models", "store", "ingest", "retrieval"):
+        tree = ast.parse((ROOT / "mmembed" / room / "__init__.py").read_text())
+        exports = next(ast.literal_eval(n.value) for n in tree.body
+                       if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "_EXPORTS")
+        modules = {p.stem for p in (ROOT / "mmembed" / room).glob("*.py")}
+        clashes += [f"mmembed.{room}.{name}" for name in exports if name in modules]
+    assert not clashes, clashes
 
 
 def test_public_api_is_still_importable() -> None:

@@ -66,9 +66,13 @@ def test_empty_input_gives_empty_matrix(tiny: Encoder) -> None:
     assert tiny.encode_images([]).shape == (0, 32)
 
 
-def test_single_string_is_a_type_error(tiny: Encoder) -> None:
-    with pytest.raises(TypeError, match="list"):
-        tiny.encode_text("a cat")
+def test_single_string_is_one_text(tiny: Encoder) -> None:
+    """A lone string is one item (issue 15), as in sentence-transformers: never its characters."""
+    one = tiny.encode_text("a cat")
+    assert one.shape == (1, 32)
+    np.testing.assert_allclose(one, tiny.encode_text(["a cat"]), atol=1e-6)
+    with pytest.raises(ConfigError, match="texts takes a string"):
+        tiny.encode_text([1, 2])
 
 
 def test_fidelity_to_open_clip_tiny_model(tiny_model: str, tiny: Encoder) -> None:

@@ -7,6 +7,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .._options import checked, items
+from ..errors import ConfigError
 from ..text.choose import TEXT_SOURCES
 
 __all__ = ["IngestOptions"]
@@ -33,3 +35,18 @@ class IngestOptions:
     fusion: str | None = None  # mean, concat or attention [default: the table's, else mean]
     fusion_weight: float | None = None  # image weight w, 0..1 [default: the table's, else 0.2]
     text_aggregate: str | None = None  # several captions: fuse their 'mean' or the 'first' [default: the table's]
+    retry_failed: bool = False  # also read files that failed to decode before and have not changed since
+
+    def __post_init__(self) -> None:
+        for name in ("include", "exclude"):
+            object.__setattr__(self, name, items(getattr(self, name), name, ConfigError))
+        object.__setattr__(self, "captions", items(self.captions, "captions", ConfigError, (str, os.PathLike)))
+        sources = self.text_sources
+        if isinstance(sources, str):  # "sidecar,manifest", as the CLI takes it
+            sources = [t.strip() for t in sources.split(",") if t.strip()]
+        object.__setattr__(self, "text_sources", items(sources, "text_sources", ConfigError))
+        for name in ("hidden", "follow_symlinks", "prune", "reindex", "path_text", "retry_failed"):
+            checked(getattr(self, name), name, ConfigError, (bool,))
+        checked(self.fusion, "fusion", ConfigError, (str,), optional=True)
+        checked(self.fusion_weight, "fusion_weight", ConfigError, (int, float), optional=True)
+        checked(self.text_aggregate, "text_aggregate", ConfigError, (str,), optional=True)

@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..config import Config
+from ..errors import StoreWriteError
 from ..models.vectorizer import Vectorizer, text_hash
-from ..sources.walk import DiscoveredFile, printable_path, walk
+from ..sources.discovery import DiscoveredFile, printable_path, walk
+from ..store.failures import FailedFiles
 from ..store.table import Store
 from ..text.choose import TextOptions, resolve_texts
 from .options import IngestOptions
@@ -35,16 +37,19 @@ def run_ingest(
     config: Config,
     *,
     text_options: TextOptions | None = None,
+    failed: FailedFiles | None = None,
     progress: Callable[[IngestProgress], None] | None = None,
 ) -> IngestReport:
     """Bring the table in line with the files under ``roots``; see the module docstring.
 
     ``options`` says what to walk and whether to prune; ``config`` gives the decode settings
     (max megapixels, workers, batch size, fast or exact decode); ``text_options`` where words
-    come from (the caller loads the manifests named in ``options.captions``).
+    come from (the caller loads the manifests named in ``options.captions``); ``failed`` the
+    files that failed before (skipped while unchanged, unless ``options.retry_failed``).
     """
     started = time.perf_counter()
-    run = _IngestRun(store, vectorizer, text_options or TextOptions(), progress or (lambda p: None))
+    run = _IngestRun(store, vectorizer, text_options or TextOptions(), progress or (lambda p: None),
+                     failed or FailedFiles("memory://", store.table_name, ""), options.retry_failed)
     tasks = run.plan(
         [os.path.realpath(os.fspath(r)) for r in roots], include=options.include, exclude=options.exclude,
         hidden=options.hidden, follow_symlinks=options.follow_symlinks,
@@ -52,9 +57,17 @@ def run_ingest(
     try:
         run.process(tasks, max_megapixels=config.max_megapixels, workers=config.workers,
                     batch_size=config.batch_size, fast_decode=config.decode == "fast")
-    finally:
-        run.writer.flush()  # also on Ctrl-C: what was encoded is kept
-    run.finish(prune=options.prune)
+        run.writer.flush()
+        run.finish(prune=options.prune)
+        run.failed.save()
+    except StoreWriteError as exc:
+        advice = "free space and rerun" if "space" in exc.reason.lower() else "fix that and rerun"
+        raise StoreWriteError(
+            f"writing to DB {store.uri}: {exc.reason}; {run.writer.saved} images were saved, {advice}", exc.reason
+        ) from None
+    except BaseException:
+        _keep_encoded(run.writer)  # e.g. Ctrl-C: what was encoded is kept
+        raise
     run.report.seconds = time.perf_counter() - started
     return run.report
 
@@ -63,8 +76,11 @@ class _IngestRun:
     """State of one ingest: what the table held, what the walk found, and the running report."""
 
     def __init__(self, store: Store, vectorizer: Vectorizer, text_options: TextOptions,
-                 notify: Callable[[IngestProgress], None]) -> None:
+                 notify: Callable[[IngestProgress], None], failed: FailedFiles, retry_failed: bool) -> None:
         self.store = store
+        self.failed = failed
+        self.retry_failed = retry_failed
+        self.matched: set[tuple[int, str]] = set()  # manifest entries that found their image
         self.encoder = vectorizer.encoder
         self.texts = text_options
         self.notify = notify
@@ -86,7 +102,8 @@ class _IngestRun:
         manifest_texts, extras = kept_manifest, {}
         entry = self.texts.manifest_entry(file.path, self.roots)
         if entry is not None:
-            manifest_texts, extras = entry
+            manifest_texts, extras, matched = entry
+            self.matched.add(matched)
         chosen = resolve_texts(file.path, file.root, file.sidecars, embedded or [], manifest_texts or [], self.texts)
         return {
             "text": chosen.texts[0] if chosen.texts else None,
@@ -116,6 +133,8 @@ class _IngestRun:
             row = by_path.get(found.path)
             if row is not None and row.size == found.size and row.mtime_ns == found.mtime_ns:
                 self._check_text(found, row)
+            elif not self.retry_failed and (reason := self.failed.reason(found.path, found.size, found.mtime_ns)):
+                self.skip(found.path, f"{reason} (unchanged since it failed; --retry-failed tries it again)")
             else:
                 tasks.append(_Task(found, row))
                 if row is not None:
@@ -123,6 +142,8 @@ class _IngestRun:
             if len(seen) % 1000 == 0:
                 self.notify(IngestProgress("scan", len(seen), None))
         self.notify(IngestProgress("scan", len(seen), len(seen)))
+        for path in [p for p in self.failed.files if p not in seen and _under(p, roots)]:
+            self.failed.forget(path)  # gone, or no longer walked
         # Vectors may be copied only from rows this run will not rewrite.
         for row in by_path.values():
             if row.id not in changing:
@@ -165,9 +186,13 @@ class _IngestRun:
         file, existing = task.file, task.existing
         if prepared.kind == "skip":
             self.skip(file.path, prepared.reason)
+            if prepared.content_hash:  # read but not decodable: not retried until it changes
+                self.failed.remember(file.path, file.size, file.mtime_ns, prepared.reason)
             if existing is not None and prepared.content_hash:  # it changed, and is no picture now
                 self.broken_rows.append(existing.id)
-        elif prepared.kind == "encode":
+            return
+        self.failed.forget(file.path)
+        if prepared.kind == "encode":
             self.pending.append(prepared)
         elif prepared.kind == "touched":
             assert existing is not None
@@ -216,6 +241,15 @@ class _IngestRun:
             self.store.compact()
             self.notify(IngestProgress("compact", 1, 1))
         self.report.rows = self.store.count()
+        self.report.captions_unmatched = self.texts.unmatched_rows(self.matched)
+
+
+def _keep_encoded(writer: _Writer) -> None:
+    """Commit what is buffered after another error, without hiding that error."""
+    try:
+        writer.flush()
+    except Exception:  # noqa: BLE001 - the first error is the one to report
+        pass
 
 
 def _under(path: str, roots: list[str]) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ImageDecodeError, MmembedError
 from ..sources.decode import load_image
-from ..sources.walk import DiscoveredFile
+from ..sources.discovery import DiscoveredFile
 
 __all__ = ["ImageDecoder", "fast_transform"]
 

@@ -32,6 +32,7 @@ class IngestReport:
     removed: int = 0  # rows pruned because their file is gone (or now unreadable as an image)
     skipped: list[SkippedFile] = field(default_factory=list)  # not indexed, with the reason
     rows: int = 0  # rows in the table after the run
+    captions_unmatched: int = 0  # rows of --captions manifests whose image was not among the files walked
     seconds: float = 0.0  # wall time of the run, model load included
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ..errors import StoreWriteError
 from ..models.vectorizer import Vectorizer
-from ..sources.walk import DiscoveredFile
+from ..sources.discovery import DiscoveredFile
 from ..store.table import Store
 from .prepare import _Prepared
 
@@ -45,6 +46,8 @@ class _Writer:
         self.update_rows: list[dict[str, Any]] = []
         self.reused: list[_Reuse] = []
         self.commits = 0
+        self.saved = 0  # rows committed by this run
+        self.failed = False  # a write failed: keep nothing more (the table stays as last committed)
         self.last_flush = time.monotonic()
 
     def put_encoded(self, prepared: _Prepared, vector: np.ndarray, existing_id: str | None, columns: dict[str, Any]) -> None:
@@ -70,15 +73,26 @@ class _Writer:
             self.flush()
 
     def flush(self) -> None:
-        if self.reused:
-            self._resolve_reused()
-        for rows, write in ((self.new_rows, self.store.add), (self.update_rows, self.store.upsert)):
-            if rows:
-                self._vectorize(rows)
-                write(pa.Table.from_pylist(rows, schema=self.schema))
-                self.commits += 1
-        self.new_rows, self.update_rows = [], []
-        self.last_flush = time.monotonic()
+        """Commit what is buffered. A failed write drops this batch (the next run redoes it) and
+        raises ``StoreWriteError``; nothing is written after a failure."""
+        if self.failed:
+            return
+        try:
+            if self.reused:
+                self._resolve_reused()
+            batches = ((self.new_rows, self.store.add), (self.update_rows, self.store.upsert))
+            self.new_rows, self.update_rows = [], []
+            for rows, write in batches:
+                if rows:
+                    self._vectorize(rows)
+                    write(pa.Table.from_pylist(rows, schema=self.schema))
+                    self.commits += 1
+                    self.saved += len(rows)
+        except StoreWriteError:
+            self.failed = True
+            raise
+        finally:
+            self.last_flush = time.monotonic()
 
     def _resolve_reused(self) -> None:
         """Copy each source row with the target's id, file columns and text columns."""

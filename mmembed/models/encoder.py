@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._options import items
 from ..config import DEFAULT_MODEL, DEFAULT_PRETRAINED, PRECISIONS
 from ..errors import ConfigError, ModelLoadError
 
@@ -246,9 +247,9 @@ class Encoder:
 
     # ------------------------------------------------------------ encoding
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
-        """Encode strings into float32 (N, D) unit vectors, ``batch_size`` at a time."""
-        if isinstance(texts, str):
-            raise TypeError("encode_text takes a list of strings; wrap a single string in a list")
+        """Encode strings into float32 (N, D) unit vectors, ``batch_size`` at a time; a single
+        string is one text (shape (1, D)), as in sentence-transformers' ``encode``."""
+        texts = items(texts, "texts", ConfigError)
         self.load()
         out = []
         for start in range(0, len(texts), self.batch_size):
@@ -266,8 +267,8 @@ class Encoder:
         """
         from ..sources.decode import load_image
 
-        if isinstance(images, (str, os.PathLike)):
-            raise TypeError("encode_images takes a list; wrap a single image in a list")
+        if isinstance(images, (str, os.PathLike)) or hasattr(images, "mode"):  # one path or PIL image
+            images = [images]
         self.load()
         out = []
         for start in range(0, len(images), self.batch_size):

@@ -67,7 +67,13 @@ class FusionConfig:
     attention_id: str | None = None  # fingerprint of the trained attention weights in use
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "strategy", FusionStrategy(self.strategy))
+        try:
+            object.__setattr__(self, "strategy", FusionStrategy(self.strategy))
+        except ValueError:
+            valid = ", ".join(s.value for s in FusionStrategy)
+            raise ConfigError(f"fusion {self.strategy!r} is not known; use one of {valid}") from None
+        if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)):
+            raise ConfigError(f"fusion weight must be a number between 0 and 1, not {self.weight!r}")
         if not 0.0 <= self.weight <= 1.0:
             raise ConfigError(f"fusion weight {self.weight} must be between 0 and 1")
         if self.text_aggregate not in ("mean", "first"):
@@ -178,7 +184,7 @@ def _build_attention_class() -> type:
         def fuse_numpy(self, image: np.ndarray, text: np.ndarray, has_text: np.ndarray) -> np.ndarray:
             self.eval()
             with torch.inference_mode():
-                out = self(torch.from_numpy(image), torch.from_numpy(text), torch.from_numpy(has_text))
+                out = self(*(torch.from_numpy(np.array(a)) for a in (image, text, has_text)))  # writable copies
             return out.numpy().astype(np.float32)
 
     return _AttentionFusion
@@ -254,8 +260,9 @@ def train_attention(
     module = AttentionFusion(image.shape[1], weight)
     logit_scale = torch.nn.Parameter(torch.tensor(np.log(20.0), dtype=torch.float32))
     opt = torch.optim.AdamW([*module.parameters(), logit_scale], lr=lr, weight_decay=weight_decay)
-    img_t = torch.from_numpy(np.asarray(image, dtype=np.float32))
-    cap_t = torch.from_numpy(np.asarray(captions, dtype=np.float32))
+    # copies: vectors read from the table are read-only views, which torch warns about
+    img_t = torch.from_numpy(np.array(image, dtype=np.float32))
+    cap_t = torch.from_numpy(np.array(captions, dtype=np.float32))
     batch_size = min(batch_size, len(items))
     steps_per_epoch = max(1, len(items) // batch_size)
     total = epochs * steps_per_epoch

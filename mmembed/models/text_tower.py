@@ -206,14 +206,39 @@ def tower_exists(folder: str, fingerprint: str) -> bool:
             info = json.load(f)
         return (info.get("format") == _FORMAT and info.get("fingerprint") == fingerprint
                 and os.path.isfile(os.path.join(folder, TEXT_TOWER_FILE))
-                and os.path.isfile(os.path.join(folder, _EMBEDDING_FILE)))
-    except (OSError, ValueError):
+                and os.path.isfile(os.path.join(folder, _EMBEDDING_FILE))
+                and info.get("files", _file_stamps(folder)) == _file_stamps(folder))
+    except (OSError, ValueError, AttributeError):
         return False
 
 
+def _changed_since_export(folder: str, fingerprint: str) -> bool:
+    try:
+        with open(os.path.join(folder, _INFO_FILE)) as f:
+            info = json.load(f)
+        if info.get("format") != _FORMAT or info.get("fingerprint") != fingerprint or "files" not in info:
+            return False
+        return info["files"] != _file_stamps(folder)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _file_stamps(folder: str) -> dict[str, list[int]]:
+    """Size and mtime of the exported files: a file changed after the export (a copy cut short,
+    a write over it) is not the export, and is made again."""
+    out = {}
+    for name in (TEXT_TOWER_FILE, _EMBEDDING_FILE):
+        st = os.stat(os.path.join(folder, name))
+        out[name] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
 def load_text_tower(folder: str, fingerprint: str, *, one_shot: bool = False) -> OnnxTextEncoder | None:
-    """The exported text tower in ``folder`` if it exists and matches ``fingerprint``; else None."""
+    """The exported text tower in ``folder`` if it exists and matches ``fingerprint``; else None.
+    Raises when it was exported but its files changed since (damaged: export it again)."""
     if not tower_exists(folder, fingerprint):
+        if _changed_since_export(folder, fingerprint):
+            raise ValueError("its files changed after the export")
         return None
     try:
         import onnxruntime  # noqa: F401
@@ -273,6 +298,7 @@ def export_text_tower(encoder: Any, folder: str) -> dict[str, Any] | None:
     info["min_cosine_on_check"] = round(float(check), 6)
     os.replace(table, os.path.join(folder, _EMBEDDING_FILE))
     os.replace(tmp, os.path.join(folder, TEXT_TOWER_FILE))
+    info["files"] = _file_stamps(folder)
     with open(os.path.join(folder, _INFO_FILE), "w") as f:
         json.dump(info, f)
     return info

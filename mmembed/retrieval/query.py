@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from .._options import checked, items
 from ..errors import QueryError
 from ..models.fusion import FusionStrategy
 
-__all__ = ["Hit", "Query", "SearchOptions", "parse_terms", "check_query", "check_options", "query_plan", "make_hit", "TARGETS"]
+__all__ = ["Hit", "Query", "SearchOptions", "parse_terms", "check_query", "query_plan", "make_hit", "TARGETS"]
 
 TARGETS = ("image", "text", "fused")
 _TERM_SPLIT = re.compile(r"\s+([+-])\s+")
@@ -81,6 +82,21 @@ class SearchOptions:
     negatives: Sequence[str] = ()  # push results away from these texts
     negative_weight: float = 0.5  # how hard, 0..1
 
+    def __post_init__(self) -> None:
+        checked(self.limit, "limit", QueryError, (int,))
+        if self.limit < 1:
+            raise QueryError(f"limit must be at least 1, got {self.limit!r}")
+        if checked(self.where, "where", QueryError, (str,), optional=True) is not None and not self.where.strip():
+            raise QueryError("--where is empty; give a SQL filter such as \"format = 'JPEG'\"")
+        if checked(self.target, "target", QueryError, (str,), optional=True) not in (None, *TARGETS):
+            raise QueryError(f"target {self.target!r} is not one of {', '.join(TARGETS)}")
+        weight = checked(self.image_weight, "image_weight", QueryError, (int, float), optional=True)
+        if weight is not None and not 0.0 <= weight <= 1.0:
+            raise QueryError(f"--image-weight {weight} must be between 0 and 1")
+        if not 0.0 <= checked(self.negative_weight, "negative_weight", QueryError, (int, float)) <= 1.0:
+            raise QueryError(f"negative weight {self.negative_weight} must be between 0 and 1")
+        object.__setattr__(self, "negatives", items(self.negatives, "negatives", QueryError))
+
 
 @dataclass
 class Query:
@@ -94,34 +110,24 @@ class Query:
 
 
 def check_query(text: str | None, image: str | os.PathLike[str] | None, options: SearchOptions) -> Query:
-    """Reject an empty query, a missing query image or a bad weight before any model is loaded."""
-    check_options(options)
+    """Reject an empty query, a missing query image or a bad weight before any model is loaded
+    (the options were checked when they were made)."""
     negatives, image_weight, negative_weight = options.negatives, options.image_weight, options.negative_weight
+    checked(text, "the search text", QueryError, (str,), optional=True)
+    checked(image, "image", QueryError, (str, os.PathLike), optional=True)
     positives, minus = parse_terms(text)
     if not positives and image is None:
         raise QueryError("empty query; give search text, or --image PATH")
+    if image is not None and os.path.isdir(os.fspath(image)):
+        raise QueryError(f"{os.fspath(image)}: the query image is a folder; give an image file")
     if image is not None and not os.path.isfile(os.fspath(image)):
         raise QueryError(f"{os.fspath(image)}: query image not found; check the path")
-    if image_weight is not None and not 0.0 <= image_weight <= 1.0:
-        raise QueryError(f"--image-weight {image_weight} must be between 0 and 1")
-    if not 0.0 <= negative_weight <= 1.0:
-        raise QueryError(f"negative weight {negative_weight} must be between 0 and 1")
     negatives = [*minus, *(n.strip() for n in negatives if n and n.strip())]
     return Query(positives, negatives, os.fspath(image) if image is not None else None, image_weight, negative_weight)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
-
-
-def check_options(options: SearchOptions) -> None:
-    limit, where, target = options.limit, options.where, options.target
-    if not isinstance(limit, int) or limit < 1:
-        raise QueryError(f"limit must be at least 1, got {limit!r}")
-    if where is not None and not where.strip():
-        raise QueryError("--where is empty; give a SQL filter such as \"format = 'JPEG'\"")
-    if target is not None and target not in TARGETS:
-        raise QueryError(f"target {target!r} is not one of {', '.join(TARGETS)}")
 
 
 def query_plan(

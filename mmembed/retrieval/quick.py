@@ -11,7 +11,9 @@ the caller takes the full path.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from typing import Any
 
 import numpy as np
@@ -23,35 +25,60 @@ from .query import Hit, SearchOptions, _unit, check_query, make_hit, query_plan
 
 __all__ = ["QuickSearch", "quick_search"]
 
+log = logging.getLogger("mmembed")
+_REPORTED: set[tuple[str, str, int | None]] = set()  # damaged snapshots already reported
+
 
 class QuickSearch:
     """Searches one table's snapshot; keeps the open snapshot and text tower between queries."""
 
-    def __init__(self, db: str, table: str, *, one_shot: bool = False) -> None:
+    def __init__(self, db: str, table: str, *, one_shot: bool = False,
+                 model: tuple[str | None, str | None] = (None, None)) -> None:
         self.db = os.path.abspath(os.path.expanduser(db.removeprefix("file://")))
         self.table = table
         self.one_shot = one_shot  # one query per process (the CLI): load the text tower faster
         self._snapshot: Any = None
         self._tower: Any = None  # None: not looked for; False: none usable
+        self._damaged: int | None = None  # table version whose snapshot was found damaged
+        self.model = model  # (model, pretrained) the caller named: answer only if it is the table's
 
     def snapshot(self) -> Any:
-        """The current snapshot, or None (missing, stale, or being rewritten)."""
-        from ..store.snapshot import Snapshot, table_version
+        """The current snapshot, or None (missing, stale, being rewritten, or damaged)."""
+        from ..store.snapshot import Snapshot, SnapshotDamaged, table_version
 
+        version = table_version(self.db, self.table)
         snap = self._snapshot
-        if snap is not None and snap.info.get("version") == table_version(self.db, self.table):
+        if snap is not None and snap.info.get("version") == version:
             return snap
-        self._snapshot = Snapshot.open(self.db, self.table)
+        self._snapshot = None
+        if version is not None and version == self._damaged:
+            return None
+        try:
+            self._snapshot = Snapshot.open(self.db, self.table)
+        except SnapshotDamaged as exc:
+            self._report_damage(version, exc)
         return self._snapshot
+
+    def _report_damage(self, version: int | None, exc: Exception) -> None:
+        """Say once that the snapshot is damaged: this search, and the next ones until it is
+        written again, go through LanceDB."""
+        self._snapshot = None
+        self._damaged = version
+        if (self.db, self.table, version) not in _REPORTED:  # once per process, not per QuickSearch
+            _REPORTED.add((self.db, self.table, version))
+            log.warning("the search snapshot is damaged (%s); searching the table instead. It is written "
+                        "again at the next ingest, or now with `mmembed index --refresh`", exc)
 
     def tower(self, fingerprint: str) -> Any:
         if self._tower is None or (self._tower and self._tower.fingerprint != fingerprint):
             from ..models.text_tower import load_text_tower, tower_folder
 
+            folder = tower_folder(fingerprint)
             try:
-                self._tower = load_text_tower(tower_folder(fingerprint), fingerprint, one_shot=self.one_shot) or False
-            except Exception:  # noqa: BLE001 - a broken export only costs speed
+                self._tower = load_text_tower(folder, fingerprint, one_shot=self.one_shot) or False
+            except Exception as exc:  # noqa: BLE001 - a damaged export only costs speed
                 self._tower = False
+                _discard_tower(folder, exc)
         return self._tower or None
 
     def search(
@@ -74,6 +101,8 @@ class QuickSearch:
         if snap is None or snap.rows == 0:
             return None
         meta = snap.meta
+        if self.model != (None, None) and not _same_model(self.model, meta):
+            return None  # the full path explains the mismatch
         target = target or ("fused" if snap.captioned else "image")
         if (target == "text" and not snap.captioned) or (target == "fused" and meta.get("fusion_pending")):
             return None  # the full path raises the right error
@@ -82,13 +111,29 @@ class QuickSearch:
         text_encoder = self.tower(meta["fingerprint"]) or encoder
         if text_encoder is None:
             return None
-        vecs = text_encoder.encode_text(query.positives + query.negatives)
+        try:
+            vecs = text_encoder.encode_text(query.positives + query.negatives)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime on a damaged export
+            if text_encoder is encoder:
+                raise
+            from ..models.text_tower import tower_folder
+
+            self._tower = False
+            _discard_tower(tower_folder(meta["fingerprint"]), exc)
+            return None
         pos = _unit(vecs[: len(query.positives)].mean(axis=0))
         neg = _unit(vecs[len(query.positives):].mean(axis=0)) if query.negatives else None
         fusion = meta.get("fusion") or {}
         strategy = FusionStrategy(fusion.get("strategy", "mean"))
         vector, q_img, q_txt = query_plan(None, pos, neg, query, target, strategy, float(fusion.get("weight", 0.2)))
-        rows = snap.nearest(np.asarray(vector, dtype=np.float32), target=target, limit=options.limit)
+        from ..store.snapshot import SnapshotDamaged
+
+        try:
+            rows = snap.nearest(np.asarray(vector, dtype=np.float32), target=target, limit=options.limit)
+        except SnapshotDamaged as exc:
+            self._report_damage(snap.info.get("version"), exc)
+            snap.mark_damaged()
+            return None
         return [make_hit(row, target, q_img, q_txt) for row in rows]
 
 
@@ -98,11 +143,33 @@ def quick_search(config: Config, text: str | None, options: SearchOptions | None
     options = options_from(SearchOptions, options, kwargs)
     if not usable(config):
         return None
-    return QuickSearch(config.db, config.table, one_shot=True).search(text, options)
+    return QuickSearch(config.db, config.table, one_shot=True, model=(config.model, config.pretrained)).search(
+        text, options)
 
 
-def usable(config: Config, *, named_model: bool = False) -> bool:
-    """Local table, CPU (or auto) device, and not switched off with MMEMBED_QUICK=0; and no
-    explicitly named model unless ``named_model`` (the caller has checked it against the table)."""
-    return (config.is_local and config.device in ("auto", "cpu") and os.environ.get("MMEMBED_QUICK") != "0"
-            and (named_model or (config.model is None and config.pretrained is None)))
+def usable(config: Config) -> bool:
+    """Local table, CPU (or auto) device, and not switched off with MMEMBED_QUICK=0. (A named
+    model is checked against the table's by ``QuickSearch``.)"""
+    return config.is_local and config.device in ("auto", "cpu") and os.environ.get("MMEMBED_QUICK") != "0"
+
+
+def _same_model(named: tuple[str | None, str | None], meta: dict[str, Any]) -> bool:
+    """Whether the model a user named (``MMEMBED_MODEL``, say) is the one the table records: the
+    same weights, found by their fingerprint (cheap: no model is loaded)."""
+    from ..errors import MmembedError
+    from ..models.encoder import ModelSpec
+
+    try:
+        spec = ModelSpec.resolve(named[0] or meta.get("model"), named[1] or meta.get("pretrained"))
+    except MmembedError:
+        return False
+    return spec.fingerprint == meta.get("fingerprint")
+
+
+def _discard_tower(folder: str, exc: Exception) -> None:
+    """A text tower that cannot be loaded is derived data: remove it, so that the next write
+    (or ``mmembed index --refresh``) exports it again; searches use the model meanwhile."""
+    log.warning("the exported text tower in %s cannot be used (%s); searching with the model instead. It is "
+                "exported again at the next ingest, or now with `mmembed index --refresh`",
+                folder, " ".join(str(exc).split())[:160] or type(exc).__name__)
+    shutil.rmtree(folder, ignore_errors=True)

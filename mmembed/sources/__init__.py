@@ -5,8 +5,9 @@ from __future__ import annotations
 from .._lazy import lazy_getattr
 
 _EXPORTS = {
-    "walk": "walk", "DiscoveredFile": "walk", "is_image_path": "walk", "printable_path": "walk",
-    "IMAGE_EXTENSIONS": "walk", "load_image": "decode", "DecodedImage": "decode",
+    "walk": "discovery", "DiscoveredFile": "discovery", "is_image_path": "discovery",
+    "printable_path": "discovery", "IMAGE_EXTENSIONS": "discovery", "load_image": "decode",
+    "DecodedImage": "decode",
 }
 __all__ = list(_EXPORTS)
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

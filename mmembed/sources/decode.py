@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 
 from ..errors import ImageDecodeError
 from ..text.embedded import embedded_texts
 
-__all__ = ["DecodedImage", "load_image"]
+__all__ = ["DecodedImage", "load_image", "decoder_signature"]
 
 _PLUGIN_HINTS = {
     ".heic": "HEIC/HEIF support needs pillow-heif (pip install pillow-heif)",
@@ -100,8 +101,8 @@ def load_image(
             raise ImageDecodeError(
                 label, hint or "not a readable image (unknown format or corrupt header)"
             ) from None
-        except Image.DecompressionBombError:
-            raise ImageDecodeError(label, _over_cap(None, max_megapixels)) from None
+        except Image.DecompressionBombError as exc:
+            raise ImageDecodeError(label, _over_cap(None, max_megapixels, _pixels_in(exc))) from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageDecodeError(label, f"truncated or corrupt image data ({_short(exc)})") from None
         width, height = im.size
@@ -164,9 +165,26 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _over_cap(size: tuple[int, int] | None, max_megapixels: float) -> str:
-    shown = f"{size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.0f} MP)" if size else "larger still"
+def _over_cap(size: tuple[int, int] | None, max_megapixels: float, pixels: int | None = None) -> str:
+    if size:
+        shown = f"{size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.0f} MP)"
+    else:  # Pillow refused it at the header: it names the pixel count, not the sides
+        shown = f"{pixels / 1e6:.0f} MP ({pixels} pixels)" if pixels else "larger still"
     return f"image is {shown}, above the --max-megapixels cap of {max_megapixels:g}; raise the cap to ingest it"
+
+
+def _pixels_in(exc: BaseException) -> int | None:
+    found = re.search(r"Image size \((\d+) pixels\)", str(exc))
+    return int(found.group(1)) if found else None
+
+
+def decoder_signature(max_megapixels: float) -> str:
+    """What decides whether a file decodes, besides its bytes: Pillow, its optional plugins
+    and the size cap. A file that failed under another signature is tried again."""
+    import PIL
+
+    plugins = ",".join(m for m in ("pillow_heif", "pillow_jxl", "pillow_avif") if _importable(m))
+    return f"Pillow {PIL.__version__}; plugins {plugins or 'none'}; cap {max_megapixels:g} MP"
 
 
 def _raise_pillow_bomb_limit(max_megapixels: float) -> None:

@@ -27,12 +27,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Snapshot", "snapshot_folder", "table_version", "write_snapshot", "SNAPSHOT_MAX_ROWS"]
+__all__ = ["Snapshot", "SnapshotDamaged", "snapshot_folder", "table_version", "manifest_versions", "write_snapshot", "SNAPSHOT_MAX_ROWS"]
 
 SNAPSHOT_MAX_ROWS = 300_000  # above this, exact brute force is too slow anyway: the ANN index serves
 _INFO = "snapshot.json"
 _ROW_FIELDS = ("id", "path", "width", "height", "format", "size", "text", "text_source")
 _U64_MAX = (1 << 64) - 1
+_INFO_KEYS = {"version", "rows", "captioned", "meta", "fused"}
+
+
+class SnapshotDamaged(Exception):
+    """The snapshot's files cannot be read as written. It is derived data: searches fall back
+    to LanceDB, and the next write (or ``mmembed index --refresh``) writes it again."""
 
 
 def snapshot_folder(db: str, table: str) -> str:
@@ -41,17 +47,21 @@ def snapshot_folder(db: str, table: str) -> str:
 
 def table_version(db: str, table: str) -> int | None:
     """The latest committed version of a local LanceDB table, from its manifest file names."""
+    versions = manifest_versions(db, table)
+    return versions[0][0] if versions else None
+
+
+def manifest_versions(db: str, table: str) -> list[tuple[int, str]]:
+    """(version, manifest path) of a local LanceDB table, newest first; [] when none."""
     folder = os.path.join(db.removeprefix("file://"), f"{table}.lance", "_versions")
     try:
         names = [n[: -len(".manifest")] for n in os.listdir(folder) if n.endswith(".manifest")]
     except OSError:
-        return None
-    numbers = [int(n) for n in names if n.isdigit()]
-    if not numbers:
-        return None
-    if all(len(n) == 20 for n in names if n.isdigit()):  # Lance's v2 naming: u64::MAX - version
-        return _U64_MAX - min(numbers)
-    return max(numbers)
+        return []
+    digits = [n for n in names if n.isdigit()]
+    v2 = bool(digits) and all(len(n) == 20 for n in digits)  # Lance's v2 naming: u64::MAX - version
+    found = [(_U64_MAX - int(n) if v2 else int(n), os.path.join(folder, f"{n}.manifest")) for n in digits]
+    return sorted(found, reverse=True)
 
 
 def write_snapshot(folder: str, version: int, data: Any, meta_json: str, extra_columns: list[str]) -> None:
@@ -115,15 +125,59 @@ class Snapshot:
 
     @classmethod
     def open(cls, db: str, table: str) -> Snapshot | None:
+        """The current snapshot; None when there is none or it is stale. Raises
+        ``SnapshotDamaged`` when its files cannot be read as written."""
         folder = snapshot_folder(db, table)
         try:
             with open(os.path.join(folder, _INFO)) as f:
                 info = json.load(f)
-        except (OSError, ValueError):
+        except FileNotFoundError:
             return None
-        if info.get("version") != table_version(db, table):
+        except (OSError, ValueError) as exc:
+            raise SnapshotDamaged(f"{folder}: {_INFO} cannot be read ({exc})") from None
+        if not isinstance(info, dict) or info.get("version") != table_version(db, table):
             return None
-        return cls(folder, info)
+        snapshot = cls(folder, info) if _INFO_KEYS <= set(info) else None
+        if snapshot is None:
+            raise SnapshotDamaged(f"{folder}: {_INFO} lacks {sorted(_INFO_KEYS - set(info))}")
+        snapshot.check()
+        return snapshot
+
+    def verify(self) -> None:
+        """``check``, then read every row line too (what ``mmembed doctor`` does)."""
+        self.check()
+        offsets = self._array("offsets")
+        with open(os.path.join(self.folder, "rows.jsonl"), "rb") as f:
+            for i in range(self.rows):
+                _row(f.read(int(offsets[i + 1] - offsets[i])), self.folder)
+
+    def mark_damaged(self) -> None:
+        """Set ``snapshot.json`` aside, so that readers skip this snapshot without a word and the
+        next write (even an ingest with nothing to do) writes a new one. Best effort: a reader
+        may not be allowed to write here."""
+        try:
+            os.replace(os.path.join(self.folder, _INFO), os.path.join(self.folder, f"{_INFO}.damaged"))
+        except OSError:
+            pass
+
+    def check(self) -> None:
+        """Raise ``SnapshotDamaged`` unless every file has the shape ``snapshot.json`` records
+        (array headers and file sizes only: no vector is read)."""
+        names = ["image", "offsets"]
+        if self.captioned:
+            names += ["text", "text_mask"] + (["fused"] if self.info["fused"] else [])
+        try:
+            for name in names:
+                array = self._array(name)
+                want = self.rows + 1 if name == "offsets" else self.rows
+                if array.shape[0] != want:
+                    raise ValueError(f"{name}.npy has {array.shape[0]} rows, not {want}")
+            size = os.path.getsize(os.path.join(self.folder, "rows.jsonl"))
+            if int(self._array("offsets")[-1]) != size:
+                raise ValueError(f"rows.jsonl is {size} bytes, not {int(self._array('offsets')[-1])}")
+        except (OSError, ValueError, EOFError, IndexError) as exc:
+            self._arrays.clear()
+            raise SnapshotDamaged(f"{self.folder}: {exc}") from None
 
     def _array(self, name: str) -> np.ndarray:
         if name not in self._arrays:
@@ -150,10 +204,33 @@ class Snapshot:
                 if not np.isfinite(scores[i]):
                     continue
                 f.seek(int(offsets[i]))
-                row = json.loads(f.read(int(offsets[i + 1] - offsets[i])))
+                row = _row(f.read(int(offsets[i + 1] - offsets[i])), self.folder)
                 row["score"] = float(scores[i])
                 row["image_vector"] = np.asarray(self._array("image")[i])
                 if self.captioned and self._array("text_mask")[i]:
                     row["text_vector"] = np.asarray(self._array("text")[i])
                 rows.append(row)
         return rows
+
+
+def _row(line: bytes, folder: str) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        row = None
+    if not isinstance(row, dict) or not isinstance(row.get("path"), str) or not isinstance(row.get("id"), str):
+        raise SnapshotDamaged(f"{folder}: rows.jsonl holds a line that is not a row")
+    return row
+
+
+
+def snapshot_info(db: str, table: str) -> dict[str, Any] | None:
+    """What ``snapshot.json`` records (table metadata included), whatever its version; None
+    without a readable one. Lets ``--reindex`` and ``doctor`` learn the model of a table that
+    cannot be opened."""
+    try:
+        with open(os.path.join(snapshot_folder(db, table), _INFO)) as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None

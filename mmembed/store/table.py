@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,7 +20,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..errors import IndexEmptyError, IngestLockedError, QueryError, StoreError
+from ..errors import IndexEmptyError, IngestLockedError, QueryError, StoreError, StoreWriteError
+from .lock import WriteLock
 
 __all__ = ["Store", "TableMeta", "SCHEMA_VERSION", "image_schema", "STATE_COLUMNS", "VECTOR_COLUMNS"]
 
@@ -101,6 +104,18 @@ def _errors(action: str) -> Iterator[None]:
         raise StoreError(f"{action}: {_one_line(exc)[:300]}") from exc
 
 
+@contextmanager
+def _write_errors(table: str) -> Iterator[None]:
+    """A failed write as ``StoreWriteError`` with the plain reason (e.g. 'No space left on device')."""
+    try:
+        yield
+    except (StoreError, IndexEmptyError, QueryError, IngestLockedError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - lancedb raises many types
+        reason = os_reason(exc)
+        raise StoreWriteError(f"cannot write to table '{table}': {reason}", reason) from exc
+
+
 class Store:
     """A LanceDB database location plus one table name.
 
@@ -113,6 +128,8 @@ class Store:
         self._db: Any = None
         self._table: Any = None
         self._stats: tuple[int, int, int] | None = None  # (version, rows, rows with text)
+        local = "://" not in uri or uri.startswith("file://")
+        self._lock = WriteLock(uri.removeprefix("file://") if local else None, table, uri)
 
     # ------------------------------------------------------------ opening
     @property
@@ -161,7 +178,10 @@ class Store:
             try:
                 self._table = self.db.open_table(self.table_name)
             except Exception as exc:  # noqa: BLE001
-                raise StoreError(f"cannot open table '{self.table_name}' in {self.uri}: {_one_line(exc)}") from exc
+                raise StoreError(
+                    f"cannot open table '{self.table_name}' in {self.uri}: {_one_line(exc)[:200]}; "
+                    "run `mmembed doctor` to check it and restore the last good version"
+                ) from exc
         return self._table
 
     def meta(self) -> TableMeta | None:
@@ -175,6 +195,16 @@ class Store:
                 "use another --table or --db, or rebuild it with --reindex"
             )
         return TableMeta.from_json(raw)
+
+    def snapshot_meta(self) -> TableMeta | None:
+        """The metadata the search snapshot recorded, for a table that cannot be opened."""
+        from .snapshot import snapshot_info
+
+        info = snapshot_info(self.uri.removeprefix("file://"), self.table_name) if self.is_local else None
+        try:
+            return TableMeta.from_json(json.dumps(info["meta"])) if info else None
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def set_meta(self, meta: TableMeta) -> None:
         with _errors(f"cannot update table '{self.table_name}' metadata"):
@@ -198,11 +228,40 @@ class Store:
 
         Readers see the old rows until that commit and the new ones after: never an empty table.
         """
-        with _errors(f"cannot replace table '{self.table_name}'"):
+        with _errors(f"cannot read table '{staging.table_name}'"):
             data = staging.table.to_arrow()
-            self._table = self.db.create_table(self.table_name, data=data, schema=staging.table.schema,
-                                               mode="overwrite", on_bad_vectors="null")
+        try:
+            with _errors(f"cannot replace table '{self.table_name}'"):
+                self._table = self.db.create_table(self.table_name, data=data, schema=staging.table.schema,
+                                                   mode="overwrite", on_bad_vectors="null")
+        except StoreError:
+            if self._opens():
+                raise
+            # The old table cannot be opened (a damaged version): nothing of it can be read, so
+            # the rebuilt one takes its place outright.
+            self._remove_unreadable()
+            with _errors(f"cannot replace table '{self.table_name}'"):
+                self._table = self.db.create_table(self.table_name, data=data, schema=staging.table.schema,
+                                                   on_bad_vectors="null")
         staging.drop()
+
+    def _opens(self) -> bool:
+        self._table = None
+        try:
+            _ = self.table
+            return True
+        except StoreError:
+            return False
+
+    def _remove_unreadable(self) -> None:
+        try:
+            self.db.drop_table(self.table_name)
+        except Exception:  # noqa: BLE001 - dropping may need the manifest that is damaged
+            if not self.is_local:
+                raise StoreError(f"cannot remove the damaged table '{self.table_name}' in {self.uri}") from None
+            shutil.rmtree(os.path.join(self.uri.removeprefix("file://"), f"{self.table_name}.lance"),
+                          ignore_errors=True)
+        self._table = None
 
     def ensure_columns(self, columns: dict[str, pa.DataType]) -> None:
         """Add nullable columns (e.g. manifest extras) that the table lacks."""
@@ -276,53 +335,21 @@ class Store:
             return None
 
     # ------------------------------------------------------------ writing
-    @contextmanager
-    def write_lock(self) -> Iterator[None]:
-        """Hold an exclusive per-table lock while writing, so two ingests cannot race.
-
-        Local databases only (a file next to the table, released by the kernel even after
-        kill -9); object stores rely on LanceDB's own commit conflict handling.
-        """
-        if "://" in self.uri and not self.uri.startswith("file://"):
-            yield
-            return
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks here
-            yield
-            return
-        folder = self.uri.removeprefix("file://")
-        lock_path = os.path.join(folder, f".{self.table_name}.ingest.lock")
-        try:
-            os.makedirs(folder, exist_ok=True)
-            handle = open(lock_path, "a+")
-        except OSError as exc:
-            raise StoreError(
-                f"cannot write to database folder {folder} ({exc.strerror or exc}); check its permissions"
-            ) from None
-        with handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise IngestLockedError(
-                    f"another mmembed ingest is writing to table '{self.table_name}' in {self.uri}; "
-                    "wait for it to finish"
-                ) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def write_lock(self, action: str = "ingest") -> AbstractContextManager[None]:
+        """Hold the table's write lock while writing (``action`` names the writer to others);
+        see ``store/lock.py``. Reentrant within this Store."""
+        return self._lock.hold(action)
 
     def add(self, rows: pa.Table) -> None:
         """Append new rows (one atomic commit)."""
         if rows.num_rows:
-            with _errors(f"cannot write to table '{self.table_name}'"):
+            with _write_errors(self.table_name):
                 self.table.add(rows)
 
     def upsert(self, rows: pa.Table) -> None:
         """Update rows whose id exists and insert the others (one atomic commit)."""
         if rows.num_rows:
-            with _errors(f"cannot write to table '{self.table_name}'"):
+            with _write_errors(self.table_name):
                 (
                     self.table.merge_insert("id")
                     .when_matched_update_all()
@@ -336,17 +363,17 @@ class Store:
             return
         fields = [self.table.schema.field(name) for name in columns]
         data = pa.Table.from_pydict(columns, schema=pa.schema(fields))
-        with _errors(f"cannot write to table '{self.table_name}'"):
+        with _write_errors(self.table_name):
             self.table.merge_insert("id").when_matched_update_all().execute(data, on_bad_vectors="null")
 
     def delete_ids(self, ids: Iterable[str]) -> None:
         for chunk in _chunks(list(ids), _IN_CHUNK):
-            with _errors(f"cannot delete from table '{self.table_name}'"):
+            with _write_errors(self.table_name):
                 self.table.delete(f"id IN ({_sql_list(chunk)})")
 
     def compact(self) -> None:
         """Merge small fragments; keep recent versions so readers mid-query never lose files."""
-        with _errors(f"cannot compact table '{self.table_name}'"):
+        with _write_errors(self.table_name):
             self.table.optimize(cleanup_older_than=timedelta(minutes=10))
 
     # ------------------------------------------------------------ ANN index
@@ -369,8 +396,10 @@ class Store:
             raise QueryError(f"{column} has {rows} vectors; an ANN index needs at least {ANN_MIN_ROWS} "
                              "(exact search is instant here)")
         with _errors(f"cannot build the vector index on {column}"):
-            self.table.create_index(metric="cosine", vector_column_name=column, index_type=ANN_INDEX_TYPE,
-                                    num_partitions=ANN_PARTITIONS, num_bits=ANN_BITS, replace=True)
+            from lancedb.index import IvfRq
+
+            config = IvfRq(distance_type="cosine", num_partitions=ANN_PARTITIONS, num_bits=ANN_BITS)
+            self.table.create_index(column, config=config, replace=True)
         return {"column": column, "type": ANN_INDEX_TYPE, "bits": ANN_BITS, "partitions": ANN_PARTITIONS,
                 "refine_factor": ANN_REFINE, "rows": rows}
 
@@ -495,5 +524,18 @@ def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
         yield items[start : start + size]
 
 
+_RUST_SOURCE = re.compile(r",?\s*/\S+\.rs:\d+:\d+")  # lance appends where in its source it failed
+_OS_ERROR = re.compile(r"([A-Z][^:()]*?) \(os error \d+\)")
+
+
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    return _RUST_SOURCE.sub("", " ".join(str(exc).split())) or type(exc).__name__
+
+
+def os_reason(exc: BaseException) -> str:
+    """The operating system's words for a failure ('No space left on device'), else the error in one line."""
+    for cause in (exc, exc.__cause__, exc.__context__):
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+    found = _OS_ERROR.search(str(exc))
+    return found.group(1) if found else _one_line(exc)[:300]

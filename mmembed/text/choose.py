@@ -45,13 +45,18 @@ class TextOptions:
                 f"{', '.join(TEXT_SOURCES)} without repeats"
             )
 
-    def manifest_entry(self, path: str, roots: Sequence[str]) -> tuple[list[str], dict[str, Any]] | None:
-        """Captions and extra columns for ``path`` from this run's manifests, if any lists it."""
-        for manifest in self.manifests:
+    def manifest_entry(self, path: str, roots: Sequence[str]) -> tuple[list[str], dict[str, Any], tuple[int, str]] | None:
+        """Captions and extra columns for ``path`` from this run's manifests, if any lists it,
+        and which entry matched: (index of the manifest, its key)."""
+        for at, manifest in enumerate(self.manifests):
             key = manifest.lookup(path, roots)
             if key is not None:
-                return manifest.texts.get(key, []), manifest.extras.get(key, {})
+                return manifest.texts.get(key, []), manifest.extras.get(key, {}), (at, key)
         return None
+
+    def unmatched_rows(self, matched: set[tuple[int, str]]) -> int:
+        """Rows of this run's manifests whose image was not among the files walked."""
+        return sum(n for at, m in enumerate(self.manifests) for key, n in m.rows.items() if (at, key) not in matched)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import os
 import posixpath
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
@@ -60,6 +60,7 @@ class Manifest:
     texts: dict[str, list[str]]  # key -> captions in file order ([] when its rows had none)
     extras: dict[str, dict[str, object]]  # key -> {column: first non-null value}
     extra_columns: dict[str, pa.DataType]  # sanitised column name -> arrow type
+    rows: dict[str, int] = field(default_factory=dict)  # key -> how many rows name it
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Manifest:
@@ -130,6 +131,7 @@ def _build(path: str, table: _RawTable) -> Manifest:
     typed = {name: _column_type(table, at) for at, name in extra_at.items()}
     texts: dict[str, list[str]] = {}
     extras: dict[str, dict[str, object]] = {}
+    rows: dict[str, int] = {}
     for row, where in zip(table.rows, table.where):
         image = row[image_at]
         if image is None or not str(image).strip():
@@ -137,11 +139,12 @@ def _build(path: str, table: _RawTable) -> Manifest:
             raise ConfigError(f"{path}: {where} has an empty {column!r} value; fill it in or delete the row")
         key = _normalise_key(str(image).strip())
         texts.setdefault(key, []).extend(t for t in (_clean(s) for s in _strings(row[text_at])) if t)
+        rows[key] = rows.get(key, 0) + 1
         values = extras.setdefault(key, {})
         for at, name in extra_at.items():
             if name not in values and row[at] is not None:
                 values[name] = typed[name][1](row[at])
-    return Manifest(path, texts, extras, {name: t[0] for name, t in typed.items()})
+    return Manifest(path, texts, extras, {name: t[0] for name, t in typed.items()}, rows)
 
 
 def _extra_names(path: str, columns: list[str], taken: set[int]) -> dict[int, str]:

@@ -122,6 +122,36 @@ def _walk_dir(
     visited: set[tuple[int, int]],
     report: Callable[[str, str], None],
 ) -> Iterator[DiscoveredFile]:
+    """Depth first, files of a folder before its subfolders, both sorted by name. Iterative
+    (an explicit stack), so a tree of any depth is walked: recursion stopped at ~990 levels."""
+    stack: list[tuple[str, os.DirEntry[str] | None]] = [(folder, None)]
+    while stack:
+        path, entry = stack.pop()
+        if entry is not None:  # a subfolder: entered once, even when reached twice or by a loop
+            try:
+                st = entry.stat(follow_symlinks=True)
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in visited:
+                continue
+            visited.add(key)
+        subdirs: list[os.DirEntry[str]] = []
+        yield from _folder_files(root, path, include, exclude, hidden, follow_symlinks, report, subdirs)
+        stack.extend((sub.path, sub) for sub in reversed(subdirs))
+
+
+def _folder_files(
+    root: str,
+    folder: str,
+    include: list[str],
+    exclude: list[str],
+    hidden: bool,
+    follow_symlinks: bool,
+    report: Callable[[str, str], None],
+    subdirs: list[os.DirEntry[str]],
+) -> Iterator[DiscoveredFile]:
+    """The candidate files of one folder; its subfolders to walk are appended to ``subdirs``."""
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -131,7 +161,6 @@ def _walk_dir(
     except OSError as exc:
         report(folder, f"folder not readable ({exc.strerror or exc})")
         return
-    subdirs = []
     names = frozenset(e.name for e in entries)
     for entry in entries:
         name = entry.name
@@ -170,13 +199,3 @@ def _walk_dir(
         if not stat.S_ISREG(st.st_mode):
             continue
         yield DiscoveredFile(entry.path, st.st_size, st.st_mtime_ns, root, tuple(find_sidecars(name, names)))
-    for entry in subdirs:
-        try:
-            st = entry.stat(follow_symlinks=True)
-        except OSError:
-            continue
-        key = (st.st_dev, st.st_ino)
-        if key in visited:
-            continue  # a link loop, or a folder reached twice
-        visited.add(key)
-        yield from _walk_dir(root, entry.path, include, exclude, hidden, follow_symlinks, visited, report)

@@ -75,10 +75,8 @@ def walk(
         except PermissionError:
             raise ConfigError(f"{root_path}: permission denied; check its permissions") from None
         if stat.S_ISDIR(st.st_mode):
-            visited = {(st.st_dev, st.st_ino)}
-            for found in _walk_dir(
-                root_path, root_path, include, exclude, hidden, follow_symlinks, visited, report
-            ):
+            rules = _Rules(root_path, include, exclude, hidden, follow_symlinks, report)
+            for found in _walk_dir(rules, {(st.st_dev, st.st_ino)}):
                 if found.path not in seen_files:
                     seen_files.add(found.path)
                     yield found
@@ -112,19 +110,22 @@ def _short_ext_list() -> str:
     return "jpg png webp gif bmp tiff jp2 pnm heic avif jxl"
 
 
-def _walk_dir(
-    root: str,
-    folder: str,
-    include: list[str],
-    exclude: list[str],
-    hidden: bool,
-    follow_symlinks: bool,
-    visited: set[tuple[int, int]],
-    report: Callable[[str, str], None],
-) -> Iterator[DiscoveredFile]:
+@dataclass(frozen=True)
+class _Rules:
+    """What one walk of one root keeps."""
+
+    root: str
+    include: list[str]
+    exclude: list[str]
+    hidden: bool
+    follow_symlinks: bool
+    report: Callable[[str, str], None]
+
+
+def _walk_dir(rules: _Rules, visited: set[tuple[int, int]]) -> Iterator[DiscoveredFile]:
     """Depth first, files of a folder before its subfolders, both sorted by name. Iterative
     (an explicit stack), so a tree of any depth is walked: recursion stopped at ~990 levels."""
-    stack: list[tuple[str, os.DirEntry[str] | None]] = [(folder, None)]
+    stack: list[tuple[str, os.DirEntry[str] | None]] = [(rules.root, None)]
     while stack:
         path, entry = stack.pop()
         if entry is not None:  # a subfolder: entered once, even when reached twice or by a loop
@@ -137,21 +138,13 @@ def _walk_dir(
                 continue
             visited.add(key)
         subdirs: list[os.DirEntry[str]] = []
-        yield from _folder_files(root, path, include, exclude, hidden, follow_symlinks, report, subdirs)
+        yield from _folder_files(rules, path, subdirs)
         stack.extend((sub.path, sub) for sub in reversed(subdirs))
 
 
-def _folder_files(
-    root: str,
-    folder: str,
-    include: list[str],
-    exclude: list[str],
-    hidden: bool,
-    follow_symlinks: bool,
-    report: Callable[[str, str], None],
-    subdirs: list[os.DirEntry[str]],
-) -> Iterator[DiscoveredFile]:
+def _folder_files(rules: _Rules, folder: str, subdirs: list[os.DirEntry[str]]) -> Iterator[DiscoveredFile]:
     """The candidate files of one folder; its subfolders to walk are appended to ``subdirs``."""
+    root, include, exclude, report = rules.root, rules.include, rules.exclude, rules.report
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
@@ -164,7 +157,7 @@ def _folder_files(
     names = frozenset(e.name for e in entries)
     for entry in entries:
         name = entry.name
-        if not hidden and name.startswith("."):
+        if not rules.hidden and name.startswith("."):
             continue
         if not _utf8(name):
             report(printable_path(entry.path), "file name is not valid UTF-8; rename the file to index it")
@@ -175,7 +168,7 @@ def _folder_files(
             is_dir = entry.is_dir()  # follows links
         except OSError:
             is_dir = False
-        if is_dir and entry.is_symlink() and not follow_symlinks:
+        if is_dir and entry.is_symlink() and not rules.follow_symlinks:
             continue  # symlinked folder: followed only when asked
         if is_dir:
             if exclude and _matches(rel, lname, exclude):

@@ -94,26 +94,18 @@ def image_schema(meta: TableMeta, fused_dim: int) -> pa.Schema:
 
 
 @contextmanager
-def _errors(action: str) -> Iterator[None]:
-    """Turn lancedb/OS failures into StoreError; let our own errors through."""
+def _errors(action: str, *, write: bool = False) -> Iterator[None]:
+    """Turn lancedb/OS failures into StoreError (a failed ``write``: StoreWriteError with the
+    plain reason, e.g. 'No space left on device'); let our own errors through."""
     try:
         yield
     except (StoreError, IndexEmptyError, QueryError, IngestLockedError):
         raise
     except Exception as exc:  # noqa: BLE001 - lancedb raises many types
+        if write:
+            reason = os_reason(exc)
+            raise StoreWriteError(f"{action}: {reason}", reason) from exc
         raise StoreError(f"{action}: {_one_line(exc)[:300]}") from exc
-
-
-@contextmanager
-def _write_errors(table: str) -> Iterator[None]:
-    """A failed write as ``StoreWriteError`` with the plain reason (e.g. 'No space left on device')."""
-    try:
-        yield
-    except (StoreError, IndexEmptyError, QueryError, IngestLockedError):
-        raise
-    except Exception as exc:  # noqa: BLE001 - lancedb raises many types
-        reason = os_reason(exc)
-        raise StoreWriteError(f"cannot write to table '{table}': {reason}", reason) from exc
 
 
 class Store:
@@ -343,13 +335,13 @@ class Store:
     def add(self, rows: pa.Table) -> None:
         """Append new rows (one atomic commit)."""
         if rows.num_rows:
-            with _write_errors(self.table_name):
+            with _errors(f"cannot write to table '{self.table_name}'", write=True):
                 self.table.add(rows)
 
     def upsert(self, rows: pa.Table) -> None:
         """Update rows whose id exists and insert the others (one atomic commit)."""
         if rows.num_rows:
-            with _write_errors(self.table_name):
+            with _errors(f"cannot write to table '{self.table_name}'", write=True):
                 (
                     self.table.merge_insert("id")
                     .when_matched_update_all()
@@ -363,17 +355,17 @@ class Store:
             return
         fields = [self.table.schema.field(name) for name in columns]
         data = pa.Table.from_pydict(columns, schema=pa.schema(fields))
-        with _write_errors(self.table_name):
+        with _errors(f"cannot write to table '{self.table_name}'", write=True):
             self.table.merge_insert("id").when_matched_update_all().execute(data, on_bad_vectors="null")
 
     def delete_ids(self, ids: Iterable[str]) -> None:
         for chunk in _chunks(list(ids), _IN_CHUNK):
-            with _write_errors(self.table_name):
+            with _errors(f"cannot write to table '{self.table_name}'", write=True):
                 self.table.delete(f"id IN ({_sql_list(chunk)})")
 
     def compact(self) -> None:
         """Merge small fragments; keep recent versions so readers mid-query never lose files."""
-        with _write_errors(self.table_name):
+        with _errors(f"cannot write to table '{self.table_name}'", write=True):
             self.table.optimize(cleanup_older_than=timedelta(minutes=10))
 
     # ------------------------------------------------------------ ANN index

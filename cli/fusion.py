@@ -10,7 +10,8 @@ import typer
 
 from .app import DbOpt, DeviceOpt, ModelOpt, PretrainedOpt, TableOpt, _errors, _index, _print_json, app
 
-fusion_app = typer.Typer(help="Train and apply item-level fusion of image and text vectors.", no_args_is_help=True)
+fusion_app = typer.Typer(help="Train and apply item-level fusion of image and text vectors.", no_args_is_help=True,
+                         rich_markup_mode=None)
 app.add_typer(fusion_app, name="fusion")
 
 
@@ -90,5 +91,6 @@ def evaluate(
     with _errors():
         idx = _index(db, table, model, pretrained, device)
         result = run_eval(idx.encoder, folder, captions, weight=weight, train_folder=train,
-                          train_captions=train_captions, epochs=epochs, sweep=sweep or ())
+                          train_captions=train_captions, epochs=epochs, sweep=sweep or (),
+                          progress=lambda line: typer.echo(line, err=True))
     sys.stdout.write(__import__("json").dumps(result, indent=2) + "\n")

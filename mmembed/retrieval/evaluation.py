@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,16 +142,20 @@ def evaluate(
     epochs: int | None = None,
     seed: int = 0,
     sweep: Sequence[float] = (),
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Everything ``mmembed eval`` prints: retrieval R@K, the fusion protocol, optional attention
-    trained on another split, and an optional sweep of the fusion weight."""
+    trained on another split, and an optional sweep of the fusion weight. ``progress`` gets a
+    line of text for each step, and about ten during attention training."""
     import time
 
     from ..models.fusion import DEFAULT_WEIGHT, train_attention
 
     weight = DEFAULT_WEIGHT if weight is None else weight
     started = time.perf_counter()
+    say = progress or (lambda line: None)
     data = load_caption_set(folder, captions_csv)
+    say(f"encoding {len(data.images)} images and {len(data.captions)} captions of {folder}")
     image, caps = encode_caption_set(encoder, data)
     result: dict[str, Any] = {
         "model": encoder.spec.label,
@@ -166,8 +170,15 @@ def evaluate(
         if train_captions is None:
             raise ConfigError("--train needs --train-captions CSV as well")
         train = load_caption_set(train_folder, train_captions)
+        say(f"encoding {len(train.images)} images and {len(train.captions)} captions of {train_folder}")
         t_image, t_caps = encode_caption_set(encoder, train)
-        attention, stats = train_attention(t_image, t_caps, train.caption_image, weight=weight, epochs=epochs, seed=seed)
+
+        def epoch_line(epoch: int, total: int, loss: float) -> None:
+            if epoch == total or epoch % max(1, total // 10) == 0:
+                say(f"attention training: epoch {epoch}/{total}  loss {loss:.4f}")
+
+        attention, stats = train_attention(t_image, t_caps, train.caption_image, weight=weight, epochs=epochs,
+                                           seed=seed, progress=epoch_line)
         result["attention_training"] = {"images": len(train.images), "captions": len(train.captions),
                                         "epochs": stats.epochs, "seconds": round(stats.seconds, 2)}
     result["fusion_protocol"] = fusion_protocol(image, caps, data.caption_image, weight=weight, attention=attention)

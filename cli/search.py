@@ -40,12 +40,12 @@ def search(
         options = SearchOptions(limit=limit, where=where, target=target, image_weight=image_weight,
                                 negatives=negatives or ())
         hits = None
-        if image is None and where is None:  # text only: try the path without lancedb and torch
+        if where is None:  # try the path without lancedb and torch
             from mmembed.config import Config
             from mmembed.retrieval.quick import quick_search
 
             config = Config.resolve(db=db, table=table, model=model, pretrained=pretrained, device=device)
-            hits = quick_search(config, query, options)
+            hits = quick_search(config, query, options, image=image)
         if hits is None:
             hits = _index(db, table, model, pretrained, device).search(query, image=image, options=options)
     for hit in hits:

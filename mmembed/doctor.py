@@ -99,7 +99,7 @@ def _derived(index: Any) -> list[Finding]:
         index._after_write(force=not snapshot_ok, strict=True)
     except StoreError as exc:
         return [Finding("derived", "problem", f"{exc}; free space or fix permissions, then rerun doctor")]
-    index._quick = type(index._quick)(index.config.db, index.config.table)
+    index._quick = type(index._quick)(index.config.db, index.config.table, precision=index.config.precision)
     out = []
     for name, was_ok, is_ok in (
         ("snapshot", snapshot_ok, _snapshot_reads(index)),

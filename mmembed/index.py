@@ -104,7 +104,7 @@ class Index:
         self._vectorizer: Vectorizer | None = None
         from .retrieval.quick import QuickSearch
 
-        self._quick = QuickSearch(self.config.db, self.config.table)  # snapshot search, see quick.py
+        self._quick = QuickSearch(self.config.db, self.config.table, precision=self.config.precision)  # see quick.py
 
     def __repr__(self) -> str:
         return f"Index(db={self.config.db!r}, table={self.config.table!r})"
@@ -378,19 +378,29 @@ class Index:
             log.warning("%s; searches take the slower path until `mmembed index --refresh` succeeds", exc)
 
     def _export_text_tower(self) -> None:
-        """Write the ONNX text tower quick search uses, once per model (local tables only)."""
-        from .models.text_tower import export_text_tower, tower_exists, tower_folder
+        """Write the ONNX towers, text then image, once per model (local tables only): quick
+        search and image queries use them, and at fp32 on the CPU the encoder runs on them."""
+        from .models.image_tower import export_image_tower, image_tower_exists, image_tower_folder
+        from .models.text_tower import export_text_tower, fp32_torch, tower_exists, tower_folder
 
         if not self.store.is_local or self.meta is None:
             return
-        folder = tower_folder(self.meta.fingerprint)
+        fingerprint = self.meta.fingerprint
+        wanted = [(folder, export) for folder, exists, export in (
+            (tower_folder(fingerprint), tower_exists, export_text_tower),
+            (image_tower_folder(fingerprint), image_tower_exists, export_image_tower),
+        ) if not exists(folder, fingerprint)]
+        if not wanted:
+            return
         try:
-            if not tower_exists(folder, self.meta.fingerprint):
-                export_text_tower(self.encoder, folder)
+            encoder = fp32_torch(self.encoder)  # one fp32 torch model for both exports
+            for folder, export in wanted:
+                try:
+                    export(encoder, folder)
+                except OSError as exc:
+                    raise StoreError(f"cannot write the exported model in {folder} ({exc.strerror or exc})") from None
         except ImportError:
-            pass  # onnx/onnxruntime missing: searches use torch, as before
-        except OSError as exc:
-            raise StoreError(f"cannot write the text tower in {folder} ({exc.strerror or exc})") from None
+            pass  # onnx/onnxruntime missing: torch does the work, as before
 
     def _drop_broken_text_tower(self) -> None:
         """Remove an exported text tower that exists but cannot be loaded, so it is exported again."""
@@ -467,13 +477,17 @@ class Index:
         negative_weight); or pass one as ``options``.
         """
         options = options_from(SearchOptions, options, kwargs)
-        if image is None and options.where is None and self._quick_ok():
-            hits = self._quick.search(text, options, encoder=_LazyEncoder(self))
+        quick = self._quick_ok()
+        if options.where is None and quick:
+            hits = self._quick.search(text, options, image=image, encoder=_LazyEncoder(self),
+                                      max_megapixels=self.config.max_megapixels)
             if hits is not None:
                 return hits
+        meta = self.meta
         return run_search(
             self.store, _LazyVectorizer(self), text, image, options, max_megapixels=self.config.max_megapixels,
             text_encoder=self._text_encoder() if image is None else None,
+            query_encoder=self._quick.image_encoder(asdict(meta)) if image is not None and quick and meta else None,
         )
 
     def embed_text(self, texts: str | Sequence[str]) -> np.ndarray:

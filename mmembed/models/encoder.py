@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -161,8 +162,12 @@ class Encoder:
         device: str = "auto",
         batch_size: int = 32,
         precision: str = "auto",
+        runtime: str = "auto",
     ) -> None:
         self.spec = model if isinstance(model, ModelSpec) else ModelSpec.resolve(model, pretrained)
+        if runtime not in ("auto", "torch"):
+            raise ConfigError(f"runtime {runtime!r} is not known; use 'auto' or 'torch'")
+        self.runtime = runtime  # auto: ONNX Runtime when fp32 on the CPU and both towers are exported
         if batch_size < 1:
             raise ConfigError(f"batch size {batch_size} must be at least 1")
         if precision not in PRECISIONS:
@@ -177,20 +182,64 @@ class Encoder:
         self._tokenizer: Any = None
         self._device: str | None = None
         self._dtype: Any = None
+        self._onnx: tuple[Any, Any] | None = None  # (image tower, text tower) when on ONNX Runtime
 
     def __repr__(self) -> str:
-        state = f"loaded on {self._device}" if self._model is not None else "not loaded"
+        loaded = self._model is not None or self._onnx is not None
+        state = f"loaded on {self._device}{' (onnxruntime)' if self._onnx else ''}" if loaded else "not loaded"
         return f"Encoder({self.spec.label!r}, {state})"
 
     # ------------------------------------------------------------ loading
     def load(self) -> Encoder:
-        """Load weights now (otherwise the first encode does). Returns self."""
-        if self._model is not None:
+        """Load weights now (otherwise the first encode does). Returns self.
+
+        At fp32 on the CPU, with both towers exported for this model (``image_tower.py``,
+        ``text_tower.py``), the encoder runs on ONNX Runtime and torch is never imported;
+        otherwise it loads the open_clip model with torch.
+        """
+        if self._model is not None or self._onnx is not None:
             return self
         with self._lock:
-            if self._model is None:
+            if self._model is None and self._onnx is None and not self._load_onnx():
                 self._load()
         return self
+
+    @classmethod
+    def onnx_only(cls, spec: ModelSpec, *, batch_size: int = 32) -> Encoder | None:
+        """An fp32 encoder for ``spec`` on its exported towers, or None when they are not there
+        (torch is never loaded here: callers then take their slower path)."""
+        encoder = cls(spec, device="cpu", precision="fp32", batch_size=batch_size)
+        return encoder if encoder._load_onnx() else None
+
+    @property
+    def on_onnx(self) -> bool:
+        """True when the loaded encoder runs on ONNX Runtime (loads it)."""
+        self.load()
+        return self._onnx is not None
+
+    def _load_onnx(self) -> bool:
+        if self.runtime != "auto" or self._device_request not in ("auto", "cpu"):
+            return False
+        if self._device_request == "auto" and _accelerator_possible():
+            return False  # torch decides between cuda, mps and cpu
+        if pick_precision("cpu", self._precision_request) != "fp32":
+            return False
+        from .image_tower import image_tower_folder, load_image_tower
+        from .preprocess import NumpyTransform
+        from .text_tower import load_text_tower, tower_folder
+
+        fingerprint = self.spec.fingerprint
+        try:
+            image = load_image_tower(image_tower_folder(fingerprint), fingerprint)
+            text = load_text_tower(tower_folder(fingerprint), fingerprint) if image is not None else None
+        except Exception:  # noqa: BLE001 - a damaged export: torch instead (the next write exports it again)
+            return False
+        if image is None or text is None:
+            return False
+        self._onnx = (image, text)
+        self._preprocess = NumpyTransform(image.preprocess_params)
+        self._device, self.precision = "cpu", "fp32"
+        return True
 
     def _load(self) -> None:
         import open_clip
@@ -227,6 +276,8 @@ class Encoder:
     def dim(self) -> int:
         """Embedding dimension (loads the model)."""
         self.load()
+        if self._onnx is not None:
+            return self._onnx[0].dim
         proj = getattr(self._model, "text_projection", None)
         if proj is not None and hasattr(proj, "shape"):
             return int(proj.shape[-1])
@@ -236,6 +287,8 @@ class Encoder:
     def image_size(self) -> int:
         """The shorter side, in pixels, of the model's input image (loads the model)."""
         self.load()
+        if self._onnx is not None:
+            return int(min(self._onnx[0].preprocess_params["crop"]))
         size = getattr(self._model.visual, "image_size", None) or 224
         return int(min(size) if isinstance(size, (tuple, list)) else size)
 
@@ -251,6 +304,10 @@ class Encoder:
         string is one text (shape (1, D)), as in sentence-transformers' ``encode``."""
         texts = items(texts, "texts", ConfigError)
         self.load()
+        if self._onnx is not None:
+            tower = self._onnx[1]
+            parts = [tower.encode_text(list(texts[i : i + self.batch_size])) for i in range(0, len(texts), self.batch_size)]
+            return _stack(parts, self.dim)
         out = []
         for start in range(0, len(texts), self.batch_size):
             tokens = self._tokenizer(list(texts[start : start + self.batch_size]))
@@ -283,10 +340,12 @@ class Encoder:
         return _stack(out, self.dim if not out else None)
 
     def encode_pixels(self, tensors: Sequence[torch.Tensor] | torch.Tensor) -> np.ndarray:
-        """Encode already-preprocessed CHW tensors (one batch) into float32 (N, D) unit vectors."""
+        """Encode already-preprocessed CHW tensors or arrays (one batch) into float32 (N, D) unit vectors."""
+        self.load()
+        if self._onnx is not None:
+            return self._onnx[0].encode_pixels(np.stack([np.asarray(t, dtype=np.float32) for t in tensors]))
         import torch
 
-        self.load()
         batch = tensors if isinstance(tensors, torch.Tensor) else torch.stack(list(tensors))
         return self._run(self._model.encode_image, batch.to(self._device))
 
@@ -299,6 +358,11 @@ class Encoder:
             feats = fn(batch).float()
             feats = torch.nn.functional.normalize(feats, dim=-1)
         return feats.cpu().numpy().astype(np.float32, copy=False)
+
+
+def _accelerator_possible() -> bool:
+    """Whether this machine may have a GPU torch could use (without importing torch)."""
+    return sys.platform == "darwin" or os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/dxg")
 
 
 def _stack(parts: list[np.ndarray], dim: int | None) -> np.ndarray:

@@ -255,10 +255,7 @@ def export_text_tower(encoder: Any, folder: str) -> dict[str, Any] | None:
     """
     import torch
 
-    encoder.load()
-    if encoder.precision != "fp32" or encoder.device != "cpu":
-        # The tower must carry the fp32 weights: bf16/fp16 copies were rounded when loaded.
-        encoder = type(encoder)(encoder.spec, device="cpu", precision="fp32").load()
+    encoder = fp32_torch(encoder)
     model = encoder._model
     tokenizer = encoder._tokenizer
     if not _exportable(model, tokenizer):
@@ -366,3 +363,12 @@ def _text_tower_class() -> Any:
 
 def _TextTower(model: Any) -> Any:  # noqa: N802 - builds the torch module lazily (torch import)
     return _text_tower_class()(model)
+
+
+def fp32_torch(encoder: Any) -> Any:
+    """``encoder`` when it is torch at fp32 on the CPU, else such an encoder for the same model:
+    an export must carry the fp32 weights (bf16/fp16 copies were rounded when loaded)."""
+    encoder.load()
+    if encoder._model is None or encoder.precision != "fp32" or encoder.device != "cpu":
+        encoder = type(encoder)(encoder.spec, device="cpu", precision="fp32", runtime="torch").load()
+    return encoder

@@ -24,40 +24,22 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
 
-from ..errors import ImageDecodeError, IndexEmptyError, QueryError
+from ..errors import IndexEmptyError, QueryError
 from .query import (
     TARGETS,
     Hit,
     Query,
     SearchOptions,
-    _unit,
+    query_vectors,
     check_query,
     make_hit,
     parse_terms,
     query_plan,
 )
-from ..sources.decode import load_image
 from ..store.table import Store
 
 __all__ = ["Hit", "Query", "parse_terms", "run_search", "TARGETS"]
-
-
-def query_vectors(encoder: Any, query: Query, max_megapixels: float = 100.0) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """(image vector, text vector, negative vector), each unit length or None."""
-    texts = query.positives + query.negatives
-    vecs = encoder.encode_text(texts) if texts else np.zeros((0, 0), np.float32)
-    pos = _unit(vecs[: len(query.positives)].mean(axis=0)) if query.positives else None
-    neg = _unit(vecs[len(query.positives):].mean(axis=0)) if query.negatives else None
-    img = None
-    if query.image is not None:
-        try:
-            decoded = load_image(query.image, max_megapixels=max_megapixels)
-        except ImageDecodeError as exc:
-            raise QueryError(f"query image {exc.path}: {exc.reason}") from None
-        img = encoder.encode_images([decoded.image])[0]
-    return img, pos, neg
 
 
 def run_search(
@@ -69,10 +51,12 @@ def run_search(
     *,
     max_megapixels: float = 100.0,
     text_encoder: Any = None,
+    query_encoder: Any = None,
 ) -> list[Hit]:
     """Search the table; see the module docstring for the scoring.
 
-    ``text_encoder`` (an exported text tower) encodes text-only queries instead of the model.
+    ``text_encoder`` (an exported text tower) encodes text-only queries instead of the model;
+    ``query_encoder`` (an encoder on both exported towers) encodes every query.
     """
     query = check_query(text, image, options)
     target, where = options.target, options.where
@@ -89,7 +73,8 @@ def run_search(
             "a fusion apply on this index did not finish; run `mmembed fusion apply` again "
             "(or search with --target image meanwhile)"
         )
-    encoder = text_encoder if text_encoder is not None and query.image is None else vectorizer.encoder
+    encoder = query_encoder or (text_encoder if text_encoder is not None and query.image is None else None) \
+        or vectorizer.encoder
     img, txt, neg = query_vectors(encoder, query, max_megapixels)
     config = getattr(vectorizer, "fusion_config", None) or vectorizer.config  # no model or weights needed
     search_vector, q_img, q_txt = query_plan(img, txt, neg, query, target, config.strategy, config.weight)

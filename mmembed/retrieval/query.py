@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from .._options import checked, items
-from ..errors import QueryError
+from ..errors import ImageDecodeError, QueryError
 from ..models.fusion import FusionStrategy
 
-__all__ = ["Hit", "Query", "SearchOptions", "parse_terms", "check_query", "query_plan", "make_hit", "TARGETS"]
+__all__ = ["Hit", "Query", "SearchOptions", "parse_terms", "check_query", "query_vectors", "query_plan", "make_hit", "TARGETS"]
 
 TARGETS = ("image", "text", "fused")
 _TERM_SPLIT = re.compile(r"\s+([+-])\s+")
@@ -124,6 +124,24 @@ def check_query(text: str | None, image: str | os.PathLike[str] | None, options:
         raise QueryError(f"{os.fspath(image)}: query image not found; check the path")
     negatives = [*minus, *(n.strip() for n in negatives if n and n.strip())]
     return Query(positives, negatives, os.fspath(image) if image is not None else None, image_weight, negative_weight)
+
+
+def query_vectors(encoder: Any, query: Query, max_megapixels: float = 100.0) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """(image vector, text vector, negative vector), each unit length or None."""
+    texts = query.positives + query.negatives
+    vecs = encoder.encode_text(texts) if texts else np.zeros((0, 0), np.float32)
+    pos = _unit(vecs[: len(query.positives)].mean(axis=0)) if query.positives else None
+    neg = _unit(vecs[len(query.positives):].mean(axis=0)) if query.negatives else None
+    img = None
+    if query.image is not None:
+        from ..sources.decode import load_image
+
+        try:
+            decoded = load_image(query.image, max_megapixels=max_megapixels)
+        except ImageDecodeError as exc:
+            raise QueryError(f"query image {exc.path}: {exc.reason}") from None
+        img = encoder.encode_images([decoded.image])[0]
+    return img, pos, neg
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

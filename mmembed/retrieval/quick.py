@@ -1,12 +1,12 @@
-"""Exact text search from the table's snapshot: numpy over memory-mapped vectors, and the
-exported text tower for the query, so neither lancedb, pyarrow nor torch is imported.
+"""Exact search from the table's snapshot: numpy over memory-mapped vectors, and the exported
+towers for the query, so neither lancedb, pyarrow nor torch is imported.
 
-``mmembed search "words"`` tries this first, and ``Index.search`` uses it for text queries
-without ``--where`` (it is many times faster than LanceDB's flat scan; BENCHMARKS.md). It
-answers only when it gives what the full path gives (same order, scores equal up to float
-rounding): a local table whose snapshot matches the current table version, a text-only
-query, no filter, and a text encoder for the table's model. Otherwise it returns None and
-the caller takes the full path.
+``mmembed search`` tries this first, and ``Index.search`` uses it for queries without
+``--where`` (it is many times faster than LanceDB's flat scan; BENCHMARKS.md). It answers
+only when it gives what the full path gives (same order, scores equal up to float rounding):
+a local table whose snapshot matches the current table version, no filter, and encoders
+for the table's model (the exported text tower; for an image query, the exported image
+tower too). Otherwise it returns None and the caller takes the full path.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from .._options import options_from, takes
 from ..config import Config
 from ..models.fusion import FusionStrategy
-from .query import Hit, SearchOptions, _unit, check_query, make_hit, query_plan
+from .query import Hit, SearchOptions, _unit, check_query, make_hit, query_plan, query_vectors
 
 __all__ = ["QuickSearch", "quick_search"]
 
@@ -33,14 +33,16 @@ class QuickSearch:
     """Searches one table's snapshot; keeps the open snapshot and text tower between queries."""
 
     def __init__(self, db: str, table: str, *, one_shot: bool = False,
-                 model: tuple[str | None, str | None] = (None, None)) -> None:
+                 model: tuple[str | None, str | None] = (None, None), precision: str = "auto") -> None:
         self.db = os.path.abspath(os.path.expanduser(db.removeprefix("file://")))
         self.table = table
         self.one_shot = one_shot  # one query per process (the CLI): load the text tower faster
         self._snapshot: Any = None
         self._tower: Any = None  # None: not looked for; False: none usable
         self._damaged: int | None = None  # table version whose snapshot was found damaged
+        self._images: Any = None  # encoder on the exported towers; None: not looked for; False: none
         self.model = model  # (model, pretrained) the caller named: answer only if it is the table's
+        self.precision = precision  # image queries run on the exported tower only where ingest runs fp32
 
     def snapshot(self) -> Any:
         """The current snapshot, or None (missing, stale, being rewritten, or damaged)."""
@@ -86,7 +88,9 @@ class QuickSearch:
         text: str | None,
         options: SearchOptions = SearchOptions(),
         *,
+        image: str | os.PathLike[str] | None = None,
         encoder: Any = None,
+        max_megapixels: float = 100.0,
     ) -> list[Hit] | None:
         """Hits for a text query, or None when this path cannot give the full path's answer.
 
@@ -95,7 +99,7 @@ class QuickSearch:
         """
         if options.where is not None:
             return None  # a filter needs LanceDB
-        query = check_query(text, None, options)
+        query = check_query(text, image, options)
         target = options.target
         snap = self.snapshot()
         if snap is None or snap.rows == 0:
@@ -108,6 +112,30 @@ class QuickSearch:
             return None  # the full path raises the right error
         if not snap.has(target):
             return None
+        if image is not None:
+            image_encoder = self.image_encoder(meta)
+            if image_encoder is None:
+                return None  # no exported image tower: the full path loads the model
+            img, pos, neg = query_vectors(image_encoder, query, max_megapixels)
+        else:
+            img, (pos, neg) = None, self._text_vectors(query, meta, encoder) or (None, None)
+            if pos is None:
+                return None
+        fusion = meta.get("fusion") or {}
+        strategy = FusionStrategy(fusion.get("strategy", "mean"))
+        vector, q_img, q_txt = query_plan(img, pos, neg, query, target, strategy, float(fusion.get("weight", 0.2)))
+        from ..store.snapshot import SnapshotDamaged
+
+        try:
+            rows = snap.nearest(np.asarray(vector, dtype=np.float32), target=target, limit=options.limit)
+        except SnapshotDamaged as exc:
+            self._report_damage(snap.info.get("version"), exc)
+            snap.mark_damaged()
+            return None
+        return [make_hit(row, target, q_img, q_txt) for row in rows]
+
+    def _text_vectors(self, query: Any, meta: dict[str, Any], encoder: Any) -> tuple[Any, Any] | None:
+        """(positive, negative) text vectors from the exported text tower (or ``encoder``)."""
         text_encoder = self.tower(meta["fingerprint"]) or encoder
         if text_encoder is None:
             return None
@@ -123,28 +151,34 @@ class QuickSearch:
             return None
         pos = _unit(vecs[: len(query.positives)].mean(axis=0))
         neg = _unit(vecs[len(query.positives):].mean(axis=0)) if query.negatives else None
-        fusion = meta.get("fusion") or {}
-        strategy = FusionStrategy(fusion.get("strategy", "mean"))
-        vector, q_img, q_txt = query_plan(None, pos, neg, query, target, strategy, float(fusion.get("weight", 0.2)))
-        from ..store.snapshot import SnapshotDamaged
+        return pos, neg
 
-        try:
-            rows = snap.nearest(np.asarray(vector, dtype=np.float32), target=target, limit=options.limit)
-        except SnapshotDamaged as exc:
-            self._report_damage(snap.info.get("version"), exc)
-            snap.mark_damaged()
+    def image_encoder(self, meta: dict[str, Any]) -> Any:
+        """An encoder on the exported image and text towers of the table's model, or None. Only
+        where this CPU encodes at fp32 (``pick_precision``): an image query must be encoded as
+        its table's images were, so that an indexed image finds itself at cosine 1."""
+        from ..models.encoder import Encoder, ModelSpec, pick_precision
+
+        if pick_precision("cpu", self.precision) != "fp32":
             return None
-        return [make_hit(row, target, q_img, q_txt) for row in rows]
+
+        fingerprint = meta["fingerprint"]
+        if self._images is None or (self._images and self._images.spec.fingerprint != fingerprint):
+            spec = ModelSpec(meta["model"], meta.get("pretrained"), fingerprint)
+            self._images = Encoder.onnx_only(spec) or False
+        return self._images or None
 
 
 @takes(SearchOptions)
-def quick_search(config: Config, text: str | None, options: SearchOptions | None = None, **kwargs: Any) -> list[Hit] | None:
+def quick_search(config: Config, text: str | None, options: SearchOptions | None = None, *,
+                 image: str | os.PathLike[str] | None = None, **kwargs: Any) -> list[Hit] | None:
     """One-shot :class:`QuickSearch` for the CLI: None when the full path must answer."""
     options = options_from(SearchOptions, options, kwargs)
     if not usable(config):
         return None
-    return QuickSearch(config.db, config.table, one_shot=True, model=(config.model, config.pretrained)).search(
-        text, options)
+    return QuickSearch(config.db, config.table, one_shot=True, model=(config.model, config.pretrained),
+                       precision=config.precision).search(
+        text, options, image=image, max_megapixels=config.max_megapixels)
 
 
 def usable(config: Config) -> bool:

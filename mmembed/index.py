@@ -215,6 +215,7 @@ class Index:
             target, renamed = self.store, False
             if meta is None:
                 target = self._create_table(options.reindex, *fusion)
+                self._onnx_first(target)
             else:
                 renamed = self._record_model_name(meta)
                 self._refuse_fusion_change(*fusion)
@@ -252,6 +253,21 @@ class Index:
             self.store.drop_blobs()  # weights trained for an older table of this name
         self._encoder, self._vectorizer = encoder, None
         return target
+
+    def _onnx_first(self, target: Store) -> None:
+        """A new table that this CPU encodes at fp32: export the towers before encoding, so that
+        every image is encoded on ONNX Runtime (faster than torch here; BENCHMARKS.md)."""
+        from .models.encoder import _accelerator_possible, pick_precision
+
+        if not (target.is_local and self.config.device in ("auto", "cpu") and not _accelerator_possible()
+                and pick_precision("cpu", self.config.precision) == "fp32") or self.encoder.on_onnx:
+            return
+        try:
+            self._export_text_tower()
+        except StoreError:
+            return  # a table that cannot be read, a cache that cannot be written: torch it is
+        self._encoder = self._new_encoder(self.encoder.spec)  # now on the exported towers, if they were made
+        self._vectorizer = None
 
     def _reindex_spec(self) -> ModelSpec:
         """The model the table records (read from its snapshot if the table cannot be opened),
@@ -385,7 +401,7 @@ class Index:
 
         if not self.store.is_local or self.meta is None:
             return
-        fingerprint = self.meta.fingerprint
+        fingerprint = self.encoder.spec.fingerprint  # the table's model (the new one during --reindex)
         wanted = [(folder, export) for folder, exists, export in (
             (tower_folder(fingerprint), tower_exists, export_text_tower),
             (image_tower_folder(fingerprint), image_tower_exists, export_image_tower),

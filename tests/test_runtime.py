@@ -91,3 +91,17 @@ def test_a_damaged_image_tower_falls_back_to_torch(fp32_table: str, tiny_model: 
     assert not encoder.on_onnx  # changed since the export: torch instead
     vectors = encoder.encode_images([FIXTURE_IMAGES / "red.jpg"])
     assert vectors.shape == (1, 32) and np.isfinite(vectors).all()
+
+
+def test_a_new_fp32_table_is_encoded_on_onnx_runtime_from_the_start(photos: Path, tmp_path: Path, tiny_model: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MMEMBED_CACHE", str(tmp_path / "empty-cache"))  # nothing exported yet
+    idx = mmembed.Index(str(tmp_path / "new.lancedb"), model=tiny_model, precision="fp32")
+    report = idx.ingest(photos)
+    assert report.added == len(list(FIXTURE_IMAGES.iterdir()))
+    assert idx.encoder.on_onnx  # exported first, then every image went through onnxruntime
+    reference = Encoder(tiny_model, device="cpu", precision="fp32", runtime="torch")
+    stored = idx.store.read_columns(["path", "image_vector"]).to_pylist()
+    want = reference.encode_images([r["path"] for r in stored[:4]])
+    got = np.array([r["image_vector"] for r in stored[:4]], dtype=np.float32)
+    assert (want * got).sum(axis=1).min() >= 0.999  # decoded at reduced JPEG scale by ingest, exactly here

@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--model", default=f"local-dir:{SHARED / 'models' / 'micro-clip'}")
     parser.add_argument("--folder", action="append", type=Path)
     parser.add_argument("--precision", default="fp32", help="mmembed's precision (auto = the default: bf16 on CPUs with native bf16)")
+    parser.add_argument("--runtime", choices=("auto", "torch"), default="auto",
+                        help="auto: at fp32 on the exported ONNX towers (exported first if missing); torch: open_clip")
     args = parser.parse_args()
     folders = args.folder or [SHARED / "data" / "flickr8k" / "dev", SHARED / "data" / "photos"]
 
@@ -60,7 +62,18 @@ def main() -> None:
                 paths.append(p)
 
     started = time.perf_counter()
-    ours = mmembed.Encoder(args.model, batch_size=64, device="cpu", precision=args.precision).encode_images(paths)
+    encoder = mmembed.Encoder(args.model, batch_size=64, device="cpu", precision=args.precision, runtime=args.runtime)
+    if args.runtime == "auto" and args.precision == "fp32":
+        from mmembed.models.image_tower import export_image_tower, image_tower_exists, image_tower_folder
+        from mmembed.models.text_tower import export_text_tower, tower_exists, tower_folder
+
+        fingerprint = encoder.spec.fingerprint
+        for folder, exists, export in ((tower_folder(fingerprint), tower_exists, export_text_tower),
+                                       (image_tower_folder(fingerprint), image_tower_exists, export_image_tower)):
+            if not exists(folder, fingerprint):
+                export(mmembed.Encoder(args.model, device="cpu", precision="fp32", runtime="torch"), folder)
+        encoder = mmembed.Encoder(args.model, batch_size=64, device="cpu", precision="fp32")
+    ours = encoder.encode_images(paths)
     model, _, preprocess = open_clip.create_model_and_transforms(args.model)
     model.eval()
     refs = []
@@ -77,6 +90,7 @@ def main() -> None:
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
         "model": args.model,
         "precision": args.precision,
+        "runtime": "onnxruntime" if encoder.on_onnx else "torch",
         "images": len(paths),
         "cosine_min": round(float(cos.min()), 6),
         "cosine_mean": round(float(cos.mean()), 6),

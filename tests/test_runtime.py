@@ -105,3 +105,17 @@ def test_a_new_fp32_table_is_encoded_on_onnx_runtime_from_the_start(photos: Path
     want = reference.encode_images([r["path"] for r in stored[:4]])
     got = np.array([r["image_vector"] for r in stored[:4]], dtype=np.float32)
     assert (want * got).sum(axis=1).min() >= 0.999  # decoded at reduced JPEG scale by ingest, exactly here
+
+
+def test_an_image_query_with_words_survives_a_damaged_text_tower(fp32_table: str, photos: Path, tiny_model: str) -> None:
+    """The text tower loads on the first text; damaged by then, the words go through torch."""
+    from mmembed.models.text_tower import TEXT_TOWER_FILE, tower_folder
+
+    encoder = Encoder(tiny_model, device="cpu", precision="fp32")
+    assert encoder.on_onnx
+    onnx = Path(tower_folder(encoder.spec.fingerprint)) / TEXT_TOWER_FILE
+    onnx.write_bytes(b"garbage" * 10)
+    vectors = encoder.encode_text(["a red circle"])
+    reference = Encoder(tiny_model, device="cpu", precision="fp32", runtime="torch").encode_text(["a red circle"])
+    assert (vectors * reference).sum() >= 0.9999
+    assert encoder.encode_images([photos / "red.jpg"]).shape == (1, 32)  # images stay on the tower

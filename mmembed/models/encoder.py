@@ -182,7 +182,7 @@ class Encoder:
         self._tokenizer: Any = None
         self._device: str | None = None
         self._dtype: Any = None
-        self._onnx: tuple[Any, Any] | None = None  # (image tower, text tower) when on ONNX Runtime
+        self._onnx: list[Any] | None = None  # [image tower, text tower or None until used] on ONNX Runtime
 
     def __repr__(self) -> str:
         loaded = self._model is not None or self._onnx is not None
@@ -226,20 +226,41 @@ class Encoder:
             return False
         from .image_tower import image_tower_folder, load_image_tower
         from .preprocess import NumpyTransform
-        from .text_tower import load_text_tower, tower_folder
+        from .text_tower import tower_exists, tower_folder
 
         fingerprint = self.spec.fingerprint
+        if not tower_exists(tower_folder(fingerprint), fingerprint):
+            return False
         try:
             image = load_image_tower(image_tower_folder(fingerprint), fingerprint)
-            text = load_text_tower(tower_folder(fingerprint), fingerprint) if image is not None else None
         except Exception:  # noqa: BLE001 - a damaged export: torch instead (the next write exports it again)
             return False
-        if image is None or text is None:
+        if image is None:
             return False
-        self._onnx = (image, text)
+        self._onnx = [image, None]  # the text tower loads on the first text (an image query needs none)
         self._preprocess = NumpyTransform(image.preprocess_params)
         self._device, self.precision = "cpu", "fp32"
         return True
+
+    def _text_tower(self) -> Any:
+        """The exported text tower, loaded on first use; None when it cannot be loaded (gone or
+        damaged since ``load``): the text then goes through torch, loaded for it."""
+        from .text_tower import load_text_tower, tower_folder
+
+        assert self._onnx is not None
+        if self._onnx[1] is None:
+            with self._lock:
+                if self._onnx[1] is None:
+                    try:
+                        tower = load_text_tower(tower_folder(self.spec.fingerprint), self.spec.fingerprint)
+                    except Exception:  # noqa: BLE001 - damaged: the next write exports it again
+                        tower = None
+                    if tower is None:
+                        numpy_preprocess = self._preprocess
+                        self._load()  # torch, for the text only
+                        self._preprocess = numpy_preprocess  # images stay on the exported tower
+                    self._onnx[1] = tower or False
+        return self._onnx[1] or None
 
     def _load(self) -> None:
         import open_clip
@@ -304,8 +325,8 @@ class Encoder:
         string is one text (shape (1, D)), as in sentence-transformers' ``encode``."""
         texts = items(texts, "texts", ConfigError)
         self.load()
-        if self._onnx is not None:
-            tower = self._onnx[1]
+        tower = self._text_tower() if self._onnx is not None else None
+        if tower is not None:
             parts = [tower.encode_text(list(texts[i : i + self.batch_size])) for i in range(0, len(texts), self.batch_size)]
             return _stack(parts, self.dim)
         out = []

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import derived
 from ._options import items, options_from, takes
 from .config import Config
 from .models.encoder import Encoder, ModelSpec
@@ -29,7 +29,7 @@ from .retrieval.exact import TARGETS, Hit, run_search
 from .retrieval.query import SearchOptions
 from .sources.decode import decoder_signature
 from .store.failures import FailedFiles
-from .store.table import ANN_MIN_ROWS, Store, TableMeta
+from .store.table import Store, TableMeta
 from .models.vectorizer import Vectorizer
 from .text.choose import TextOptions
 
@@ -215,7 +215,7 @@ class Index:
             target, renamed = self.store, False
             if meta is None:
                 target = self._create_table(options.reindex, *fusion)
-                self._onnx_first(target)
+                derived.onnx_first(self, target)
             else:
                 renamed = self._record_model_name(meta)
                 self._refuse_fusion_change(*fusion)
@@ -253,21 +253,6 @@ class Index:
             self.store.drop_blobs()  # weights trained for an older table of this name
         self._encoder, self._vectorizer = encoder, None
         return target
-
-    def _onnx_first(self, target: Store) -> None:
-        """A new table that this CPU encodes at fp32: export the towers before encoding, so that
-        every image is encoded on ONNX Runtime (faster than torch here; BENCHMARKS.md)."""
-        from .models.encoder import _accelerator_possible, pick_precision
-
-        if not (target.is_local and self.config.device in ("auto", "cpu") and not _accelerator_possible()
-                and pick_precision("cpu", self.config.precision) == "fp32") or self.encoder.on_onnx:
-            return
-        try:
-            self._export_text_tower()
-        except StoreError:
-            return  # a table that cannot be read, a cache that cannot be written: torch it is
-        self._encoder = self._new_encoder(self.encoder.spec)  # now on the exported towers, if they were made
-        self._vectorizer = None
 
     def _reindex_spec(self) -> ModelSpec:
         """The model the table records (read from its snapshot if the table cannot be opened),
@@ -374,62 +359,12 @@ class Index:
             self._after_write(strict=True)
 
     def _after_write(self, *, force: bool = True, strict: bool = False) -> None:
-        """Keep the vector index, the quick-search snapshot and the text tower in step with the table.
-
-        These are derived data: after an ingest has saved its rows, a failure here is a note
-        (searches take the slower path), not an error, unless ``strict``. Without ``force``,
-        only what is missing, stale or damaged is written again.
-        """
-        if self.store.count() >= max(self.config.ann_rows, ANN_MIN_ROWS) and not self.store.vector_indices():
-            self.build_vector_index(refresh=False)
-        try:
-            if force or self._quick.snapshot() is None:
-                self.store.write_snapshot()
-            if strict:
-                self._drop_broken_text_tower()
-            self._export_text_tower()
-        except StoreError as exc:
-            if strict:
-                raise
-            log.warning("%s; searches take the slower path until `mmembed index --refresh` succeeds", exc)
+        """Keep what fast search reads in step with the table (``derived.refresh``)."""
+        derived.refresh(self, force=force, strict=strict)
 
     def _export_text_tower(self) -> None:
-        """Write the ONNX towers, text then image, once per model (local tables only): quick
-        search and image queries use them, and at fp32 on the CPU the encoder runs on them."""
-        from .models.image_tower import export_image_tower, image_tower_exists, image_tower_folder
-        from .models.text_tower import export_text_tower, fp32_torch, tower_exists, tower_folder
-
-        if not self.store.is_local or self.meta is None:
-            return
-        fingerprint = self.encoder.spec.fingerprint  # the table's model (the new one during --reindex)
-        wanted = [(folder, export) for folder, exists, export in (
-            (tower_folder(fingerprint), tower_exists, export_text_tower),
-            (image_tower_folder(fingerprint), image_tower_exists, export_image_tower),
-        ) if not exists(folder, fingerprint)]
-        if not wanted:
-            return
-        try:
-            encoder = fp32_torch(self.encoder)  # one fp32 torch model for both exports
-            for folder, export in wanted:
-                try:
-                    export(encoder, folder)
-                except OSError as exc:
-                    raise StoreError(f"cannot write the exported model in {folder} ({exc.strerror or exc})") from None
-        except ImportError:
-            pass  # onnx/onnxruntime missing: torch does the work, as before
-
-    def _drop_broken_text_tower(self) -> None:
-        """Remove an exported text tower that exists but cannot be loaded, so it is exported again."""
-        from .models.text_tower import load_text_tower, tower_exists, tower_folder
-
-        if self.meta is None:
-            return
-        folder = tower_folder(self.meta.fingerprint)
-        if tower_exists(folder, self.meta.fingerprint):
-            try:
-                load_text_tower(folder, self.meta.fingerprint)
-            except Exception:  # noqa: BLE001 - damaged (onnxruntime raises its own types)
-                shutil.rmtree(folder, ignore_errors=True)
+        """Export the model's ONNX towers once (``derived.export_towers``)."""
+        derived.export_towers(self)
 
     def build_vector_index(self, target: str | None = None, *, refresh: bool = True) -> dict[str, Any]:
         """Build an approximate-nearest-neighbour index on ``target``'s vector column (default:

@@ -22,7 +22,7 @@ RANKS = {
     "store": 4,
     "ingest": 5,
     "retrieval": 5,
-    "facade": 6,  # mmembed/__init__.py, index.py and doctor.py
+    "facade": 6,  # mmembed/__init__.py, index.py, doctor.py and derived.py
     "cli": 7,
 }
 BASE = {"mmembed._lazy", "mmembed._options", "mmembed.errors", "mmembed.config"}
@@ -48,7 +48,7 @@ def _room(module: str) -> str:
     if module in BASE:
         return "base"
     parts = module.split(".")
-    if len(parts) == 1 or parts[1] in ("index", "doctor", "__main__"):
+    if len(parts) == 1 or parts[1] in ("index", "doctor", "derived", "__main__"):
         return "cli" if module == "mmembed.__main__" else "facade"
     return parts[1]
 
@@ -68,7 +68,9 @@ def _imports(module: str, path: Path) -> set[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            names = [target] + [f"{target}.{a.name}" for a in node.names]
+            submodules = [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in MODULES]
+            # ``from . import derived`` imports the module, not (for this graph) the package
+            names = submodules + ([target] if len(submodules) < len(node.names) else [])
         else:
             continue
         for name in names:

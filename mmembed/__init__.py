@@ -45,7 +45,7 @@ _LAZY = {
 }
 __getattr__ = lazy_getattr(__name__, _LAZY)
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 __all__ = [
     "Config",

@@ -18,7 +18,7 @@ __all__ = ["Config", "DEFAULT_MODEL", "DEFAULT_PRETRAINED", "default_db_path"]
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "int8", "bf16", "fp16")
 
 
 def _user_dir(mac: str, xdg_var: str, xdg_default: str) -> Path:
@@ -61,7 +61,7 @@ class Config:
     batch_size: int = 32  # images per forward pass
     workers: int = 0  # decode threads; 0 = pick from the CPU count
     max_megapixels: float = 100.0  # images larger than this are skipped, not decoded
-    precision: str = "auto"  # auto, fp32, bf16 or fp16: the weights' number format while encoding
+    precision: str = "auto"  # auto, fp32, int8, bf16 or fp16: the weights' number format while encoding
     ann_rows: int = 200_000  # tables this big get an ANN index after ingest (see BENCHMARKS.md)
     decode: str = "fast"  # fast: JPEGs decoded at a reduced DCT scale that covers the model input; exact: full size
 

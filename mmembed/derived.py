@@ -69,12 +69,12 @@ def export_towers(index: Any) -> None:
 
 
 def onnx_first(index: Any, target: Store) -> None:
-    """A new table that this CPU encodes at fp32: export the towers before encoding, so that
-    every image is encoded on ONNX Runtime (faster than torch here; BENCHMARKS.md)."""
+    """A new table that this CPU encodes at int8 or fp32: export the towers before encoding, so
+    that every image is encoded on ONNX Runtime (faster than torch; BENCHMARKS.md)."""
     from .models.encoder import _accelerator_possible, pick_precision
 
     if not (target.is_local and index.config.device in ("auto", "cpu") and not _accelerator_possible()
-            and pick_precision("cpu", index.config.precision) == "fp32") or index.encoder.on_onnx:
+            and pick_precision("cpu", index.config.precision) in ("fp32", "int8")) or index.encoder.on_onnx:
         return
     try:
         index._export_text_tower()

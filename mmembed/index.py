@@ -25,6 +25,7 @@ from .models.fusion import FusionConfig, FusionStrategy, load_attention
 from .ingest.pipeline import run_ingest
 from .ingest.report import IngestProgress, IngestReport
 from .ingest.options import IngestOptions
+from .ingest.unchanged import WalkDigest, unchanged_report, write_stamp
 from .retrieval.exact import TARGETS, Hit, run_search
 from .retrieval.query import SearchOptions
 from .sources.decode import decoder_signature
@@ -206,6 +207,13 @@ class Index:
         for root in roots:
             if not os.path.exists(root):
                 raise ConfigError(f"{os.fspath(root)}: no such file or folder; check the path")
+        real_roots = [os.path.realpath(os.fspath(r)) for r in roots]
+        if self.store.is_local:  # nothing changed? Known without lancedb (ingest/unchanged.py)
+            report = unchanged_report(self.config, options, real_roots, progress)
+            if report is not None:
+                report.seconds = time.perf_counter() - started
+                return report
+        digest = WalkDigest()
         text_options = TextOptions(tuple(options.text_sources), tuple(Manifest.load(c) for c in options.captions),
                                    options.path_text)
         fusion = (options.fusion, options.fusion_weight, options.text_aggregate)
@@ -224,7 +232,7 @@ class Index:
             vectorizer = self._make_vectorizer(FusionConfig.from_dict(target.meta().fusion), self.encoder, target)
             failed = FailedFiles(self.config.db, self.config.table, decoder_signature(self.config.max_megapixels))
             report = run_ingest(target, vectorizer, roots, options, self.config, text_options=text_options,
-                                failed=failed, progress=progress)
+                                failed=failed, progress=progress, digest=digest)
             if target is not self.store:
                 self.store.replace_with(target)
                 self.store.drop_blobs()  # fusion weights belonged to the table just replaced
@@ -234,6 +242,8 @@ class Index:
                 self._after_write()
             else:
                 self._after_write(force=False)  # heals a snapshot or text tower that is missing or damaged
+            if self.store.is_local:
+                write_stamp(self.config, options, real_roots, digest, report)
         report.seconds = time.perf_counter() - started
         return report
 

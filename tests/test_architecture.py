@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Each room and its rank: a module may import from rooms of a lower rank and from its own room.
 RANKS = {
-    "base": 0,  # errors, config, _lazy, _options: imported by everyone, import nothing of ours
+    "base": 0,  # errors, config, _lazy, _options, _version: imported by everyone, import nothing of ours
     "text": 1,
     "sources": 2,
     "models": 3,
@@ -25,7 +25,7 @@ RANKS = {
     "facade": 6,  # mmembed/__init__.py, index.py, doctor.py and derived.py
     "cli": 7,
 }
-BASE = {"mmembed._lazy", "mmembed._options", "mmembed.errors", "mmembed.config"}
+BASE = {"mmembed._lazy", "mmembed._options", "mmembed._version", "mmembed.errors", "mmembed.config"}
 
 
 def _modules() -> dict[str, Path]:

@@ -3,8 +3,10 @@ fp32 ingest on a CPU and image queries need neither torch nor open_clip."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +121,81 @@ def test_an_image_query_with_words_survives_a_damaged_text_tower(fp32_table: str
     reference = Encoder(tiny_model, device="cpu", precision="fp32", runtime="torch").encode_text(["a red circle"])
     assert (vectors * reference).sum() >= 0.9999
     assert encoder.encode_images([photos / "red.jpg"]).shape == (1, 32)  # images stay on the tower
+
+
+def test_offline_without_hf_hub_offline_a_hub_model_fails_fast(photos: Path, tmp_path: Path) -> None:
+    """The hub unreachable (here: an endpoint on a closed local port) and HF_HUB_OFFLINE unset:
+    one line naming the fix, in seconds rather than after a minute of retries."""
+    import socket
+
+    from conftest import run_cli
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf"))
+    started = time.perf_counter()
+    done = run_cli("ingest", str(photos), "--db", str(tmp_path / "x.lancedb"), "--model", "ViT-B-32",
+                   "--pretrained", "laion2b_s34b_b79k", "-q", env=env, timeout=120)
+    took = time.perf_counter() - started
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "could not download weights" in lines[0] and "local-dir:" in lines[0], done.stderr
+    assert took < 30, took
+
+
+@pytest.fixture
+def int8_table(photos: Path, db: str, tiny_model: str) -> str:
+    """A table built at the default precision: int8 on ONNX Runtime on a CPU."""
+    mmembed.Index(db, model=tiny_model).ingest(photos)
+    return db
+
+
+def test_auto_on_a_cpu_is_int8_on_onnx_runtime_close_to_fp32(int8_table: str, tiny_model: str) -> None:
+    from mmembed.models.image_tower import INT8_FILE, image_tower_folder
+
+    int8 = Encoder(tiny_model, device="cpu")
+    fp32 = Encoder(tiny_model, device="cpu", precision="fp32", runtime="torch")
+    assert int8.on_onnx and int8.precision == "int8"
+    assert (Path(image_tower_folder(int8.spec.fingerprint)) / INT8_FILE).is_file()
+    paths = [FIXTURE_IMAGES / n for n in PLAIN]
+    a, b = int8.encode_images(paths), fp32.encode_images(paths)
+    cosines = (a * b).sum(axis=1)
+    assert cosines.min() >= 0.99 and cosines.min() < 0.999999, cosines  # close, and really quantised
+    texts = ["a red circle", "two dogs"]  # the text tower stays fp32
+    assert (int8.encode_text(texts) * fp32.encode_text(texts)).sum(axis=1).min() >= 0.9999
+
+
+def test_an_int8_table_finds_an_image_by_itself_without_torch(int8_table: str, photos: Path) -> None:
+    script = (
+        "import sys\nfrom mmembed.config import Config\nfrom mmembed.retrieval.quick import quick_search\n"
+        f"hits = quick_search(Config.resolve(db={int8_table!r}), None, limit=3, image={str(photos / 'alpha.png')!r})\n"
+        "print(hits[0].path.endswith('alpha.png'), round(hits[0].score, 4), 'torch' in sys.modules, 'lancedb' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    found, score, torch_loaded, lancedb_loaded = done.stdout.split()
+    assert found == "True" and float(score) == pytest.approx(1.0, abs=1e-4)  # the same int8 tower both times
+    assert (torch_loaded, lancedb_loaded) == ("False", "False")
+
+
+def test_an_unfaithful_int8_tower_is_not_used(fp32_table: str, tiny_model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quantisation is checked against fp32; under the bar nothing is written and fp32 runs."""
+    from mmembed.models import image_tower
+
+    folder = Path(image_tower.image_tower_folder(Encoder(tiny_model).spec.fingerprint))
+    for name in (image_tower.INT8_FILE, "image.int8.json"):
+        (folder / name).unlink(missing_ok=True)
+    monkeypatch.setattr(image_tower, "_MIN_INT8_COSINE", 1.000001)  # no quantised graph can reach it
+    encoder = Encoder(tiny_model, device="cpu")
+    assert encoder.on_onnx and encoder.precision == "fp32"
+    assert not (folder / image_tower.INT8_FILE).exists()
+    assert not list(folder.glob(".image.int8.*"))  # no temporary files left behind
+
+
+def test_int8_on_torch_becomes_bf16_or_fp32(tiny_model: str) -> None:
+    """A model without exported towers (forced here) runs int8 requests on torch, in the
+    precision torch is fast at on this CPU."""
+    torch_only = Encoder(tiny_model, device="cpu", precision="int8", runtime="torch")
+    assert torch_only.load().precision in ("bf16", "fp32")

@@ -98,11 +98,17 @@ def test_auto_precision_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
     assert encoders.pick_precision("cuda", "auto") == "fp16"
     assert encoders.pick_precision("cuda:1", "auto") == "fp16"
     assert encoders.pick_precision("mps", "auto") == "fp32"
-    monkeypatch.setattr(encoders, "cpu_has_native_bf16", lambda: True)
-    assert encoders.pick_precision("cpu", "auto") == "bf16"
-    monkeypatch.setattr(encoders, "cpu_has_native_bf16", lambda: False)
-    assert encoders.pick_precision("cpu", "auto") == "fp32"
+    assert encoders.pick_precision("cpu", "auto") == "int8"  # on ONNX Runtime, every x86 CPU kind
     assert encoders.pick_precision("cpu", "bf16") == "bf16"  # asked for: honoured (slow without native bf16)
+    # a model without exported towers runs on torch, where int8 becomes bf16 or fp32 by CPU kind
+    monkeypatch.setattr(encoders, "cpu_has_native_bf16", lambda: True)
+    assert encoders.torch_precision("cpu", "auto") == "bf16"
+    monkeypatch.setattr(encoders, "cpu_has_native_bf16", lambda: False)
+    assert encoders.torch_precision("cpu", "auto") == "fp32"
+    assert encoders.torch_precision("cpu", "int8") == "fp32"
+    assert encoders.torch_precision("cuda", "auto") == "fp16"
+    with pytest.raises(encoders.ConfigError, match="int8 runs on the CPU"):
+        encoders.pick_precision("cuda", "int8")
 
 
 def test_fp16_on_cpu_is_refused_with_a_hint(tiny_model: str) -> None:

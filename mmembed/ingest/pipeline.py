@@ -24,6 +24,7 @@ from ..text.choose import TextOptions, resolve_texts
 from .options import IngestOptions
 from .prepare import ImageDecoder, _prepare_all, _Prepared, _Row, _Task
 from .report import IngestProgress, IngestReport, SkippedFile
+from .unchanged import WalkDigest
 from .writer import _new_id, _Writer
 
 __all__ = ["run_ingest"]
@@ -39,20 +40,22 @@ def run_ingest(
     text_options: TextOptions | None = None,
     failed: FailedFiles | None = None,
     progress: Callable[[IngestProgress], None] | None = None,
+    digest: WalkDigest | None = None,
 ) -> IngestReport:
     """Bring the table in line with the files under ``roots``; see the module docstring.
 
     ``options`` says what to walk and whether to prune; ``config`` gives the decode settings
     (max megapixels, workers, batch size, fast or exact decode); ``text_options`` where words
     come from (the caller loads the manifests named in ``options.captions``); ``failed`` the
-    files that failed before (skipped while unchanged, unless ``options.retry_failed``).
+    files that failed before (skipped while unchanged, unless ``options.retry_failed``);
+    ``digest`` is fed every file walked (``unchanged.py``).
     """
     started = time.perf_counter()
     run = _IngestRun(store, vectorizer, text_options or TextOptions(), progress or (lambda p: None),
                      failed or FailedFiles("memory://", store.table_name, ""), options.retry_failed)
     tasks = run.plan(
         [os.path.realpath(os.fspath(r)) for r in roots], include=options.include, exclude=options.exclude,
-        hidden=options.hidden, follow_symlinks=options.follow_symlinks,
+        hidden=options.hidden, follow_symlinks=options.follow_symlinks, digest=digest,
     )
     try:
         run.process(tasks, max_megapixels=config.max_megapixels, workers=config.workers,
@@ -120,7 +123,7 @@ class _IngestRun:
         source = embedded_from or old
         return self.item_text(file, source.embedded_texts if source else None, old.manifest_texts if old else None)
 
-    def plan(self, roots: list[str], **walk_options: Any) -> list[_Task]:
+    def plan(self, roots: list[str], *, digest: WalkDigest | None = None, **walk_options: Any) -> list[_Task]:
         """Walk the roots; settle unchanged files; return the files that must be read."""
         self.roots = roots
         by_path = {r["path"]: _Row(**r) for r in self.store.read_state()}
@@ -130,6 +133,8 @@ class _IngestRun:
         tasks: list[_Task] = []
         for found in walk(roots, on_error=self.skip, **walk_options):
             seen.add(found.path)
+            if digest is not None:
+                digest.add(found)
             row = by_path.get(found.path)
             if row is not None and row.size == found.size and row.mtime_ns == found.mtime_ns:
                 self._check_text(found, row)

@@ -25,7 +25,7 @@ from ..errors import ConfigError, ModelLoadError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Encoder", "ModelSpec", "pick_device", "pick_precision"]
+__all__ = ["Encoder", "ModelSpec", "pick_device", "pick_precision", "torch_precision"]
 
 LOCAL_PREFIX = "local-dir:"
 HUB_PREFIX = "hf-hub:"
@@ -119,14 +119,27 @@ def pick_device(device: str = "auto") -> str:
 
 
 def pick_precision(device: str, precision: str = "auto") -> str:
-    """'auto' means fp16 on CUDA, bf16 on a CPU with native bf16 instructions (AVX-512 BF16 or
-    AMX), fp32 elsewhere. BENCHMARKS.md has the speed and the cosine to fp32 that justify it."""
+    """'auto' means fp16 on CUDA, int8 on a CPU (the exported image tower, quantised, on ONNX
+    Runtime; see ``torch_precision`` for models without one), fp32 elsewhere. BENCHMARKS.md has
+    the speed and the cosine to fp32 that justify it."""
     if precision == "auto":
         if device.startswith("cuda"):
             return "fp16"
-        return "bf16" if device == "cpu" and cpu_has_native_bf16() else "fp32"
+        return "int8" if device == "cpu" else "fp32"
     if precision == "fp16" and device == "cpu":
-        raise ConfigError("precision fp16 is for GPUs; on a CPU use bf16 or fp32")
+        raise ConfigError("precision fp16 is for GPUs; on a CPU use int8, bf16 or fp32")
+    if precision == "int8" and device != "cpu":
+        raise ConfigError(f"precision int8 runs on the CPU (ONNX Runtime); on {device} use fp16 or fp32")
+    return precision
+
+
+def torch_precision(device: str, precision: str = "auto") -> str:
+    """The precision torch runs a model in: int8 (ONNX Runtime only) becomes bf16 on a CPU with
+    native bf16 instructions (AVX-512 BF16 or AMX), fp32 elsewhere, where bf16 is emulated and
+    slower than fp32."""
+    precision = pick_precision(device, precision)
+    if precision == "int8":
+        return "bf16" if device == "cpu" and cpu_has_native_bf16() else "fp32"
     return precision
 
 
@@ -167,7 +180,7 @@ class Encoder:
         self.spec = model if isinstance(model, ModelSpec) else ModelSpec.resolve(model, pretrained)
         if runtime not in ("auto", "torch"):
             raise ConfigError(f"runtime {runtime!r} is not known; use 'auto' or 'torch'")
-        self.runtime = runtime  # auto: ONNX Runtime when fp32 on the CPU and both towers are exported
+        self.runtime = runtime  # auto: ONNX Runtime when int8 or fp32 on the CPU and both towers are exported
         if batch_size < 1:
             raise ConfigError(f"batch size {batch_size} must be at least 1")
         if precision not in PRECISIONS:
@@ -193,9 +206,10 @@ class Encoder:
     def load(self) -> Encoder:
         """Load weights now (otherwise the first encode does). Returns self.
 
-        At fp32 on the CPU, with both towers exported for this model (``image_tower.py``,
-        ``text_tower.py``), the encoder runs on ONNX Runtime and torch is never imported;
-        otherwise it loads the open_clip model with torch.
+        At int8 or fp32 on the CPU, with both towers exported for this model (``image_tower.py``,
+        ``text_tower.py``), the encoder runs on ONNX Runtime and torch is never imported (int8
+        quantises the image tower's weights; text stays fp32); otherwise it loads the open_clip
+        model with torch (``torch_precision``).
         """
         if self._model is not None or self._onnx is not None:
             return self
@@ -205,10 +219,10 @@ class Encoder:
         return self
 
     @classmethod
-    def onnx_only(cls, spec: ModelSpec, *, batch_size: int = 32) -> Encoder | None:
-        """An fp32 encoder for ``spec`` on its exported towers, or None when they are not there
-        (torch is never loaded here: callers then take their slower path)."""
-        encoder = cls(spec, device="cpu", precision="fp32", batch_size=batch_size)
+    def onnx_only(cls, spec: ModelSpec, *, precision: str = "fp32", batch_size: int = 32) -> Encoder | None:
+        """An encoder for ``spec`` on its exported towers at ``precision`` (int8 or fp32), or None
+        when they are not there (torch is never loaded here: callers then take their slower path)."""
+        encoder = cls(spec, device="cpu", precision=precision, batch_size=batch_size)
         return encoder if encoder._load_onnx() else None
 
     @property
@@ -222,7 +236,8 @@ class Encoder:
             return False
         if self._device_request == "auto" and _accelerator_possible():
             return False  # torch decides between cuda, mps and cpu
-        if pick_precision("cpu", self._precision_request) != "fp32":
+        precision = pick_precision("cpu", self._precision_request)
+        if precision not in ("fp32", "int8"):
             return False
         from .image_tower import image_tower_folder, load_image_tower
         from .preprocess import NumpyTransform
@@ -232,14 +247,16 @@ class Encoder:
         if not tower_exists(tower_folder(fingerprint), fingerprint):
             return False
         try:
-            image = load_image_tower(image_tower_folder(fingerprint), fingerprint)
+            image = load_image_tower(image_tower_folder(fingerprint), fingerprint, precision)
+            if image is None and precision == "int8":  # no faithful int8 tower for this model: fp32
+                image = load_image_tower(image_tower_folder(fingerprint), fingerprint)
         except Exception:  # noqa: BLE001 - a damaged export: torch instead (the next write exports it again)
             return False
         if image is None:
             return False
         self._onnx = [image, None]  # the text tower loads on the first text (an image query needs none)
         self._preprocess = NumpyTransform(image.preprocess_params)
-        self._device, self.precision = "cpu", "fp32"
+        self._device, self.precision = "cpu", image.precision
         return True
 
     def _text_tower(self) -> Any:
@@ -267,10 +284,10 @@ class Encoder:
         import torch
 
         device = pick_device(self._device_request)
-        precision = pick_precision(device, self._precision_request)
+        precision = torch_precision(device, self._precision_request)
         spec = self.spec
         try:
-            with _quiet_root_logging():
+            with _quiet_root_logging(), _offline_unless_hub_reachable(spec):
                 # bf16 on a CPU: every weight in bf16 ('pure'); autocast measured 2-5x slower here
                 model, preprocess = open_clip.create_model_from_pretrained(
                     spec.name, pretrained=spec.pretrained, device=device,
@@ -414,6 +431,55 @@ def _explain_load_failure(spec: ModelSpec, exc: Exception) -> str:
         "Run once with network access to cache them, or pass --model local-dir:PATH for a folder "
         "holding open_clip_config.json and weights"
     )
+
+
+_HUB_PROBE: list[bool] = []  # the answer of the first probe, kept for the process
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the model hub's host (``HF_ENDPOINT``, else huggingface.co) accepts a TCP
+    connection within ``timeout`` seconds. Asked once per process, in a thread, so that neither
+    a slow DNS nor a dropped packet holds the caller longer than ``timeout``."""
+    if _HUB_PROBE:
+        return _HUB_PROBE[0]
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True, name="mmembed-hub-probe")
+    thread.start()
+    thread.join(timeout)
+    _HUB_PROBE.append(bool(answer and answer[0]))
+    return _HUB_PROBE[0]
+
+
+@contextmanager
+def _offline_unless_hub_reachable(spec: ModelSpec) -> Iterator[None]:
+    """Load hub weights from the local cache only when the hub cannot be reached: otherwise a
+    machine without network retries for about 49 s before failing (issue 10). Cached weights
+    still load; missing ones fail at once with the usual one-line error."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    if spec.name.startswith(LOCAL_PREFIX) or offline or hub_reachable():
+        yield
+        return
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
 
 
 @contextmanager

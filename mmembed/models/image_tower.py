@@ -24,12 +24,15 @@ from typing import Any
 import numpy as np
 
 __all__ = ["OnnxImageEncoder", "export_image_tower", "image_tower_folder", "image_tower_exists",
-           "load_image_tower", "IMAGE_TOWER_FILE"]
+           "load_image_tower", "quantize_image_tower", "cpu_has_vnni", "IMAGE_TOWER_FILE"]
 
 IMAGE_TOWER_FILE = "image.onnx"
+INT8_FILE = "image.int8.onnx"
 _INFO_FILE = "image.json"
+_INT8_INFO_FILE = "image.int8.json"
 _FORMAT = 1  # bumped when the files change meaning; an older export is made again
 _MIN_COSINE = 0.9999
+_MIN_INT8_COSINE = 0.99  # the int8 tower against the fp32 one, worst image of the check
 
 
 def image_tower_folder(fingerprint: str) -> str:
@@ -41,14 +44,14 @@ def image_tower_folder(fingerprint: str) -> str:
     return os.path.join(cache_dir(), "image-towers", hashlib.sha256(fingerprint.encode()).hexdigest()[:24])
 
 
-def _stamp(folder: str) -> list[int]:
-    st = os.stat(os.path.join(folder, IMAGE_TOWER_FILE))
+def _stamp(folder: str, name: str = IMAGE_TOWER_FILE) -> list[int]:
+    st = os.stat(os.path.join(folder, name))
     return [st.st_size, st.st_mtime_ns]
 
 
-def _info(folder: str) -> dict[str, Any] | None:
+def _info(folder: str, name: str = _INFO_FILE) -> dict[str, Any] | None:
     try:
-        with open(os.path.join(folder, _INFO_FILE)) as f:
+        with open(os.path.join(folder, name)) as f:
             info = json.load(f)
         return info if isinstance(info, dict) else None
     except (OSError, ValueError):
@@ -68,43 +71,168 @@ def image_tower_exists(folder: str, fingerprint: str) -> bool:
 class OnnxImageEncoder:
     """Encodes preprocessed pixels with the exported image tower: float32 (N, D) unit rows."""
 
-    def __init__(self, folder: str, *, threads: int = 0) -> None:
+    def __init__(self, folder: str, *, threads: int = 0, precision: str = "fp32") -> None:
         import onnxruntime as ort
 
         info = _info(folder)
         if info is None:
             raise ValueError(f"{folder}: {_INFO_FILE} cannot be read")
         self.info = info
+        self.precision = precision
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        if threads:
+        self._pool: Any = None
+        if precision == "int8":
+            # Dynamic quantisation scales each input tensor by its own range, so a batch would
+            # make an image's vector depend on its neighbours. One image per run keeps it the
+            # image's own; one single-threaded run per core keeps the speed of a batch of 8.
+            from concurrent.futures import ThreadPoolExecutor
+
+            options.intra_op_num_threads = 1
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            self._pool = ThreadPoolExecutor(threads or cores, thread_name_prefix="mmembed-int8")
+        elif threads:
             options.intra_op_num_threads = threads
         # Decode threads run beside inference: spinning ORT threads would take their cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(os.path.join(folder, IMAGE_TOWER_FILE), options,
+        self.session = ort.InferenceSession(os.path.join(folder, INT8_FILE if precision == "int8" else IMAGE_TOWER_FILE), options,
                                             providers=["CPUExecutionProvider"])
         self.fingerprint: str = info["fingerprint"]
         self.dim: int = int(info["dim"])
         self.preprocess_params: dict[str, Any] = info["preprocess"]
 
+    # fp32 runs of at most 8 images: per image as fast as 32 on the CPU (faster), and
+    # onnxruntime's arena then holds the activations of 8, not 32 (peak RSS of a ViT-B-32
+    # ingest: 0.73 GB against 1.08 GB; BENCHMARKS.md).
+    run_size = 8
+
     def encode_pixels(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) == 0:
             return np.zeros((0, self.dim), np.float32)
-        (out,) = self.session.run(None, {"pixels": np.ascontiguousarray(batch, dtype=np.float32)})
-        out = out.astype(np.float32, copy=False)
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if self._pool is not None:  # int8: one image per run, the runs side by side
+            parts = list(self._pool.map(lambda i: self.session.run(None, {"pixels": batch[i : i + 1]})[0],
+                                        range(len(batch))))
+        else:
+            parts = [self.session.run(None, {"pixels": batch[i : i + self.run_size]})[0]
+                     for i in range(0, len(batch), self.run_size)]
+        out = np.concatenate(parts).astype(np.float32, copy=False)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
-def load_image_tower(folder: str, fingerprint: str) -> OnnxImageEncoder | None:
-    """The export in ``folder`` when it exists for ``fingerprint`` (and onnxruntime is there)."""
+def load_image_tower(folder: str, fingerprint: str, precision: str = "fp32") -> OnnxImageEncoder | None:
+    """The export in ``folder`` when it exists for ``fingerprint`` (and onnxruntime is there).
+
+    At ``precision="int8"`` the quantised tower (made from the fp32 one on first use, see
+    :func:`quantize_image_tower`) is loaded; None when it cannot be made faithfully.
+    """
     if not image_tower_exists(folder, fingerprint):
         return None
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         return None
-    return OnnxImageEncoder(folder)
+    if precision == "int8" and not int8_tower_exists(folder) and quantize_image_tower(folder) is None:
+        return None
+    return OnnxImageEncoder(folder, precision=precision)
+
+
+def cpu_has_vnni() -> bool:
+    """True on x86 CPUs with AVX-512 VNNI or AVX-VNNI (Linux /proc/cpuinfo): their int8 dot
+    products cannot overflow, so weights keep all 8 bits. Elsewhere (AVX2 alone) onnxruntime's
+    u8s8 kernels can saturate, and the weights are quantised to 7 bits (``reduce_range``)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return bool(set(line.split(":", 1)[1].split()) & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    except OSError:
+        pass
+    return False
+
+
+def int8_tower_exists(folder: str) -> bool:
+    """True when the int8 tower beside the fp32 one was made from it, for this CPU kind, unchanged since."""
+    info, int8 = _info(folder), _info(folder, _INT8_INFO_FILE)
+    try:
+        return (info is not None and int8 is not None and int8.get("from") == info.get("file")
+                and int8.get("reduce_range") == (not cpu_has_vnni()) and int8.get("file") == _stamp(folder, INT8_FILE))
+    except OSError:
+        return False
+
+
+def quantize_image_tower(folder: str) -> dict[str, Any] | None:
+    """Quantise the fp32 image tower in ``folder`` to int8 (onnxruntime's dynamic quantisation of
+    every MatMul: int8 weights, activations quantised per batch) and keep it only when faithful.
+
+    Checked against the fp32 tower on smooth synthetic images and random pixels: the worst
+    cosine must reach 0.99, or nothing is written and None is returned (fp32 is used). A few
+    seconds once per model; BENCHMARKS.md has the speed and the cosine on real photos.
+    """
+    import tempfile
+
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        return None
+    info = _info(folder)
+    if info is None:
+        return None
+    reduce_range = not cpu_has_vnni()
+    fd, tmp = tempfile.mkstemp(prefix=".image.int8.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import logging
+
+            quiet = logging.getLogger()  # quantize_dynamic logs advice on the root logger
+            level = quiet.level
+            quiet.setLevel(logging.ERROR)
+            try:
+                quantize_dynamic(os.path.join(folder, IMAGE_TOWER_FILE), tmp, op_types_to_quantize=["MatMul", "Gemm"],
+                                 per_channel=False, reduce_range=reduce_range, weight_type=QuantType.QInt8)
+            finally:
+                quiet.setLevel(level)
+        cosine = _check_int8(folder, tmp, info)
+    except Exception:  # noqa: BLE001 - a graph the quantiser cannot handle stays fp32
+        cosine = None
+    if cosine is None or cosine < _MIN_INT8_COSINE:
+        os.remove(tmp)
+        return None
+    os.replace(tmp, os.path.join(folder, INT8_FILE))
+    int8 = {"from": info.get("file"), "reduce_range": reduce_range, "min_cosine_on_check": round(cosine, 6),
+            "file": _stamp(folder, INT8_FILE)}
+    fd, tmp = tempfile.mkstemp(prefix=".image.int8.", suffix=".json", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        json.dump(int8, f)
+    os.replace(tmp, os.path.join(folder, _INT8_INFO_FILE))
+    return int8
+
+
+def _check_int8(folder: str, path: str, info: dict[str, Any]) -> float:
+    """Worst cosine between the int8 and fp32 towers on a fixed set of inputs: smooth colour
+    fields (photo-like statistics after normalisation) and random pixels."""
+    import onnxruntime as ort
+
+    crop_h, crop_w = info["preprocess"]["crop"]
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:crop_h, 0:crop_w].astype(np.float32)
+    smooth = []
+    for _ in range(6):
+        fx, fy, phase = rng.uniform(0.5, 6, 3)
+        channels = [np.sin(fx * xx / crop_w * np.pi + phase * c) * np.cos(fy * yy / crop_h * np.pi) for c in range(3)]
+        smooth.append(np.stack(channels) * rng.uniform(0.5, 1.5))
+    pixels = np.concatenate([np.stack(smooth), rng.standard_normal((2, 3, crop_h, crop_w))]).astype(np.float32)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    vectors = []
+    for file in (os.path.join(folder, IMAGE_TOWER_FILE), path):
+        session = ort.InferenceSession(file, options, providers=["CPUExecutionProvider"])
+        (out,) = session.run(None, {"pixels": pixels})
+        vectors.append(out / np.linalg.norm(out, axis=1, keepdims=True))
+    return float((vectors[0] * vectors[1]).sum(axis=1).min())
 
 
 def export_image_tower(encoder: Any, folder: str) -> dict[str, Any] | None:

@@ -42,7 +42,7 @@ class QuickSearch:
         self._damaged: int | None = None  # table version whose snapshot was found damaged
         self._images: Any = None  # encoder on the exported towers; None: not looked for; False: none
         self.model = model  # (model, pretrained) the caller named: answer only if it is the table's
-        self.precision = precision  # image queries run on the exported tower only where ingest runs fp32
+        self.precision = precision  # image queries run on the exported tower only where ingest runs int8 or fp32
 
     def snapshot(self) -> Any:
         """The current snapshot, or None (missing, stale, being rewritten, or damaged)."""
@@ -155,17 +155,18 @@ class QuickSearch:
 
     def image_encoder(self, meta: dict[str, Any]) -> Any:
         """An encoder on the exported image and text towers of the table's model, or None. Only
-        where this CPU encodes at fp32 (``pick_precision``): an image query must be encoded as
+        where this CPU encodes at int8 or fp32 (``pick_precision``): an image query must be encoded as
         its table's images were, so that an indexed image finds itself at cosine 1."""
         from ..models.encoder import Encoder, ModelSpec, pick_precision
 
-        if pick_precision("cpu", self.precision) != "fp32":
+        precision = pick_precision("cpu", self.precision)
+        if precision not in ("fp32", "int8"):
             return None
 
         fingerprint = meta["fingerprint"]
         if self._images is None or (self._images and self._images.spec.fingerprint != fingerprint):
             spec = ModelSpec(meta["model"], meta.get("pretrained"), fingerprint)
-            self._images = Encoder.onnx_only(spec) or False
+            self._images = Encoder.onnx_only(spec, precision=precision) or False
         return self._images or None
 
 

@@ -127,8 +127,9 @@ class Store:
     @property
     def db(self) -> Any:
         if self._db is None:
-            import lancedb
+            from ._fast_import import import_lancedb
 
+            lancedb = import_lancedb()
             try:
                 # Every read sees the latest commit, so a long-lived Index follows other writers.
                 self._db = lancedb.connect(self.uri, read_consistency_interval=timedelta(0))

@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=f"local-dir:{SHARED / 'models' / 'micro-clip'}")
     parser.add_argument("--folder", action="append", type=Path)
-    parser.add_argument("--precision", default="fp32", help="mmembed's precision (auto = the default: bf16 on CPUs with native bf16)")
+    parser.add_argument("--precision", default="fp32", help="mmembed's precision (auto = the default: int8 on ONNX Runtime on a CPU)")
     parser.add_argument("--runtime", choices=("auto", "torch"), default="auto",
                         help="auto: at fp32 on the exported ONNX towers (exported first if missing); torch: open_clip")
     args = parser.parse_args()

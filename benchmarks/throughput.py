@@ -72,7 +72,7 @@ def _decoder(encoder, decode: str):
 
 
 def model_rate(encoder, folder: Path, batches: list[int], seconds: float) -> dict[int, float]:
-    import torch
+    import numpy as np
 
     from mmembed.sources import load_image
 
@@ -82,7 +82,13 @@ def model_rate(encoder, folder: Path, batches: list[int], seconds: float) -> dic
         tensors += tensors
     rates = {}
     for bs in batches:
-        batch = torch.stack(tensors[:bs])
+        batch = tensors[:bs]
+        if hasattr(batch[0], "numpy"):  # torch tensors (the torch runtime)
+            import torch
+
+            batch = torch.stack(batch)
+        else:  # numpy arrays (the ONNX Runtime towers)
+            batch = np.stack(batch)
         encoder.encode_pixels(batch)  # warm-up
         done, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:

@@ -33,7 +33,7 @@ def ingest(
     fusion: Annotated[Optional[str], typer.Option("--fusion", help="How image and text vectors combine: mean, concat or attention [default: the table's, else mean].", show_default=False)] = None,
     fusion_weight: Annotated[Optional[float], typer.Option("--fusion-weight", help="Image weight w of the fusion, 0..1 [default: the table's, else 0.2].", show_default=False)] = None,
     text_aggregate: Annotated[Optional[str], typer.Option("--text-aggregate", help="Several captions per item: fuse their 'mean' or the 'first'.", show_default=False)] = None,
-    precision: Annotated[Optional[str], typer.Option("--precision", help="auto, fp32, bf16 or fp16 [env: MMEMBED_PRECISION; default: auto = fp16 on CUDA, bf16 on CPUs with native bf16 (AVX-512 BF16 or AMX), else fp32].", show_default=False)] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="auto, fp32, int8, bf16 or fp16 [env: MMEMBED_PRECISION; default: auto = fp16 on CUDA; on a CPU int8 (ONNX Runtime, checked against fp32), or for a model without exported towers bf16 on CPUs with native bf16, else fp32].", show_default=False)] = None,
     decode: Annotated[Optional[str], typer.Option("--decode", help="fast (JPEGs decoded at the smallest DCT scale that covers the model input) or exact [default: fast].", show_default=False)] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Also read files that failed to decode before and have not changed since (they are skipped otherwise).")] = False,
     as_json: JsonOpt = False,

@@ -13,7 +13,7 @@ def test_help_keeps_the_env_and_default_notes() -> None:
     assert done.returncode == 0
     text = " ".join(done.stdout.split())  # help is wrapped to the terminal
     assert "[env: MMEMBED_DB;" in text and "[default: 32]" in text, text
-    assert "bf16 on CPUs with native bf16" in text and "fp32 on CPU]" not in text
+    assert "on a CPU int8" in text and "bf16 on CPUs with native bf16" in text and "fp32 on CPU]" not in text
     train = " ".join(run_cli("fusion", "train", "--help").stdout.split())
     assert "[default: 160]" in train, train
 

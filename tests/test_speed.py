@@ -173,9 +173,9 @@ def semantic_db(tmp_path: Path, micro_clip: str) -> tuple[str, Path]:
     return db, folder
 
 
-def _search(db: str, *args: str, quick: bool) -> list[dict]:
-    # The full path with fp32 torch text encoding, as the exported tower computes it
-    env = {"MMEMBED_QUICK": "1"} if quick else {"MMEMBED_QUICK": "0", "MMEMBED_PRECISION": "fp32"}
+def _search(db: str, *args: str, quick: bool, precision: str = "fp32") -> list[dict]:
+    # Both paths encode the query at the same precision (auto: the int8 text tower on a CPU)
+    env = {"MMEMBED_QUICK": "1" if quick else "0", "MMEMBED_PRECISION": precision}
     done = run_cli("search", *args, "--db", db, "--json", "-n", "8", env=env)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines()]
@@ -188,8 +188,9 @@ def test_quick_search_equals_full_search(semantic_db: tuple[str, Path]) -> None:
     from mmembed.models.text_tower import tower_folder
 
     assert Path(tower_folder(Index(db).meta.fingerprint), "text.onnx").is_file()
-    for query in ("a dog running on grass", "children + water - dog"):
-        quick, full = _search(db, query, quick=True), _search(db, query, quick=False)
+    for query, precision in (("a dog running on grass", "fp32"), ("children + water - dog", "fp32"),
+                             ("a dog running on grass", "auto")):
+        quick, full = _search(db, query, quick=True, precision=precision), _search(db, query, quick=False, precision=precision)
         assert [h["path"] for h in quick] == [h["path"] for h in full]
         for a, b in zip(quick, full):
             assert abs(a["score"] - b["score"]) < 1e-5 and abs(a["image_score"] - b["image_score"]) < 1e-5

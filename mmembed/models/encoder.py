@@ -269,7 +269,8 @@ class Encoder:
             with self._lock:
                 if self._onnx[1] is None:
                     try:
-                        tower = load_text_tower(tower_folder(self.spec.fingerprint), self.spec.fingerprint)
+                        tower = load_text_tower(tower_folder(self.spec.fingerprint), self.spec.fingerprint,
+                                                precision=self.precision or "fp32")
                     except Exception:  # noqa: BLE001 - damaged: the next write exports it again
                         tower = None
                     if tower is None:

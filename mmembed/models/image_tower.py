@@ -23,8 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from .quantize import cpu_has_vnni, quantize_graph
+
 __all__ = ["OnnxImageEncoder", "export_image_tower", "image_tower_folder", "image_tower_exists",
-           "load_image_tower", "quantize_image_tower", "cpu_has_vnni", "IMAGE_TOWER_FILE"]
+           "load_image_tower", "quantize_image_tower", "IMAGE_TOWER_FILE"]
 
 IMAGE_TOWER_FILE = "image.onnx"
 INT8_FILE = "image.int8.onnx"
@@ -138,20 +140,6 @@ def load_image_tower(folder: str, fingerprint: str, precision: str = "fp32") -> 
     return OnnxImageEncoder(folder, precision=precision)
 
 
-def cpu_has_vnni() -> bool:
-    """True on x86 CPUs with AVX-512 VNNI or AVX-VNNI (Linux /proc/cpuinfo): their int8 dot
-    products cannot overflow, so weights keep all 8 bits. Elsewhere (AVX2 alone) onnxruntime's
-    u8s8 kernels can saturate, and the weights are quantised to 7 bits (``reduce_range``)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return bool(set(line.split(":", 1)[1].split()) & {"avx512_vnni", "avx_vnni", "amx_int8"})
-    except OSError:
-        pass
-    return False
-
-
 def int8_tower_exists(folder: str) -> bool:
     """True when the int8 tower beside the fp32 one was made from it, for this CPU kind, unchanged since."""
     info, int8 = _info(folder), _info(folder, _INT8_INFO_FILE)
@@ -173,7 +161,7 @@ def quantize_image_tower(folder: str) -> dict[str, Any] | None:
     import tempfile
 
     try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        import onnxruntime.quantization  # noqa: F401
     except ImportError:
         return None
     info = _info(folder)
@@ -183,18 +171,7 @@ def quantize_image_tower(folder: str) -> dict[str, Any] | None:
     fd, tmp = tempfile.mkstemp(prefix=".image.int8.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import logging
-
-            quiet = logging.getLogger()  # quantize_dynamic logs advice on the root logger
-            level = quiet.level
-            quiet.setLevel(logging.ERROR)
-            try:
-                quantize_dynamic(os.path.join(folder, IMAGE_TOWER_FILE), tmp, op_types_to_quantize=["MatMul", "Gemm"],
-                                 per_channel=False, reduce_range=reduce_range, weight_type=QuantType.QInt8)
-            finally:
-                quiet.setLevel(level)
+        quantize_graph(os.path.join(folder, IMAGE_TOWER_FILE), tmp, reduce_range)
         cosine = _check_int8(folder, tmp, info)
     except Exception:  # noqa: BLE001 - a graph the quantiser cannot handle stays fp32
         cosine = None

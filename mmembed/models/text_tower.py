@@ -34,10 +34,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ClipTokenizer", "OnnxTextEncoder", "export_text_tower", "tower_folder", "TEXT_TOWER_FILE"]
+__all__ = ["ClipTokenizer", "OnnxTextEncoder", "export_text_tower", "tower_folder", "quantize_text_tower",
+           "TEXT_TOWER_FILE", "INT8_TEXT_FILE"]
 
 TEXT_TOWER_FILE = "text.onnx"
+INT8_TEXT_FILE = "text.int8.onnx"
 _INFO_FILE = "text.json"
+_INT8_INFO_FILE = "text.int8.json"
+_MIN_INT8_COSINE = 0.99  # the int8 text graph against the fp32 one, worst check text
 _EMBEDDING_FILE = "token_embedding.npy"
 _FORMAT = 2  # bumped when the files change meaning; an older export is made again
 _PLAIN = re.compile(r"[ -%'-~]*")  # printable ASCII without '&' (ftfy may unescape entities)
@@ -154,11 +158,12 @@ class ClipTokenizer:
 class OnnxTextEncoder:
     """Encodes text with an exported text tower; float32 (N, D) unit rows, like ``Encoder.encode_text``."""
 
-    def __init__(self, folder: str, *, one_shot: bool = False) -> None:
+    def __init__(self, folder: str, *, one_shot: bool = False, precision: str = "fp32") -> None:
         import onnxruntime as ort
 
         with open(os.path.join(folder, _INFO_FILE)) as f:
             self.info = json.load(f)
+        self.precision = precision
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
@@ -170,7 +175,8 @@ class OnnxTextEncoder:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(1) as pool:
-            session = pool.submit(ort.InferenceSession, os.path.join(folder, TEXT_TOWER_FILE), options,
+            graph = INT8_TEXT_FILE if precision == "int8" else TEXT_TOWER_FILE
+            session = pool.submit(ort.InferenceSession, os.path.join(folder, graph), options,
                                   providers=["CPUExecutionProvider"])
             self.tokenizer = ClipTokenizer(int(self.info["context_length"]))
             self.session = session.result()
@@ -183,6 +189,10 @@ class OnnxTextEncoder:
     def encode_text(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
+        if self.precision == "int8" and len(texts) > 1:
+            # dynamic quantisation scales by the whole input: one text per run keeps a text's
+            # vector its own, whatever it is batched with
+            return np.concatenate([self.encode_text([t]) for t in texts])
         tokens = self.tokenizer(list(texts), trim=True)
         embedded = np.ascontiguousarray(self.embedding[tokens], dtype=np.float32)
         (out,) = self.session.run(None, {"embedded": embedded, "tokens": tokens})
@@ -233,9 +243,14 @@ def _file_stamps(folder: str) -> dict[str, list[int]]:
     return out
 
 
-def load_text_tower(folder: str, fingerprint: str, *, one_shot: bool = False) -> OnnxTextEncoder | None:
+def load_text_tower(folder: str, fingerprint: str, *, one_shot: bool = False,
+                    precision: str = "fp32") -> OnnxTextEncoder | None:
     """The exported text tower in ``folder`` if it exists and matches ``fingerprint``; else None.
-    Raises when it was exported but its files changed since (damaged: export it again)."""
+    Raises when it was exported but its files changed since (damaged: export it again).
+
+    At ``precision="int8"`` the quantised graph (made on first use by :func:`quantize_text_tower`)
+    runs; the fp32 one when no faithful int8 graph can be made.
+    """
     if not tower_exists(folder, fingerprint):
         if _changed_since_export(folder, fingerprint):
             raise ValueError("its files changed after the export")
@@ -244,7 +259,67 @@ def load_text_tower(folder: str, fingerprint: str, *, one_shot: bool = False) ->
         import onnxruntime  # noqa: F401
     except ImportError:
         return None
-    return OnnxTextEncoder(folder, one_shot=one_shot)
+    if precision == "int8" and not int8_text_tower_exists(folder) and quantize_text_tower(folder) is None:
+        precision = "fp32"
+    return OnnxTextEncoder(folder, one_shot=one_shot, precision=precision)
+
+
+def int8_text_tower_exists(folder: str) -> bool:
+    """True when the int8 text graph was made from the fp32 one now in ``folder``, for this CPU kind."""
+    from .quantize import cpu_has_vnni
+
+    try:
+        with open(os.path.join(folder, _INFO_FILE)) as f:
+            info = json.load(f)
+        with open(os.path.join(folder, _INT8_INFO_FILE)) as f:
+            int8 = json.load(f)
+        st = os.stat(os.path.join(folder, INT8_TEXT_FILE))
+        return (int8.get("from") == info.get("files", {}).get(TEXT_TOWER_FILE)
+                and int8.get("reduce_range") == (not cpu_has_vnni()) and int8.get("file") == [st.st_size, st.st_mtime_ns])
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def quantize_text_tower(folder: str) -> dict[str, Any] | None:
+    """Quantise the text graph in ``folder`` to int8 (as ``image_tower.quantize_image_tower``
+    does the image graph) and keep it only when its worst cosine to fp32 on the check texts
+    reaches 0.99; None (nothing written) otherwise. The token embedding stays fp32."""
+    import tempfile
+
+    from .quantize import cpu_has_vnni, quantize_graph
+
+    try:
+        with open(os.path.join(folder, _INFO_FILE)) as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return None
+    reduce_range = not cpu_has_vnni()
+    fd, tmp = tempfile.mkstemp(prefix=".text.int8.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        quantize_graph(os.path.join(folder, TEXT_TOWER_FILE), tmp, reduce_range)
+        import onnxruntime as ort
+
+        encoder = OnnxTextEncoder(folder)
+        want = encoder.encode_text(_CHECK_TEXTS)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        encoder.session, encoder.precision = ort.InferenceSession(tmp, options, providers=["CPUExecutionProvider"]), "int8"
+        cosine = float((want * encoder.encode_text(_CHECK_TEXTS)).sum(axis=1).min())
+    except Exception:  # noqa: BLE001 - a graph the quantiser cannot handle stays fp32
+        cosine = None
+    if cosine is None or cosine < _MIN_INT8_COSINE:
+        os.remove(tmp)
+        return None
+    os.replace(tmp, os.path.join(folder, INT8_TEXT_FILE))
+    st = os.stat(os.path.join(folder, INT8_TEXT_FILE))
+    stamp = {"from": info.get("files", {}).get(TEXT_TOWER_FILE), "reduce_range": reduce_range,
+             "min_cosine_on_check": round(cosine, 6), "file": [st.st_size, st.st_mtime_ns]}
+    fd, tmp = tempfile.mkstemp(prefix=".text.int8.", suffix=".json", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        json.dump(stamp, f)
+    os.replace(tmp, os.path.join(folder, _INT8_INFO_FILE))
+    return stamp
 
 
 def export_text_tower(encoder: Any, folder: str) -> dict[str, Any] | None:

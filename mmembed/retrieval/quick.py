@@ -77,11 +77,22 @@ class QuickSearch:
 
             folder = tower_folder(fingerprint)
             try:
-                self._tower = load_text_tower(folder, fingerprint, one_shot=self.one_shot) or False
+                self._tower = load_text_tower(folder, fingerprint, one_shot=self.one_shot,
+                                              precision=self.text_precision()) or False
             except Exception as exc:  # noqa: BLE001 - a damaged export only costs speed
                 self._tower = False
                 _discard_tower(folder, exc)
         return self._tower or None
+
+    def text_precision(self) -> str:
+        """The text tower's precision: int8 where ingest runs int8 (``pick_precision``), so that
+        a query is encoded as the table's item texts were; fp32 otherwise."""
+        from ..models.encoder import pick_precision
+
+        try:
+            return "int8" if pick_precision("cpu", self.precision) == "int8" else "fp32"
+        except Exception:  # noqa: BLE001 - a precision this CPU refuses: the full path explains
+            return "fp32"
 
     def search(
         self,

@@ -298,3 +298,21 @@ def test_refresh_builds_the_index_past_the_threshold_and_writes_the_snapshot(tmp
     index._export_text_tower = lambda: None
     index.refresh()  # 100 rows: no index, and no error
     assert index.store.vector_indices() == {}
+
+
+def test_a_partitioned_index_checks_itself_and_falls_back_to_one_partition(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each partitioned build measures recall@10 on queries near the table's own vectors; under
+    the bar (vectors that do not cluster) it is rebuilt as one partition, a scan of every row."""
+    from mmembed.store import Store
+    from mmembed.store import table as store_table
+
+    db = str(tmp_path / "parts.lancedb")
+    _vector_table(db, 8000)
+    built = Store(db).build_vector_index("image_vector")
+    assert built["partitions"] == 8000 // store_table.ANN_ROWS_PER_PARTITION
+    assert built["sample_recall_at_10"] >= store_table.ANN_MIN_SAMPLE_RECALL  # every partition probed here
+    monkeypatch.setattr(store_table, "ANN_MIN_SAMPLE_RECALL", 1.01)  # no index can pass
+    fallback = Store(db).build_vector_index("image_vector")
+    assert fallback["partitions"] == 1 and fallback["sample_recall_at_10"] < 1.01
+    assert "image_vector" in Store(db).vector_indices()

@@ -10,6 +10,7 @@ write to fail: after an ingest has saved its rows, a failure here is a note on t
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from typing import Any
 
@@ -65,7 +66,29 @@ def export_towers(index: Any) -> None:
             except OSError as exc:
                 raise StoreError(f"cannot write the exported model in {folder} ({exc.strerror or exc})") from None
     except ImportError:
-        pass  # onnx/onnxruntime missing: torch does the work, as before
+        return  # onnx/onnxruntime missing: torch does the work, as before
+    _quantize_towers(index, fingerprint)
+
+
+def _quantize_towers(index: Any, fingerprint: str) -> None:
+    """Where this CPU encodes at int8, make both int8 graphs now, with the export (their one-time
+    cost, a few seconds, belongs there rather than in the first search or captioned ingest)."""
+    from .models.encoder import pick_precision
+    from .models.image_tower import image_tower_folder, int8_tower_exists, quantize_image_tower
+    from .models.text_tower import int8_text_tower_exists, quantize_text_tower, tower_folder
+
+    try:
+        if pick_precision("cpu", index.config.precision) != "int8":
+            return
+    except Exception:  # noqa: BLE001 - a precision this CPU refuses: nothing to prepare
+        return
+    for folder, exists, quantize in ((image_tower_folder(fingerprint), int8_tower_exists, quantize_image_tower),
+                                     (tower_folder(fingerprint), int8_text_tower_exists, quantize_text_tower)):
+        if os.path.isdir(folder) and not exists(folder):
+            try:
+                quantize(folder)  # None when not faithful: fp32 is used, as at load time
+            except OSError:
+                pass  # derived data: the first use tries again
 
 
 def onnx_first(index: Any, target: Store) -> None:

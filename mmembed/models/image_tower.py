@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .quantize import cpu_has_vnni, quantize_graph
+from .quantize import cpu_has_vnni, keep_graph, quantize_graph
 
 __all__ = ["OnnxImageEncoder", "export_image_tower", "image_tower_folder", "image_tower_exists",
            "load_image_tower", "quantize_image_tower", "IMAGE_TOWER_FILE"]
@@ -178,14 +178,8 @@ def quantize_image_tower(folder: str) -> dict[str, Any] | None:
     if cosine is None or cosine < _MIN_INT8_COSINE:
         os.remove(tmp)
         return None
-    os.replace(tmp, os.path.join(folder, INT8_FILE))
-    int8 = {"from": info.get("file"), "reduce_range": reduce_range, "min_cosine_on_check": round(cosine, 6),
-            "file": _stamp(folder, INT8_FILE)}
-    fd, tmp = tempfile.mkstemp(prefix=".image.int8.", suffix=".json", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        json.dump(int8, f)
-    os.replace(tmp, os.path.join(folder, _INT8_INFO_FILE))
-    return int8
+    return keep_graph(tmp, folder, INT8_FILE, _INT8_INFO_FILE, {
+        "from": info.get("file"), "reduce_range": reduce_range, "min_cosine_on_check": round(cosine, 6)})
 
 
 def _check_int8(folder: str, path: str, info: dict[str, Any]) -> float:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
+import tempfile
 import warnings
+from typing import Any
 
-__all__ = ["cpu_has_vnni", "quantize_graph"]
+__all__ = ["cpu_has_vnni", "quantize_graph", "keep_graph"]
 
 
 def cpu_has_vnni() -> bool:
@@ -41,3 +45,17 @@ def quantize_graph(source: str, target: str, reduce_range: bool) -> None:
                              reduce_range=reduce_range, weight_type=QuantType.QInt8)
         finally:
             quiet.setLevel(level)
+
+
+def keep_graph(tmp: str, folder: str, graph: str, info_name: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Move a checked int8 graph into place as ``graph`` and write ``record`` (plus the graph's
+    size and mtime, which later say whether it is still the one checked) as ``info_name``,
+    each by an atomic rename."""
+    os.replace(tmp, os.path.join(folder, graph))
+    st = os.stat(os.path.join(folder, graph))
+    record = {**record, "file": [st.st_size, st.st_mtime_ns]}
+    fd, info_tmp = tempfile.mkstemp(prefix=f".{info_name}.", suffix=".tmp", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        json.dump(record, f)
+    os.replace(info_tmp, os.path.join(folder, info_name))
+    return record

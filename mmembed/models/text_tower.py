@@ -286,7 +286,7 @@ def quantize_text_tower(folder: str) -> dict[str, Any] | None:
     reaches 0.99; None (nothing written) otherwise. The token embedding stays fp32."""
     import tempfile
 
-    from .quantize import cpu_has_vnni, quantize_graph
+    from .quantize import cpu_has_vnni, keep_graph, quantize_graph
 
     try:
         with open(os.path.join(folder, _INFO_FILE)) as f:
@@ -311,15 +311,9 @@ def quantize_text_tower(folder: str) -> dict[str, Any] | None:
     if cosine is None or cosine < _MIN_INT8_COSINE:
         os.remove(tmp)
         return None
-    os.replace(tmp, os.path.join(folder, INT8_TEXT_FILE))
-    st = os.stat(os.path.join(folder, INT8_TEXT_FILE))
-    stamp = {"from": info.get("files", {}).get(TEXT_TOWER_FILE), "reduce_range": reduce_range,
-             "min_cosine_on_check": round(cosine, 6), "file": [st.st_size, st.st_mtime_ns]}
-    fd, tmp = tempfile.mkstemp(prefix=".text.int8.", suffix=".json", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        json.dump(stamp, f)
-    os.replace(tmp, os.path.join(folder, _INT8_INFO_FILE))
-    return stamp
+    return keep_graph(tmp, folder, INT8_TEXT_FILE, _INT8_INFO_FILE, {
+        "from": info.get("files", {}).get(TEXT_TOWER_FILE), "reduce_range": reduce_range,
+        "min_cosine_on_check": round(cosine, 6)})
 
 
 def export_text_tower(encoder: Any, folder: str) -> dict[str, Any] | None:

@@ -231,3 +231,24 @@ def test_on_a_cpu_without_vnni_the_int8_tower_is_remade_with_7_bit_weights(int8_
     paths = [FIXTURE_IMAGES / n for n in PLAIN]
     reference = Encoder(tiny_model, device="cpu", precision="fp32").encode_images(paths)
     assert (encoder.encode_images(paths) * reference).sum(axis=1).min() >= 0.99
+
+
+def test_the_faster_lancedb_import_keeps_validation_and_restores_pydantic() -> None:
+    """store/_fast_import.py defers pydantic's validators while lancedb loads: the REST client's
+    methods still validate on call, and pydantic.validate_call is pydantic's own again after."""
+    script = (
+        "import pydantic\n"
+        "original = pydantic.validate_call\n"
+        "from mmembed.store._fast_import import import_lancedb\n"
+        "import_lancedb()\n"
+        "from lance_namespace_urllib3_client.api.table_api import TableApi\n"
+        "try:\n"
+        "    TableApi(None).describe_table(id=123, describe_table_request=5)\n"
+        "    print('accepted')\n"
+        "except pydantic.ValidationError:\n"
+        "    print('refused')\n"
+        "print(pydantic.validate_call is original)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["refused", "True"]

@@ -146,15 +146,9 @@ def torch_precision(device: str, precision: str = "auto") -> str:
 def cpu_has_native_bf16() -> bool:
     """True on x86 CPUs with AVX-512 BF16 or AMX (Linux /proc/cpuinfo); bf16 is emulated, and
     slower than fp32, elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
+    from .quantize import cpu_flags
+
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 class Encoder:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .quantize import cpu_has_vnni, keep_graph, quantize_graph
+from .quantize import cpu_has_vnni, make_int8
 
 __all__ = ["OnnxImageEncoder", "export_image_tower", "image_tower_folder", "image_tower_exists",
            "load_image_tower", "quantize_image_tower", "IMAGE_TOWER_FILE"]
@@ -158,8 +158,6 @@ def quantize_image_tower(folder: str) -> dict[str, Any] | None:
     cosine must reach 0.99, or nothing is written and None is returned (fp32 is used). A few
     seconds once per model; BENCHMARKS.md has the speed and the cosine on real photos.
     """
-    import tempfile
-
     try:
         import onnxruntime.quantization  # noqa: F401
     except ImportError:
@@ -167,19 +165,9 @@ def quantize_image_tower(folder: str) -> dict[str, Any] | None:
     info = _info(folder)
     if info is None:
         return None
-    reduce_range = not cpu_has_vnni()
-    fd, tmp = tempfile.mkstemp(prefix=".image.int8.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        quantize_graph(os.path.join(folder, IMAGE_TOWER_FILE), tmp, reduce_range)
-        cosine = _check_int8(folder, tmp, info)
-    except Exception:  # noqa: BLE001 - a graph the quantiser cannot handle stays fp32
-        cosine = None
-    if cosine is None or cosine < _MIN_INT8_COSINE:
-        os.remove(tmp)
-        return None
-    return keep_graph(tmp, folder, INT8_FILE, _INT8_INFO_FILE, {
-        "from": info.get("file"), "reduce_range": reduce_range, "min_cosine_on_check": round(cosine, 6)})
+    return make_int8(folder, IMAGE_TOWER_FILE, INT8_FILE, _INT8_INFO_FILE, reduce_range=not cpu_has_vnni(),
+                     minimum=_MIN_INT8_COSINE, check=lambda path: _check_int8(folder, path, info),
+                     record={"from": info.get("file")})
 
 
 def _check_int8(folder: str, path: str, info: dict[str, Any]) -> float:

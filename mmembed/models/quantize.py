@@ -9,23 +9,31 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
-__all__ = ["cpu_has_vnni", "quantize_graph", "keep_graph"]
+__all__ = ["cpu_flags", "cpu_has_vnni", "quantize_graph", "make_int8"]
 
 
-def cpu_has_vnni() -> bool:
-    """True on x86 CPUs with AVX-512 VNNI or AVX-VNNI (Linux /proc/cpuinfo): their int8 dot
-    products cannot overflow, so weights keep all 8 bits. Elsewhere (AVX2 alone) onnxruntime's
-    u8s8 kernels can saturate, and the weights are quantised to 7 bits (``reduce_range``)."""
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from Linux /proc/cpuinfo (empty elsewhere)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("flags"):
-                    return bool(set(line.split(":", 1)[1].split()) & {"avx512_vnni", "avx_vnni", "amx_int8"})
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return frozenset()
+
+
+def cpu_has_vnni() -> bool:
+    """True on x86 CPUs with AVX-512 VNNI or AVX-VNNI: their int8 dot products cannot
+    overflow, so weights keep all 8 bits. Elsewhere (AVX2 alone) onnxruntime's u8s8 kernels can
+    saturate, and the weights are quantised to 7 bits (``reduce_range``)."""
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def quantize_graph(source: str, target: str, reduce_range: bool) -> None:
@@ -47,13 +55,27 @@ def quantize_graph(source: str, target: str, reduce_range: bool) -> None:
             quiet.setLevel(level)
 
 
-def keep_graph(tmp: str, folder: str, graph: str, info_name: str, record: dict[str, Any]) -> dict[str, Any]:
-    """Move a checked int8 graph into place as ``graph`` and write ``record`` (plus the graph's
-    size and mtime, which later say whether it is still the one checked) as ``info_name``,
-    each by an atomic rename."""
-    os.replace(tmp, os.path.join(folder, graph))
-    st = os.stat(os.path.join(folder, graph))
-    record = {**record, "file": [st.st_size, st.st_mtime_ns]}
+def make_int8(folder: str, source: str, target: str, info_name: str, *, reduce_range: bool, minimum: float,
+              check: Callable[[str], float], record: dict[str, Any]) -> dict[str, Any] | None:
+    """Quantise ``folder/source`` into ``folder/target`` and keep it only when ``check`` (the
+    worst cosine of the quantised graph at the path it is given against fp32) reaches
+    ``minimum``; then write ``record`` (with the cosine, ``reduce_range`` and the graph's size
+    and mtime, which later say whether it is still the one checked) as ``info_name``. Every
+    file appears by an atomic rename; None, and nothing written, when the graph is not kept."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        quantize_graph(os.path.join(folder, source), tmp, reduce_range)
+        cosine: float | None = check(tmp)
+    except Exception:  # noqa: BLE001 - a graph the quantiser cannot handle stays fp32
+        cosine = None
+    if cosine is None or cosine < minimum:
+        os.remove(tmp)
+        return None
+    os.replace(tmp, os.path.join(folder, target))
+    st = os.stat(os.path.join(folder, target))
+    record = {**record, "reduce_range": reduce_range, "min_cosine_on_check": round(cosine, 6),
+              "file": [st.st_size, st.st_mtime_ns]}
     fd, info_tmp = tempfile.mkstemp(prefix=f".{info_name}.", suffix=".tmp", dir=folder)
     with os.fdopen(fd, "w") as f:
         json.dump(record, f)

@@ -284,36 +284,27 @@ def quantize_text_tower(folder: str) -> dict[str, Any] | None:
     """Quantise the text graph in ``folder`` to int8 (as ``image_tower.quantize_image_tower``
     does the image graph) and keep it only when its worst cosine to fp32 on the check texts
     reaches 0.99; None (nothing written) otherwise. The token embedding stays fp32."""
-    import tempfile
-
-    from .quantize import cpu_has_vnni, keep_graph, quantize_graph
+    from .quantize import cpu_has_vnni, make_int8
 
     try:
         with open(os.path.join(folder, _INFO_FILE)) as f:
             info = json.load(f)
     except (OSError, ValueError):
         return None
-    reduce_range = not cpu_has_vnni()
-    fd, tmp = tempfile.mkstemp(prefix=".text.int8.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        quantize_graph(os.path.join(folder, TEXT_TOWER_FILE), tmp, reduce_range)
+
+    def check(path: str) -> float:
         import onnxruntime as ort
 
         encoder = OnnxTextEncoder(folder)
         want = encoder.encode_text(_CHECK_TEXTS)
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        encoder.session, encoder.precision = ort.InferenceSession(tmp, options, providers=["CPUExecutionProvider"]), "int8"
-        cosine = float((want * encoder.encode_text(_CHECK_TEXTS)).sum(axis=1).min())
-    except Exception:  # noqa: BLE001 - a graph the quantiser cannot handle stays fp32
-        cosine = None
-    if cosine is None or cosine < _MIN_INT8_COSINE:
-        os.remove(tmp)
-        return None
-    return keep_graph(tmp, folder, INT8_TEXT_FILE, _INT8_INFO_FILE, {
-        "from": info.get("files", {}).get(TEXT_TOWER_FILE), "reduce_range": reduce_range,
-        "min_cosine_on_check": round(cosine, 6)})
+        encoder.session, encoder.precision = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]), "int8"
+        return float((want * encoder.encode_text(_CHECK_TEXTS)).sum(axis=1).min())
+
+    return make_int8(folder, TEXT_TOWER_FILE, INT8_TEXT_FILE, _INT8_INFO_FILE, reduce_range=not cpu_has_vnni(),
+                     minimum=_MIN_INT8_COSINE, check=check,
+                     record={"from": info.get("files", {}).get(TEXT_TOWER_FILE)})
 
 
 def export_text_tower(encoder: Any, folder: str) -> dict[str, Any] | None:

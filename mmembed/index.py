@@ -39,6 +39,8 @@ __all__ = ["Index", "IndexInfo"]
 log = logging.getLogger("mmembed")
 
 PathLike = str | os.PathLike[str]
+_ITEM_COLUMNS = ("id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns",
+                 "text", "texts", "text_source")
 _ATTENTION_BLOB = "attention"
 
 
@@ -425,13 +427,14 @@ class Index:
         self,
         text: str | None = None,
         *,
-        image: PathLike | None = None,
+        image: PathLike | bytes | None = None,
         options: SearchOptions | None = None,
         **kwargs: Any,
     ) -> list[Hit]:
         """Nearest items to a text and/or image query, best first.
 
-        ``target`` is 'image', 'text' or 'fused' (default: fused when the table has item text).
+        ``image`` is a path or an image file's bytes. ``target`` is 'image', 'text' or 'fused'
+        (default: fused when the table has item text).
         ``where`` is a SQL filter on the metadata columns, e.g. ``"format = 'PNG'"``. See
         ``mmembed.retrieval.exact`` for how composite queries are scored. The keyword arguments
         are the fields of :class:`SearchOptions` (limit, where, target, image_weight, negatives,
@@ -450,6 +453,26 @@ class Index:
             text_encoder=self._text_encoder() if image is None else None,
             query_encoder=self._quick.image_encoder(asdict(meta)) if image is not None and quick and meta else None,
         )
+
+    def items(self, ids: Sequence[str] | None = None, *, where: str | None = None) -> list[dict[str, Any]]:
+        """Every row's metadata (or the rows with these ``ids``), without vectors: id, path, size,
+        mtime_ns, content_hash, width, height, format, taken_ns (EXIF date taken, where read),
+        text, texts, text_source, and manifest columns; ``where`` is a SQL filter as for
+        ``search``. No model is loaded. [] before the first ingest.
+
+        Example::
+
+            folders = {os.path.dirname(item["path"]) for item in idx.items()}
+        """
+        if self.meta is None:
+            return []
+        wanted = [*_ITEM_COLUMNS, *self.store.extra_columns]
+        columns = [c for c in wanted if c in self.store.table.schema.names]
+        if ids is None:
+            return self.store.read_columns(columns, where).to_pylist()
+        ids = list(items(ids, "ids", ConfigError, (str,)))
+        found = [row for row in self.store.rows_by_id(ids)]
+        return [{c: row.get(c) for c in columns} for row in found]
 
     def embed_text(self, texts: str | Sequence[str]) -> np.ndarray:
         """float32 (N, D) unit vectors from this index's model; a single string is one text."""

@@ -53,6 +53,7 @@ class _Prepared:
     format: str = ""
     embedded: list[str] = field(default_factory=list)
     reason: str = ""
+    taken_ns: int | None = None
 
 
 class ImageDecoder:
@@ -148,4 +149,5 @@ def _prepare(task: _Task, reusable: frozenset[str], decode: ImageDecoder, max_me
         raise  # e.g. the model failed to load: that stops the run, it is not this file's fault
     except Exception as exc:  # noqa: BLE001 - one odd file must never stop the run
         return _Prepared(task, "skip", digest, reason=f"could not decode ({type(exc).__name__}: {exc})"[:200])
-    return _Prepared(task, "encode", digest, tensor, decoded.width, decoded.height, decoded.format, decoded.texts)
+    return _Prepared(task, "encode", digest, tensor, decoded.width, decoded.height, decoded.format, decoded.texts,
+                     taken_ns=decoded.taken_ns)

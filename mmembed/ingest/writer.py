@@ -55,7 +55,7 @@ class _Writer:
         row = {
             "id": existing_id or _new_id(), "path": f.path, "size": f.size, "mtime_ns": f.mtime_ns,
             "content_hash": prepared.content_hash, "width": prepared.width, "height": prepared.height,
-            "format": prepared.format, "ingested_at": datetime.now(timezone.utc), "image_vector": vector,
+            "format": prepared.format, "taken_ns": prepared.taken_ns, "ingested_at": datetime.now(timezone.utc), "image_vector": vector,
             **columns, "_new_text": True,
         }
         (self.update_rows if existing_id else self.new_rows).append(row)

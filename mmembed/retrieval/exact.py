@@ -46,7 +46,7 @@ def run_search(
     store: Store,
     vectorizer: Any,
     text: str | None = None,
-    image: str | os.PathLike[str] | None = None,
+    image: str | os.PathLike[str] | bytes | None = None,
     options: SearchOptions = SearchOptions(),
     *,
     max_megapixels: float = 100.0,

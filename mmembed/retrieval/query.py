@@ -22,7 +22,7 @@ __all__ = ["Hit", "Query", "SearchOptions", "parse_terms", "check_query", "query
 TARGETS = ("image", "text", "fused")
 _TERM_SPLIT = re.compile(r"\s+([+-])\s+")
 _CORE = {"id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "ingested_at",
-         "image_vector", "text", "texts", "text_source", "text_hash", "embedded_texts", "manifest_texts",
+         "taken_ns", "image_vector", "text", "texts", "text_source", "text_hash", "embedded_texts", "manifest_texts",
          "text_vector", "score"}
 
 
@@ -104,26 +104,30 @@ class Query:
 
     positives: list[str]
     negatives: list[str]
-    image: str | None
+    image: str | bytes | None  # a path, or an image file's bytes
     image_weight: float | None
     negative_weight: float
 
 
-def check_query(text: str | None, image: str | os.PathLike[str] | None, options: SearchOptions) -> Query:
+def check_query(text: str | None, image: str | os.PathLike[str] | bytes | None, options: SearchOptions) -> Query:
     """Reject an empty query, a missing query image or a bad weight before any model is loaded
     (the options were checked when they were made)."""
     negatives, image_weight, negative_weight = options.negatives, options.image_weight, options.negative_weight
     checked(text, "the search text", QueryError, (str,), optional=True)
-    checked(image, "image", QueryError, (str, os.PathLike), optional=True)
+    checked(image, "image", QueryError, (str, os.PathLike, bytes), optional=True)
     positives, minus = parse_terms(text)
     if not positives and image is None:
         raise QueryError("empty query; give search text, or --image PATH")
-    if image is not None and os.path.isdir(os.fspath(image)):
+    if isinstance(image, bytes):  # an image file's bytes (an upload): decoded from memory
+        if not image:
+            raise QueryError("the query image is empty (0 bytes); give an image file")
+    elif image is not None and os.path.isdir(os.fspath(image)):
         raise QueryError(f"{os.fspath(image)}: the query image is a folder; give an image file")
-    if image is not None and not os.path.isfile(os.fspath(image)):
+    elif image is not None and not os.path.isfile(os.fspath(image)):
         raise QueryError(f"{os.fspath(image)}: query image not found; check the path")
     negatives = [*minus, *(n.strip() for n in negatives if n and n.strip())]
-    return Query(positives, negatives, os.fspath(image) if image is not None else None, image_weight, negative_weight)
+    source = image if image is None or isinstance(image, bytes) else os.fspath(image)
+    return Query(positives, negatives, source, image_weight, negative_weight)
 
 
 def query_vectors(encoder: Any, query: Query, max_megapixels: float = 100.0) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
@@ -137,7 +141,8 @@ def query_vectors(encoder: Any, query: Query, max_megapixels: float = 100.0) -> 
         from ..sources.decode import load_image
 
         try:
-            decoded = load_image(query.image, max_megapixels=max_megapixels)
+            name = "the query image" if isinstance(query.image, bytes) else None
+            decoded = load_image(query.image, max_megapixels=max_megapixels, name=name)
         except ImageDecodeError as exc:
             raise QueryError(f"query image {exc.path}: {exc.reason}") from None
         img = encoder.encode_images([decoded.image])[0]

@@ -99,7 +99,7 @@ class QuickSearch:
         text: str | None,
         options: SearchOptions = SearchOptions(),
         *,
-        image: str | os.PathLike[str] | None = None,
+        image: str | os.PathLike[str] | bytes | None = None,
         encoder: Any = None,
         max_megapixels: float = 100.0,
     ) -> list[Hit] | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ..errors import ImageDecodeError
 from ..text.embedded import embedded_texts
 
-__all__ = ["DecodedImage", "load_image", "decoder_signature"]
+__all__ = ["DecodedImage", "load_image", "decoder_signature", "date_taken"]
 
 _PLUGIN_HINTS = {
     ".heic": "HEIC/HEIF support needs pillow-heif (pip install pillow-heif)",
@@ -32,6 +32,7 @@ class DecodedImage:
     height: int
     format: str  # Pillow's format name: JPEG, PNG, HEIF, AVIF, ...
     texts: list[str] = field(default_factory=list)  # captions embedded in the file (EXIF, IPTC, XMP)
+    taken_ns: int | None = None  # EXIF DateTimeOriginal (camera's local time, read as UTC), ns since epoch
 
 
 _plugins_lock = threading.Lock()
@@ -111,6 +112,7 @@ def load_image(
             raise ImageDecodeError(label, _over_cap((width, height), max_megapixels))
         fmt = im.format or "unknown"
         texts = embedded_texts(im)
+        taken = date_taken(im)
         if min_side and fmt == "JPEG" and min(width, height) >= 2 * min_side:
             im.draft(im.mode, (min_side, min_side))  # DCT scaling: both sides stay >= min_side
         drafted = im.size
@@ -126,10 +128,38 @@ def load_image(
             pass
         rgb = _to_rgb(im, label)
         full = (width, height) if rgb.size == drafted else (height, width)  # EXIF may swap sides
-        return DecodedImage(rgb, *full, fmt, texts)
+        return DecodedImage(rgb, *full, fmt, texts, taken)
     finally:
         if hasattr(fp, "close"):
             fp.close()  # type: ignore[union-attr]
+
+
+_EXIF_IFD, _DATE_ORIGINAL, _DATE_DIGITIZED, _DATE_TIME = 0x8769, 0x9003, 0x9004, 0x0132
+_EXIF_DATE = re.compile(r"^\s*(\d{4})[:-](\d{2})[:-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
+
+
+def date_taken(im: object) -> int | None:
+    """When the photo was taken, from EXIF (DateTimeOriginal, else DateTimeDigitized, else
+    DateTime), as ns since the epoch with the camera's local time read as UTC; None when the
+    file has no such date or a broken one. Never raises, never decodes pixels."""
+    import calendar
+
+    try:
+        if getattr(im, "format", None) == "PNG" and "exif" not in getattr(im, "info", {}):
+            return None  # PNG getexif() would decode the pixels to look for a late eXIf chunk
+        exif = im.getexif()  # type: ignore[attr-defined]
+        sub = exif.get_ifd(_EXIF_IFD)
+        for raw in (sub.get(_DATE_ORIGINAL), sub.get(_DATE_DIGITIZED), exif.get(_DATE_TIME)):
+            if isinstance(raw, bytes):
+                raw = raw.decode("ascii", "replace")
+            match = _EXIF_DATE.match(raw) if isinstance(raw, str) else None
+            if match:
+                y, mo, d, h, mi, s = (int(g) for g in match.groups())
+                if 1900 <= y <= 2200 and 1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 62:
+                    return calendar.timegm((y, mo, d, h, mi, min(s, 59), 0, 0, 0)) * 1_000_000_000
+    except Exception:  # noqa: BLE001 - broken EXIF costs the date, never the picture
+        return None
+    return None
 
 
 def _open_file(path: str, label: str) -> io.BufferedReader:

@@ -94,6 +94,7 @@ def image_schema(meta: TableMeta, fused_dim: int) -> pa.Schema:
             pa.field("height", pa.int32()),
             pa.field("format", pa.string()),  # Pillow format name
             pa.field("ingested_at", pa.timestamp("ms", tz="UTC")),
+            pa.field("taken_ns", pa.int64()),  # EXIF date taken (camera local time as UTC), ns; null when unknown
             pa.field("image_vector", vec, nullable=False),
             pa.field("text", pa.string()),  # the item's first text, for display
             pa.field("texts", texts),  # every text the item's chosen source gave

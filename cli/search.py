@@ -28,11 +28,13 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line: path, score (cosine), caption, image_score, text_score, metadata.")] = False,
     paths_only: Annotated[bool, typer.Option("--paths", help="Print paths only, one per line (for xargs).")] = False,
     null: Annotated[bool, typer.Option("--null", "-0", help="Print paths only, each ended by a NUL byte (for xargs -0): safe for any file name.")] = False,
+    html_file: Annotated[Optional[Path], typer.Option("--html", help="Also write the results as a self-contained HTML gallery (thumbnails inlined; opens with no server).", show_default=False)] = None,
 ) -> None:
     """Search by text (text->image), by image (image->image), both, or image->text (--target text).
 
     Example: mmembed search "red car" --image ref.jpg --image-weight 0.4 --not blurry
     Pipe: mmembed search "beach" -0 | xargs -0 cp -t ~/beach
+    Gallery: mmembed search "beach" -n 100 --html beach.html
     """
     from mmembed.retrieval.query import SearchOptions
 
@@ -48,6 +50,12 @@ def search(
             hits = quick_search(config, query, options, image=image)
         if hits is None:
             hits = _index(db, table, model, pretrained, device).search(query, image=image, options=options)
+        if html_file is not None:
+            from mmembed.serve.gallery import write_gallery
+
+            title = " · ".join(x for x in (query, image.name if image else None) if x) or "mmembed results"
+            inlined = write_gallery(hits, html_file, title=f"mmembed: {title}")
+            typer.echo(f"wrote {html_file} ({len(hits)} results, {inlined} thumbnails inlined)", err=True)
     for hit in hits:
         if as_json:
             _print_json(hit.to_dict())

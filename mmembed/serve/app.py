@@ -1,0 +1,250 @@
+"""The web app: one page (``static/``) and the JSON API it uses, over a :class:`Library`.
+
+Routes (all read-only; there are no write endpoints)::
+
+    GET  /                  the page
+    GET  /api/info          the table: rows, model, formats, folders, columns, any problem
+    GET  /api/search        ?q=&n=&offset=&target=&not=&image_weight=&like=ID&where=
+                            &folder=&format=&date_from=&date_to=&date_field=&col.NAME=VALUE
+    POST /api/search        the same, with an image file as the request body (at most 20 MB)
+    GET  /api/items         browse: every photo (or the filtered ones), newest first; ?n=&offset=&folder=...
+    GET  /api/items/{id}    one item's metadata
+    GET  /thumbs/{id}       a 320 px JPEG thumbnail (EXIF orientation applied; ETag)
+    GET  /media/{id}        a 2048 px JPEG of the photo (for the detail view)
+    GET  /files/{id}        the original file
+
+Files are found by row id only: no path from a request is ever opened, so only indexed files
+can be read. Responses carry a Content-Security-Policy that allows no inline script, and the
+page writes every caption, path and EXIF string as text, never as HTML.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import os
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..errors import ConfigError, ImageDecodeError, IndexEmptyError, MmembedError, QueryError
+from .filters import Filters
+from .library import Library, NotFound
+from .thumbs import LARGE_SIZE, THUMB_SIZE
+
+__all__ = ["create_app", "MAX_UPLOAD_BYTES", "LOOPBACK_HOSTS"]
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+STATIC = os.path.join(os.path.dirname(__file__), "static")
+_CSP = ("default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+_FORMAT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif",
+                 "AVIF": "image/avif", "HEIF": "image/heif", "TIFF": "image/tiff", "BMP": "image/bmp"}
+
+
+def create_app(library: Library, *, allowed_hosts: list[str] | None = None) -> Starlette:
+    """The Starlette app over ``library``. ``allowed_hosts`` (default: the loopback names) are
+    the Host headers answered; others get 400, which stops DNS-rebinding pages reading it."""
+    api = _Api(library)
+    routes = [
+        Route("/", api.page, methods=["GET"]),
+        Route("/api/info", api.info, methods=["GET"]),
+        Route("/api/search", api.search, methods=["GET", "POST"]),
+        Route("/api/items", api.items, methods=["GET"]),
+        Route("/api/items/{item_id}", api.item, methods=["GET"]),
+        Route("/thumbs/{item_id}", api.thumb, methods=["GET"]),
+        Route("/media/{item_id}", api.large, methods=["GET"]),
+        Route("/files/{item_id}", api.original, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    hosts = allowed_hosts if allowed_hosts is not None else [*LOOPBACK_HOSTS, "[::1]"]
+    app = Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
+                                               Middleware(_SecurityHeaders)])
+    app.add_exception_handler(404, _not_found)
+    return app
+
+
+class _SecurityHeaders:
+    """Adds the CSP and friends to every response (pure ASGI: no buffering of file bodies)."""
+
+    _HEADERS = [(b"content-security-policy", _CSP.encode()), (b"x-content-type-options", b"nosniff"),
+                (b"referrer-policy", b"no-referrer"), (b"cross-origin-resource-policy", b"same-origin")]
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], *self._HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return _error("not found", 404)
+
+
+def _error(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _status(exc: MmembedError) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, (QueryError, ConfigError, ImageDecodeError)):
+        return 400
+    if isinstance(exc, IndexEmptyError):
+        return 409
+    return 500
+
+
+class _Json(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, default=str, allow_nan=False).encode("utf-8")
+
+
+class _Api:
+    def __init__(self, library: Library) -> None:
+        self.library = library
+
+    def page(self, request: Request) -> Response:
+        return FileResponse(os.path.join(STATIC, "index.html"), headers={"Cache-Control": "no-cache"})
+
+    def info(self, request: Request) -> Response:
+        return _Json(self.library.info())
+
+    async def search(self, request: Request) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        image = None
+        if request.method == "POST":
+            image = await _read_upload(request)
+            if isinstance(image, Response):
+                return image
+        try:
+            args = _search_args(request)
+            page = await run_in_threadpool(lambda: self.library.search(image=image, **args))
+        except MmembedError as exc:
+            return _error(str(exc), _status(exc))
+        return _Json({
+            "hits": [h.to_dict() for h in page.hits], "offset": page.offset, "more": page.more,
+            "where": page.where, "target": page.target, "took_ms": round(page.seconds * 1000, 1),
+        })
+
+    def items(self, request: Request) -> Response:
+        """Browse: every photo (or the filtered ones), newest first, a page at a time."""
+        try:
+            args = _search_args(request)
+            page = self.library.browse(limit=args["limit"], offset=args["offset"], filters=args["filters"])
+        except MmembedError as exc:
+            return _error(str(exc), _status(exc))
+        return _Json({"items": page.hits, "offset": page.offset, "more": page.more, "where": page.where,
+                      "took_ms": round(page.seconds * 1000, 1)})
+
+    def item(self, request: Request) -> Response:
+        try:
+            row = self.library.item(request.path_params["item_id"])
+        except MmembedError as exc:
+            return _error(str(exc), _status(exc))
+        return _Json(row)
+
+    def thumb(self, request: Request) -> Response:
+        return self._rendition(request, THUMB_SIZE)
+
+    def large(self, request: Request) -> Response:
+        return self._rendition(request, LARGE_SIZE)
+
+    def _rendition(self, request: Request, size: int) -> Response:
+        try:
+            row = self.library.item(request.path_params["item_id"])
+            etag = f'"{self.library.thumbs.key(row["content_hash"], size)}"'
+            if request.headers.get("if-none-match") == etag:
+                return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "private, max-age=3600"})
+            rendition = self.library.thumbs.get(row["path"], row["content_hash"], size)
+            with open(rendition.path, "rb") as f:
+                body = f.read()
+        except NotFound:
+            return _error("not found", 404)
+        except ImageDecodeError as exc:
+            return _error(f"{exc.path}: {exc.reason}", 410)
+        except OSError as exc:
+            return _error(f"the thumbnail cannot be read ({exc.strerror or exc})", 500)
+        return Response(body, media_type="image/jpeg",
+                        headers={"ETag": etag, "Cache-Control": "private, max-age=3600"})
+
+    def original(self, request: Request) -> Response:
+        try:
+            row = self.library.item(request.path_params["item_id"])
+        except MmembedError:
+            return _error("not found", 404)
+        path = row["path"]
+        if not os.path.isfile(path):
+            return _error(f"{path}: the file is gone since it was indexed", 410)
+        kind = _FORMAT_TYPES.get(str(row.get("format") or "").upper()) or mimetypes.guess_type(path)[0]
+        return FileResponse(path, media_type=kind or "application/octet-stream",
+                            headers={"Cache-Control": "private, max-age=3600"},
+                            content_disposition_type="inline", filename=os.path.basename(path))
+
+
+async def _read_upload(request: Request) -> bytes | Response:
+    """The request body, refused with 413 past ``MAX_UPLOAD_BYTES`` (never written to disk)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+        return _error(f"the image is {int(declared) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB", 413)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_UPLOAD_BYTES:
+            return _error(f"the image is over the limit of {MAX_UPLOAD_BYTES // 2**20} MB", 413)
+    if not body:
+        return _error("the request holds no image; send an image file as the body", 400)
+    return bytes(body)
+
+
+def _search_args(request: Request) -> dict[str, Any]:
+    """The search's arguments from the query string; QueryError names a bad value."""
+    params = request.query_params
+    text = params.get("q") or None
+    like = params.get("like") or None
+    columns = {k[4:]: v for k, v in params.items() if k.startswith("col.") and len(k) > 4}
+    filters = Filters(folder=params.get("folder") or None, format=params.get("format") or None,
+                      date_from=params.get("date_from") or None, date_to=params.get("date_to") or None,
+                      date_field=params.get("date_field") or "taken", columns=columns,
+                      where=params.get("where") or None)
+    negatives = tuple(n for value in params.getlist("not") for n in value.split(",") if n.strip())
+    return {"text": text, "like": like, "limit": _int(params.get("n"), "n", 50),
+            "offset": _int(params.get("offset"), "offset", 0), "target": params.get("target") or None,
+            "negatives": negatives, "image_weight": _float(params.get("image_weight"), "image_weight"),
+            "filters": filters}
+
+
+def _int(raw: str | None, name: str, default: int) -> int:
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise QueryError(f"{name}={raw!r} is not a whole number") from None
+
+
+def _float(raw: str | None, name: str) -> float | None:
+    if raw in (None, ""):
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise QueryError(f"{name}={raw!r} is not a number") from None

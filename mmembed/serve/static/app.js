@@ -1,0 +1,463 @@
+// mmembed's page: search as you type, search by image, filters, a grid with infinite scroll,
+// a detail view, keyboard navigation, and the query in the URL. Every string from the server
+// is written with textContent or as an attribute value, never as HTML.
+"use strict";
+
+const PAGE = 50;
+const DEBOUNCE_MS = 250;
+const FIELDS = ["q", "target", "image_weight", "not", "folder", "format", "date_field", "date_from", "date_to", "where"];
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  info: null, hits: [], offset: 0, more: false, loading: false, seq: 0,
+  uploads: new Map(), uploadCount: 0, detailIndex: -1, lastParams: "",
+};
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else node.setAttribute(k, String(v));
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+// ---------------------------------------------------------------- URL state
+function readForm() {
+  const params = new URLSearchParams();
+  for (const name of FIELDS) {
+    const input = $(name);
+    const value = input.value.trim();
+    if (!value) continue;
+    if (name === "image_weight" && (value === "0.5" || !hasImage())) continue;
+    if (name === "date_field" && value === "taken") continue;
+    params.set(name, value);
+  }
+  for (const input of document.querySelectorAll("[data-column]")) {
+    if (input.value.trim()) params.set("col." + input.dataset.column, input.value.trim());
+  }
+  const url = new URLSearchParams(location.search);
+  if (url.get("like") && !state.dropLike) params.set("like", url.get("like"));
+  if (state.upload) params.set("upload", state.upload.key);
+  return params;
+}
+
+function hasImage() {
+  return Boolean(state.upload) || Boolean(new URLSearchParams(location.search).get("like"));
+}
+
+function writeForm(params) {
+  for (const name of FIELDS) {
+    const input = $(name);
+    input.value = params.get(name) || (name === "image_weight" ? "0.5" : name === "date_field" ? "taken" : "");
+  }
+  for (const input of document.querySelectorAll("[data-column]")) {
+    input.value = params.get("col." + input.dataset.column) || "";
+  }
+  $("weight-out").textContent = $("image_weight").value;
+  const key = params.get("upload");
+  state.upload = key ? state.uploads.get(key) || null : null;
+  if (key && !state.upload) showMessage("The image of that search is no longer in memory; drop it again.");
+}
+
+function commit({ push = true } = {}) {
+  const params = readForm();
+  state.dropLike = false;
+  const query = params.toString();
+  if (query !== location.search.replace(/^\?/, "")) {
+    const url = query ? "?" + query : location.pathname;
+    if (push) history.pushState(null, "", url); else history.replaceState(null, "", url);
+  }
+  run();
+}
+
+// ---------------------------------------------------------------- searching
+function searchUrl(params, offset) {
+  const p = new URLSearchParams(params);
+  p.delete("upload");
+  p.delete("item");
+  p.set("n", PAGE);
+  if (offset) p.set("offset", offset);
+  return p;
+}
+
+async function fetchPage(params, offset) {
+  const upload = state.upload;
+  const hasQuery = params.get("q") || params.get("like") || upload;
+  if (!hasQuery) {
+    const p = searchUrl(params, offset);
+    for (const k of ["q", "target", "image_weight", "not", "like"]) p.delete(k);
+    const r = await fetch("/api/items?" + p);
+    const data = await r.json();
+    if (!r.ok) throw new Error(data.error || r.statusText);
+    return { hits: data.items, more: data.more, where: data.where, took: data.took_ms, browse: true };
+  }
+  const init = upload ? { method: "POST", body: upload.blob, headers: { "Content-Type": upload.blob.type || "application/octet-stream" } } : {};
+  const r = await fetch("/api/search?" + searchUrl(params, offset), init);
+  const data = await r.json();
+  if (!r.ok) throw new Error(data.error || r.statusText);
+  return { hits: data.hits, more: data.more, where: data.where, took: data.took_ms, target: data.target };
+}
+
+async function run() {
+  const params = new URLSearchParams(location.search);
+  writeForm(params);
+  renderQueryImage(params);
+  const seq = ++state.seq;
+  state.loading = true;
+  hideMessage();
+  $("stats").textContent = "searching…";
+  try {
+    const page = await fetchPage(params, 0);
+    if (seq !== state.seq) return;
+    state.hits = page.hits;
+    state.offset = page.hits.length;
+    state.more = page.more;
+    state.browse = page.browse;
+    renderGrid(true);
+    const what = page.browse ? "photos" : "results";
+    $("stats").textContent = `${state.hits.length}${state.more ? "+" : ""} ${what} · ${page.took} ms`;
+    $("applied-where").textContent = page.where ? "where " + page.where : "";
+    if (!state.hits.length) showEnd(page.browse ? "No photos match these filters." : "Nothing found.");
+  } catch (err) {
+    if (seq !== state.seq) return;
+    state.hits = []; state.more = false;
+    renderGrid(true);
+    $("stats").textContent = "";
+    showMessage(err.message);
+  } finally {
+    if (seq === state.seq) state.loading = false;
+  }
+  syncDetail();
+}
+
+async function loadMore() {
+  if (state.loading || !state.more) return;
+  const seq = state.seq;
+  state.loading = true;
+  try {
+    const page = await fetchPage(new URLSearchParams(location.search), state.offset);
+    if (seq !== state.seq) return;
+    const start = state.hits.length;
+    state.hits.push(...page.hits);
+    state.offset += page.hits.length;
+    state.more = page.more && page.hits.length > 0;
+    renderGrid(false, start);
+    $("stats").textContent = $("stats").textContent.replace(/^\d+\+?/, `${state.hits.length}${state.more ? "+" : ""}`);
+  } catch (err) {
+    showMessage(err.message);
+    state.more = false;
+  } finally {
+    if (seq === state.seq) state.loading = false;
+  }
+}
+
+// ---------------------------------------------------------------- rendering
+function fmt(x) { return typeof x === "number" ? x.toFixed(3) : "–"; }
+
+function card(hit, index) {
+  const why = [];
+  if (hit.image_score !== undefined && hit.image_score !== null) why.push("image " + fmt(hit.image_score));
+  if (hit.text_score !== undefined && hit.text_score !== null) why.push("text " + fmt(hit.text_score));
+  const name = hit.path.split("/").pop();
+  const figure = el("figure", { class: "card", role: "listitem", tabindex: 0, "data-id": hit.id, "data-path": hit.path, "data-index": index, title: hit.path },
+    el("img", { src: "/thumbs/" + encodeURIComponent(hit.id), alt: hit.text || name, loading: "lazy", decoding: "async" }),
+    el("figcaption", {},
+      hit.score !== undefined ? el("span", { class: "score", text: fmt(hit.score) }) : null,
+      el("span", { class: "caption", text: hit.text || name }),
+      why.length ? el("span", { class: "why", text: why.join(" · ") }) : null));
+  figure.addEventListener("click", () => openDetail(index));
+  return figure;
+}
+
+function renderGrid(replace, start = 0) {
+  const grid = $("grid");
+  if (replace) { grid.replaceChildren(); $("end").hidden = true; }
+  const fragment = document.createDocumentFragment();
+  for (let i = start; i < state.hits.length; i++) fragment.append(card(state.hits[i], i));
+  grid.append(fragment);
+  if (!state.more && state.hits.length) showEnd(state.hits.length >= 2000 ? "That is as far as results go; refine the query." : "");
+}
+
+function showEnd(text) { $("end").textContent = text; $("end").hidden = !text; }
+function showMessage(text) { $("message").textContent = text; $("message").hidden = false; }
+function hideMessage() { $("message").hidden = true; }
+
+function renderQueryImage(params) {
+  const like = params.get("like");
+  const chip = $("query-image");
+  if (state.upload) {
+    $("query-image-thumb").src = state.upload.url;
+    $("query-image-label").textContent = state.upload.name;
+  } else if (like) {
+    $("query-image-thumb").src = "/thumbs/" + encodeURIComponent(like);
+    $("query-image-label").textContent = "more like this";
+  }
+  chip.hidden = !(state.upload || like);
+  $("weight-label").classList.toggle("dim", chip.hidden);
+}
+
+// ---------------------------------------------------------------- detail view
+function openDetail(index, { push = true } = {}) {
+  const hit = state.hits[index];
+  if (!hit) return;
+  state.detailIndex = index;
+  const params = new URLSearchParams(location.search);
+  if (params.get("item") !== hit.id) {
+    params.set("item", hit.id);
+    if (push && !$("detail").hidden) history.replaceState(null, "", "?" + params);
+    else if (push) history.pushState(null, "", "?" + params);
+  }
+  showDetail(hit);
+}
+
+function showDetail(hit) {
+  const detail = $("detail");
+  detail.hidden = false;
+  document.body.classList.add("noscroll");
+  const img = $("detail-image");
+  img.src = "/thumbs/" + encodeURIComponent(hit.id);
+  const large = new Image();
+  large.onload = () => { if (state.hits[state.detailIndex] === hit) img.src = large.src; };
+  large.src = "/media/" + encodeURIComponent(hit.id);
+  img.alt = hit.text || hit.path;
+  $("detail-caption").textContent = hit.text || hit.path.split("/").pop();
+  $("open-original").href = "/files/" + encodeURIComponent(hit.id);
+  $("prev").hidden = state.detailIndex <= 0;
+  $("next").hidden = state.detailIndex >= state.hits.length - 1;
+  fillMeta(hit, null);
+  fetch("/api/items/" + encodeURIComponent(hit.id)).then((r) => r.ok ? r.json() : null)
+    .then((item) => { if (item && state.hits[state.detailIndex] === hit) fillMeta(hit, item); });
+  fillStrip(hit);
+  $("close").focus({ preventScroll: true });
+}
+
+function fillMeta(hit, item) {
+  const dl = $("detail-meta");
+  dl.replaceChildren();
+  const add = (k, v) => { if (v !== null && v !== undefined && v !== "") dl.append(el("dt", { text: k }), el("dd", { text: String(v) })); };
+  const row = item || hit;
+  add("Path", row.path);
+  if (row.width) add("Size", `${row.width} × ${row.height} px${row.size ? " · " + bytes(row.size) : ""}`);
+  add("Format", row.format);
+  if (item && item.taken_ns) add("Taken", date(item.taken_ns));
+  if (item && item.mtime_ns) add("File date", date(item.mtime_ns));
+  add("Text source", row.text_source);
+  if (item && item.texts && item.texts.length > 1) add("All texts", item.texts.join(" · "));
+  if (hit.score !== undefined) add("Score", `${fmt(hit.score)} (image ${fmt(hit.image_score)}, text ${fmt(hit.text_score)})`);
+  const core = new Set(["id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns", "text", "texts", "text_source"]);
+  if (item) for (const [k, v] of Object.entries(item)) if (!core.has(k)) add(k, v);
+}
+
+async function fillStrip(hit) {
+  const strip = $("strip");
+  strip.replaceChildren(el("span", { class: "muted", text: "…" }));
+  try {
+    const r = await fetch("/api/search?" + new URLSearchParams({ like: hit.id, n: 12 }));
+    const data = await r.json();
+    if (state.hits[state.detailIndex] !== hit) return;
+    strip.replaceChildren();
+    if (!r.ok) { strip.append(el("span", { class: "muted", text: data.error })); return; }
+    for (const other of data.hits) {
+      const thumb = el("img", { src: "/thumbs/" + encodeURIComponent(other.id), alt: other.text || other.path, title: other.text || other.path, tabindex: 0, "data-id": other.id, loading: "lazy" });
+      const open = () => { state.hits.push(other); openDetail(state.hits.length - 1); };
+      thumb.addEventListener("click", open);
+      thumb.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
+      strip.append(thumb);
+    }
+  } catch (err) {
+    strip.replaceChildren(el("span", { class: "muted", text: err.message }));
+  }
+}
+
+function closeDetail({ push = true } = {}) {
+  if ($("detail").hidden) return;
+  $("detail").hidden = true;
+  document.body.classList.remove("noscroll");
+  const index = state.detailIndex;
+  state.detailIndex = -1;
+  const params = new URLSearchParams(location.search);
+  if (push && params.has("item")) {
+    params.delete("item");
+    history.pushState(null, "", params.toString() ? "?" + params : location.pathname);
+  }
+  const cardNode = document.querySelector(`.card[data-index="${index}"]`);
+  if (cardNode) cardNode.focus({ preventScroll: false });
+}
+
+function syncDetail() {
+  const id = new URLSearchParams(location.search).get("item");
+  if (!id) { closeDetail({ push: false }); return; }
+  let index = state.hits.findIndex((h) => h.id === id);
+  if (index < 0) {
+    fetch("/api/items/" + encodeURIComponent(id)).then((r) => r.ok ? r.json() : null).then((item) => {
+      if (!item) return;
+      state.hits.push(item);
+      openDetail(state.hits.length - 1, { push: false });
+    });
+    return;
+  }
+  openDetail(index, { push: false });
+}
+
+function moreLikeThis(id) {
+  state.upload = null;
+  $("q").value = "";
+  const params = readForm();
+  params.delete("q");
+  params.delete("upload");
+  params.set("like", id);
+  document.body.classList.remove("noscroll");
+  $("detail").hidden = true;
+  history.pushState(null, "", "?" + params);
+  window.scrollTo(0, 0);
+  run();
+}
+
+// ---------------------------------------------------------------- image queries
+function useImage(file) {
+  if (!file) return;
+  if (!file.type.startsWith("image/") && !/\.(heic|heif|avif|jxl)$/i.test(file.name)) {
+    showMessage(`${file.name} is not an image; drop a photo (JPEG, PNG, HEIC, …).`);
+    return;
+  }
+  if (file.size > 20 * 1024 * 1024) {
+    showMessage(`${file.name} is ${(file.size / 1e6).toFixed(1)} MB; the limit is 20 MB.`);
+    return;
+  }
+  const key = "u" + (++state.uploadCount);
+  const upload = { key, blob: file, name: file.name || "pasted image", url: URL.createObjectURL(file) };
+  state.uploads.set(key, upload);
+  state.upload = upload;
+  state.dropLike = true;
+  commit();
+}
+
+// ---------------------------------------------------------------- filters
+function fillFilters(info) {
+  const folder = $("folder");
+  for (const f of info.folders) folder.append(el("option", { value: f.path, text: `${f.path} (${f.count})` }));
+  const format = $("format");
+  for (const f of info.formats) format.append(el("option", { value: f.name, text: `${f.name} (${f.count})` }));
+  const columns = $("columns");
+  for (const name of info.columns) {
+    columns.append(el("label", {}, document.createTextNode(name + " "),
+      el("input", { type: "text", "data-column": name, name: "col." + name, placeholder: "any" })));
+  }
+  for (const input of document.querySelectorAll("#filters input, #filters select")) {
+    const debounced = input.type === "text" || input.type === "range";
+    input.addEventListener(debounced ? "input" : "change", debounced ? debounce(() => commit(), DEBOUNCE_MS * 2) : () => commit());
+  }
+  $("date_field").disabled = !info.has_taken;
+}
+
+function debounce(fn, ms) {
+  let timer = 0;
+  return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+}
+
+function bytes(n) {
+  return n > 1e6 ? (n / 1e6).toFixed(1) + " MB" : n > 1e3 ? Math.round(n / 1e3) + " kB" : n + " B";
+}
+
+function date(ns) {
+  return new Date(ns / 1e6).toISOString().replace("T", " ").slice(0, 19);
+}
+
+// ---------------------------------------------------------------- keyboard
+function columnsInGrid() {
+  const cards = $("grid").children;
+  if (!cards.length) return 1;
+  const top = cards[0].offsetTop;
+  let n = 0;
+  while (n < cards.length && cards[n].offsetTop === top) n++;
+  return Math.max(1, n);
+}
+
+function onKey(e) {
+  const detailOpen = !$("detail").hidden;
+  if (detailOpen) {
+    if (e.key === "Escape") { e.preventDefault(); history.back(); }
+    else if (e.key === "ArrowLeft" && state.detailIndex > 0) openDetail(state.detailIndex - 1);
+    else if (e.key === "ArrowRight" && state.detailIndex < state.hits.length - 1) openDetail(state.detailIndex + 1);
+    return;
+  }
+  const active = document.activeElement;
+  if (e.key === "/" && active !== $("q") && !(active instanceof HTMLInputElement)) { e.preventDefault(); $("q").focus(); return; }
+  if (active === $("q")) {
+    if (e.key === "ArrowDown" || e.key === "Enter") {
+      e.preventDefault();
+      if (e.key === "Enter") commit();
+      const first = $("grid").firstElementChild;
+      if (first && e.key === "ArrowDown") first.focus();
+    } else if (e.key === "Escape") { $("q").blur(); }
+    return;
+  }
+  if (!active || !active.classList.contains("card")) return;
+  const index = Number(active.dataset.index);
+  const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columnsInGrid(), ArrowUp: -columnsInGrid() }[e.key];
+  if (step) {
+    e.preventDefault();
+    const target = document.querySelector(`.card[data-index="${index + step}"]`);
+    if (target) target.focus();
+    else if (step < 0 && index + step < 0) $("q").focus();
+    if (index + step >= state.hits.length - columnsInGrid() * 2) loadMore();
+  } else if (e.key === "Enter") { e.preventDefault(); openDetail(index); }
+  else if (e.key === "Escape") { $("q").focus(); }
+}
+
+// ---------------------------------------------------------------- start
+function start() {
+  const typed = debounce(() => commit(), DEBOUNCE_MS);
+  $("q").addEventListener("input", typed);
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); commit(); });
+  $("pick").addEventListener("click", () => $("file").click());
+  $("file").addEventListener("change", () => { useImage($("file").files[0]); $("file").value = ""; });
+  $("query-image-clear").addEventListener("click", () => {
+    state.upload = null; state.dropLike = true;
+    commit();
+  });
+  $("toggle-filters").addEventListener("click", () => {
+    const panel = $("filters");
+    panel.hidden = !panel.hidden;
+    $("toggle-filters").setAttribute("aria-expanded", String(!panel.hidden));
+  });
+  $("image_weight").addEventListener("input", () => { $("weight-out").textContent = $("image_weight").value; });
+  $("reset").addEventListener("click", () => { history.pushState(null, "", location.pathname); state.upload = null; run(); });
+  $("close").addEventListener("click", () => history.back());
+  $("prev").addEventListener("click", () => openDetail(state.detailIndex - 1));
+  $("next").addEventListener("click", () => openDetail(state.detailIndex + 1));
+  $("more-like").addEventListener("click", () => moreLikeThis(state.hits[state.detailIndex].id));
+  $("detail").addEventListener("click", (e) => { if (e.target === $("detail") || e.target.classList.contains("stage")) history.back(); });
+  document.addEventListener("keydown", onKey);
+  window.addEventListener("popstate", () => run());
+
+  let depth = 0;
+  document.addEventListener("dragenter", (e) => { if (e.dataTransfer.types.includes("Files")) { depth++; $("drop").hidden = false; } });
+  document.addEventListener("dragleave", () => { depth = Math.max(0, depth - 1); if (!depth) $("drop").hidden = true; });
+  document.addEventListener("dragover", (e) => e.preventDefault());
+  document.addEventListener("drop", (e) => {
+    e.preventDefault(); depth = 0; $("drop").hidden = true;
+    if (e.dataTransfer.files.length) useImage(e.dataTransfer.files[0]);
+  });
+  document.addEventListener("paste", (e) => {
+    const file = [...(e.clipboardData ? e.clipboardData.files : [])].find((f) => f.type.startsWith("image/"));
+    if (file) { e.preventDefault(); useImage(file); }
+  });
+
+  new IntersectionObserver((entries) => { if (entries.some((x) => x.isIntersecting)) loadMore(); },
+    { rootMargin: "800px" }).observe($("sentinel"));
+
+  fetch("/api/info").then((r) => r.json()).then((info) => {
+    state.info = info;
+    if (info.problem) { showMessage(info.problem); $("stats").textContent = ""; document.body.classList.add("empty"); return; }
+    fillFilters(info);
+    $("q").placeholder = `Search ${info.rows.toLocaleString()} photos: a dog running on grass`;
+    run();
+  }).catch((err) => showMessage("The server does not answer: " + err.message));
+}
+
+document.addEventListener("DOMContentLoaded", start);

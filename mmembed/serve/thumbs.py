@@ -1,0 +1,116 @@
+"""Thumbnails and large renditions of indexed photos, made from the original file and cached.
+
+A rendition is an upright (EXIF orientation applied) JPEG no larger than ``size`` on its
+long side, made with the decoder ingest uses (JPEGs decode at a reduced DCT scale, so a
+12 MP photo costs a fraction of a full decode), for every format ingest reads (HEIC and AVIF
+included). It is cached on disk under ``<db>/<table>.thumbs/`` (else the user cache when the
+database folder is not writable), keyed by the file's content hash and the size: a moved or
+renamed file keeps its thumbnail, an edited one gets a new one.
+
+At most ``workers`` renditions are made at once, so a fast scroll through thousands of
+photos queues instead of decoding them all in memory together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+
+from ..config import cache_dir
+from ..errors import ImageDecodeError
+from ..sources.decode import load_image
+
+__all__ = ["Rendition", "Thumbnailer", "render_jpeg", "THUMB_SIZE", "LARGE_SIZE"]
+
+THUMB_SIZE = 320  # grid cards (shown at up to 240 CSS px; sharp on 1.5x screens)
+LARGE_SIZE = 2048  # the detail view
+_QUALITY = {THUMB_SIZE: 82, LARGE_SIZE: 88}
+_RECIPE = "v1"  # part of every key: a change in how renditions are made invalidates the cache
+
+
+@dataclass(frozen=True)
+class Rendition:
+    """A cached JPEG on disk and its ETag."""
+
+    path: str
+    etag: str
+
+
+def render_jpeg(source: str | bytes, size: int, *, max_megapixels: float = 100.0, quality: int = 82) -> bytes:
+    """An upright JPEG of ``source`` whose long side is at most ``size``; raises ImageDecodeError."""
+    from PIL import Image
+
+    decoded = load_image(source, max_megapixels=max_megapixels, min_side=max(1, size // 2))
+    image = decoded.image
+    image.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality, optimize=False, progressive=size > 1024)
+    return out.getvalue()
+
+
+class Thumbnailer:
+    """Makes and caches renditions; thread-safe."""
+
+    def __init__(self, db: str, table: str, *, workers: int = 2, max_megapixels: float = 100.0) -> None:
+        self.folder = _writable_folder(os.path.join(db, f"{table}.thumbs"),
+                                       os.path.join(cache_dir(), "thumbs", _short_hash(f"{db}\0{table}")))
+        self.max_megapixels = max_megapixels
+        self._slots = threading.BoundedSemaphore(max(1, workers))
+
+    def key(self, content_hash: str, size: int) -> str:
+        return f"{content_hash}-{size}-{_RECIPE}"
+
+    def cached(self, content_hash: str, size: int) -> Rendition | None:
+        """The cached rendition, or None when it has not been made yet."""
+        key = self.key(content_hash, size)
+        path = os.path.join(self.folder, key[:2], f"{key}.jpg")
+        return Rendition(path, key) if os.path.isfile(path) else None
+
+    def get(self, source_path: str, content_hash: str, size: int) -> Rendition:
+        """The rendition of the file at ``source_path`` (whose content hash is ``content_hash``),
+        made now if it is not cached. Raises ImageDecodeError when the file cannot be decoded
+        (it may have changed or gone since it was indexed)."""
+        found = self.cached(content_hash, size)
+        if found is not None:
+            return found
+        with self._slots:
+            found = self.cached(content_hash, size)  # made by another request meanwhile
+            if found is not None:
+                return found
+            try:
+                with open(source_path, "rb") as f:
+                    data = f.read()
+            except OSError as exc:
+                raise ImageDecodeError(source_path, f"cannot read the file ({exc.strerror or exc})") from None
+            if hashlib.blake2b(data, digest_size=16).hexdigest() != content_hash:
+                raise ImageDecodeError(source_path, "the file changed since it was indexed; run `mmembed ingest` again")
+            jpeg = render_jpeg(data, size, max_megapixels=self.max_megapixels, quality=_QUALITY.get(size, 85))
+            return self._store(content_hash, size, jpeg)
+
+    def _store(self, content_hash: str, size: int, jpeg: bytes) -> Rendition:
+        key = self.key(content_hash, size)
+        folder = os.path.join(self.folder, key[:2])
+        path = os.path.join(folder, f"{key}.jpg")
+        os.makedirs(folder, exist_ok=True)
+        tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(jpeg)
+        os.replace(tmp, path)  # readers see the whole file or none
+        return Rendition(path, key)
+
+
+def _writable_folder(preferred: str, fallback: str) -> str:
+    """``preferred`` when its parent (the database folder) exists and is writable; nothing is
+    created here, so serving a missing database leaves no folder behind."""
+    parent = os.path.dirname(preferred)
+    if os.path.isdir(preferred) and os.access(preferred, os.W_OK):
+        return preferred
+    return preferred if os.path.isdir(parent) and os.access(parent, os.W_OK) else fallback
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()

@@ -52,4 +52,8 @@ def serve(
 
                 webbrowser.open(url)
 
-        run(application, sock, on_started=opened)
+        try:
+            run(application, sock, on_started=opened)
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
+            pass
+        typer.echo("Stopped.", err=True)

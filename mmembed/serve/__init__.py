@@ -11,11 +11,16 @@ __all__ = ["require_web_extra"]
 
 def require_web_extra() -> None:
     """Raise ConfigError naming the extra to install when starlette or uvicorn is missing."""
-    from importlib.util import find_spec
+    import importlib
 
     from ..errors import ConfigError
 
-    missing = [name for name in ("starlette", "uvicorn") if find_spec(name) is None]
+    missing = []
+    for name in ("starlette", "uvicorn"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
     if missing:
         raise ConfigError(f"mmembed serve needs {' and '.join(missing)}; install the web extra: "
                           "pip install 'mmembed[serve]'")

@@ -167,7 +167,8 @@ class Library:
     def search(self, text: str | None = None, *, image: bytes | None = None, like: str | None = None,
                limit: int = 50, offset: int = 0, target: str | None = None, negatives: tuple[str, ...] = (),
                image_weight: float | None = None, filters: Filters = Filters()) -> Page:
-        """A page of hits; ``like`` is an item id ("more like this": that item's image)."""
+        """A page of hits; ``like`` is an item id ("more like this": that item's image). An
+        image query without words searches the image vectors unless ``target`` says otherwise."""
         _check_page(limit, offset)
         source: str | bytes | None = image
         exclude = None
@@ -181,6 +182,8 @@ class Library:
         if filters != Filters():
             self._wait_catalog()  # the filters need the table's columns
         where = filters.where_sql(self._columns)
+        if target is None and source is not None and not (text and text.strip()):
+            target = "image"  # an image alone asks for photos that look like it
         wanted = min(offset + limit + (1 if exclude else 0), MAX_RESULTS + 1)
         options = SearchOptions(limit=wanted, where=where, target=target, image_weight=image_weight,
                                 negatives=negatives)

@@ -108,6 +108,7 @@ async function run() {
   renderQueryImage(params);
   const seq = ++state.seq;
   state.loading = true;
+  document.body.dataset.state = "loading";  // "ready" or "error" when this search is drawn
   hideMessage();
   $("stats").textContent = "searching…";
   try {
@@ -122,12 +123,14 @@ async function run() {
     $("stats").textContent = `${state.hits.length}${state.more ? "+" : ""} ${what} · ${page.took} ms`;
     $("applied-where").textContent = page.where ? "where " + page.where : "";
     if (!state.hits.length) showEnd(page.browse ? "No photos match these filters." : "Nothing found.");
+    document.body.dataset.state = "ready";
   } catch (err) {
     if (seq !== state.seq) return;
     state.hits = []; state.more = false;
     renderGrid(true);
     $("stats").textContent = "";
     showMessage(err.message);
+    document.body.dataset.state = "error";
   } finally {
     if (seq === state.seq) state.loading = false;
   }

@@ -483,3 +483,47 @@ def test_browser_shows_a_missing_database_on_the_page(browser, tmp_path: Path, s
         context.close()
     finally:
         stop_server(proc)
+
+
+# ---------------------------------------------------------------- dates and filters (no server)
+def test_ingest_records_the_date_taken_and_date_filters_use_it(tmp_path: Path, tiny_model: str) -> None:
+    import calendar
+
+    import mmembed
+    from mmembed.serve.filters import Filters
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("Canon_40D.jpg", "Canon_PowerShot_S40.jpg"):
+        shutil.copy(shared_path(f"data/photos/camera_exif/{name}"), folder / name)
+    shutil.copy(FIXTURE_IMAGES / "red.jpg", folder / "red.jpg")  # no EXIF date: its file date counts
+    old = calendar.timegm((2010, 6, 1, 12, 0, 0, 0, 0, 0))
+    os.utime(folder / "red.jpg", (old, old))
+    idx = mmembed.Index(str(tmp_path / "db"), model=tiny_model)
+    idx.ingest(folder)
+    taken = {os.path.basename(i["path"]): i["taken_ns"] for i in idx.items()}
+    assert taken == {"Canon_40D.jpg": calendar.timegm((2008, 5, 30, 15, 56, 1, 0, 0, 0)) * 10**9,
+                     "Canon_PowerShot_S40.jpg": calendar.timegm((2003, 12, 14, 12, 1, 44, 0, 0, 0)) * 10**9,
+                     "red.jpg": None}
+    columns = list(idx.items()[0])
+
+    def found(**filters: str) -> list[str]:
+        where = Filters(**filters).where_sql(columns)
+        return sorted(os.path.basename(h.path) for h in idx.search("a photo", where=where, limit=10))
+
+    assert found(date_from="2008-01-01", date_to="2008-12-31") == ["Canon_40D.jpg"]
+    assert found(date_to="2005-01-01") == ["Canon_PowerShot_S40.jpg"]
+    assert found(date_from="2010-06-01", date_to="2010-06-01") == ["red.jpg"]  # the file date, inclusive
+    assert found(date_field="file", date_from="2020-01-01") == ["Canon_40D.jpg", "Canon_PowerShot_S40.jpg"]
+    assert found(folder=str(folder.resolve()), format="JPEG") == ["Canon_40D.jpg", "Canon_PowerShot_S40.jpg", "red.jpg"]
+    assert found(folder=str(folder.resolve()) + "_other") == []
+    assert found(folder="/x' OR '1'='1") == []  # quoted: the value cannot widen the filter
+    with pytest.raises(mmembed.QueryError, match="no_column"):
+        Filters(columns={"no_column": "x"}).where_sql(columns)
+
+
+def test_a_filter_value_cannot_end_its_string(tmp_path: Path, tiny_model: str) -> None:
+    from mmembed.serve.filters import Filters
+
+    where = Filters(folder="/x' OR '1'='1", format="JPEG' OR 'a'='a").where_sql(["path", "format"])
+    assert where == "starts_with(path, '/x'' OR ''1''=''1/') AND format = 'JPEG'' OR ''a''=''a'"

@@ -69,7 +69,9 @@ class Library:
 
     # ------------------------------------------------------------ start-up
     def warm_up(self) -> None:
-        """Read the catalog and load the text tower; run in a background thread at start."""
+        """Read the catalog, load the text tower and the JPEG codec; run in a background thread
+        at start, so the first search and the first thumbnail do not pay for them."""
+        _warm_codecs()
         try:
             self.catalog()
         except MmembedError:
@@ -195,6 +197,18 @@ class Library:
         page = hits[offset: offset + limit]
         more = len(hits) >= offset + limit and offset + limit < MAX_RESULTS
         return Page(page, offset, more, where, hits[0].target if hits else target, time.perf_counter() - started)
+
+
+def _warm_codecs() -> None:
+    import io
+
+    from PIL import Image
+
+    from ..sources.decode import load_image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48)).save(buffer, "JPEG")
+    load_image(buffer.getvalue(), min_side=16)
 
 
 def _check_page(limit: int, offset: int) -> None:

@@ -454,12 +454,13 @@ function start() {
   new IntersectionObserver((entries) => { if (entries.some((x) => x.isIntersecting)) loadMore(); },
     { rootMargin: "800px" }).observe($("sentinel"));
 
+  run();  // the query in the URL at once; the filters fill in when the table's info arrives
   fetch("/api/info").then((r) => r.json()).then((info) => {
     state.info = info;
     if (info.problem) { showMessage(info.problem); $("stats").textContent = ""; document.body.classList.add("empty"); return; }
     fillFilters(info);
+    writeForm(new URLSearchParams(location.search));  // the URL's folder/format/columns, now that they are options
     $("q").placeholder = `Search ${info.rows.toLocaleString()} photos: a dog running on grass`;
-    run();
   }).catch((err) => showMessage("The server does not answer: " + err.message));
 }
 

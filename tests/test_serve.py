@@ -26,12 +26,14 @@ from conftest import FIXTURE_IMAGES, mmembed_cmd, run_cli, shared_path
 
 EVIL = "<script>alert(1)</script> <img src=x onerror=alert(2)>"
 DOG_QUERY = "a dog running on grass"
+SCREENSHOTS = os.environ.get("MMEMBED_SCREENSHOTS")  # read at import: fixtures clear MMEMBED_* settings
 
 
 # ---------------------------------------------------------------- a served table
-def start_server(*args: str, timeout: float = 90) -> tuple[subprocess.Popen, str, list[str]]:
+def start_server(*args: str, timeout: float = 90, env_extra: dict[str, str] | None = None
+                 ) -> tuple[subprocess.Popen, str, list[str]]:
     """``mmembed serve ... --port 0`` as a subprocess; returns it, its URL and its stderr lines."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")} | (env_extra or {})
     proc = subprocess.Popen([*mmembed_cmd(), "serve", "--port", "0", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     errors: list[str] = []
@@ -298,9 +300,42 @@ def test_a_missing_database_is_a_message_not_a_trace(tmp_path: Path) -> None:
         assert info["problem"].startswith(f"There is no database at {db}.")
         status, data = get_json(url + "api/search?q=dog")
         assert status == 409 and "mmembed ingest" in data["error"]
+        status, data = get_json(url + "api/items")
+        assert status == 409 and data["error"] == info["problem"]
     finally:
         assert stop_server(proc) == 0
     assert not db.exists(), "serving must not create the database folder"
+    assert "Traceback" not in "".join(errors)
+
+
+def test_an_empty_table_and_a_lost_model_are_messages(tmp_path: Path, tiny_model: str) -> None:
+    import mmembed
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model.removeprefix("local-dir:"), model)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    db = str(tmp_path / "db")
+    mmembed.Index(db, model=f"local-dir:{model}").ingest(empty)
+    proc, url, errors = start_server("--db", db)
+    try:
+        status, info = get_json(url + "api/info")
+        assert info["problem"] == (f"Table 'images' in {db} holds no photos yet. Index a folder first: "
+                                   f"mmembed ingest PATH --db {db}")
+    finally:
+        stop_server(proc)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(FIXTURE_IMAGES / "red.jpg", photos / "red.jpg")
+    mmembed.Index(db, model=f"local-dir:{model}").ingest(photos)
+    shutil.rmtree(model)  # the model folder the table records is gone
+    proc, url, errors = start_server("--db", db, env_extra={"MMEMBED_QUICK": "0"})  # no exported towers used
+    try:
+        status, data = get_json(url + "api/search?q=red")
+        assert status == 500
+        assert data["error"].startswith(f"the model folder this table was built with, {model}, is gone")
+    finally:
+        stop_server(proc)
     assert "Traceback" not in "".join(errors)
 
 
@@ -357,7 +392,7 @@ def page(browser, served: dict):
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Screenshots of the main states (MMEMBED_SCREENSHOTS=DIR keeps them, e.g. for the README)."""
-    folder = Path(os.environ.get("MMEMBED_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder = Path(SCREENSHOTS or tmp_path_factory.mktemp("screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -479,6 +514,8 @@ def test_browser_shows_a_missing_database_on_the_page(browser, tmp_path: Path, s
         tab.wait_for_selector("#message:not([hidden])")
         assert "There is no database at" in tab.text_content("#message")
         assert "mmembed ingest" in tab.text_content("#message")
+        tab.wait_for_selector("body[data-state=error]")
+        assert tab.is_hidden("#end") and tab.text_content("#stats") == ""
         tab.screenshot(path=str(shots / "no-database.png"))
         context.close()
     finally:

@@ -156,6 +156,9 @@ class Library:
         _check_page(limit, offset)
         started = time.perf_counter()
         catalog = self._wait_catalog()
+        problem = self.problem()
+        if problem:
+            raise IndexEmptyError(problem)
         where = filters.where_sql(self._columns)
         rows = list(catalog.values())
         if where is not None:

@@ -44,7 +44,11 @@ def serve(
         application = create_app(library, allowed_hosts=None if loopback else ["*"])
         threading.Thread(target=library.warm_up, daemon=True, name="mmembed-warm-up").start()
         typer.echo(url)
-        typer.echo(f"Serving table '{index.config.table}' of {index.config.db} (read-only); Ctrl-C to stop.", err=True)
+        problem = library.problem()
+        if problem:  # the page says so too
+            typer.echo(f"note: {problem}", err=True)
+        typer.echo(f"Serving table '{index.config.table}' of {index.config.db} (read-only) at {url}; Ctrl-C to stop.",
+                   err=True)
 
         def opened() -> None:
             if open_browser:

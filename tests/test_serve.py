@@ -177,13 +177,18 @@ def test_filters_become_the_where_of_the_search(served: dict) -> None:
     assert future["hits"] == []
     status, bad = get_json(served["url"] + "api/search?q=dog&date_from=yesterday")
     assert status == 400 and "yesterday" in bad["error"] and "YYYY-MM-DD" in bad["error"]
-    status, bad = get_json(served["url"] + "api/search?q=dog&where=" + urllib.parse.quote("no_such_column > 1"))
-    assert status == 400 and "no_such_column" in bad["error"]
+    status, bad = get_json(served["url"] + "api/search?q=dog&date_to=2020-02-30")
+    assert status == 400 and bad["error"] == "to date '2020-02-30' is not a date in the calendar; give YYYY-MM-DD"
+    status, bad = get_json(served["url"] + "api/search?q=dog&date_from=2021-01-01&date_to=2020-01-01")
+    assert status == 400 and bad["error"] == "from date 2021-01-01 is after to date 2020-01-01; swap them"
+    for endpoint in ("api/search?q=dog&", "api/items?"):  # with a query or browsing: the same answer
+        status, bad = get_json(served["url"] + endpoint + "where=" + urllib.parse.quote("no_such_column > 1"))
+        assert status == 400 and bad["error"].startswith("--where 'no_such_column > 1' is not a valid filter")
 
 
 def test_browsing_without_a_query_lists_every_photo(served: dict) -> None:
     status, page = get_json(served["url"] + "api/items?n=50")
-    assert status == 200 and len(page["items"]) == 50 and page["more"]
+    assert status == 200 and len(page["items"]) == 50 and page["more"] and page["total"] == 1002
     status, page = get_json(served["url"] + "api/items?" + urllib.parse.urlencode({"folder": served["extra"]}))
     assert sorted(os.path.basename(i["path"]) for i in page["items"]) == ["evil.jpg", "phone.heic"]
 
@@ -210,7 +215,8 @@ def test_uploads_are_limited_and_checked(served: dict) -> None:
     assert status == 413 and b"20 MB" in data
     status, data = raw_request(served["url"], "POST", "/api/search", b"not an image at all",
                                {"Content-Type": "image/jpeg"})
-    assert status == 400 and "query image" in json.loads(data)["error"]
+    assert status == 400
+    assert json.loads(data)["error"] == "the query image: not a readable image (unknown format or corrupt header)"
 
 
 def test_more_like_this_by_id(served: dict) -> None:
@@ -564,3 +570,34 @@ def test_a_filter_value_cannot_end_its_string(tmp_path: Path, tiny_model: str) -
 
     where = Filters(folder="/x' OR '1'='1", format="JPEG' OR 'a'='a").where_sql(["path", "format"])
     assert where == "starts_with(path, '/x'' OR ''1''=''1/') AND format = 'JPEG'' OR ''a''=''a'"
+
+
+def test_browser_a_shared_photo_link_and_a_phone_screen(page, served: dict, shots: Path) -> None:
+    first = search_api(served["url"], q=DOG_QUERY, n=1)["hits"][0]
+    link = served["url"] + "?" + urllib.parse.urlencode({"q": DOG_QUERY, "item": first["id"]})
+    page.goto(link)  # a bookmarked or shared photo: nothing of ours before it in the history
+    page.wait_for_selector("#detail:not([hidden])")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#detail", state="hidden")
+    assert page.url == served["url"] + "?" + urllib.parse.urlencode({"q": DOG_QUERY})  # still here
+    results_of(page, DOG_QUERY)
+
+    page.click(f".card[data-id='{first['id']}']")
+    page.wait_for_selector("#strip img")
+    similar = page.get_attribute("#strip img >> nth=0", "data-id")
+    page.click("#strip img >> nth=0")
+    page.wait_for_function("(id) => new URLSearchParams(location.search).get('item') === id", arg=similar)
+    page.keyboard.press("ArrowLeft")  # a photo from the strip is not in the results: no stepping away
+    page.wait_for_timeout(200)
+    assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["item"] == [similar]
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(200)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    close = page.locator("#close").bounding_box()
+    assert close and close["x"] + close["width"] <= 390
+    page.screenshot(path=str(shots / "phone-detail.png"))
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#detail", state="hidden")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert page.locator("#toggle-filters").bounding_box()["x"] + 36 <= 390

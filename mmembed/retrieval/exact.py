@@ -82,5 +82,6 @@ def run_search(
     filters = [f"({where})"] if where else []
     if target == "text":
         filters.append("text_vector IS NOT NULL")
-    rows = store.nearest(search_vector, column=column, limit=options.limit, where=" AND ".join(filters) or None)
+    combined = " AND ".join(filters) if len(filters) > 1 else where  # a lone filter reads as it was given
+    rows = store.nearest(search_vector, column=column, limit=options.limit, where=combined or None)
     return [make_hit(r, target, q_img, q_txt) for r in rows]

@@ -141,10 +141,10 @@ def query_vectors(encoder: Any, query: Query, max_megapixels: float = 100.0) -> 
         from ..sources.decode import load_image
 
         try:
-            name = "the query image" if isinstance(query.image, bytes) else None
-            decoded = load_image(query.image, max_megapixels=max_megapixels, name=name)
+            decoded = load_image(query.image, max_megapixels=max_megapixels)
         except ImageDecodeError as exc:
-            raise QueryError(f"query image {exc.path}: {exc.reason}") from None
+            where = "the query image" if isinstance(query.image, bytes) else f"query image {exc.path}"
+            raise QueryError(f"{where}: {exc.reason}") from None
         img = encoder.encode_images([decoded.image])[0]
     return img, pos, neg
 

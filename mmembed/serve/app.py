@@ -152,8 +152,8 @@ class _Api:
             page = self.library.browse(limit=args["limit"], offset=args["offset"], filters=args["filters"])
         except MmembedError as exc:
             return _error(str(exc), _status(exc))
-        return _Json({"items": page.hits, "offset": page.offset, "more": page.more, "where": page.where,
-                      "took_ms": round(page.seconds * 1000, 1)})
+        return _Json({"items": page.hits, "offset": page.offset, "more": page.more, "total": page.total,
+                      "where": page.where, "took_ms": round(page.seconds * 1000, 1)})
 
     def item(self, request: Request) -> Response:
         try:

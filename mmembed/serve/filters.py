@@ -8,6 +8,7 @@ so a person can copy it to ``mmembed search --where``.
 from __future__ import annotations
 
 import calendar
+import datetime
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,9 +37,10 @@ def _day_ns(text: str, what: str) -> int:
         raise QueryError(f"{what} {text!r} is not a date; give YYYY-MM-DD")
     y, m, d = (int(g) for g in match.groups())
     try:
-        return calendar.timegm((y, m, d, 0, 0, 0, 0, 0, 0)) * 1_000_000_000
-    except (ValueError, OverflowError):
-        raise QueryError(f"{what} {text!r} is not a date; give YYYY-MM-DD") from None
+        datetime.date(y, m, d)  # 2020-02-30 is no date
+    except ValueError:
+        raise QueryError(f"{what} {text!r} is not a date in the calendar; give YYYY-MM-DD") from None
+    return calendar.timegm((y, m, d, 0, 0, 0, 0, 0, 0)) * 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class Filters:
 
     folder: str | None = None  # an absolute folder: items under it (any depth)
     format: str | None = None  # Pillow's format name: JPEG, PNG, HEIF, AVIF, ...
-    date_from: str | None = None  # YYYY-MM-DD, inclusive
+    date_from: str | None = None  # YYYY-MM-DD, inclusive (days in UTC, as dates are stored)
     date_to: str | None = None  # YYYY-MM-DD, inclusive
     date_field: str = "taken"  # taken: EXIF date taken, else the file's date; file: the file's date
     columns: Mapping[str, str] = field(default_factory=dict)  # manifest column -> value (exact match)
@@ -66,15 +68,19 @@ class Filters:
             raise QueryError(f"date field {self.date_field!r} is not one of taken, file")
         date = "coalesce(taken_ns, mtime_ns)" if self.date_field == "taken" and "taken_ns" in table_columns \
             else "mtime_ns"
-        if self.date_from:
-            parts.append(f"{date} >= {_day_ns(self.date_from, 'from date')}")
-        if self.date_to:
-            parts.append(f"{date} < {_day_ns(self.date_to, 'to date') + _NS_PER_DAY}")
+        start = _day_ns(self.date_from, "from date") if self.date_from else None
+        end = _day_ns(self.date_to, "to date") if self.date_to else None
+        if start is not None and end is not None and start > end:
+            raise QueryError(f"from date {self.date_from} is after to date {self.date_to}; swap them")
+        if start is not None:
+            parts.append(f"{date} >= {start}")
+        if end is not None:
+            parts.append(f"{date} < {end + _NS_PER_DAY}")
         for name, value in self.columns.items():
             if name not in table_columns:
                 raise QueryError(f"the table has no column {name!r}; filter on one of its columns")
             if value != "":
                 parts.append(f"CAST({_column(name)} AS STRING) = {sql_string(value)}")
         if self.where and self.where.strip():
-            parts.append(f"({self.where.strip()})")
+            parts.append(f"({self.where.strip()})" if parts else self.where.strip())
         return " AND ".join(parts) or None

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import IndexEmptyError, MmembedError, QueryError
+from ..errors import IndexEmptyError, MmembedError, QueryError, StoreError
 from ..retrieval.query import SearchOptions
 from ..store.snapshot import table_version
 from .filters import Filters
@@ -48,6 +48,7 @@ class Page:
     where: str | None  # the SQL filter that was applied
     target: str | None
     seconds: float
+    total: int | None = None  # how many rows the filters keep (browse only)
 
 
 class Library:
@@ -162,11 +163,15 @@ class Library:
         where = filters.where_sql(self._columns)
         rows = list(catalog.values())
         if where is not None:
-            keep = {row["id"] for row in self.index.items(where=where)}
+            try:
+                keep = {row["id"] for row in self.index.items(where=where)}
+            except StoreError as exc:  # the filter: the same words as a search's bad --where
+                reason = str(exc).split(": ", 1)[-1]
+                raise QueryError(f"--where {where!r} is not a valid filter: {reason[:200]}") from None
             rows = [row for row in rows if row["id"] in keep]
         rows.sort(key=lambda r: (-(r.get("taken_ns") or r.get("mtime_ns") or 0), r["path"]))
         return Page(rows[offset: offset + limit], offset, len(rows) > offset + limit, where, None,
-                    time.perf_counter() - started)
+                    time.perf_counter() - started, total=len(rows))
 
     # ------------------------------------------------------------ search
     def search(self, text: str | None = None, *, image: bytes | None = None, like: str | None = None,

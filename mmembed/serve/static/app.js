@@ -93,7 +93,7 @@ async function fetchPage(params, offset) {
     const r = await fetch("/api/items?" + p);
     const data = await r.json();
     if (!r.ok) throw new Error(data.error || r.statusText);
-    return { hits: data.items, more: data.more, where: data.where, took: data.took_ms, browse: true };
+    return { hits: data.items, more: data.more, where: data.where, took: data.took_ms, browse: true, total: data.total };
   }
   const init = upload ? { method: "POST", body: upload.blob, headers: { "Content-Type": upload.blob.type || "application/octet-stream" } } : {};
   const r = await fetch("/api/search?" + searchUrl(params, offset), init);
@@ -119,8 +119,9 @@ async function run() {
     state.more = page.more;
     state.browse = page.browse;
     renderGrid(true);
-    const what = page.browse ? "photos" : "results";
-    $("stats").textContent = `${state.hits.length}${state.more ? "+" : ""} ${what} · ${page.took} ms`;
+    $("stats").textContent = page.browse
+      ? `${page.total.toLocaleString()} photos`
+      : `${state.hits.length}${state.more ? "+" : ""} results · ${page.took} ms`;
     $("applied-where").textContent = page.where ? "where " + page.where : "";
     if (!state.hits.length) showEnd(page.browse ? "No photos match these filters." : "Nothing found.");
     document.body.dataset.state = "ready";
@@ -149,7 +150,7 @@ async function loadMore() {
     state.offset += page.hits.length;
     state.more = page.more && page.hits.length > 0;
     renderGrid(false, start);
-    $("stats").textContent = $("stats").textContent.replace(/^\d+\+?/, `${state.hits.length}${state.more ? "+" : ""}`);
+    if (!state.browse) $("stats").textContent = $("stats").textContent.replace(/^\d+\+?/, `${state.hits.length}${state.more ? "+" : ""}`);
   } catch (err) {
     showMessage(err.message);
     state.more = false;
@@ -162,9 +163,10 @@ async function loadMore() {
 function fmt(x) { return typeof x === "number" ? x.toFixed(3) : "–"; }
 
 function card(hit, index) {
-  const why = [];
-  if (hit.image_score !== undefined && hit.image_score !== null) why.push("image " + fmt(hit.image_score));
-  if (hit.text_score !== undefined && hit.text_score !== null) why.push("text " + fmt(hit.text_score));
+  const why = [];  // why it matched: both parts, where the item has words (else the score says it all)
+  if (typeof hit.text_score === "number" && typeof hit.image_score === "number") {
+    why.push("image " + fmt(hit.image_score), "text " + fmt(hit.text_score));
+  }
   const name = hit.path.split("/").pop();
   const figure = el("figure", { class: "card", role: "listitem", tabindex: 0, "data-id": hit.id, "data-path": hit.path, "data-index": index, title: hit.path },
     el("img", { src: "/thumbs/" + encodeURIComponent(hit.id), alt: hit.text || name, loading: "lazy", decoding: "async" }),
@@ -206,15 +208,25 @@ function renderQueryImage(params) {
 // ---------------------------------------------------------------- detail view
 function openDetail(index, { push = true } = {}) {
   const hit = state.hits[index];
-  if (!hit) return;
+  if (hit) openItem(hit, index, { push });
+}
+
+// index: the hit's place in the results (← → step from it), or -1 for a photo from elsewhere
+function openItem(hit, index, { push = true } = {}) {
   state.detailIndex = index;
+  state.detailHit = hit;
   const params = new URLSearchParams(location.search);
   if (params.get("item") !== hit.id) {
     params.set("item", hit.id);
     if (push && !$("detail").hidden) history.replaceState(null, "", "?" + params);
-    else if (push) history.pushState(null, "", "?" + params);
+    else if (push) { history.pushState(null, "", "?" + params); state.detailPushed = true; }
   }
   showDetail(hit);
+}
+
+function requestClose() {
+  // Back, if opening the photo added the history entry; else (a shared link) just drop it from the URL
+  if (state.detailPushed) history.back(); else closeDetail({ push: true });
 }
 
 function showDetail(hit) {
@@ -224,16 +236,16 @@ function showDetail(hit) {
   const img = $("detail-image");
   img.src = "/thumbs/" + encodeURIComponent(hit.id);
   const large = new Image();
-  large.onload = () => { if (state.hits[state.detailIndex] === hit) img.src = large.src; };
+  large.onload = () => { if (state.detailHit === hit) img.src = large.src; };
   large.src = "/media/" + encodeURIComponent(hit.id);
   img.alt = hit.text || hit.path;
   $("detail-caption").textContent = hit.text || hit.path.split("/").pop();
   $("open-original").href = "/files/" + encodeURIComponent(hit.id);
   $("prev").hidden = state.detailIndex <= 0;
-  $("next").hidden = state.detailIndex >= state.hits.length - 1;
+  $("next").hidden = state.detailIndex < 0 || state.detailIndex >= state.hits.length - 1;
   fillMeta(hit, null);
   fetch("/api/items/" + encodeURIComponent(hit.id)).then((r) => r.ok ? r.json() : null)
-    .then((item) => { if (item && state.hits[state.detailIndex] === hit) fillMeta(hit, item); });
+    .then((item) => { if (item && state.detailHit === hit) fillMeta(hit, item); });
   fillStrip(hit);
   $("close").focus({ preventScroll: true });
 }
@@ -246,8 +258,8 @@ function fillMeta(hit, item) {
   add("Path", row.path);
   if (row.width) add("Size", `${row.width} × ${row.height} px${row.size ? " · " + bytes(row.size) : ""}`);
   add("Format", row.format);
-  if (item && item.taken_ns) add("Taken", date(item.taken_ns));
-  if (item && item.mtime_ns) add("File date", date(item.mtime_ns));
+  if (item && item.taken_ns) add("Taken", cameraTime(item.taken_ns) + " (camera's clock)");
+  if (item && item.mtime_ns) add("File date", new Date(item.mtime_ns / 1e6).toLocaleString());
   add("Text source", row.text_source);
   if (item && item.texts && item.texts.length > 1) add("All texts", item.texts.join(" · "));
   if (hit.score !== undefined) add("Score", `${fmt(hit.score)} (image ${fmt(hit.image_score)}, text ${fmt(hit.text_score)})`);
@@ -261,12 +273,12 @@ async function fillStrip(hit) {
   try {
     const r = await fetch("/api/search?" + new URLSearchParams({ like: hit.id, n: 12 }));
     const data = await r.json();
-    if (state.hits[state.detailIndex] !== hit) return;
+    if (state.detailHit !== hit) return;
     strip.replaceChildren();
     if (!r.ok) { strip.append(el("span", { class: "muted", text: data.error })); return; }
     for (const other of data.hits) {
       const thumb = el("img", { src: "/thumbs/" + encodeURIComponent(other.id), alt: other.text || other.path, title: other.text || other.path, tabindex: 0, "data-id": other.id, loading: "lazy" });
-      const open = () => { state.hits.push(other); openDetail(state.hits.length - 1); };
+      const open = () => { const at = state.hits.findIndex((h) => h.id === other.id); openItem(at >= 0 ? state.hits[at] : other, at); };
       thumb.addEventListener("click", open);
       thumb.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
       strip.append(thumb);
@@ -282,10 +294,12 @@ function closeDetail({ push = true } = {}) {
   document.body.classList.remove("noscroll");
   const index = state.detailIndex;
   state.detailIndex = -1;
+  state.detailHit = null;
+  state.detailPushed = false;
   const params = new URLSearchParams(location.search);
   if (push && params.has("item")) {
     params.delete("item");
-    history.pushState(null, "", params.toString() ? "?" + params : location.pathname);
+    history.replaceState(null, "", params.toString() ? "?" + params : location.pathname);
   }
   const cardNode = document.querySelector(`.card[data-index="${index}"]`);
   if (cardNode) cardNode.focus({ preventScroll: false });
@@ -294,12 +308,10 @@ function closeDetail({ push = true } = {}) {
 function syncDetail() {
   const id = new URLSearchParams(location.search).get("item");
   if (!id) { closeDetail({ push: false }); return; }
-  let index = state.hits.findIndex((h) => h.id === id);
+  const index = state.hits.findIndex((h) => h.id === id);
   if (index < 0) {
     fetch("/api/items/" + encodeURIComponent(id)).then((r) => r.ok ? r.json() : null).then((item) => {
-      if (!item) return;
-      state.hits.push(item);
-      openDetail(state.hits.length - 1, { push: false });
+      if (item) openItem(item, -1, { push: false });
     });
     return;
   }
@@ -342,7 +354,11 @@ function useImage(file) {
 // ---------------------------------------------------------------- filters
 function fillFilters(info) {
   const folder = $("folder");
-  for (const f of info.folders) folder.append(el("option", { value: f.path, text: `${f.path} (${f.count})` }));
+  const root = commonFolder(info.folders.map((f) => f.path));
+  for (const f of info.folders) {
+    const label = root && f.path !== root ? "…/" + f.path.slice(root.length).replace(/^\//, "") : f.path;
+    folder.append(el("option", { value: f.path, title: f.path, text: `${label} (${f.count})` }));
+  }
   const format = $("format");
   for (const f of info.formats) format.append(el("option", { value: f.name, text: `${f.name} (${f.count})` }));
   const columns = $("columns");
@@ -357,6 +373,13 @@ function fillFilters(info) {
   $("date_field").disabled = !info.has_taken;
 }
 
+function commonFolder(paths) {
+  if (paths.length < 2) return "";
+  let prefix = paths[0];
+  for (const p of paths) while (prefix && !(p === prefix || p.startsWith(prefix + "/"))) prefix = prefix.slice(0, prefix.lastIndexOf("/"));
+  return prefix;
+}
+
 function debounce(fn, ms) {
   let timer = 0;
   return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
@@ -366,7 +389,7 @@ function bytes(n) {
   return n > 1e6 ? (n / 1e6).toFixed(1) + " MB" : n > 1e3 ? Math.round(n / 1e3) + " kB" : n + " B";
 }
 
-function date(ns) {
+function cameraTime(ns) {  // EXIF dates are the camera's local time, stored as if UTC
   return new Date(ns / 1e6).toISOString().replace("T", " ").slice(0, 19);
 }
 
@@ -383,9 +406,9 @@ function columnsInGrid() {
 function onKey(e) {
   const detailOpen = !$("detail").hidden;
   if (detailOpen) {
-    if (e.key === "Escape") { e.preventDefault(); history.back(); }
+    if (e.key === "Escape") { e.preventDefault(); requestClose(); }
     else if (e.key === "ArrowLeft" && state.detailIndex > 0) openDetail(state.detailIndex - 1);
-    else if (e.key === "ArrowRight" && state.detailIndex < state.hits.length - 1) openDetail(state.detailIndex + 1);
+    else if (e.key === "ArrowRight" && state.detailIndex >= 0 && state.detailIndex < state.hits.length - 1) openDetail(state.detailIndex + 1);
     return;
   }
   const active = document.activeElement;
@@ -430,11 +453,11 @@ function start() {
   });
   $("image_weight").addEventListener("input", () => { $("weight-out").textContent = $("image_weight").value; });
   $("reset").addEventListener("click", () => { history.pushState(null, "", location.pathname); state.upload = null; run(); });
-  $("close").addEventListener("click", () => history.back());
+  $("close").addEventListener("click", () => requestClose());
   $("prev").addEventListener("click", () => openDetail(state.detailIndex - 1));
   $("next").addEventListener("click", () => openDetail(state.detailIndex + 1));
-  $("more-like").addEventListener("click", () => moreLikeThis(state.hits[state.detailIndex].id));
-  $("detail").addEventListener("click", (e) => { if (e.target === $("detail") || e.target.classList.contains("stage")) history.back(); });
+  $("more-like").addEventListener("click", () => moreLikeThis(state.detailHit.id));
+  $("detail").addEventListener("click", (e) => { if (e.target === $("detail") || e.target.classList.contains("stage")) requestClose(); });
   document.addEventListener("keydown", onKey);
   window.addEventListener("popstate", () => run());
 
@@ -459,7 +482,10 @@ function start() {
     state.info = info;
     if (info.problem) { showMessage(info.problem); $("stats").textContent = ""; document.body.classList.add("empty"); return; }
     fillFilters(info);
-    writeForm(new URLSearchParams(location.search));  // the URL's folder/format/columns, now that they are options
+    // the URL's folder, format and columns, now that they are options (the rest may be mid-typing)
+    const params = new URLSearchParams(location.search);
+    for (const name of ["folder", "format"]) $(name).value = params.get(name) || "";
+    for (const input of document.querySelectorAll("[data-column]")) input.value = params.get("col." + input.dataset.column) || "";
     $("q").placeholder = `Search ${info.rows.toLocaleString()} photos: a dog running on grass`;
   }).catch((err) => showMessage("The server does not answer: " + err.message));
 }

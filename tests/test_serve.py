@@ -410,6 +410,13 @@ def results_of(tab, query: str | None = None) -> list[dict[str, str]]:
     return tab.eval_on_selector_all(".card", "cs => cs.map(c => ({id: c.dataset.id, path: c.dataset.path}))")
 
 
+def thumbnails_loaded(tab) -> None:
+    """Wait until every thumbnail on screen has loaded (each is a real decoded image)."""
+    tab.wait_for_function("""() => [...document.querySelectorAll('.card img')]
+        .filter(i => i.getBoundingClientRect().top < innerHeight)
+        .every(i => i.complete && i.naturalWidth > 0)""", timeout=30_000)
+
+
 def type_query(tab, query: str) -> list[dict[str, str]]:
     before = tab.url
     tab.fill("input[type=search][name=q]", query)
@@ -426,6 +433,7 @@ def test_browser_search_detail_more_like_this_and_back(page, served: dict, shots
     first10 = cards[:10]
     assert len(first10) == 10
     assert sum(any("dog" in c for c in captions[os.path.basename(c_["path"])]) for c_ in first10) >= 7
+    thumbnails_loaded(page)
     page.screenshot(path=str(shots / "search.png"))
 
     page.click(f".card[data-id='{cards[0]['id']}']")
@@ -475,6 +483,7 @@ def test_browser_drop_an_image(page, served: dict, shots: Path) -> None:
     assert cards and os.path.basename(cards[0]["path"]) == "evil.jpg"  # the same photo, at score 1
     assert page.text_content("#query-image-label") == "query.jpg"
     assert page.is_hidden("#drop")
+    thumbnails_loaded(page)
     page.screenshot(path=str(shots / "image-query.png"))
 
 

@@ -33,6 +33,18 @@ def shared_path(relative: str) -> Path:
     return path.resolve()  # ingest stores real paths; ../shared may be reached through a link
 
 
+def flickr_dev_captions() -> dict[str, list[str]]:
+    """Flickr8k dev's captions by image file name, lower-cased."""
+    import csv
+    from collections import defaultdict
+
+    out: dict[str, list[str]] = defaultdict(list)
+    with open(shared_path("data/flickr8k/dev_captions.csv"), newline="") as f:
+        for row in csv.DictReader(f):
+            out[row["image"]].append(row["caption"].lower())
+    return out
+
+
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One user cache for the whole run: text towers are exported once per model, as for a user."""

@@ -7,7 +7,6 @@ queries must beat chance by a wide margin, and our ranking must equal open_clip'
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 
 import mmembed
 
-from conftest import shared_path
+from conftest import flickr_dev_captions, shared_path
 
 QUERIES = {
     "a dog running on grass": ("dog",),
@@ -37,11 +36,7 @@ def dev_index(tmp_path_factory: pytest.TempPathFactory, micro_clip: str) -> mmem
 
 @pytest.fixture(scope="module")
 def captions() -> dict[str, list[str]]:
-    out: dict[str, list[str]] = defaultdict(list)
-    with open(shared_path("data/flickr8k/dev_captions.csv"), newline="") as f:
-        for row in csv.DictReader(f):
-            out[row["image"]].append(row["caption"].lower())
-    return out
+    return flickr_dev_captions()
 
 
 def mentions(caps: list[str], words: tuple[str, ...]) -> bool:

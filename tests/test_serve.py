@@ -4,7 +4,6 @@ Flickr8k dev (micro-clip, with captions), queried over HTTP and through a real b
 
 from __future__ import annotations
 
-import csv
 import http.client
 import json
 import os
@@ -17,12 +16,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURE_IMAGES, mmembed_cmd, run_cli, shared_path
+from conftest import FIXTURE_IMAGES, flickr_dev_captions, mmembed_cmd, run_cli, shared_path
 
 EVIL = "<script>alert(1)</script> <img src=x onerror=alert(2)>"
 DOG_QUERY = "a dog running on grass"
@@ -121,14 +119,6 @@ def raw_request(url: str, method: str, path: str, body: bytes | None = None,
         conn.close()
 
 
-def dev_captions() -> dict[str, list[str]]:
-    out: dict[str, list[str]] = defaultdict(list)
-    with open(shared_path("data/flickr8k/dev_captions.csv"), newline="") as f:
-        for row in csv.DictReader(f):
-            out[row["image"]].append(row["caption"].lower())
-    return out
-
-
 def search_api(url: str, **params: object) -> dict:
     status, data = get_json(url + "api/search?" + urllib.parse.urlencode(params, doseq=True))
     assert status == 200, data
@@ -145,7 +135,7 @@ def test_hits_carry_the_fields_of_search_json_plus_an_id(served: dict) -> None:
     for hit, want in zip(data["hits"], expected):
         assert set(hit) == set(want) and "id" in hit
         assert hit["score"] == pytest.approx(want["score"], abs=1e-5)
-    captions = dev_captions()
+    captions = flickr_dev_captions()
     dogs = sum(any("dog" in c for c in captions[os.path.basename(h["path"])]) for h in data["hits"])
     assert dogs >= 7
 
@@ -429,7 +419,7 @@ def test_browser_search_detail_more_like_this_and_back(page, served: dict, shots
     page.wait_for_selector(".card")  # before a query: every photo, newest first
     cards = type_query(page, DOG_QUERY)
     assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)["q"] == [DOG_QUERY]
-    captions = dev_captions()
+    captions = flickr_dev_captions()
     first10 = cards[:10]
     assert len(first10) == 10
     assert sum(any("dog" in c for c in captions[os.path.basename(c_["path"])]) for c_ in first10) >= 7

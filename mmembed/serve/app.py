@@ -226,25 +226,18 @@ def _search_args(request: Request) -> dict[str, Any]:
                       date_field=params.get("date_field") or "taken", columns=columns,
                       where=params.get("where") or None)
     negatives = tuple(n for value in params.getlist("not") for n in value.split(",") if n.strip())
-    return {"text": text, "like": like, "limit": _int(params.get("n"), "n", 50),
-            "offset": _int(params.get("offset"), "offset", 0), "target": params.get("target") or None,
-            "negatives": negatives, "image_weight": _float(params.get("image_weight"), "image_weight"),
+    return {"text": text, "like": like, "limit": _number(params.get("n"), "n", int, 50),
+            "offset": _number(params.get("offset"), "offset", int, 0), "target": params.get("target") or None,
+            "negatives": negatives, "image_weight": _number(params.get("image_weight"), "image_weight", float, None),
             "filters": filters}
 
 
-def _int(raw: str | None, name: str, default: int) -> int:
+def _number(raw: str | None, name: str, kind: type, default: Any) -> Any:
+    """``raw`` as ``kind`` (int or float), ``default`` when absent; QueryError names a bad one."""
     if raw in (None, ""):
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise QueryError(f"{name}={raw!r} is not a whole number") from None
-
-
-def _float(raw: str | None, name: str) -> float | None:
-    if raw in (None, ""):
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise QueryError(f"{name}={raw!r} is not a number") from None
+        what = "a whole number" if kind is int else "a number"
+        raise QueryError(f"{name}={raw!r} is not {what}") from None

@@ -20,6 +20,8 @@ def search(
     target: Annotated[Optional[str], typer.Option("--target", "-t", help="Vectors to search: image, text or fused [default: fused when items have text, else image].", show_default=False)] = None,
     image_weight: Annotated[Optional[float], typer.Option("--image-weight", help="Weight of --image against QUERY, 0..1 [default: 0.5; concat: the table's w].", show_default=False)] = None,
     negatives: Annotated[Optional[list[str]], typer.Option("--not", help="Push results away from this text (repeatable).", show_default=False)] = None,
+    min_score: Annotated[Optional[float], typer.Option("--min-score", help="Drop results scoring (cosine) below this, -1..1.", show_default=False)] = None,
+    cutoff: Annotated[str, typer.Option("--cutoff", help="auto: drop results that score like the rest of the table for this query (standardised score under 3); none: keep --limit results.")] = "none",
     db: DbOpt = None,
     table: TableOpt = None,
     model: ModelOpt = None,
@@ -35,12 +37,13 @@ def search(
     Example: mmembed search "red car" --image ref.jpg --image-weight 0.4 --not blurry
     Pipe: mmembed search "beach" -0 | xargs -0 cp -t ~/beach
     Gallery: mmembed search "beach" -n 100 --html beach.html
+    Only the relevant ones: mmembed search "receipt" -n 500 --cutoff auto
     """
     from mmembed.retrieval.query import SearchOptions
 
     with _errors():
         options = SearchOptions(limit=limit, where=where, target=target, image_weight=image_weight,
-                                negatives=negatives or ())
+                                negatives=negatives or (), min_score=min_score, cutoff=cutoff)
         hits = None
         if where is None:  # try the path without lancedb and torch
             from mmembed.config import Config

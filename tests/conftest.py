@@ -84,6 +84,31 @@ def micro_clip() -> str:
     return "local-dir:" + str(shared_path("models/micro-clip"))
 
 
+EVIL_CAPTION = "<script>alert(1)</script> <img src=x onerror=alert(2)>"
+
+
+@pytest.fixture(scope="session")
+def captioned_dev(tmp_path_factory: pytest.TempPathFactory, micro_clip: str, session_cache: Path) -> dict[str, str]:
+    """A table of Flickr8k dev with its captions (micro-clip), plus a folder ``extra`` holding an
+    EXIF-rotated JPEG whose sidecar caption is an XSS attempt, and a HEIC. Read-only for tests."""
+    import mmembed
+
+    dev = shared_path("data/flickr8k/dev")
+    extra = tmp_path_factory.mktemp("extra")
+    shutil.copy(FIXTURE_IMAGES / "rotated_exif6.jpg", extra / "evil.jpg")
+    (extra / "evil.txt").write_text(EVIL_CAPTION)
+    shutil.copy(FIXTURE_IMAGES / "phone.heic", extra / "phone.heic")
+    db = str(tmp_path_factory.mktemp("captioned") / "db.lancedb")
+    with pytest.MonkeyPatch.context() as env:  # the user cache the tests' own runs see
+        env.setenv("XDG_CACHE_HOME", str(session_cache))
+        for name in [n for n in os.environ if n.startswith("MMEMBED_")]:
+            env.delenv(name)
+        report = mmembed.Index(db, model=micro_clip, batch_size=64).ingest(
+            [dev, extra], captions=[shared_path("data/flickr8k/dev_captions.csv")])
+    assert report.added == 1002 and not report.skipped
+    return {"db": db, "extra": str(extra.resolve())}
+
+
 @pytest.fixture
 def photos(tmp_path: Path) -> Path:
     """A writable copy of fixtures/images (17 small real files, every format and mode)."""

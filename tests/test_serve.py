@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURE_IMAGES, flickr_dev_captions, mmembed_cmd, run_cli, shared_path
+from conftest import EVIL_CAPTION as EVIL, FIXTURE_IMAGES, flickr_dev_captions, mmembed_cmd, run_cli, shared_path
 
-EVIL = "<script>alert(1)</script> <img src=x onerror=alert(2)>"
 DOG_QUERY = "a dog running on grass"
 SCREENSHOTS = os.environ.get("MMEMBED_SCREENSHOTS")  # read at import: fixtures clear MMEMBED_* settings
 
@@ -65,31 +64,15 @@ def stop_server(proc: subprocess.Popen) -> int:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, micro_clip: str, session_cache: Path):
-    """Flickr8k dev with its captions, plus a folder whose caption is an XSS attempt, an
-    EXIF-rotated JPEG and a HEIC; served on a free port."""
+def served(captioned_dev: dict[str, str], session_cache: Path):
+    """The captioned Flickr8k dev table (conftest), served on a free port."""
     with pytest.MonkeyPatch.context() as env:  # the user cache the tests' CLI runs see too
         env.setenv("XDG_CACHE_HOME", str(session_cache))
         for name in [n for n in os.environ if n.startswith("MMEMBED_")]:
             env.delenv(name)
-        yield from _served(tmp_path_factory, micro_clip)
-
-
-def _served(tmp_path_factory: pytest.TempPathFactory, micro_clip: str):
-    import mmembed
-
-    dev = shared_path("data/flickr8k/dev")
-    extra = tmp_path_factory.mktemp("extra")
-    shutil.copy(FIXTURE_IMAGES / "rotated_exif6.jpg", extra / "evil.jpg")
-    (extra / "evil.txt").write_text(EVIL)
-    shutil.copy(FIXTURE_IMAGES / "phone.heic", extra / "phone.heic")
-    db = str(tmp_path_factory.mktemp("serve") / "db.lancedb")
-    report = mmembed.Index(db, model=micro_clip, batch_size=64).ingest(
-        [dev, extra], captions=[shared_path("data/flickr8k/dev_captions.csv")])
-    assert report.added == 1002 and not report.skipped
-    proc, url, errors = start_server("--db", db)
-    yield {"url": url, "db": db, "extra": str(extra.resolve()), "proc": proc, "errors": errors}
-    assert stop_server(proc) == 0, "".join(errors)[-2000:]
+        proc, url, errors = start_server("--db", captioned_dev["db"])
+        yield {"url": url, "db": captioned_dev["db"], "extra": captioned_dev["extra"], "proc": proc, "errors": errors}
+        assert stop_server(proc) == 0, "".join(errors)[-2000:]
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -207,6 +190,17 @@ def test_uploads_are_limited_and_checked(served: dict) -> None:
                                {"Content-Type": "image/jpeg"})
     assert status == 400
     assert json.loads(data)["error"] == "the query image: not a readable image (unknown format or corrupt header)"
+
+
+def test_the_cutoff_reaches_the_api(served: dict) -> None:
+    every = search_api(served["url"], q="qwzx blorf", n=100)
+    cut = search_api(served["url"], q="qwzx blorf", n=100, cutoff="auto")
+    assert len(every["hits"]) == 100 and len(cut["hits"]) < 10 and not cut["more"]
+    floor = every["hits"][20]["score"]
+    kept = search_api(served["url"], q="qwzx blorf", n=100, min_score=floor)
+    assert [h["id"] for h in kept["hits"]] == [h["id"] for h in every["hits"] if h["score"] >= floor]
+    status, bad = get_json(served["url"] + "api/search?q=dog&cutoff=maybe")
+    assert status == 400 and "cutoff" in bad["error"]
 
 
 def test_more_like_this_by_id(served: dict) -> None:

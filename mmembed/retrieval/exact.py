@@ -31,7 +31,9 @@ from .query import (
     Hit,
     Query,
     SearchOptions,
+    apply_cutoff,
     query_vectors,
+    score_stats,
     check_query,
     make_hit,
     parse_terms,
@@ -84,4 +86,6 @@ def run_search(
         filters.append("text_vector IS NOT NULL")
     combined = " AND ".join(filters) if len(filters) > 1 else where  # a lone filter reads as it was given
     rows = store.nearest(search_vector, column=column, limit=options.limit, where=combined or None)
-    return [make_hit(r, target, q_img, q_txt) for r in rows]
+    hits = [make_hit(r, target, q_img, q_txt) for r in rows]
+    background = score_stats(store.sample_vectors(column), search_vector) if options.cutoff == "auto" else None
+    return apply_cutoff(hits, options, background)

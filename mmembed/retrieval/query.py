@@ -17,9 +17,16 @@ from .._options import checked, items
 from ..errors import ImageDecodeError, QueryError
 from ..models.fusion import FusionStrategy
 
-__all__ = ["Hit", "Query", "SearchOptions", "parse_terms", "check_query", "query_vectors", "query_plan", "make_hit", "TARGETS"]
+__all__ = ["Hit", "Query", "SearchOptions", "apply_cutoff", "score_stats", "CUTOFFS", "AUTO_CUTOFF_Z", "parse_terms",
+           "check_query", "query_vectors", "query_plan", "make_hit", "TARGETS"]
 
 TARGETS = ("image", "text", "fused")
+CUTOFFS = ("none", "auto")
+# --cutoff auto keeps hits whose score stands at least this many robust standard deviations
+# (1.4826 x the median absolute deviation) above the median score of the query over the table
+# (its "background"); the median and MAD ignore the relevant few. Chosen on Flickr8k dev
+# (EVALUATION.md, benchmarks/cutoff.py).
+AUTO_CUTOFF_Z = 2.0
 _TERM_SPLIT = re.compile(r"\s+([+-])\s+")
 _CORE = {"id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "ingested_at",
          "taken_ns", "image_vector", "text", "texts", "text_source", "text_hash", "embedded_texts", "manifest_texts",
@@ -81,6 +88,8 @@ class SearchOptions:
     image_weight: float | None = None  # weight of the query image against the text, 0..1 [default: 0.5]
     negatives: Sequence[str] = ()  # push results away from these texts
     negative_weight: float = 0.5  # how hard, 0..1
+    min_score: float | None = None  # drop hits whose score (cosine) is below this, -1..1
+    cutoff: str = "none"  # auto: drop hits that score like the table's background for this query
 
     def __post_init__(self) -> None:
         checked(self.limit, "limit", QueryError, (int,))
@@ -96,6 +105,11 @@ class SearchOptions:
         if not 0.0 <= checked(self.negative_weight, "negative_weight", QueryError, (int, float)) <= 1.0:
             raise QueryError(f"negative weight {self.negative_weight} must be between 0 and 1")
         object.__setattr__(self, "negatives", items(self.negatives, "negatives", QueryError))
+        floor = checked(self.min_score, "min_score", QueryError, (int, float), optional=True)
+        if floor is not None and not -1.0 <= floor <= 1.0:
+            raise QueryError(f"--min-score {floor} must be between -1 and 1 (scores are cosines)")
+        if checked(self.cutoff, "cutoff", QueryError, (str,)) not in CUTOFFS:
+            raise QueryError(f"--cutoff {self.cutoff!r} is not one of {', '.join(CUTOFFS)}")
 
 
 @dataclass
@@ -188,3 +202,26 @@ def make_hit(row: dict[str, Any], target: str, q_img: np.ndarray, q_txt: np.ndar
         target=target,
         extra={k: v for k, v in row.items() if k not in _CORE and not k.startswith("_")},
     )
+
+
+def apply_cutoff(hits: list[Hit], options: SearchOptions, background: tuple[float, float] | None) -> list[Hit]:
+    """``hits`` without those under ``min_score`` and, with ``cutoff='auto'``, without those
+    under ``median + AUTO_CUTOFF_Z * spread`` of ``background`` (``score_stats`` of this
+    query over the table)."""
+    floor = options.min_score
+    if options.cutoff == "auto" and background is not None:
+        median, spread = background
+        auto = median + AUTO_CUTOFF_Z * spread
+        floor = auto if floor is None else max(floor, auto)
+    return hits if floor is None else [h for h in hits if h.score >= floor]
+
+
+def score_stats(matrix: np.ndarray, vector: np.ndarray) -> tuple[float, float]:
+    """Median and robust spread (1.4826 x median absolute deviation) of ``matrix @ vector``:
+    where a query's scores over the table's rows sit, and how widely, unmoved by the few
+    rows that really match."""
+    scores = np.asarray(matrix, dtype=np.float32) @ np.asarray(vector, dtype=np.float32)
+    if scores.size == 0:
+        return 1.0, 0.0
+    median = float(np.median(scores))
+    return median, float(1.4826 * np.median(np.abs(scores - median)))

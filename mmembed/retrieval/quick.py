@@ -21,7 +21,9 @@ import numpy as np
 from .._options import options_from, takes
 from ..config import Config
 from ..models.fusion import FusionStrategy
-from .query import Hit, SearchOptions, _unit, check_query, make_hit, query_plan, query_vectors
+from .query import (
+    Hit, SearchOptions, _unit, apply_cutoff, check_query, make_hit, query_plan, query_vectors, score_stats,
+)
 
 __all__ = ["QuickSearch", "quick_search"]
 
@@ -143,7 +145,9 @@ class QuickSearch:
             self._report_damage(snap.info.get("version"), exc)
             snap.mark_damaged()
             return None
-        return [make_hit(row, target, q_img, q_txt) for row in rows]
+        hits = [make_hit(row, target, q_img, q_txt) for row in rows]
+        background = score_stats(snap.vectors(target), vector) if options.cutoff == "auto" else None
+        return apply_cutoff(hits, options, background)
 
     def _text_vectors(self, query: Any, meta: dict[str, Any], encoder: Any) -> tuple[Any, Any] | None:
         """(positive, negative) text vectors from the exported text tower (or ``encoder``)."""

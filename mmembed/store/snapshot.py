@@ -184,6 +184,11 @@ class Snapshot:
             self._arrays[name] = np.load(os.path.join(self.folder, f"{name}.npy"), mmap_mode="r")
         return self._arrays[name]
 
+    def vectors(self, target: str) -> np.ndarray:
+        """``target``'s vectors (memory-mapped; for text, only the rows that have text)."""
+        matrix = self._array(target)
+        return matrix[np.asarray(self._array("text_mask"))] if target == "text" else matrix
+
     def has(self, target: str) -> bool:
         return target == "image" or (self.captioned > 0 and (target == "text" or self.info["fused"]))
 

@@ -135,6 +135,7 @@ class Store:
         self._db: Any = None
         self._table: Any = None
         self._stats: tuple[int, int, int] | None = None  # (version, rows, rows with text)
+        self._sample: tuple[tuple[str, int], np.ndarray] | None = None  # sample_vectors' cache
         local = "://" not in uri or uri.startswith("file://")
         self._lock = WriteLock(uri.removeprefix("file://") if local else None, table, uri)
 
@@ -334,6 +335,22 @@ class Store:
             with _errors(f"cannot read table '{self.table_name}'"):
                 out.extend(self.table.search().where(f"id IN ({_sql_list(chunk)})").limit(None).to_list())
         return out
+
+    def sample_vectors(self, column: str, rows: int = 4096) -> np.ndarray:
+        """Up to ``rows`` non-null vectors of ``column`` spread evenly over the table, cached per
+        table version: a query's score distribution over the table without a full scan."""
+        from .vectors import vector_matrix
+
+        with _errors(f"cannot read table '{self.table_name}'"):
+            key = (column, int(self.table.version))
+            if self._sample is None or self._sample[0] != key:
+                total = self.count()
+                offsets = np.unique(np.linspace(0, max(total - 1, 0), min(rows, total)).astype(np.int64))
+                data = self.table.take_offsets([int(o) for o in offsets]).select([column]).to_arrow()
+                vectors = data.column(column)
+                kept = vectors.filter(vectors.is_valid()) if vectors.null_count else vectors
+                self._sample = (key, vector_matrix(kept))
+            return self._sample[1]
 
     def bytes_on_disk(self) -> int | None:
         """Size of the table's files, or None where LanceDB cannot say."""

@@ -5,7 +5,7 @@
 
 const PAGE = 50;
 const DEBOUNCE_MS = 250;
-const FIELDS = ["q", "target", "image_weight", "not", "folder", "format", "date_field", "date_from", "date_to", "where"];
+const FIELDS = ["q", "target", "image_weight", "not", "cutoff", "folder", "format", "date_field", "date_from", "date_to", "where"];
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -89,7 +89,7 @@ async function fetchPage(params, offset) {
   const hasQuery = params.get("q") || params.get("like") || upload;
   if (!hasQuery) {
     const p = searchUrl(params, offset);
-    for (const k of ["q", "target", "image_weight", "not", "like"]) p.delete(k);
+    for (const k of ["q", "target", "image_weight", "not", "like", "cutoff"]) p.delete(k);
     const r = await fetch("/api/items?" + p);
     const data = await r.json();
     if (!r.ok) throw new Error(data.error || r.statusText);

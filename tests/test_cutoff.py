@@ -1,0 +1,52 @@
+"""The relevance cutoff: ``--min-score`` and ``--cutoff auto`` on the captioned Flickr8k dev table."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import mmembed
+from conftest import flickr_dev_captions, run_cli
+
+REAL, NONSENSE = "a dog running on grass", "qwzx blorf"
+
+
+@pytest.fixture
+def dev(captioned_dev: dict[str, str]) -> mmembed.Index:
+    return mmembed.Index(captioned_dev["db"])
+
+
+def test_auto_cutoff_keeps_fewer_for_nonsense_than_for_a_real_query(dev: mmembed.Index) -> None:
+    real = dev.search(REAL, limit=1000, cutoff="auto")
+    nonsense = dev.search(NONSENSE, limit=1000, cutoff="auto")
+    assert len(nonsense) < len(real) and 5 <= len(real) < 1000
+    captions = flickr_dev_captions()
+    dogs = sum(any("dog" in c for c in captions[os.path.basename(h.path)]) for h in real)
+    assert dogs / len(real) >= 0.8  # what it keeps is mostly what was asked for
+    full = dev.search(REAL, limit=1000)
+    assert [h.id for h in real] == [h.id for h in full[: len(real)]]  # a cut of the same ranking
+
+
+def test_the_full_path_cuts_where_the_snapshot_path_does(dev: mmembed.Index, monkeypatch: pytest.MonkeyPatch) -> None:
+    quick = dev.search(REAL, limit=1000, cutoff="auto")
+    monkeypatch.setenv("MMEMBED_QUICK", "0")  # LanceDB and a sample of the table for the background
+    full = mmembed.Index(dev.config.db).search(REAL, limit=1000, cutoff="auto")
+    assert [h.id for h in full] == [h.id for h in quick]
+
+
+def test_min_score_drops_what_scores_below_it(dev: mmembed.Index) -> None:
+    every = dev.search(REAL, limit=200)
+    floor = every[40].score
+    kept = dev.search(REAL, limit=200, min_score=floor)
+    assert [h.id for h in kept] == [h.id for h in every if h.score >= floor]
+    assert len(kept) >= 41 and all(h.score >= floor for h in kept)
+
+
+def test_bad_cutoffs_are_one_line(captioned_dev: dict[str, str]) -> None:
+    for args, message in [(["--min-score", "2"], "Error: --min-score 2.0 must be between -1 and 1 (scores are cosines)"),
+                          (["--cutoff", "sometimes"], "Error: --cutoff 'sometimes' is not one of none, auto")]:
+        done = run_cli("search", REAL, "--db", captioned_dev["db"], *args)
+        assert done.returncode == 1 and done.stderr.strip() == message
+    done = run_cli("search", NONSENSE, "--db", captioned_dev["db"], "-n", "100", "--cutoff", "auto", "--paths")
+    assert done.returncode == 0 and len(done.stdout.splitlines()) < 10

@@ -7,7 +7,8 @@ import sys
 import time
 from typing import Any
 
-LABELS = {"scan": "scanning", "encode": "encoding", "prune": "pruning", "compact": "compacting", "fuse": "fusing"}
+LABELS = {"scan": "scanning", "encode": "encoding", "prune": "pruning", "compact": "compacting", "fuse": "fusing",
+          "compare": "comparing"}
 
 
 class IngestBar:

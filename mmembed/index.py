@@ -20,7 +20,7 @@ from . import derived
 from ._options import items, options_from, takes
 from .config import Config
 from .models.encoder import Encoder, ModelSpec
-from .errors import ConfigError, ModelLoadError, ModelMismatchError, StoreError
+from .errors import ConfigError, IndexEmptyError, ModelLoadError, ModelMismatchError, StoreError
 from .models.fusion import FusionConfig, FusionStrategy, load_attention
 from .ingest.pipeline import run_ingest
 from .ingest.report import IngestProgress, IngestReport
@@ -473,6 +473,34 @@ class Index:
         ids = list(items(ids, "ids", ConfigError, (str,)))
         found = [row for row in self.store.rows_by_id(ids)]
         return [{c: row.get(c) for c in columns} for row in found]
+
+    def duplicates(self, *, mode: str = "near", threshold: float | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> list[Any]:
+        """Groups of duplicate photos (``retrieval.dupes``): ``exact`` copies, ``near``-duplicates
+        (the same photo re-encoded, resized, rotated, lightly cropped or edited; the default) or
+        ``similar`` photos, each with a suggested keeper (most pixels, then oldest). Reads the
+        stored image vectors; decodes no image, changes nothing.
+
+        Example::
+
+            for group in idx.duplicates():
+                print([(f.path, f.keep) for f in group.files])
+        """
+        from .retrieval.dupes import find_duplicates
+        from .store.vectors import vector_matrix
+
+        if self.meta is None:
+            raise IndexEmptyError(f"the index in {self.config.db} (table '{self.config.table}') is empty; "
+                                  "run `mmembed ingest PATH` first")
+        rows = self.items()
+        vectors = None
+        if mode != "exact":
+            data = self.store.read_columns(["id", "image_vector"])
+            at = {row_id: i for i, row_id in enumerate(data.column("id").to_pylist())}
+            matrix = vector_matrix(data.column("image_vector"))
+            vectors = matrix[[at[row["id"]] for row in rows]] if rows else matrix
+        return find_duplicates(rows, vectors, mode=mode, threshold=threshold,
+                               max_megapixels=self.config.max_megapixels, progress=progress)
 
     def embed_text(self, texts: str | Sequence[str]) -> np.ndarray:
         """float32 (N, D) unit vectors from this index's model; a single string is one text."""

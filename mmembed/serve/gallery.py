@@ -24,7 +24,7 @@ GALLERY_THUMB = 240  # px on the long side: about 10 kB a photo
 _STYLE = """
 body{margin:0;background:#111214;color:#e8e8ea;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
 header{padding:16px 20px;border-bottom:1px solid #2e3035}h1{font-size:18px;margin:0 0 4px}
-header p{margin:0;color:#9a9ca3}main{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:12px;padding:16px 20px}
+header p{margin:0;color:#9a9ca3}h2{font-size:15px;margin:18px 20px 0;color:#c8c9cc}main{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:12px;padding:16px 20px}
 figure{margin:0;background:#202226;border-radius:10px;overflow:hidden}
 img,.missing{display:block;width:100%;aspect-ratio:4/3;object-fit:cover;background:#2a2c31}
 .missing{display:grid;place-items:center;color:#9a9ca3;font-size:12px;padding:8px;box-sizing:border-box}
@@ -42,14 +42,19 @@ def write_gallery(
     max_megapixels: float = 100.0,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    sections: Sequence[tuple[str, Sequence[Any]]] | None = None,
 ) -> int:
-    """Write ``hits`` (``Hit`` objects or dicts with path, score, text, ...) as one HTML file.
+    """Write ``hits`` (``Hit`` objects or dicts with path, score, text, ...) as one HTML file;
+    or, with ``sections``, one titled grid per (title, hits) pair (duplicate groups, say).
     Returns how many thumbnails were inlined (a file that cannot be read shows its reason)."""
     target = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(folder):
         raise ConfigError(f"{target}: the folder {folder} does not exist; create it or pick another --html path")
-    rows = [h.to_dict() if hasattr(h, "to_dict") else dict(h) for h in hits]
+    parts = [(None, hits)] if sections is None else list(sections)
+    titles = [title_ for title_, _ in parts]
+    grouped = [[h.to_dict() if hasattr(h, "to_dict") else dict(h) for h in part] for _, part in parts]
+    rows = [row for part in grouped for row in part]
 
     def thumb(row: dict[str, Any]) -> str:
         try:
@@ -66,12 +71,17 @@ def write_gallery(
             if progress is not None:
                 progress(done, len(rows))
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    cards = "\n".join(_card(row, image) for row, image in zip(rows, images))
+    tags = iter(images)
+    blocks = []
+    for heading, part in zip(titles, grouped):
+        cards = "\n".join(_card(row, next(tags)) for row in part)
+        head = f"<h2>{html.escape(heading)}</h2>" if heading else ""
+        blocks.append(f"{head}<main>\n{cards}\n</main>")
     page = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
-            f"<header><h1>{html.escape(title)}</h1><p>{len(rows)} results · made by mmembed on {made}</p></header>"
-            f"<main>\n{cards}\n</main></body></html>\n")
+            f"<header><h1>{html.escape(title)}</h1><p>{len(rows)} photos · made by mmembed on {made}</p></header>"
+            + "\n".join(blocks) + "</body></html>\n")
     tmp = f"{target}.tmp"
     try:
         with open(tmp, "w", encoding="utf-8") as f:

@@ -1,0 +1,220 @@
+"""Near-duplicate detection measured on a benchmark generated from Flickr8k dev.
+
+    python benchmarks/dupes.py [--thresholds 0.9 0.92 0.94 0.95 0.96 0.97 0.98]
+
+What it builds in a temporary folder (seeded, so every run builds the same files):
+
+- 300 originals (dev images), each with 1-3 variants of different kinds: ``jpeg`` (quality
+  30-60), ``resize`` (50 %), ``rotate`` (pixels turned 90 degrees with the EXIF orientation
+  that turns them back), ``crop`` (keeping 80-90 % of each side), ``tone`` (brightness or
+  contrast 0.85-1.15), ``png`` (a lossless re-save);
+- the other 700 dev images, unrelated;
+- hard negatives: the 200 pairs of different dev images whose captions are most alike (by
+  the model's own caption vectors); they are in the set already, as originals or unrelated.
+
+It ingests all of it with micro-clip, runs ``Index.duplicates`` (near mode) at each threshold,
+and reports pairwise recall per variant kind (pairs original-variant found in one group),
+pairwise precision per kind (of the found pairs that hold a variant of that kind, the share
+that are true), overall precision, and for the hard negatives the share of pairs kept apart.
+Also ``exact`` mode on byte copies, and time. Prints one JSON object.
+
+    python benchmarks/dupes.py --scale 100000
+
+The speed run: ``find_duplicates`` over 100k random 512-d unit vectors with 1,000 planted
+near copies and 500 byte copies; seconds and the peak memory it allocates beyond the vectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared"
+DEV = SHARED / "data" / "flickr8k" / "dev"
+CAPTIONS = SHARED / "data" / "flickr8k" / "dev_captions.csv"
+MICRO = SHARED / "models" / "micro-clip"
+KINDS = ("jpeg", "resize", "rotate", "crop", "tone", "png")
+
+
+def make_variant(src: Path, kind: str, rng: random.Random, out: Path) -> Path:
+    from PIL import Image, ImageEnhance
+
+    im = Image.open(src).convert("RGB")
+    w, h = im.size
+    if kind == "jpeg":
+        path = out.with_suffix(".jpg")
+        im.save(path, "JPEG", quality=rng.randint(30, 60))
+    elif kind == "resize":
+        path = out.with_suffix(".jpg")
+        im.resize((max(1, w // 2), max(1, h // 2)), Image.Resampling.LANCZOS).save(path, "JPEG", quality=90)
+    elif kind == "rotate":
+        path = out.with_suffix(".jpg")
+        turned = im.transpose(Image.Transpose.ROTATE_90)  # counter-clockwise; orientation 6 turns it back
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        turned.save(path, "JPEG", quality=92, exif=exif.tobytes())
+    elif kind == "crop":
+        path = out.with_suffix(".jpg")
+        keep = rng.uniform(0.80, 0.90)
+        cw, ch = int(w * keep), int(h * keep)
+        x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+        im.crop((x, y, x + cw, y + ch)).save(path, "JPEG", quality=90)
+    elif kind == "tone":
+        path = out.with_suffix(".jpg")
+        enhancer = ImageEnhance.Brightness if rng.random() < 0.5 else ImageEnhance.Contrast
+        enhancer(im).enhance(rng.choice([rng.uniform(0.85, 0.93), rng.uniform(1.07, 1.15)])).save(path, "JPEG", quality=90)
+    else:
+        path = out.with_suffix(".png")
+        im.save(path, "PNG")
+    return path
+
+
+def build(folder: Path, seed: int = 0) -> tuple[dict[str, str], dict[str, str]]:
+    """Copy dev and write the variants; returns (file name -> its original's name, variant name -> kind)."""
+    rng = random.Random(seed)
+    images = sorted(DEV.glob("*.jpg"))
+    rng.shuffle(images)
+    originals, unrelated = images[:300], images[300:]
+    origin: dict[str, str] = {}
+    kind_of: dict[str, str] = {}
+    for src in unrelated:
+        shutil.copy(src, folder / src.name)
+        origin[src.name] = src.name
+    for n, src in enumerate(originals):
+        shutil.copy(src, folder / src.name)
+        origin[src.name] = src.name
+        kinds = rng.sample(KINDS, rng.randint(1, 3))
+        for kind in kinds:
+            path = make_variant(src, kind, rng, folder / f"variant_{n:03d}_{kind}")
+            origin[path.name] = src.name
+            kind_of[path.name] = kind
+    return origin, kind_of
+
+
+def hard_negatives(idx, count: int = 200) -> list[tuple[str, str]]:
+    """The ``count`` pairs of different dev images whose captions are most alike."""
+    captions: dict[str, list[str]] = defaultdict(list)
+    with open(CAPTIONS, newline="") as f:
+        for row in csv.DictReader(f):
+            captions[row["image"]].append(row["caption"])
+    names = sorted(captions)
+    vecs = idx.embed_text([captions[n][0] for n in names])
+    sims = vecs @ vecs.T
+    np.fill_diagonal(sims, -1)
+    top = np.dstack(np.unravel_index(np.argsort(-sims, axis=None), sims.shape))[0]
+    pairs, seen = [], set()
+    for i, j in top:
+        if i < j and (i, j) not in seen:
+            seen.add((i, j))
+            pairs.append((names[i], names[j]))
+            if len(pairs) == count:
+                break
+    return pairs
+
+
+def score(groups, origin: dict[str, str], kind_of: dict[str, str], hard: list[tuple[str, str]]) -> dict:
+    together = set()
+    for g in groups:
+        names = sorted(Path(f.path).name for f in g.files)
+        together.update(itertools.combinations(names, 2))
+    truth = set()
+    by_origin: dict[str, list[str]] = defaultdict(list)
+    for name, orig in origin.items():
+        by_origin[orig].append(name)
+    for members in by_origin.values():
+        truth.update(itertools.combinations(sorted(members), 2))
+    out: dict = {}
+    for kind in KINDS:
+        pairs = {tuple(sorted((v, origin[v]))) for v, k in kind_of.items() if k == kind}
+        found = {p for p in together if kind_of.get(p[0]) == kind or kind_of.get(p[1]) == kind}
+        out[kind] = {"pairs": len(pairs), "recall": round(len(pairs & together) / len(pairs), 3),
+                     "precision": round(len(found & truth) / len(found), 3) if found else None}
+    out["all"] = {"found_pairs": len(together), "true_pairs": len(truth),
+                  "precision": round(len(together & truth) / len(together), 3) if together else None,
+                  "recall": round(len(together & truth) / len(truth), 3)}
+    apart = sum(1 for a, b in hard if tuple(sorted((a, b))) not in together)
+    out["hard_negatives"] = {"pairs": len(hard), "kept_apart": round(apart / len(hard), 3)}
+    return out
+
+
+def at_scale(rows: int, dim: int = 512, planted: int = 1000, copies: int = 500) -> dict:
+    """``find_duplicates`` on ``rows`` random unit vectors with ``planted`` near copies (cosine
+    about 0.98) and ``copies`` byte copies (same content hash): seconds and peak memory."""
+    import tracemalloc
+
+    from mmembed.retrieval.dupes import find_duplicates
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((rows, dim), dtype=np.float32)
+    source = rng.choice(rows - planted - copies, planted + copies, replace=False)
+    n_base = rows - planted - copies
+    noise = rng.standard_normal((planted, dim), dtype=np.float32) * 0.006
+    vectors[n_base:n_base + planted] = vectors[source[:planted]] + noise * np.linalg.norm(vectors[source[:planted]], axis=1, keepdims=True)
+    vectors[n_base + planted:] = vectors[source[planted:]]
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    table = [{"id": f"{i:012x}", "path": f"/bench/{i:08d}.jpg", "size": 1, "width": 10, "height": 10,
+              "content_hash": f"h{i}", "mtime_ns": i} for i in range(rows)]
+    for k, i in enumerate(range(n_base + planted, rows)):
+        table[i]["content_hash"] = table[int(source[planted + k])]["content_hash"]
+    tracemalloc.start()
+    started = time.perf_counter()
+    groups = find_duplicates(table, vectors, mode="near")
+    seconds = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {"rows": rows, "dim": dim, "planted_near": planted, "planted_exact": copies, "groups": len(groups),
+            "seconds": round(seconds, 1), "peak_mb_beyond_the_vectors": round(peak / 2**20, 1),
+            "vectors_mb": round(vectors.nbytes / 2**20, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98])
+    parser.add_argument("--scale", type=int, help="only the speed run: this many random rows with planted duplicates")
+    args = parser.parse_args()
+    if args.scale:
+        print(json.dumps({"date": str(date.today()), **at_scale(args.scale)}, indent=1))
+        return
+    import mmembed
+    from mmembed.retrieval.dupes import THRESHOLDS
+
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work) / "photos"
+        folder.mkdir()
+        origin, kind_of = build(folder)
+        idx = mmembed.Index(str(Path(work) / "db"), model=f"local-dir:{MICRO}")
+        report = idx.ingest(folder)
+        hard = hard_negatives(idx)
+        result: dict = {"date": str(date.today()), "model": "micro-clip", "files": len(origin),
+                        "variants": {k: sum(1 for v in kind_of.values() if v == k) for k in KINDS},
+                        "ingested": report.rows, "default_threshold": THRESHOLDS["near"], "runs": []}
+        for t in args.thresholds:
+            started = time.perf_counter()
+            groups = idx.duplicates(mode="near", threshold=t)
+            result["runs"].append({"threshold": t, "seconds": round(time.perf_counter() - started, 2),
+                                   **score(groups, origin, kind_of, hard)})
+        for src in sorted(folder.glob("*.jpg"))[:20]:  # exact mode: byte copies
+            shutil.copy(src, folder / f"copy_{src.name}")
+        idx.ingest(folder)
+        exact = idx.duplicates(mode="exact")
+        result["exact"] = {"byte_copies": 20, "groups": len(exact),
+                           "all_copies_found": sorted(Path(f.path).name for g in exact for f in g.files if f.path.endswith(".jpg") and "copy_" in f.path).__len__() == 20}
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

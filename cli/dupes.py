@@ -1,0 +1,79 @@
+"""``mmembed dupes``."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .app import DbOpt, TableOpt, _errors, _index, _print_json, app
+
+
+@app.command()
+def dupes(
+    db: DbOpt = None,
+    table: TableOpt = None,
+    mode: Annotated[str, typer.Option("--mode", help="exact: the same bytes; near: the same photo re-encoded, resized, rotated, lightly cropped or edited; similar: burst shots and the same scene.")] = "near",
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Image-vector cosine that links two photos without a pixel check, 0..1 [default: near 0.96, similar 0.90].", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per group: kind, score, files (id, path, size, width, height, date_ns, keep).")] = False,
+    paths_only: Annotated[bool, typer.Option("--paths", help="Print only the photos that are not the suggested keeper, one path per line.")] = False,
+    html_file: Annotated[Optional[Path], typer.Option("--html", help="Also write the groups as a self-contained HTML gallery.", show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
+) -> None:
+    """Find duplicate photos. Never deletes or moves a file.
+
+    Each group marks a suggested keeper: the photo with the most pixels, then the oldest (EXIF
+    date taken, else the file's date), then the shortest path. Near-duplicates are found from
+    the stored image vectors; photos whose vectors are close but not very close are decoded
+    (small) to check that their pixels agree, so a 15 % crop counts and a similar photo does not.
+
+    Example: mmembed dupes --json | jq -r '.files[] | select(.keep | not) | .path'
+    Review the extras: mmembed dupes --paths | xargs -d '\\n' mv -t ~/dupes-review/
+    """
+    from .progress import IngestBar
+
+    with _errors():
+        idx = _index(db, table, None, None, None)
+        with IngestBar(enabled=not quiet and mode != "exact") as bar:
+            from mmembed.ingest.report import IngestProgress
+
+            groups = idx.duplicates(mode=mode, threshold=threshold,
+                                    progress=lambda done, total: bar.update(IngestProgress("compare", done, total)))
+        if html_file is not None:
+            from mmembed.serve.gallery import write_gallery
+
+            sections = [(f"{g.kind} · {len(g.files)} photos · cosine ≥ {g.score:.3f}",
+                         [{"path": f.path, "text": ("keep · " if f.keep else "") + _describe(f)} for f in g.files])
+                        for g in groups]
+            write_gallery([], html_file, title=f"mmembed: {mode} duplicates", sections=sections)
+    for n, group in enumerate(groups, 1):
+        if as_json:
+            _print_json({"group": n, **group.to_dict()})
+        elif paths_only:
+            for f in group.files:
+                if not f.keep:
+                    typer.echo(f.path)
+        else:
+            typer.echo(f"{group.kind} · {len(group.files)} photos · cosine ≥ {group.score:.3f}")
+            for f in group.files:
+                typer.echo(f"  {'keep' if f.keep else '    '}  {_describe(f)}  {f.path}")
+    extra = sum(len(g.files) - 1 for g in groups)
+    extra_bytes = sum(f.size or 0 for g in groups for f in g.files if not f.keep)
+    typer.echo(f"{len(groups)} groups; {extra} photos besides the keepers ({extra_bytes / 1e6:.1f} MB). Nothing was changed.",
+               err=True)
+    if html_file is not None:
+        typer.echo(f"wrote {html_file}", err=True)
+    sys.stdout.flush()
+
+
+def _describe(f: object) -> str:
+    size = f"{f.width}×{f.height}" if f.width and f.height else "?"
+    n = f.size or 0
+    mb = f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+    day = datetime.fromtimestamp(f.date_ns / 1e9, timezone.utc).strftime("%Y-%m-%d") if f.date_ns else "no date"
+    return f"{size:>11}  {mb:>8}  {day}"
+
+

@@ -1,0 +1,101 @@
+"""``mmembed dupes``: real variants of real photos, ingested with micro-clip, grouped."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+import mmembed
+from conftest import ROOT, run_cli, shared_path
+
+sys.path.insert(0, str(ROOT))
+from benchmarks.dupes import KINDS, make_variant  # noqa: E402  (the benchmark's own variant maker)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory, micro_clip: str, session_cache: Path) -> dict:
+    """Photo A with one variant of every kind, photo B with a byte copy, and 8 unrelated photos."""
+    dev = sorted(shared_path("data/flickr8k/dev").glob("*.jpg"))
+    folder = tmp_path_factory.mktemp("dupes") / "photos"
+    folder.mkdir()
+    a, b, others = dev[0], dev[1], dev[2:10]
+    shutil.copy(a, folder / "a.jpg")
+    os.utime(folder / "a.jpg", (1_000_000_000, 1_000_000_000))  # the oldest: the keeper among equals
+    rng = random.Random(0)
+    variants = [make_variant(a, kind, rng, folder / f"a_{kind}").name for kind in KINDS]
+    shutil.copy(b, folder / "b.jpg")
+    shutil.copy(b, folder / "b copy.jpg")
+    for src in others:
+        shutil.copy(src, folder / src.name)
+    db = str(tmp_path_factory.mktemp("dupes-db") / "db.lancedb")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("XDG_CACHE_HOME", str(session_cache))
+        mmembed.Index(db, model=micro_clip).ingest(folder)
+    return {"db": db, "folder": folder, "variants": variants, "others": [p.name for p in others]}
+
+
+def names(group) -> list[str]:
+    return sorted(Path(f.path).name for f in group.files)
+
+
+def test_near_groups_the_photo_with_every_variant_and_the_copy(library: dict) -> None:
+    groups = mmembed.Index(library["db"]).duplicates()
+    by_size = {len(g.files): g for g in groups}
+    assert sorted(by_size) == [2, 1 + len(KINDS)] and len(groups) == 2  # the unrelated photos stay alone
+    family = by_size[1 + len(KINDS)]
+    assert names(family) == sorted(["a.jpg", *library["variants"]]) and family.kind == "near"
+    assert [Path(f.path).name for f in family.files if f.keep] == ["a.jpg"]  # most pixels, then oldest
+    copies = by_size[2]
+    assert names(copies) == ["b copy.jpg", "b.jpg"] and copies.kind == "exact" and copies.score == 1.0
+    assert sum(f.keep for f in copies.files) == 1
+
+
+def test_exact_mode_finds_only_byte_copies_and_nothing_is_touched(library: dict) -> None:
+    before = sorted(p.name for p in library["folder"].iterdir())
+    groups = mmembed.Index(library["db"]).duplicates(mode="exact")
+    assert [names(g) for g in groups] == [["b copy.jpg", "b.jpg"]]
+    assert sorted(p.name for p in library["folder"].iterdir()) == before
+
+
+def test_cli_json_one_group_per_line_and_paths_of_the_extras(library: dict) -> None:
+    done = run_cli("dupes", "--db", library["db"], "--json", "-q")
+    assert done.returncode == 0, done.stderr
+    groups = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [g["group"] for g in groups] == [1, 2]
+    assert all(sum(f["keep"] for f in g["files"]) == 1 for g in groups)
+    assert {"id", "path", "size", "width", "height", "date_ns", "keep"} == set(groups[0]["files"][0])
+    assert "Nothing was changed." in done.stderr
+    extras = run_cli("dupes", "--db", library["db"], "--paths", "-q")
+    lines = extras.stdout.splitlines()
+    assert len(lines) == len(KINDS) + 1 and all(os.path.isabs(p) for p in lines)
+    assert not any(p.endswith("/a.jpg") for p in lines)
+
+
+def test_cli_html_gallery_of_the_groups(library: dict, tmp_path: Path) -> None:
+    out = tmp_path / "dupes.html"
+    done = run_cli("dupes", "--db", library["db"], "--html", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    assert page.count("<h2>") == 2 and page.count('src="data:image/jpeg;base64,') == len(KINDS) + 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--threshold", "1.5"], "Error: --threshold 1.5 must be above 0 and at most 1 (a cosine)"),
+    (["--mode", "fuzzy"], "Error: --mode 'fuzzy' is not one of exact, near, similar"),
+])
+def test_bad_options_are_one_line(library: dict, args: list[str], message: str) -> None:
+    done = run_cli("dupes", "--db", library["db"], *args)
+    assert done.returncode == 1 and done.stderr.strip() == message
+
+
+def test_dupes_on_an_empty_index_is_one_line(tmp_path: Path) -> None:
+    done = run_cli("dupes", "--db", str(tmp_path / "none.lancedb"))
+    assert done.returncode == 1
+    assert done.stderr.strip() == (f"Error: the index in {tmp_path / 'none.lancedb'} (table 'images') is empty; "
+                                   "run `mmembed ingest PATH` first")

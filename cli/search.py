@@ -20,6 +20,7 @@ def search(
     target: Annotated[Optional[str], typer.Option("--target", "-t", help="Vectors to search: image, text or fused [default: fused when items have text, else image].", show_default=False)] = None,
     image_weight: Annotated[Optional[float], typer.Option("--image-weight", help="Weight of --image against QUERY, 0..1 [default: 0.5; concat: the table's w].", show_default=False)] = None,
     negatives: Annotated[Optional[list[str]], typer.Option("--not", help="Push results away from this text (repeatable).", show_default=False)] = None,
+    tags: Annotated[Optional[list[str]], typer.Option("--tag", help="Only items carrying this zero-shot tag (repeatable: all of them; see `mmembed tag`).", show_default=False)] = None,
     min_score: Annotated[Optional[float], typer.Option("--min-score", help="Drop results scoring (cosine) below this, -1..1.", show_default=False)] = None,
     cutoff: Annotated[str, typer.Option("--cutoff", help="auto: drop results that score like the rest of the table for this query (standardised score under 3); none: keep --limit results.")] = "none",
     db: DbOpt = None,
@@ -43,9 +44,9 @@ def search(
 
     with _errors():
         options = SearchOptions(limit=limit, where=where, target=target, image_weight=image_weight,
-                                negatives=negatives or (), min_score=min_score, cutoff=cutoff)
+                                negatives=negatives or (), tags=tags or (), min_score=min_score, cutoff=cutoff)
         hits = None
-        if where is None:  # try the path without lancedb and torch
+        if options.filter_sql() is None:  # try the path without lancedb and torch
             from mmembed.config import Config
             from mmembed.retrieval.quick import quick_search
 

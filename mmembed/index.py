@@ -239,8 +239,10 @@ class Index:
                 self.store.replace_with(target)
                 self.store.drop_blobs()  # fusion weights belonged to the table just replaced
                 report.rows = self.store.count()
+            if options.tags:
+                report.tagged = self._tag_new_rows()
             if renamed or target is not self.store or report.added or report.updated or report.moved \
-                    or report.removed or report.text_updated:
+                    or report.removed or report.text_updated or report.tagged:
                 self._after_write()
             else:
                 self._after_write(force=False)  # heals a snapshot or text tower that is missing or damaged
@@ -248,6 +250,15 @@ class Index:
                 write_stamp(self.config, options, real_roots, digest, report)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _tag_new_rows(self) -> int:
+        """``ingest --tags``: tag the rows without tags, with the labels the table was last
+        tagged with (else the built-in set). Returns how many rows were tagged."""
+        from .ingest.table_tags import stored_settings, tag_table
+        from .models.zeroshot import check_labels
+
+        settings = stored_settings(self.store) or check_labels(None, None)
+        return tag_table(self.store, self.encoder, settings, only_missing=True).rows
 
     def _create_table(self, reindex: bool, strategy: str | None, weight: float | None, aggregate: str | None) -> Store:
         """A new table; when one exists already (reindex), a staging table swapped in at the end."""
@@ -442,7 +453,7 @@ class Index:
         """
         options = options_from(SearchOptions, options, kwargs)
         quick = self._quick_ok()
-        if options.where is None and quick:
+        if options.filter_sql() is None and quick:
             hits = self._quick.search(text, options, image=image, encoder=_LazyEncoder(self),
                                       max_megapixels=self.config.max_megapixels)
             if hits is not None:
@@ -501,6 +512,30 @@ class Index:
             vectors = matrix[[at[row["id"]] for row in rows]] if rows else matrix
         return find_duplicates(rows, vectors, mode=mode, threshold=threshold,
                                max_megapixels=self.config.max_megapixels, progress=progress)
+
+    def tag(self, labels: Sequence[str] | str | None = None, *, threshold: float | None = None) -> Any:
+        """Zero-shot tags for every row from its stored image vector (``models.zeroshot``):
+        ``labels`` (default: the built-in set of everyday photo concepts) each scored through
+        CLIP's prompt templates; a photo keeps its best label and any other with a probability
+        of at least ``threshold`` (default 0.1), in the ``tags``/``tag_scores`` columns, which
+        are replaced. Only text is encoded. Returns a ``TagReport``.
+
+        Example::
+
+            idx.tag(["beach", "cat", "receipt"])
+            idx.search("sunset", tags=["beach"])
+        """
+        from .ingest.table_tags import tag_table
+        from .models.zeroshot import check_labels
+
+        settings = check_labels(labels, threshold)
+        with self.store.write_lock("tag"):
+            if self.meta is None:
+                raise IndexEmptyError(f"the index in {self.config.db} (table '{self.config.table}') is empty; "
+                                      "run `mmembed ingest PATH` first")
+            report = tag_table(self.store, self.encoder, settings)
+            self._after_write()
+        return report
 
     def embed_text(self, texts: str | Sequence[str]) -> np.ndarray:
         """float32 (N, D) unit vectors from this index's model; a single string is one text."""

@@ -36,6 +36,7 @@ class IngestOptions:
     fusion_weight: float | None = None  # image weight w, 0..1 [default: the table's, else 0.2]
     text_aggregate: str | None = None  # several captions: fuse their 'mean' or the 'first' [default: the table's]
     retry_failed: bool = False  # also read files that failed to decode before and have not changed since
+    tags: bool = False  # zero-shot tag the rows that have no tags yet (the table's last labels, else the built-in set)
 
     def __post_init__(self) -> None:
         for name in ("include", "exclude"):
@@ -45,7 +46,7 @@ class IngestOptions:
         if isinstance(sources, str):  # "sidecar,manifest", as the CLI takes it
             sources = [t.strip() for t in sources.split(",") if t.strip()]
         object.__setattr__(self, "text_sources", items(sources, "text_sources", ConfigError))
-        for name in ("hidden", "follow_symlinks", "prune", "reindex", "path_text", "retry_failed"):
+        for name in ("hidden", "follow_symlinks", "prune", "reindex", "path_text", "retry_failed", "tags"):
             checked(getattr(self, name), name, ConfigError, (bool,))
         checked(self.fusion, "fusion", ConfigError, (str,), optional=True)
         checked(self.fusion_weight, "fusion_weight", ConfigError, (int, float), optional=True)

@@ -33,6 +33,7 @@ class IngestReport:
     skipped: list[SkippedFile] = field(default_factory=list)  # not indexed, with the reason
     rows: int = 0  # rows in the table after the run
     captions_unmatched: int = 0  # rows of --captions manifests whose image was not among the files walked
+    tagged: int = 0  # rows given zero-shot tags (ingest --tags)
     seconds: float = 0.0  # wall time of the run, model load included
 
     def to_dict(self) -> dict[str, Any]:

@@ -61,12 +61,14 @@ def run_search(
     ``query_encoder`` (an encoder on both exported towers) encodes every query.
     """
     query = check_query(text, image, options)
-    target, where = options.target, options.where
+    target, where = options.target, options.filter_sql()
     rows, captioned = store.search_stats()
     if rows == 0:
         raise IndexEmptyError(
             f"the index in {store.uri} (table '{store.table_name}') is empty; run `mmembed ingest PATH` first"
         )
+    if options.tags and "tags" not in store.table.schema.names:
+        raise QueryError("no item in this index has tags yet; run `mmembed tag` first")
     target = target or ("fused" if captioned else "image")
     if target == "text" and not captioned:
         raise QueryError("no item in this index has text; ingest captions (sidecars, metadata or --captions) first")

@@ -88,6 +88,7 @@ class SearchOptions:
     image_weight: float | None = None  # weight of the query image against the text, 0..1 [default: 0.5]
     negatives: Sequence[str] = ()  # push results away from these texts
     negative_weight: float = 0.5  # how hard, 0..1
+    tags: Sequence[str] = ()  # only items carrying every one of these zero-shot tags (``Index.tag``)
     min_score: float | None = None  # drop hits whose score (cosine) is below this, -1..1
     cutoff: str = "none"  # auto: drop hits that score like the table's background for this query
 
@@ -105,11 +106,20 @@ class SearchOptions:
         if not 0.0 <= checked(self.negative_weight, "negative_weight", QueryError, (int, float)) <= 1.0:
             raise QueryError(f"negative weight {self.negative_weight} must be between 0 and 1")
         object.__setattr__(self, "negatives", items(self.negatives, "negatives", QueryError))
+        object.__setattr__(self, "tags", tuple(t.strip() for t in items(self.tags, "tags", QueryError) if t.strip()))
         floor = checked(self.min_score, "min_score", QueryError, (int, float), optional=True)
         if floor is not None and not -1.0 <= floor <= 1.0:
             raise QueryError(f"--min-score {floor} must be between -1 and 1 (scores are cosines)")
         if checked(self.cutoff, "cutoff", QueryError, (str,)) not in CUTOFFS:
             raise QueryError(f"--cutoff {self.cutoff!r} is not one of {', '.join(CUTOFFS)}")
+
+
+    def filter_sql(self) -> str | None:
+        """``where`` and the ``tags`` filter as one SQL filter, or None."""
+        parts = [f"array_has(tags, '{t.replace(chr(39), chr(39) * 2)}')" for t in self.tags]
+        if self.where:
+            parts.append(f"({self.where})" if parts else self.where)
+        return " AND ".join(parts) or None
 
 
 @dataclass

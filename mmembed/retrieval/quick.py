@@ -110,7 +110,7 @@ class QuickSearch:
         ``encoder`` encodes the query when there is no exported text tower (``Index`` passes
         its torch encoder); without either, None.
         """
-        if options.where is not None:
+        if options.filter_sql() is not None:
             return None  # a filter needs LanceDB
         query = check_query(text, image, options)
         target = options.target

@@ -25,7 +25,8 @@ __all__ = ["Manifest", "RESERVED_COLUMNS"]
 RESERVED_COLUMNS = frozenset({
     "id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format",
     "ingested_at", "image_vector", "text", "texts", "text_source", "text_hash", "embedded_texts",
-    "manifest_texts", "text_vector", "fused_vector", "score", "image_score", "text_score",
+    "manifest_texts", "text_vector", "fused_vector", "score", "image_score", "text_score", "taken_ns",
+    "tags", "tag_scores", "target",
 })  # fmt: skip
 
 _IMAGE_COLUMNS = ("image", "path", "file", "filename", "filepath")

@@ -1,0 +1,43 @@
+"""Whole-table zero-shot tagging (``Index.tag``, ``ingest --tags``): the stored image vectors
+against the label vectors (``models.zeroshot``), written into the ``tags`` and ``tag_scores``
+columns. Only text is encoded; no image is decoded."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+
+from ..models.zeroshot import TagReport, TagSettings, label_vectors, tags_for
+from ..store.table import Store
+from ..store.vectors import vector_matrix
+
+__all__ = ["tag_table", "stored_settings", "TAG_COLUMNS"]
+
+TAG_COLUMNS = {"tags": pa.list_(pa.string()), "tag_scores": pa.list_(pa.float32())}
+_BLOB = "tags"
+
+
+def stored_settings(store: Store) -> TagSettings | None:
+    """The settings the table was last tagged with, or None."""
+    found = store.load_blob(_BLOB)
+    return TagSettings.from_dict(json.loads(found[0])) if found else None
+
+
+def tag_table(store: Store, encoder: Any, settings: TagSettings, *, only_missing: bool = False) -> TagReport:
+    """Tag every row (or, ``only_missing``, the rows without tags); one commit."""
+    started = time.perf_counter()
+    store.ensure_columns(TAG_COLUMNS)
+    data = store.read_columns(["id", "image_vector"], "tags IS NULL" if only_missing else None)
+    if data.num_rows:
+        labels = label_vectors(encoder.encode_text, settings)
+        tags, scores = tags_for(vector_matrix(data.column("image_vector")), labels, settings)
+        store.update_columns({"id": data.column("id").to_pylist(), "tags": tags, "tag_scores": scores})
+    else:
+        tags = []
+    store.save_blob(_BLOB, json.dumps(settings.to_dict()).encode(), {"labels": len(settings.labels)})
+    counts = Counter(tag for row in tags for tag in row)
+    return TagReport(data.num_rows, len(settings.labels), counts.most_common(10), time.perf_counter() - started)

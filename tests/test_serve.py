@@ -594,3 +594,70 @@ def test_browser_a_shared_photo_link_and_a_phone_screen(page, served: dict, shot
     page.wait_for_selector("#detail", state="hidden")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     assert page.locator("#toggle-filters").bounding_box()["x"] + 36 <= 390
+
+
+# ---------------------------------------------------------------- organise: duplicates view and tag chips
+@pytest.fixture(scope="module")
+def organised(tmp_path_factory: pytest.TempPathFactory, micro_clip: str, session_cache: Path):
+    """A small library with a byte copy and a re-encoded copy of one photo, tagged; served."""
+    import random
+
+    import mmembed
+    from benchmarks.dupes import make_variant
+
+    dev = sorted(shared_path("data/flickr8k/dev").glob("*.jpg"))[:8]
+    folder = tmp_path_factory.mktemp("organised")
+    for src in dev:
+        shutil.copy(src, folder / src.name)
+    shutil.copy(dev[0], folder / "copy.jpg")
+    make_variant(dev[0], "jpeg", random.Random(1), folder / "reencoded")
+    db = str(tmp_path_factory.mktemp("organised-db") / "db.lancedb")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("XDG_CACHE_HOME", str(session_cache))
+        idx = mmembed.Index(db, model=micro_clip)
+        idx.ingest(folder)
+        idx.tag(["dog", "water", "grass", "child"])
+        proc, url, errors = start_server("--db", db)
+    yield {"url": url, "db": db, "first": dev[0].name}
+    assert stop_server(proc) == 0, "".join(errors)[-2000:]
+
+
+def test_duplicates_api(organised: dict) -> None:
+    status, data = get_json(organised["url"] + "api/duplicates")
+    assert status == 200 and len(data["groups"]) == 1
+    group = data["groups"][0]
+    assert sorted(os.path.basename(f["path"]) for f in group["files"]) == sorted([organised["first"], "copy.jpg", "reencoded.jpg"])
+    assert sum(f["keep"] for f in group["files"]) == 1
+    status, bad = get_json(organised["url"] + "api/duplicates?mode=fuzzy")
+    assert status == 400 and "fuzzy" in bad["error"]
+
+
+def test_browser_duplicates_view_and_tag_chips(browser, organised: dict, shots: Path) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    tab.goto(organised["url"])
+    tab.wait_for_selector("body[data-state=ready]")
+    tab.click("#dupes-link")
+    tab.wait_for_function("() => new URLSearchParams(location.search).get('view') === 'dupes'")
+    tab.wait_for_selector("body[data-state=ready] .grid h2.group")
+    assert tab.locator(".grid h2.group").count() == 1 and tab.locator(".card").count() == 3
+    assert tab.locator(".card .badge").count() == 1
+    thumbnails_loaded(tab)
+    tab.screenshot(path=str(shots / "duplicates.png"))
+    tab.go_back()
+    tab.wait_for_function("() => !new URLSearchParams(location.search).get('view')")
+    tab.wait_for_selector(".chip")
+    chip = tab.locator(".chip").first
+    name = chip.get_attribute("data-tag")
+    chip.click()
+    tab.wait_for_function("(t) => new URLSearchParams(location.search).getAll('tag').includes(t)", arg=name)
+    tab.wait_for_selector("body[data-state=ready]")
+    ids = tab.eval_on_selector_all(".card", "cs => cs.map(c => c.dataset.id)")
+    status, page = get_json(organised["url"] + "api/items?" + urllib.parse.urlencode({"tag": name}))
+    assert ids and sorted(ids) == sorted(i["id"] for i in page["items"])
+    assert all(name in i["tags"] for i in page["items"])
+    assert tab.get_attribute(f".chip[data-tag='{name}']", "aria-pressed") == "true"
+    context.close()
+    assert errors == []

@@ -5,9 +5,10 @@ Routes (all read-only; there are no write endpoints)::
     GET  /                  the page
     GET  /api/info          the table: rows, model, formats, folders, columns, any problem
     GET  /api/search        ?q=&n=&offset=&target=&not=&image_weight=&like=ID&where=&min_score=&cutoff=auto
-                            &folder=&format=&date_from=&date_to=&date_field=&col.NAME=VALUE
+                            &folder=&format=&date_from=&date_to=&date_field=&col.NAME=VALUE&tag=T
     POST /api/search        the same, with an image file as the request body (at most 20 MB)
     GET  /api/items         browse: every photo (or the filtered ones), newest first; ?n=&offset=&folder=...
+    GET  /api/duplicates    ?mode=near|exact|similar: groups of duplicates with the suggested keepers
     GET  /api/items/{id}    one item's metadata
     GET  /thumbs/{id}       a 320 px JPEG thumbnail (EXIF orientation applied; ETag)
     GET  /media/{id}        a 2048 px JPEG of the photo (for the detail view)
@@ -58,6 +59,7 @@ def create_app(library: Library, *, allowed_hosts: list[str] | None = None) -> S
         Route("/api/info", api.info, methods=["GET"]),
         Route("/api/search", api.search, methods=["GET", "POST"]),
         Route("/api/items", api.items, methods=["GET"]),
+        Route("/api/duplicates", api.duplicates, methods=["GET"]),
         Route("/api/items/{item_id}", api.item, methods=["GET"]),
         Route("/thumbs/{item_id}", api.thumb, methods=["GET"]),
         Route("/media/{item_id}", api.large, methods=["GET"]),
@@ -155,6 +157,13 @@ class _Api:
         return _Json({"items": page.hits, "offset": page.offset, "more": page.more, "total": page.total,
                       "where": page.where, "took_ms": round(page.seconds * 1000, 1)})
 
+    def duplicates(self, request: Request) -> Response:
+        """Groups of duplicates (``mmembed dupes``), with the suggested keepers."""
+        try:
+            return _Json(self.library.duplicates(request.query_params.get("mode") or "near"))
+        except MmembedError as exc:
+            return _error(str(exc), _status(exc))
+
     def item(self, request: Request) -> Response:
         try:
             row = self.library.item(request.path_params["item_id"])
@@ -224,7 +233,7 @@ def _search_args(request: Request) -> dict[str, Any]:
     filters = Filters(folder=params.get("folder") or None, format=params.get("format") or None,
                       date_from=params.get("date_from") or None, date_to=params.get("date_to") or None,
                       date_field=params.get("date_field") or "taken", columns=columns,
-                      where=params.get("where") or None)
+                      where=params.get("where") or None, tags=tuple(t for t in params.getlist("tag") if t))
     negatives = tuple(n for value in params.getlist("not") for n in value.split(",") if n.strip())
     return {"text": text, "like": like, "limit": _number(params.get("n"), "n", int, 50),
             "offset": _number(params.get("offset"), "offset", int, 0), "target": params.get("target") or None,

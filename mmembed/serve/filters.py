@@ -53,6 +53,7 @@ class Filters:
     date_to: str | None = None  # YYYY-MM-DD, inclusive
     date_field: str = "taken"  # taken: EXIF date taken, else the file's date; file: the file's date
     columns: Mapping[str, str] = field(default_factory=dict)  # manifest column -> value (exact match)
+    tags: tuple[str, ...] = ()  # zero-shot tags the item must all carry (``mmembed tag``)
     where: str | None = None  # more SQL, ANDed with the rest
 
     def where_sql(self, table_columns: Sequence[str]) -> str | None:
@@ -81,6 +82,9 @@ class Filters:
                 raise QueryError(f"the table has no column {name!r}; filter on one of its columns")
             if value != "":
                 parts.append(f"CAST({_column(name)} AS STRING) = {sql_string(value)}")
+        if self.tags and "tags" not in table_columns:
+            raise QueryError("no item in this index has tags yet; run `mmembed tag` first")
+        parts += [f"array_has(tags, {sql_string(tag)})" for tag in self.tags]
         if self.where and self.where.strip():
             parts.append(f"({self.where.strip()})" if parts else self.where.strip())
         return " AND ".join(parts) or None

@@ -32,6 +32,7 @@ MAX_RESULTS = 2000  # paging stops here: past it, a person refines the query
 _CATALOG_WAIT = 60.0  # seconds a request waits for the first catalog
 _VERSION_CHECK = 1.0  # seconds between checks of the table's version
 _MAX_FOLDERS = 400
+_MAX_TAG_CHIPS = 40
 
 
 class NotFound(MmembedError):
@@ -67,6 +68,8 @@ class Library:
         self._columns: list[str] = []
         self._checked_at = 0.0
         self._ready = threading.Event()
+        self._dupes_lock = threading.Lock()  # one duplicate search at a time; its answer is cached
+        self._dupes: tuple[tuple[str, int | None], dict[str, Any]] | None = None
 
     # ------------------------------------------------------------ start-up
     def warm_up(self) -> None:
@@ -140,7 +143,8 @@ class Library:
         folders = Counter(os.path.dirname(row["path"]) for row in catalog.values())
         captioned = sum(1 for row in catalog.values() if row.get("text"))
         core = {"id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns",
-                "text", "texts", "text_source"}
+                "text", "texts", "text_source", "tags", "tag_scores"}
+        tags = Counter(tag for row in catalog.values() for tag in (row.get("tags") or []))
         return {
             "db": self.db, "table": self.table, "rows": len(catalog), "captioned": captioned,
             "model": meta.model if meta else None, "pretrained": meta.pretrained if meta else None,
@@ -149,6 +153,7 @@ class Library:
             "folders": [{"path": k, "count": v} for k, v in sorted(folders.items())[:_MAX_FOLDERS]],
             "columns": [c for c in self._columns if c not in core],
             "has_taken": "taken_ns" in self._columns,
+            "tags": [{"name": k, "count": v} for k, v in tags.most_common(_MAX_TAG_CHIPS)],
             "problem": self.problem(),
         }
 
@@ -172,6 +177,18 @@ class Library:
         rows.sort(key=lambda r: (-(r.get("taken_ns") or r.get("mtime_ns") or 0), r["path"]))
         return Page(rows[offset: offset + limit], offset, len(rows) > offset + limit, where, None,
                     time.perf_counter() - started, total=len(rows))
+
+    def duplicates(self, mode: str = "near") -> dict[str, Any]:
+        """The table's duplicate groups (``Index.duplicates``), kept until the table changes."""
+        self._wait_catalog()
+        key = (mode, self._catalog_version)
+        with self._dupes_lock:
+            if self._dupes is None or self._dupes[0] != key:
+                started = time.perf_counter()
+                groups = self.index.duplicates(mode=mode)
+                self._dupes = (key, {"mode": mode, "groups": [g.to_dict() for g in groups],
+                                     "took_ms": round((time.perf_counter() - started) * 1000, 1)})
+            return self._dupes[1]
 
     # ------------------------------------------------------------ search
     def search(self, text: str | None = None, *, image: bytes | None = None, like: str | None = None,

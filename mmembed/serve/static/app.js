@@ -10,7 +10,7 @@ const FIELDS = ["q", "target", "image_weight", "not", "cutoff", "folder", "forma
 const $ = (id) => document.getElementById(id);
 const state = {
   info: null, hits: [], offset: 0, more: false, loading: false, seq: 0,
-  uploads: new Map(), uploadCount: 0, detailIndex: -1, lastParams: "",
+  uploads: new Map(), uploadCount: 0, detailIndex: -1, lastParams: "", tags: [],
 };
 
 function el(tag, attrs, ...children) {
@@ -39,6 +39,7 @@ function readForm() {
   for (const input of document.querySelectorAll("[data-column]")) {
     if (input.value.trim()) params.set("col." + input.dataset.column, input.value.trim());
   }
+  for (const tag of state.tags) params.append("tag", tag);
   const url = new URLSearchParams(location.search);
   if (url.get("like") && !state.dropLike) params.set("like", url.get("like"));
   if (state.upload) params.set("upload", state.upload.key);
@@ -58,6 +59,8 @@ function writeForm(params) {
     input.value = params.get("col." + input.dataset.column) || "";
   }
   $("weight-out").textContent = $("image_weight").value;
+  state.tags = params.getAll("tag");
+  for (const chip of $("chips").children) chip.setAttribute("aria-pressed", String(state.tags.includes(chip.dataset.tag)));
   const key = params.get("upload");
   state.upload = key ? state.uploads.get(key) || null : null;
   if (key && !state.upload) showMessage("The image of that search is no longer in memory; drop it again.");
@@ -105,6 +108,7 @@ async function fetchPage(params, offset) {
 async function run() {
   const params = new URLSearchParams(location.search);
   writeForm(params);
+  if (params.get("view") === "dupes") return runDupes();
   renderQueryImage(params);
   const seq = ++state.seq;
   state.loading = true;
@@ -159,6 +163,57 @@ async function loadMore() {
   }
 }
 
+// ---------------------------------------------------------------- duplicates
+async function runDupes() {
+  const seq = ++state.seq;
+  document.body.dataset.state = "loading";
+  hideMessage();
+  $("stats").textContent = "looking for duplicates…";
+  $("grid").replaceChildren();
+  $("end").hidden = true;
+  try {
+    const r = await fetch("/api/duplicates?mode=near");
+    const data = await r.json();
+    if (seq !== state.seq) return;
+    if (!r.ok) throw new Error(data.error || r.statusText);
+    state.hits = []; state.more = false; state.browse = false;
+    const grid = $("grid");
+    let extra = 0;
+    for (const group of data.groups) {
+      grid.append(el("h2", { class: "group", text: `${group.kind} · ${group.files.length} photos · cosine ≥ ${group.score.toFixed(3)}` }));
+      for (const file of group.files) {
+        state.hits.push(file);
+        grid.append(card(file, state.hits.length - 1));
+      }
+      extra += group.files.length - 1;
+    }
+    const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+    $("stats").textContent = `${plural(data.groups.length, "group")} · ${plural(extra, "photo")} besides the keepers`;
+    if (!data.groups.length) showEnd("No duplicates found.");
+    document.body.dataset.state = "ready";
+  } catch (err) {
+    if (seq !== state.seq) return;
+    $("stats").textContent = "";
+    showMessage(err.message);
+    document.body.dataset.state = "error";
+  }
+  syncDetail();
+}
+
+function fillChips(tags) {
+  const chips = $("chips");
+  chips.replaceChildren();
+  for (const t of tags) {
+    const chip = el("button", { type: "button", class: "chip", "data-tag": t.name, "aria-pressed": String(state.tags.includes(t.name)), title: `${t.count} photos` }, document.createTextNode(t.name));
+    chip.addEventListener("click", () => {
+      state.tags = state.tags.includes(t.name) ? state.tags.filter((x) => x !== t.name) : [...state.tags, t.name];
+      commit();
+    });
+    chips.append(chip);
+  }
+  chips.hidden = !tags.length;
+}
+
 // ---------------------------------------------------------------- rendering
 function fmt(x) { return typeof x === "number" ? x.toFixed(3) : "–"; }
 
@@ -168,10 +223,11 @@ function card(hit, index) {
     why.push("image " + fmt(hit.image_score), "text " + fmt(hit.text_score));
   }
   const name = hit.path.split("/").pop();
+  const badge = hit.keep === true ? el("span", { class: "badge", text: "keep" }) : null;
   const figure = el("figure", { class: "card", role: "listitem", tabindex: 0, "data-id": hit.id, "data-path": hit.path, "data-index": index, title: hit.path },
     el("img", { src: "/thumbs/" + encodeURIComponent(hit.id), alt: hit.text || name, loading: "lazy", decoding: "async" }),
     el("figcaption", {},
-      hit.score !== undefined ? el("span", { class: "score", text: fmt(hit.score) }) : null,
+      hit.score !== undefined ? el("span", { class: "score", text: fmt(hit.score) }) : badge,
       el("span", { class: "caption", text: hit.text || name }),
       why.length ? el("span", { class: "why", text: why.join(" · ") }) : null));
   figure.addEventListener("click", () => openDetail(index));
@@ -261,9 +317,10 @@ function fillMeta(hit, item) {
   if (item && item.taken_ns) add("Taken", cameraTime(item.taken_ns) + " (camera's clock)");
   if (item && item.mtime_ns) add("File date", new Date(item.mtime_ns / 1e6).toLocaleString());
   add("Text source", row.text_source);
+  if (item && item.tags && item.tags.length) add("Tags", item.tags.map((t, i) => `${t} ${fmt(item.tag_scores[i])}`).join(" · "));
   if (item && item.texts && item.texts.length > 1) add("All texts", item.texts.join(" · "));
   if (hit.score !== undefined) add("Score", `${fmt(hit.score)} (image ${fmt(hit.image_score)}, text ${fmt(hit.text_score)})`);
-  const core = new Set(["id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns", "text", "texts", "text_source"]);
+  const core = new Set(["id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns", "text", "texts", "text_source", "tags", "tag_scores"]);
   if (item) for (const [k, v] of Object.entries(item)) if (!core.has(k)) add(k, v);
 }
 
@@ -453,6 +510,7 @@ function start() {
   });
   $("image_weight").addEventListener("input", () => { $("weight-out").textContent = $("image_weight").value; });
   $("reset").addEventListener("click", () => { history.pushState(null, "", location.pathname); state.upload = null; run(); });
+  $("dupes-link").addEventListener("click", (e) => { e.preventDefault(); history.pushState(null, "", "?view=dupes"); window.scrollTo(0, 0); run(); });
   $("close").addEventListener("click", () => requestClose());
   $("prev").addEventListener("click", () => openDetail(state.detailIndex - 1));
   $("next").addEventListener("click", () => openDetail(state.detailIndex + 1));
@@ -482,6 +540,7 @@ function start() {
     state.info = info;
     if (info.problem) { showMessage(info.problem); $("stats").textContent = ""; document.body.classList.add("empty"); return; }
     fillFilters(info);
+    fillChips(info.tags || []);
     // the URL's folder, format and columns, now that they are options (the rest may be mid-typing)
     const params = new URLSearchParams(location.search);
     for (const name of ["folder", "format"]) $(name).value = params.get(name) || "";

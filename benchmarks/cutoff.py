@@ -29,10 +29,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared"
-DEV = SHARED / "data" / "flickr8k" / "dev"
-CAPTIONS = SHARED / "data" / "flickr8k" / "dev_captions.csv"
-MICRO = SHARED / "models" / "micro-clip"
+from benchmarks.datasets import DEV, MICRO  # noqa: E402
+from benchmarks.datasets import DEV_CAPTIONS as CAPTIONS  # noqa: E402
 
 NOUNS = set("""dog man woman boy girl child kid baby people person player water grass snow beach ball bike
 bicycle car street field pool ocean lake river mountain rock sand wave surfer skateboard skateboarder skier

@@ -32,6 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 COCO = SHARED / "data" / "photos" / "coco"
+COCO_CAPTIONS = SHARED / "data" / "photos" / "coco_captions.csv"
+DEV = SHARED / "data" / "flickr8k" / "dev"
+DEV_CAPTIONS = SHARED / "data" / "flickr8k" / "dev_captions.csv"
+MICRO = SHARED / "models" / "micro-clip"
 DEFAULT_OUT = Path(os.environ.get("MMEMBED_BENCH_DIR", "/tmp/mmembed-bench"))
 sys.path.insert(0, str(ROOT))
 

@@ -43,10 +43,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared"
-DEV = SHARED / "data" / "flickr8k" / "dev"
-CAPTIONS = SHARED / "data" / "flickr8k" / "dev_captions.csv"
-MICRO = SHARED / "models" / "micro-clip"
+from benchmarks.datasets import DEV, MICRO  # noqa: E402
+from benchmarks.datasets import DEV_CAPTIONS as CAPTIONS  # noqa: E402
 KINDS = ("jpeg", "resize", "rotate", "crop", "tone", "png")
 
 

@@ -34,12 +34,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.datasets import DEFAULT_OUT  # noqa: E402
-
-SHARED = ROOT.parent / "shared"
-COCO = SHARED / "data" / "photos" / "coco"
-COCO_CAPTIONS = SHARED / "data" / "photos" / "coco_captions.csv"
-MICRO = SHARED / "models" / "micro-clip"
+from benchmarks.datasets import COCO, COCO_CAPTIONS, DEFAULT_OUT, MICRO  # noqa: E402
 
 
 def direct_top1(paths: list[str], labels: tuple[str, ...], templates: tuple[str, ...]) -> list[str]:

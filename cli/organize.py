@@ -80,3 +80,40 @@ def _parts(f: Any) -> list[str]:
 def _describe(f: Any) -> str:
     size, mb, day = _parts(f)
     return f"{size:>11}  {mb:>8}  {day}"
+
+
+@app.command()
+def tag(
+    labels: Annotated[Optional[str], typer.Option("--labels", help="Comma-separated labels, e.g. \"beach,cat,receipt\" [default: a built-in set of 345 everyday photo concepts].", show_default=False)] = None,
+    labels_file: Annotated[Optional[Path], typer.Option("--labels-file", help="A text file with one label per line.", show_default=False)] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Keep further labels whose probability is at least this, 0..1 [default: 0.1]; the best label is always kept.", show_default=False)] = None,
+    db: DbOpt = None,
+    table: TableOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Zero-shot tag every photo from its stored image vector (no image is decoded).
+
+    Each label is scored through CLIP's prompt templates ("a photo of a {}." and six more,
+    averaged); a photo keeps its best label and any other above --threshold, at most 5, in the
+    `tags` column, which tagging again replaces. Filter with `search --tag beach` or
+    --where "array_has(tags, 'beach')"; `ingest --tags` tags new photos with the same labels.
+
+    Example: mmembed tag --labels "beach,mountain,city,receipt,screenshot,cat,dog"
+    """
+    with _errors():
+        chosen: object = labels
+        if labels_file is not None:
+            from mmembed.errors import ConfigError
+
+            if labels is not None:
+                raise ConfigError("give --labels or --labels-file, not both")
+            try:
+                chosen = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines()]
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{labels_file}: cannot read the labels file ({getattr(exc, 'strerror', None) or exc})") from None
+        report = _index(db, table, None, None, None).tag(chosen, threshold=threshold)
+    if as_json:
+        _print_json({"rows": report.rows, "labels": report.labels, "top": report.top, "seconds": round(report.seconds, 2)})
+    else:
+        top = ", ".join(f"{name} {count}" for name, count in report.top)
+        typer.echo(f"tagged {report.rows} photos with {report.labels} labels in {report.seconds:.1f} s; most often: {top}")

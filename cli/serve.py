@@ -42,13 +42,8 @@ def serve(
             typer.echo(f"warning: --host {host} serves your photos to every machine that can reach this one; "
                        "there is no login. Use the default 127.0.0.1 unless you mean it.", err=True)
         application = create_app(library, allowed_hosts=None if loopback else ["*"])
-        threading.Thread(target=library.warm_up, daemon=True, name="mmembed-warm-up").start()
-        typer.echo(url)
-        problem = library.problem()
-        if problem:  # the page says so too
-            typer.echo(f"note: {problem}", err=True)
-        typer.echo(f"Serving table '{index.config.table}' of {index.config.db} (read-only) at {url}; Ctrl-C to stop.",
-                   err=True)
+        warm = threading.Thread(target=library.warm_up, daemon=True, name="mmembed-warm-up")
+        warm.start()
 
         def opened() -> None:
             if open_browser:
@@ -56,8 +51,17 @@ def serve(
 
                 webbrowser.open(url)
 
-        try:
+        try:  # Ctrl-C at any point from here stops the server cleanly (exit 0)
+            typer.echo(url)
+            problem = library.problem()
+            if problem:  # the page says so too
+                typer.echo(f"note: {problem}", err=True)
+            typer.echo(f"Serving table '{index.config.table}' of {index.config.db} (read-only) at {url}; "
+                       "Ctrl-C to stop.", err=True)
             run(application, sock, on_started=opened)
         except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
             pass
+        # An exit while the warm-up thread is inside onnxruntime or lancedb's native code can
+        # abort the process (SIGABRT); let it finish first (it is seconds at most).
+        warm.join(timeout=60)
         typer.echo("Stopped.", err=True)

@@ -271,6 +271,20 @@ def test_a_busy_port_and_a_public_host_are_named(served: dict) -> None:
     assert warning and "0.0.0.0" in warning[0] and "127.0.0.1" in warning[0]
 
 
+def test_ctrl_c_right_after_start_stops_cleanly(served: dict) -> None:
+    """Ctrl-C while the server is still starting (warm-up in native code) exits 0, no trace."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")}
+    for pause in (0.0, 0.05, 0.2):
+        proc = subprocess.Popen([*mmembed_cmd(), "serve", "--db", served["db"], "--port", "0"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+        assert proc.stdout.readline().startswith("http://127.0.0.1:")
+        time.sleep(pause)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err and err.rstrip().endswith("Stopped.")
+
+
 def test_serve_without_the_extra_names_it(tmp_path: Path) -> None:
     import sys
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..errors import IndexEmptyError, QueryError
 from .query import (
+    NO_TAGS,
     TARGETS,
     Hit,
     Query,
@@ -68,7 +69,7 @@ def run_search(
             f"the index in {store.uri} (table '{store.table_name}') is empty; run `mmembed ingest PATH` first"
         )
     if options.tags and "tags" not in store.table.schema.names:
-        raise QueryError("no item in this index has tags yet; run `mmembed tag` first")
+        raise QueryError(NO_TAGS)
     target = target or ("fused" if captioned else "image")
     if target == "text" and not captioned:
         raise QueryError("no item in this index has text; ingest captions (sidecars, metadata or --captions) first")

@@ -116,10 +116,23 @@ class SearchOptions:
 
     def filter_sql(self) -> str | None:
         """``where`` and the ``tags`` filter as one SQL filter, or None."""
-        parts = [f"array_has(tags, '{t.replace(chr(39), chr(39) * 2)}')" for t in self.tags]
+        parts = tag_filters(self.tags)
         if self.where:
             parts.append(f"({self.where})" if parts else self.where)
         return " AND ".join(parts) or None
+
+
+NO_TAGS = "no item in this index has tags yet; run `mmembed tag` first"
+
+
+def sql_string(value: str) -> str:
+    """``value`` as a SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def tag_filters(tags: Sequence[str]) -> list[str]:
+    """One SQL condition per zero-shot tag an item must carry."""
+    return [f"array_has(tags, {sql_string(tag)})" for tag in tags]
 
 
 @dataclass

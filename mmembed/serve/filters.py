@@ -14,17 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import QueryError
+from ..retrieval.query import NO_TAGS, sql_string, tag_filters
 
-__all__ = ["Filters", "sql_string"]
+__all__ = ["Filters"]
 
 _DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _NS_PER_DAY = 86_400 * 1_000_000_000
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def sql_string(value: str) -> str:
-    """``value`` as a SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _column(name: str) -> str:
@@ -83,8 +79,8 @@ class Filters:
             if value != "":
                 parts.append(f"CAST({_column(name)} AS STRING) = {sql_string(value)}")
         if self.tags and "tags" not in table_columns:
-            raise QueryError("no item in this index has tags yet; run `mmembed tag` first")
-        parts += [f"array_has(tags, {sql_string(tag)})" for tag in self.tags]
+            raise QueryError(NO_TAGS)
+        parts += tag_filters(self.tags)
         if self.where and self.where.strip():
             parts.append(f"({self.where.strip()})" if parts else self.where.strip())
         return " AND ".join(parts) or None

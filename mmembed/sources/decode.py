@@ -210,10 +210,10 @@ def _pixels_in(exc: BaseException) -> int | None:
 
 def decoder_signature(max_megapixels: float) -> str:
     """What decides whether a file decodes, besides its bytes: Pillow, its optional plugins
-    and the size cap. A file that failed under another signature is tried again."""
+    (PyAV for videos) and the size cap. A file that failed under another signature is tried again."""
     import PIL
 
-    plugins = ",".join(m for m in ("pillow_heif", "pillow_jxl", "pillow_avif") if _importable(m))
+    plugins = ",".join(m for m in ("pillow_heif", "pillow_jxl", "pillow_avif", "av") if _importable(m))
     return f"Pillow {PIL.__version__}; plugins {plugins or 'none'}; cap {max_megapixels:g} MP"
 
 

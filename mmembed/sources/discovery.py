@@ -1,4 +1,4 @@
-"""File discovery: ``walk()`` finds candidate image files (and their caption sidecars)
+"""File discovery: ``walk()`` finds candidate image and video files (and their caption sidecars)
 under one or more roots, each once, reporting what it cannot read instead of stopping."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..text.sidecars import find_sidecars
+from .video import VIDEO_EXTENSIONS
 
-__all__ = ["IMAGE_EXTENSIONS", "DiscoveredFile", "walk", "is_image_path", "printable_path"]
+__all__ = ["IMAGE_EXTENSIONS", "DiscoveredFile", "walk", "is_image_path", "is_media_path", "printable_path"]
 
 # Matched case-insensitively. JPEG XL is listed so that a .jxl file gets a clear
 # "install the plugin" reason instead of vanishing silently.
@@ -37,6 +38,12 @@ class DiscoveredFile:
 def is_image_path(path: str) -> bool:
     """True when the file name ends in an image extension we try to decode."""
     return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+
+
+def is_media_path(path: str) -> bool:
+    """True when the file name ends in an image or a video extension (a candidate to index)."""
+    ext = os.path.splitext(path)[1].lower()
+    return ext in IMAGE_EXTENSIONS or ext in VIDEO_EXTENSIONS
 
 
 def _matches(rel: str, name: str, patterns: Iterable[str]) -> bool:
@@ -82,7 +89,7 @@ def walk(
                     yield found
         elif root_path not in seen_files:
             seen_files.add(root_path)
-            if is_image_path(root_path):
+            if is_media_path(root_path):
                 folder, name = os.path.split(root_path)
                 try:
                     names = frozenset(os.listdir(folder))
@@ -107,7 +114,7 @@ def printable_path(path: str) -> str:
 
 
 def _short_ext_list() -> str:
-    return "jpg png webp gif bmp tiff jp2 pnm heic avif jxl"
+    return "jpg png webp gif bmp tiff jp2 pnm heic avif jxl, videos mp4 mov m4v webm mkv avi"
 
 
 @dataclass(frozen=True)
@@ -175,7 +182,7 @@ def _folder_files(rules: _Rules, folder: str, subdirs: list[os.DirEntry[str]]) -
                 continue
             subdirs.append(entry)
             continue
-        if not is_image_path(name):
+        if not is_media_path(name):
             continue
         if exclude and _matches(rel, lname, exclude):
             continue

@@ -15,12 +15,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..config import Config
-from ..errors import StoreWriteError
+from ..errors import ImageDecodeError, StoreWriteError
 from ..models.vectorizer import Vectorizer, text_hash
 from ..sources.discovery import DiscoveredFile, printable_path, walk
+from ..sources.video import is_video_path
 from ..store.failures import FailedFiles
-from ..store.table import Store
+from ..store.table import MEDIA_COLUMNS, Store
 from ..text.choose import TextOptions, resolve_texts
+from .frames import encode_video
 from .options import IngestOptions
 from .prepare import ImageDecoder, _prepare_all, _Prepared, _Row, _Task
 from .report import IngestProgress, IngestReport, SkippedFile
@@ -96,6 +98,10 @@ class _IngestRun:
         self.vanished_by_hash: dict[str, list[_Row]] = {}
         self.broken_rows: list[str] = []  # ids of rows whose file no longer decodes
         self.rows: dict[str, _Row] = {}
+        self.groups: dict[str, list[_Row]] = {}  # path -> its rows (several for a video: one per frame)
+        self.superseded: list[str] = []  # frame rows of an older version of a video, deleted at the end
+        self.decoder: ImageDecoder | None = None
+        self.batch_size = 32
 
     def skip(self, path: str, reason: str) -> None:
         self.report.skipped.append(SkippedFile(printable_path(path), reason))
@@ -126,8 +132,10 @@ class _IngestRun:
     def plan(self, roots: list[str], *, digest: WalkDigest | None = None, **walk_options: Any) -> list[_Task]:
         """Walk the roots; settle unchanged files; return the files that must be read."""
         self.roots = roots
-        by_path = {r["path"]: _Row(**r) for r in self.store.read_state()}
-        self.rows = {r.id: r for r in by_path.values()}
+        for state in self.store.read_state():
+            self.groups.setdefault(state["path"], []).append(_Row(**state))
+        by_path = {path: rows[0] for path, rows in self.groups.items()}
+        self.rows = {r.id: r for rows in self.groups.values() for r in rows}
         changing = set()
         seen: set[str] = set()
         tasks: list[_Task] = []
@@ -136,23 +144,26 @@ class _IngestRun:
             if digest is not None:
                 digest.add(found)
             row = by_path.get(found.path)
+            if row is not None and is_video_path(found.path):
+                row = by_path[found.path] = self._settle_frames(found)
             if row is not None and row.size == found.size and row.mtime_ns == found.mtime_ns:
-                self._check_text(found, row)
+                self._check_text(found, self.groups[found.path])
             elif not self.retry_failed and (reason := self.failed.reason(found.path, found.size, found.mtime_ns)):
                 self.skip(found.path, f"{reason} (unchanged since it failed; --retry-failed tries it again)")
             else:
                 tasks.append(_Task(found, row))
                 if row is not None:
-                    changing.add(row.id)
+                    changing.update(r.id for r in self.groups[found.path])
             if len(seen) % 1000 == 0:
                 self.notify(IngestProgress("scan", len(seen), None))
         self.notify(IngestProgress("scan", len(seen), len(seen)))
         for path in [p for p in self.failed.files if p not in seen and _under(p, roots)]:
             self.failed.forget(path)  # gone, or no longer walked
         # Vectors may be copied only from rows this run will not rewrite.
-        for row in by_path.values():
-            if row.id not in changing:
-                self.hash_to_ids.setdefault(row.content_hash, []).append(row.id)
+        for rows in self.groups.values():
+            for row in rows:
+                if row.id not in changing:
+                    self.hash_to_ids.setdefault(row.content_hash, []).append(row.id)
         # A row whose file still exists but was not walked (filtered, hidden, unreadable folder) stays.
         self.vanished = {
             r.path: r for r in by_path.values()
@@ -162,21 +173,37 @@ class _IngestRun:
             self.vanished_by_hash.setdefault(row.content_hash, []).append(row)
         return tasks
 
-    def _check_text(self, file: DiscoveredFile, row: _Row) -> None:
+    def _settle_frames(self, file: DiscoveredFile) -> _Row:
+        """A video's rows: when some match the file (size, mtime) and some do not, the others are
+        left from an older version (a run stopped between writing the new frames and deleting
+        the old): they go, and the matching ones stand for the video."""
+        rows = self.groups[file.path]
+        current = [r for r in rows if r.size == file.size and r.mtime_ns == file.mtime_ns]
+        if current and len(current) < len(rows):
+            keep = {r.id for r in current}
+            self.superseded.extend(r.id for r in rows if r.id not in keep)
+            self.groups[file.path] = rows = current
+        return rows[0]
+
+    def _check_text(self, file: DiscoveredFile, rows: list[_Row]) -> None:
+        row = rows[0]
         columns = self._text_for(file, row)
         if columns["text_hash"] == row.text_hash:
             if len(columns) > 6:  # this run's manifest has extra columns for it: refresh them
-                self.writer.put_text_only(row.id, columns, new_text=False)
+                for each in rows:
+                    self.writer.put_text_only(each.id, columns, new_text=False)
             self.report.unchanged += 1
             return
-        self.writer.put_text_only(row.id, columns, new_text=True)
+        for each in rows:
+            self.writer.put_text_only(each.id, columns, new_text=True)
         self.report.text_updated += 1
 
     def process(self, tasks: list[_Task], *, max_megapixels: float, workers: int, batch_size: int,
                 fast_decode: bool = True) -> None:
         """Read, hash and decode in threads; reuse, encode in batches, and write as we go."""
         self.notify(IngestProgress("encode", 0, len(tasks)))
-        decode = ImageDecoder(self.encoder, fast=fast_decode)
+        decode = self.decoder = ImageDecoder(self.encoder, fast=fast_decode)
+        self.batch_size = batch_size
         prepared_all = _prepare_all(tasks, frozenset(self.hash_to_ids), decode, max_megapixels, workers, batch_size)
         for done, prepared in enumerate(prepared_all, start=1):
             self._handle(prepared)
@@ -194,10 +221,12 @@ class _IngestRun:
             if prepared.content_hash:  # read but not decodable: not retried until it changes
                 self.failed.remember(file.path, file.size, file.mtime_ns, prepared.reason)
             if existing is not None and prepared.content_hash:  # it changed, and is no picture now
-                self.broken_rows.append(existing.id)
+                self.broken_rows.extend(r.id for r in self.groups[file.path])
             return
         self.failed.forget(file.path)
-        if prepared.kind == "encode":
+        if is_video_path(file.path):
+            self._handle_video(prepared)
+        elif prepared.kind == "encode":
             self.pending.append(prepared)
         elif prepared.kind == "touched":
             assert existing is not None
@@ -218,6 +247,71 @@ class _IngestRun:
             else:
                 report.updated += 1
 
+    def _handle_video(self, prepared: _Prepared) -> None:
+        """Like ``_handle`` for a video: every frame row moves, is copied or is made together,
+        and a changed video's old frames are deleted once its new ones are written."""
+        task, report = prepared.task, self.report
+        file, existing = task.file, task.existing
+        old = [r.id for r in self.groups[file.path]] if existing is not None else []
+        if prepared.kind == "video":
+            self._encode_video(prepared, old)
+            return
+        if prepared.kind == "touched":
+            columns = self._text_for(file, existing)
+            for frame in self.groups[file.path]:
+                self.writer.put_reused(frame.id, frame.id, file, prepared.content_hash, columns)
+            report.unchanged += 1
+            return
+        if existing is None and self.vanished_by_hash.get(prepared.content_hash):
+            source = self.vanished_by_hash[prepared.content_hash].pop()
+            del self.vanished[source.path]
+            columns = self._text_for(file, source)
+            for frame in self.groups[source.path]:
+                self.writer.put_reused(frame.id, frame.id, file, prepared.content_hash, columns)
+            report.moved += 1
+            return
+        source = self.rows[self.hash_to_ids[prepared.content_hash][0]]  # the same bytes at another path
+        columns = self._text_for(file, existing, embedded_from=source)
+        for frame in self.groups[source.path]:
+            self.writer.put_reused(frame.id, _new_id(), file, prepared.content_hash, columns)
+        self.superseded.extend(old)
+        if existing is None:
+            report.added += 1
+        else:
+            report.updated += 1
+
+    def _encode_video(self, prepared: _Prepared, old: list[str]) -> None:
+        file, existing = prepared.task.file, prepared.task.existing
+        assert self.decoder is not None
+        try:
+            video = encode_video(file.path, self.decoder, self.encoder, self.batch_size)
+        except ImageDecodeError as exc:
+            self.skip(file.path, exc.reason)
+            self.failed.remember(file.path, file.size, file.mtime_ns, exc.reason)
+            self.broken_rows.extend(old)
+            return
+        self._ensure_media_columns()
+        info = video.info
+        prepared.width, prepared.height, prepared.format, prepared.taken_ns = (
+            info.width, info.height, info.format, info.taken_ns)
+        columns = self.item_text(file, None, existing.manifest_texts if existing else None)
+        for t, vector in zip(video.times, video.vectors):
+            media = {"media": "video", "frame_time": t, "duration": round(info.duration, 3) or None}
+            self.writer.put_encoded(prepared, vector, None, {**columns, **media})
+        self.superseded.extend(old)  # deleted after the new frames are committed
+        self.report.frames += len(video.times)
+        if existing is None:
+            self.report.added += 1
+        else:
+            self.report.updated += 1
+
+    def _ensure_media_columns(self) -> None:
+        """Tables made before videos get the media columns when they first meet one."""
+        if not set(MEDIA_COLUMNS) <= set(self.writer.schema.names):
+            self.writer.flush()
+            self.store.ensure_columns(MEDIA_COLUMNS)
+            self.writer.schema = self.store.table.schema
+
     def _encode_pending(self) -> None:
         if not self.pending:
             return
@@ -234,14 +328,14 @@ class _IngestRun:
 
     def finish(self, *, prune: bool) -> None:
         """Prune rows whose files are gone, compact, and count."""
-        doomed = [r.id for r in self.vanished.values()] if prune else []
-        doomed += self.broken_rows
+        gone = list(self.vanished.values()) if prune else []
+        doomed = [r.id for g in gone for r in self.groups[g.path]] + self.broken_rows + self.superseded
         if doomed:
             self.notify(IngestProgress("prune", 0, len(doomed)))
             self.store.delete_ids(doomed)
-            self.report.removed = len(doomed)
+            self.report.removed = len(gone) + len({self.rows[i].path for i in self.broken_rows})
             self.notify(IngestProgress("prune", len(doomed), len(doomed)))
-        if self.writer.commits or self.report.removed:
+        if self.writer.commits or doomed:
             self.notify(IngestProgress("compact", 0, 1))
             self.store.compact()
             self.notify(IngestProgress("compact", 1, 1))

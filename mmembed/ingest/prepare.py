@@ -15,6 +15,7 @@ from ..errors import ImageDecodeError, MmembedError
 from ..models.preprocess import NumpyTransform, transform_params
 from ..sources.decode import load_image
 from ..sources.discovery import DiscoveredFile
+from ..sources.video import is_video_path
 
 __all__ = ["ImageDecoder", "fast_transform"]
 
@@ -45,7 +46,7 @@ class _Task:
 @dataclass
 class _Prepared:
     task: _Task
-    kind: str  # 'encode', 'touched', 'reuse', 'skip'
+    kind: str  # 'encode', 'video' (frames decoded later, in order), 'touched', 'reuse', 'skip'
     content_hash: str = ""
     tensor: Any = None
     width: int = 0
@@ -72,9 +73,13 @@ class ImageDecoder:
     def __call__(self, source: str | bytes, max_megapixels: float, name: str | None = None) -> tuple[Any, Any]:
         min_side = self.encoder.image_size if self.fast else None
         decoded = load_image(source, max_megapixels=max_megapixels, name=name, min_side=min_side)
+        return decoded, self.transform(decoded.image)
+
+    def transform(self, image: Any) -> Any:
+        """The model's preprocessing of one upright RGB image (a video frame, say)."""
         if self._transform is None:
             self._transform = fast_transform(self.encoder.preprocess) or self.encoder.preprocess
-        return decoded, self._transform(decoded.image)
+        return self._transform(image)
 
 
 def fast_transform(preprocess: Any) -> Callable[[Any], Any] | None:
@@ -114,11 +119,11 @@ def _prepare_all(
             yield in_flight.popleft().result()
 
 
-def _read_and_hash(path: str, size: int) -> tuple[str, bytes | None]:
-    """The file's content hash, and its bytes when small enough to decode from memory."""
+def _read_and_hash(path: str, size: int, keep: bool = True) -> tuple[str, bytes | None]:
+    """The file's content hash, and its bytes when small enough to decode from memory (and ``keep``)."""
     digest = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
-        if size <= _READ_WHOLE:
+        if keep and size <= _READ_WHOLE:
             data = f.read()
             digest.update(data)
             return digest.hexdigest(), data
@@ -129,8 +134,9 @@ def _read_and_hash(path: str, size: int) -> tuple[str, bytes | None]:
 
 def _prepare(task: _Task, reusable: frozenset[str], decode: ImageDecoder, max_megapixels: float) -> _Prepared:
     path = task.file.path
+    video = is_video_path(path)
     try:
-        digest, data = _read_and_hash(path, task.file.size)
+        digest, data = _read_and_hash(path, task.file.size, keep=not video)
     except PermissionError:
         return _Prepared(task, "skip", reason="permission denied; check the file's permissions")
     except FileNotFoundError:
@@ -141,6 +147,8 @@ def _prepare(task: _Task, reusable: frozenset[str], decode: ImageDecoder, max_me
         return _Prepared(task, "touched", digest)
     if digest in reusable:
         return _Prepared(task, "reuse", digest)
+    if video:  # frames are decoded by the ingest loop, one video at a time (memory stays flat)
+        return _Prepared(task, "video", digest)
     try:
         decoded, tensor = decode(data if data else path, max_megapixels, name=path)
     except ImageDecodeError as exc:

@@ -21,7 +21,8 @@ class SkippedFile:
 class IngestReport:
     """What one ingest run did. ``to_dict()`` is the CLI's ``--json`` output.
 
-    Each file walked counts once: added, updated, moved, unchanged, text_updated or skipped.
+    Each file walked counts once: added, updated, moved, unchanged, text_updated or skipped
+    (a video too, however many frame rows it has).
     """
 
     added: int = 0  # new files encoded (or copied from an identical file already indexed)
@@ -34,6 +35,7 @@ class IngestReport:
     rows: int = 0  # rows in the table after the run
     captions_unmatched: int = 0  # rows of --captions manifests whose image was not among the files walked
     tagged: int = 0  # rows given zero-shot tags (ingest --tags)
+    frames: int = 0  # video frames encoded and kept (one row each; videos count once above)
     seconds: float = 0.0  # wall time of the run, model load included
 
     def to_dict(self) -> dict[str, Any]:

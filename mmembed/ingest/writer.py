@@ -56,7 +56,7 @@ class _Writer:
             "id": existing_id or _new_id(), "path": f.path, "size": f.size, "mtime_ns": f.mtime_ns,
             "content_hash": prepared.content_hash, "width": prepared.width, "height": prepared.height,
             "format": prepared.format, "taken_ns": prepared.taken_ns, "ingested_at": datetime.now(timezone.utc), "image_vector": vector,
-            **columns, "_new_text": True,
+            "media": "image", **columns, "_new_text": True,
         }
         (self.update_rows if existing_id else self.new_rows).append(row)
 

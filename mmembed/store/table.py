@@ -23,7 +23,7 @@ import pyarrow as pa
 from ..errors import IndexEmptyError, IngestLockedError, QueryError, StoreError, StoreWriteError
 from .lock import WriteLock
 
-__all__ = ["Store", "TableMeta", "SCHEMA_VERSION", "image_schema", "STATE_COLUMNS", "VECTOR_COLUMNS"]
+__all__ = ["Store", "TableMeta", "SCHEMA_VERSION", "image_schema", "STATE_COLUMNS", "VECTOR_COLUMNS", "MEDIA_COLUMNS"]
 
 SCHEMA_VERSION = 2
 _META_KEY = "mmembed"
@@ -80,7 +80,8 @@ class TableMeta:
 
 
 def image_schema(meta: TableMeta, fused_dim: int) -> pa.Schema:
-    """Schema version 2: one row per image file, with its item text and fused vector."""
+    """Schema version 2: one row per image file (per kept frame of a video), with its item text
+    and fused vector."""
     vec = pa.list_(pa.float32(), meta.dim)
     texts = pa.list_(pa.string())
     return pa.schema(
@@ -104,8 +105,18 @@ def image_schema(meta: TableMeta, fused_dim: int) -> pa.Schema:
             pa.field("manifest_texts", texts),  # captions from manifests, kept until a manifest changes them
             pa.field("text_vector", vec),  # aggregate of the texts' vectors; null without text
             pa.field("fused_vector", pa.list_(pa.float32(), fused_dim)),  # see fusion.py
+            *(pa.field(name, kind) for name, kind in MEDIA_COLUMNS.items()),
         ]
     )
+
+
+# Videos: one row per kept frame, each with the video's file columns (path, size, hash).
+# Tables made before videos lack these columns; ingest adds them when it meets a video.
+MEDIA_COLUMNS = {
+    "media": pa.string(),  # 'image' or 'video' (null in rows written before videos: images)
+    "frame_time": pa.float64(),  # seconds from the video's start of this row's frame; null for images
+    "duration": pa.float64(),  # the video's length in seconds; null for images
+}
 
 
 @contextmanager

@@ -23,6 +23,7 @@ def search(
     tags: Annotated[Optional[list[str]], typer.Option("--tag", help="Only items carrying this zero-shot tag (repeatable: all of them; see `mmembed tag`).", show_default=False)] = None,
     min_score: Annotated[Optional[float], typer.Option("--min-score", help="Drop results scoring (cosine) below this, -1..1.", show_default=False)] = None,
     cutoff: Annotated[str, typer.Option("--cutoff", help="auto: drop results that score like the rest of the table for this query (standardised score under 3); none: keep --limit results.")] = "none",
+    frames: Annotated[bool, typer.Option("--frames", help="Every matching frame of a video, not only its best one.")] = False,
     db: DbOpt = None,
     table: TableOpt = None,
     model: ModelOpt = None,
@@ -39,12 +40,13 @@ def search(
     Pipe: mmembed search "beach" -0 | xargs -0 cp -t ~/beach
     Gallery: mmembed search "beach" -n 100 --html beach.html
     Only the relevant ones: mmembed search "receipt" -n 500 --cutoff auto
+    Videos: a video is one result at its best frame ("path @ 0:06"); --frames lists every frame.
     """
     from mmembed.retrieval.query import SearchOptions
 
     with _errors():
         options = SearchOptions(limit=limit, where=where, target=target, image_weight=image_weight,
-                                negatives=negatives or (), tags=tags or (), min_score=min_score, cutoff=cutoff)
+                                negatives=negatives or (), tags=tags or (), min_score=min_score, cutoff=cutoff, frames=frames)
         hits = None
         if options.filter_sql() is None:  # try the path without lancedb and torch
             from mmembed.config import Config
@@ -71,7 +73,16 @@ def search(
             typer.echo(hit.path)
         else:
             caption = f"  {_short(hit.text)}" if hit.text else ""
-            typer.echo(f"{hit.score:7.4f}  {hit.path}{caption}")
+            at = f" @ {_clock(hit.frame_time)}" if hit.frame_time is not None else ""
+            typer.echo(f"{hit.score:7.4f}  {hit.path}{at}{caption}")
+
+
+def _clock(seconds: float) -> str:
+    """12.5 -> 0:12.5; 3725 -> 1:02:05."""
+    whole, tenths = int(seconds), round(seconds % 1, 1)
+    h, m, s = whole // 3600, whole // 60 % 60, whole % 60
+    text = f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+    return text + (f".{int(tenths * 10)}" if tenths else "")
 
 
 def _short(text: str, width: int = 70) -> str:

@@ -40,7 +40,7 @@ log = logging.getLogger("mmembed")
 
 PathLike = str | os.PathLike[str]
 _ITEM_COLUMNS = ("id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns",
-                 "text", "texts", "text_source")
+                 "text", "texts", "text_source", "media", "frame_time", "duration")
 _ATTENTION_BLOB = "attention"
 
 
@@ -449,7 +449,8 @@ class Index:
         ``where`` is a SQL filter on the metadata columns, e.g. ``"format = 'PNG'"``. See
         ``mmembed.retrieval.exact`` for how composite queries are scored. The keyword arguments
         are the fields of :class:`SearchOptions` (limit, where, target, image_weight, negatives,
-        negative_weight); or pass one as ``options``.
+        negative_weight, tags, min_score, cutoff, frames); or pass one as ``options``. A video
+        is one hit at its best frame (``hit.frame_time``) unless ``frames=True``.
         """
         options = options_from(SearchOptions, options, kwargs)
         quick = self._quick_ok()
@@ -468,7 +469,8 @@ class Index:
     def items(self, ids: Sequence[str] | None = None, *, where: str | None = None) -> list[dict[str, Any]]:
         """Every row's metadata (or the rows with these ``ids``), without vectors: id, path, size,
         mtime_ns, content_hash, width, height, format, taken_ns (EXIF date taken, where read),
-        text, texts, text_source, and manifest columns; ``where`` is a SQL filter as for
+        text, texts, text_source, media (image or video), frame_time and duration (a video's rows:
+        one per kept frame), and manifest columns; ``where`` is a SQL filter as for
         ``search``. No model is loaded. [] before the first ingest.
 
         Example::
@@ -489,7 +491,8 @@ class Index:
                    progress: Callable[[int, int], None] | None = None) -> list[Any]:
         """Groups of duplicate photos (``retrieval.dupes``): ``exact`` copies, ``near``-duplicates
         (the same photo re-encoded, resized, rotated, lightly cropped or edited; the default) or
-        ``similar`` photos, each with a suggested keeper (most pixels, then oldest). Reads the
+        ``similar`` photos, each with a suggested keeper (most pixels, then oldest); videos are
+        left out. Reads the
         stored image vectors; decodes no image, changes nothing.
 
         Example::
@@ -503,7 +506,7 @@ class Index:
         if self.meta is None:
             raise IndexEmptyError(f"the index in {self.config.db} (table '{self.config.table}') is empty; "
                                   "run `mmembed ingest PATH` first")
-        rows = self.items()
+        rows = [row for row in self.items() if row.get("media") != "video"]  # frames of one video: not copies
         vectors = None
         if mode != "exact":
             data = self.store.read_columns(["id", "image_vector"])

@@ -37,6 +37,7 @@ from .query import (
     score_stats,
     check_query,
     make_hit,
+    nearest_items,
     parse_terms,
     query_plan,
 )
@@ -88,7 +89,8 @@ def run_search(
     if target == "text":
         filters.append("text_vector IS NOT NULL")
     combined = " AND ".join(filters) if len(filters) > 1 else where  # a lone filter reads as it was given
-    rows = store.nearest(search_vector, column=column, limit=options.limit, where=combined or None)
+    rows = nearest_items(lambda n: store.nearest(search_vector, column=column, limit=n, where=combined or None),
+                         options.limit, options.frames)
     hits = [make_hit(r, target, q_img, q_txt) for r in rows]
     background = score_stats(store.sample_vectors(column), search_vector) if options.cutoff == "auto" else None
     return apply_cutoff(hits, options, background)

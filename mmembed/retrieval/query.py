@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ from ..errors import ImageDecodeError, QueryError
 from ..models.fusion import FusionStrategy
 
 __all__ = ["Hit", "Query", "SearchOptions", "apply_cutoff", "score_stats", "CUTOFFS", "AUTO_CUTOFF_Z", "parse_terms",
-           "check_query", "query_vectors", "query_plan", "make_hit", "TARGETS"]
+           "check_query", "query_vectors", "query_plan", "make_hit", "TARGETS", "nearest_items", "one_per_video"]
 
 TARGETS = ("image", "text", "fused")
 CUTOFFS = ("none", "auto")
@@ -30,7 +30,10 @@ AUTO_CUTOFF_Z = 2.0
 _TERM_SPLIT = re.compile(r"\s+([+-])\s+")
 _CORE = {"id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "ingested_at",
          "taken_ns", "image_vector", "text", "texts", "text_source", "text_hash", "embedded_texts", "manifest_texts",
-         "text_vector", "score"}
+         "text_vector", "score", "media", "frame_time", "duration"}
+# Without --frames a video is one hit (its best frame); rows are fetched in growing rounds
+# until ``limit`` distinct items are found, at most this many rows.
+MAX_FRAME_FETCH = 20_000
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,9 @@ class Hit:
     image_score: float | None = None  # cosine of the query with the image vector
     text_score: float | None = None  # cosine of the query with the text vector; None without text
     target: str = "image"  # the vector column that was searched
+    media: str = "image"  # image or video
+    frame_time: float | None = None  # a video's best-matching frame, seconds from its start
+    duration: float | None = None  # a video's length in seconds
     extra: dict[str, Any] = field(default_factory=dict)  # manifest columns
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,6 +97,7 @@ class SearchOptions:
     tags: Sequence[str] = ()  # only items carrying every one of these zero-shot tags (``Index.tag``)
     min_score: float | None = None  # drop hits whose score (cosine) is below this, -1..1
     cutoff: str = "none"  # auto: drop hits that score like the table's background for this query
+    frames: bool = False  # every matching frame of a video, not only its best one
 
     def __post_init__(self) -> None:
         checked(self.limit, "limit", QueryError, (int,))
@@ -223,8 +230,39 @@ def make_hit(row: dict[str, Any], target: str, q_img: np.ndarray, q_txt: np.ndar
         image_score=float(np.dot(q_img, image_vec)) if image_vec is not None else None,
         text_score=float(np.dot(q_txt, text_vec)) if text_vec is not None else None,
         target=target,
+        media=row.get("media") or "image",
+        frame_time=row.get("frame_time"),
+        duration=row.get("duration"),
         extra={k: v for k, v in row.items() if k not in _CORE and not k.startswith("_")},
     )
+
+
+def nearest_items(fetch: Callable[[int], list[dict[str, Any]]], limit: int, frames: bool = False) -> list[dict[str, Any]]:
+    """The ``limit`` best rows from ``fetch(n)`` (the n nearest rows, best first), a video
+    counted once at its best frame unless ``frames``: more rows are fetched while frames of
+    videos already found fill the list."""
+    n = limit
+    while True:
+        rows = fetch(n)
+        if frames:
+            return rows
+        items = one_per_video(rows)
+        if len(items) >= limit or len(rows) < n or n >= MAX_FRAME_FETCH:
+            return items[:limit]
+        n = min(MAX_FRAME_FETCH, n * 4)
+
+
+def one_per_video(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` (best first) with each video's frames after its first dropped."""
+    seen: set[str] = set()
+    out = []
+    for row in rows:
+        if row.get("media") == "video":
+            if row["path"] in seen:
+                continue
+            seen.add(row["path"])
+        out.append(row)
+    return out
 
 
 def apply_cutoff(hits: list[Hit], options: SearchOptions, background: tuple[float, float] | None) -> list[Hit]:

@@ -22,7 +22,7 @@ from .._options import options_from, takes
 from ..config import Config
 from ..models.fusion import FusionStrategy
 from .query import (
-    Hit, SearchOptions, _unit, apply_cutoff, check_query, make_hit, query_plan, query_vectors, score_stats,
+    Hit, SearchOptions, _unit, apply_cutoff, check_query, make_hit, nearest_items, query_plan, query_vectors, score_stats,
 )
 
 __all__ = ["QuickSearch", "quick_search"]
@@ -140,7 +140,8 @@ class QuickSearch:
         from ..store.snapshot import SnapshotDamaged
 
         try:
-            rows = snap.nearest(np.asarray(vector, dtype=np.float32), target=target, limit=options.limit)
+            rows = nearest_items(lambda n: snap.nearest(np.asarray(vector, dtype=np.float32), target=target, limit=n),
+                                 options.limit, options.frames)
         except SnapshotDamaged as exc:
             self._report_damage(snap.info.get("version"), exc)
             snap.mark_damaged()

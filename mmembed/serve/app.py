@@ -47,7 +47,9 @@ STATIC = os.path.join(os.path.dirname(__file__), "static")
 _CSP = ("default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; "
         "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 _FORMAT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif",
-                 "AVIF": "image/avif", "HEIF": "image/heif", "TIFF": "image/tiff", "BMP": "image/bmp"}
+                 "AVIF": "image/avif", "HEIF": "image/heif", "TIFF": "image/tiff", "BMP": "image/bmp",
+                 "MP4": "video/mp4", "M4V": "video/mp4", "MOV": "video/quicktime", "WEBM": "video/webm",
+                 "MKV": "video/x-matroska", "AVI": "video/x-msvideo"}
 
 
 def create_app(library: Library, *, allowed_hosts: list[str] | None = None) -> Starlette:
@@ -180,10 +182,11 @@ class _Api:
     def _rendition(self, request: Request, size: int) -> Response:
         try:
             row = self.library.item(request.path_params["item_id"])
-            etag = f'"{self.library.thumbs.key(row["content_hash"], size)}"'
+            at = row.get("frame_time") if row.get("media") == "video" else None
+            etag = f'"{self.library.thumbs.key(row["content_hash"], size, at)}"'
             if request.headers.get("if-none-match") == etag:
                 return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "private, max-age=3600"})
-            rendition = self.library.thumbs.get(row["path"], row["content_hash"], size)
+            rendition = self.library.thumbs.get(row["path"], row["content_hash"], size, at)
             with open(rendition.path, "rb") as f:
                 body = f.read()
         except NotFound:

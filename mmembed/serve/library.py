@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import IndexEmptyError, MmembedError, QueryError, StoreError
+from ..errors import ImageDecodeError, IndexEmptyError, MmembedError, QueryError, StoreError
 from ..retrieval.query import SearchOptions
 from ..store.snapshot import table_version
 from .filters import Filters
@@ -143,7 +143,7 @@ class Library:
         folders = Counter(os.path.dirname(row["path"]) for row in catalog.values())
         captioned = sum(1 for row in catalog.values() if row.get("text"))
         core = {"id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns",
-                "text", "texts", "text_source", "tags", "tag_scores"}
+                "text", "texts", "text_source", "tags", "tag_scores", "media", "frame_time", "duration"}
         tags = Counter(tag for row in catalog.values() for tag in (row.get("tags") or []))
         return {
             "db": self.db, "table": self.table, "rows": len(catalog), "captioned": captioned,
@@ -174,6 +174,7 @@ class Library:
                 reason = str(exc).split(": ", 1)[-1]
                 raise QueryError(f"--where {where!r} is not a valid filter: {reason[:200]}") from None
             rows = [row for row in rows if row["id"] in keep]
+        rows = _first_frames(rows)
         rows.sort(key=lambda r: (-(r.get("taken_ns") or r.get("mtime_ns") or 0), r["path"]))
         return Page(rows[offset: offset + limit], offset, len(rows) > offset + limit, where, None,
                     time.perf_counter() - started, total=len(rows))
@@ -205,6 +206,8 @@ class Library:
                 raise QueryError("give an image or 'more like' an item, not both")
             row = self.item(like)
             source, exclude = row["path"], like
+            if row.get("media") == "video":  # that frame's picture, not the video file
+                source = _frame_source(row)
         if self.index.store.is_local and not os.path.isdir(self.db):
             raise IndexEmptyError(self.problem() or "no database")
         if filters != Filters():
@@ -223,6 +226,27 @@ class Library:
         page = hits[offset: offset + limit]
         more = len(hits) >= offset + limit and offset + limit < MAX_RESULTS
         return Page(page, offset, more, where, hits[0].target if hits else target, time.perf_counter() - started)
+
+
+def _first_frames(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with each video once, by its first kept frame."""
+    first: dict[str, dict[str, Any]] = {}
+    out = []
+    for row in rows:
+        if row.get("media") != "video":
+            out.append(row)
+        elif row["path"] not in first or (row.get("frame_time") or 0) < (first[row["path"]].get("frame_time") or 0):
+            first[row["path"]] = row
+    return out + list(first.values())
+
+
+def _frame_source(row: dict[str, Any]) -> bytes:
+    from .thumbs import LARGE_SIZE, frame_jpeg
+
+    try:
+        return frame_jpeg(row["path"], float(row.get("frame_time") or 0.0), LARGE_SIZE, quality=92)
+    except ImageDecodeError as exc:
+        raise QueryError(f"{exc.path}: {exc.reason}") from None
 
 
 def _warm_codecs() -> None:

@@ -24,7 +24,7 @@ from ..config import cache_dir
 from ..errors import ImageDecodeError
 from ..sources.decode import load_image
 
-__all__ = ["Rendition", "Thumbnailer", "render_jpeg", "THUMB_SIZE", "LARGE_SIZE"]
+__all__ = ["Rendition", "Thumbnailer", "render_jpeg", "frame_jpeg", "THUMB_SIZE", "LARGE_SIZE"]
 
 THUMB_SIZE = 320  # grid cards (shown at up to 240 CSS px; sharp on 1.5x screens)
 LARGE_SIZE = 2048  # the detail view
@@ -52,6 +52,20 @@ def render_jpeg(source: str | bytes, size: int, *, max_megapixels: float = 100.0
     return out.getvalue()
 
 
+def frame_jpeg(path: str, frame_time: float, size: int, *, quality: int = 82) -> bytes:
+    """An upright JPEG of a video's frame at ``frame_time`` seconds, long side at most ``size``;
+    raises ImageDecodeError."""
+    from PIL import Image
+
+    from ..sources.video import frame_at
+
+    image = frame_at(path, frame_time, min_side=max(1, size // 2))
+    image.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)  # type: ignore[attr-defined]
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)  # type: ignore[attr-defined]
+    return out.getvalue()
+
+
 class Thumbnailer:
     """Makes and caches renditions; thread-safe."""
 
@@ -61,26 +75,31 @@ class Thumbnailer:
         self.max_megapixels = max_megapixels
         self._slots = threading.BoundedSemaphore(max(1, workers))
 
-    def key(self, content_hash: str, size: int) -> str:
-        return f"{content_hash}-{size}-{_RECIPE}"
+    def key(self, content_hash: str, size: int, frame_time: float | None = None) -> str:
+        at = f"-t{frame_time:.3f}" if frame_time is not None else ""
+        return f"{content_hash}-{size}{at}-{_RECIPE}"
 
-    def cached(self, content_hash: str, size: int) -> Rendition | None:
+    def cached(self, content_hash: str, size: int, frame_time: float | None = None) -> Rendition | None:
         """The cached rendition, or None when it has not been made yet."""
-        key = self.key(content_hash, size)
+        key = self.key(content_hash, size, frame_time)
         path = os.path.join(self.folder, key[:2], f"{key}.jpg")
         return Rendition(path, key) if os.path.isfile(path) else None
 
-    def get(self, source_path: str, content_hash: str, size: int) -> Rendition:
+    def get(self, source_path: str, content_hash: str, size: int, frame_time: float | None = None) -> Rendition:
         """The rendition of the file at ``source_path`` (whose content hash is ``content_hash``),
-        made now if it is not cached. Raises ImageDecodeError when the file cannot be decoded
-        (it may have changed or gone since it was indexed)."""
-        found = self.cached(content_hash, size)
+        made now if it is not cached; for a video, of its frame at ``frame_time``. Raises
+        ImageDecodeError when the file cannot be decoded (it may have changed or gone since
+        it was indexed)."""
+        found = self.cached(content_hash, size, frame_time)
         if found is not None:
             return found
         with self._slots:
-            found = self.cached(content_hash, size)  # made by another request meanwhile
+            found = self.cached(content_hash, size, frame_time)  # made by another request meanwhile
             if found is not None:
                 return found
+            if frame_time is not None:  # a video is not read whole: its frame is decoded by seeking
+                jpeg = frame_jpeg(source_path, frame_time, size, quality=_QUALITY.get(size, 85))
+                return self._store(self.key(content_hash, size, frame_time), jpeg)
             try:
                 with open(source_path, "rb") as f:
                     data = f.read()
@@ -89,10 +108,9 @@ class Thumbnailer:
             if hashlib.blake2b(data, digest_size=16).hexdigest() != content_hash:
                 raise ImageDecodeError(source_path, "the file changed since it was indexed; run `mmembed ingest` again")
             jpeg = render_jpeg(data, size, max_megapixels=self.max_megapixels, quality=_QUALITY.get(size, 85))
-            return self._store(content_hash, size, jpeg)
+            return self._store(self.key(content_hash, size), jpeg)
 
-    def _store(self, content_hash: str, size: int, jpeg: bytes) -> Rendition:
-        key = self.key(content_hash, size)
+    def _store(self, key: str, jpeg: bytes) -> Rendition:
         folder = os.path.join(self.folder, key[:2])
         path = os.path.join(folder, f"{key}.jpg")
         os.makedirs(folder, exist_ok=True)

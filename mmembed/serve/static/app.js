@@ -224,14 +224,22 @@ function card(hit, index) {
   }
   const name = hit.path.split("/").pop();
   const badge = hit.keep === true ? el("span", { class: "badge", text: "keep" }) : null;
-  const figure = el("figure", { class: "card", role: "listitem", tabindex: 0, "data-id": hit.id, "data-path": hit.path, "data-index": index, title: hit.path },
-    el("img", { src: "/thumbs/" + encodeURIComponent(hit.id), alt: hit.text || name, loading: "lazy", decoding: "async" }),
+  const video = hit.media === "video";
+  const figure = el("figure", { class: "card", role: "listitem", tabindex: 0, "data-id": hit.id, "data-path": hit.path, "data-index": index, "data-media": hit.media || "image", title: hit.path },
+    el("div", { class: "thumb" },
+      el("img", { src: "/thumbs/" + encodeURIComponent(hit.id), alt: hit.text || name, loading: "lazy", decoding: "async" }),
+      video ? el("span", { class: "play", text: "▶ " + clock(hit.frame_time || 0) + (hit.duration ? " / " + clock(hit.duration) : "") }) : null),
     el("figcaption", {},
       hit.score !== undefined ? el("span", { class: "score", text: fmt(hit.score) }) : badge,
       el("span", { class: "caption", text: hit.text || name }),
       why.length ? el("span", { class: "why", text: why.join(" · ") }) : null));
   figure.addEventListener("click", () => openDetail(index));
   return figure;
+}
+
+function clock(seconds) {  // 6.5 -> "0:06"; 3725 -> "1:02:05"
+  const s = Math.floor(seconds), h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60, r = String(s % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${r}` : `${m}:${r}`;
 }
 
 function renderGrid(replace, start = 0) {
@@ -289,11 +297,21 @@ function showDetail(hit) {
   const detail = $("detail");
   detail.hidden = false;
   document.body.classList.add("noscroll");
-  const img = $("detail-image");
-  img.src = "/thumbs/" + encodeURIComponent(hit.id);
-  const large = new Image();
-  large.onload = () => { if (state.detailHit === hit) img.src = large.src; };
-  large.src = "/media/" + encodeURIComponent(hit.id);
+  const img = $("detail-image"), player = $("detail-video");
+  const video = hit.media === "video";
+  img.hidden = video;
+  player.hidden = !video;
+  if (video) {  // plays from the frame that matched
+    player.poster = "/media/" + encodeURIComponent(hit.id);
+    player.src = "/files/" + encodeURIComponent(hit.id) + "#t=" + (hit.frame_time || 0);
+  } else {
+    if (!player.paused) player.pause();
+    player.removeAttribute("src");
+    img.src = "/thumbs/" + encodeURIComponent(hit.id);
+    const large = new Image();
+    large.onload = () => { if (state.detailHit === hit) img.src = large.src; };
+    large.src = "/media/" + encodeURIComponent(hit.id);
+  }
   img.alt = hit.text || hit.path;
   $("detail-caption").textContent = hit.text || hit.path.split("/").pop();
   $("open-original").href = "/files/" + encodeURIComponent(hit.id);
@@ -314,13 +332,14 @@ function fillMeta(hit, item) {
   add("Path", row.path);
   if (row.width) add("Size", `${row.width} × ${row.height} px${row.size ? " · " + bytes(row.size) : ""}`);
   add("Format", row.format);
+  if (row.media === "video") add("Video", `frame at ${clock(row.frame_time || 0)}` + (row.duration ? ` of ${clock(row.duration)}` : ""));
   if (item && item.taken_ns) add("Taken", cameraTime(item.taken_ns) + " (camera's clock)");
   if (item && item.mtime_ns) add("File date", new Date(item.mtime_ns / 1e6).toLocaleString());
   add("Text source", row.text_source);
   if (item && item.tags && item.tags.length) add("Tags", item.tags.map((t, i) => `${t} ${fmt(item.tag_scores[i])}`).join(" · "));
   if (item && item.texts && item.texts.length > 1) add("All texts", item.texts.join(" · "));
   if (hit.score !== undefined) add("Score", `${fmt(hit.score)} (image ${fmt(hit.image_score)}, text ${fmt(hit.text_score)})`);
-  const core = new Set(["id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns", "text", "texts", "text_source", "tags", "tag_scores"]);
+  const core = new Set(["id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns", "text", "texts", "text_source", "tags", "tag_scores", "media", "frame_time", "duration"]);
   if (item) for (const [k, v] of Object.entries(item)) if (!core.has(k)) add(k, v);
 }
 
@@ -348,6 +367,8 @@ async function fillStrip(hit) {
 function closeDetail({ push = true } = {}) {
   if ($("detail").hidden) return;
   $("detail").hidden = true;
+  const player = $("detail-video");
+  if (!player.paused) player.pause();
   document.body.classList.remove("noscroll");
   const index = state.detailIndex;
   state.detailIndex = -1;

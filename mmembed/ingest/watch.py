@@ -139,8 +139,8 @@ class _Changes:
             if event.is_directory:
                 return
             kind = event.event_type
-            if kind in ("created", "modified"):
-                self.writing.add(src)
+            if kind == "modified":  # a write; not "created": a new folder's files are reported created
+                self.writing.add(src)  # when its watch is set up, and their close may have passed
             elif kind in ("closed", "deleted", "moved"):
                 self.writing.discard(src)
             for path in (src, dest):

@@ -249,3 +249,28 @@ def test_without_watchdog_the_cli_names_the_extra(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "Error: mmembed watch needs watchdog; install the extra: pip install 'mmembed[watch]'" in done.stderr
+
+
+def test_changes_of_the_database_and_reads_are_not_changes(tmp_path: Path) -> None:
+    """A database inside a watched folder, and the ingest's own reads, never start a batch
+    (else every batch would cause the next)."""
+    from types import SimpleNamespace
+
+    from mmembed.ingest.watch import _Changes
+
+    root, db = str(tmp_path), str(tmp_path / "db.lancedb")
+    changes = _Changes([root], [db])
+
+    def event(kind: str, path: str, dest: str = "") -> SimpleNamespace:
+        return SimpleNamespace(event_type=kind, src_path=path, dest_path=dest, is_directory=False)
+
+    changes.dispatch(event("modified", f"{db}/images.lance/data/x.lance"))
+    changes.dispatch(event("opened", f"{root}/a.jpg"))
+    changes.dispatch(event("closed_no_write", f"{root}/a.jpg"))
+    changes.dispatch(event("created", str(tmp_path.parent / "elsewhere.jpg")))
+    assert changes.first is None
+    changes.dispatch(event("modified", f"{root}/a.jpg"))
+    assert changes.first is not None and changes.snapshot() == ([f"{root}/a.jpg"], True)
+    changes.dispatch(event("closed", f"{root}/a.jpg"))
+    assert changes.snapshot() == ([f"{root}/a.jpg"], False)
+    assert changes.take() == 1 and changes.first is None

@@ -8,6 +8,7 @@ from .app import app, main
 
 # isort: off  (the order of these imports is the order of the commands in --help)
 from . import ingest as _ingest  # noqa: F401, E402
+from . import watch as _watch  # noqa: F401, E402
 from . import search as _search  # noqa: F401, E402
 from . import admin as _admin  # noqa: F401, E402  (index, info, embed)
 from . import fusion as _fusion  # noqa: F401, E402  (fusion train|apply, eval)

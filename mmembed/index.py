@@ -251,6 +251,45 @@ class Index:
         report.seconds = time.perf_counter() - started
         return report
 
+    @takes(IngestOptions)
+    def watch(
+        self,
+        paths: PathLike | Sequence[PathLike],
+        *,
+        debounce: float = 1.0,
+        settle: float = 0.5,
+        max_wait: float = 30.0,
+        poll: float = 2.0,
+        on_event: Callable[[Any], None] | None = None,
+        stop: Any = None,
+        options: IngestOptions | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Keep the table in step with ``paths`` until ``stop`` (a ``threading.Event``) is set:
+        one ingest now, then one per burst of changes, ``debounce`` seconds after the last
+        change (``ingest.watch``: files still being written are waited for, a root that is
+        unmounted keeps its rows and is caught up with when it is back). Each step is a
+        ``WatchEvent`` handed to ``on_event``. Needs watchdog (``pip install 'mmembed[watch]'``).
+        The keyword arguments are the fields of :class:`IngestOptions`, as for ``ingest``.
+
+        Example::
+
+            stop = threading.Event()
+            idx.watch("./photos", on_event=lambda e: print(e.to_dict()), stop=stop)
+        """
+        from .ingest.watch import WatchOptions, run_watch
+
+        options = options_from(IngestOptions, options, kwargs)
+        if options.reindex:
+            raise ConfigError("watch does not rebuild the table; run `mmembed ingest PATH --reindex` first")
+        timing = WatchOptions(debounce=debounce, settle=settle, max_wait=max_wait, poll=poll)
+        roots = [os.path.realpath(os.fspath(p)) for p in items(paths, "paths", ConfigError, (str, os.PathLike))]
+        if not roots:
+            raise ConfigError("no paths to watch; give at least one folder")
+        ignore = [os.path.realpath(self.config.db)] if self.store.is_local else []
+        run_watch(roots, lambda present, progress: self.ingest(present, options=options, progress=progress),
+                  timing, on_event=on_event, stop=stop, ignore=ignore)
+
     def _tag_new_rows(self) -> int:
         """``ingest --tags``: tag the rows without tags, with the labels the table was last
         tagged with (else the built-in set). Returns how many rows were tagged."""

@@ -8,7 +8,7 @@ _EXPORTS = {
     "IngestOptions": "options",
     "run_ingest": "pipeline", "IngestReport": "report", "IngestProgress": "report",
     "SkippedFile": "report", "ImageDecoder": "prepare", "refuse_table": "table_fusion",
-    "train_on_table": "table_fusion",
+    "train_on_table": "table_fusion", "WatchOptions": "watch", "WatchEvent": "watch", "run_watch": "watch",
 }
 __all__ = list(_EXPORTS)
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

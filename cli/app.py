@@ -51,11 +51,12 @@ def _index(db: str | None, table: str | None, model: str | None, pretrained: str
 def _errors() -> Iterator[None]:
     """Turn library errors into one stderr line and exit 1; Ctrl-C into exit 130."""
     from mmembed import MmembedError
+    from mmembed.sources.remote import scrub
 
     try:
         yield
     except MmembedError as exc:
-        typer.echo(f"Error: {exc}", err=True)
+        typer.echo(f"Error: {scrub(str(exc))}", err=True)  # no AWS secret ever reaches the terminal
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         typer.echo("Interrupted; rerun the same command to continue where it stopped.", err=True)

@@ -12,7 +12,7 @@ from .app import DbOpt, DeviceOpt, JsonOpt, ModelOpt, PretrainedOpt, TableOpt, _
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Folders or image files to index.", show_default=False)],
+    paths: Annotated[list[str], typer.Argument(help="Folders or image files to index, or s3://BUCKET/PREFIX (object storage; pip install 'mmembed[s3]').", show_default=False)],
     db: DbOpt = None,
     table: TableOpt = None,
     model: ModelOpt = None,

@@ -206,11 +206,18 @@ class Index:
         roots = items(paths, "paths", ConfigError, (str, os.PathLike))
         if not roots:
             raise ConfigError("no paths to ingest; give at least one folder or image file")
+        remote = [r for r in roots if _is_s3(r)]  # s3://bucket/prefix: listed by sources.remote
+        if remote:
+            from .sources.remote import check_root
+
+            for root in remote:
+                check_root(os.fspath(root))  # before a table is made or a model loaded
         for root in roots:
-            if not os.path.exists(root):
+            if root not in remote and not os.path.exists(root):
                 raise ConfigError(f"{os.fspath(root)}: no such file or folder; check the path")
-        real_roots = [os.path.realpath(os.fspath(r)) for r in roots]
-        if self.store.is_local:  # nothing changed? Known without lancedb (ingest/unchanged.py)
+        real_roots = [os.fspath(r) if r in remote else os.path.realpath(os.fspath(r)) for r in roots]
+        stamped = self.store.is_local and not remote  # the stamp sees local files only
+        if stamped:  # nothing changed? Known without lancedb (ingest/unchanged.py)
             report = unchanged_report(self.config, options, real_roots, progress)
             if report is not None:
                 report.seconds = time.perf_counter() - started
@@ -246,7 +253,7 @@ class Index:
                 self._after_write()
             else:
                 self._after_write(force=False)  # heals a snapshot or text tower that is missing or damaged
-            if self.store.is_local:
+            if stamped:
                 write_stamp(self.config, options, real_roots, digest, report)
         report.seconds = time.perf_counter() - started
         return report
@@ -624,6 +631,10 @@ class _LazyEncoder:
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         return self._index.encoder.encode_text(list(texts))
+
+
+def _is_s3(path: PathLike) -> bool:
+    return isinstance(path, str) and path.startswith("s3://")
 
 
 def _given(**values: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from ..models.vectorizer import Vectorizer, text_hash
 from ..sources.discovery import DiscoveredFile, printable_path, walk
 from ..sources.video import is_video_path
 from ..store.failures import FailedFiles
-from ..store.table import MEDIA_COLUMNS, Store
+from ..store.table import ETAG_COLUMN, MEDIA_COLUMNS, Store
 from ..text.choose import TextOptions, resolve_texts
 from .frames import encode_video
 from .options import IngestOptions
@@ -56,7 +56,7 @@ def run_ingest(
     run = _IngestRun(store, vectorizer, text_options or TextOptions(), progress or (lambda p: None),
                      failed or FailedFiles("memory://", store.table_name, ""), options.retry_failed)
     tasks = run.plan(
-        [os.path.realpath(os.fspath(r)) for r in roots], include=options.include, exclude=options.exclude,
+        [_real(r) for r in roots], include=options.include, exclude=options.exclude,
         hidden=options.hidden, follow_symlinks=options.follow_symlinks, digest=digest,
     )
     try:
@@ -113,7 +113,8 @@ class _IngestRun:
         if entry is not None:
             manifest_texts, extras, matched = entry
             self.matched.add(matched)
-        chosen = resolve_texts(file.path, file.root, file.sidecars, embedded or [], manifest_texts or [], self.texts)
+        chosen = resolve_texts(file.path, file.root, file.sidecars, embedded or [], manifest_texts or [], self.texts,
+                               read=_remote_reader(file.path))
         return {
             "text": chosen.texts[0] if chosen.texts else None,
             "texts": chosen.texts or None,
@@ -146,7 +147,7 @@ class _IngestRun:
             row = by_path.get(found.path)
             if row is not None and is_video_path(found.path):
                 row = by_path[found.path] = self._settle_frames(found)
-            if row is not None and row.size == found.size and row.mtime_ns == found.mtime_ns:
+            if row is not None and _same(row, found):
                 self._check_text(found, self.groups[found.path])
             elif not self.retry_failed and (reason := self.failed.reason(found.path, found.size, found.mtime_ns)):
                 self.skip(found.path, f"{reason} (unchanged since it failed; --retry-failed tries it again)")
@@ -202,6 +203,8 @@ class _IngestRun:
                 fast_decode: bool = True) -> None:
         """Read, hash and decode in threads; reuse, encode in batches, and write as we go."""
         self.notify(IngestProgress("encode", 0, len(tasks)))
+        if any(task.file.etag for task in tasks) and "etag" not in self.writer.schema.names:
+            self._ensure_columns(ETAG_COLUMN)  # a table made before object storage
         decode = self.decoder = ImageDecoder(self.encoder, fast=fast_decode)
         self.batch_size = batch_size
         prepared_all = _prepare_all(tasks, frozenset(self.hash_to_ids), decode, max_megapixels, workers, batch_size)
@@ -307,9 +310,12 @@ class _IngestRun:
 
     def _ensure_media_columns(self) -> None:
         """Tables made before videos get the media columns when they first meet one."""
-        if not set(MEDIA_COLUMNS) <= set(self.writer.schema.names):
+        self._ensure_columns(MEDIA_COLUMNS)
+
+    def _ensure_columns(self, columns: dict[str, Any]) -> None:
+        if not set(columns) <= set(self.writer.schema.names):
             self.writer.flush()
-            self.store.ensure_columns(MEDIA_COLUMNS)
+            self.store.ensure_columns(columns)
             self.writer.schema = self.store.table.schema
 
     def _encode_pending(self) -> None:
@@ -351,12 +357,43 @@ def _keep_encoded(writer: _Writer) -> None:
         pass
 
 
+def _real(root: str | os.PathLike[str]) -> str:
+    """A root as rows name it: the real path of a folder, an ``s3://`` URI as given (less a final /)."""
+    if isinstance(root, str) and root.startswith("s3://"):
+        return root.rstrip("/") if root.count("/") > 2 else root
+    return os.path.realpath(os.fspath(root))
+
+
+def _same(row: _Row, found: DiscoveredFile) -> bool:
+    """Unchanged: same size and mtime (an object's LastModified), and, where both the row and the
+    listing have one, the same ETag (an object rewritten within LastModified's one second)."""
+    if row.size != found.size or row.mtime_ns != found.mtime_ns:
+        return False
+    return row.etag is None or found.etag is None or row.etag == found.etag
+
+
+def _remote_reader(path: str) -> Callable[[str, int], bytes] | None:
+    """How to read a sidecar of an ``s3://`` object (None: a local file, opened as usual)."""
+    if not path.startswith("s3://"):
+        return None
+    from ..sources.remote import read_bytes
+
+    return read_bytes
+
+
 def _under(path: str, roots: list[str]) -> bool:
-    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+    def sep(root: str) -> str:
+        return "/" if root.startswith("s3://") else os.sep
+
+    return any(path == root or path.startswith(root.rstrip(sep(root)) + sep(root)) for root in roots)
 
 
 def _gone(path: str) -> bool:
     """True only when the file is really missing: a permission error is not an absence."""
+    if path.startswith("s3://"):
+        from ..sources.remote import exists
+
+        return exists(path) is False
     try:
         os.lstat(path)
     except FileNotFoundError:

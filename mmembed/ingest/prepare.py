@@ -35,6 +35,7 @@ class _Row:
     text_hash: str | None
     embedded_texts: list[str] | None
     manifest_texts: list[str] | None
+    etag: str | None = None  # the object's ETag when written (object storage); None for files and older rows
 
 
 @dataclass
@@ -120,7 +121,12 @@ def _prepare_all(
 
 
 def _read_and_hash(path: str, size: int, keep: bool = True) -> tuple[str, bytes | None]:
-    """The file's content hash, and its bytes when small enough to decode from memory (and ``keep``)."""
+    """The file's content hash, and its bytes when small enough to decode from memory (and ``keep``).
+    An ``s3://`` path is read from object storage (``sources.remote``), streamed the same way."""
+    if path.startswith("s3://"):
+        from ..sources.remote import read_and_hash
+
+        return read_and_hash(path, keep, _READ_WHOLE, _READ_CHUNK)
     digest = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
         if keep and size <= _READ_WHOLE:
@@ -149,6 +155,8 @@ def _prepare(task: _Task, reusable: frozenset[str], decode: ImageDecoder, max_me
         return _Prepared(task, "reuse", digest)
     if video:  # frames are decoded by the ingest loop, one video at a time (memory stays flat)
         return _Prepared(task, "video", digest)
+    if data is None and path.startswith("s3://"):
+        return _Prepared(task, "skip", digest, reason=f"objects over {_READ_WHOLE >> 20} MB are not decoded from object storage")
     try:
         decoded, tensor = decode(data if data else path, max_megapixels, name=path)
     except ImageDecodeError as exc:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import os
+import urllib.parse
 from typing import Any
 
 from starlette.applications import Starlette
@@ -204,12 +205,31 @@ class _Api:
         except MmembedError:
             return _error("not found", 404)
         path = row["path"]
+        kind = _FORMAT_TYPES.get(str(row.get("format") or "").upper()) or mimetypes.guess_type(path)[0]
+        if path.startswith("s3://"):  # an object in object storage: read through sources.remote
+            return _object_response(path, kind)
         if not os.path.isfile(path):
             return _error(f"{path}: the file is gone since it was indexed", 410)
-        kind = _FORMAT_TYPES.get(str(row.get("format") or "").upper()) or mimetypes.guess_type(path)[0]
         return FileResponse(path, media_type=kind or "application/octet-stream",
                             headers={"Cache-Control": "private, max-age=3600"},
                             content_disposition_type="inline", filename=os.path.basename(path))
+
+
+def _object_response(path: str, kind: str | None) -> Response:
+    from ..sources.remote import read_bytes
+
+    try:
+        body = read_bytes(path)
+    except FileNotFoundError:
+        return _error(f"{path}: the object is gone since it was indexed", 410)
+    except OSError as exc:
+        return _error(f"{path}: cannot read the object ({exc.strerror or exc})", 502)
+    except MmembedError as exc:  # boto3 missing
+        return _error(str(exc), 500)
+    name = path.rpartition("/")[2]
+    return Response(body, media_type=kind or "application/octet-stream",
+                    headers={"Cache-Control": "private, max-age=3600",
+                             "Content-Disposition": f"inline; filename*=utf-8''{urllib.parse.quote(name)}"})
 
 
 async def _read_upload(request: Request) -> bytes | Response:

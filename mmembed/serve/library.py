@@ -89,7 +89,7 @@ class Library:
 
     def problem(self) -> str | None:
         """Why there is nothing to show, in words for the page; None when all is well."""
-        if not os.path.isdir(self.db):
+        if self.index.store.is_local and not os.path.isdir(self.db):
             return (f"There is no database at {self.db}. Index a folder first: "
                     f"mmembed ingest PATH --db {self.db}")
         if self._catalog_error:
@@ -107,7 +107,7 @@ class Library:
             return self._catalog
         with self._catalog_lock:
             self._checked_at = time.monotonic()
-            version = table_version(self.db, self.table) if self.index.store.is_local else None
+            version = table_version(self.db, self.table) if self.index.store.is_local else self._remote_version()
             if self._catalog is not None and version == self._catalog_version and version is not None:
                 return self._catalog
             try:
@@ -119,6 +119,13 @@ class Library:
             self._catalog_version = version
             self._columns = list(rows[0]) if rows else []
             return self._catalog
+
+    def _remote_version(self) -> int | None:
+        """A table in object storage: its version from LanceDB (no local manifest to read)."""
+        try:
+            return int(self.index.store.table.version)
+        except Exception:  # noqa: BLE001 - the catalog read below reports what is wrong
+            return None
 
     def _wait_catalog(self) -> dict[str, dict[str, Any]]:
         self._ready.wait(_CATALOG_WAIT)

@@ -4,7 +4,7 @@ A rendition is an upright (EXIF orientation applied) JPEG no larger than ``size`
 long side, made with the decoder ingest uses (JPEGs decode at a reduced DCT scale, so a
 12 MP photo costs a fraction of a full decode), for every format ingest reads (HEIC and AVIF
 included). It is cached on disk under ``<db>/<table>.thumbs/`` (else the user cache when the
-database folder is not writable), keyed by the file's content hash and the size: a moved or
+database folder is not writable, or is in object storage), keyed by the file's content hash and the size: a moved or
 renamed file keeps its thumbnail, an edited one gets a new one.
 
 At most ``workers`` renditions are made at once, so a fast scroll through thousands of
@@ -101,8 +101,7 @@ class Thumbnailer:
                 jpeg = frame_jpeg(source_path, frame_time, size, quality=_QUALITY.get(size, 85))
                 return self._store(self.key(content_hash, size, frame_time), jpeg)
             try:
-                with open(source_path, "rb") as f:
-                    data = f.read()
+                data = _read(source_path)
             except OSError as exc:
                 raise ImageDecodeError(source_path, f"cannot read the file ({exc.strerror or exc})") from None
             if hashlib.blake2b(data, digest_size=16).hexdigest() != content_hash:
@@ -119,6 +118,16 @@ class Thumbnailer:
             f.write(jpeg)
         os.replace(tmp, path)  # readers see the whole file or none
         return Rendition(path, key)
+
+
+def _read(path: str) -> bytes:
+    """The file's bytes; an ``s3://`` object's from object storage (``sources.remote``)."""
+    if path.startswith("s3://"):
+        from ..sources.remote import read_bytes
+
+        return read_bytes(path)
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def _writable_folder(preferred: str, fallback: str) -> str:

@@ -26,13 +26,15 @@ IMAGE_EXTENSIONS = frozenset(
 
 @dataclass(frozen=True)
 class DiscoveredFile:
-    """A candidate image file found by ``walk``: absolute path plus what ``stat`` said."""
+    """A candidate image file found by ``walk``: absolute path (or ``s3://`` URI) plus what
+    ``stat`` (or the object listing) said."""
 
     path: str
     size: int
     mtime_ns: int
     root: str = ""  # the walked root it was found under
     sidecars: tuple[str, ...] = ()  # names of its caption sidecars in the same folder, by precedence
+    etag: str | None = None  # an object's ETag (object storage); None for a local file
 
 
 def is_image_path(path: str) -> bool:
@@ -74,6 +76,12 @@ def walk(
     report = on_error or (lambda path, reason: None)
     seen_files: set[str] = set()
     for root in roots:
+        if isinstance(root, str) and root.startswith("s3://"):
+            for found in _walk_remote(root, include, exclude, hidden, report):
+                if found.path not in seen_files:
+                    seen_files.add(found.path)
+                    yield found
+            continue
         root_path = os.path.realpath(os.fspath(root))
         try:
             st = os.stat(root_path)
@@ -98,6 +106,30 @@ def walk(
                 yield DiscoveredFile(root_path, st.st_size, st.st_mtime_ns, folder, tuple(find_sidecars(name, names)))
             else:
                 report(root_path, "not an image file name; supported: " + _short_ext_list())
+
+
+def _walk_remote(root: str, include: list[str], exclude: list[str], hidden: bool,
+                 report: Callable[[str, str], None]) -> Iterator[DiscoveredFile]:
+    """``walk`` over an ``s3://`` prefix (``sources.remote``): the same filters, ETags kept."""
+    from .remote import list_objects
+
+    def keep(rel: str, name: str, is_folder: bool) -> bool:
+        if not hidden and name.startswith("."):
+            return False
+        if exclude and _matches(rel, name, exclude):
+            return False
+        if is_folder:
+            return True
+        if include and not _matches(rel, name, include):
+            return False
+        return is_media_path(name)
+
+    for obj in list_objects(root, keep):
+        if os.path.splitext(obj.name)[1].lower() in VIDEO_EXTENSIONS:
+            report(obj.path, "videos in object storage are not indexed yet; index a local copy")
+            continue
+        yield DiscoveredFile(obj.path, obj.size, obj.mtime_ns, obj.root,
+                             tuple(find_sidecars(obj.name, obj.folder_names)), obj.etag)
 
 
 def _utf8(name: str) -> bool:

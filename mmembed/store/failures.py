@@ -1,7 +1,8 @@
 """Files that failed to decode, remembered by size and mtime, so that an unchanged broken file
 is not read again (nor the model loaded for it) on every run.
 
-A plain JSON file beside the table, ``<db>/.<table>.failed.json`` (local databases only):
+A plain JSON file beside the table, ``<db>/.<table>.failed.json`` (for a database in object
+storage, in the user cache: ``<cache>/remote/<hash of URI and table>/``):
 ``{"signature": ..., "files": {path: [size, mtime_ns, reason]}}``. The signature names what
 decoding depended on (Pillow, its plugins, the size cap): when it changes, every file is
 tried again. ``mmembed ingest --retry-failed`` tries them again too.
@@ -9,9 +10,12 @@ tried again. ``mmembed ingest --retry-failed`` tries them again too.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
+
+from ..config import cache_dir
 
 __all__ = ["FailedFiles"]
 
@@ -21,7 +25,13 @@ class FailedFiles:
 
     def __init__(self, db: str, table: str, signature: str) -> None:
         local = "://" not in db or db.startswith("file://")
-        self.path = os.path.join(db.removeprefix("file://"), f".{table}.failed.json") if local else None
+        if local:
+            self.path: str | None = os.path.join(db.removeprefix("file://"), f".{table}.failed.json")
+        elif db.startswith("s3://"):  # kept on this machine, in the user cache, by the database's URI
+            key = hashlib.blake2b(f"{db}\0{table}".encode(), digest_size=8).hexdigest()
+            self.path = os.path.join(cache_dir(), "remote", key, f".{table}.failed.json")
+        else:
+            self.path = None
         self.signature = signature
         self.files: dict[str, list] = {}  # path -> [size, mtime_ns, reason]
         self._loaded: dict[str, list] = {}
@@ -54,6 +64,7 @@ class FailedFiles:
         tmp = f"{self.path}.{uuid.uuid4().hex[:8]}.tmp"
         try:
             if self.files:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
                 with open(tmp, "w") as f:
                     json.dump({"signature": self.signature, "files": self.files}, f)
                 os.replace(tmp, self.path)

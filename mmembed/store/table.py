@@ -23,12 +23,14 @@ import pyarrow as pa
 from ..errors import IndexEmptyError, IngestLockedError, QueryError, StoreError, StoreWriteError
 from .lock import WriteLock
 
-__all__ = ["Store", "TableMeta", "SCHEMA_VERSION", "image_schema", "STATE_COLUMNS", "VECTOR_COLUMNS", "MEDIA_COLUMNS"]
+__all__ = ["Store", "TableMeta", "SCHEMA_VERSION", "image_schema", "STATE_COLUMNS", "VECTOR_COLUMNS", "MEDIA_COLUMNS",
+           "ETAG_COLUMN"]
 
 SCHEMA_VERSION = 2
 _META_KEY = "mmembed"
 # The columns ingest reads to decide what changed: small, so reading them all is cheap.
-STATE_COLUMNS = ["id", "path", "size", "mtime_ns", "content_hash", "text_hash", "embedded_texts", "manifest_texts"]
+# ``etag`` is read where the table has it (tables made before object storage lack it).
+STATE_COLUMNS = ["id", "path", "size", "mtime_ns", "content_hash", "text_hash", "embedded_texts", "manifest_texts", "etag"]
 VECTOR_COLUMNS = ("image_vector", "text_vector", "fused_vector")
 _IN_CHUNK = 512
 # ANN index: IVF with RaBitQ-quantised vectors (4 bits per dimension), one partition per
@@ -106,6 +108,7 @@ def image_schema(meta: TableMeta, fused_dim: int) -> pa.Schema:
             pa.field("text_vector", vec),  # aggregate of the texts' vectors; null without text
             pa.field("fused_vector", pa.list_(pa.float32(), fused_dim)),  # see fusion.py
             *(pa.field(name, kind) for name, kind in MEDIA_COLUMNS.items()),
+            *(pa.field(name, kind) for name, kind in ETAG_COLUMN.items()),
         ]
     )
 
@@ -117,6 +120,11 @@ MEDIA_COLUMNS = {
     "frame_time": pa.float64(),  # seconds from the video's start of this row's frame; null for images
     "duration": pa.float64(),  # the video's length in seconds; null for images
 }
+
+# Object storage: the object's ETag when its row was written (null for local files). Ingest
+# compares it with the listing's, with size and LastModified; older tables get the column when
+# they first meet an object.
+ETAG_COLUMN = {"etag": pa.string()}
 
 
 @contextmanager
@@ -159,10 +167,19 @@ class Store:
             lancedb = import_lancedb()
             try:
                 # Every read sees the latest commit, so a long-lived Index follows other writers.
-                self._db = lancedb.connect(self.uri, read_consistency_interval=timedelta(0))
+                self._db = lancedb.connect(self.uri, read_consistency_interval=timedelta(0), **self._remote_options())
             except Exception as exc:  # noqa: BLE001 - lancedb raises many types for a bad URI
                 raise StoreError(f"cannot open database {self.uri}: {_one_line(exc)}") from exc
         return self._db
+
+    def _remote_options(self) -> dict[str, Any]:
+        """For an ``s3://`` database: the endpoint and credentials from the environment
+        (``sources.remote.storage_options``), handed to LanceDB and never stored."""
+        if not self.uri.startswith("s3://"):
+            return {}
+        from ..sources.remote import storage_options
+
+        return {"storage_options": storage_options()}
 
     def exists(self) -> bool:
         """True when the table exists (does not create the database folder)."""
@@ -331,7 +348,10 @@ class Store:
 
     def read_state(self) -> list[dict[str, Any]]:
         """The state columns of every row (no vectors), as dicts."""
-        return self.read_columns(STATE_COLUMNS).to_pylist() if self.exists() else []
+        if not self.exists():
+            return []
+        have = set(self.table.schema.names)
+        return self.read_columns([c for c in STATE_COLUMNS if c in have]).to_pylist()
 
     @property
     def extra_columns(self) -> list[str]:
@@ -497,7 +517,7 @@ class Store:
         if rows == 0 or rows > SNAPSHOT_MAX_ROWS:
             remove_snapshot(folder)
             return False
-        skip = {"texts", "embedded_texts", "manifest_texts", "text_hash", "content_hash", "mtime_ns", "ingested_at"}
+        skip = {"texts", "embedded_texts", "manifest_texts", "text_hash", "content_hash", "mtime_ns", "ingested_at", "etag"}
         with _errors(f"cannot snapshot table '{self.table_name}'"):
             version = int(self.table.version)
             data = self.read_columns([c for c in self.table.schema.names if c not in skip])
@@ -591,7 +611,14 @@ _OS_ERROR = re.compile(r"([A-Z][^:()]*?) \(os error \d+\)")
 
 
 def _one_line(exc: BaseException) -> str:
-    return _RUST_SOURCE.sub("", " ".join(str(exc).split())) or type(exc).__name__
+    """The error in one line; an object-storage failure as its short reason. Secrets from the
+    environment never pass (``sources.remote.scrub``): LanceDB's errors may echo a request."""
+    from ..sources.remote import scrub, short_reason
+
+    text = str(exc)
+    if 'store: "S3"' in text or "<Code>" in text:
+        return short_reason(text)
+    return scrub(_RUST_SOURCE.sub("", " ".join(text.split()))) or type(exc).__name__
 
 
 def os_reason(exc: BaseException) -> str:

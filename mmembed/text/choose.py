@@ -15,7 +15,7 @@ words. (The text hash and the text and fused vectors are made in ``models/vector
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,13 +72,15 @@ def resolve_texts(
     embedded: Sequence[str],
     manifest: Sequence[str],
     options: TextOptions,
+    read: Callable[[str, int], bytes] | None = None,
 ) -> ItemText:
-    """Pick the item's texts by precedence, then add path words if asked."""
+    """Pick the item's texts by precedence, then add path words if asked. ``read(path, limit)``
+    reads a sidecar that is not a local file (an object in object storage)."""
     texts: list[str] = []
     source = None
     for name in options.sources:
         if name == "sidecar":
-            found = read_sidecars(os.path.dirname(path), sidecars) if sidecars else []
+            found = read_sidecars(os.path.dirname(path), sidecars, read) if sidecars else []
         elif name == "embedded":
             found = list(embedded)
         else:

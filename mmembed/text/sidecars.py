@@ -62,28 +62,33 @@ def find_sidecars(image_name: str, names_in_folder: Collection[str]) -> list[str
     return out
 
 
-def read_sidecars(folder: str, sidecar_names: Sequence[str]) -> list[str]:
+def read_sidecars(folder: str, sidecar_names: Sequence[str],
+                  read: Callable[[str, int], bytes] | None = None) -> list[str]:
     """Texts from the first sidecar in ``sidecar_names`` that yields any.
 
     ``.txt`` is one caption; ``.json`` gives ``caption``/``captions``/``description`` and one
     ``tags``/``keywords`` text; ``.xmp`` gives dc:description, dc:title, dc:subject and the leaves
     of lr:hierarchicalSubject. A sidecar that cannot be read or parsed is skipped; ``[]`` when
-    none yields.
+    none yields. ``read(path, limit)`` reads them where they are not local files (object
+    storage: at most ``limit + 1`` bytes, OSError when it cannot).
     """
     for name in sidecar_names:
-        texts = _read_sidecar(os.path.join(folder, name))
+        texts = _read_sidecar(os.path.join(folder, name), read)
         if texts:
             return texts
     return []
 
 
-def _read_sidecar(path: str) -> list[str]:
+def _read_sidecar(path: str, read: Callable[[str, int], bytes] | None = None) -> list[str]:
     reader = _SIDECAR_READERS.get(os.path.splitext(path)[1].lower())
     if reader is None:
         return []
     try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_SIDECAR_BYTES + 1)
+        if read is not None:
+            data = read(path, _MAX_SIDECAR_BYTES)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(_MAX_SIDECAR_BYTES + 1)
         if len(data) > _MAX_SIDECAR_BYTES:
             return []
         return _dedupe(reader(data))

@@ -290,7 +290,10 @@ class Index:
         if options.reindex:
             raise ConfigError("watch does not rebuild the table; run `mmembed ingest PATH --reindex` first")
         timing = WatchOptions(debounce=debounce, settle=settle, max_wait=max_wait, poll=poll)
-        roots = [os.path.realpath(os.fspath(p)) for p in items(paths, "paths", ConfigError, (str, os.PathLike))]
+        given = items(paths, "paths", ConfigError, (str, os.PathLike))
+        if any(_is_s3(p) for p in given):
+            raise ConfigError("watch follows local folders only; for s3:// run `mmembed ingest s3://...` on a schedule")
+        roots = [os.path.realpath(os.fspath(p)) for p in given]
         if not roots:
             raise ConfigError("no paths to watch; give at least one folder")
         ignore = [os.path.realpath(self.config.db)] if self.store.is_local else []

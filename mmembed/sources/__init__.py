@@ -1,4 +1,4 @@
-"""Where items come from: finding image and video files under folders, decoding them to upright RGB."""
+"""Where items come from: finding image and video files under folders or in object storage, decoding them to upright RGB."""
 
 from __future__ import annotations
 

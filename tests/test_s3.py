@@ -159,9 +159,14 @@ def test_ingest_from_s3_into_s3_then_moves_deletes_and_changes(s3: dict, tiny_mo
     assert (third.unchanged, third.added, third.updated, third.moved, third.removed) == (len(keys) - 1, 0, 0, 0, 0)
 
 
-def test_a_local_table_of_s3_objects_and_the_failure_memory(s3: dict, tiny_model: str, tmp_path: Path) -> None:
-    """Objects indexed into a local table; a broken object is remembered, not read again."""
+def test_a_local_table_of_s3_objects_and_the_failure_memory(s3: dict, tiny_model: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Objects indexed into a local table, listed one key per request (pagination); a broken
+    object is remembered, not read again."""
     import mmembed
+    from mmembed.sources import remote
+
+    monkeypatch.setattr(remote, "_PAGE_KEYS", 1)
 
     client, bucket = s3["client"], s3["bucket"]
     client.put_object(Bucket=bucket, Key="p/red.jpg", Body=(FIXTURE_IMAGES / "red.jpg").read_bytes())
@@ -214,17 +219,23 @@ def test_the_cli_and_the_web_app_on_a_table_in_s3(s3: dict, tiny_model: str) -> 
 
 def test_credentials_never_appear_in_errors(s3: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A wrong endpoint, a missing bucket, bad credentials: one line that says what to check."""
+    from concurrent.futures import ThreadPoolExecutor
+
     bucket = s3["bucket"]
-    results = {}
-    results["missing bucket, source"] = run_cli("ingest", "s3://no-such-bucket-mm/photos", "--db", str(tmp_path / "db"))
-    results["missing bucket, db"] = run_cli("info", "--db", "s3://no-such-bucket-mm/mm")
     closed = f"http://127.0.0.1:{_free_port()}"
-    results["wrong endpoint"] = run_cli("info", "--db", f"s3://{bucket}/mm", env={"AWS_ENDPOINT_URL": closed})
     strict, strict_url = _start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})  # checks every signature
+    cases = {
+        "missing bucket, source": (["ingest", "s3://no-such-bucket-mm/photos", "--db", str(tmp_path / "db")], {}),
+        "missing bucket, db": (["info", "--db", "s3://no-such-bucket-mm/mm"], {}),
+        "wrong endpoint": (["info", "--db", f"s3://{bucket}/mm"], {"AWS_ENDPOINT_URL": closed}),
+        "bad credentials, source": (["ingest", f"s3://{bucket}/photos", "--db", str(tmp_path / "db")],
+                                    {"AWS_ENDPOINT_URL": strict_url}),
+        "bad credentials, db": (["search", "red", "--db", f"s3://{bucket}/mm"], {"AWS_ENDPOINT_URL": strict_url}),
+    }
     try:
-        env = {"AWS_ENDPOINT_URL": strict_url}
-        results["bad credentials, source"] = run_cli("ingest", f"s3://{bucket}/photos", "--db", str(tmp_path / "db"), env=env)
-        results["bad credentials, db"] = run_cli("search", "red", "--db", f"s3://{bucket}/mm", env=env)
+        with ThreadPoolExecutor(3) as pool:  # the real CLI, three at a time
+            futures = {case: pool.submit(run_cli, *args, env=env, timeout=120) for case, (args, env) in cases.items()}
+            results = {case: future.result() for case, future in futures.items()}
     finally:
         _stop(strict)
     expect = {"missing bucket, source": "NoSuchBucket", "missing bucket, db": "NoSuchBucket",

@@ -35,6 +35,7 @@ S3_EXTRA = "pip install 'mmembed[s3]'"
 _SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL",
                 "AWS_ENDPOINT_URL_S3")
 _CHUNK = 1 << 20
+_PAGE_KEYS = 1000  # keys per listing request (S3's maximum)
 _client_lock = threading.Lock()
 _clients: dict[tuple[str | None, ...], Any] = {}
 
@@ -222,7 +223,9 @@ def _folder(client: Any, bucket: str, prefix: str, root: str) -> tuple[list[tupl
     objects: list[tuple[str, dict[str, Any]]] = []
     subfolders: list[str] = []
     try:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix, Delimiter="/", PaginationConfig={"PageSize": _PAGE_KEYS})
+        for page in pages:
             for obj in page.get("Contents", ()):
                 name = obj["Key"][len(prefix):]
                 if name:  # the folder's own marker object ('photos/') is no file

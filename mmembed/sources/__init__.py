@@ -1,4 +1,5 @@
-"""Where images come from: finding image files under folders and decoding them to upright RGB."""
+"""Where images come from: finding image files under folders and decoding them to upright RGB
+(camera RAW files through rawpy, an optional extra)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from .._lazy import lazy_getattr
 _EXPORTS = {
     "walk": "discovery", "DiscoveredFile": "discovery", "is_image_path": "discovery",
     "printable_path": "discovery", "IMAGE_EXTENSIONS": "discovery", "load_image": "decode",
-    "DecodedImage": "decode",
+    "DecodedImage": "decode", "RAW_EXTENSIONS": "raw",
 }
 __all__ = list(_EXPORTS)
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -40,7 +40,7 @@ log = logging.getLogger("mmembed")
 
 PathLike = str | os.PathLike[str]
 _ITEM_COLUMNS = ("id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns",
-                 "text", "texts", "text_source")
+                 "text", "texts", "text_source", "raw_siblings")
 _ATTENTION_BLOB = "attention"
 
 
@@ -468,7 +468,7 @@ class Index:
     def items(self, ids: Sequence[str] | None = None, *, where: str | None = None) -> list[dict[str, Any]]:
         """Every row's metadata (or the rows with these ``ids``), without vectors: id, path, size,
         mtime_ns, content_hash, width, height, format, taken_ns (EXIF date taken, where read),
-        text, texts, text_source, and manifest columns; ``where`` is a SQL filter as for
+        text, texts, text_source, raw_siblings (a JPEG's RAW files of the same shot), and manifest columns; ``where`` is a SQL filter as for
         ``search``. No model is loaded. [] before the first ingest.
 
         Example::

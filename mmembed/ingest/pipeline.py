@@ -19,7 +19,7 @@ from ..errors import StoreWriteError
 from ..models.vectorizer import Vectorizer, text_hash
 from ..sources.discovery import DiscoveredFile, printable_path, walk
 from ..store.failures import FailedFiles
-from ..store.table import Store
+from ..store.table import ADDED_COLUMNS, Store
 from ..text.choose import TextOptions, resolve_texts
 from .options import IngestOptions
 from .prepare import ImageDecoder, _prepare_all, _Prepared, _Row, _Task
@@ -51,11 +51,12 @@ def run_ingest(
     ``digest`` is fed every file walked (``unchanged.py``).
     """
     started = time.perf_counter()
+    store.ensure_columns(ADDED_COLUMNS)  # a table made before a column was added gets it (the writer keeps its schema)
     run = _IngestRun(store, vectorizer, text_options or TextOptions(), progress or (lambda p: None),
                      failed or FailedFiles("memory://", store.table_name, ""), options.retry_failed)
     tasks = run.plan(
         [os.path.realpath(os.fspath(r)) for r in roots], include=options.include, exclude=options.exclude,
-        hidden=options.hidden, follow_symlinks=options.follow_symlinks, digest=digest,
+        hidden=options.hidden, follow_symlinks=options.follow_symlinks, raw_pairs=options.raw_pairs, digest=digest,
     )
     try:
         run.process(tasks, max_megapixels=config.max_megapixels, workers=config.workers,
@@ -164,13 +165,15 @@ class _IngestRun:
 
     def _check_text(self, file: DiscoveredFile, row: _Row) -> None:
         columns = self._text_for(file, row)
-        if columns["text_hash"] == row.text_hash:
-            if len(columns) > 6:  # this run's manifest has extra columns for it: refresh them
-                self.writer.put_text_only(row.id, columns, new_text=False)
+        same_text = columns["text_hash"] == row.text_hash
+        if list(file.raw_siblings) != (row.raw_siblings or []):  # a RAW sibling came or went: refresh the row
+            self.writer.put_reused(row.id, row.id, file, row.content_hash, columns)
+        elif not same_text or len(columns) > 6:  # changed text, or extra manifest columns to refresh
+            self.writer.put_text_only(row.id, columns, new_text=not same_text)
+        if same_text:
             self.report.unchanged += 1
-            return
-        self.writer.put_text_only(row.id, columns, new_text=True)
-        self.report.text_updated += 1
+        else:
+            self.report.text_updated += 1
 
     def process(self, tasks: list[_Task], *, max_megapixels: float, workers: int, batch_size: int,
                 fast_decode: bool = True) -> None:

@@ -1,5 +1,4 @@
-"""Where images come from: finding image files under folders and decoding them to upright RGB
-(camera RAW files through rawpy, an optional extra)."""
+"""Where images come from: finding image files (camera RAW too) under folders and decoding them to upright RGB."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import calendar
 import io
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -105,11 +106,13 @@ def develop(source: str | bytes, label: str, *, max_megapixels: float = 100.0,
                 raise ImageDecodeError(label, f"image is {width}x{height} ({width * height / 1e6:.0f} MP), above the "
                                               f"--max-megapixels cap of {max_megapixels:g}; raise the cap to ingest it")
             full = (height, width) if flip & 4 else (width, height)
-            taken = _taken_ns(raw)
+            taken = _header_date(source)
             preview = _preview(raw, rawpy, min_side) if min_side else None
             if preview is not None:
                 return DevelopedRaw(_upright(preview, flip, (width, height)), *full, "preview", taken)
             rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)  # LibRaw applies flip
+            if taken is None:
+                taken = _libraw_date(raw)  # free now: the sensor data is unpacked
     except ImageDecodeError:
         raise
     except rawpy.LibRawError as exc:
@@ -165,7 +168,38 @@ def _upright(image: Any, flip: int, sensor: tuple[int, int]) -> Any:
     return image.transpose(getattr(Image.Transpose, _EXIF_TRANSPOSE[orientation]))
 
 
-def _taken_ns(raw: Any) -> int | None:
+_HEAD = 1 << 20  # the TIFF directories of a RAW file sit in its first bytes
+_TIFF_LIKE = {b"IIRO": b"II*\x00", b"IIRS": b"II*\x00", b"MMOR": b"MM\x00*", b"IIU\x00": b"II*\x00"}  # ORF, RW2
+_EXIF_DATE = re.compile(r"^\s*(\d{4})[:-](\d{2})[:-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
+
+
+def _header_date(source: str | bytes) -> int | None:
+    """EXIF DateTimeOriginal, else DateTime, from the TIFF directories most RAW formats are
+    built on, as ns with the camera's local time read as UTC; read without unpacking the
+    sensor data (LibRaw's own date needs that). None for other containers (CR3, RAF) or no date."""
+    try:
+        if isinstance(source, bytes):
+            head = source[:_HEAD]
+        else:
+            with open(source, "rb") as f:
+                head = f.read(_HEAD)
+        head = _TIFF_LIKE.get(head[:4], head[:4]) + head[4:]
+        from PIL import Image
+
+        exif = Image.Exif()
+        exif.load(head)
+        for value in (exif.get_ifd(0x8769).get(0x9003), exif.get(0x0132)):
+            found = _EXIF_DATE.match(value) if isinstance(value, str) else None
+            if found:
+                y, mo, d, h, mi, sec = (int(g) for g in found.groups())
+                if 1900 <= y <= 2200 and 1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and sec < 62:
+                    return calendar.timegm((y, mo, d, h, mi, min(sec, 59), 0, 0, 0)) * 1_000_000_000
+    except Exception:  # noqa: BLE001 - a broken header costs the date, never the picture
+        return None
+    return None
+
+
+def _libraw_date(raw: Any) -> int | None:
     """LibRaw's date taken (parsed from the camera's local-time string) as ns, local time read as UTC."""
     try:
         stamp = raw.other.timestamp

@@ -35,6 +35,7 @@ def ingest(
     text_aggregate: Annotated[Optional[str], typer.Option("--text-aggregate", help="Several captions per item: fuse their 'mean' or the 'first'.", show_default=False)] = None,
     precision: Annotated[Optional[str], typer.Option("--precision", help="auto, fp32, int8, bf16 or fp16 [env: MMEMBED_PRECISION; default: auto = fp16 on CUDA; on a CPU int8 (ONNX Runtime, checked against fp32), or for a model without exported towers bf16 on CPUs with native bf16, else fp32].", show_default=False)] = None,
     decode: Annotated[Optional[str], typer.Option("--decode", help="fast (JPEGs decoded at the smallest DCT scale that covers the model input) or exact [default: fast].", show_default=False)] = None,
+    raw_pairs: Annotated[str, typer.Option("--raw-pairs", help="A RAW beside a JPEG/HEIC of the same name (IMG_1.CR2 + IMG_1.JPG): index the 'jpeg' and record the RAW as its sibling, or 'keep-both'.")] = "jpeg",
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Also read files that failed to decode before and have not changed since (they are skipped otherwise).")] = False,
     tags: Annotated[bool, typer.Option("--tags", help="Zero-shot tag the new rows (the labels of the last `mmembed tag`, else the built-in set).")] = False,
     as_json: JsonOpt = False,
@@ -53,7 +54,8 @@ def ingest(
             include=include or (), exclude=exclude or (), hidden=hidden, follow_symlinks=follow_symlinks,
             prune=prune, reindex=reindex, captions=captions or (),
             text_sources=text_sources, path_text=path_text,
-            fusion=fusion, fusion_weight=fusion_weight, text_aggregate=text_aggregate, retry_failed=retry_failed, tags=tags,
+            fusion=fusion, fusion_weight=fusion_weight, text_aggregate=text_aggregate, raw_pairs=raw_pairs,
+            retry_failed=retry_failed, tags=tags,
         )
         idx = _index(db, table, model, pretrained, device, batch_size=batch_size,
                      workers=workers, max_megapixels=max_megapixels, precision=precision, decode=decode)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from .._options import checked, items
 from ..errors import ConfigError
+from ..sources.raw import RAW_PAIRS
 from ..text.choose import TEXT_SOURCES
 
 __all__ = ["IngestOptions"]
@@ -35,6 +36,7 @@ class IngestOptions:
     fusion: str | None = None  # mean, concat or attention [default: the table's, else mean]
     fusion_weight: float | None = None  # image weight w, 0..1 [default: the table's, else 0.2]
     text_aggregate: str | None = None  # several captions: fuse their 'mean' or the 'first' [default: the table's]
+    raw_pairs: str = "jpeg"  # a RAW+JPEG pair: index the 'jpeg' (recording the RAW as its sibling) or 'keep-both'
     retry_failed: bool = False  # also read files that failed to decode before and have not changed since
     tags: bool = False  # zero-shot tag the rows that have no tags yet (the table's last labels, else the built-in set)
 
@@ -51,3 +53,5 @@ class IngestOptions:
         checked(self.fusion, "fusion", ConfigError, (str,), optional=True)
         checked(self.fusion_weight, "fusion_weight", ConfigError, (int, float), optional=True)
         checked(self.text_aggregate, "text_aggregate", ConfigError, (str,), optional=True)
+        if self.raw_pairs not in RAW_PAIRS:
+            raise ConfigError(f"raw_pairs must be one of {', '.join(RAW_PAIRS)}, not {self.raw_pairs!r}")

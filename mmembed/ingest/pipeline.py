@@ -20,7 +20,7 @@ from ..models.vectorizer import Vectorizer, text_hash
 from ..sources.discovery import DiscoveredFile, printable_path, walk
 from ..sources.video import is_video_path
 from ..store.failures import FailedFiles
-from ..store.table import MEDIA_COLUMNS, Store
+from ..store.table import ADDED_COLUMNS, Store
 from ..text.choose import TextOptions, resolve_texts
 from .frames import encode_video
 from .options import IngestOptions
@@ -53,11 +53,12 @@ def run_ingest(
     ``digest`` is fed every file walked (``unchanged.py``).
     """
     started = time.perf_counter()
+    store.ensure_columns(ADDED_COLUMNS)  # a table made before a column was added gets it (the writer keeps its schema)
     run = _IngestRun(store, vectorizer, text_options or TextOptions(), progress or (lambda p: None),
                      failed or FailedFiles("memory://", store.table_name, ""), options.retry_failed)
     tasks = run.plan(
         [os.path.realpath(os.fspath(r)) for r in roots], include=options.include, exclude=options.exclude,
-        hidden=options.hidden, follow_symlinks=options.follow_symlinks, digest=digest,
+        hidden=options.hidden, follow_symlinks=options.follow_symlinks, raw_pairs=options.raw_pairs, digest=digest,
     )
     try:
         run.process(tasks, max_megapixels=config.max_megapixels, workers=config.workers,
@@ -188,15 +189,16 @@ class _IngestRun:
     def _check_text(self, file: DiscoveredFile, rows: list[_Row]) -> None:
         row = rows[0]
         columns = self._text_for(file, row)
-        if columns["text_hash"] == row.text_hash:
-            if len(columns) > 6:  # this run's manifest has extra columns for it: refresh them
-                for each in rows:
-                    self.writer.put_text_only(each.id, columns, new_text=False)
+        same_text = columns["text_hash"] == row.text_hash
+        if list(file.raw_siblings) != (row.raw_siblings or []):  # a RAW sibling came or went: refresh the row
+            self.writer.put_reused(row.id, row.id, file, row.content_hash, columns)
+        elif not same_text or len(columns) > 6:  # changed text, or extra manifest columns to refresh
+            for each in rows:  # a video: every frame row
+                self.writer.put_text_only(each.id, columns, new_text=not same_text)
+        if same_text:
             self.report.unchanged += 1
-            return
-        for each in rows:
-            self.writer.put_text_only(each.id, columns, new_text=True)
-        self.report.text_updated += 1
+        else:
+            self.report.text_updated += 1
 
     def process(self, tasks: list[_Task], *, max_megapixels: float, workers: int, batch_size: int,
                 fast_decode: bool = True) -> None:
@@ -290,7 +292,6 @@ class _IngestRun:
             self.failed.remember(file.path, file.size, file.mtime_ns, exc.reason)
             self.broken_rows.extend(old)
             return
-        self._ensure_media_columns()
         info = video.info
         prepared.width, prepared.height, prepared.format, prepared.taken_ns = (
             info.width, info.height, info.format, info.taken_ns)
@@ -304,13 +305,6 @@ class _IngestRun:
             self.report.added += 1
         else:
             self.report.updated += 1
-
-    def _ensure_media_columns(self) -> None:
-        """Tables made before videos get the media columns when they first meet one."""
-        if not set(MEDIA_COLUMNS) <= set(self.writer.schema.names):
-            self.writer.flush()
-            self.store.ensure_columns(MEDIA_COLUMNS)
-            self.writer.schema = self.store.table.schema
 
     def _encode_pending(self) -> None:
         if not self.pending:

@@ -23,6 +23,7 @@ def ingest(
     hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files and folders.")] = False,
     follow_symlinks: Annotated[bool, typer.Option("--follow-symlinks", help="Follow symlinked folders (never in a loop).")] = False,
     prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Remove rows whose file is gone from under PATHS.")] = True,
+    prune_empty: Annotated[bool, typer.Option("--prune-empty", help="Prune even under a PATH that holds no files at all (by default its rows are kept: an unmounted disk looks like an empty folder).")] = False,
     reindex: Annotated[bool, typer.Option("--reindex", help="Drop the table and build it again (needed to switch models).")] = False,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per forward pass [default: 32].", show_default=False)] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Decode threads [default: one per core, at most 8].", show_default=False)] = None,
@@ -52,7 +53,7 @@ def ingest(
     with _errors():
         options = IngestOptions(
             include=include or (), exclude=exclude or (), hidden=hidden, follow_symlinks=follow_symlinks,
-            prune=prune, reindex=reindex, captions=captions or (),
+            prune=prune, prune_empty=prune_empty, reindex=reindex, captions=captions or (),
             text_sources=text_sources, path_text=path_text,
             fusion=fusion, fusion_weight=fusion_weight, text_aggregate=text_aggregate, raw_pairs=raw_pairs,
             retry_failed=retry_failed, tags=tags,
@@ -63,6 +64,8 @@ def ingest(
             report = idx.ingest(paths, options=options, progress=bar.update)
         for skipped in report.skipped:
             typer.echo(f"skipped: {skipped.path}: {skipped.reason}", err=True)
+        for warning in report.warnings:
+            typer.echo(f"warning: {warning}", err=True)
         typer.echo(
             f"added {report.added}, updated {report.updated}, moved {report.moved}, "
             f"unchanged {report.unchanged}, text updated {report.text_updated}, removed {report.removed}, "

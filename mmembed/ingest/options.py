@@ -29,6 +29,7 @@ class IngestOptions:
     hidden: bool = False  # also index hidden files and folders
     follow_symlinks: bool = False  # follow symlinked folders (never in a loop)
     prune: bool = True  # remove rows whose file is gone from under the paths
+    prune_empty: bool = False  # prune under a path that holds no files at all (else its rows are kept: an unmounted disk?)
     reindex: bool = False  # rebuild the table (needed to switch models); searches see the old one until done
     captions: Sequence[str | os.PathLike[str]] = ()  # manifests (.csv .tsv .jsonl .parquet) mapping images to text
     text_sources: Sequence[str] = TEXT_SOURCES  # precedence of sidecar, embedded and manifest text
@@ -48,7 +49,7 @@ class IngestOptions:
         if isinstance(sources, str):  # "sidecar,manifest", as the CLI takes it
             sources = [t.strip() for t in sources.split(",") if t.strip()]
         object.__setattr__(self, "text_sources", items(sources, "text_sources", ConfigError))
-        for name in ("hidden", "follow_symlinks", "prune", "reindex", "path_text", "retry_failed", "tags"):
+        for name in ("hidden", "follow_symlinks", "prune", "prune_empty", "reindex", "path_text", "retry_failed", "tags"):
             checked(getattr(self, name), name, ConfigError, (bool,))
         checked(self.fusion, "fusion", ConfigError, (str,), optional=True)
         checked(self.fusion_weight, "fusion_weight", ConfigError, (int, float), optional=True)

@@ -64,7 +64,7 @@ def run_ingest(
         run.process(tasks, max_megapixels=config.max_megapixels, workers=config.workers,
                     batch_size=config.batch_size, fast_decode=config.decode == "fast")
         run.writer.flush()
-        run.finish(prune=options.prune)
+        run.finish(prune=options.prune, prune_empty=options.prune_empty)
         run.failed.save()
     except StoreWriteError as exc:
         advice = "free space and rerun" if "space" in exc.reason.lower() else "fix that and rerun"
@@ -133,6 +133,7 @@ class _IngestRun:
     def plan(self, roots: list[str], *, digest: WalkDigest | None = None, **walk_options: Any) -> list[_Task]:
         """Walk the roots; settle unchanged files; return the files that must be read."""
         self.roots = roots
+        self.roots_with_files: set[str] = set()
         for state in self.store.read_state():
             self.groups.setdefault(state["path"], []).append(_Row(**state))
         by_path = {path: rows[0] for path, rows in self.groups.items()}
@@ -142,6 +143,7 @@ class _IngestRun:
         tasks: list[_Task] = []
         for found in walk(roots, on_error=self.skip, **walk_options):
             seen.add(found.path)
+            self.roots_with_files.add(found.root)
             if digest is not None:
                 digest.add(found)
             row = by_path.get(found.path)
@@ -320,9 +322,14 @@ class _IngestRun:
                 self.report.updated += 1
         self.pending.clear()
 
-    def finish(self, *, prune: bool) -> None:
-        """Prune rows whose files are gone, compact, and count."""
+    def finish(self, *, prune: bool, prune_empty: bool = False) -> None:
+        """Prune rows whose files are gone, compact, and count. Under a folder that holds no
+        file at all (an unmounted disk's empty mount point looks just like that) nothing is
+        pruned unless ``prune_empty``: losing a library to a missing disk is worse than
+        keeping the rows of a folder that was emptied on purpose."""
         gone = list(self.vanished.values()) if prune else []
+        if gone and not prune_empty:
+            gone = self._keep_under_empty_roots(gone)
         doomed = [r.id for g in gone for r in self.groups[g.path]] + self.broken_rows + self.superseded
         if doomed:
             self.notify(IngestProgress("prune", 0, len(doomed)))
@@ -336,6 +343,17 @@ class _IngestRun:
         self.report.rows = self.store.count()
         self.report.captions_unmatched = self.texts.unmatched_rows(self.matched)
 
+
+    def _keep_under_empty_roots(self, gone: list[_Row]) -> list[_Row]:
+        empty = [r for r in self.roots if r not in self.roots_with_files and os.path.isdir(r)]
+        for root in empty:
+            kept = [g for g in gone if _under(g.path, [root])]
+            if kept:
+                self.report.warnings.append(
+                    f"{printable_path(root)}: no files found, so its {len(kept)} indexed items are kept (an unmounted "
+                    "disk or an empty mount point?); if the folder really is empty now, run again with --prune-empty")
+                gone = [g for g in gone if not _under(g.path, [root])]
+        return gone
 
 def _keep_encoded(writer: _Writer) -> None:
     """Commit what is buffered after another error, without hiding that error."""

@@ -40,7 +40,7 @@ log = logging.getLogger("mmembed")
 
 PathLike = str | os.PathLike[str]
 _ITEM_COLUMNS = ("id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns",
-                 "text", "texts", "text_source", "media", "frame_time", "duration")
+                 "text", "texts", "text_source", "media", "frame_time", "duration", "raw_siblings")
 _ATTENTION_BLOB = "attention"
 
 
@@ -519,7 +519,8 @@ class Index:
         """Every row's metadata (or the rows with these ``ids``), without vectors: id, path, size,
         mtime_ns, content_hash, width, height, format, taken_ns (EXIF date taken, where read),
         text, texts, text_source, media (image or video), frame_time and duration (a video's rows:
-        one per kept frame), and manifest columns; ``where`` is a SQL filter as for
+        one per kept frame), raw_siblings (a JPEG's RAW files of the same shot), and manifest
+        columns; ``where`` is a SQL filter as for
         ``search``. No model is loaded. [] before the first ingest.
 
         Example::

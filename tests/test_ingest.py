@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import mmembed
 from mmembed import IngestLockedError, ModelMismatchError
 from mmembed.store import Store
 
-from conftest import FIXTURE_IMAGES
+from conftest import FIXTURE_IMAGES, run_cli
 
 N_FIXTURES = len(list(FIXTURE_IMAGES.iterdir()))
 
@@ -136,6 +137,32 @@ def test_deleted_files_are_pruned_unless_no_prune(photos: Path, db: str, index: 
     report = index.ingest(photos)
     assert report.removed == 2 and report.rows == N_FIXTURES - 2
     assert str(photos / "red.jpg") not in rows(db)
+
+
+def test_an_empty_root_keeps_its_rows_unless_prune_empty(tmp_path: Path, photos: Path, db: str, index: mmembed.Index) -> None:
+    """An unmounted disk leaves an empty mount point: that must not read as 'every photo deleted'."""
+    disk = tmp_path / "mnt" / "camera"
+    shutil.copytree(photos, disk)
+    index.ingest([disk, photos])
+    hidden = tmp_path / "unmounted"
+    disk.rename(hidden)
+    disk.mkdir()  # the mount point, empty
+    (photos / "red.jpg").unlink()
+    report = index.ingest([disk, photos])
+    assert report.removed == 1 and report.rows == 2 * N_FIXTURES - 1  # the other root still prunes
+    (warning,) = report.warnings
+    assert warning.startswith(f"{disk}: no files found, so its {N_FIXTURES} indexed items are kept") and "--prune-empty" in warning
+    done = run_cli("ingest", str(disk), "--db", db, "--json")
+    assert done.returncode == 0 and f"warning: {disk}: no files found" in done.stderr
+    assert json.loads(done.stdout)["removed"] == 0
+    disk.rmdir()
+    hidden.rename(disk)  # mounted again: nothing to redo
+    back = index.ingest(disk)
+    assert (back.unchanged, back.added, back.removed) == (N_FIXTURES, 0, 0)
+    shutil.rmtree(disk)
+    disk.mkdir()
+    emptied = index.ingest(disk, prune_empty=True)
+    assert emptied.removed == N_FIXTURES and emptied.warnings == []
 
 
 def test_rows_outside_the_ingested_root_are_kept(tmp_path: Path, photos: Path, db: str, index: mmembed.Index) -> None:

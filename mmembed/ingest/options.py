@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from .._options import checked, items
 from ..errors import ConfigError
+from ..sources.raw import RAW_PAIRS
 from ..text.choose import TEXT_SOURCES
 
 __all__ = ["IngestOptions"]
@@ -28,6 +29,7 @@ class IngestOptions:
     hidden: bool = False  # also index hidden files and folders
     follow_symlinks: bool = False  # follow symlinked folders (never in a loop)
     prune: bool = True  # remove rows whose file is gone from under the paths
+    prune_empty: bool = False  # prune under a path that holds no files at all (else its rows are kept: an unmounted disk?)
     reindex: bool = False  # rebuild the table (needed to switch models); searches see the old one until done
     captions: Sequence[str | os.PathLike[str]] = ()  # manifests (.csv .tsv .jsonl .parquet) mapping images to text
     text_sources: Sequence[str] = TEXT_SOURCES  # precedence of sidecar, embedded and manifest text
@@ -35,6 +37,7 @@ class IngestOptions:
     fusion: str | None = None  # mean, concat or attention [default: the table's, else mean]
     fusion_weight: float | None = None  # image weight w, 0..1 [default: the table's, else 0.2]
     text_aggregate: str | None = None  # several captions: fuse their 'mean' or the 'first' [default: the table's]
+    raw_pairs: str = "jpeg"  # a RAW+JPEG pair: index the 'jpeg' (recording the RAW as its sibling) or 'keep-both'
     retry_failed: bool = False  # also read files that failed to decode before and have not changed since
     tags: bool = False  # zero-shot tag the rows that have no tags yet (the table's last labels, else the built-in set)
 
@@ -46,8 +49,10 @@ class IngestOptions:
         if isinstance(sources, str):  # "sidecar,manifest", as the CLI takes it
             sources = [t.strip() for t in sources.split(",") if t.strip()]
         object.__setattr__(self, "text_sources", items(sources, "text_sources", ConfigError))
-        for name in ("hidden", "follow_symlinks", "prune", "reindex", "path_text", "retry_failed", "tags"):
+        for name in ("hidden", "follow_symlinks", "prune", "prune_empty", "reindex", "path_text", "retry_failed", "tags"):
             checked(getattr(self, name), name, ConfigError, (bool,))
         checked(self.fusion, "fusion", ConfigError, (str,), optional=True)
         checked(self.fusion_weight, "fusion_weight", ConfigError, (int, float), optional=True)
         checked(self.text_aggregate, "text_aggregate", ConfigError, (str,), optional=True)
+        if self.raw_pairs not in RAW_PAIRS:
+            raise ConfigError(f"raw_pairs must be one of {', '.join(RAW_PAIRS)}, not {self.raw_pairs!r}")

@@ -20,7 +20,7 @@ from ..models.vectorizer import Vectorizer, text_hash
 from ..sources.discovery import DiscoveredFile, printable_path, walk
 from ..sources.video import is_video_path
 from ..store.failures import FailedFiles
-from ..store.table import ETAG_COLUMN, MEDIA_COLUMNS, Store
+from ..store.table import ADDED_COLUMNS, Store
 from ..text.choose import TextOptions, resolve_texts
 from .frames import encode_video
 from .options import IngestOptions
@@ -53,17 +53,18 @@ def run_ingest(
     ``digest`` is fed every file walked (``unchanged.py``).
     """
     started = time.perf_counter()
+    store.ensure_columns(ADDED_COLUMNS)  # a table made before a column was added gets it (the writer keeps its schema)
     run = _IngestRun(store, vectorizer, text_options or TextOptions(), progress or (lambda p: None),
                      failed or FailedFiles("memory://", store.table_name, ""), options.retry_failed)
     tasks = run.plan(
         [_real(r) for r in roots], include=options.include, exclude=options.exclude,
-        hidden=options.hidden, follow_symlinks=options.follow_symlinks, digest=digest,
+        hidden=options.hidden, follow_symlinks=options.follow_symlinks, raw_pairs=options.raw_pairs, digest=digest,
     )
     try:
         run.process(tasks, max_megapixels=config.max_megapixels, workers=config.workers,
                     batch_size=config.batch_size, fast_decode=config.decode == "fast")
         run.writer.flush()
-        run.finish(prune=options.prune)
+        run.finish(prune=options.prune, prune_empty=options.prune_empty)
         run.failed.save()
     except StoreWriteError as exc:
         advice = "free space and rerun" if "space" in exc.reason.lower() else "fix that and rerun"
@@ -133,6 +134,7 @@ class _IngestRun:
     def plan(self, roots: list[str], *, digest: WalkDigest | None = None, **walk_options: Any) -> list[_Task]:
         """Walk the roots; settle unchanged files; return the files that must be read."""
         self.roots = roots
+        self.roots_with_files: set[str] = set()
         for state in self.store.read_state():
             self.groups.setdefault(state["path"], []).append(_Row(**state))
         by_path = {path: rows[0] for path, rows in self.groups.items()}
@@ -142,6 +144,7 @@ class _IngestRun:
         tasks: list[_Task] = []
         for found in walk(roots, on_error=self.skip, **walk_options):
             seen.add(found.path)
+            self.roots_with_files.add(found.root)
             if digest is not None:
                 digest.add(found)
             row = by_path.get(found.path)
@@ -189,22 +192,21 @@ class _IngestRun:
     def _check_text(self, file: DiscoveredFile, rows: list[_Row]) -> None:
         row = rows[0]
         columns = self._text_for(file, row)
-        if columns["text_hash"] == row.text_hash:
-            if len(columns) > 6:  # this run's manifest has extra columns for it: refresh them
-                for each in rows:
-                    self.writer.put_text_only(each.id, columns, new_text=False)
+        same_text = columns["text_hash"] == row.text_hash
+        if list(file.raw_siblings) != (row.raw_siblings or []):  # a RAW sibling came or went: refresh the row
+            self.writer.put_reused(row.id, row.id, file, row.content_hash, columns)
+        elif not same_text or len(columns) > 6:  # changed text, or extra manifest columns to refresh
+            for each in rows:  # a video: every frame row
+                self.writer.put_text_only(each.id, columns, new_text=not same_text)
+        if same_text:
             self.report.unchanged += 1
-            return
-        for each in rows:
-            self.writer.put_text_only(each.id, columns, new_text=True)
-        self.report.text_updated += 1
+        else:
+            self.report.text_updated += 1
 
     def process(self, tasks: list[_Task], *, max_megapixels: float, workers: int, batch_size: int,
                 fast_decode: bool = True) -> None:
         """Read, hash and decode in threads; reuse, encode in batches, and write as we go."""
         self.notify(IngestProgress("encode", 0, len(tasks)))
-        if any(task.file.etag for task in tasks) and "etag" not in self.writer.schema.names:
-            self._ensure_columns(ETAG_COLUMN)  # a table made before object storage
         decode = self.decoder = ImageDecoder(self.encoder, fast=fast_decode)
         self.batch_size = batch_size
         prepared_all = _prepare_all(tasks, frozenset(self.hash_to_ids), decode, max_megapixels, workers, batch_size)
@@ -293,7 +295,6 @@ class _IngestRun:
             self.failed.remember(file.path, file.size, file.mtime_ns, exc.reason)
             self.broken_rows.extend(old)
             return
-        self._ensure_media_columns()
         info = video.info
         prepared.width, prepared.height, prepared.format, prepared.taken_ns = (
             info.width, info.height, info.format, info.taken_ns)
@@ -307,16 +308,6 @@ class _IngestRun:
             self.report.added += 1
         else:
             self.report.updated += 1
-
-    def _ensure_media_columns(self) -> None:
-        """Tables made before videos get the media columns when they first meet one."""
-        self._ensure_columns(MEDIA_COLUMNS)
-
-    def _ensure_columns(self, columns: dict[str, Any]) -> None:
-        if not set(columns) <= set(self.writer.schema.names):
-            self.writer.flush()
-            self.store.ensure_columns(columns)
-            self.writer.schema = self.store.table.schema
 
     def _encode_pending(self) -> None:
         if not self.pending:
@@ -332,9 +323,14 @@ class _IngestRun:
                 self.report.updated += 1
         self.pending.clear()
 
-    def finish(self, *, prune: bool) -> None:
-        """Prune rows whose files are gone, compact, and count."""
+    def finish(self, *, prune: bool, prune_empty: bool = False) -> None:
+        """Prune rows whose files are gone, compact, and count. Under a folder that holds no
+        file at all (an unmounted disk's empty mount point looks just like that) nothing is
+        pruned unless ``prune_empty``: losing a library to a missing disk is worse than
+        keeping the rows of a folder that was emptied on purpose."""
         gone = list(self.vanished.values()) if prune else []
+        if gone and not prune_empty:
+            gone = self._keep_under_empty_roots(gone)
         doomed = [r.id for g in gone for r in self.groups[g.path]] + self.broken_rows + self.superseded
         if doomed:
             self.notify(IngestProgress("prune", 0, len(doomed)))
@@ -348,6 +344,17 @@ class _IngestRun:
         self.report.rows = self.store.count()
         self.report.captions_unmatched = self.texts.unmatched_rows(self.matched)
 
+
+    def _keep_under_empty_roots(self, gone: list[_Row]) -> list[_Row]:
+        empty = [r for r in self.roots if r not in self.roots_with_files and os.path.isdir(r)]
+        for root in empty:
+            kept = [g for g in gone if _under(g.path, [root])]
+            if kept:
+                self.report.warnings.append(
+                    f"{printable_path(root)}: no files found, so its {len(kept)} indexed items are kept (an unmounted "
+                    "disk or an empty mount point?); if the folder really is empty now, run again with --prune-empty")
+                gone = [g for g in gone if not _under(g.path, [root])]
+        return gone
 
 def _keep_encoded(writer: _Writer) -> None:
     """Commit what is buffered after another error, without hiding that error."""

@@ -35,6 +35,7 @@ class _Row:
     text_hash: str | None
     embedded_texts: list[str] | None
     manifest_texts: list[str] | None
+    raw_siblings: list[str] | None = None
     etag: str | None = None  # the object's ETag when written (object storage); None for files and older rows
 
 

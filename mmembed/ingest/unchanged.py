@@ -7,8 +7,8 @@ second. So after every local ingest a stamp is written beside the table,
 - the **signature** of the run: mmembed's version, the roots, every option that changes what
   an ingest does (filters, text sources, fusion, the manifests with their size and mtime), the
   model named, the size cap and the decoder (``decoder_signature``);
-- a digest of the **walk**: every file found, with its size, mtime and its sidecars' size and
-  mtime (a caption edited in ``photo.txt`` changes it);
+- a digest of the **walk**: every file found, with its size, mtime, its sidecars' size and
+  mtime (a caption edited in ``photo.txt`` changes it) and its RAW siblings' names;
 - the **state** of what the run left: the table's newest manifest (any other writer changes
   it), the snapshot at that version, the failure memory, the exported towers, the model folder's
   fingerprint;
@@ -60,7 +60,8 @@ class WalkDigest:
                 sidecars.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
             except OSError:
                 sidecars.append(f"{name}:?")
-        self._hash.update(f"{found.path}\0{found.size}\0{found.mtime_ns}\0{'|'.join(sidecars)}\n".encode())
+        siblings = "|".join(found.raw_siblings)  # a RAW that joins or leaves a JPEG changes its row
+        self._hash.update(f"{found.path}\0{found.size}\0{found.mtime_ns}\0{'|'.join(sidecars)}\0{siblings}\n".encode())
         self.count += 1
 
     def hexdigest(self) -> str:
@@ -137,7 +138,8 @@ def unchanged_report(config: Any, options: IngestOptions, roots: list[str], noti
         digest = WalkDigest()
         skipped: list[str] = []
         for found in walk(roots, include=options.include, exclude=options.exclude, hidden=options.hidden,
-                          follow_symlinks=options.follow_symlinks, on_error=lambda path, reason: skipped.append(path)):
+                          follow_symlinks=options.follow_symlinks, raw_pairs=options.raw_pairs,
+                          on_error=lambda path, reason: skipped.append(path)):
             digest.add(found)
         if digest.hexdigest() != stamp["walk"] or stamp["state"] != _state(config.db, config.table):
             return None

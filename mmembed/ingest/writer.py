@@ -56,7 +56,7 @@ class _Writer:
             "id": existing_id or _new_id(), "path": f.path, "size": f.size, "mtime_ns": f.mtime_ns,
             "content_hash": prepared.content_hash, "width": prepared.width, "height": prepared.height,
             "format": prepared.format, "taken_ns": prepared.taken_ns, "ingested_at": datetime.now(timezone.utc), "image_vector": vector,
-            "media": "image", "etag": f.etag, **columns, "_new_text": True,
+            "media": "image", "raw_siblings": list(f.raw_siblings) or None, "etag": f.etag, **columns, "_new_text": True,
         }
         (self.update_rows if existing_id else self.new_rows).append(row)
 
@@ -105,7 +105,8 @@ class _Writer:
             row = dict(source, id=reuse.target_id, **reuse.columns)
             if reuse.file is not None:
                 row.update(path=reuse.file.path, size=reuse.file.size, mtime_ns=reuse.file.mtime_ns,
-                           content_hash=reuse.content_hash, ingested_at=now, etag=reuse.file.etag)
+                           content_hash=reuse.content_hash, ingested_at=now,
+                           raw_siblings=list(reuse.file.raw_siblings) or None, etag=reuse.file.etag)
             row["_new_text"] = reuse.new_text and row.get("text_hash") != source.get("text_hash")
             self.update_rows.append(row)  # merge-insert: updates a moved row, inserts a copy
         self.reused = []

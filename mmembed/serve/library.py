@@ -150,7 +150,7 @@ class Library:
         folders = Counter(os.path.dirname(row["path"]) for row in catalog.values())
         captioned = sum(1 for row in catalog.values() if row.get("text"))
         core = {"id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns",
-                "text", "texts", "text_source", "tags", "tag_scores", "media", "frame_time", "duration"}
+                "text", "texts", "text_source", "tags", "tag_scores", "media", "frame_time", "duration", "raw_siblings"}
         tags = Counter(tag for row in catalog.values() for tag in (row.get("tags") or []))
         return {
             "db": self.db, "table": self.table, "rows": len(catalog), "captioned": captioned,

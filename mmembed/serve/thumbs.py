@@ -40,11 +40,13 @@ class Rendition:
     etag: str
 
 
-def render_jpeg(source: str | bytes, size: int, *, max_megapixels: float = 100.0, quality: int = 82) -> bytes:
-    """An upright JPEG of ``source`` whose long side is at most ``size``; raises ImageDecodeError."""
+def render_jpeg(source: str | bytes, size: int, *, max_megapixels: float = 100.0, quality: int = 82,
+                name: str | None = None) -> bytes:
+    """An upright JPEG of ``source`` whose long side is at most ``size``; raises ImageDecodeError.
+    ``name`` is the file's path when ``source`` is its bytes (a RAW file is known by its extension)."""
     from PIL import Image
 
-    decoded = load_image(source, max_megapixels=max_megapixels, min_side=max(1, size // 2))
+    decoded = load_image(source, max_megapixels=max_megapixels, min_side=max(1, size // 2), name=name)
     image = decoded.image
     image.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
     out = io.BytesIO()
@@ -106,7 +108,8 @@ class Thumbnailer:
                 raise ImageDecodeError(source_path, f"cannot read the file ({exc.strerror or exc})") from None
             if hashlib.blake2b(data, digest_size=16).hexdigest() != content_hash:
                 raise ImageDecodeError(source_path, "the file changed since it was indexed; run `mmembed ingest` again")
-            jpeg = render_jpeg(data, size, max_megapixels=self.max_megapixels, quality=_QUALITY.get(size, 85))
+            jpeg = render_jpeg(data, size, max_megapixels=self.max_megapixels, quality=_QUALITY.get(size, 85),
+                               name=source_path)
             return self._store(self.key(content_hash, size), jpeg)
 
     def _store(self, key: str, jpeg: bytes) -> Rendition:

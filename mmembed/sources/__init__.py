@@ -1,4 +1,4 @@
-"""Where items come from: finding image and video files under folders or in object storage, decoding them to upright RGB."""
+"""Where items come from: finding image files (camera RAW too) and videos under folders or in object storage, decoding them to upright RGB."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ _EXPORTS = {
     "walk": "discovery", "DiscoveredFile": "discovery", "is_image_path": "discovery",
     "printable_path": "discovery", "IMAGE_EXTENSIONS": "discovery", "load_image": "decode",
     "DecodedImage": "decode", "is_media_path": "discovery", "sample_frames": "video", "VIDEO_EXTENSIONS": "video",
+    "RAW_EXTENSIONS": "raw",
 }
 __all__ = list(_EXPORTS)
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

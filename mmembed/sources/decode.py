@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ImageDecodeError
 from ..text.embedded import embedded_texts
+from .raw import RAW_EXTENSIONS, develop
 
 __all__ = ["DecodedImage", "load_image", "decoder_signature", "date_taken"]
 
@@ -30,7 +31,7 @@ class DecodedImage:
     image: object  # PIL.Image.Image in mode RGB, EXIF orientation applied
     width: int  # after orientation
     height: int
-    format: str  # Pillow's format name: JPEG, PNG, HEIF, AVIF, ...
+    format: str  # Pillow's format name: JPEG, PNG, HEIF, AVIF, ...; RAW for camera RAW files
     texts: list[str] = field(default_factory=list)  # captions embedded in the file (EXIF, IPTC, XMP)
     taken_ns: int | None = None  # EXIF DateTimeOriginal (camera's local time, read as UTC), ns since epoch
 
@@ -78,6 +79,9 @@ def load_image(
     keeps both sides at least ``min_side`` pixels, which is several times faster for photos
     far larger than a model's input; ``width`` and ``height`` still give the full size.
 
+    Camera RAW files (``sources/raw.py``, by file extension) are developed through rawpy:
+    their embedded preview when it covers ``min_side``, else a half-size demosaic.
+
     Example::
 
         load_image("photos/IMG_1.HEIC").image.size
@@ -87,6 +91,8 @@ def load_image(
     _register_plugins()
     label = name or (os.fspath(source) if not isinstance(source, bytes) else "<bytes>")
     ext = os.path.splitext(label)[1].lower()
+    if ext in RAW_EXTENSIONS:
+        return _load_raw(source, label, max_megapixels, min_side)
     if isinstance(source, bytes):
         if not source:
             raise ImageDecodeError(label, "empty file (0 bytes)")
@@ -132,6 +138,19 @@ def load_image(
     finally:
         if hasattr(fp, "close"):
             fp.close()  # type: ignore[union-attr]
+
+
+def _load_raw(source: str | os.PathLike[str] | bytes, label: str, max_megapixels: float,
+              min_side: int | None) -> DecodedImage:
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageDecodeError(label, "empty file (0 bytes)")
+        data: str | bytes = source
+    else:
+        data = os.fspath(source)
+        _open_file(data, label).close()  # the same messages as any image for a missing or unreadable file
+    developed = develop(data, label, max_megapixels=max_megapixels, min_side=min_side)
+    return DecodedImage(developed.image, developed.width, developed.height, "RAW", [], developed.taken_ns)
 
 
 _EXIF_IFD, _DATE_ORIGINAL, _DATE_DIGITIZED, _DATE_TIME = 0x8769, 0x9003, 0x9004, 0x0132
@@ -209,11 +228,12 @@ def _pixels_in(exc: BaseException) -> int | None:
 
 
 def decoder_signature(max_megapixels: float) -> str:
-    """What decides whether a file decodes, besides its bytes: Pillow, its optional plugins
-    (PyAV for videos) and the size cap. A file that failed under another signature is tried again."""
+    """What decides whether a file decodes, besides its bytes: Pillow, its optional plugins,
+    rawpy, PyAV (videos) and the size cap. A file that failed under another signature is tried again."""
     import PIL
 
-    plugins = ",".join(m for m in ("pillow_heif", "pillow_jxl", "pillow_avif", "av") if _importable(m))
+    # rawpy and av are listed too: installing the RAW or video extra retries the files that failed without it
+    plugins = ",".join(m for m in ("pillow_heif", "pillow_jxl", "pillow_avif", "rawpy", "av") if _importable(m))
     return f"Pillow {PIL.__version__}; plugins {plugins or 'none'}; cap {max_megapixels:g} MP"
 
 

@@ -1,5 +1,6 @@
 """File discovery: ``walk()`` finds candidate image and video files (and their caption sidecars)
-under one or more roots, each once, reporting what it cannot read instead of stopping."""
+under one or more roots, each once, reporting what it cannot read instead of stopping.
+A RAW+JPEG pair is one photo: by default the JPEG is yielded, naming the RAW as its sibling."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import fnmatch
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import ConfigError
 from ..text.sidecars import find_sidecars
+from .raw import RAW_EXTENSIONS, RAW_PAIRS, is_raw_path, raw_partners
 from .video import VIDEO_EXTENSIONS
 
 __all__ = ["IMAGE_EXTENSIONS", "DiscoveredFile", "walk", "is_image_path", "is_media_path", "printable_path"]
@@ -21,7 +23,7 @@ IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .jfif .png .apng .webp .gif .bmp .dib .tif .tiff "
     ".jp2 .j2k .j2c .jpc .jpf .jpx .pbm .pgm .ppm .pnm .pfm "
     ".heic .heif .hif .avif .jxl".split()
-)
+) | RAW_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class DiscoveredFile:
     mtime_ns: int
     root: str = ""  # the walked root it was found under
     sidecars: tuple[str, ...] = ()  # names of its caption sidecars in the same folder, by precedence
+    raw_siblings: tuple[str, ...] = ()  # a JPEG/HEIC's RAW files of the same shot (same folder, same stem)
     etag: str | None = None  # an object's ETag (object storage); None for a local file
 
 
@@ -61,6 +64,7 @@ def walk(
     exclude: Iterable[str] = (),
     hidden: bool = False,
     follow_symlinks: bool = False,
+    raw_pairs: str = "jpeg",
     on_error: Callable[[str, str], None] | None = None,
 ) -> Iterator[DiscoveredFile]:
     """Yield every candidate image file under ``roots``, each absolute path once, sorted per folder.
@@ -70,7 +74,14 @@ def walk(
     dot) are skipped unless ``hidden``. Symlinked folders are followed only with
     ``follow_symlinks``, and never twice, so link loops end. Problems that are not fatal
     (an unreadable folder, a broken link) go to ``on_error(path, reason)``.
+
+    A RAW file beside a JPEG/HEIC of the same stem (``IMG_1.CR2`` and ``IMG_1.JPG``, stems
+    compared case-insensitively, both walked) is one photo: with ``raw_pairs="jpeg"`` only the
+    JPEG is yielded, its ``raw_siblings`` naming the RAW; ``"keep-both"`` yields both (the
+    JPEG still names its sibling). A RAW given as a root itself is always yielded.
     """
+    if raw_pairs not in RAW_PAIRS:
+        raise ConfigError(f"raw_pairs must be one of {', '.join(RAW_PAIRS)}, not {raw_pairs!r}")
     include = [p.lower() for p in include]
     exclude = [p.lower() for p in exclude]
     report = on_error or (lambda path, reason: None)
@@ -90,7 +101,7 @@ def walk(
         except PermissionError:
             raise ConfigError(f"{root_path}: permission denied; check its permissions") from None
         if stat.S_ISDIR(st.st_mode):
-            rules = _Rules(root_path, include, exclude, hidden, follow_symlinks, report)
+            rules = _Rules(root_path, include, exclude, hidden, follow_symlinks, report, raw_pairs)
             for found in _walk_dir(rules, {(st.st_dev, st.st_ino)}):
                 if found.path not in seen_files:
                     seen_files.add(found.path)
@@ -103,7 +114,9 @@ def walk(
                     names = frozenset(os.listdir(folder))
                 except OSError:
                     names = frozenset()
-                yield DiscoveredFile(root_path, st.st_size, st.st_mtime_ns, folder, tuple(find_sidecars(name, names)))
+                siblings = raw_partners([name, *(n for n in names if is_raw_path(n))]).get(name, ())
+                yield DiscoveredFile(root_path, st.st_size, st.st_mtime_ns, folder, tuple(find_sidecars(name, names)),
+                                     siblings)
             else:
                 report(root_path, "not an image file name; supported: " + _short_ext_list())
 
@@ -129,7 +142,7 @@ def _walk_remote(root: str, include: list[str], exclude: list[str], hidden: bool
             report(obj.path, "videos in object storage are not indexed yet; index a local copy")
             continue
         yield DiscoveredFile(obj.path, obj.size, obj.mtime_ns, obj.root,
-                             tuple(find_sidecars(obj.name, obj.folder_names)), obj.etag)
+                             tuple(find_sidecars(obj.name, obj.folder_names)), etag=obj.etag)
 
 
 def _utf8(name: str) -> bool:
@@ -146,7 +159,8 @@ def printable_path(path: str) -> str:
 
 
 def _short_ext_list() -> str:
-    return "jpg png webp gif bmp tiff jp2 pnm heic avif jxl, videos mp4 mov m4v webm mkv avi"
+    return ("jpg png webp gif bmp tiff jp2 pnm heic avif jxl, RAW (dng cr2 cr3 nef arw orf rw2 raf pef srw), "
+            "videos (mp4 mov m4v webm mkv avi)")
 
 
 @dataclass(frozen=True)
@@ -159,6 +173,7 @@ class _Rules:
     hidden: bool
     follow_symlinks: bool
     report: Callable[[str, str], None]
+    raw_pairs: str = "jpeg"  # see walk()
 
 
 def _walk_dir(rules: _Rules, visited: set[tuple[int, int]]) -> Iterator[DiscoveredFile]:
@@ -194,6 +209,7 @@ def _folder_files(rules: _Rules, folder: str, subdirs: list[os.DirEntry[str]]) -
         report(folder, f"folder not readable ({exc.strerror or exc})")
         return
     names = frozenset(e.name for e in entries)
+    found: list[DiscoveredFile] = []
     for entry in entries:
         name = entry.name
         if not rules.hidden and name.startswith("."):
@@ -230,4 +246,20 @@ def _folder_files(rules: _Rules, folder: str, subdirs: list[os.DirEntry[str]]) -
             continue
         if not stat.S_ISREG(st.st_mode):
             continue
-        yield DiscoveredFile(entry.path, st.st_size, st.st_mtime_ns, root, tuple(find_sidecars(name, names)))
+        found.append(DiscoveredFile(entry.path, st.st_size, st.st_mtime_ns, root, tuple(find_sidecars(name, names))))
+    yield from _pair_raws(found, rules.raw_pairs)
+
+
+def _pair_raws(found: list[DiscoveredFile], raw_pairs: str) -> Iterator[DiscoveredFile]:
+    """One folder's files with the RAW+JPEG pair rule applied (see ``walk``)."""
+    partners = raw_partners(os.path.basename(f.path) for f in found)
+    if not partners:
+        yield from found
+        return
+    paired = {raw for raws in partners.values() for raw in raws}
+    for file in found:
+        name = os.path.basename(file.path)
+        if name in partners:
+            yield replace(file, raw_siblings=partners[name])
+        elif name not in paired or raw_pairs == "keep-both":
+            yield file

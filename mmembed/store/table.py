@@ -23,14 +23,25 @@ import pyarrow as pa
 from ..errors import IndexEmptyError, IngestLockedError, QueryError, StoreError, StoreWriteError
 from .lock import WriteLock
 
-__all__ = ["Store", "TableMeta", "SCHEMA_VERSION", "image_schema", "STATE_COLUMNS", "VECTOR_COLUMNS", "MEDIA_COLUMNS",
-           "ETAG_COLUMN"]
+__all__ = ["Store", "TableMeta", "SCHEMA_VERSION", "image_schema", "STATE_COLUMNS", "VECTOR_COLUMNS", "ADDED_COLUMNS"]
 
 SCHEMA_VERSION = 2
 _META_KEY = "mmembed"
 # The columns ingest reads to decide what changed: small, so reading them all is cheap.
-# ``etag`` is read where the table has it (tables made before object storage lack it).
-STATE_COLUMNS = ["id", "path", "size", "mtime_ns", "content_hash", "text_hash", "embedded_texts", "manifest_texts", "etag"]
+STATE_COLUMNS = ["id", "path", "size", "mtime_ns", "content_hash", "text_hash", "embedded_texts", "manifest_texts",
+                 "raw_siblings", "etag"]
+# Nullable columns added to schema 2 later: new tables have them, and ingest adds them to an
+# older table (``Store.ensure_columns``) before writing, so its rows keep them.
+ADDED_COLUMNS: dict[str, pa.DataType] = {
+    "raw_siblings": pa.list_(pa.string()),  # a JPEG/HEIC's RAW files of the same shot (names, same folder)
+    # Videos: one row per kept frame, each with the video's file columns (path, size, hash).
+    "media": pa.string(),  # 'image' or 'video' (null in rows written before videos: images)
+    "frame_time": pa.float64(),  # seconds from the video's start of this row's frame; null for images
+    "duration": pa.float64(),  # the video's length in seconds; null for images
+    # Object storage: the object's ETag when its row was written (null for local files); ingest
+    # compares it with the listing's, with size and LastModified.
+    "etag": pa.string(),
+}
 VECTOR_COLUMNS = ("image_vector", "text_vector", "fused_vector")
 _IN_CHUNK = 512
 # ANN index: IVF with RaBitQ-quantised vectors (4 bits per dimension), one partition per
@@ -107,24 +118,10 @@ def image_schema(meta: TableMeta, fused_dim: int) -> pa.Schema:
             pa.field("manifest_texts", texts),  # captions from manifests, kept until a manifest changes them
             pa.field("text_vector", vec),  # aggregate of the texts' vectors; null without text
             pa.field("fused_vector", pa.list_(pa.float32(), fused_dim)),  # see fusion.py
-            *(pa.field(name, kind) for name, kind in MEDIA_COLUMNS.items()),
-            *(pa.field(name, kind) for name, kind in ETAG_COLUMN.items()),
+            *(pa.field(name, kind) for name, kind in ADDED_COLUMNS.items()),
         ]
     )
 
-
-# Videos: one row per kept frame, each with the video's file columns (path, size, hash).
-# Tables made before videos lack these columns; ingest adds them when it meets a video.
-MEDIA_COLUMNS = {
-    "media": pa.string(),  # 'image' or 'video' (null in rows written before videos: images)
-    "frame_time": pa.float64(),  # seconds from the video's start of this row's frame; null for images
-    "duration": pa.float64(),  # the video's length in seconds; null for images
-}
-
-# Object storage: the object's ETag when its row was written (null for local files). Ingest
-# compares it with the listing's, with size and LastModified; older tables get the column when
-# they first meet an object.
-ETAG_COLUMN = {"etag": pa.string()}
 
 
 @contextmanager
@@ -350,7 +347,7 @@ class Store:
         """The state columns of every row (no vectors), as dicts."""
         if not self.exists():
             return []
-        have = set(self.table.schema.names)
+        have = set(self.table.schema.names)  # an older table may lack an added column
         return self.read_columns([c for c in STATE_COLUMNS if c in have]).to_pylist()
 
     @property

@@ -3,6 +3,9 @@ each frame unless it is nearly the same picture as the last one kept."""
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +31,47 @@ class EncodedVideo:
     sampled: int  # frames decoded and encoded, kept or not
 
 
+_DONE = object()
+
+
+def _decoded_ahead(frames: Iterator[Any], decoder: ImageDecoder, ahead: int) -> Iterator[tuple[float, Any]]:
+    """(time, preprocessed frame) pairs, decoded in a thread up to ``ahead`` frames ahead of
+    the encoder (FFmpeg and the numpy preprocessing release the GIL: decode and encode
+    overlap, and memory stays bounded). Errors of the decoding thread are raised here."""
+    out: queue.Queue[Any] = queue.Queue(maxsize=max(1, ahead))
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for frame in frames:
+                item = (frame.time, decoder.transform(frame.image))
+                while not stop.is_set():
+                    try:
+                        out.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            out.put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            out.put(exc)
+
+    worker = threading.Thread(target=produce, name="mmembed-video-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = out.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+
+
 def encode_video(path: str, decoder: ImageDecoder, encoder: Any, batch_size: int, *,
                  every: float = FRAME_EVERY, max_frames: int = MAX_FRAMES) -> EncodedVideo:
     """Sample, encode and thin out one video's frames; raises ``ImageDecodeError`` for a
@@ -48,9 +92,9 @@ def encode_video(path: str, decoder: ImageDecoder, encoder: Any, batch_size: int
         batch.clear()
         batch_times.clear()
 
-    for frame in frames:
-        batch.append(decoder.transform(frame.image))
-        batch_times.append(frame.time)
+    for t, tensor in _decoded_ahead(frames, decoder, 2 * batch_size):
+        batch.append(tensor)
+        batch_times.append(t)
         sampled += 1
         if len(batch) >= batch_size:
             encode_batch()

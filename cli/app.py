@@ -38,6 +38,11 @@ ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="open_cli
 PretrainedOpt = Annotated[Optional[str], typer.Option("--pretrained", help="open_clip pretrained tag [env: MMEMBED_PRETRAINED; default for ViT-B-32: laion2b_s34b_b79k].", show_default=False)]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or mps [env: MMEMBED_DEVICE; default: auto].", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+# What a walk of PATHS keeps (ingest and watch)
+IncludeOpt = Annotated[Optional[list[str]], typer.Option("--include", help="Only files matching this glob (repeatable), e.g. '*.jpg' or 'trips/*'.")]
+ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip files and folders matching this glob (repeatable).")]
+HiddenOpt = Annotated[bool, typer.Option("--hidden", help="Also index hidden files and folders.")]
+FollowSymlinksOpt = Annotated[bool, typer.Option("--follow-symlinks", help="Follow symlinked folders (never in a loop).")]
 
 
 def _index(db: str | None, table: str | None, model: str | None, pretrained: str | None,

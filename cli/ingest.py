@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import DbOpt, DeviceOpt, JsonOpt, ModelOpt, PretrainedOpt, TableOpt, _errors, _index, _print_json, app
+from .app import DbOpt, DeviceOpt, ExcludeOpt, FollowSymlinksOpt, HiddenOpt, IncludeOpt, JsonOpt, ModelOpt, PretrainedOpt, TableOpt, _errors, _index, _print_json, app
 
 
 @app.command()
@@ -18,10 +18,10 @@ def ingest(
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = None,
-    include: Annotated[Optional[list[str]], typer.Option("--include", help="Only files matching this glob (repeatable), e.g. '*.jpg' or 'trips/*'.")] = None,
-    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip files and folders matching this glob (repeatable).")] = None,
-    hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files and folders.")] = False,
-    follow_symlinks: Annotated[bool, typer.Option("--follow-symlinks", help="Follow symlinked folders (never in a loop).")] = False,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    hidden: HiddenOpt = False,
+    follow_symlinks: FollowSymlinksOpt = False,
     prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Remove rows whose file is gone from under PATHS.")] = True,
     prune_empty: Annotated[bool, typer.Option("--prune-empty", help="Prune even under a PATH that holds no files at all (by default its rows are kept: an unmounted disk looks like an empty folder).")] = False,
     reindex: Annotated[bool, typer.Option("--reindex", help="Drop the table and build it again (needed to switch models).")] = False,

@@ -10,11 +10,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-from .app import DbOpt, DeviceOpt, JsonOpt, ModelOpt, PretrainedOpt, TableOpt, _errors, _index, app
+from .app import DbOpt, DeviceOpt, ExcludeOpt, FollowSymlinksOpt, HiddenOpt, IncludeOpt, JsonOpt, ModelOpt, PretrainedOpt, TableOpt, _errors, _index, app
 
 
 @app.command()
@@ -25,10 +25,10 @@ def watch(
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = None,
-    include: Annotated[Optional[list[str]], typer.Option("--include", help="Only files matching this glob (repeatable), e.g. '*.jpg' or 'trips/*'.")] = None,
-    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip files and folders matching this glob (repeatable).")] = None,
-    hidden: Annotated[bool, typer.Option("--hidden", help="Also index hidden files and folders.")] = False,
-    follow_symlinks: Annotated[bool, typer.Option("--follow-symlinks", help="Follow symlinked folders (never in a loop).")] = False,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    hidden: HiddenOpt = False,
+    follow_symlinks: FollowSymlinksOpt = False,
     debounce: Annotated[float, typer.Option("--debounce", help="Seconds without a change before a batch is ingested.")] = 1.0,
     max_wait: Annotated[float, typer.Option("--max-wait", help="Ingest at the latest this many seconds after a batch's first change, even while changes go on.")] = 30.0,
     as_json: JsonOpt = False,

@@ -43,6 +43,8 @@ IncludeOpt = Annotated[Optional[list[str]], typer.Option("--include", help="Only
 ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip files and folders matching this glob (repeatable).")]
 HiddenOpt = Annotated[bool, typer.Option("--hidden", help="Also index hidden files and folders.")]
 FollowSymlinksOpt = Annotated[bool, typer.Option("--follow-symlinks", help="Follow symlinked folders (never in a loop).")]
+PruneEmptyOpt = Annotated[bool, typer.Option("--prune-empty", help="Prune even under a PATH that holds no files at all (by default its rows are kept: an unmounted disk looks like an empty folder).")]
+RawPairsOpt = Annotated[str, typer.Option("--raw-pairs", help="A RAW beside a JPEG/HEIC of the same name (IMG_1.CR2 + IMG_1.JPG): index the 'jpeg' and record the RAW as its sibling, or 'keep-both'.")]
 
 
 def _index(db: str | None, table: str | None, model: str | None, pretrained: str | None,

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import DbOpt, DeviceOpt, ExcludeOpt, FollowSymlinksOpt, HiddenOpt, IncludeOpt, JsonOpt, ModelOpt, PretrainedOpt, TableOpt, _errors, _index, _print_json, app
+from .app import (DbOpt, DeviceOpt, ExcludeOpt, FollowSymlinksOpt, HiddenOpt, IncludeOpt, JsonOpt, ModelOpt, PretrainedOpt,
+                  PruneEmptyOpt, RawPairsOpt, TableOpt, _errors, _index, _print_json, app)
 
 
 @app.command()
@@ -23,7 +24,7 @@ def ingest(
     hidden: HiddenOpt = False,
     follow_symlinks: FollowSymlinksOpt = False,
     prune: Annotated[bool, typer.Option("--prune/--no-prune", help="Remove rows whose file is gone from under PATHS.")] = True,
-    prune_empty: Annotated[bool, typer.Option("--prune-empty", help="Prune even under a PATH that holds no files at all (by default its rows are kept: an unmounted disk looks like an empty folder).")] = False,
+    prune_empty: PruneEmptyOpt = False,
     reindex: Annotated[bool, typer.Option("--reindex", help="Drop the table and build it again (needed to switch models).")] = False,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per forward pass [default: 32].", show_default=False)] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Decode threads [default: one per core, at most 8].", show_default=False)] = None,
@@ -36,7 +37,7 @@ def ingest(
     text_aggregate: Annotated[Optional[str], typer.Option("--text-aggregate", help="Several captions per item: fuse their 'mean' or the 'first'.", show_default=False)] = None,
     precision: Annotated[Optional[str], typer.Option("--precision", help="auto, fp32, int8, bf16 or fp16 [env: MMEMBED_PRECISION; default: auto = fp16 on CUDA; on a CPU int8 (ONNX Runtime, checked against fp32), or for a model without exported towers bf16 on CPUs with native bf16, else fp32].", show_default=False)] = None,
     decode: Annotated[Optional[str], typer.Option("--decode", help="fast (JPEGs decoded at the smallest DCT scale that covers the model input) or exact [default: fast].", show_default=False)] = None,
-    raw_pairs: Annotated[str, typer.Option("--raw-pairs", help="A RAW beside a JPEG/HEIC of the same name (IMG_1.CR2 + IMG_1.JPG): index the 'jpeg' and record the RAW as its sibling, or 'keep-both'.")] = "jpeg",
+    raw_pairs: RawPairsOpt = "jpeg",
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Also read files that failed to decode before and have not changed since (they are skipped otherwise).")] = False,
     tags: Annotated[bool, typer.Option("--tags", help="Zero-shot tag the new rows (the labels of the last `mmembed tag`, else the built-in set).")] = False,
     as_json: JsonOpt = False,

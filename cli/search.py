@@ -79,10 +79,10 @@ def search(
 
 def _clock(seconds: float) -> str:
     """12.5 -> 0:12.5; 3725 -> 1:02:05."""
-    whole, tenths = int(seconds), round(seconds % 1, 1)
+    whole, tenths = divmod(round(seconds * 10), 10)
     h, m, s = whole // 3600, whole // 60 % 60, whole % 60
     text = f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-    return text + (f".{int(tenths * 10)}" if tenths else "")
+    return text + (f".{tenths}" if tenths else "")
 
 
 def _short(text: str, width: int = 70) -> str:

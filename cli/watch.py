@@ -9,17 +9,17 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from .app import DbOpt, DeviceOpt, ExcludeOpt, FollowSymlinksOpt, HiddenOpt, IncludeOpt, JsonOpt, ModelOpt, PretrainedOpt, TableOpt, _errors, _index, app
+from .app import (DbOpt, DeviceOpt, ExcludeOpt, FollowSymlinksOpt, HiddenOpt, IncludeOpt, JsonOpt, ModelOpt, PretrainedOpt,
+                  PruneEmptyOpt, RawPairsOpt, TableOpt, _errors, _index, app)
 
 
 @app.command()
 def watch(
-    paths: Annotated[list[Path], typer.Argument(help="Folders (or image files) to keep indexed.", show_default=False)],
+    paths: Annotated[list[str], typer.Argument(help="Folders (or image files) to keep indexed.", show_default=False)],
     db: DbOpt = None,
     table: TableOpt = None,
     model: ModelOpt = None,
@@ -29,6 +29,8 @@ def watch(
     exclude: ExcludeOpt = None,
     hidden: HiddenOpt = False,
     follow_symlinks: FollowSymlinksOpt = False,
+    prune_empty: PruneEmptyOpt = False,
+    raw_pairs: RawPairsOpt = "jpeg",
     debounce: Annotated[float, typer.Option("--debounce", help="Seconds without a change before a batch is ingested.")] = 1.0,
     max_wait: Annotated[float, typer.Option("--max-wait", help="Ingest at the latest this many seconds after a batch's first change, even while changes go on.")] = 30.0,
     as_json: JsonOpt = False,
@@ -48,7 +50,8 @@ def watch(
         stop = threading.Event()
         with _stop_on_signals(stop):
             idx.watch(paths, include=include or (), exclude=exclude or (), hidden=hidden,
-                      follow_symlinks=follow_symlinks, debounce=debounce, max_wait=max_wait,
+                      follow_symlinks=follow_symlinks, prune_empty=prune_empty, raw_pairs=raw_pairs,
+                      debounce=debounce, max_wait=max_wait,
                       on_event=_json_line if as_json else _line, stop=stop)
         typer.echo("Stopped.", err=True)
 
@@ -84,6 +87,8 @@ def _line(event: Any) -> None:
     if report is not None:
         for skipped in report.skipped:
             typer.echo(f"skipped: {skipped.path}: {skipped.reason}", err=True)
+        for warning in report.warnings:
+            typer.echo(f"warning: {warning}", err=True)
         label = "catch-up" if event.kind == "catch-up" else "ingest"
         typer.echo(f"{at} {label}: {report.added} added, {report.updated} updated, {report.moved} moved, "
                    f"{report.removed} removed" + (f", {len(report.skipped)} skipped" if report.skipped else "")
@@ -100,4 +105,4 @@ def _line(event: Any) -> None:
 
 def _changed(report: Any) -> bool:
     return bool(report.added or report.updated or report.moved or report.removed or report.text_updated
-                or report.skipped)
+                or report.skipped or report.warnings)

@@ -135,12 +135,13 @@ class _IngestRun:
         """Walk the roots; settle unchanged files; return the files that must be read."""
         self.roots = roots
         self.roots_with_files: set[str] = set()
+        self.seen: set[str] = set()  # every path walked
         for state in self.store.read_state():
             self.groups.setdefault(state["path"], []).append(_Row(**state))
         by_path = {path: rows[0] for path, rows in self.groups.items()}
         self.rows = {r.id: r for rows in self.groups.values() for r in rows}
         changing = set()
-        seen: set[str] = set()
+        seen: set[str] = self.seen
         tasks: list[_Task] = []
         for found in walk(roots, on_error=self.skip, **walk_options):
             seen.add(found.path)
@@ -299,9 +300,9 @@ class _IngestRun:
         prepared.width, prepared.height, prepared.format, prepared.taken_ns = (
             info.width, info.height, info.format, info.taken_ns)
         columns = self.item_text(file, None, existing.manifest_texts if existing else None)
-        for t, vector in zip(video.times, video.vectors):
-            media = {"media": "video", "frame_time": t, "duration": round(info.duration, 3) or None}
-            self.writer.put_encoded(prepared, vector, None, {**columns, **media})
+        self.writer.put_frames(prepared, video.vectors, [
+            {**columns, "media": "video", "frame_time": t, "duration": round(info.duration, 3) or None}
+            for t in video.times])
         self.superseded.extend(old)  # deleted after the new frames are committed
         self.report.frames += len(video.times)
         if existing is None:
@@ -346,7 +347,8 @@ class _IngestRun:
 
 
     def _keep_under_empty_roots(self, gone: list[_Row]) -> list[_Row]:
-        empty = [r for r in self.roots if r not in self.roots_with_files and os.path.isdir(r)]
+        empty = [r for r in self.roots if os.path.isdir(r) and r not in self.roots_with_files
+                 and not any(_under(p, [r]) for p in self.seen)]  # /p/sub's files may be found as /p's
         for root in empty:
             kept = [g for g in gone if _under(g.path, [root])]
             if kept:

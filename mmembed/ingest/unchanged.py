@@ -164,7 +164,7 @@ def write_stamp(config: Any, options: IngestOptions, roots: list[str], digest: W
     except OSError:
         pass
     changed = report.added or report.updated or report.moved or report.removed or report.text_updated
-    if options.retry_failed or (changed and report.skipped):
+    if options.retry_failed or (changed and report.skipped) or report.warnings:
         return  # the next run's report cannot be predicted: it writes the stamp itself
     try:
         state = _state(config.db, config.table)

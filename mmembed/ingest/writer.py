@@ -51,14 +51,23 @@ class _Writer:
         self.last_flush = time.monotonic()
 
     def put_encoded(self, prepared: _Prepared, vector: np.ndarray, existing_id: str | None, columns: dict[str, Any]) -> None:
+        row = self._encoded_row(prepared, vector, existing_id, columns)
+        (self.update_rows if existing_id else self.new_rows).append(row)
+
+    def put_frames(self, prepared: _Prepared, vectors: np.ndarray, frame_columns: list[dict[str, Any]]) -> None:
+        """A video's frame rows (new ids), buffered together: a flush, even one forced by an
+        interrupt, commits all of them or none."""
+        self.new_rows.extend([self._encoded_row(prepared, v, None, c) for v, c in zip(vectors, frame_columns)])
+
+    def _encoded_row(self, prepared: _Prepared, vector: np.ndarray, existing_id: str | None,
+                     columns: dict[str, Any]) -> dict[str, Any]:
         f = prepared.task.file
-        row = {
+        return {
             "id": existing_id or _new_id(), "path": f.path, "size": f.size, "mtime_ns": f.mtime_ns,
             "content_hash": prepared.content_hash, "width": prepared.width, "height": prepared.height,
             "format": prepared.format, "taken_ns": prepared.taken_ns, "ingested_at": datetime.now(timezone.utc), "image_vector": vector,
             "media": "image", "raw_siblings": list(f.raw_siblings) or None, "etag": f.etag, **columns, "_new_text": True,
         }
-        (self.update_rows if existing_id else self.new_rows).append(row)
 
     def put_reused(self, source_id: str, target_id: str, file: DiscoveredFile, content_hash: str,
                    columns: dict[str, Any]) -> None:

@@ -187,7 +187,7 @@ class _Api:
             etag = f'"{self.library.thumbs.key(row["content_hash"], size, at)}"'
             if request.headers.get("if-none-match") == etag:
                 return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "private, max-age=3600"})
-            rendition = self.library.thumbs.get(row["path"], row["content_hash"], size, at)
+            rendition = self.library.thumbs.get(row["path"], row["content_hash"], size, at, row.get("size"))
             with open(rendition.path, "rb") as f:
                 body = f.read()
         except NotFound:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import ConfigError, ImageDecodeError
-from .thumbs import render_jpeg
+from .thumbs import frame_jpeg, render_jpeg
 
 __all__ = ["write_gallery", "GALLERY_THUMB"]
 
@@ -58,7 +58,10 @@ def write_gallery(
 
     def thumb(row: dict[str, Any]) -> str:
         try:
-            data = render_jpeg(row["path"], thumb_size, max_megapixels=max_megapixels, quality=72)
+            if row.get("media") == "video":
+                data = frame_jpeg(row["path"], float(row.get("frame_time") or 0.0), thumb_size, quality=72)
+            else:
+                data = render_jpeg(row["path"], thumb_size, max_megapixels=max_megapixels, quality=72)
         except ImageDecodeError as exc:
             return f'<div class="missing">{html.escape(exc.reason)}</div>'
         alt = html.escape(row.get("text") or os.path.basename(row["path"]))

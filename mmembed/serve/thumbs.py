@@ -87,9 +87,11 @@ class Thumbnailer:
         path = os.path.join(self.folder, key[:2], f"{key}.jpg")
         return Rendition(path, key) if os.path.isfile(path) else None
 
-    def get(self, source_path: str, content_hash: str, size: int, frame_time: float | None = None) -> Rendition:
+    def get(self, source_path: str, content_hash: str, size: int, frame_time: float | None = None,
+            file_size: int | None = None) -> Rendition:
         """The rendition of the file at ``source_path`` (whose content hash is ``content_hash``),
-        made now if it is not cached; for a video, of its frame at ``frame_time``. Raises
+        made now if it is not cached; for a video, of its frame at ``frame_time`` (a video is not
+        hashed again: its size must still be ``file_size``). Raises
         ImageDecodeError when the file cannot be decoded (it may have changed or gone since
         it was indexed)."""
         found = self.cached(content_hash, size, frame_time)
@@ -100,6 +102,8 @@ class Thumbnailer:
             if found is not None:
                 return found
             if frame_time is not None:  # a video is not read whole: its frame is decoded by seeking
+                if file_size is not None and _size(source_path) != file_size:
+                    raise ImageDecodeError(source_path, "the file changed since it was indexed; run `mmembed ingest` again")
                 jpeg = frame_jpeg(source_path, frame_time, size, quality=_QUALITY.get(size, 85))
                 return self._store(self.key(content_hash, size, frame_time), jpeg)
             try:
@@ -121,6 +125,13 @@ class Thumbnailer:
             f.write(jpeg)
         os.replace(tmp, path)  # readers see the whole file or none
         return Rendition(path, key)
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
 
 
 def _read(path: str) -> bytes:

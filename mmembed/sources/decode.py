@@ -97,6 +97,8 @@ def load_image(
         if not source:
             raise ImageDecodeError(label, "empty file (0 bytes)")
         fp: object = io.BytesIO(source)
+    elif os.fspath(source).startswith("s3://"):  # an object in a bucket (sources.remote): its bytes
+        fp = io.BytesIO(_read_remote(os.fspath(source), label))
     else:
         fp = _open_file(os.fspath(source), label)
     _raise_pillow_bomb_limit(max_megapixels)
@@ -179,6 +181,20 @@ def date_taken(im: object) -> int | None:
     except Exception:  # noqa: BLE001 - broken EXIF costs the date, never the picture
         return None
     return None
+
+
+def _read_remote(path: str, label: str) -> bytes:
+    from .remote import read_bytes
+
+    try:
+        data = read_bytes(path)
+    except FileNotFoundError:
+        raise ImageDecodeError(label, "object not found (moved or deleted?)") from None
+    except OSError as exc:
+        raise ImageDecodeError(label, f"cannot read the object ({exc.strerror or exc})") from None
+    if not data:
+        raise ImageDecodeError(label, "empty file (0 bytes)")
+    return data
 
 
 def _open_file(path: str, label: str) -> io.BufferedReader:

@@ -26,7 +26,7 @@ RESERVED_COLUMNS = frozenset({
     "id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format",
     "ingested_at", "image_vector", "text", "texts", "text_source", "text_hash", "embedded_texts",
     "manifest_texts", "text_vector", "fused_vector", "score", "image_score", "text_score", "taken_ns",
-    "tags", "tag_scores", "target", "media", "frame_time", "duration",
+    "tags", "tag_scores", "target", "media", "frame_time", "duration", "raw_siblings", "etag",
 })  # fmt: skip
 
 _IMAGE_COLUMNS = ("image", "path", "file", "filename", "filepath")

@@ -11,7 +11,9 @@ from .._options import checked, items
 from ..errors import ConfigError
 from ..text.choose import TEXT_SOURCES
 
-__all__ = ["IngestOptions"]
+__all__ = ["IngestOptions", "ENGINES"]
+
+ENGINES = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class IngestOptions:
     text_aggregate: str | None = None  # several captions: fuse their 'mean' or the 'first' [default: the table's]
     retry_failed: bool = False  # also read files that failed to decode before and have not changed since
     tags: bool = False  # zero-shot tag the rows that have no tags yet (the table's last labels, else the built-in set)
+    engine: str = "local"  # local (threads in this process) or ray (a Ray Data pipeline; pip install 'mmembed[ray]')
+    ray_address: str | None = None  # engine ray: a running cluster (ray://HEAD:10001); None starts a local one
 
     def __post_init__(self) -> None:
         for name in ("include", "exclude"):
@@ -51,3 +55,8 @@ class IngestOptions:
         checked(self.fusion, "fusion", ConfigError, (str,), optional=True)
         checked(self.fusion_weight, "fusion_weight", ConfigError, (int, float), optional=True)
         checked(self.text_aggregate, "text_aggregate", ConfigError, (str,), optional=True)
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine {self.engine!r} is not known; use one of {', '.join(ENGINES)}")
+        checked(self.ray_address, "ray_address", ConfigError, (str,), optional=True)
+        if self.ray_address is not None and self.engine != "ray":
+            raise ConfigError("ray_address is for the Ray engine; add --engine ray")

@@ -1,0 +1,163 @@
+"""The Ray engine on a real Ray cluster (one per session, 2 CPUs, on 127.0.0.1): the same rows
+and vectors as the local engine, the same incremental semantics, bad files reported, and a
+kill -9 of the driver mid-run followed by a rerun gives every row exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import mmembed
+from mmembed.store import Store
+
+from conftest import FIXTURE_IMAGES, mmembed_cmd, run_cli, shared_path
+
+ray = pytest.importorskip("ray", reason="the Ray engine's tests need the extra: pip install 'mmembed[ray]'")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(session_cache: Path) -> str:
+    """A local Ray cluster for the whole session; this process is its first driver. Returns its address."""
+    context = ray.init(num_cpus=2, include_dashboard=False, object_store_memory=512 << 20, log_to_driver=False,
+                       runtime_env={"env_vars": {"XDG_CACHE_HOME": str(session_cache), "HF_HUB_OFFLINE": "1"}})
+    yield context.address_info["gcs_address"]
+    ray.shutdown()
+
+
+def rows(db: str) -> dict[str, dict]:
+    return {r["path"]: r for r in Store(db).table.to_arrow().to_pylist()}
+
+
+def dev_images(folder: Path, n: int) -> Path:
+    folder.mkdir()
+    for p in sorted(shared_path("data/flickr8k/dev").iterdir())[:n]:
+        shutil.copy(p, folder / p.name)
+    return folder
+
+
+def test_ray_and_local_engines_give_the_same_rows_and_vectors(tmp_path: Path, ray_cluster: str, micro_clip: str) -> None:
+    folder = dev_images(tmp_path / "dev", 40)
+    shutil.copy(FIXTURE_IMAGES / "rotated_exif6.jpg", folder / "rotated.jpg")
+    shutil.copy(FIXTURE_IMAGES / "phone.heic", folder / "phone.heic")
+    (folder / "rotated.txt").write_text("a sideways picture")
+    reports = {}
+    for engine in ("local", "ray"):
+        idx = mmembed.Index(str(tmp_path / f"{engine}.lancedb"), model=micro_clip, precision="fp32", batch_size=16)
+        reports[engine] = idx.ingest(folder, engine=engine).to_dict()
+    assert {k: v for k, v in reports["ray"].items() if k != "seconds"} == \
+        {k: v for k, v in reports["local"].items() if k != "seconds"}
+    assert reports["ray"]["added"] == 42
+    local, remote = rows(str(tmp_path / "local.lancedb")), rows(str(tmp_path / "ray.lancedb"))
+    assert Store(str(tmp_path / "ray.lancedb")).table.schema == Store(str(tmp_path / "local.lancedb")).table.schema
+    assert set(local) == set(remote)
+    for path, row in local.items():
+        other = remote[path]
+        for column in ("content_hash", "size", "mtime_ns", "width", "height", "format", "text", "text_source", "media"):
+            assert other[column] == row[column], (path, column)
+        for column in ("image_vector", "fused_vector"):
+            a, b = np.asarray(row[column]), np.asarray(other[column])
+            assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) >= 0.9999, (path, column)
+
+
+def test_ray_engine_keeps_the_incremental_semantics(photos: Path, tmp_path: Path, ray_cluster: str, tiny_model: str) -> None:
+    db = str(tmp_path / "inc.lancedb")
+    idx = mmembed.Index(db, model=tiny_model, batch_size=8)
+    first = idx.ingest(photos, engine="ray")
+    assert first.added == len(list(FIXTURE_IMAGES.iterdir())) and not first.skipped
+    before = rows(db)
+    (photos / "sub").mkdir()
+    (photos / "red.jpg").rename(photos / "sub" / "red_moved.jpg")  # moved: vector and id reused
+    (photos / "green.png").unlink()  # deleted: pruned
+    shutil.copy(photos / "blue.webp", photos / "blue_copy.webp")  # a copy: vector copied, not encoded
+    (photos / "cmyk.txt").write_text("a cmyk picture")  # item text: text and fused vectors only
+    os.utime(photos / "yellow.bmp", ns=(1, 1))  # touched: read, same bytes, unchanged
+    Image.new("RGB", (40, 30), (9, 99, 200)).save(photos / "new.png")
+    second = idx.ingest(photos, engine="ray")
+    assert (second.added, second.moved, second.removed, second.text_updated, second.updated) == (2, 1, 1, 1, 0)
+    after = rows(db)
+    moved = after[str(photos / "sub" / "red_moved.jpg")]
+    assert moved["id"] == before[str(photos / "red.jpg")]["id"]
+    assert np.allclose(moved["image_vector"], before[str(photos / "red.jpg")]["image_vector"])
+    assert np.allclose(after[str(photos / "blue_copy.webp")]["image_vector"], before[str(photos / "blue.webp")]["image_vector"])
+    assert after[str(photos / "cmyk.jpg")]["text"] == "a cmyk picture"
+    assert str(photos / "green.png") not in after and len(after) == second.rows
+    third = idx.ingest(photos, engine="ray")  # the no-op stamp answers both engines
+    assert third.unchanged == second.rows and not (third.added or third.updated or third.moved)
+
+
+def test_ray_engine_reports_a_corrupt_file_and_finishes(photos: Path, tmp_path: Path, ray_cluster: str, tiny_model: str) -> None:
+    data = (photos / "red.jpg").read_bytes()
+    (photos / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (photos / "words.jpg").write_text("not an image at all\n" * 50)
+    report = mmembed.Index(str(tmp_path / "bad.lancedb"), model=tiny_model).ingest(photos, engine="ray")
+    skipped = {Path(s.path).name: s.reason for s in report.skipped}
+    assert set(skipped) == {"truncated.jpg", "words.jpg"}
+    assert "truncated or corrupt" in skipped["truncated.jpg"] and "not a readable image" in skipped["words.jpg"]
+    assert report.added == report.rows == len(list(FIXTURE_IMAGES.iterdir()))
+
+
+def test_cli_engine_ray_on_a_running_cluster_prints_the_same_summary(photos: Path, tmp_path: Path, ray_cluster: str,
+                                                                       tiny_model: str) -> None:
+    db = str(tmp_path / "cli.lancedb")
+    done = run_cli("ingest", str(photos), "--db", db, "--model", tiny_model, "--engine", "ray",
+                   "--ray-address", ray_cluster, "--json", "-q", timeout=180)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["added"] == report["rows"] == len(list(FIXTURE_IMAGES.iterdir()))
+    assert f"added {report['added']}, updated 0" in done.stderr
+
+
+def test_cli_without_ray_names_the_extra(photos: Path, tmp_path: Path, tiny_model: str) -> None:
+    code = ("import sys; sys.modules['ray'] = None; sys.argv = ['mmembed'] + sys.argv[1:]; "
+            "from mmembed.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", code, "ingest", str(photos), "--db", str(tmp_path / "x.lancedb"),
+                           "--model", tiny_model, "--engine", "ray"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith("Error: --engine ray needs Ray; install the extra: pip install 'mmembed[ray]'")
+
+
+N_CRASH = 400
+
+
+def test_kill_9_of_the_ray_driver_then_rerun_gives_every_row_once(tmp_path: Path, ray_cluster: str, tiny_model: str) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(N_CRASH):
+        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).resize((64, 48)).save(folder / f"{i:04d}.jpg")
+    db = str(tmp_path / "crash.lancedb")
+    mmembed.Index(db, model=tiny_model).ingest(folder, include=["000*.jpg"])  # the table and its towers exist
+    base = [*mmembed_cmd(), "ingest", str(folder), "--db", db, "--engine", "ray", "--ray-address", ray_cluster,
+            "--batch-size", "4", "--json", "-q"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")}
+    proc = subprocess.Popen(base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and Store(db).count() <= 10:
+            time.sleep(0.02)
+        assert proc.poll() is None, f"the run ended before the kill: {proc.stderr.read()}"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    survived = Store(db).count()
+    assert 10 < survived < N_CRASH, f"the kill did not land mid-run ({survived} rows)"
+    done = subprocess.run(base, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["rows"] == N_CRASH and report["skipped"] == []
+    assert report["added"] + report["unchanged"] == N_CRASH and report["unchanged"] >= survived
+    table = Store(db).read_columns(["id", "path"])
+    paths, ids = table.column("path").to_pylist(), table.column("id").to_pylist()
+    assert len(set(paths)) == len(paths) == N_CRASH and len(set(ids)) == N_CRASH

@@ -135,7 +135,7 @@ class _RayProcess:
         self.ray = ray
         self.run_ = run
         self.config = config
-        self.stats: dict[str, Any] = {"prepare_s": 0.0, "encode_s": 0.0, "driver_s": 0.0, "wait_s": 0.0,
+        self.stats: dict[str, Any] = {"prepare_s": 0.0, "encode_s": 0.0, "driver_s": 0.0, "write_s": 0.0, "wait_s": 0.0,
                                       "actors": {}, "images": 0}
 
     def run(self, tasks: list[_Task]) -> None:
@@ -152,11 +152,16 @@ class _RayProcess:
             tick = time.perf_counter()
             run._handle(prepared)
             if len(run.pending) >= config.batch_size:
-                run._encode_pending()
+                run._encode_pending()  # item text, text vectors: the vectors came with the results
             run.notify(IngestProgress("encode", done, len(tasks)))
+            mid = time.perf_counter()
             run.writer.flush_if_due()
-            self.stats["driver_s"] += time.perf_counter() - tick
+            self.stats["driver_s"] += mid - tick
+            self.stats["write_s"] += time.perf_counter() - mid
         run._encode_pending()
+        tick = time.perf_counter()
+        run.writer.flush()
+        self.stats["write_s"] += time.perf_counter() - tick
         self.stats["wall_s"] = time.perf_counter() - started
         if images:
             logger.info("ray ingest stages: %s", json.dumps(self.stats), extra={"stages": self.stats})
@@ -182,6 +187,7 @@ class _RayProcess:
         else:
             actor = {"num_cpus": 1}
             pool = max(1, min(int(resources.get("CPU", 1)), config.workers or 1 << 30))
+        self.stats.update(pool=pool, gpus=gpus)
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // config.batch_size, 10_000)))
         ds = ds.map_batches(
             _prepare_batch, batch_size=config.batch_size, num_cpus=1, fn_kwargs={

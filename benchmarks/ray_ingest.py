@@ -20,7 +20,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -105,7 +104,7 @@ def one_run(engine: str, folder: Path, args: argparse.Namespace, log: StageLog) 
         sampler.start()
         log.stages = None
         started = time.perf_counter()
-        report = index.ingest(folder, engine=engine)
+        report = index.ingest(folder, engine=engine, progress=progress)
         elapsed = time.perf_counter() - started
         sampler.stop.set()
         sampler.join()
@@ -121,6 +120,7 @@ def one_run(engine: str, folder: Path, args: argparse.Namespace, log: StageLog) 
             "driver_waiting": round(s["wait_s"] / wall, 3)}
         out["actors"] = {name: round(n / secs, 1) for name, (n, secs) in s["actors"].items()}
         out["pool"] = pool
+        out["first_result_s"] = round(s.get("first_result_s", 0), 2)
         out["per_image_ms"] = {"prepare": round(1000 * s["prepare_s"] / s["images"], 2),
                                "encode": round(1000 * s["encode_s"] / s["images"], 2),
                                "driver": round(1000 * (s["driver_s"] + s["write_s"]) / s["images"], 3)}

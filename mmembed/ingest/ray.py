@@ -18,9 +18,9 @@ upserts, copies of reused vectors and text vectors stay in the one place both en
 Fragment writes from the workers (lance-ray) are the step to take when the writer's busy
 fraction nears 1 (docs/scale-out.md).
 
-On a CPU-only cluster Ray Data fuses the decode tasks into the encode actors (same resources),
-so each core decodes and encodes in turn and no tensor crosses the object store; with GPUs the
-two stages stay apart (decode on the CPUs, encode on the GPU actors).
+On a cluster without GPUs both stages run in one CPU task per core, the encoder built once per
+worker process (``_prepare_and_encode``: measured, an actor pool's start costs more than a
+small run takes); with GPUs decode runs in CPU tasks and encode in one actor per GPU.
 """
 
 from __future__ import annotations
@@ -181,22 +181,20 @@ class _RayProcess:
                   "old_hash": t.existing.content_hash if t.existing else ""} for i, t in enumerate(tasks)]
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0)) if not config.device.startswith(("cpu", "mps")) else 0
-        if gpus:
-            actor = {"num_gpus": 1, "num_cpus": 1}
-            pool = gpus
-        else:
-            actor = {"num_cpus": 1}
-            pool = max(1, min(int(resources.get("CPU", 1)), config.workers or 1 << 30))
+        pool = gpus or max(1, min(int(resources.get("CPU", 1)), config.workers or 1 << 30))
         self.stats.update(pool=pool, gpus=gpus)
-        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // config.batch_size, 10_000)))
-        ds = ds.map_batches(
-            _prepare_batch, batch_size=config.batch_size, num_cpus=1, fn_kwargs={
-                "reusable": frozenset(run.hash_to_ids), "image_size": encoder.image_size,
-                "preprocess": encoder.preprocess, "max_megapixels": config.max_megapixels,
-                "fast": config.decode == "fast"})
-        ds = ds.map_batches(
-            _EncodeActor, batch_size=config.batch_size, compute=ray.data.ActorPoolStrategy(size=pool),
-            fn_constructor_kwargs={"settings": _encoder_settings(encoder, config)}, **actor)
+        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // config.batch_size // 2, 10_000)))
+        prepare = {"reusable": frozenset(run.hash_to_ids), "image_size": encoder.image_size,
+                   "preprocess": encoder.preprocess, "max_megapixels": config.max_megapixels,
+                   "fast": config.decode == "fast"}
+        settings = _encoder_settings(encoder, config)
+        if gpus:  # decode in CPU tasks; encode in one actor per GPU, each loading the model once
+            ds = ds.map_batches(_prepare_batch, batch_size=config.batch_size, num_cpus=1, fn_kwargs=prepare)
+            ds = ds.map_batches(_Encode, batch_size=config.batch_size, compute=ray.data.ActorPoolStrategy(size=gpus),
+                                fn_constructor_kwargs={"settings": settings}, num_gpus=1, num_cpus=1)
+        else:  # CPUs only: see _prepare_and_encode
+            ds = ds.map_batches(_prepare_and_encode, batch_size=_TASK_BATCHES * config.batch_size, num_cpus=1, fn_kwargs={"prepare": prepare, "settings": settings})
+        started = time.perf_counter()
         seen = bytearray(len(tasks))  # a block delivered twice (a retried task) is written once
         batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1))
         while True:
@@ -209,6 +207,7 @@ class _RayProcess:
                 raise _unwrap(exc) from None
             finally:
                 self.stats["wait_s"] += time.perf_counter() - tick
+                self.stats.setdefault("first_result_s", time.perf_counter() - started)
             yield from self._unpack(batch, tasks, seen)
 
     def _unpack(self, batch: dict[str, Any], tasks: list[_Task], seen: bytearray) -> Iterator[_Prepared]:
@@ -283,8 +282,29 @@ def _prepare_batch(batch: dict[str, Any], *, reusable: frozenset[str], image_siz
             "t_prepare": np.full(len(metas), seconds)}
 
 
-class _EncodeActor:
-    """Encode stage: one encoder per actor, built once; each call encodes one batch (truly batched)."""
+_TASK_BATCHES = 4  # encode batches per CPU task: Ray's per-task cost was a third of a 32-image task here
+_ENCODERS: dict[str, _Encode] = {}  # per worker process: the encoder built by its first task
+
+
+def _prepare_and_encode(batch: dict[str, Any], *, prepare: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Both stages in one CPU task, the encoder built once per worker process and kept.
+
+    Measured on 2 cores (BENCHMARKS.md, 2026-12-02): a Ray Data actor pool starts new worker
+    processes for each run (3.5-5.5 s here before the first batch, a large share of a
+    1,000-image run), while tasks run on the cluster's already started workers; fusing decode
+    and encode into one task per core also keeps every core busy whatever their cost ratio,
+    and no tensor crosses the object store. On GPUs the stages stay apart (actors above).
+    """
+    key = repr(sorted(settings.items()))
+    if key not in _ENCODERS:
+        _ENCODERS.clear()
+        _ENCODERS[key] = _Encode(settings)
+    return _ENCODERS[key](_prepare_batch(batch, **prepare))
+
+
+class _Encode:
+    """Encode stage: one encoder per actor (or worker process), built once; each call encodes
+    one batch (truly batched)."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.encoder = Encoder(**settings).load()
@@ -302,8 +322,10 @@ class _EncodeActor:
                 import torch
 
                 pixels = torch.from_numpy(pixels)
-            for k, vector in zip(rows, self.encoder.encode_pixels(pixels)):
-                vectors[k] = np.asarray(vector, dtype=np.float32).tobytes()
+            step = self.encoder.batch_size
+            for start in range(0, len(rows), step):
+                for k, vector in zip(rows[start:start + step], self.encoder.encode_pixels(pixels[start:start + step])):
+                    vectors[k] = np.asarray(vector, dtype=np.float32).tobytes()
         seconds = (time.perf_counter() - started) / max(1, len(rows))
         return {"i": batch["i"], "meta": batch["meta"], "vector": np.array(vectors, dtype=object),
                 "t_prepare": batch["t_prepare"], "t_encode": np.array([seconds if v else 0.0 for v in vectors]),

@@ -5,6 +5,7 @@ kill -9 of the driver mid-run followed by a rerun gives every row exactly once."
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -27,8 +28,13 @@ ray = pytest.importorskip("ray", reason="the Ray engine's tests need the extra: 
 
 @pytest.fixture(scope="session")
 def ray_cluster(session_cache: Path) -> str:
-    """A local Ray cluster for the whole session; this process is its first driver. Returns its address."""
-    context = ray.init(num_cpus=2, include_dashboard=False, object_store_memory=512 << 20, log_to_driver=False,
+    """A local Ray cluster for the whole session; this process is its first driver. Returns its address.
+
+    It declares one (logical) GPU, so that ``device="auto"`` runs take the GPU layout (decode in
+    CPU tasks, encode in an actor asking for the GPU; on this machine the actor's torch finds
+    no CUDA and runs on the CPU) and ``device="cpu"`` runs the CPU layout (one task does both).
+    """
+    context = ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, object_store_memory=512 << 20, log_to_driver=False,
                        runtime_env={"env_vars": {"XDG_CACHE_HOME": str(session_cache), "HF_HUB_OFFLINE": "1"}})
     yield context.address_info["gcs_address"]
     ray.shutdown()
@@ -45,33 +51,43 @@ def dev_images(folder: Path, n: int) -> Path:
     return folder
 
 
-def test_ray_and_local_engines_give_the_same_rows_and_vectors(tmp_path: Path, ray_cluster: str, micro_clip: str) -> None:
+def test_ray_and_local_engines_give_the_same_rows_and_vectors(tmp_path: Path, ray_cluster: str, micro_clip: str,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
     folder = dev_images(tmp_path / "dev", 40)
     shutil.copy(FIXTURE_IMAGES / "rotated_exif6.jpg", folder / "rotated.jpg")
     shutil.copy(FIXTURE_IMAGES / "phone.heic", folder / "phone.heic")
     (folder / "rotated.txt").write_text("a sideways picture")
-    reports = {}
-    for engine in ("local", "ray"):
-        idx = mmembed.Index(str(tmp_path / f"{engine}.lancedb"), model=micro_clip, precision="fp32", batch_size=16)
-        reports[engine] = idx.ingest(folder, engine=engine).to_dict()
-    assert {k: v for k, v in reports["ray"].items() if k != "seconds"} == \
-        {k: v for k, v in reports["local"].items() if k != "seconds"}
-    assert reports["ray"]["added"] == 42
-    local, remote = rows(str(tmp_path / "local.lancedb")), rows(str(tmp_path / "ray.lancedb"))
-    assert Store(str(tmp_path / "ray.lancedb")).table.schema == Store(str(tmp_path / "local.lancedb")).table.schema
-    assert set(local) == set(remote)
-    for path, row in local.items():
-        other = remote[path]
-        for column in ("content_hash", "size", "mtime_ns", "width", "height", "format", "text", "text_source", "media"):
-            assert other[column] == row[column], (path, column)
-        for column in ("image_vector", "fused_vector"):
-            a, b = np.asarray(row[column]), np.asarray(other[column])
-            assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) >= 0.9999, (path, column)
+    caplog.set_level(logging.INFO, logger="mmembed.ingest.ray")
+    reports, layouts = {}, []
+    for name, engine, device in (("local", "local", "auto"), ("actors", "ray", "auto"), ("tasks", "ray", "cpu")):
+        idx = mmembed.Index(str(tmp_path / f"{name}.lancedb"), model=micro_clip, precision="fp32", batch_size=16,
+                            device=device)
+        reports[name] = {k: v for k, v in idx.ingest(folder, engine=engine).to_dict().items() if k != "seconds"}
+        layouts += [(r.stages["gpus"], r.stages["images"]) for r in caplog.records if hasattr(r, "stages")][len(layouts):]
+    assert layouts == [(1, 42), (0, 42)]  # the actor-per-GPU layout, then the CPU one
+    assert reports["actors"] == reports["tasks"] == reports["local"] and reports["local"]["added"] == 42
+    local = rows(str(tmp_path / "local.lancedb"))
+    for name in ("actors", "tasks"):
+        assert Store(str(tmp_path / f"{name}.lancedb")).table.schema == Store(str(tmp_path / "local.lancedb")).table.schema
+        remote = rows(str(tmp_path / f"{name}.lancedb"))
+        assert set(local) == set(remote)
+        for path, row in local.items():
+            assert_same_row(row, remote[path])
+
+
+def assert_same_row(row: dict, other: dict) -> None:
+    """Same file columns and text; vectors at a cosine of at least 0.9999."""
+    path = row["path"]
+    for column in ("content_hash", "size", "mtime_ns", "width", "height", "format", "text", "text_source", "media"):
+        assert other[column] == row[column], (path, column)
+    for column in ("image_vector", "fused_vector"):
+        a, b = np.asarray(row[column]), np.asarray(other[column])
+        assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) >= 0.9999, (path, column)
 
 
 def test_ray_engine_keeps_the_incremental_semantics(photos: Path, tmp_path: Path, ray_cluster: str, tiny_model: str) -> None:
     db = str(tmp_path / "inc.lancedb")
-    idx = mmembed.Index(db, model=tiny_model, batch_size=8)
+    idx = mmembed.Index(db, model=tiny_model, batch_size=8, device="cpu")
     first = idx.ingest(photos, engine="ray")
     assert first.added == len(list(FIXTURE_IMAGES.iterdir())) and not first.skipped
     before = rows(db)

@@ -10,13 +10,13 @@ cluster has GPUs. Results stream back to the driver, which hands them to the sam
 files, fusion and batched commits. Videos are read and encoded on the driver, as locally.
 
 Write path: batched commits from the driver (``_Writer``: 256 rows or 10 s per commit), not
-lance-ray. Measured (BENCHMARKS.md, 2026-12-02): the driver's writing and bookkeeping is busy
-a few percent of the wall time at this machine's rate, i.e. one writer keeps up with thousands
-of images a second, more than a few GPUs make; and a commit per batch is what makes a killed
-driver safe to rerun (each batch atomic, a rerun sees the committed files as unchanged), while
-upserts, copies of reused vectors and text vectors stay in the one place both engines share.
-Fragment writes from the workers (lance-ray) are the step to take when the writer's busy
-fraction nears 1 (docs/scale-out.md).
+lance-ray. Measured (BENCHMARKS.md, 2026-12-02): the driver's handling and writing cost 0.08-0.15
+ms per image (a 256-row commit 15-35 ms), 1-3 % of the wall time, so one writer keeps up with
+~6,700-12,000 img/s, a few GPUs' worth; and a commit per batch is what makes a killed driver
+safe to rerun (each batch atomic; a rerun sees the committed files as unchanged), while upserts,
+copies of reused vectors and text vectors stay in the one place both engines share. Fragment
+writes from the workers (lance-ray) are the step to take when the driver's busy fraction nears
+1 (docs/scale-out.md).
 
 On a cluster without GPUs both stages run in one CPU task per core, the encoder built once per
 worker process (``_prepare_and_encode``: measured, an actor pool's start costs more than a

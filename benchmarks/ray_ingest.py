@@ -143,7 +143,7 @@ def main() -> None:
 
     log = StageLog()
     logging.getLogger("mmembed.ingest.ray").addHandler(log)
-    logging.getLogger("mmembed.ingest.ray").setLevel(logging.INFO)
+    logging.getLogger("mmembed.ingest.ray").setLevel(logging.DEBUG)
     started = time.perf_counter()
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, object_store_memory=1 << 30)
     cluster_start = time.perf_counter() - started

@@ -58,7 +58,7 @@ def test_ray_and_local_engines_give_the_same_rows_and_vectors(tmp_path: Path, ra
     shutil.copy(FIXTURE_IMAGES / "rotated_exif6.jpg", folder / "rotated.jpg")
     shutil.copy(FIXTURE_IMAGES / "phone.heic", folder / "phone.heic")
     (folder / "rotated.txt").write_text("a sideways picture")
-    caplog.set_level(logging.INFO, logger="mmembed.ingest.ray")
+    caplog.set_level(logging.DEBUG, logger="mmembed.ingest.ray")
     reports, layouts = {}, []
     for name, engine, device in (("local", "local", "auto"), ("actors", "ray", "auto"), ("tasks", "ray", "cpu")):
         idx = mmembed.Index(str(tmp_path / f"{name}.lancedb"), model=micro_clip, precision="fp32", batch_size=16,

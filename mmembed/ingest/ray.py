@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -75,7 +76,7 @@ def run_ingest_ray(
 
     ``address`` connects to a running cluster (``ray://host:10001``, ``host:6379`` or
     ``auto``); None uses the cluster this process is already connected to, else starts a
-    local one for the run. Stage timings are logged to ``mmembed.ingest.ray`` (INFO).
+    local one for the run. Stage timings are logged to ``mmembed.ingest.ray`` (DEBUG).
     """
     ray = _import_ray()
     started_here = _connect(ray, address, config)
@@ -111,16 +112,19 @@ def _connect(ray: Any, address: str | None, config: Config) -> bool:
     """Connect (or start a local cluster); True when this call did, so the run shuts it down."""
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the CLI draws its own bar; Ray's would mix into it
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    for name in ("ray", "ray.data"):  # Ray's notices (and that its bars are off) would too
+        logging.getLogger(name).setLevel(logging.ERROR)
     if ray.is_initialized() and address is None:
         return False
     env = {name: os.environ[name] for name in os.environ if name in _PASSED_ENV or name.startswith("MMEMBED_")}
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False,
-                              "configure_logging": True, "logging_level": logging.WARNING}
+                              "configure_logging": True, "logging_level": logging.ERROR}
     if address is None:  # a local cluster for this run: one CPU per decode worker
         kwargs.update(num_cpus=config.workers or os.cpu_count() or 1, include_dashboard=False)
     try:
-        ray.init(address=address, **kwargs)
+        with warnings.catch_warnings():  # Ray forks only to exec its own processes: lancedb's state is not used
+            warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
+            ray.init(address=address, **kwargs)
     except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError, ...
         where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
         raise ConfigError(f"could not connect to {where}: {str(exc).splitlines()[0][:200]}; "
@@ -146,7 +150,6 @@ class _RayProcess:
         videos = [t for t in tasks if is_video_path(t.file.path)]
         run.notify(IngestProgress("encode", 0, len(tasks)))
         started = time.perf_counter()
-        done = 0
         prepared_all = self._stream(images) if images else iter(())
         for done, prepared in enumerate(_chain(prepared_all, self._videos(videos)), start=1):
             tick = time.perf_counter()
@@ -164,7 +167,7 @@ class _RayProcess:
         self.stats["write_s"] += time.perf_counter() - tick
         self.stats["wall_s"] = time.perf_counter() - started
         if images:
-            logger.info("ray ingest stages: %s", json.dumps(self.stats), extra={"stages": self.stats})
+            logger.debug("ray ingest stages: %s", json.dumps(self.stats), extra={"stages": self.stats})
 
     def _videos(self, videos: list[_Task]) -> Iterator[_Prepared]:
         """Videos on the driver, as the local engine does them (frames in order, one at a time)."""

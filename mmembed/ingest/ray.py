@@ -55,8 +55,10 @@ __all__ = ["run_ingest_ray", "check_ray"]
 logger = logging.getLogger(__name__)
 
 NEEDS_RAY = "--engine ray needs Ray; install the extra: pip install 'mmembed[ray]'"
-# Variables the workers need to find the same model files and caches as the driver.
-_PASSED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME")
+# Variables the workers need to find the same model files, caches and object store as the
+# driver. Never credentials: those belong in the workers' own environment (docs/scale-out.md).
+_PASSED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME",
+               "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE")
 
 
 def run_ingest_ray(

@@ -40,6 +40,8 @@ def ingest(
     raw_pairs: RawPairsOpt = "jpeg",
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Also read files that failed to decode before and have not changed since (they are skipped otherwise).")] = False,
     tags: Annotated[bool, typer.Option("--tags", help="Zero-shot tag the new rows (the labels of the last `mmembed tag`, else the built-in set).")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="local (threads in this process) or ray (a Ray Data pipeline: decode in CPU tasks, encode in an actor pool, a GPU each when the cluster has them; pip install 'mmembed[ray]').")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --engine ray: a running cluster, e.g. ray://HEAD:10001 [default: start a local one].", show_default=False)] = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -57,7 +59,7 @@ def ingest(
             prune=prune, prune_empty=prune_empty, reindex=reindex, captions=captions or (),
             text_sources=text_sources, path_text=path_text,
             fusion=fusion, fusion_weight=fusion_weight, text_aggregate=text_aggregate, raw_pairs=raw_pairs,
-            retry_failed=retry_failed, tags=tags,
+            retry_failed=retry_failed, tags=tags, engine=engine, ray_address=ray_address,
         )
         idx = _index(db, table, model, pretrained, device, batch_size=batch_size,
                      workers=workers, max_megapixels=max_megapixels, precision=precision, decode=decode)

@@ -7,6 +7,7 @@ that says how to re-index.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -196,8 +197,14 @@ class Index:
         ``fusion``/``fusion_weight``/``text_aggregate`` change how fused vectors are made (the
         whole table is refused first). Bad files are listed in ``report.skipped`` and never
         stop the run. ``reindex`` rebuilds the table (needed to switch models); searches keep
-        seeing the old table until the new one is complete. The keyword arguments are the
+        seeing the old table until the new one is complete. ``engine="ray"`` runs reading,
+        decoding and encoding as a Ray Data pipeline (``ray_address`` names a running cluster,
+        else a local one is started; docs/scale-out.md). The keyword arguments are the
         fields of :class:`IngestOptions`; or pass one as ``options``.
+
+        Example::
+
+            Index("photos.lancedb").ingest("~/Pictures", engine="ray", ray_address="ray://head:10001")
         """
         from .text.manifest import Manifest
 
@@ -216,6 +223,10 @@ class Index:
             if root not in remote and not os.path.exists(root):
                 raise ConfigError(f"{os.fspath(root)}: no such file or folder; check the path")
         real_roots = [os.fspath(r) if r in remote else os.path.realpath(os.fspath(r)) for r in roots]
+        if options.engine == "ray":
+            from .ingest.ray import check_ray
+
+            check_ray()  # said before anything else, even when nothing changed
         stamped = self.store.is_local and not remote  # the stamp sees local files only
         if stamped:  # nothing changed? Known without lancedb (ingest/unchanged.py)
             report = unchanged_report(self.config, options, real_roots, progress)
@@ -240,8 +251,13 @@ class Index:
                 target.ensure_columns(manifest.extra_columns)
             vectorizer = self._make_vectorizer(FusionConfig.from_dict(target.meta().fusion), self.encoder, target)
             failed = FailedFiles(self.config.db, self.config.table, decoder_signature(self.config.max_megapixels))
-            report = run_ingest(target, vectorizer, roots, options, self.config, text_options=text_options,
-                                failed=failed, progress=progress, digest=digest)
+            run: Callable[..., IngestReport] = run_ingest
+            if options.engine == "ray":  # the same run as a Ray Data pipeline (ingest/ray.py)
+                from .ingest.ray import run_ingest_ray
+
+                run = functools.partial(run_ingest_ray, address=options.ray_address)
+            report = run(target, vectorizer, roots, options, self.config, text_options=text_options,
+                         failed=failed, progress=progress, digest=digest)
             if target is not self.store:
                 self.store.replace_with(target)
                 self.store.drop_blobs()  # fusion weights belonged to the table just replaced

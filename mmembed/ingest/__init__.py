@@ -6,7 +6,7 @@ from .._lazy import lazy_getattr
 
 _EXPORTS = {
     "IngestOptions": "options",
-    "run_ingest": "pipeline", "IngestReport": "report", "IngestProgress": "report",
+    "run_ingest": "pipeline", "run_ingest_ray": "ray", "IngestReport": "report", "IngestProgress": "report",
     "SkippedFile": "report", "ImageDecoder": "prepare", "refuse_table": "table_fusion",
     "train_on_table": "table_fusion", "WatchOptions": "watch", "WatchEvent": "watch", "run_watch": "watch",
 }

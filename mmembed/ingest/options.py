@@ -12,7 +12,9 @@ from ..errors import ConfigError
 from ..sources.raw import RAW_PAIRS
 from ..text.choose import TEXT_SOURCES
 
-__all__ = ["IngestOptions"]
+__all__ = ["IngestOptions", "ENGINES"]
+
+ENGINES = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class IngestOptions:
     raw_pairs: str = "jpeg"  # a RAW+JPEG pair: index the 'jpeg' (recording the RAW as its sibling) or 'keep-both'
     retry_failed: bool = False  # also read files that failed to decode before and have not changed since
     tags: bool = False  # zero-shot tag the rows that have no tags yet (the table's last labels, else the built-in set)
+    engine: str = "local"  # local (threads in this process) or ray (a Ray Data pipeline; pip install 'mmembed[ray]')
+    ray_address: str | None = None  # engine ray: a running cluster (ray://HEAD:10001); None starts a local one
 
     def __post_init__(self) -> None:
         for name in ("include", "exclude"):
@@ -56,3 +60,8 @@ class IngestOptions:
         checked(self.text_aggregate, "text_aggregate", ConfigError, (str,), optional=True)
         if self.raw_pairs not in RAW_PAIRS:
             raise ConfigError(f"raw_pairs must be one of {', '.join(RAW_PAIRS)}, not {self.raw_pairs!r}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine {self.engine!r} is not known; use one of {', '.join(ENGINES)}")
+        checked(self.ray_address, "ray_address", ConfigError, (str,), optional=True)
+        if self.ray_address is not None and self.engine != "ray":
+            raise ConfigError("ray_address is for the Ray engine; add --engine ray")

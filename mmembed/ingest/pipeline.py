@@ -43,6 +43,7 @@ def run_ingest(
     failed: FailedFiles | None = None,
     progress: Callable[[IngestProgress], None] | None = None,
     digest: WalkDigest | None = None,
+    engine: Callable[[_IngestRun, list[_Task], Config], None] | None = None,
 ) -> IngestReport:
     """Bring the table in line with the files under ``roots``; see the module docstring.
 
@@ -50,7 +51,8 @@ def run_ingest(
     (max megapixels, workers, batch size, fast or exact decode); ``text_options`` where words
     come from (the caller loads the manifests named in ``options.captions``); ``failed`` the
     files that failed before (skipped while unchanged, unless ``options.retry_failed``);
-    ``digest`` is fed every file walked (``unchanged.py``).
+    ``digest`` is fed every file walked (``unchanged.py``); ``engine`` reads, decodes and
+    encodes the planned tasks (default: this module's thread pool; ``ray.py`` passes its own).
     """
     started = time.perf_counter()
     store.ensure_columns(ADDED_COLUMNS)  # a table made before a column was added gets it (the writer keeps its schema)
@@ -61,8 +63,7 @@ def run_ingest(
         hidden=options.hidden, follow_symlinks=options.follow_symlinks, raw_pairs=options.raw_pairs, digest=digest,
     )
     try:
-        run.process(tasks, max_megapixels=config.max_megapixels, workers=config.workers,
-                    batch_size=config.batch_size, fast_decode=config.decode == "fast")
+        (engine or _process_locally)(run, tasks, config)
         run.writer.flush()
         run.finish(prune=options.prune, prune_empty=options.prune_empty)
         run.failed.save()
@@ -76,6 +77,11 @@ def run_ingest(
         raise
     run.report.seconds = time.perf_counter() - started
     return run.report
+
+
+def _process_locally(run: _IngestRun, tasks: list[_Task], config: Config) -> None:
+    run.process(tasks, max_megapixels=config.max_megapixels, workers=config.workers,
+                batch_size=config.batch_size, fast_decode=config.decode == "fast")
 
 
 class _IngestRun:
@@ -313,8 +319,12 @@ class _IngestRun:
     def _encode_pending(self) -> None:
         if not self.pending:
             return
-        vectors = self.encoder.encode_pixels([p.tensor for p in self.pending])
-        for prepared, vector in zip(self.pending, vectors):
+        todo = [p for p in self.pending if p.vector is None]  # the Ray engine's arrive encoded
+        if todo:
+            for prepared, vector in zip(todo, self.encoder.encode_pixels([p.tensor for p in todo])):
+                prepared.vector = vector
+        for prepared in self.pending:
+            vector = prepared.vector
             existing = prepared.task.existing
             columns = self.item_text(prepared.task.file, prepared.embedded, existing.manifest_texts if existing else None)
             self.writer.put_encoded(prepared, vector, existing.id if existing else None, columns)

@@ -57,6 +57,7 @@ class _Prepared:
     embedded: list[str] = field(default_factory=list)
     reason: str = ""
     taken_ns: int | None = None
+    vector: Any = None  # the image vector, when encoded before it reaches the driver (Ray engine)
 
 
 class ImageDecoder:

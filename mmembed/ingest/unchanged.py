@@ -73,7 +73,7 @@ def signature(config: Any, options: IngestOptions, roots: list[str]) -> str:
     from .._version import __version__
     from ..sources.decode import decoder_signature
 
-    chosen = {f.name: getattr(options, f.name) for f in fields(options) if f.name not in ("captions", "reindex", "retry_failed")}
+    chosen = {f.name: getattr(options, f.name) for f in fields(options) if f.name not in ("captions", "reindex", "retry_failed", "engine", "ray_address")}
     captions = []
     for path in options.captions:
         real = os.path.realpath(os.fspath(path))

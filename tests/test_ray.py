@@ -28,7 +28,19 @@ ray = pytest.importorskip("ray", reason="the Ray engine's tests need the extra: 
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(session_cache: Path) -> str:
+def ray_s3() -> dict[str, str]:
+    """A moto S3 server (tests/test_s3.py's) for the Ray cluster's lifetime, and the environment
+    that reaches it: on a real cluster the workers' credentials come from their own environment
+    (docs/scale-out.md), so the session cluster is started with these in its environment."""
+    from test_s3 import KEY_ID, SECRET, _start_moto, _stop
+
+    proc, url = _start_moto()
+    yield {"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_ENDPOINT_URL": url, "AWS_REGION": "us-east-1"}
+    _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(session_cache: Path, ray_s3: dict[str, str]) -> str:
     """A local Ray cluster for the whole session; this process is its first driver. Returns its address.
 
     It declares one (logical) GPU, so that ``device="auto"`` runs take the GPU layout (decode in
@@ -36,7 +48,7 @@ def ray_cluster(session_cache: Path) -> str:
     no CUDA and runs on the CPU) and ``device="cpu"`` runs the CPU layout (one task does both).
     """
     context = ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, object_store_memory=512 << 20, log_to_driver=False,
-                       runtime_env={"env_vars": {"XDG_CACHE_HOME": str(session_cache), "HF_HUB_OFFLINE": "1"}})
+                       runtime_env={"env_vars": {"XDG_CACHE_HOME": str(session_cache), "HF_HUB_OFFLINE": "1", **ray_s3}})
     yield context.address_info["gcs_address"]
     ray.shutdown()
 
@@ -110,6 +122,32 @@ def test_ray_engine_keeps_the_incremental_semantics(photos: Path, tmp_path: Path
     assert str(photos / "green.png") not in after and len(after) == second.rows
     third = idx.ingest(photos, engine="ray")  # the no-op stamp answers both engines
     assert third.unchanged == second.rows and not (third.added or third.updated or third.moved)
+
+
+def test_ray_reads_photos_from_an_s3_bucket(ray_s3: dict[str, str], ray_cluster: str, tmp_path: Path, tiny_model: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers read the objects themselves (through the same reader as the local engine)."""
+    import boto3
+
+    for name, value in ray_s3.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3")
+    bucket = "ray-photos"
+    client.create_bucket(Bucket=bucket)
+    images = sorted(FIXTURE_IMAGES.iterdir())
+    for path in images:
+        client.put_object(Bucket=bucket, Key=f"photos/{path.name}", Body=path.read_bytes())
+    by_ray = mmembed.Index(str(tmp_path / "ray.lancedb"), model=tiny_model, device="cpu", precision="fp32")
+    report = by_ray.ingest(f"s3://{bucket}/photos", engine="ray")
+    assert report.added == report.rows == len(images) and not report.skipped, report.skipped
+    local = mmembed.Index(str(tmp_path / "local.lancedb"), model=tiny_model, device="cpu", precision="fp32")
+    local.ingest(f"s3://{bucket}/photos")
+    mine, theirs = rows(str(tmp_path / "ray.lancedb")), rows(str(tmp_path / "local.lancedb"))
+    assert set(mine) == set(theirs) == {f"s3://{bucket}/photos/{p.name}" for p in images}
+    for path, row in mine.items():
+        a, b = np.asarray(row["image_vector"]), np.asarray(theirs[path]["image_vector"])
+        assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) >= 0.9999, path
+        assert row["etag"] == theirs[path]["etag"] and row["content_hash"] == theirs[path]["content_hash"]
 
 
 def test_ray_engine_reports_a_corrupt_file_and_finishes(photos: Path, tmp_path: Path, ray_cluster: str, tiny_model: str) -> None:

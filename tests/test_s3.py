@@ -178,6 +178,12 @@ def test_a_local_table_of_s3_objects_and_the_failure_memory(s3: dict, tiny_model
     assert second.unchanged == 1 and "unchanged since it failed" in second.skipped[0].reason
     single = idx.ingest(f"s3://{bucket}/p/red.jpg")  # one object as the root
     assert single.unchanged == 1 and single.rows == 1
+    client.put_object(Bucket=bucket, Key="p/raw/IMG_1.JPG", Body=(FIXTURE_IMAGES / "red.jpg").read_bytes())
+    client.put_object(Bucket=bucket, Key="p/raw/img_1.cr2", Body=b"raw sensor data, never read under the pair rule")
+    paired = idx.ingest(f"s3://{bucket}/p")  # a RAW+JPEG pair in a bucket is one photo, as in a folder
+    assert paired.added == 1 and len(paired.skipped) == 1  # the broken JPEG only: the RAW was not read
+    (row,) = idx.items(where="path LIKE '%IMG_1.JPG'")
+    assert row["raw_siblings"] == ["img_1.cr2"] and len(idx.items()) == 2
 
 
 # ---------------------------------------------------------------- the real CLI and web app

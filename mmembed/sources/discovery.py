@@ -88,7 +88,7 @@ def walk(
     seen_files: set[str] = set()
     for root in roots:
         if isinstance(root, str) and root.startswith("s3://"):
-            for found in _walk_remote(root, include, exclude, hidden, report):
+            for found in _walk_remote(root, include, exclude, hidden, report, raw_pairs):
                 if found.path not in seen_files:
                     seen_files.add(found.path)
                     yield found
@@ -122,8 +122,9 @@ def walk(
 
 
 def _walk_remote(root: str, include: list[str], exclude: list[str], hidden: bool,
-                 report: Callable[[str, str], None]) -> Iterator[DiscoveredFile]:
-    """``walk`` over an ``s3://`` prefix (``sources.remote``): the same filters, ETags kept."""
+                 report: Callable[[str, str], None], raw_pairs: str = "jpeg") -> Iterator[DiscoveredFile]:
+    """``walk`` over an ``s3://`` prefix (``sources.remote``): the same filters and RAW+JPEG pair
+    rule, one "folder" of keys at a time, ETags kept."""
     from .remote import list_objects
 
     def keep(rel: str, name: str, is_folder: bool) -> bool:
@@ -137,12 +138,19 @@ def _walk_remote(root: str, include: list[str], exclude: list[str], hidden: bool
             return False
         return is_media_path(name)
 
-    for obj in list_objects(root, keep):
+    folder, batch = "", []
+    for obj in list_objects(root, keep):  # a folder's objects come together
         if os.path.splitext(obj.name)[1].lower() in VIDEO_EXTENSIONS:
             report(obj.path, "videos in object storage are not indexed yet; index a local copy")
             continue
-        yield DiscoveredFile(obj.path, obj.size, obj.mtime_ns, obj.root,
-                             tuple(find_sidecars(obj.name, obj.folder_names)), etag=obj.etag)
+        here = obj.path.rpartition("/")[0]
+        if here != folder and batch:
+            yield from _pair_raws(batch, raw_pairs)
+            batch = []
+        folder = here
+        batch.append(DiscoveredFile(obj.path, obj.size, obj.mtime_ns, obj.root,
+                                    tuple(find_sidecars(obj.name, obj.folder_names)), etag=obj.etag))
+    yield from _pair_raws(batch, raw_pairs)
 
 
 def _utf8(name: str) -> bool:

@@ -19,6 +19,7 @@ from make_video import make_slideshow  # noqa: E402  (fixtures/, on sys.path via
 
 KEYWORDS = ["dog", "bike", "guitar", "surf", "climb"]  # one slide each, in this order; the third is "guitar"
 SECONDS_EACH = 3.0
+SCREENSHOTS = os.environ.get("MMEMBED_SCREENSHOTS")
 
 
 def pick_slides() -> list[str]:
@@ -268,7 +269,7 @@ def _play_in_browser(url: str, best: dict) -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         try:
-            tab = browser.new_page(bypass_csp=True)
+            tab = browser.new_page(bypass_csp=True, viewport={"width": 1280, "height": 800})
             errors: list[str] = []
             tab.on("pageerror", lambda e: errors.append(str(e)))
             tab.goto(url + "?q=guitar", wait_until="load")
@@ -278,6 +279,7 @@ def _play_in_browser(url: str, best: dict) -> None:
                 tab.goto(url + "?q=guitar&item=" + best["id"], wait_until="load")
             else:
                 assert "▶ 0:0" in card.inner_text()
+                _screenshot(tab, "video-search.png")
                 card.click()
             tab.wait_for_function("() => { const v = document.getElementById('detail-video');"
                                   " return v && !v.hidden && v.readyState >= 1; }", timeout=30_000)
@@ -285,6 +287,20 @@ def _play_in_browser(url: str, best: dict) -> None:
                                  " return {t: v.currentTime, err: v.error && v.error.code, img: document.getElementById('detail-image').hidden}; }")
             assert state["err"] is None and state["img"] is True, state
             assert abs(state["t"] - best["frame_time"]) < 0.6, (state, best["frame_time"])
+            tab.wait_for_function("() => { const v = document.getElementById('detail-video');"
+                                  " return v.readyState >= 2 && !v.seeking; }", timeout=30_000)
+            tab.evaluate("() => { const v = document.getElementById('detail-video'); v.muted = true; v.play(); }")
+            tab.wait_for_function(f"() => document.getElementById('detail-video').currentTime > {best['frame_time'] + 1.0}",
+                                  timeout=30_000)  # it plays on from the matched frame
+            tab.evaluate("() => document.getElementById('detail-video').pause()")
+            _screenshot(tab, "video-detail.png")
             assert errors == []
         finally:
             browser.close()
+
+
+def _screenshot(tab, name: str) -> None:
+    """Kept for the README when MMEMBED_SCREENSHOTS=DIR (read at import: fixtures clear MMEMBED_* settings)."""
+    if SCREENSHOTS:
+        tab.wait_for_timeout(500)
+        tab.screenshot(path=str(Path(SCREENSHOTS) / name))

@@ -151,9 +151,10 @@ def test_an_empty_root_keeps_its_rows_unless_prune_empty(tmp_path: Path, photos:
     report = index.ingest([disk, photos])
     assert report.removed == 1 and report.rows == 2 * N_FIXTURES - 1  # the other root still prunes
     (warning,) = report.warnings
-    assert warning.startswith(f"{disk}: no files found, so its {N_FIXTURES} indexed items are kept") and "--prune-empty" in warning
+    assert warning.startswith(f"{disk}: the folder is empty, so the {N_FIXTURES} indexed items under it are kept")
+    assert "--prune-empty" in warning
     done = run_cli("ingest", str(disk), "--db", db, "--json")
-    assert done.returncode == 0 and f"warning: {disk}: no files found" in done.stderr
+    assert done.returncode == 0 and f"warning: {disk}: the folder is empty" in done.stderr
     assert json.loads(done.stdout)["removed"] == 0
     disk.rmdir()
     hidden.rename(disk)  # mounted again: nothing to redo
@@ -163,6 +164,23 @@ def test_an_empty_root_keeps_its_rows_unless_prune_empty(tmp_path: Path, photos:
     disk.mkdir()
     emptied = index.ingest(disk, prune_empty=True)
     assert emptied.removed == N_FIXTURES and emptied.warnings == []
+
+
+def test_an_empty_mount_point_below_the_path_keeps_its_rows(tmp_path: Path, photos: Path, db: str,
+                                                            index: mmembed.Index) -> None:
+    """`ingest ~` with a disk mounted at ~/camera: unmounted, ~/camera is an empty folder."""
+    home = tmp_path / "home"
+    shutil.copytree(photos, home / "camera" / "2024")
+    shutil.copy(FIXTURE_IMAGES / "red.jpg", home / "note.jpg")
+    index.ingest(home)
+    shutil.move(str(home / "camera"), str(tmp_path / "unmounted"))
+    (home / "camera").mkdir()
+    report = index.ingest(home)
+    assert report.removed == 0 and report.rows == N_FIXTURES + 1
+    (warning,) = report.warnings
+    assert warning.startswith(f"{home / 'camera'}: the folder is empty, so the {N_FIXTURES} indexed items under it are kept")
+    shutil.rmtree(home / "camera")  # a folder deleted on purpose: its parent holds other things
+    assert index.ingest(home).removed == N_FIXTURES
 
 
 def test_rows_outside_the_ingested_root_are_kept(tmp_path: Path, photos: Path, db: str, index: mmembed.Index) -> None:

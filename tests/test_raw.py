@@ -172,12 +172,21 @@ def test_ingest_indexes_the_jpeg_of_a_pair_and_records_its_raw(index, shoot: Pat
     assert rows["IMG_1.DNG"]["format"] == "RAW" and rows["IMG_1.JPG"]["raw_siblings"] == ["IMG_1.DNG"]
 
     # a RAW that arrives beside an indexed JPEG is recorded on its row, the JPEG is not re-read;
-    # back to the default, the paired RAW is no longer walked, and its row stays (as for --include)
+    # back to the default, the paired RAW is only the JPEG's sibling again: its own row goes
     shutil.copy(shoot / "IMG_1.DNG", shoot / "img_3.CR2")
     report = index.ingest(shoot)
-    assert (report.added, report.updated, report.unchanged, report.removed, report.rows) == (0, 0, 3, 0, 4)
-    assert _by_name(index)["IMG_3.jpg"]["raw_siblings"] == ["img_3.CR2"]
+    assert (report.added, report.updated, report.unchanged, report.removed, report.rows) == (0, 0, 3, 1, 3)
+    assert _by_name(index)["IMG_3.jpg"]["raw_siblings"] == ["img_3.CR2"] and "IMG_1.DNG" not in _by_name(index)
     assert index.ingest(shoot).unchanged == 3  # and now it is a no-op again
+
+    # a JPEG that arrives beside a RAW indexed alone: one photo again, not two results
+    from PIL import Image
+
+    Image.new("RGB", (48, 32), (200, 120, 40)).save(shoot / "IMG_2.jpg")
+    report = index.ingest(shoot)
+    assert (report.added, report.removed, report.rows) == (1, 1, 3)
+    rows = _by_name(index)
+    assert "IMG_2.dng" not in rows and rows["IMG_2.jpg"]["raw_siblings"] == ["IMG_2.dng"]
 
 
 def test_a_table_made_before_the_column_gets_it(index, shoot: Path) -> None:

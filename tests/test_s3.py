@@ -261,3 +261,23 @@ def test_without_the_extra_ingest_names_it(s3: dict, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip() == ("Error: reading s3:// needs boto3; install the extra: pip install 'mmembed[s3]'"), done.stderr
+
+
+def test_a_remote_table_without_credentials_or_with_a_bad_endpoint_is_one_clear_line(tmp_path: Path) -> None:
+    """LanceDB's own errors for a table in s3:// (not boto3's) are turned into the same advice."""
+    from conftest import mmembed_cmd
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MMEMBED_"))}
+    base.update(AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=str(tmp_path / "none"),
+                AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    cases = [
+        ({"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "no credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+        ({"AWS_ENDPOINT_URL": "htp://127.0.0.1:9", "AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET},
+         "AWS_ENDPOINT_URL is not a valid URL"),
+    ]
+    for env, expected in cases:
+        done = subprocess.run([*mmembed_cmd(), "info", "--db", "s3://bkt/mm"], capture_output=True, text=True,
+                              env={**base, **env}, timeout=120)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 1 and len(lines) == 1 and expected in lines[0], done.stderr[-1500:]
+        _no_secret(done.stdout, done.stderr)

@@ -102,3 +102,12 @@ def test_info(built: mmembed.Index, tiny_model: str) -> None:
     assert info.rows == 17 and info.dim == 32 and info.model == tiny_model
     assert info.bytes and info.bytes > 17 * 32 * 4
     assert info.table == "images" and info.db == built.config.db
+
+
+def test_a_where_with_a_second_statement_is_refused() -> None:
+    from mmembed.errors import QueryError
+    from mmembed.retrieval.query import SearchOptions
+
+    with pytest.raises(QueryError, match="holds a ';': give one SQL condition"):
+        SearchOptions(where="media = 'video'; DROP TABLE images")
+    assert SearchOptions(where="path LIKE '%a;b%'").where == "path LIKE '%a;b%'"  # inside a literal it is text

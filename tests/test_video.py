@@ -304,3 +304,12 @@ def _screenshot(tab, name: str) -> None:
     if SCREENSHOTS:
         tab.wait_for_timeout(500)
         tab.screenshot(path=str(Path(SCREENSHOTS) / name))
+
+
+def test_a_gallery_shows_the_matched_frame_and_its_time(library: dict, tmp_path: Path) -> None:
+    out = tmp_path / "v.html"
+    query = flickr_dev_captions()[library["slides"][2]][0]
+    done = run_cli("search", query, "--db", library["db"], "-n", "1", "--where", "media = 'video'", "--html", str(out))
+    assert done.returncode == 0 and "(1 results, 1 thumbnails inlined)" in done.stderr, done.stderr
+    page = out.read_text()
+    assert "▶ 0:0" in page and "data:image/jpeg;base64," in page and 'class="missing"' not in page

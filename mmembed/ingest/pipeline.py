@@ -140,18 +140,18 @@ class _IngestRun:
     def plan(self, roots: list[str], *, digest: WalkDigest | None = None, **walk_options: Any) -> list[_Task]:
         """Walk the roots; settle unchanged files; return the files that must be read."""
         self.roots = roots
-        self.roots_with_files: set[str] = set()
-        self.seen: set[str] = set()  # every path walked
+        self.paired_raws: set[str] = set()  # RAW files walked as a JPEG's sibling
         for state in self.store.read_state():
             self.groups.setdefault(state["path"], []).append(_Row(**state))
         by_path = {path: rows[0] for path, rows in self.groups.items()}
         self.rows = {r.id: r for rows in self.groups.values() for r in rows}
         changing = set()
-        seen: set[str] = self.seen
+        seen: set[str] = set()
         tasks: list[_Task] = []
         for found in walk(roots, on_error=self.skip, **walk_options):
             seen.add(found.path)
-            self.roots_with_files.add(found.root)
+            if walk_options.get("raw_pairs", "jpeg") == "jpeg":  # its RAW is not an item of its own any more
+                self.paired_raws.update(os.path.join(os.path.dirname(found.path), raw) for raw in found.raw_siblings)
             if digest is not None:
                 digest.add(found)
             row = by_path.get(found.path)
@@ -178,8 +178,8 @@ class _IngestRun:
         # A row whose file still exists but was not walked (filtered, hidden, unreadable folder) stays.
         self.vanished = {
             r.path: r for r in by_path.values()
-            if r.path not in seen and _under(r.path, roots) and _gone(r.path)
-        }
+            if r.path not in seen and _under(r.path, roots) and (r.path in self.paired_raws or _gone(r.path))
+        }  # a RAW indexed alone whose JPEG has arrived is now only the JPEG's sibling
         for row in self.vanished.values():
             self.vanished_by_hash.setdefault(row.content_hash, []).append(row)
         return tasks
@@ -335,13 +335,13 @@ class _IngestRun:
         self.pending.clear()
 
     def finish(self, *, prune: bool, prune_empty: bool = False) -> None:
-        """Prune rows whose files are gone, compact, and count. Under a folder that holds no
-        file at all (an unmounted disk's empty mount point looks just like that) nothing is
-        pruned unless ``prune_empty``: losing a library to a missing disk is worse than
-        keeping the rows of a folder that was emptied on purpose."""
+        """Prune rows whose files are gone, compact, and count. Under a folder that is now empty
+        (an unmounted disk's mount point looks just like that) nothing is pruned unless
+        ``prune_empty``: losing a library to a missing disk is worse than keeping the rows of a
+        folder that was emptied on purpose."""
         gone = list(self.vanished.values()) if prune else []
         if gone and not prune_empty:
-            gone = self._keep_under_empty_roots(gone)
+            gone = self._keep_under_empty_folders(gone)
         doomed = [r.id for g in gone for r in self.groups[g.path]] + self.broken_rows + self.superseded
         if doomed:
             self.notify(IngestProgress("prune", 0, len(doomed)))
@@ -356,17 +356,49 @@ class _IngestRun:
         self.report.captions_unmatched = self.texts.unmatched_rows(self.matched)
 
 
-    def _keep_under_empty_roots(self, gone: list[_Row]) -> list[_Row]:
-        empty = [r for r in self.roots if os.path.isdir(r) and r not in self.roots_with_files
-                 and not any(_under(p, [r]) for p in self.seen)]  # /p/sub's files may be found as /p's
-        for root in empty:
-            kept = [g for g in gone if _under(g.path, [root])]
-            if kept:
-                self.report.warnings.append(
-                    f"{printable_path(root)}: no files found, so its {len(kept)} indexed items are kept (an unmounted "
-                    "disk or an empty mount point?); if the folder really is empty now, run again with --prune-empty")
-                gone = [g for g in gone if not _under(g.path, [root])]
-        return gone
+    def _keep_under_empty_folders(self, gone: list[_Row]) -> list[_Row]:
+        """``gone`` without the rows whose nearest existing folder (at or below their root) is
+        empty: an unmounted disk leaves exactly that, an empty mount point, whether it is the
+        path given or a folder below it; a deleted folder leaves a parent with other things in it."""
+        empty: dict[str, list[_Row]] = {}
+        known: dict[str, bool] = {}
+        for row in gone:
+            folder = self._nearest_folder(row.path)
+            if folder is not None and _empty_dir(folder, known):
+                empty.setdefault(folder, []).append(row)
+        kept = set()
+        for folder, rows in sorted(empty.items()):
+            kept.update(r.id for r in rows)
+            self.report.warnings.append(
+                f"{printable_path(folder)}: the folder is empty, so the {len(rows)} indexed items under it are kept (an "
+                "unmounted disk or an empty mount point?); if they are really gone, run again with --prune-empty")
+        return [row for row in gone if row.id not in kept]
+
+    def _nearest_folder(self, path: str) -> str | None:
+        """The deepest existing folder above ``path`` that is at or under the root it was found under."""
+        roots = [r for r in self.roots if _under(path, [r]) and not r.startswith("s3://")]
+        if not roots:
+            return None
+        root = max(roots, key=len)
+        folder = os.path.dirname(path)
+        while _under(folder, [root]):
+            if os.path.isdir(folder):
+                return folder
+            if folder == root:
+                return None
+            folder = os.path.dirname(folder)
+        return None
+
+
+def _empty_dir(folder: str, known: dict[str, bool]) -> bool:
+    if folder not in known:
+        try:
+            with os.scandir(folder) as entries:
+                known[folder] = next(entries, None) is None
+        except OSError:
+            known[folder] = False
+    return known[folder]
+
 
 def _keep_encoded(writer: _Writer) -> None:
     """Commit what is buffered after another error, without hiding that error."""

@@ -105,6 +105,8 @@ class SearchOptions:
             raise QueryError(f"limit must be at least 1, got {self.limit!r}")
         if checked(self.where, "where", QueryError, (str,), optional=True) is not None and not self.where.strip():
             raise QueryError("--where is empty; give a SQL filter such as \"format = 'JPEG'\"")
+        if self.where is not None and ";" in _outside_quotes(self.where):
+            raise QueryError(f"--where {self.where!r} holds a ';': give one SQL condition (join several with AND)")
         if checked(self.target, "target", QueryError, (str,), optional=True) not in (None, *TARGETS):
             raise QueryError(f"target {self.target!r} is not one of {', '.join(TARGETS)}")
         weight = checked(self.image_weight, "image_weight", QueryError, (int, float), optional=True)
@@ -130,6 +132,11 @@ class SearchOptions:
 
 
 NO_TAGS = "no item in this index has tags yet; run `mmembed tag` first"
+
+
+def _outside_quotes(sql: str) -> str:
+    """``sql`` without its '...' and "..." literals (a doubled quote inside one stays inside)."""
+    return re.sub(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"", "", sql)
 
 
 def sql_string(value: str) -> str:

@@ -89,8 +89,13 @@ def short_reason(exc: BaseException | str) -> str:
     if "connection refused" in lowered or "could not connect" in lowered or "connecterror" in lowered \
             or "dns error" in lowered or "connect error" in lowered:
         return "cannot connect to the S3 endpoint; check AWS_ENDPOINT_URL (or the network)"
-    if "credentials" in lowered and ("unable to locate" in lowered or "no credentials" in lowered):
+    if ("credentials" in lowered and ("unable to locate" in lowered or "no credentials" in lowered)) \
+            or "failedtoloadtoken" in lowered or "failed to load credentials" in lowered \
+            or "failed to get aws credentials" in lowered or "credentialsnotloaded" in lowered:
         return "no credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+    if "not a valid uri" in lowered or "relative url without a base" in lowered or "invalid uri" in lowered \
+            or "badscheme" in lowered:
+        return "AWS_ENDPOINT_URL is not a valid URL; give e.g. http://127.0.0.1:9000"
     return scrub(" ".join(text.split()))[:300]
 
 

@@ -613,7 +613,7 @@ def _one_line(exc: BaseException) -> str:
     from ..sources.remote import scrub, short_reason
 
     text = str(exc)
-    if 'store: "S3"' in text or "<Code>" in text:
+    if 'store: "S3"' in text or "<Code>" in text or "object_store" in text or "AWS credentials" in text:
         return short_reason(text)
     return scrub(_RUST_SOURCE.sub("", " ".join(text.split()))) or type(exc).__name__
 

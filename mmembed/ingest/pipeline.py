@@ -357,9 +357,10 @@ class _IngestRun:
 
 
     def _keep_under_empty_folders(self, gone: list[_Row]) -> list[_Row]:
-        """``gone`` without the rows whose nearest existing folder (at or below their root) is
-        empty: an unmounted disk leaves exactly that, an empty mount point, whether it is the
-        path given or a folder below it; a deleted folder leaves a parent with other things in it."""
+        """``gone`` without the rows whose nearest existing folder is empty and is either the path
+        given or held several of them: an unmounted disk leaves exactly that, an empty mount
+        point; a deleted folder leaves a parent with other things in it, and the last photo
+        deleted from a folder below the path is one row, pruned as usual."""
         empty: dict[str, list[_Row]] = {}
         known: dict[str, bool] = {}
         for row in gone:
@@ -368,6 +369,8 @@ class _IngestRun:
                 empty.setdefault(folder, []).append(row)
         kept = set()
         for folder, rows in sorted(empty.items()):
+            if len(rows) < 2 and folder not in self.roots:
+                continue
             kept.update(r.id for r in rows)
             self.report.warnings.append(
                 f"{printable_path(folder)}: the folder is empty, so the {len(rows)} indexed items under it are kept (an "

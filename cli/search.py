@@ -43,6 +43,7 @@ def search(
     Videos: a video is one result at its best frame ("path @ 0:06"); --frames lists every frame.
     """
     from mmembed.retrieval.query import SearchOptions
+    from mmembed.sources.video import clock
 
     with _errors():
         options = SearchOptions(limit=limit, where=where, target=target, image_weight=image_weight,
@@ -73,16 +74,8 @@ def search(
             typer.echo(hit.path)
         else:
             caption = f"  {_short(hit.text)}" if hit.text else ""
-            at = f" @ {_clock(hit.frame_time)}" if hit.frame_time is not None else ""
+            at = f" @ {clock(hit.frame_time, tenths=True)}" if hit.frame_time is not None else ""
             typer.echo(f"{hit.score:7.4f}  {hit.path}{at}{caption}")
-
-
-def _clock(seconds: float) -> str:
-    """12.5 -> 0:12.5; 3725 -> 1:02:05."""
-    whole, tenths = divmod(round(seconds * 10), 10)
-    h, m, s = whole // 3600, whole // 60 % 60, whole % 60
-    text = f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-    return text + (f".{tenths}" if tenths else "")
 
 
 def _short(text: str, width: int = 70) -> str:

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import ConfigError, ImageDecodeError
+from ..sources.video import clock
 from .thumbs import frame_jpeg, render_jpeg
 
 __all__ = ["write_gallery", "GALLERY_THUMB"]
@@ -95,11 +96,6 @@ def write_gallery(
     return sum(1 for tag in images if tag.startswith("<img"))
 
 
-def _clock(seconds: float) -> str:
-    whole = int(round(seconds))
-    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}" if whole >= 3600 else f"{whole // 60}:{whole % 60:02d}"
-
-
 def _card(row: dict[str, Any], image: str) -> str:
     why = []
     for name, key in (("image", "image_score"), ("text", "text_score")):
@@ -108,7 +104,7 @@ def _card(row: dict[str, Any], image: str) -> str:
     score = f'<span class="score">{row["score"]:.3f}</span>' if isinstance(row.get("score"), (int, float)) else ""
     caption = html.escape(row.get("text") or os.path.basename(row["path"]))
     if row.get("media") == "video":  # which moment of the video matched
-        caption = f"▶ {_clock(float(row.get('frame_time') or 0.0))} · {caption}"
+        caption = f"▶ {clock(float(row.get('frame_time') or 0.0))} · {caption}"
     why_html = f'<div class="why">{html.escape(" · ".join(why))}</div>' if why else ""
     return (f"<figure>{image}<figcaption>{score}{caption}{why_html}"
             f'<div class="path">{html.escape(row["path"])}</div></figcaption></figure>')

@@ -24,13 +24,22 @@ from dataclasses import dataclass
 from ..errors import ImageDecodeError
 
 __all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "VideoFrame", "sample_frames", "frame_at", "is_video_path",
-           "video_available", "VIDEO_EXTRA_HINT", "FRAME_EVERY", "MAX_FRAMES"]
+           "video_available", "VIDEO_EXTRA_HINT", "FRAME_EVERY", "MAX_FRAMES", "clock"]
 
 VIDEO_EXTENSIONS = frozenset(".mp4 .mov .m4v .webm .mkv .avi".split())
 VIDEO_EXTRA_HINT = "video support needs PyAV; install the extra: pip install 'mmembed[video]'"
 FRAME_EVERY = 2.0  # seconds between sampled frames, at least
 MAX_FRAMES = 300  # frames sampled per video, at most (a longer video is sampled more sparsely)
 _FORMATS = {"mov,mp4,m4a,3gp,3g2,mj2": "MP4", "matroska,webm": "MKV", "avi": "AVI"}
+
+
+def clock(seconds: float, *, tenths: bool = False) -> str:
+    """A time in a video as people write it: 6 -> 0:06, 3725 -> 1:02:05; with ``tenths``,
+    12.5 -> 0:12.5 (a whole second keeps no decimal)."""
+    whole, tenth = divmod(round(seconds * 10), 10) if tenths else (round(seconds), 0)
+    h, m, s = whole // 3600, whole // 60 % 60, whole % 60
+    text = f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+    return text + (f".{tenth}" if tenth else "")
 
 
 def is_video_path(path: str) -> bool:

@@ -48,15 +48,8 @@ def search(
     with _errors():
         options = SearchOptions(limit=limit, where=where, target=target, image_weight=image_weight,
                                 negatives=negatives or (), tags=tags or (), min_score=min_score, cutoff=cutoff, frames=frames)
-        hits = None
-        if options.filter_sql() is None:  # try the path without lancedb and torch
-            from mmembed.config import Config
-            from mmembed.retrieval.quick import quick_search
-
-            config = Config.resolve(db=db, table=table, model=model, pretrained=pretrained, device=device)
-            hits = quick_search(config, query, options, image=image)
-        if hits is None:
-            hits = _index(db, table, model, pretrained, device).search(query, image=image, options=options)
+        index = _index(db, table, model, pretrained, device, one_query=True)  # the library picks the path
+        hits = index.search(query, image=image, options=options)
         if html_file is not None:
             from mmembed.serve.gallery import write_gallery
 

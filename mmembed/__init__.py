@@ -81,4 +81,4 @@ def search(text: str | None = None, *, db: str | None = None, **kwargs: object) 
     index_args = {k: kwargs.pop(k) for k in list(kwargs) if k in index_keys}
     from .index import Index
 
-    return Index(db, **index_args).search(text, **kwargs)  # type: ignore[arg-type]
+    return Index(db, one_query=True, **index_args).search(text, **kwargs)  # type: ignore[arg-type]

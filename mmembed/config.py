@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["Config", "DEFAULT_MODEL", "DEFAULT_PRETRAINED", "default_db_path"]
+__all__ = ["Config", "DEFAULT_MODEL", "DEFAULT_PRETRAINED", "default_db_path", "quick_search_on", "fast_noop_on",
+           "mmembed_environment"]
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
@@ -42,6 +43,24 @@ def cache_dir() -> str:
     if os.environ.get("MMEMBED_CACHE"):
         return os.environ["MMEMBED_CACHE"]
     return str(_user_dir("Caches", "XDG_CACHE_HOME", ".cache") / "mmembed")
+
+
+def quick_search_on() -> bool:
+    """Whether searches may answer from the snapshot and exported towers (``MMEMBED_QUICK=0``
+    switches that off, to compare with or to rule out the LanceDB path)."""
+    return os.environ.get("MMEMBED_QUICK") != "0"
+
+
+def fast_noop_on() -> bool:
+    """Whether an ingest may answer "nothing changed" from its stamp (``MMEMBED_FAST_NOOP=0``
+    switches that off: every ingest then opens the table)."""
+    return os.environ.get("MMEMBED_FAST_NOOP") != "0"
+
+
+def mmembed_environment() -> dict[str, str]:
+    """Every ``MMEMBED_*`` variable set here, for processes that must see the same settings
+    (the Ray engine's workers)."""
+    return {name: value for name, value in os.environ.items() if name.startswith("MMEMBED_")}
 
 
 @dataclass(frozen=True)

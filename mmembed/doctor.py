@@ -9,10 +9,13 @@ again); without it, doctor says what it would do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .config import Config
 from .errors import StoreError
+from .store.derived import Derived
 from .store.repair import quarantine_folder, restore_last_readable, table_problem
 from .store.table import Store
 
@@ -31,17 +34,18 @@ class Finding:
         return asdict(self)
 
 
-def run_doctor(index: Any, *, repair: bool = False) -> list[Finding]:
-    """Check ``index`` (an ``Index``); the caller holds the table's write lock."""
-    store: Store = index.store
+def run_doctor(store: Store, derived: Derived, config: Config, *, finish_fusion: Callable[[], int],
+               repair: bool = False) -> list[Finding]:
+    """Check ``store`` and what ``derived`` keeps from it; ``finish_fusion`` completes a fusion
+    apply that was cut short. The caller holds the table's write lock."""
     findings = [_staging(store)]
     table = _table(store, repair)
     findings.append(table)
     if table.status == "problem" or not store.exists():
         return findings
     findings.append(_rows(store))
-    findings.append(_fusion(index, repair))
-    findings += _derived(index)
+    findings.append(_fusion(store, finish_fusion, repair))
+    findings += _derived(store, derived, config)
     return findings
 
 
@@ -80,30 +84,33 @@ def _rows(store: Store) -> Finding:
     return Finding("rows", "ok", f"{len(ids)} rows, each id and path once")
 
 
-def _fusion(index: Any, repair: bool) -> Finding:
-    meta = index.meta
-    if not meta.fusion_pending:
-        return Finding("fusion", "ok", f"fused vectors match the table's settings {meta.fusion}")
+def _fusion(store: Store, finish_fusion: Callable[[], int], repair: bool) -> Finding:
+    meta = store.meta()
+    if not meta.fusion_pending:  # type: ignore[union-attr]
+        return Finding("fusion", "ok", f"fused vectors match the table's settings {meta.fusion}")  # type: ignore[union-attr]
     if not repair:
         return Finding("fusion", "problem", "a fusion apply did not finish; run `mmembed fusion apply` "
                        "(or `mmembed doctor --repair`)")
-    rows = index.apply_fusion()
+    rows = finish_fusion()
     return Finding("fusion", "repaired", f"finished the interrupted fusion apply ({rows} rows)")
 
 
-def _derived(index: Any) -> list[Finding]:
+def _derived(store: Store, derived: Derived, config: Config) -> list[Finding]:
     """The snapshot and the text tower, checked by loading them, and written again if needed."""
-    snapshot_ok = _snapshot_reads(index)
-    tower_ok = index._quick.tower(index.meta.fingerprint) is not None
+    from .retrieval.quick import QuickSearch
+
+    fingerprint = store.meta().fingerprint  # type: ignore[union-attr]
+    snapshot_ok = derived.snapshot_reads()
+    tower_ok = QuickSearch(config.db, config.table, precision=config.precision).tower(fingerprint) is not None
     try:
-        index._after_write(force=not snapshot_ok, strict=True)
+        derived.refresh(force=not snapshot_ok, strict=True)
     except StoreError as exc:
         return [Finding("derived", "problem", f"{exc}; free space or fix permissions, then rerun doctor")]
-    index._quick = type(index._quick)(index.config.db, index.config.table, precision=index.config.precision)
+    fresh = QuickSearch(config.db, config.table, precision=config.precision)  # loads the tower anew
     out = []
     for name, was_ok, is_ok in (
-        ("snapshot", snapshot_ok, _snapshot_reads(index)),
-        ("text tower", tower_ok, index._quick.tower(index.meta.fingerprint) is not None),
+        ("snapshot", snapshot_ok, derived.snapshot_reads()),
+        ("text tower", tower_ok, fresh.tower(fingerprint) is not None),
     ):
         if was_ok:
             out.append(Finding(name, "ok", "current and readable"))
@@ -112,16 +119,3 @@ def _derived(index: Any) -> list[Finding]:
         else:
             out.append(Finding(name, "ok", "none for this table (searches take the LanceDB path)"))
     return out
-
-
-def _snapshot_reads(index: Any) -> bool:
-    """The snapshot is current and every file of it reads, every row line included."""
-    from .store.snapshot import Snapshot, SnapshotDamaged
-
-    try:
-        snapshot = Snapshot.open(index.config.db, index.config.table)
-        if snapshot is not None:
-            snapshot.verify()
-        return snapshot is not None
-    except SnapshotDamaged:
-        return False

@@ -327,7 +327,7 @@ def test_a_file_that_failed_is_not_read_again_until_it_changes(photos: Path, db:
     second = second_idx.ingest(photos)
     assert [(s.path, "unchanged since it failed" in s.reason) for s in second.skipped] == [(str(broken), True)]
     assert second.unchanged == N_FIXTURES
-    assert second_idx._encoder is None or second_idx._encoder._model is None  # no model was loaded
+    assert second_idx._model.loaded is None or second_idx._model.loaded._model is None  # no model was loaded
     retried = mmembed.Index(db).ingest(photos, retry_failed=True)
     assert "unchanged since it failed" not in retried.skipped[0].reason
     broken.write_bytes((photos / "red.jpg").read_bytes())  # fixed: it changes, so it is read

@@ -210,6 +210,28 @@ def test_quick_search_imports_neither_torch_nor_lancedb(semantic_db: tuple[str, 
     assert done.stdout.strip() == "[]"
 
 
+def test_the_cli_search_goes_through_index_search_and_stays_cold(semantic_db: tuple[str, Path]) -> None:
+    """Issue 21: `mmembed search` calls Index.search once (the library, not the command, picks
+    the snapshot path), and that path still imports neither torch nor lancedb."""
+    db, _ = semantic_db
+    code = (
+        "import sys\nimport mmembed.index\ncalls = []\nsearch = mmembed.index.Index.search\n"
+        "def counted(self, *args, **kwargs):\n    calls.append(args)\n    return search(self, *args, **kwargs)\n"
+        "mmembed.index.Index.search = counted\n"
+        "from mmembed.cli import app\n"
+        "try:\n"
+        f"    app(['search', 'a dog', '--db', {db!r}, '-n', '3', '--paths'])\n"
+        "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "print(len(calls), sorted(m for m in ('torch', 'lancedb', 'pyarrow', 'open_clip') if m in sys.modules),\n"
+        "      file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 3
+    assert done.stderr.strip().splitlines()[-1] == "1 []"
+
+
 def test_stale_snapshot_is_not_used(semantic_db: tuple[str, Path]) -> None:
     from mmembed import Index
     from mmembed.config import Config
@@ -288,14 +310,14 @@ def test_refresh_builds_the_index_past_the_threshold_and_writes_the_snapshot(tmp
     monkeypatch.setenv("MMEMBED_ANN_ROWS", "10")  # below the 256 rows an index needs: waits for 256
     index = Index(db)
     index.store.drop_vector_indices()
-    index._export_text_tower = lambda: None  # this table's model is a made-up name: nothing to export
+    index._derived.export_towers = lambda: None  # this table's model is a made-up name: nothing to export
     index.refresh()
     assert "image_vector" in index.store.vector_indices()
     assert Path(db, "images.mmembed", "snapshot.json").is_file()
     small = str(tmp_path / "small.lancedb")
     _vector_table(small, 100)
     index = Index(small)
-    index._export_text_tower = lambda: None
+    index._derived.export_towers = lambda: None
     index.refresh()  # 100 rows: no index, and no error
     assert index.store.vector_indices() == {}
 

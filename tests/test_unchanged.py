@@ -134,3 +134,62 @@ def test_a_changed_model_folder_is_not_hidden_by_the_stamp(photos: Path, db: str
     assert fast(db, photos) is None
     with pytest.raises(mmembed.ModelMismatchError):
         mmembed.Index(db).ingest(photos)
+
+
+def _noop_without_lancedb(db: str, photos: Path, model: str | None) -> tuple[int, int, bool]:
+    """(added, unchanged, whether lancedb was imported) of an ingest in a fresh process."""
+    script = (
+        "import sys, mmembed\n"
+        f"report = mmembed.Index({db!r}, model={model!r}).ingest({str(photos)!r})\n"
+        "print(report.added, report.unchanged, 'lancedb' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    added, unchanged, loaded = done.stdout.split()
+    return int(added), int(unchanged), loaded == "True"
+
+
+@pytest.mark.parametrize("first, second", [("named", "not named"), ("not named", "named")])
+def test_the_stamp_holds_whether_or_not_the_tables_own_model_is_named(first: str, second: str, photos: Path,
+                                                                      db: str, tiny_model: str) -> None:
+    """Issue 21: the stamp is keyed on the model the table records, not on the option's text."""
+    mmembed.Index(db, model=tiny_model).ingest(photos)  # builds the table
+    mmembed.Index(db, model=tiny_model if first == "named" else None).ingest(photos)  # writes the stamp
+    added, unchanged, lancedb_loaded = _noop_without_lancedb(db, photos, tiny_model if second == "named" else None)
+    assert (added, unchanged, lancedb_loaded) == (0, len(list(FIXTURE_IMAGES.iterdir())), False)
+
+
+def test_a_named_model_of_other_weights_is_not_hidden_by_the_stamp(photos: Path, db: str, tiny_model: str,
+                                                                   other_tiny_model: str) -> None:
+    mmembed.Index(db, model=tiny_model).ingest(photos)
+    mmembed.Index(db).ingest(photos)
+    assert fast(db, photos) is not None
+    assert fast(db, photos, other_tiny_model) is None
+    with pytest.raises(mmembed.ModelMismatchError):
+        mmembed.Index(db, model=other_tiny_model).ingest(photos)
+
+
+def test_an_ingest_of_one_new_file_after_a_noop_walks_the_folder_once(index, photos: Path, db: str,
+                                                                      tiny_model: str) -> None:
+    """Issue 21: the walk made to check the stamp is the walk the planner reads (counted by
+    Python's own audit events for os.scandir, in a fresh process)."""
+    index.ingest(photos)
+    index.ingest(photos)  # a no-op: the stamp is current
+    (photos / "extra.png").write_bytes((FIXTURE_IMAGES / "green.png").read_bytes())
+    root = os.path.realpath(photos)
+    script = (
+        "import os, sys, mmembed\n"
+        "scans = []\n"
+        "def count(event, args):\n"
+        "    if event == 'os.scandir' and args and isinstance(args[0], (str, bytes, os.PathLike)) \\\n"
+        f"            and os.path.realpath(os.fsdecode(args[0])) == {root!r}:\n"
+        "        scans.append(args[0])\n"
+        "sys.addaudithook(count)\n"
+        f"report = mmembed.Index({db!r}, model={tiny_model!r}).ingest({str(photos)!r})\n"
+        "print(report.added, len(scans))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"]

@@ -26,7 +26,7 @@ from .frames import encode_video
 from .options import IngestOptions
 from .prepare import ImageDecoder, _prepare_all, _Prepared, _Row, _Task
 from .report import IngestProgress, IngestReport, SkippedFile
-from .unchanged import WalkDigest
+from .unchanged import Walked, WalkDigest
 from .writer import _new_id, _Writer
 
 __all__ = ["run_ingest"]
@@ -43,6 +43,7 @@ def run_ingest(
     failed: FailedFiles | None = None,
     progress: Callable[[IngestProgress], None] | None = None,
     digest: WalkDigest | None = None,
+    walked: Walked | None = None,
     engine: Callable[[_IngestRun, list[_Task], Config], None] | None = None,
 ) -> IngestReport:
     """Bring the table in line with the files under ``roots``; see the module docstring.
@@ -51,7 +52,8 @@ def run_ingest(
     (max megapixels, workers, batch size, fast or exact decode); ``text_options`` where words
     come from (the caller loads the manifests named in ``options.captions``); ``failed`` the
     files that failed before (skipped while unchanged, unless ``options.retry_failed``);
-    ``digest`` is fed every file walked (``unchanged.py``); ``engine`` reads, decodes and
+    ``digest`` is fed every file walked (``unchanged.py``); ``walked``, a walk made already with
+    these options (by the no-op check), is read instead of walking again; ``engine`` reads, decodes and
     encodes the planned tasks (default: this module's thread pool; ``ray.py`` passes its own).
     """
     started = time.perf_counter()
@@ -61,6 +63,7 @@ def run_ingest(
     tasks = run.plan(
         [_real(r) for r in roots], include=options.include, exclude=options.exclude,
         hidden=options.hidden, follow_symlinks=options.follow_symlinks, raw_pairs=options.raw_pairs, digest=digest,
+        walked=walked,
     )
     try:
         (engine or _process_locally)(run, tasks, config)
@@ -137,8 +140,10 @@ class _IngestRun:
         source = embedded_from or old
         return self.item_text(file, source.embedded_texts if source else None, old.manifest_texts if old else None)
 
-    def plan(self, roots: list[str], *, digest: WalkDigest | None = None, **walk_options: Any) -> list[_Task]:
-        """Walk the roots; settle unchanged files; return the files that must be read."""
+    def plan(self, roots: list[str], *, digest: WalkDigest | None = None, walked: Walked | None = None,
+             **walk_options: Any) -> list[_Task]:
+        """Walk the roots (or read ``walked``, a walk made already); settle unchanged files;
+        return the files that must be read."""
         self.roots = roots
         self.paired_raws: set[str] = set()  # RAW files walked as a JPEG's sibling
         for state in self.store.read_state():
@@ -148,7 +153,9 @@ class _IngestRun:
         changing = set()
         seen: set[str] = set()
         tasks: list[_Task] = []
-        for found in walk(roots, on_error=self.skip, **walk_options):
+        files = walked.replay(self.skip) if walked is not None and walked.complete \
+            else walk(roots, on_error=self.skip, **walk_options)
+        for found in files:
             seen.add(found.path)
             if walk_options.get("raw_pairs", "jpeg") == "jpeg":  # its RAW is not an item of its own any more
                 self.paired_raws.update(os.path.join(os.path.dirname(found.path), raw) for raw in found.raw_siblings)

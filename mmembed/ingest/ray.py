@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config
+from ..config import Config, mmembed_environment
 from ..errors import ConfigError, MmembedError, ModelLoadError
 from ..models.encoder import Encoder
 from ..models.vectorizer import Vectorizer
@@ -48,7 +48,7 @@ from .options import IngestOptions
 from .pipeline import _IngestRun, run_ingest
 from .prepare import ImageDecoder, _prepare, _prepare_all, _Prepared, _Row, _Task
 from .report import IngestProgress, IngestReport
-from .unchanged import WalkDigest
+from .unchanged import Walked, WalkDigest
 
 __all__ = ["run_ingest_ray", "check_ray"]
 
@@ -72,6 +72,7 @@ def run_ingest_ray(
     failed: FailedFiles | None = None,
     progress: Callable[[IngestProgress], None] | None = None,
     digest: WalkDigest | None = None,
+    walked: Walked | None = None,
     address: str | None = None,
 ) -> IngestReport:
     """``run_ingest`` with reading, decoding and encoding on a Ray cluster.
@@ -87,7 +88,7 @@ def run_ingest_ray(
             _RayProcess(ray, run, cfg).run(tasks)
 
         return run_ingest(store, vectorizer, roots, options, config, text_options=text_options, failed=failed,
-                          progress=progress, digest=digest, engine=engine)
+                          progress=progress, digest=digest, walked=walked, engine=engine)
     finally:
         if started_here:
             ray.shutdown()
@@ -118,7 +119,7 @@ def _connect(ray: Any, address: str | None, config: Config) -> bool:
         logging.getLogger(name).setLevel(logging.ERROR)
     if ray.is_initialized() and address is None:
         return False
-    env = {name: os.environ[name] for name in os.environ if name in _PASSED_ENV or name.startswith("MMEMBED_")}
+    env = {name: os.environ[name] for name in os.environ if name in _PASSED_ENV} | mmembed_environment()
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False,
                               "configure_logging": True, "logging_level": logging.ERROR}
     if address is None:  # a local cluster for this run: one CPU per decode worker

@@ -4,20 +4,51 @@ on a table's own captioned items. Nothing here decodes an image."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
-from ..models.fusion import FusionConfig, fingerprint_blob, save_attention, train_attention
+from ..models.fusion import FusionConfig, FusionStrategy, fingerprint_blob, save_attention, train_attention
 from ..models.vectorizer import Vectorizer, text_hash
+from ..store.derived import Derived
 from ..store.table import Store
+from ..store.tablemodel import ATTENTION_BLOB, TableModel, given
 from ..store.vectors import vector_matrix
 from .report import IngestProgress
 
-__all__ = ["refuse_table", "train_on_table"]
+__all__ = ["apply_fusion", "refuse_table", "train_on_table"]
 
 _CHUNK = 2048
+
+
+def apply_fusion(model: TableModel, derived: Derived, *, strategy: str | None = None, weight: float | None = None,
+                 text_aggregate: str | None = None, progress: Callable[[IngestProgress], None] | None = None) -> int:
+    """Switch the table in ``model.store`` to these fusion settings (None keeps the table's) and
+    recompute every row's fused vector; the caller holds the write lock. Returns the rows."""
+    store = model.store
+    meta = store.meta()
+    if meta is None:
+        raise ConfigError("no index yet; run `mmembed ingest PATH` first")
+    current = model.fusion
+    new = replace(current, **given(strategy=strategy, weight=weight, text_aggregate=text_aggregate))
+    if new.strategy is FusionStrategy.ATTENTION:
+        found = store.load_blob(ATTENTION_BLOB)
+        if found is None:
+            raise ConfigError("no trained attention weights in this database; run `mmembed fusion train` first")
+        new = replace(new, attention_id=found[1].get("id"))
+    vectorizer = model.vectorizer_for(new, store)
+    # After an apply that was cut short, rows are in no known state: redo text vectors too.
+    redo_text = meta.fusion_pending or new.text_aggregate != current.text_aggregate
+    # Record the new settings first, marked pending: a run cut short is then visible, and
+    # rerunning `mmembed fusion apply` finishes it.
+    store.set_meta(replace(meta, fusion=new.to_dict(), fusion_pending=True))
+    rows = refuse_table(store, vectorizer, redo_text, progress)
+    store.set_meta(replace(meta, fusion=new.to_dict(), fusion_pending=False))
+    model.forget_vectorizer()  # made again with the new settings
+    derived.refresh()
+    return rows
 
 
 def refuse_table(

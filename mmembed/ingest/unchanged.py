@@ -6,7 +6,8 @@ second. So after every local ingest a stamp is written beside the table,
 
 - the **signature** of the run: mmembed's version, the roots, every option that changes what
   an ingest does (filters, text sources, fusion, the manifests with their size and mtime), the
-  model named, the size cap and the decoder (``decoder_signature``);
+  size cap and the decoder (``decoder_signature``); not the model named, which need only be the
+  table's own (its name, tag and weights as the snapshot records them), named or not;
 - a digest of the **walk**: every file found, with its size, mtime, its sidecars' size and
   mtime (a caption edited in ``photo.txt`` changes it) and its RAW siblings' names;
 - the **state** of what the run left: the table's newest manifest (any other writer changes
@@ -16,7 +17,8 @@ second. So after every local ingest a stamp is written beside the table,
   "every file unchanged" (only when it skipped nothing, so there is nothing to predict wrongly).
 
 The next ingest with the same signature walks the folder (no lancedb, no model) and, when the
-walk and the state are equal, returns that report. Anything else, or any doubt (a stamp that
+walk and the state are equal, returns that report; when they are not, the walk is handed to
+the planner (``Walked``), so the folder is walked once either way. Anything else, or any doubt (a stamp that
 cannot be read), takes the normal path, which decides file by file. The fast path is a
 shortcut to the answer the normal path would give: ``tests/test_runtime.py`` checks that the
 two give the same report, and that each kind of change is seen.
@@ -27,16 +29,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from typing import Any
 
+from ..config import fast_noop_on
 from ..sources.discovery import DiscoveredFile, walk
 from .options import IngestOptions
 from .report import IngestReport, SkippedFile
 
-__all__ = ["WalkDigest", "stamp_path", "unchanged_report", "write_stamp"]
+__all__ = ["WalkDigest", "Walked", "stamp_path", "unchanged_report", "write_stamp"]
 
-_FORMAT = 1
+_FORMAT = 2  # 2: the model named is no part of the signature
 _KEYS = {"format", "signature", "walk", "state", "report"}
 
 
@@ -68,6 +72,29 @@ class WalkDigest:
         return self._hash.hexdigest()
 
 
+class Walked:
+    """What one walk found, files and errors in the order found, kept so that the planner reads
+    it instead of walking the folders again. ``complete`` once the walk ran to its end."""
+
+    def __init__(self) -> None:
+        self.complete = False
+        self._events: list[tuple[DiscoveredFile | None, str, str]] = []
+
+    def found(self, file: DiscoveredFile) -> None:
+        self._events.append((file, "", ""))
+
+    def error(self, path: str, reason: str) -> None:
+        self._events.append((None, path, reason))
+
+    def replay(self, on_error: Callable[[str, str], None]) -> Iterator[DiscoveredFile]:
+        """The files again, in order; ``on_error`` is told each error where the walk met it."""
+        for file, path, reason in self._events:
+            if file is None:
+                on_error(path, reason)
+            else:
+                yield file
+
+
 def signature(config: Any, options: IngestOptions, roots: list[str]) -> str:
     """What must be equal between two runs for the second to be able to reuse the first's answer."""
     from .._version import __version__
@@ -81,10 +108,20 @@ def signature(config: Any, options: IngestOptions, roots: list[str]) -> str:
         captions.append([real, st.st_size, st.st_mtime_ns])
     data = {
         "mmembed": __version__, "roots": roots, "options": chosen, "captions": captions,
-        "db": config.db, "table": config.table, "model": config.model, "pretrained": config.pretrained,
-        "decoder": decoder_signature(config.max_megapixels),
+        "db": config.db, "table": config.table, "decoder": decoder_signature(config.max_megapixels),
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=list).encode()).hexdigest()
+
+
+def _snapshot_whole(db: str, table: str) -> bool:
+    """The snapshot's files have the shapes it records (headers and sizes only): a damaged one
+    is written again by the normal path, even when nothing else changed."""
+    from ..store.snapshot import Snapshot, SnapshotDamaged
+
+    try:
+        return Snapshot.open(db, table) is not None
+    except SnapshotDamaged:
+        return False
 
 
 def _state(db: str, table: str) -> list[Any] | None:
@@ -97,8 +134,10 @@ def _state(db: str, table: str) -> list[Any] | None:
 
     versions = manifest_versions(db, table)
     info = snapshot_info(db, table)
-    if not versions or info is None or info.get("version") != versions[0][0]:
+    if not versions or info is None or info.get("version") != versions[0][0] or not _snapshot_whole(db, table):
         return None
+    if os.path.exists(os.path.join(db, f"{table}__staging.lance")):
+        return None  # a killed --reindex left a staging table: the normal path removes it
     meta = info.get("meta") or {}
     fingerprint = meta.get("fingerprint")
     model = meta.get("model") or ""
@@ -123,24 +162,48 @@ def _state(db: str, table: str) -> list[Any] | None:
             image_tower_exists(image_tower_folder(fingerprint), fingerprint)]
 
 
-def unchanged_report(config: Any, options: IngestOptions, roots: list[str], notify: Any = None) -> IngestReport | None:
+def _named_is_recorded(config: Any) -> bool:
+    """No model named, or the one named is the table's: its name, tag and weights as the
+    snapshot records them (a model renamed or moved is recorded by the normal path)."""
+    if config.model is None and config.pretrained is None:
+        return True
+    from ..errors import MmembedError
+    from ..models.encoder import ModelSpec
+    from ..store.snapshot import snapshot_info
+
+    meta = (snapshot_info(config.db, config.table) or {}).get("meta") or {}
+    try:
+        spec = ModelSpec.resolve(config.model or meta.get("model"), config.pretrained or meta.get("pretrained"))
+    except MmembedError:
+        return False  # the normal path explains
+    return (spec.name, spec.pretrained, spec.fingerprint) == (meta.get("model"), meta.get("pretrained"),
+                                                              meta.get("fingerprint"))
+
+
+def unchanged_report(config: Any, options: IngestOptions, roots: list[str], notify: Any = None,
+                     walked: Walked | None = None) -> IngestReport | None:
     """The report of an ingest that would change nothing, found without lancedb; None when it
-    cannot be known so (the normal path then runs)."""
-    if options.reindex or options.retry_failed or os.environ.get("MMEMBED_FAST_NOOP") == "0":
-        return None
+    cannot be known so (the normal path then runs). ``walked`` keeps the walk, if one was made."""
+    from ..store.lock import lock_held
+
+    if options.reindex or options.retry_failed or not fast_noop_on() or lock_held(config.db, config.table):
+        return None  # a table being written is not known unchanged: the normal path reports the lock
     try:
         with open(stamp_path(config.db, config.table)) as f:
             stamp = json.load(f)
         if not isinstance(stamp, dict) or set(stamp) != _KEYS or stamp["format"] != _FORMAT:
             return None
-        if stamp["signature"] != signature(config, options, roots) or stamp["state"] != _state(config.db, config.table):
+        if stamp["signature"] != signature(config, options, roots) or stamp["state"] != _state(config.db, config.table) \
+                or not _named_is_recorded(config):
             return None
         digest = WalkDigest()
-        skipped: list[str] = []
+        walked = walked or Walked()
         for found in walk(roots, include=options.include, exclude=options.exclude, hidden=options.hidden,
                           follow_symlinks=options.follow_symlinks, raw_pairs=options.raw_pairs,
-                          on_error=lambda path, reason: skipped.append(path)):
+                          on_error=walked.error):
             digest.add(found)
+            walked.found(found)
+        walked.complete = True
         if digest.hexdigest() != stamp["walk"] or stamp["state"] != _state(config.db, config.table):
             return None
         saved = stamp["report"]

@@ -38,7 +38,7 @@ from typing import Any
 from ..errors import ConfigError, IngestLockedError
 from .report import IngestProgress, IngestReport
 
-__all__ = ["WatchOptions", "WatchEvent", "run_watch", "require_watchdog", "EVENT_KINDS"]
+__all__ = ["WatchOptions", "WatchEvent", "run_watch", "watch_paths", "require_watchdog", "EVENT_KINDS"]
 
 EVENT_KINDS = ("start", "catch-up", "batch", "waiting", "resumed", "error", "stopped")
 _IGNORED_TYPES = frozenset({"opened", "closed_no_write"})  # reads, the ingest's own among them
@@ -223,6 +223,23 @@ class _Root:
             observer, self.observer = self.observer, None
             observer.stop()
             observer.join(timeout=5)
+
+
+def watch_paths(paths: Any, ingest: Ingest, ingest_options: Any, timing: WatchOptions, *,
+                on_event: Callable[[WatchEvent], None] | None = None, stop: threading.Event | None = None,
+                ignore: Sequence[str] = ()) -> None:
+    """``run_watch`` on the paths a user gave (``Index.watch``): local folders, no ``--reindex``."""
+    from .._options import items
+
+    if ingest_options.reindex:
+        raise ConfigError("watch does not rebuild the table; run `mmembed ingest PATH --reindex` first")
+    given = items(paths, "paths", ConfigError, (str, os.PathLike))
+    if any(isinstance(p, str) and p.startswith("s3://") for p in given):
+        raise ConfigError("watch follows local folders only; for s3:// run `mmembed ingest s3://...` on a schedule")
+    roots = [os.path.realpath(os.fspath(p)) for p in given]
+    if not roots:
+        raise ConfigError("no paths to watch; give at least one folder")
+    run_watch(roots, ingest, timing, on_event=on_event, stop=stop, ignore=ignore)
 
 
 def run_watch(

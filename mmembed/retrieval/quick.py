@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .._options import options_from, takes
-from ..config import Config
+from ..config import Config, quick_search_on
 from ..models.fusion import FusionStrategy
 from .query import (
     Hit, SearchOptions, _unit, apply_cutoff, check_query, make_hit, nearest_items, query_plan, query_vectors, score_stats,
@@ -28,7 +28,6 @@ from .query import (
 __all__ = ["QuickSearch", "quick_search"]
 
 log = logging.getLogger("mmembed")
-_REPORTED: set[tuple[str, str, int | None]] = set()  # damaged snapshots already reported
 
 
 class QuickSearch:
@@ -66,12 +65,11 @@ class QuickSearch:
     def _report_damage(self, version: int | None, exc: Exception) -> None:
         """Say once that the snapshot is damaged: this search, and the next ones until it is
         written again, go through LanceDB."""
+        from ..store.snapshot import report_damage
+
         self._snapshot = None
         self._damaged = version
-        if (self.db, self.table, version) not in _REPORTED:  # once per process, not per QuickSearch
-            _REPORTED.add((self.db, self.table, version))
-            log.warning("the search snapshot is damaged (%s); searching the table instead. It is written "
-                        "again at the next ingest, or now with `mmembed index --refresh`", exc)
+        report_damage(self.db, self.table, version, exc)  # once per process, not per QuickSearch
 
     def tower(self, fingerprint: str) -> Any:
         if self._tower is None or (self._tower and self._tower.fingerprint != fingerprint):
@@ -201,7 +199,7 @@ def quick_search(config: Config, text: str | None, options: SearchOptions | None
 def usable(config: Config) -> bool:
     """Local table, CPU (or auto) device, and not switched off with MMEMBED_QUICK=0. (A named
     model is checked against the table's by ``QuickSearch``.)"""
-    return config.is_local and config.device in ("auto", "cpu") and os.environ.get("MMEMBED_QUICK") != "0"
+    return config.is_local and config.device in ("auto", "cpu") and quick_search_on()
 
 
 def _same_model(named: tuple[str | None, str | None], meta: dict[str, Any]) -> bool:

@@ -18,7 +18,27 @@ from typing import IO
 
 from ..errors import IngestLockedError, StoreError
 
-__all__ = ["WriteLock"]
+__all__ = ["WriteLock", "lock_held"]
+
+
+def lock_held(folder: str, table: str) -> bool:
+    """Whether a writer holds ``table``'s lock now (a look, not a wait; False where there are no
+    advisory locks). The no-op check asks it: a table being written is not known unchanged."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        handle = open(os.path.join(folder, f".{table}.ingest.lock"))
+    except OSError:
+        return False  # never locked here (or unreadable: the writer's own open says so)
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 class WriteLock:

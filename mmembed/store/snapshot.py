@@ -20,6 +20,7 @@ normal path, so a stale or half-written snapshot can cost speed but never correc
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -27,7 +28,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Snapshot", "SnapshotDamaged", "snapshot_folder", "table_version", "manifest_versions", "write_snapshot", "SNAPSHOT_MAX_ROWS"]
+__all__ = ["Snapshot", "SnapshotDamaged", "snapshot_folder", "table_version", "manifest_versions", "write_snapshot",
+           "report_damage", "SNAPSHOT_MAX_ROWS"]
+
+log = logging.getLogger("mmembed")
+_REPORTED: set[tuple[str, str, int | None]] = set()  # damaged snapshots already reported
 
 SNAPSHOT_MAX_ROWS = 300_000  # above this, exact brute force is too slow anyway: the ANN index serves
 _INFO = "snapshot.json"
@@ -105,6 +110,15 @@ def write_snapshot(folder: str, version: int, data: Any, meta_json: str, extra_c
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report_damage(db: str, table: str, version: int | None, exc: Exception) -> None:
+    """Say once per process and table version that the snapshot is damaged: searches go through
+    LanceDB until it is written again."""
+    if (db, table, version) not in _REPORTED:
+        _REPORTED.add((db, table, version))
+        log.warning("the search snapshot is damaged (%s); searching the table instead. It is written "
+                    "again at the next ingest, or now with `mmembed index --refresh`", exc)
 
 
 def remove_snapshot(folder: str) -> None:

@@ -1,0 +1,40 @@
+"""Reading a table's rows as people see them: metadata without vectors (``Index.items``), and
+the image vectors of chosen rows (``Index.duplicates``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .._options import items
+from ..errors import ConfigError
+from .table import Store
+from .vectors import vector_matrix
+
+__all__ = ["read_items", "image_vectors", "ITEM_COLUMNS"]
+
+ITEM_COLUMNS = ("id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns",
+                "text", "texts", "text_source", "media", "frame_time", "duration", "raw_siblings")
+
+
+def read_items(store: Store, ids: Sequence[str] | None = None, where: str | None = None) -> list[dict[str, Any]]:
+    """Every row's metadata (or the rows with these ``ids``), manifest columns included; [] when
+    there is no table."""
+    if store.meta() is None:
+        return []
+    wanted = [*ITEM_COLUMNS, *store.extra_columns]
+    columns = [c for c in wanted if c in store.table.schema.names]
+    if ids is None:
+        return store.read_columns(columns, where).to_pylist()
+    ids = list(items(ids, "ids", ConfigError, (str,)))
+    return [{c: row.get(c) for c in columns} for row in store.rows_by_id(ids)]
+
+
+def image_vectors(store: Store, rows: Sequence[dict[str, Any]]) -> np.ndarray:
+    """The stored image vectors of ``rows`` (as read by ``read_items``), in their order."""
+    data = store.read_columns(["id", "image_vector"])
+    at = {row_id: i for i, row_id in enumerate(data.column("id").to_pylist())}
+    matrix = vector_matrix(data.column("image_vector"))
+    return matrix[[at[row["id"]] for row in rows]] if rows else matrix

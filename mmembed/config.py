@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from .errors import ConfigError
@@ -138,6 +138,12 @@ class Config:
                 values[name] = value
         values.setdefault("db", default_db_path())
         return cls(**values)  # type: ignore[arg-type]
+
+    def absolute(self) -> Config:
+        """This config with a local database's path made absolute (``~`` expanded, no ``file://``)."""
+        if not self.is_local:
+            return self
+        return replace(self, db=os.path.abspath(os.path.expanduser(self.db.removeprefix("file://"))))
 
     @property
     def is_local(self) -> bool:

@@ -107,19 +107,29 @@ def test_every_kind_of_change_takes_the_normal_path(change: str, index, photos: 
         assert report.added == 1  # the row deleted behind its back comes back
 
 
-def test_a_noop_ingest_imports_neither_lancedb_nor_onnxruntime(index, photos: Path, db: str, tiny_model: str) -> None:
-    index.ingest(photos)
-    script = (
+def _python(script: str) -> list[str]:
+    """The words ``script`` prints, run in a fresh interpreter without MMEMBED_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def _ingest_elsewhere(db: str, photos: Path, model: str | None) -> tuple[int, int, bool, bool]:
+    """(added, unchanged, lancedb imported, onnxruntime imported) of an ingest in a fresh process."""
+    added, unchanged, lancedb_loaded, onnx_loaded = _python(
         "import sys, mmembed\n"
-        f"report = mmembed.Index({db!r}, model={tiny_model!r}).ingest({str(photos)!r})\n"
+        f"report = mmembed.Index({db!r}, model={model!r}).ingest({str(photos)!r})\n"
         "print(report.added, report.unchanged, 'lancedb' in sys.modules, 'onnxruntime' in sys.modules)\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
-    assert done.returncode == 0, done.stderr
-    added, unchanged, lancedb_loaded, onnx_loaded = done.stdout.split()
-    assert (added, lancedb_loaded, onnx_loaded) == ("0", "False", "False")
-    assert int(unchanged) > 10
+    return int(added), int(unchanged), lancedb_loaded == "True", onnx_loaded == "True"
+
+
+def test_a_noop_ingest_imports_neither_lancedb_nor_onnxruntime(index, photos: Path, db: str, tiny_model: str) -> None:
+    index.ingest(photos)
+    added, unchanged, lancedb_loaded, onnx_loaded = _ingest_elsewhere(db, photos, tiny_model)
+    assert (added, lancedb_loaded, onnx_loaded) == (0, False, False)
+    assert unchanged > 10
 
 
 def test_a_changed_model_folder_is_not_hidden_by_the_stamp(photos: Path, db: str, tmp_path: Path,
@@ -136,27 +146,13 @@ def test_a_changed_model_folder_is_not_hidden_by_the_stamp(photos: Path, db: str
         mmembed.Index(db).ingest(photos)
 
 
-def _noop_without_lancedb(db: str, photos: Path, model: str | None) -> tuple[int, int, bool]:
-    """(added, unchanged, whether lancedb was imported) of an ingest in a fresh process."""
-    script = (
-        "import sys, mmembed\n"
-        f"report = mmembed.Index({db!r}, model={model!r}).ingest({str(photos)!r})\n"
-        "print(report.added, report.unchanged, 'lancedb' in sys.modules)\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
-    assert done.returncode == 0, done.stderr
-    added, unchanged, loaded = done.stdout.split()
-    return int(added), int(unchanged), loaded == "True"
-
-
 @pytest.mark.parametrize("first, second", [("named", "not named"), ("not named", "named")])
 def test_the_stamp_holds_whether_or_not_the_tables_own_model_is_named(first: str, second: str, photos: Path,
                                                                       db: str, tiny_model: str) -> None:
     """Issue 21: the stamp is keyed on the model the table records, not on the option's text."""
     mmembed.Index(db, model=tiny_model).ingest(photos)  # builds the table
     mmembed.Index(db, model=tiny_model if first == "named" else None).ingest(photos)  # writes the stamp
-    added, unchanged, lancedb_loaded = _noop_without_lancedb(db, photos, tiny_model if second == "named" else None)
+    added, unchanged, lancedb_loaded, _ = _ingest_elsewhere(db, photos, tiny_model if second == "named" else None)
     assert (added, unchanged, lancedb_loaded) == (0, len(list(FIXTURE_IMAGES.iterdir())), False)
 
 
@@ -178,7 +174,7 @@ def test_an_ingest_of_one_new_file_after_a_noop_walks_the_folder_once(index, pho
     index.ingest(photos)  # a no-op: the stamp is current
     (photos / "extra.png").write_bytes((FIXTURE_IMAGES / "green.png").read_bytes())
     root = os.path.realpath(photos)
-    script = (
+    scans = _python(
         "import os, sys, mmembed\n"
         "scans = []\n"
         "def count(event, args):\n"
@@ -189,7 +185,4 @@ def test_an_ingest_of_one_new_file_after_a_noop_walks_the_folder_once(index, pho
         f"report = mmembed.Index({db!r}, model={tiny_model!r}).ingest({str(photos)!r})\n"
         "print(report.added, len(scans))\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["1", "1"]
+    assert scans == ["1", "1"]  # one file added, one scan of the folder

@@ -18,7 +18,7 @@ from ..store.tablemodel import ATTENTION_BLOB, TableModel, given
 from ..store.vectors import vector_matrix
 from .report import IngestProgress
 
-__all__ = ["apply_fusion", "refuse_table", "train_on_table"]
+__all__ = ["apply_fusion", "train_fusion", "refuse_table", "train_on_table"]
 
 _CHUNK = 2048
 
@@ -49,6 +49,17 @@ def apply_fusion(model: TableModel, derived: Derived, *, strategy: str | None = 
     model.forget_vectorizer()  # made again with the new settings
     derived.refresh()
     return rows
+
+
+def train_fusion(model: TableModel, derived: Derived, *, epochs: int | None = None, seed: int = 0,
+                 apply: bool = True, progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
+    """Train attention fusion on the table's items with two or more texts, store the weights in
+    the database and (``apply``) switch the table to them; the caller holds the write lock."""
+    info = train_on_table(model.store, model.encoder, model.fusion, epochs=epochs, seed=seed, progress=progress)
+    model.store.save_blob(ATTENTION_BLOB, info.pop("blob"), {"id": info["id"], **info})
+    if apply:
+        info["rows"] = apply_fusion(model, derived, strategy="attention")
+    return info
 
 
 def refuse_table(

@@ -12,10 +12,11 @@ from typing import Any
 import pyarrow as pa
 
 from ..models.zeroshot import TagReport, TagSettings, label_vectors, tags_for
+from ..store.derived import Derived
 from ..store.table import Store
 from ..store.vectors import vector_matrix
 
-__all__ = ["tag_table", "stored_settings", "TAG_COLUMNS"]
+__all__ = ["tag_all", "tag_table", "stored_settings", "TAG_COLUMNS"]
 
 TAG_COLUMNS = {"tags": pa.list_(pa.string()), "tag_scores": pa.list_(pa.float32())}
 _BLOB = "tags"
@@ -25,6 +26,14 @@ def stored_settings(store: Store) -> TagSettings | None:
     """The settings the table was last tagged with, or None."""
     found = store.load_blob(_BLOB)
     return TagSettings.from_dict(json.loads(found[0])) if found else None
+
+
+def tag_all(store: Store, encoder: Any, derived: Derived, settings: TagSettings) -> TagReport:
+    """``Index.tag``: every row tagged, then what fast search reads refreshed; the caller holds
+    the write lock."""
+    report = tag_table(store, encoder, settings)
+    derived.refresh()
+    return report
 
 
 def tag_table(store: Store, encoder: Any, settings: TagSettings, *, only_missing: bool = False) -> TagReport:

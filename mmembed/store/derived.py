@@ -18,6 +18,7 @@ import shutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..config import Config
 from ..errors import ConfigError, StoreError
 from .table import ANN_MIN_ROWS, Store
 
@@ -35,21 +36,23 @@ class Derived:
 
     Example::
 
-        Derived(store, lambda: encoder, ann_rows=200_000).refresh()
+        Derived(store, lambda: encoder, Config.resolve(db="photos.lancedb")).refresh()
     """
 
-    def __init__(self, store: Store, encoder: Callable[[], Encoder], *, ann_rows: int = 200_000,
-                 precision: str = "auto", device: str = "auto") -> None:
+    def __init__(self, store: Store, encoder: Callable[[], Encoder], config: Config) -> None:
         self.store = store
         self._encoder = encoder  # the table's model (the new one during --reindex)
-        self.ann_rows = ann_rows  # tables this big get an ANN index
-        self.precision = precision  # as Config.precision: whether the towers are quantized too
-        self.device = device
+        self.ann_rows = config.ann_rows  # tables this big get an ANN index
+        self.precision = config.precision  # whether the towers are quantized too, and onnx_first
+        self.device = config.device
 
-    def refresh(self, *, force: bool = True, strict: bool = False) -> None:
+    def refresh(self, *, force: bool = True, strict: bool = False, table_needed: bool = False) -> None:
         """Keep the vector index, the snapshot and the towers in step with the table. Without
-        ``force``, only what is missing, stale or damaged is written again."""
+        ``force``, only what is missing, stale or damaged is written again; ``table_needed``
+        (``mmembed index --refresh``): no table yet is an error."""
         store = self.store
+        if table_needed and store.meta() is None:
+            raise ConfigError("no index yet; run `mmembed ingest PATH` first")
         if store.count() >= max(self.ann_rows, ANN_MIN_ROWS) and not store.vector_indices():
             self.build_vector_index(refresh=False)
         try:

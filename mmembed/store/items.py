@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from .table import Store
 from .vectors import vector_matrix
 
-__all__ = ["read_items", "image_vectors", "ITEM_COLUMNS"]
+__all__ = ["read_items", "image_vectors", "photos_and_vectors", "ITEM_COLUMNS"]
 
 ITEM_COLUMNS = ("id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns",
                 "text", "texts", "text_source", "media", "frame_time", "duration", "raw_siblings")
@@ -38,3 +38,10 @@ def image_vectors(store: Store, rows: Sequence[dict[str, Any]]) -> np.ndarray:
     at = {row_id: i for i, row_id in enumerate(data.column("id").to_pylist())}
     matrix = vector_matrix(data.column("image_vector"))
     return matrix[[at[row["id"]] for row in rows]] if rows else matrix
+
+
+def photos_and_vectors(store: Store, *, vectors: bool = True) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+    """The rows that are not a video's frames (frames of one video are no copies of each other)
+    and, with ``vectors``, their image vectors: what ``retrieval.dupes`` compares."""
+    rows = [row for row in read_items(store) if row.get("media") != "video"]
+    return rows, image_vectors(store, rows) if vectors else None

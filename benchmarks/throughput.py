@@ -49,14 +49,14 @@ def _files(folder: Path, limit: int | None) -> list[str]:
 
 
 def decode_rate(encoder, folder: Path, decode: str, workers: int, batch: int) -> float:
-    from mmembed.ingest.prepare import _prepare_all, _Task
+    from mmembed.ingest.prepare import prepare_all, Task
     from mmembed.sources import walk
 
     files = list(walk([str(folder.resolve())], on_error=lambda p, r: None, follow_symlinks=True))
-    tasks = [_Task(f, None) for f in files]
+    tasks = [Task(f, None) for f in files]
     decoder = _decoder(encoder, decode)
     started = time.perf_counter()
-    kinds = [p.kind for p in _prepare_all(tasks, frozenset(), decoder, 100.0, workers, batch)]
+    kinds = [p.kind for p in prepare_all(tasks, frozenset(), decoder, 100.0, workers, batch)]
     elapsed = time.perf_counter() - started
     assert kinds.count("encode") == len(tasks), "every benchmark image must decode"
     return len(tasks) / elapsed

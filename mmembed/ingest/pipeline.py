@@ -24,12 +24,12 @@ from ..store.table import ADDED_COLUMNS, Store
 from ..text.choose import TextOptions, resolve_texts
 from .frames import encode_video
 from .options import IngestOptions
-from .prepare import ImageDecoder, _prepare_all, _Prepared, _Row, _Task
+from .prepare import ImageDecoder, prepare_all, Prepared, Row, Task
 from .report import IngestProgress, IngestReport, SkippedFile
 from .unchanged import Walked, WalkDigest
 from .writer import _new_id, _Writer
 
-__all__ = ["run_ingest"]
+__all__ = ["run_ingest", "IngestRun"]
 
 
 def run_ingest(
@@ -44,7 +44,7 @@ def run_ingest(
     progress: Callable[[IngestProgress], None] | None = None,
     digest: WalkDigest | None = None,
     walked: Walked | None = None,
-    engine: Callable[[_IngestRun, list[_Task], Config], None] | None = None,
+    engine: Callable[[IngestRun, list[Task], Config], None] | None = None,
 ) -> IngestReport:
     """Bring the table in line with the files under ``roots``; see the module docstring.
 
@@ -58,7 +58,7 @@ def run_ingest(
     """
     started = time.perf_counter()
     store.ensure_columns(ADDED_COLUMNS)  # a table made before a column was added gets it (the writer keeps its schema)
-    run = _IngestRun(store, vectorizer, text_options or TextOptions(), progress or (lambda p: None),
+    run = IngestRun(store, vectorizer, text_options or TextOptions(), progress or (lambda p: None),
                      failed or FailedFiles("memory://", store.table_name, ""), options.retry_failed)
     tasks = run.plan(
         [_real(r) for r in roots], include=options.include, exclude=options.exclude,
@@ -82,12 +82,12 @@ def run_ingest(
     return run.report
 
 
-def _process_locally(run: _IngestRun, tasks: list[_Task], config: Config) -> None:
+def _process_locally(run: IngestRun, tasks: list[Task], config: Config) -> None:
     run.process(tasks, max_megapixels=config.max_megapixels, workers=config.workers,
                 batch_size=config.batch_size, fast_decode=config.decode == "fast")
 
 
-class _IngestRun:
+class IngestRun:
     """State of one ingest: what the table held, what the walk found, and the running report."""
 
     def __init__(self, store: Store, vectorizer: Vectorizer, text_options: TextOptions,
@@ -102,13 +102,13 @@ class _IngestRun:
         self.report = IngestReport()
         self.writer = _Writer(store, vectorizer)
         self.roots: list[str] = []
-        self.pending: list[_Prepared] = []
+        self.pending: list[Prepared] = []
         self.hash_to_ids: dict[str, list[str]] = {}
-        self.vanished: dict[str, _Row] = {}  # rows under the roots whose file is gone, by path
-        self.vanished_by_hash: dict[str, list[_Row]] = {}
+        self.vanished: dict[str, Row] = {}  # rows under the roots whose file is gone, by path
+        self.vanished_by_hash: dict[str, list[Row]] = {}
         self.broken_rows: list[str] = []  # ids of rows whose file no longer decodes
-        self.rows: dict[str, _Row] = {}
-        self.groups: dict[str, list[_Row]] = {}  # path -> its rows (several for a video: one per frame)
+        self.rows: dict[str, Row] = {}
+        self.groups: dict[str, list[Row]] = {}  # path -> its rows (several for a video: one per frame)
         self.superseded: list[str] = []  # frame rows of an older version of a video, deleted at the end
         self.decoder: ImageDecoder | None = None
         self.batch_size = 32
@@ -135,24 +135,24 @@ class _IngestRun:
             **extras,
         }
 
-    def _text_for(self, file: DiscoveredFile, old: _Row | None, embedded_from: _Row | None = None) -> dict[str, Any]:
+    def _text_for(self, file: DiscoveredFile, old: Row | None, embedded_from: Row | None = None) -> dict[str, Any]:
         """Text columns when the file's bytes are not decoded this run (embedded texts are kept)."""
         source = embedded_from or old
         return self.item_text(file, source.embedded_texts if source else None, old.manifest_texts if old else None)
 
     def plan(self, roots: list[str], *, digest: WalkDigest | None = None, walked: Walked | None = None,
-             **walk_options: Any) -> list[_Task]:
+             **walk_options: Any) -> list[Task]:
         """Walk the roots (or read ``walked``, a walk made already); settle unchanged files;
         return the files that must be read."""
         self.roots = roots
         self.paired_raws: set[str] = set()  # RAW files walked as a JPEG's sibling
         for state in self.store.read_state():
-            self.groups.setdefault(state["path"], []).append(_Row(**state))
+            self.groups.setdefault(state["path"], []).append(Row(**state))
         by_path = {path: rows[0] for path, rows in self.groups.items()}
         self.rows = {r.id: r for rows in self.groups.values() for r in rows}
         changing = set()
         seen: set[str] = set()
-        tasks: list[_Task] = []
+        tasks: list[Task] = []
         files = walked.replay(self.skip) if walked is not None and walked.complete \
             else walk(roots, on_error=self.skip, **walk_options)
         for found in files:
@@ -169,7 +169,7 @@ class _IngestRun:
             elif not self.retry_failed and (reason := self.failed.reason(found.path, found.size, found.mtime_ns)):
                 self.skip(found.path, f"{reason} (unchanged since it failed; --retry-failed tries it again)")
             else:
-                tasks.append(_Task(found, row))
+                tasks.append(Task(found, row))
                 if row is not None:
                     changing.update(r.id for r in self.groups[found.path])
             if len(seen) % 1000 == 0:
@@ -191,7 +191,7 @@ class _IngestRun:
             self.vanished_by_hash.setdefault(row.content_hash, []).append(row)
         return tasks
 
-    def _settle_frames(self, file: DiscoveredFile) -> _Row:
+    def _settle_frames(self, file: DiscoveredFile) -> Row:
         """A video's rows: when some match the file (size, mtime) and some do not, the others are
         left from an older version (a run stopped between writing the new frames and deleting
         the old): they go, and the matching ones stand for the video."""
@@ -203,7 +203,7 @@ class _IngestRun:
             self.groups[file.path] = rows = current
         return rows[0]
 
-    def _check_text(self, file: DiscoveredFile, rows: list[_Row]) -> None:
+    def _check_text(self, file: DiscoveredFile, rows: list[Row]) -> None:
         row = rows[0]
         columns = self._text_for(file, row)
         same_text = columns["text_hash"] == row.text_hash
@@ -217,22 +217,43 @@ class _IngestRun:
         else:
             self.report.text_updated += 1
 
-    def process(self, tasks: list[_Task], *, max_megapixels: float, workers: int, batch_size: int,
+    def process(self, tasks: list[Task], *, max_megapixels: float, workers: int, batch_size: int,
                 fast_decode: bool = True) -> None:
         """Read, hash and decode in threads; reuse, encode in batches, and write as we go."""
-        self.notify(IngestProgress("encode", 0, len(tasks)))
-        decode = self.decoder = ImageDecoder(self.encoder, fast=fast_decode)
+        decode = self.start(batch_size, fast_decode)
+        self.consume(prepare_all(tasks, self.reusable, decode, max_megapixels, workers, batch_size), len(tasks))
+
+    # The batch interface an engine drives (the local one above, ``ray.py``): ``plan``, then
+    # ``start``, then ``consume`` the prepared files in any order, then ``finish``.
+    def start(self, batch_size: int, fast_decode: bool = True) -> ImageDecoder:
+        """Ready to take prepared files in batches of ``batch_size``; returns the decoder to use."""
         self.batch_size = batch_size
-        prepared_all = _prepare_all(tasks, frozenset(self.hash_to_ids), decode, max_megapixels, workers, batch_size)
+        self.decoder = ImageDecoder(self.encoder, fast=fast_decode)
+        return self.decoder
+
+    @property
+    def reusable(self) -> frozenset[str]:
+        """Content hashes whose vectors may be copied instead of encoded (``prepare_all``)."""
+        return frozenset(self.hash_to_ids)
+
+    def consume(self, prepared_all: Iterable[Prepared], total: int, stats: dict[str, float] | None = None) -> None:
+        """Each prepared file handled (vectors reused, encoded in batches, item text), written as
+        batches fill; progress told. ``stats`` gathers seconds spent here (driver_s) and writing (write_s)."""
+        self.notify(IngestProgress("encode", 0, total))
+        times = stats if stats is not None else {}
         for done, prepared in enumerate(prepared_all, start=1):
+            tick = time.perf_counter()
             self._handle(prepared)
-            if len(self.pending) >= batch_size:
-                self._encode_pending()
-            self.notify(IngestProgress("encode", done, len(tasks)))
+            if len(self.pending) >= self.batch_size:
+                self._encode_pending()  # the Ray engine's arrive with their vectors: item text, text vectors
+            self.notify(IngestProgress("encode", done, total))
+            mid = time.perf_counter()
             self.writer.flush_if_due()
+            times["driver_s"] = times.get("driver_s", 0.0) + mid - tick
+            times["write_s"] = times.get("write_s", 0.0) + time.perf_counter() - mid
         self._encode_pending()
 
-    def _handle(self, prepared: _Prepared) -> None:
+    def _handle(self, prepared: Prepared) -> None:
         task, report = prepared.task, self.report
         file, existing = task.file, task.existing
         if prepared.kind == "skip":
@@ -266,7 +287,7 @@ class _IngestRun:
             else:
                 report.updated += 1
 
-    def _handle_video(self, prepared: _Prepared) -> None:
+    def _handle_video(self, prepared: Prepared) -> None:
         """Like ``_handle`` for a video: every frame row moves, is copied or is made together,
         and a changed video's old frames are deleted once its new ones are written."""
         task, report = prepared.task, self.report
@@ -299,7 +320,7 @@ class _IngestRun:
         else:
             report.updated += 1
 
-    def _encode_video(self, prepared: _Prepared, old: list[str]) -> None:
+    def _encode_video(self, prepared: Prepared, old: list[str]) -> None:
         file, existing = prepared.task.file, prepared.task.existing
         assert self.decoder is not None
         try:
@@ -363,12 +384,12 @@ class _IngestRun:
         self.report.captions_unmatched = self.texts.unmatched_rows(self.matched)
 
 
-    def _keep_under_empty_folders(self, gone: list[_Row]) -> list[_Row]:
+    def _keep_under_empty_folders(self, gone: list[Row]) -> list[Row]:
         """``gone`` without the rows whose nearest existing folder is empty and is either the path
         given or held several of them: an unmounted disk leaves exactly that, an empty mount
         point; a deleted folder leaves a parent with other things in it, and the last photo
         deleted from a folder below the path is one row, pruned as usual."""
-        empty: dict[str, list[_Row]] = {}
+        empty: dict[str, list[Row]] = {}
         known: dict[str, bool] = {}
         for row in gone:
             folder = self._nearest_folder(row.path)
@@ -425,7 +446,7 @@ def _real(root: str | os.PathLike[str]) -> str:
     return os.path.realpath(os.fspath(root))
 
 
-def _same(row: _Row, found: DiscoveredFile) -> bool:
+def _same(row: Row, found: DiscoveredFile) -> bool:
     """Unchanged: same size and mtime (an object's LastModified), and, where both the row and the
     listing have one, the same ETag (an object rewritten within LastModified's one second)."""
     if row.size != found.size or row.mtime_ns != found.mtime_ns:

@@ -17,14 +17,14 @@ from ..sources.decode import load_image
 from ..sources.discovery import DiscoveredFile
 from ..sources.video import is_video_path
 
-__all__ = ["ImageDecoder", "fast_transform"]
+__all__ = ["ImageDecoder", "Prepared", "Row", "Task", "fast_transform", "prepare_all", "prepare_one"]
 
 _READ_CHUNK = 1 << 20
 _READ_WHOLE = 64 << 20  # files up to this size are read once, hashed and decoded from memory
 
 
 @dataclass
-class _Row:
+class Row:
     """The state columns of an existing row."""
 
     id: str
@@ -40,14 +40,14 @@ class _Row:
 
 
 @dataclass
-class _Task:
+class Task:
     file: DiscoveredFile
-    existing: _Row | None  # the row at this path, when the file changed
+    existing: Row | None  # the row at this path, when the file changed
 
 
 @dataclass
-class _Prepared:
-    task: _Task
+class Prepared:
+    task: Task
     kind: str  # 'encode', 'video' (frames decoded later, in order), 'touched', 'reuse', 'skip'
     content_hash: str = ""
     tensor: Any = None
@@ -101,21 +101,21 @@ def fast_transform(preprocess: Any) -> Callable[[Any], Any] | None:
     return transform
 
 
-def _prepare_all(
-    tasks: list[_Task],
+def prepare_all(
+    tasks: list[Task],
     reusable: frozenset[str],
     decode: ImageDecoder,
     max_megapixels: float,
     workers: int,
     batch_size: int,
-) -> Iterator[_Prepared]:
+) -> Iterator[Prepared]:
     """Read, hash, decode and preprocess in a thread pool, yielding in order, with a bounded window."""
     workers = workers or min(8, os.cpu_count() or 1)
     window = max(2 * batch_size, 4 * workers)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmembed-decode") as pool:
-        in_flight: deque[Future[_Prepared]] = deque()
+        in_flight: deque[Future[Prepared]] = deque()
         for task in tasks:
-            in_flight.append(pool.submit(_prepare, task, reusable, decode, max_megapixels))
+            in_flight.append(pool.submit(prepare_one, task, reusable, decode, max_megapixels))
             if len(in_flight) >= window:
                 yield in_flight.popleft().result()
         while in_flight:
@@ -140,32 +140,32 @@ def _read_and_hash(path: str, size: int, keep: bool = True) -> tuple[str, bytes 
     return digest.hexdigest(), None
 
 
-def _prepare(task: _Task, reusable: frozenset[str], decode: ImageDecoder, max_megapixels: float) -> _Prepared:
+def prepare_one(task: Task, reusable: frozenset[str], decode: ImageDecoder, max_megapixels: float) -> Prepared:
     path = task.file.path
     video = is_video_path(path)
     try:
         digest, data = _read_and_hash(path, task.file.size, keep=not video)
     except PermissionError:
-        return _Prepared(task, "skip", reason="permission denied; check the file's permissions")
+        return Prepared(task, "skip", reason="permission denied; check the file's permissions")
     except FileNotFoundError:
-        return _Prepared(task, "skip", reason="file vanished during ingest")
+        return Prepared(task, "skip", reason="file vanished during ingest")
     except OSError as exc:
-        return _Prepared(task, "skip", reason=f"cannot read file ({exc.strerror or exc})")
+        return Prepared(task, "skip", reason=f"cannot read file ({exc.strerror or exc})")
     if task.existing is not None and task.existing.content_hash == digest:
-        return _Prepared(task, "touched", digest)
+        return Prepared(task, "touched", digest)
     if digest in reusable:
-        return _Prepared(task, "reuse", digest)
+        return Prepared(task, "reuse", digest)
     if video:  # frames are decoded by the ingest loop, one video at a time (memory stays flat)
-        return _Prepared(task, "video", digest)
+        return Prepared(task, "video", digest)
     if data is None and path.startswith("s3://"):
-        return _Prepared(task, "skip", digest, reason=f"objects over {_READ_WHOLE >> 20} MB are not decoded from object storage")
+        return Prepared(task, "skip", digest, reason=f"objects over {_READ_WHOLE >> 20} MB are not decoded from object storage")
     try:
         decoded, tensor = decode(data if data else path, max_megapixels, name=path)
     except ImageDecodeError as exc:
-        return _Prepared(task, "skip", digest, reason=exc.reason)
+        return Prepared(task, "skip", digest, reason=exc.reason)
     except MmembedError:
         raise  # e.g. the model failed to load: that stops the run, it is not this file's fault
     except Exception as exc:  # noqa: BLE001 - one odd file must never stop the run
-        return _Prepared(task, "skip", digest, reason=f"could not decode ({type(exc).__name__}: {exc})"[:200])
-    return _Prepared(task, "encode", digest, tensor, decoded.width, decoded.height, decoded.format, decoded.texts,
+        return Prepared(task, "skip", digest, reason=f"could not decode ({type(exc).__name__}: {exc})"[:200])
+    return Prepared(task, "encode", digest, tensor, decoded.width, decoded.height, decoded.format, decoded.texts,
                      taken_ns=decoded.taken_ns)

@@ -1,13 +1,14 @@
 """The Ray engine: the same ingest as ``pipeline.run_ingest``, as a Ray Data pipeline.
 
-The driver plans with the local engine's ``_IngestRun`` (walk, unchanged files settled against
+The driver plans with the local engine's ``IngestRun`` (walk, unchanged files settled against
 the table, nothing read). The files to read become a dataset: read + hash + decode + preprocess
-run as CPU tasks (``prepare._prepare``, the local engine's own function, so every per-file
+run as CPU tasks (``prepare.prepare_one``, the local engine's own function, so every per-file
 error becomes a skipped file as it does locally), and encoding runs in an actor pool whose
 actors each build the encoder once from the table's model spec, with a GPU each when the
 cluster has GPUs. Results stream back to the driver, which hands them to the same
-``_IngestRun._handle`` / ``_Writer`` as the local engine: item text, reuse of moved and copied
-files, fusion and batched commits. Videos are read and encoded on the driver, as locally.
+``IngestRun.consume`` as the local engine (the batch interface both engines drive: ``plan``,
+``start``, ``consume``, ``finish``): item text, reuse of moved and copied files, fusion and
+batched commits. Videos are read and encoded on the driver, as locally.
 
 Write path: batched commits from the driver (``_Writer``: 256 rows or 10 s per commit), not
 lance-ray. Measured (BENCHMARKS.md, 2026-12-02): the driver's handling and writing cost 0.08-0.15
@@ -45,8 +46,8 @@ from ..store.failures import FailedFiles
 from ..store.table import Store
 from ..text.choose import TextOptions
 from .options import IngestOptions
-from .pipeline import _IngestRun, run_ingest
-from .prepare import ImageDecoder, _prepare, _prepare_all, _Prepared, _Row, _Task
+from .pipeline import IngestRun, run_ingest
+from .prepare import ImageDecoder, Prepared, Row, Task, prepare_all, prepare_one
 from .report import IngestProgress, IngestReport
 from .unchanged import Walked, WalkDigest
 
@@ -84,7 +85,7 @@ def run_ingest_ray(
     ray = _import_ray()
     started_here = _connect(ray, address, config)
     try:
-        def engine(run: _IngestRun, tasks: list[_Task], cfg: Config) -> None:
+        def engine(run: IngestRun, tasks: list[Task], cfg: Config) -> None:
             _RayProcess(ray, run, cfg).run(tasks)
 
         return run_ingest(store, vectorizer, roots, options, config, text_options=text_options, failed=failed,
@@ -136,35 +137,23 @@ def _connect(ray: Any, address: str | None, config: Config) -> bool:
 
 
 class _RayProcess:
-    """One run's Ray Data pipeline, feeding the driver's ``_IngestRun``."""
+    """One run's Ray Data pipeline, feeding the driver's ``IngestRun``."""
 
-    def __init__(self, ray: Any, run: _IngestRun, config: Config) -> None:
+    def __init__(self, ray: Any, run: IngestRun, config: Config) -> None:
         self.ray = ray
         self.run_ = run
         self.config = config
         self.stats: dict[str, Any] = {"prepare_s": 0.0, "encode_s": 0.0, "driver_s": 0.0, "write_s": 0.0, "wait_s": 0.0,
                                       "actors": {}, "images": 0}
 
-    def run(self, tasks: list[_Task]) -> None:
+    def run(self, tasks: list[Task]) -> None:
         run, config = self.run_, self.config
-        run.batch_size = config.batch_size
-        run.decoder = ImageDecoder(run.encoder, fast=config.decode == "fast")
+        run.start(config.batch_size, fast_decode=config.decode == "fast")
         images = [t for t in tasks if not is_video_path(t.file.path)]
         videos = [t for t in tasks if is_video_path(t.file.path)]
-        run.notify(IngestProgress("encode", 0, len(tasks)))
         started = time.perf_counter()
         prepared_all = self._stream(images) if images else iter(())
-        for done, prepared in enumerate(_chain(prepared_all, self._videos(videos)), start=1):
-            tick = time.perf_counter()
-            run._handle(prepared)
-            if len(run.pending) >= config.batch_size:
-                run._encode_pending()  # item text, text vectors: the vectors came with the results
-            run.notify(IngestProgress("encode", done, len(tasks)))
-            mid = time.perf_counter()
-            run.writer.flush_if_due()
-            self.stats["driver_s"] += mid - tick
-            self.stats["write_s"] += time.perf_counter() - mid
-        run._encode_pending()
+        run.consume(_chain(prepared_all, self._videos(videos)), len(tasks), self.stats)
         tick = time.perf_counter()
         run.writer.flush()
         self.stats["write_s"] += time.perf_counter() - tick
@@ -172,15 +161,15 @@ class _RayProcess:
         if images:
             logger.debug("ray ingest stages: %s", json.dumps(self.stats), extra={"stages": self.stats})
 
-    def _videos(self, videos: list[_Task]) -> Iterator[_Prepared]:
+    def _videos(self, videos: list[Task]) -> Iterator[Prepared]:
         """Videos on the driver, as the local engine does them (frames in order, one at a time)."""
         run, config = self.run_, self.config
         assert run.decoder is not None
-        return _prepare_all(videos, frozenset(run.hash_to_ids), run.decoder, config.max_megapixels,
+        return prepare_all(videos, run.reusable, run.decoder, config.max_megapixels,
                             config.workers, config.batch_size)
 
-    def _stream(self, tasks: list[_Task]) -> Iterator[_Prepared]:
-        """Each task read, decoded and encoded on the cluster, as a ``_Prepared`` (vector set)."""
+    def _stream(self, tasks: list[Task]) -> Iterator[Prepared]:
+        """Each task read, decoded and encoded on the cluster, as a ``Prepared`` (vector set)."""
         ray, run, config = self.ray, self.run_, self.config
         encoder = run.encoder
         items = [{"i": i, "path": t.file.path, "size": t.file.size, "mtime_ns": t.file.mtime_ns,
@@ -190,7 +179,7 @@ class _RayProcess:
         pool = gpus or max(1, min(int(resources.get("CPU", 1)), config.workers or 1 << 30))
         self.stats.update(pool=pool, gpus=gpus)
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // config.batch_size // 2, 10_000)))
-        prepare = {"reusable": frozenset(run.hash_to_ids), "image_size": encoder.image_size,
+        prepare = {"reusable": run.reusable, "image_size": encoder.image_size,
                    "preprocess": encoder.preprocess, "max_megapixels": config.max_megapixels,
                    "fast": config.decode == "fast"}
         settings = _encoder_settings(encoder, config)
@@ -216,7 +205,7 @@ class _RayProcess:
                 self.stats.setdefault("first_result_s", time.perf_counter() - started)
             yield from self._unpack(batch, tasks, seen)
 
-    def _unpack(self, batch: dict[str, Any], tasks: list[_Task], seen: bytearray) -> Iterator[_Prepared]:
+    def _unpack(self, batch: dict[str, Any], tasks: list[Task], seen: bytearray) -> Iterator[Prepared]:
         stats = self.stats
         stats["prepare_s"] += float(np.sum(batch["t_prepare"]))
         stats["encode_s"] += float(np.sum(batch["t_encode"]))
@@ -226,7 +215,7 @@ class _RayProcess:
                 continue
             seen[int(i)] = 1
             meta = json.loads(meta_json)
-            prepared = _Prepared(tasks[int(i)], meta["kind"], meta["hash"], None, meta["width"], meta["height"],
+            prepared = Prepared(tasks[int(i)], meta["kind"], meta["hash"], None, meta["width"], meta["height"],
                                  meta["format"], meta["embedded"], meta["reason"], meta["taken_ns"])
             if meta["kind"] == "encode":
                 prepared.vector = np.frombuffer(vector, dtype=np.float32)
@@ -237,7 +226,7 @@ class _RayProcess:
             yield prepared
 
 
-def _chain(*streams: Iterator[_Prepared]) -> Iterator[_Prepared]:
+def _chain(*streams: Iterator[Prepared]) -> Iterator[Prepared]:
     for stream in streams:
         yield from stream
 
@@ -270,13 +259,13 @@ class _DecodeModel:
 
 def _prepare_batch(batch: dict[str, Any], *, reusable: frozenset[str], image_size: int, preprocess: Any,
                    max_megapixels: float, fast: bool) -> dict[str, Any]:
-    """CPU stage: read, hash, decode and preprocess each file of the batch (``prepare._prepare``)."""
+    """CPU stage: read, hash, decode and preprocess each file of the batch (``prepare.prepare_one``)."""
     started = time.perf_counter()
     decode = ImageDecoder(_DecodeModel(image_size, preprocess), fast=fast)
     metas, tensors = [], []
     for path, size, mtime_ns, old_hash in zip(batch["path"], batch["size"], batch["mtime_ns"], batch["old_hash"]):
-        existing = _Row("", str(path), int(size), int(mtime_ns), str(old_hash), None, None, None) if old_hash else None
-        p = _prepare(_Task(DiscoveredFile(str(path), int(size), int(mtime_ns)), existing), reusable, decode,
+        existing = Row("", str(path), int(size), int(mtime_ns), str(old_hash), None, None, None) if old_hash else None
+        p = prepare_one(Task(DiscoveredFile(str(path), int(size), int(mtime_ns)), existing), reusable, decode,
                      max_megapixels)
         tensor = np.ascontiguousarray(np.asarray(p.tensor, dtype=np.float32)) if p.kind == "encode" else None
         metas.append(json.dumps({"kind": p.kind, "hash": p.content_hash, "width": p.width, "height": p.height,

@@ -15,7 +15,7 @@ from ..errors import StoreWriteError
 from ..models.vectorizer import Vectorizer
 from ..sources.discovery import DiscoveredFile
 from ..store.table import Store
-from .prepare import _Prepared
+from .prepare import Prepared
 
 _WRITE_ROWS = 256  # rows per commit: few commits, little lost to a crash
 _WRITE_SECONDS = 10.0  # ...or sooner, so a slow model still saves its work often
@@ -50,16 +50,16 @@ class _Writer:
         self.failed = False  # a write failed: keep nothing more (the table stays as last committed)
         self.last_flush = time.monotonic()
 
-    def put_encoded(self, prepared: _Prepared, vector: np.ndarray, existing_id: str | None, columns: dict[str, Any]) -> None:
+    def put_encoded(self, prepared: Prepared, vector: np.ndarray, existing_id: str | None, columns: dict[str, Any]) -> None:
         row = self._encoded_row(prepared, vector, existing_id, columns)
         (self.update_rows if existing_id else self.new_rows).append(row)
 
-    def put_frames(self, prepared: _Prepared, vectors: np.ndarray, frame_columns: list[dict[str, Any]]) -> None:
+    def put_frames(self, prepared: Prepared, vectors: np.ndarray, frame_columns: list[dict[str, Any]]) -> None:
         """A video's frame rows (new ids), buffered together: a flush, even one forced by an
         interrupt, commits all of them or none."""
         self.new_rows.extend([self._encoded_row(prepared, v, None, c) for v, c in zip(vectors, frame_columns)])
 
-    def _encoded_row(self, prepared: _Prepared, vector: np.ndarray, existing_id: str | None,
+    def _encoded_row(self, prepared: Prepared, vector: np.ndarray, existing_id: str | None,
                      columns: dict[str, Any]) -> dict[str, Any]:
         f = prepared.task.file
         return {

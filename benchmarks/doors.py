@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--checkout", action="append", required=True, help="NAME=PATH (twice)")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--only", help="run only the command whose name starts with this (e.g. 'cold')")
     args = parser.parse_args()
     checkouts = [(n, str(Path(p).resolve() / ".venv" / "bin" / "mmembed")) for n, p in
                  (c.split("=", 1) for c in args.checkout)]
@@ -59,6 +60,8 @@ def main() -> None:
         "one new file after a no-op": lambda exe: _one_new(exe, *places[exe], next(spare)),
     }
     for name, command in commands.items():
+        if args.only and not name.startswith(args.only):
+            continue
         times: dict[str, list[float]] = {n: [] for n, _ in checkouts}
         for _, exe in checkouts:
             command(exe)  # unmeasured: warms the OS file cache

@@ -33,6 +33,22 @@ def shared_path(relative: str) -> Path:
     return path.resolve()  # ingest stores real paths; ../shared may be reached through a link
 
 
+def noise_jpegs(folder: Path, count: int, *, seed: int = 0, name: str = "img{i:04d}.jpg",
+                per_folder: int | None = None, quality: int = 80) -> Path:
+    """``count`` small, distinct real JPEGs in ``folder`` (random 24x32 pixels scaled to 64x48),
+    named by ``name``; with ``per_folder``, that many to a subfolder ``roll{n}``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        sub = folder / f"roll{i // per_folder}" if per_folder else folder
+        sub.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).resize((64, 48)).save(sub / name.format(i=i), quality=quality)
+    return folder
+
+
 def flickr_dev_captions() -> dict[str, list[str]]:
     """Flickr8k dev's captions by image file name, lower-cased."""
     import csv

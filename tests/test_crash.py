@@ -10,11 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 import mmembed
+from conftest import noise_jpegs
 from mmembed.store import Store
 
 N_IMAGES = 1500
@@ -23,14 +22,7 @@ N_IMAGES = 1500
 @pytest.fixture(scope="module")
 def many_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """1500 small, distinct real JPEGs."""
-    folder = tmp_path_factory.mktemp("many")
-    rng = np.random.default_rng(0)
-    for i in range(N_IMAGES):
-        sub = folder / f"roll{i // 300}"
-        sub.mkdir(exist_ok=True)
-        pixels = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
-        Image.fromarray(pixels).resize((64, 48)).save(sub / f"img{i:05d}.jpg", quality=80)
-    return folder
+    return noise_jpegs(tmp_path_factory.mktemp("many"), N_IMAGES, name="img{i:05d}.jpg", per_folder=300)
 
 
 def start_ingest(folder: Path, db: str, model: str) -> subprocess.Popen:

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import mmembed
 from mmembed import StoreWriteError
 from mmembed.models.fusion import FusionConfig, fuse
 from mmembed.store import Store
 
-from conftest import run_cli
+from conftest import noise_jpegs, run_cli
 
 N_IMAGES = 400
 
@@ -34,13 +33,9 @@ N_IMAGES = 400
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """400 small, distinct real JPEGs, with a caption sidecar on every fourth."""
-    out = tmp_path_factory.mktemp("faults")
-    rng = np.random.default_rng(7)
-    for i in range(N_IMAGES):
-        pixels = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
-        Image.fromarray(pixels).resize((64, 48)).save(out / f"img{i:04d}.jpg", quality=80)
-        if i % 4 == 0:
-            (out / f"img{i:04d}.jpg.txt").write_text(f"picture number {i}")
+    out = noise_jpegs(tmp_path_factory.mktemp("faults"), N_IMAGES, seed=7)
+    for i in range(0, N_IMAGES, 4):
+        (out / f"img{i:04d}.jpg.txt").write_text(f"picture number {i}")
     return out
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 import mmembed
 from mmembed.store import Store
 
-from conftest import FIXTURE_IMAGES, mmembed_cmd, run_cli, shared_path
+from conftest import FIXTURE_IMAGES, mmembed_cmd, noise_jpegs, run_cli, shared_path
 
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need the extra: pip install 'mmembed[ray]'")
 
@@ -187,11 +187,7 @@ N_CRASH = 400
 @pytest.fixture(scope="module")
 def noise_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """N_CRASH small, distinct real JPEGs (read-only for the tests)."""
-    folder = tmp_path_factory.mktemp("many")
-    rng = np.random.default_rng(0)
-    for i in range(N_CRASH):
-        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).resize((64, 48)).save(folder / f"{i:04d}.jpg")
-    return folder
+    return noise_jpegs(tmp_path_factory.mktemp("many"), N_CRASH, name="{i:04d}.jpg", quality=75)
 
 
 def test_kill_9_of_the_ray_driver_then_rerun_gives_every_row_once(noise_images: Path, tmp_path: Path, ray_cluster: str,

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from .._options import checked, items
 from ..errors import ConfigError
-from ..sources.raw import RAW_PAIRS
 from ..text.choose import TEXT_SOURCES
 
 __all__ = ["IngestOptions", "ENGINES"]
@@ -58,6 +57,8 @@ class IngestOptions:
         checked(self.fusion, "fusion", ConfigError, (str,), optional=True)
         checked(self.fusion_weight, "fusion_weight", ConfigError, (int, float), optional=True)
         checked(self.text_aggregate, "text_aggregate", ConfigError, (str,), optional=True)
+        from ..sources.raw import RAW_PAIRS  # not at import: Index (and so a search) imports this module
+
         if self.raw_pairs not in RAW_PAIRS:
             raise ConfigError(f"raw_pairs must be one of {', '.join(RAW_PAIRS)}, not {self.raw_pairs!r}")
         if self.engine not in ENGINES:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from .manifest import Manifest
-from .paths import path_text
-from .sidecars import read_sidecars
+
+if TYPE_CHECKING:  # IngestOptions (and so Index) import this module: a search needs none of them
+    from .manifest import Manifest
 
 __all__ = ["TextOptions", "ItemText", "resolve_texts", "TEXT_SOURCES"]
 
@@ -76,6 +76,9 @@ def resolve_texts(
 ) -> ItemText:
     """Pick the item's texts by precedence, then add path words if asked. ``read(path, limit)``
     reads a sidecar that is not a local file (an object in object storage)."""
+    from .paths import path_text
+    from .sidecars import read_sidecars
+
     texts: list[str] = []
     source = None
     for name in options.sources:

@@ -1,5 +1,5 @@
-"""Two checkouts side by side, alternating run by run: a cold CLI text search, a no-op ingest,
-and an ingest of one new file after a no-op (what issue 21's thin door must not slow down).
+"""Two checkouts side by side, alternating run by run: a cold CLI text search and image query,
+a no-op ingest, and an ingest of one new file after a no-op (what issue 21's thin door must not slow down).
 
     python benchmarks/doors.py --checkout main=/work/main --checkout branch=. --runs 7
 
@@ -56,6 +56,7 @@ def main() -> None:
         places[exe] = (photos, db)
     commands = {
         "cold text search": lambda exe: run(exe, "search", "a dog running on grass", "--db", places[exe][1], "-n", "10"),
+        "cold image query": lambda exe: run(exe, "search", "--image", str(images[0]), "--db", places[exe][1], "-n", "10"),
         "no-op ingest": lambda exe: run(exe, "ingest", str(places[exe][0]), "--db", places[exe][1], "-q"),
         "one new file after a no-op": lambda exe: _one_new(exe, *places[exe], next(spare)),
     }

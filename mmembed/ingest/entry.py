@@ -23,7 +23,7 @@ from ..models.encoder import ModelSpec
 from ..models.fusion import FusionConfig, FusionStrategy
 from ..store.derived import Derived
 from ..store.table import Store, TableMeta
-from ..store.tablemodel import TableModel, given
+from ..store.tablemodel import TableModel
 from .options import IngestOptions
 from .report import IngestProgress, IngestReport
 from .unchanged import Walked, WalkDigest, unchanged_report, write_stamp
@@ -58,7 +58,7 @@ def ingest_paths(model: TableModel, derived: Derived, config: Config, paths: Pat
     started = time.perf_counter()
     store = model.store
     roots, real_roots, remote = check_paths(paths)
-    if options.engine == "ray":
+    if options.engine_choice.engine == "ray":
         from .ray import check_ray
 
         check_ray()  # said before anything else, even when nothing changed
@@ -86,8 +86,8 @@ def _write(model: TableModel, derived: Derived, config: Config, roots: list[Path
     from ..text.manifest import Manifest
 
     store = model.store
-    text_options = TextOptions(tuple(options.text_sources), tuple(Manifest.load(c) for c in options.captions),
-                               options.path_text)
+    text = options.text
+    text_options = TextOptions(tuple(text.text_sources), tuple(Manifest.load(c) for c in text.captions), text.path_text)
     Store(store.uri, f"{config.table}__staging").drop()  # a killed --reindex left it
     meta = None if options.reindex else store.meta()
     target, renamed = store, False
@@ -119,10 +119,11 @@ def _write(model: TableModel, derived: Derived, config: Config, roots: list[Path
 
 
 def _engine(options: IngestOptions) -> Callable[..., IngestReport]:
-    if options.engine == "ray":  # the same run as a Ray Data pipeline (ray.py)
+    choice = options.engine_choice
+    if choice.engine == "ray":  # the same run as a Ray Data pipeline (ray.py)
         from .ray import run_ingest_ray
 
-        return functools.partial(run_ingest_ray, address=options.ray_address)
+        return functools.partial(run_ingest_ray, address=choice.ray_address)
     from .pipeline import run_ingest
 
     return run_ingest
@@ -133,8 +134,7 @@ def _create_table(model: TableModel, config: Config, options: IngestOptions) -> 
     store = model.store
     spec = model.reindex_spec() if options.reindex else ModelSpec.resolve(config.model, config.pretrained)
     encoder = model.encoder_for(spec)  # a loaded model is not loaded twice
-    fusion = FusionConfig(**given(strategy=options.fusion, weight=options.fusion_weight,
-                                  text_aggregate=options.text_aggregate))
+    fusion = FusionConfig(**options.fusion_change.given())
     if fusion.strategy is FusionStrategy.ATTENTION:
         raise ConfigError("a new table starts with mean or concat fusion; train attention with `mmembed fusion train`")
     meta = TableMeta(spec.name, spec.pretrained, spec.fingerprint, encoder.dim, fusion.to_dict())
@@ -150,7 +150,7 @@ def _apply_fusion_change(model: TableModel, derived: Derived, options: IngestOpt
     """Fusion options that differ from the table's (or an apply cut short) are applied first."""
     from .table_fusion import apply_fusion
 
-    wanted = given(strategy=options.fusion, weight=options.fusion_weight, text_aggregate=options.text_aggregate)
+    wanted = options.fusion_change.given()
     current = model.fusion
     if (wanted and replace(current, **wanted) != current) or model.store.meta().fusion_pending:  # type: ignore[union-attr]
         apply_fusion(model, derived, **wanted)

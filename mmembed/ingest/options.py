@@ -6,19 +6,77 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .._options import checked, items
 from ..errors import ConfigError
 from ..text.choose import TEXT_SOURCES
 
-__all__ = ["IngestOptions", "ENGINES"]
+__all__ = ["IngestOptions", "ENGINES", "WalkOptions", "PruneOptions", "TextChoice", "FusionChange", "EngineChoice"]
 
 ENGINES = ("local", "ray")
 
 
 @dataclass(frozen=True)
+class WalkOptions:
+    """What a walk of the paths keeps: ``sources.discovery.walk``'s keywords."""
+
+    include: Sequence[str] = ()  # only files matching a glob
+    exclude: Sequence[str] = ()  # skip files and folders matching a glob
+    hidden: bool = False  # also hidden files and folders
+    follow_symlinks: bool = False  # follow symlinked folders (never in a loop)
+    raw_pairs: str = "jpeg"  # a RAW+JPEG pair: index the 'jpeg', or 'keep-both'
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"include": self.include, "exclude": self.exclude, "hidden": self.hidden,
+                "follow_symlinks": self.follow_symlinks, "raw_pairs": self.raw_pairs}
+
+
+@dataclass(frozen=True)
+class PruneOptions:
+    """Which rows go when their files are gone."""
+
+    prune: bool = True  # remove rows whose file is gone from under the paths
+    prune_empty: bool = False  # also under a path that holds no files at all
+
+
+@dataclass(frozen=True)
+class TextChoice:
+    """Where an item's words come from."""
+
+    captions: Sequence[str | os.PathLike[str]] = ()  # manifests mapping images to text
+    text_sources: Sequence[str] = TEXT_SOURCES  # precedence of sidecar, embedded and manifest text
+    path_text: bool = False  # add folder and file-name words
+
+
+@dataclass(frozen=True)
+class FusionChange:
+    """Fusion settings asked for (None: keep the table's)."""
+
+    strategy: str | None = None  # mean, concat or attention
+    weight: float | None = None  # image weight w, 0..1
+    text_aggregate: str | None = None  # several captions: 'mean' or 'first'
+
+    def given(self) -> dict[str, Any]:
+        """The settings asked for, as ``FusionConfig`` names them."""
+        return {k: v for k, v in (("strategy", self.strategy), ("weight", self.weight),
+                                  ("text_aggregate", self.text_aggregate)) if v is not None}
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """Which engine reads, decodes and encodes."""
+
+    engine: str = "local"  # local (threads) or ray
+    ray_address: str | None = None  # a running Ray cluster; None starts a local one
+
+
+@dataclass(frozen=True)
 class IngestOptions:
     """Options of one ingest run (the model, device and decode settings live in ``Config``).
+
+    The flat fields are the public keywords (``Index.ingest``, the CLI); the rooms read them
+    grouped by concern: ``walk``, ``pruning``, ``text``, ``fusion_change``, ``engine_choice``.
 
     Example::
 
@@ -66,3 +124,23 @@ class IngestOptions:
         checked(self.ray_address, "ray_address", ConfigError, (str,), optional=True)
         if self.ray_address is not None and self.engine != "ray":
             raise ConfigError("ray_address is for the Ray engine; add --engine ray")
+
+    @property
+    def walk(self) -> WalkOptions:
+        return WalkOptions(self.include, self.exclude, self.hidden, self.follow_symlinks, self.raw_pairs)
+
+    @property
+    def pruning(self) -> PruneOptions:
+        return PruneOptions(self.prune, self.prune_empty)
+
+    @property
+    def text(self) -> TextChoice:
+        return TextChoice(self.captions, self.text_sources, self.path_text)
+
+    @property
+    def fusion_change(self) -> FusionChange:
+        return FusionChange(self.fusion, self.fusion_weight, self.text_aggregate)
+
+    @property
+    def engine_choice(self) -> EngineChoice:
+        return EngineChoice(self.engine, self.ray_address)

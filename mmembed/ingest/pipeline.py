@@ -61,14 +61,11 @@ def run_ingest(
     run = IngestRun(store, vectorizer, text_options or TextOptions(), progress or (lambda p: None),
                      failed or FailedFiles("memory://", store.table_name, ""), options.retry_failed)
     tasks = run.plan(
-        [_real(r) for r in roots], include=options.include, exclude=options.exclude,
-        hidden=options.hidden, follow_symlinks=options.follow_symlinks, raw_pairs=options.raw_pairs, digest=digest,
-        walked=walked,
-    )
+        [_real(r) for r in roots], digest=digest, walked=walked, **options.walk.kwargs())
     try:
         (engine or _process_locally)(run, tasks, config)
         run.writer.flush()
-        run.finish(prune=options.prune, prune_empty=options.prune_empty)
+        run.finish(prune=options.pruning.prune, prune_empty=options.pruning.prune_empty)
         run.failed.save()
     except StoreWriteError as exc:
         advice = "free space and rerun" if "space" in exc.reason.lower() else "fix that and rerun"

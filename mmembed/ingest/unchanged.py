@@ -198,9 +198,7 @@ def unchanged_report(config: Any, options: IngestOptions, roots: list[str], noti
             return None
         digest = WalkDigest()
         walked = walked or Walked()
-        for found in walk(roots, include=options.include, exclude=options.exclude, hidden=options.hidden,
-                          follow_symlinks=options.follow_symlinks, raw_pairs=options.raw_pairs,
-                          on_error=walked.error):
+        for found in walk(roots, on_error=walked.error, **options.walk.kwargs()):
             digest.add(found)
             walked.found(found)
         walked.complete = True

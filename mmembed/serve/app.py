@@ -12,7 +12,7 @@ Routes (all read-only; there are no write endpoints)::
     GET  /api/items/{id}    one item's metadata
     GET  /thumbs/{id}       a 320 px JPEG thumbnail (EXIF orientation applied; ETag)
     GET  /media/{id}        a 2048 px JPEG of the photo (for the detail view)
-    GET  /files/{id}        the original file
+    GET  /files/{id}        the original file, only while it is the file indexed (sources.indexed)
 
 Files are found by row id only: no path from a request is ever opened, so only indexed files
 can be read. Responses carry a Content-Security-Policy that allows no inline script, and the
@@ -31,11 +31,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.background import BackgroundTask
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import ConfigError, ImageDecodeError, IndexEmptyError, MmembedError, QueryError
+from ..errors import ConfigError, FileChangedError, ImageDecodeError, IndexEmptyError, MmembedError, QueryError
+from ..sources.indexed import open_indexed
 from .filters import Filters
 from .library import Library, NotFound
 from .thumbs import LARGE_SIZE, THUMB_SIZE
@@ -43,6 +45,7 @@ from .thumbs import LARGE_SIZE, THUMB_SIZE
 __all__ = ["create_app", "MAX_UPLOAD_BYTES", "LOOPBACK_HOSTS"]
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+FILES_HASH_LIMIT = 256 * 1024 * 1024  # /files checks the content hash of files up to this size (once per inode)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 _CSP = ("default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; "
@@ -187,7 +190,8 @@ class _Api:
             etag = f'"{self.library.thumbs.key(row["content_hash"], size, at)}"'
             if request.headers.get("if-none-match") == etag:
                 return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "private, max-age=3600"})
-            rendition = self.library.thumbs.get(row["path"], row["content_hash"], size, at, row.get("size"))
+            rendition = self.library.thumbs.get(row["path"], row["content_hash"], size, at, row.get("size"),
+                                                row.get("mtime_ns"))
             with open(rendition.path, "rb") as f:
                 body = f.read()
         except NotFound:
@@ -208,11 +212,32 @@ class _Api:
         kind = _FORMAT_TYPES.get(str(row.get("format") or "").upper()) or mimetypes.guess_type(path)[0]
         if path.startswith("s3://"):  # an object in object storage: read through sources.remote
             return _object_response(path, kind)
-        if not os.path.isfile(path):
-            return _error(f"{path}: the file is gone since it was indexed", 410)
-        return FileResponse(path, media_type=kind or "application/octet-stream",
-                            headers={"Cache-Control": "private, max-age=3600"},
-                            content_disposition_type="inline", filename=os.path.basename(path))
+        try:  # checked against its row, then served from the descriptor that was checked
+            opened = open_indexed(path, size=row.get("size"), mtime_ns=row.get("mtime_ns"),
+                                  content_hash=row.get("content_hash"), hash_limit=FILES_HASH_LIMIT)
+        except FileChangedError as exc:
+            return _error(str(exc), 410)
+        same = f"/proc/self/fd/{opened.fileno()}"
+        headers = {"Cache-Control": "private, max-age=3600"}
+        if os.path.exists(same):  # Linux: FileResponse (ranges for video seeking) on that same open file
+            return FileResponse(same, media_type=kind or "application/octet-stream", headers=headers,
+                                content_disposition_type="inline", filename=os.path.basename(path),
+                                background=BackgroundTask(opened.close))
+        return _stream(opened, kind, os.path.basename(path), headers)
+
+
+def _stream(opened: Any, kind: str | None, name: str, headers: dict[str, str]) -> Response:
+    """The whole file from an open file object (no /proc/self/fd: no ranges), closed at the end."""
+    size = os.fstat(opened.fileno()).st_size
+
+    def chunks() -> Any:
+        with opened:
+            while chunk := opened.read(256 * 1024):
+                yield chunk
+
+    return StreamingResponse(chunks(), media_type=kind or "application/octet-stream", headers={
+        **headers, "Content-Length": str(size),
+        "Content-Disposition": f"inline; filename*=utf-8''{urllib.parse.quote(name)}"})
 
 
 def _object_response(path: str, kind: str | None) -> Response:

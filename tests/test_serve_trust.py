@@ -1,0 +1,124 @@
+"""Issue 25 (trust), the web app's parts: a real ``mmembed serve`` over a real table of real
+photos, files swapped under it, uploads that are not images, where-filters, messages, the
+duplicates view; real Chromium where the page is concerned."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from conftest import shared_path
+from test_serve import get, get_json, raw_request, start_server, stop_server
+
+SECRET = b"root:x:0:0:the secret that must never leak:/root:/bin/bash\n"
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory, micro_clip: str, session_cache: Path):
+    """Twelve Flickr8k photos (four in a subfolder) indexed and served; tests change files under it."""
+    import mmembed
+
+    dev = sorted(shared_path("data/flickr8k/dev").glob("*.jpg"))[:12]
+    folder = tmp_path_factory.mktemp("trusted") / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for i, src in enumerate(dev):
+        shutil.copy2(src, folder / ("sub" if i >= 8 else "") / src.name)
+    secrets = tmp_path_factory.mktemp("secrets")
+    db = str(tmp_path_factory.mktemp("trusted-db") / "db.lancedb")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("XDG_CACHE_HOME", str(session_cache))
+        idx = mmembed.Index(db, model=micro_clip)
+        idx.ingest(folder)
+        rows = {os.path.basename(r["path"]): r for r in idx.items()}
+        proc, url, errors = start_server("--db", db)
+    yield {"url": url, "db": db, "folder": folder.resolve(), "rows": rows, "secrets": secrets, "proc": proc}
+    assert stop_server(proc) == 0, "".join(errors)[-2000:]
+
+
+def _names(library: dict, start: int, count: int) -> list[str]:
+    return sorted(n for n in library["rows"] if "sub" not in library["rows"][n]["path"].split(os.sep))[start:start + count]
+
+
+def _nothing_leaks(library: dict, name: str, secret: bytes = SECRET) -> None:
+    row_id = library["rows"][name]["id"]
+    for endpoint in ("files", "media", "thumbs"):
+        status, headers, body = get(library["url"] + f"{endpoint}/{row_id}")
+        assert status == 410, (endpoint, status, body[:200])
+        assert secret not in body and b"root:x" not in body
+        assert "changed since it was indexed" in json.loads(body)["error"] or "gone" in json.loads(body)["error"]
+
+
+# ---------------------------------------------------------------- 1. files served only while they are the indexed ones
+def test_an_unchanged_file_is_served_whole_and_by_ranges(library: dict) -> None:
+    name = _names(library, 0, 1)[0]
+    row = library["rows"][name]
+    status, headers, body = get(library["url"] + f"files/{row['id']}")
+    assert status == 200 and headers["content-type"] == "image/jpeg"
+    assert body == Path(row["path"]).read_bytes()
+    status, headers, body = get(library["url"] + f"files/{row['id']}", {"Range": "bytes=10-29"})
+    assert status == 206 and body == Path(row["path"]).read_bytes()[10:30]
+
+
+def test_a_file_swapped_for_a_symlink_to_a_secret_leaks_through_no_endpoint(library: dict) -> None:
+    name = _names(library, 1, 1)[0]
+    secret = library["secrets"] / "passwd"
+    secret.write_bytes(SECRET)
+    path = Path(library["rows"][name]["path"])
+    path.unlink()
+    path.symlink_to(secret)
+    _nothing_leaks(library, name)
+
+
+def test_a_symlink_to_a_secret_of_the_same_size_and_mtime_is_refused(library: dict) -> None:
+    name = _names(library, 2, 1)[0]
+    row = library["rows"][name]
+    path = Path(row["path"])
+    secret = library["secrets"] / "same-size"
+    secret.write_bytes((SECRET * (row["size"] // len(SECRET) + 1))[: row["size"]])
+    os.utime(secret, ns=(row["mtime_ns"], row["mtime_ns"]))
+    path.unlink()
+    path.symlink_to(secret)
+    _nothing_leaks(library, name)
+
+
+def test_a_same_size_same_mtime_content_swap_is_refused(library: dict) -> None:
+    name = _names(library, 3, 1)[0]
+    row = library["rows"][name]
+    path = Path(row["path"])
+    data = bytearray(path.read_bytes())
+    data[-100:-2] = SECRET[:98].ljust(98, b"-")  # the JPEG still decodes; its last bytes are the secret
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(row["mtime_ns"], row["mtime_ns"]))
+    assert path.stat().st_size == row["size"] and path.stat().st_mtime_ns == row["mtime_ns"]
+    _nothing_leaks(library, name)
+
+
+def test_a_parent_folder_swapped_for_a_symlink_to_secrets_is_refused(library: dict) -> None:
+    sub = library["folder"] / "sub"
+    names = sorted(os.listdir(sub))
+    evil = library["secrets"] / "evil-sub"
+    evil.mkdir()
+    for n in names:
+        (evil / n).write_bytes(SECRET)
+    sub.rename(library["folder"] / "sub-moved")
+    sub.symlink_to(evil, target_is_directory=True)
+    for n in names:
+        _nothing_leaks(library, n)
+
+
+def test_a_file_swapped_for_a_fifo_answers_at_once(library: dict) -> None:
+    name = _names(library, 4, 1)[0]
+    path = Path(library["rows"][name]["path"])
+    path.unlink()
+    os.mkfifo(path)
+    started = time.monotonic()
+    status, _, body = get(library["url"] + f"files/{library['rows'][name]['id']}")
+    assert status == 410 and "no longer a regular file" in json.loads(body)["error"]
+    assert time.monotonic() - started < 10

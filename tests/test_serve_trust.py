@@ -122,3 +122,56 @@ def test_a_file_swapped_for_a_fifo_answers_at_once(library: dict) -> None:
     status, _, body = get(library["url"] + f"files/{library['rows'][name]['id']}")
     assert status == 410 and "no longer a regular file" in json.loads(body)["error"]
     assert time.monotonic() - started < 10
+
+
+# ---------------------------------------------------------------- 6. uploads that are not images are refused early
+def _memory_kb(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+def parallel_uploads(url: str, count: int, body: bytes, content_type: str) -> list[int]:
+    """``count`` POSTs of ``body`` to /api/search at once (to 127.0.0.1); their status codes."""
+    statuses: list[int] = [0] * count
+    go = threading.Barrier(count)
+
+    def one(i: int) -> None:
+        go.wait(timeout=30)
+        try:
+            statuses[i], _ = raw_request(url, "POST", "/api/search", body, {"Content-Type": content_type})
+        except (ConnectionError, OSError):
+            statuses[i] = -1  # the server closed the connection after answering early
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return statuses
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's memory from /proc")
+def test_sixteen_parallel_large_non_image_uploads_stay_small(library: dict) -> None:
+    proc, url, errors = start_server("--db", library["db"])
+    try:
+        assert url.startswith("http://127.0.0.1:")
+        before = _memory_kb(proc.pid)
+        body = os.urandom(19 * 1024 * 1024)  # 19 MB, under the 20 MB limit, not an image
+        started = time.monotonic()
+        statuses = parallel_uploads(url, 16, body, "application/octet-stream")
+        seconds = time.monotonic() - started
+        time.sleep(1.0)
+        after = _memory_kb(proc.pid)
+        print(f"\n16 x 19 MB non-image uploads: {seconds:.1f} s, statuses {sorted(statuses)}, "
+              f"VmHWM {before['VmHWM'] // 1024} -> {after['VmHWM'] // 1024} MB, "
+              f"VmRSS {before['VmRSS'] // 1024} -> {after['VmRSS'] // 1024} MB")
+        assert all(s in (400, 503, -1) for s in statuses), statuses
+        assert after["VmHWM"] - before["VmHWM"] < 150 * 1024
+        assert after["VmRSS"] - before["VmRSS"] < 100 * 1024
+        status, data = get_json(url + "api/search?q=dog")
+        assert status == 200  # still answering
+    finally:
+        assert stop_server(proc) == 0, "".join(errors)[-2000:]

@@ -39,12 +39,16 @@ from starlette.staticfiles import StaticFiles
 from ..errors import ConfigError, FileChangedError, ImageDecodeError, IndexEmptyError, MmembedError, QueryError
 from ..sources.indexed import open_indexed
 from .filters import Filters
+from .uploads import looks_like_image
 from .library import Library, NotFound
 from .thumbs import LARGE_SIZE, THUMB_SIZE
 
 __all__ = ["create_app", "MAX_UPLOAD_BYTES", "LOOPBACK_HOSTS"]
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_PARALLEL_UPLOADS = 4  # image queries read at once; more answer 503 (each may hold 20 MB)
+_SNIFF = 16  # bytes of an upload that name its format
+NOT_AN_IMAGE = "the query image: not a readable image (unknown format or corrupt header)"
 FILES_HASH_LIMIT = 256 * 1024 * 1024  # /files checks the content hash of files up to this size (once per inode)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -106,8 +110,8 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return _error("not found", 404)
 
 
-def _error(message: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _status(exc: MmembedError) -> int:
@@ -148,6 +152,10 @@ class _Api:
             page = await run_in_threadpool(lambda: self.library.search(image=image, **args))
         except MmembedError as exc:
             return _error(str(exc), _status(exc))
+        finally:
+            if image is not None:
+                del image
+                _give_back_memory()
         return _Json({
             "hits": [h.to_dict() for h in page.hits], "offset": page.offset, "more": page.more,
             "where": page.where, "target": page.target, "took_ms": round(page.seconds * 1000, 1),
@@ -258,18 +266,61 @@ def _object_response(path: str, kind: str | None) -> Response:
 
 
 async def _read_upload(request: Request) -> bytes | Response:
-    """The request body, refused with 413 past ``MAX_UPLOAD_BYTES`` (never written to disk)."""
+    """The request body, refused as early as it can be: 413 past ``MAX_UPLOAD_BYTES`` (by its
+    Content-Length, or while reading), 415 for a Content-Type that is no image, 400 when the first
+    bytes are no image format's, 503 while ``MAX_PARALLEL_UPLOADS`` are being read. Never written
+    to disk; the memory of a refused one is given back at once."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
         return _error(f"the image is {int(declared) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB", 413)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_UPLOAD_BYTES:
-            return _error(f"the image is over the limit of {MAX_UPLOAD_BYTES // 2**20} MB", 413)
-    if not body:
-        return _error("the request holds no image; send an image file as the body", 400)
-    return bytes(body)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind and not (kind.startswith("image/") or kind in ("application/octet-stream", "binary/octet-stream")):
+        return _error(f"the upload is {kind}, not an image; drop an image file (JPEG, PNG, HEIC, ...)", 415)
+    if _UPLOADS.busy():
+        return _error("too many images are being uploaded at once; try again in a moment", 503,
+                      {"Retry-After": "2"})
+    with _UPLOADS:
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_UPLOAD_BYTES:
+                return _error(f"the image is over the limit of {MAX_UPLOAD_BYTES // 2**20} MB", 413)
+            if len(body) >= _SNIFF and len(body) - len(chunk) < _SNIFF and not looks_like_image(body):
+                return _error(NOT_AN_IMAGE, 400)
+        if not body:
+            return _error("the request holds no image; send an image file as the body", 400)
+        if len(body) < _SNIFF and not looks_like_image(body):
+            return _error(NOT_AN_IMAGE, 400)
+        return bytes(body)
+
+
+def _give_back_memory() -> None:
+    """Return freed heap to the system after an upload (glibc keeps it otherwise)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
+
+
+class _Slots:
+    """At most ``n`` uploads read at once (the event loop is one thread: a plain counter)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.used = n, 0
+
+    def busy(self) -> bool:
+        return self.used >= self.n
+
+    def __enter__(self) -> None:
+        self.used += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.used -= 1
+
+
+_UPLOADS = _Slots(MAX_PARALLEL_UPLOADS)
 
 
 def _search_args(request: Request) -> dict[str, Any]:

@@ -156,7 +156,7 @@ def test_filters_become_the_where_of_the_search(served: dict) -> None:
     assert status == 400 and bad["error"] == "from date 2021-01-01 is after to date 2020-01-01; swap them"
     for endpoint in ("api/search?q=dog&", "api/items?"):  # with a query or browsing: the same answer
         status, bad = get_json(served["url"] + endpoint + "where=" + urllib.parse.quote("no_such_column > 1"))
-        assert status == 400 and bad["error"].startswith("--where 'no_such_column > 1' is not a valid filter")
+        assert status == 400 and bad["error"].startswith("the SQL filter 'no_such_column > 1' is not a valid filter")
 
 
 def test_browsing_without_a_query_lists_every_photo(served: dict) -> None:
@@ -636,14 +636,49 @@ def organised(tmp_path_factory: pytest.TempPathFactory, micro_clip: str, session
     assert stop_server(proc) == 0, "".join(errors)[-2000:]
 
 
+def duplicates_when_done(url: str, mode: str = "near", timeout: float = 120) -> dict:
+    """/api/duplicates asked again while it answers 202 (searching in the background)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, data = get_json(url + f"api/duplicates?mode={mode}")
+        if status != 202 or time.monotonic() > deadline:
+            assert status == 200 and data["state"] == "done", data
+            return data
+        assert data["state"] == "running" and 0 <= data["percent"] <= 100
+        time.sleep(0.2)
+
+
 def test_duplicates_api(organised: dict) -> None:
-    status, data = get_json(organised["url"] + "api/duplicates")
-    assert status == 200 and len(data["groups"]) == 1
+    data = duplicates_when_done(organised["url"])
+    assert len(data["groups"]) == 1
     group = data["groups"][0]
     assert sorted(os.path.basename(f["path"]) for f in group["files"]) == sorted([organised["first"], "copy.jpg", "reencoded.jpg"])
     assert sum(f["keep"] for f in group["files"]) == 1
     status, bad = get_json(organised["url"] + "api/duplicates?mode=fuzzy")
-    assert status == 400 and "fuzzy" in bad["error"]
+    assert status == 400 and "fuzzy" in bad["error"] and "--" not in bad["error"]
+
+
+def test_duplicates_of_a_thousand_photos_answer_at_once_with_their_progress(served: dict, browser) -> None:
+    """The search runs in the background: every request answers within a second or so, 202 with
+    the progress until it is done; the page shows "finding duplicates… N%"."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    tab = context.new_page()
+    seen: list[str] = []
+    tab.on("response", lambda r: seen.append(str(r.status)) if "/api/duplicates" in r.url else None)
+    tab.goto(served["url"] + "?view=dupes")
+    started = time.monotonic()
+    status, data = get_json(served["url"] + "api/duplicates?mode=similar")
+    assert time.monotonic() - started < 3 and status in (200, 202), (status, data)
+    assert data["state"] in ("running", "done")
+    texts: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and tab.locator("body[data-state=loading]").count():
+        texts.append(tab.text_content("#stats") or "")
+        tab.wait_for_timeout(100)
+    tab.wait_for_selector("body[data-state=ready]", timeout=5_000)
+    context.close()
+    assert "202" in seen and any(re.fullmatch(r"finding duplicates… \d+%", t) for t in texts), (seen, set(texts))
+    assert duplicates_when_done(served["url"], "similar")["groups"]
 
 
 def test_browser_duplicates_view_and_tag_chips(browser, organised: dict, shots: Path) -> None:

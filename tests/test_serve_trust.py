@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_path
-from test_serve import get, get_json, raw_request, start_server, stop_server
+from conftest import run_cli, shared_path
+from test_serve import browser, get, get_json, raw_request, start_server, stop_server  # noqa: F401 - browser: a fixture
 
 SECRET = b"root:x:0:0:the secret that must never leak:/root:/bin/bash\n"
 
@@ -175,3 +176,50 @@ def test_sixteen_parallel_large_non_image_uploads_stay_small(library: dict) -> N
         assert status == 200  # still answering
     finally:
         assert stop_server(proc) == 0, "".join(errors)[-2000:]
+
+
+# ---------------------------------------------------------------- 5. one where check; the page's own words
+def test_a_second_statement_in_the_filter_is_refused_by_browse_search_and_cli(library: dict) -> None:
+    bad = "width > 300; garbage"
+    status, data = get_json(library["url"] + "api/items?" + urllib.parse.urlencode({"where": bad}))
+    assert status == 400 and "';'" in data["error"], data
+    status, searched = get_json(library["url"] + "api/search?" + urllib.parse.urlencode({"q": "dog", "where": bad}))
+    assert status == 400 and searched["error"] == data["error"]
+    assert data["error"].startswith("the SQL filter 'width > 300; garbage' holds a ';'")
+    done = run_cli("search", "dog", "--db", library["db"], "--where", bad)
+    assert done.returncode != 0 and "holds a ';'" in done.stderr
+    status, fine = get_json(library["url"] + "api/items?" + urllib.parse.urlencode({"where": "width > 300 AND text != ';'"}))
+    assert status == 200, fine  # a ';' inside a string is no second statement
+
+
+def test_the_web_app_names_no_cli_flags(library: dict) -> None:
+    cases = {"api/search?q=": "type words, or drop an image here",
+             "api/items?where=no_such_column+%3E+1": "the SQL filter 'no_such_column > 1' is not a valid filter",
+             "api/search?q=dog&where=no_such_column+%3E+1": "the SQL filter 'no_such_column > 1' is not a valid filter",
+             "api/search?q=dog&image_weight=3": "image weight",
+             "api/duplicates?mode=fuzzy": "mode 'fuzzy' is not one of"}
+    for path, words in cases.items():
+        status, data = get_json(library["url"] + path)
+        assert status == 400 and words in data["error"] and "--" not in data["error"], (path, data)
+
+
+def test_browser_counter_filter_line_and_a_forgotten_image(browser, library: dict) -> None:
+    name = _names(library, 6, 1)[0]
+    one = f"starts_with(path, '{library['rows'][name]['path']}')"
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    tab = context.new_page()
+    tab.goto(library["url"] + "?" + urllib.parse.urlencode({"q": "a dog", "where": one}))
+    tab.wait_for_selector("body[data-state=ready]")
+    assert re.fullmatch(r"1 result · [\d.]+ ms", tab.text_content("#stats")), tab.text_content("#stats")
+    assert tab.text_content("#applied-where") == "where " + one
+    tab.goto(library["url"] + "?" + urllib.parse.urlencode({"q": "a dog", "where": "width >"}))
+    tab.wait_for_selector("body[data-state=error]")
+    assert tab.text_content("#applied-where") == ""  # not the previous page's filter
+    message = tab.text_content("#message")
+    assert "the SQL filter 'width >'" in message and "--" not in message
+    tab.goto(library["url"] + "?" + urllib.parse.urlencode({"q": "a dog", "upload": "u1"}))  # a reload of an image + words query
+    tab.wait_for_selector("body[data-state=ready]")
+    assert tab.is_visible("#message")
+    assert "no longer in memory" in tab.text_content("#message") and "words alone" in tab.text_content("#message")
+    assert re.match(r"\d+\+? results · ", tab.text_content("#stats"))
+    context.close()

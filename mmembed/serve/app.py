@@ -8,7 +8,8 @@ Routes (all read-only; there are no write endpoints)::
                             &folder=&format=&date_from=&date_to=&date_field=&col.NAME=VALUE&tag=T
     POST /api/search        the same, with an image file as the request body (at most 20 MB)
     GET  /api/items         browse: every photo (or the filtered ones), newest first; ?n=&offset=&folder=...
-    GET  /api/duplicates    ?mode=near|exact|similar: groups of duplicates with the suggested keepers
+    GET  /api/duplicates    ?mode=near|exact|similar: groups of duplicates with the suggested keepers;
+                            202 {"state": "running", "percent"} while they are searched in the background
     GET  /api/items/{id}    one item's metadata
     GET  /thumbs/{id}       a 320 px JPEG thumbnail (EXIF orientation applied; ETag)
     GET  /media/{id}        a 2048 px JPEG of the photo (for the detail view)
@@ -111,7 +112,19 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 def _error(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return JSONResponse({"error": web_words(message)}, status_code=status, headers=headers)
+
+
+_WEB_WORDS = (("--where ", "the SQL filter "), ("give search text, or --image PATH", "type words, or drop an image here"),
+              ("--image-weight ", "the image weight "), ("--min-score ", "min_score "), ("--cutoff ", "cutoff "),
+              ("--target image", "Search in: images"))
+
+
+def web_words(message: str) -> str:
+    """A library message (written for the CLI) in the page's own terms: no CLI flags."""
+    for flag, words in _WEB_WORDS:
+        message = message.replace(flag, words)
+    return message
 
 
 def _status(exc: MmembedError) -> int:
@@ -171,12 +184,18 @@ class _Api:
         return _Json({"items": page.hits, "offset": page.offset, "more": page.more, "total": page.total,
                       "where": page.where, "took_ms": round(page.seconds * 1000, 1)})
 
-    def duplicates(self, request: Request) -> Response:
-        """Groups of duplicates (``mmembed dupes``), with the suggested keepers."""
-        try:
-            return _Json(self.library.duplicates(request.query_params.get("mode") or "near"))
+    async def duplicates(self, request: Request) -> Response:
+        """Groups of duplicates (``mmembed dupes``), with the suggested keepers: searched in the
+        background; 202 with the progress until they are found (the page asks again)."""
+        from starlette.concurrency import run_in_threadpool
+
+        mode = request.query_params.get("mode") or "near"
+        try:  # a short wait answers a small library at once
+            answer = await run_in_threadpool(lambda: self.library.duplicates(mode, wait=0.5))
         except MmembedError as exc:
             return _error(str(exc), _status(exc))
+        return _Json(answer, status_code=200 if answer["state"] == "done" else 202,
+                     headers={"Cache-Control": "no-store"})
 
     def item(self, request: Request) -> Response:
         try:

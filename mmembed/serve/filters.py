@@ -82,6 +82,6 @@ class Filters:
             raise QueryError(NO_TAGS)
         parts += tag_filters(self.tags)
         if self.where and self.where.strip():
-            check_where(self.where, "the where filter")
+            check_where(self.where, "the SQL filter")
             parts.append(f"({self.where.strip()})" if parts else self.where.strip())
         return " AND ".join(parts) or None

@@ -63,7 +63,7 @@ function writeForm(params) {
   for (const chip of $("chips").children) chip.setAttribute("aria-pressed", String(state.tags.includes(chip.dataset.tag)));
   const key = params.get("upload");
   state.upload = key ? state.uploads.get(key) || null : null;
-  if (key && !state.upload) showMessage("The image of that search is no longer in memory; drop it again.");
+  state.lostUpload = Boolean(key && !state.upload);  // a reload forgets dropped images
 }
 
 function commit({ push = true } = {}) {
@@ -114,6 +114,11 @@ async function run() {
   state.loading = true;
   document.body.dataset.state = "loading";  // "ready" or "error" when this search is drawn
   hideMessage();
+  if (state.lostUpload) {
+    showMessage(params.get("q")
+      ? "The image of this search is no longer in memory (a reload forgets it): these results are for the words alone. Drop the image again to search with both."
+      : "The image of this search is no longer in memory (a reload forgets it); drop it again.");
+  }
   $("stats").textContent = "searching…";
   try {
     const page = await fetchPage(params, 0);
@@ -125,7 +130,7 @@ async function run() {
     renderGrid(true);
     $("stats").textContent = page.browse
       ? `${page.total.toLocaleString()} photos`
-      : `${state.hits.length}${state.more ? "+" : ""} results · ${page.took} ms`;
+      : `${resultCount(state.hits.length, state.more)} · ${page.took} ms`;
     $("applied-where").textContent = page.where ? "where " + page.where : "";
     if (!state.hits.length) showEnd(page.browse ? "No photos match these filters." : "Nothing found.");
     document.body.dataset.state = "ready";
@@ -134,12 +139,17 @@ async function run() {
     state.hits = []; state.more = false;
     renderGrid(true);
     $("stats").textContent = "";
+    $("applied-where").textContent = "";  // the filter that failed is not applied; the previous one neither
     showMessage(err.message);
     document.body.dataset.state = "error";
   } finally {
     if (seq === state.seq) state.loading = false;
   }
   syncDetail();
+}
+
+function resultCount(n, more) {  // 1 result, 2 results, 50+ results
+  return `${n}${more ? "+" : ""} result${n === 1 && !more ? "" : "s"}`;
 }
 
 async function loadMore() {
@@ -154,7 +164,7 @@ async function loadMore() {
     state.offset += page.hits.length;
     state.more = page.more && page.hits.length > 0;
     renderGrid(false, start);
-    if (!state.browse) $("stats").textContent = $("stats").textContent.replace(/^\d+\+?/, `${state.hits.length}${state.more ? "+" : ""}`);
+    if (!state.browse) $("stats").textContent = $("stats").textContent.replace(/^\d+\+? results?/, resultCount(state.hits.length, state.more));
   } catch (err) {
     showMessage(err.message);
     state.more = false;
@@ -168,13 +178,20 @@ async function runDupes() {
   const seq = ++state.seq;
   document.body.dataset.state = "loading";
   hideMessage();
-  $("stats").textContent = "looking for duplicates…";
+  $("stats").textContent = "finding duplicates…";
   $("grid").replaceChildren();
   $("end").hidden = true;
   try {
-    const r = await fetch("/api/duplicates?mode=near");
-    const data = await r.json();
-    if (seq !== state.seq) return;
+    let r, data;
+    for (;;) {  // 202 while the server searches in the background: show how far it got, ask again
+      r = await fetch("/api/duplicates?mode=near", { cache: "no-store" });
+      data = await r.json();
+      if (seq !== state.seq) return;
+      if (r.status !== 202) break;
+      $("stats").textContent = data.total ? `finding duplicates… ${data.percent}%` : "finding duplicates…";
+      await new Promise((done) => setTimeout(done, 500));
+      if (seq !== state.seq) return;
+    }
     if (!r.ok) throw new Error(data.error || r.statusText);
     state.hits = []; state.more = false; state.browse = false;
     const grid = $("grid");

@@ -223,3 +223,35 @@ def test_browser_counter_filter_line_and_a_forgotten_image(browser, library: dic
     assert "no longer in memory" in tab.text_content("#message") and "words alone" in tab.text_content("#message")
     assert re.match(r"\d+\+? results · ", tab.text_content("#stats"))
     context.close()
+
+
+# ---------------------------------------------------------------- 6. the Similar strip is a regular grid
+def test_browser_the_similar_strip_is_a_regular_grid(browser, library: dict, tmp_path: Path) -> None:
+    name, gone = _names(library, 7, 1)[0], _names(library, 5, 1)[0]
+    Path(library["rows"][gone]["path"]).unlink()  # its thumbnail answers 410: its cell stays a square
+    for thumbs in Path(library["db"]).glob("*.thumbs"):
+        shutil.rmtree(thumbs)  # none cached from the tests before
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    tab = context.new_page()
+    tab.goto(library["url"] + "?" + urllib.parse.urlencode({"q": "a dog", "item": library["rows"][name]["id"]}))
+    tab.wait_for_selector("#strip img")
+    tab.wait_for_function("""() => [...document.querySelectorAll('#strip img')].every(i => i.complete)""", timeout=30_000)
+    tab.wait_for_timeout(300)
+    boxes = tab.eval_on_selector_all("#strip img", "is => is.map(i => { const b = i.getBoundingClientRect(); "
+                                     "return [Math.round(b.x), Math.round(b.y), Math.round(b.width), Math.round(b.height)]; })")
+    strip = tab.eval_on_selector("#strip", "s => { const b = s.getBoundingClientRect(); "
+                                 "return [b.x, b.width, s.scrollWidth, s.clientWidth]; }")
+    tab.screenshot(path=str(tmp_path / "strip.png"))
+    context.close()
+    assert len(boxes) >= 6, boxes
+    assert len({(w, h) for _, _, w, h in boxes}) == 1, boxes  # every thumbnail the same size, square
+    assert boxes[0][2] == boxes[0][3] and abs(3 * boxes[0][2] + 2 * 6 - strip[1]) <= 3, (boxes[0], strip)
+    assert strip[2] <= strip[3], strip  # nothing spills out to the right
+    xs = sorted({x for x, _, _, _ in boxes})
+    ys = sorted({y for _, y, _, _ in boxes})
+    assert len(xs) == 3 and abs(xs[0] - strip[0]) <= 1, (xs, strip)  # three columns from the left edge
+    assert len(ys) == -(-len(boxes) // 3), (ys, boxes)  # rows filled in order, no gaps
+    for i, (x, y, _, _) in enumerate(boxes):
+        assert x == xs[i % 3] and y == ys[i // 3], (i, boxes)
+    gaps = {b - a for a, b in zip(ys, ys[1:])}
+    assert max(gaps) - min(gaps) <= 1, ys  # rows evenly spaced

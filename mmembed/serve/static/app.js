@@ -370,7 +370,8 @@ async function fillStrip(hit) {
     strip.replaceChildren();
     if (!r.ok) { strip.append(el("span", { class: "muted", text: data.error })); return; }
     for (const other of data.hits) {
-      const thumb = el("img", { src: "/thumbs/" + encodeURIComponent(other.id), alt: other.text || other.path, title: other.text || other.path, tabindex: 0, "data-id": other.id, loading: "lazy" });
+      // alt="" and a label: a thumbnail that cannot load keeps its square cell instead of spilling its text
+      const thumb = el("img", { src: "/thumbs/" + encodeURIComponent(other.id), alt: "", "aria-label": other.text || other.path, title: other.text || other.path, tabindex: 0, "data-id": other.id, role: "button" });
       const open = () => { const at = state.hits.findIndex((h) => h.id === other.id); openItem(at >= 0 ? state.hits[at] : other, at); };
       thumb.addEventListener("click", open);
       thumb.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });

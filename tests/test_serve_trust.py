@@ -255,3 +255,15 @@ def test_browser_the_similar_strip_is_a_regular_grid(browser, library: dict, tmp
         assert x == xs[i % 3] and y == ys[i // 3], (i, boxes)
     gaps = {b - a for a, b in zip(ys, ys[1:])}
     assert max(gaps) - min(gaps) <= 1, ys  # rows evenly spaced
+
+
+def test_parallel_image_uploads_past_the_limit_are_told_to_wait_and_others_are_refused_by_their_headers(library: dict) -> None:
+    name = _names(library, 0, 1)[0]
+    jpeg = Path(library["rows"][name]["path"]).read_bytes()
+    body = jpeg + b"\0" * (19 * 1024 * 1024 - len(jpeg))  # a real JPEG, 19 MB with what follows its end
+    statuses = parallel_uploads(library["url"], 16, body, "image/jpeg")
+    assert set(statuses) <= {200, 503} and statuses.count(200) >= 4 and 503 in statuses, statuses
+    status, data = raw_request(library["url"], "POST", "/api/search", body[:1000], {"Content-Type": "text/plain"})
+    assert status == 415 and "not an image" in json.loads(data)["error"]
+    status, data = raw_request(library["url"], "POST", "/api/search", jpeg, {"Content-Type": "image/jpeg"})
+    assert status == 200 and json.loads(data)["hits"][0]["path"] == library["rows"][name]["path"]

@@ -153,22 +153,29 @@ class _Api:
         return _Json(self.library.info())
 
     async def search(self, request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
-        image = None
-        if request.method == "POST":
+        if request.method != "POST":
+            return await self._search(request, None)
+        refused = _refuse_upload(request)
+        if refused is not None:
+            return refused
+        with _UPLOADS:  # held until the search is done: at most MAX_PARALLEL_UPLOADS images in memory
             image = await _read_upload(request)
             if isinstance(image, Response):
                 return image
+            try:
+                return await self._search(request, image)
+            finally:
+                del image
+                _give_back_memory()
+
+    async def _search(self, request: Request, image: bytes | None) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
         try:
             args = _search_args(request)
             page = await run_in_threadpool(lambda: self.library.search(image=image, **args))
         except MmembedError as exc:
             return _error(str(exc), _status(exc))
-        finally:
-            if image is not None:
-                del image
-                _give_back_memory()
         return _Json({
             "hits": [h.to_dict() for h in page.hits], "offset": page.offset, "more": page.more,
             "where": page.where, "target": page.target, "took_ms": round(page.seconds * 1000, 1),
@@ -284,11 +291,10 @@ def _object_response(path: str, kind: str | None) -> Response:
                              "Content-Disposition": f"inline; filename*=utf-8''{urllib.parse.quote(name)}"})
 
 
-async def _read_upload(request: Request) -> bytes | Response:
-    """The request body, refused as early as it can be: 413 past ``MAX_UPLOAD_BYTES`` (by its
-    Content-Length, or while reading), 415 for a Content-Type that is no image, 400 when the first
-    bytes are no image format's, 503 while ``MAX_PARALLEL_UPLOADS`` are being read. Never written
-    to disk; the memory of a refused one is given back at once."""
+def _refuse_upload(request: Request) -> Response | None:
+    """The answer to an upload refused by its headers alone, before a byte is read: 413 past
+    ``MAX_UPLOAD_BYTES`` by its Content-Length, 415 for a Content-Type that is no image, 503
+    while ``MAX_PARALLEL_UPLOADS`` images are being read or searched with; None otherwise."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
         return _error(f"the image is {int(declared) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB", 413)
@@ -296,21 +302,26 @@ async def _read_upload(request: Request) -> bytes | Response:
     if kind and not (kind.startswith("image/") or kind in ("application/octet-stream", "binary/octet-stream")):
         return _error(f"the upload is {kind}, not an image; drop an image file (JPEG, PNG, HEIC, ...)", 415)
     if _UPLOADS.busy():
-        return _error("too many images are being uploaded at once; try again in a moment", 503,
+        return _error("too many images are being searched with at once; try again in a moment", 503,
                       {"Retry-After": "2"})
-    with _UPLOADS:
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_UPLOAD_BYTES:
-                return _error(f"the image is over the limit of {MAX_UPLOAD_BYTES // 2**20} MB", 413)
-            if len(body) >= _SNIFF and len(body) - len(chunk) < _SNIFF and not looks_like_image(body):
-                return _error(NOT_AN_IMAGE, 400)
-        if not body:
-            return _error("the request holds no image; send an image file as the body", 400)
-        if len(body) < _SNIFF and not looks_like_image(body):
+    return None
+
+
+async def _read_upload(request: Request) -> bytes | Response:
+    """The request body, never written to disk, refused as soon as it can be: 413 past
+    ``MAX_UPLOAD_BYTES``, 400 when its first bytes are no image format's (``looks_like_image``)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_UPLOAD_BYTES:
+            return _error(f"the image is over the limit of {MAX_UPLOAD_BYTES // 2**20} MB", 413)
+        if len(body) >= _SNIFF and len(body) - len(chunk) < _SNIFF and not looks_like_image(body):
             return _error(NOT_AN_IMAGE, 400)
-        return bytes(body)
+    if not body:
+        return _error("the request holds no image; send an image file as the body", 400)
+    if len(body) < _SNIFF and not looks_like_image(body):
+        return _error(NOT_AN_IMAGE, 400)
+    return bytes(body)
 
 
 def _give_back_memory() -> None:

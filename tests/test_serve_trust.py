@@ -267,3 +267,27 @@ def test_parallel_image_uploads_past_the_limit_are_told_to_wait_and_others_are_r
     assert status == 415 and "not an image" in json.loads(data)["error"]
     status, data = raw_request(library["url"], "POST", "/api/search", jpeg, {"Content-Type": "image/jpeg"})
     assert status == 200 and json.loads(data)["hits"][0]["path"] == library["rows"][name]["path"]
+
+
+# ---------------------------------------------------------------- 1. the HTML gallery inlines only what was indexed
+def test_search_html_inlines_no_file_swapped_since_it_was_indexed(library: dict, tmp_path: Path) -> None:
+    from PIL import Image
+
+    name = _names(library, 0, 1)[0]  # unchanged by the tests before
+    row = library["rows"][name]
+    impostor = library["secrets"] / "impostor.jpg"  # a picture that was never indexed, at the same path
+    Image.new("RGB", (224, 224), (255, 0, 0)).save(impostor, "JPEG")
+    os.utime(impostor, ns=(row["mtime_ns"], row["mtime_ns"]))
+    where = f"starts_with(path, '{row['path']}')"
+    before = tmp_path / "before.html"
+    done = run_cli("search", "a photo", "--db", library["db"], "--where", where, "--html", str(before))
+    assert done.returncode == 0, done.stderr
+    assert before.read_text().count('src="data:image/jpeg;base64,') == 1
+    Path(row["path"]).rename(library["secrets"] / "kept.jpg")
+    Path(row["path"]).symlink_to(impostor)
+    after = tmp_path / "after.html"
+    done = run_cli("search", "a photo", "--db", library["db"], "--where", where, "--html", str(after))
+    assert done.returncode == 0, done.stderr
+    page = after.read_text()
+    assert 'src="data:image/jpeg;base64,' not in page and "changed since it was indexed" in page
+    assert f"wrote {after} (1 results, 0 thumbnails inlined)" in done.stderr

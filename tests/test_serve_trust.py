@@ -291,3 +291,25 @@ def test_search_html_inlines_no_file_swapped_since_it_was_indexed(library: dict,
     page = after.read_text()
     assert 'src="data:image/jpeg;base64,' not in page and "changed since it was indexed" in page
     assert f"wrote {after} (1 results, 0 thumbnails inlined)" in done.stderr
+
+
+# ---------------------------------------------------------------- 6. no machine's absolute path on screen
+def test_browser_shows_paths_under_home_as_a_tilde(browser, library: dict) -> None:
+    home = library["folder"].parent  # the library lies in ~/photos for this server
+    name = _names(library, 6, 1)[0]
+    proc, url, errors = start_server("--db", library["db"], env_extra={"HOME": str(home)})
+    try:
+        status, info = get_json(url + "api/info")
+        assert info["home"] == str(home)
+        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        tab = context.new_page()
+        tab.goto(url + "?" + urllib.parse.urlencode({"item": library["rows"][name]["id"]}))  # a shared link: before /api/info
+        tab.wait_for_function("(p) => document.querySelector('#detail-meta').textContent.includes(p)", arg=f"~/photos/{name}")
+        tab.wait_for_timeout(300)
+        assert str(home) not in tab.text_content("#detail-meta")
+        tab.keyboard.press("Escape")
+        tab.click("#toggle-filters")
+        assert "~/photos" in " ".join(tab.eval_on_selector_all("#folder option", "os => os.map(o => o.textContent)"))
+        context.close()
+    finally:
+        assert stop_server(proc) == 0, "".join(errors)[-2000:]

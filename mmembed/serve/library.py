@@ -163,6 +163,7 @@ class Library:
             "has_taken": "taken_ns" in self._columns,
             "tags": [{"name": k, "count": v} for k, v in tags.most_common(_MAX_TAG_CHIPS)],
             "problem": self.problem(),
+            "home": _home(),  # the page shows paths under it as ~/...
         }
 
     def browse(self, *, limit: int = 50, offset: int = 0, filters: Filters = Filters()) -> Page:
@@ -271,6 +272,11 @@ def _frame_source(row: dict[str, Any]) -> bytes:
         return frame_jpeg(row["path"], float(row.get("frame_time") or 0.0), LARGE_SIZE, quality=92)
     except ImageDecodeError as exc:
         raise QueryError(f"{exc.path}: {exc.reason}") from None
+
+
+def _home() -> str | None:
+    home = os.path.expanduser("~").rstrip("/")
+    return home if home and os.path.isabs(home) and os.path.isdir(home) else None
 
 
 def _warm_codecs() -> None:

@@ -242,7 +242,7 @@ function card(hit, index) {
   const name = hit.path.split("/").pop();
   const badge = hit.keep === true ? el("span", { class: "badge", text: "keep" }) : null;
   const video = hit.media === "video";
-  const figure = el("figure", { class: "card", role: "listitem", tabindex: 0, "data-id": hit.id, "data-path": hit.path, "data-index": index, "data-media": hit.media || "image", title: hit.path },
+  const figure = el("figure", { class: "card", role: "listitem", tabindex: 0, "data-id": hit.id, "data-path": hit.path, "data-index": index, "data-media": hit.media || "image", title: shown(hit.path) },
     el("div", { class: "thumb" },
       el("img", { src: "/thumbs/" + encodeURIComponent(hit.id), alt: hit.text || name, loading: "lazy", decoding: "async" }),
       video ? el("span", { class: "play", text: "▶ " + clock(hit.frame_time || 0) + (hit.duration ? " / " + clock(hit.duration) : "") }) : null),
@@ -335,8 +335,8 @@ function showDetail(hit) {
   $("prev").hidden = state.detailIndex <= 0;
   $("next").hidden = state.detailIndex < 0 || state.detailIndex >= state.hits.length - 1;
   fillMeta(hit, null);
-  fetch("/api/items/" + encodeURIComponent(hit.id)).then((r) => r.ok ? r.json() : null)
-    .then((item) => { if (item && state.detailHit === hit) fillMeta(hit, item); });
+  Promise.all([fetch("/api/items/" + encodeURIComponent(hit.id)).then((r) => r.ok ? r.json() : null), state.infoReady])
+    .then(([item]) => { if (item && state.detailHit === hit) fillMeta(hit, item); });
   fillStrip(hit);
   $("close").focus({ preventScroll: true });
 }
@@ -346,7 +346,7 @@ function fillMeta(hit, item) {
   dl.replaceChildren();
   const add = (k, v) => { if (v !== null && v !== undefined && v !== "") dl.append(el("dt", { text: k }), el("dd", { text: String(v) })); };
   const row = item || hit;
-  add("Path", row.path);
+  add("Path", shown(row.path));
   if (row.width) add("Size", `${row.width} × ${row.height} px${row.size ? " · " + bytes(row.size) : ""}`);
   add("Format", row.format);
   if (row.media === "video") add("Video", `frame at ${clock(row.frame_time || 0)}` + (row.duration ? ` of ${clock(row.duration)}` : ""));
@@ -452,7 +452,7 @@ function fillFilters(info) {
   const folder = $("folder");
   const root = commonFolder(info.folders.map((f) => f.path));
   for (const f of info.folders) {
-    const label = root && f.path !== root ? "…/" + f.path.slice(root.length).replace(/^\//, "") : f.path;
+    const label = root && f.path !== root ? "…/" + f.path.slice(root.length).replace(/^\//, "") : shown(f.path);
     folder.append(el("option", { value: f.path, title: f.path, text: `${label} (${f.count})` }));
   }
   const format = $("format");
@@ -467,6 +467,11 @@ function fillFilters(info) {
     input.addEventListener(debounced ? "input" : "change", debounced ? debounce(() => commit(), DEBOUNCE_MS * 2) : () => commit());
   }
   $("date_field").disabled = !info.has_taken;
+}
+
+function shown(path) {  // a path under the server's home folder as ~/...: no machine's layout on screen
+  const home = state.info && state.info.home;
+  return home && path.startsWith(home + "/") ? "~" + path.slice(home.length) : path;
 }
 
 function commonFolder(paths) {
@@ -574,8 +579,10 @@ function start() {
   new IntersectionObserver((entries) => { if (entries.some((x) => x.isIntersecting)) loadMore(); },
     { rootMargin: "800px" }).observe($("sentinel"));
 
+  const info = fetch("/api/info").then((r) => r.json());
+  state.infoReady = info.then((i) => { state.info = i; return i; }).catch(() => null);
   run();  // the query in the URL at once; the filters fill in when the table's info arrives
-  fetch("/api/info").then((r) => r.json()).then((info) => {
+  info.then((info) => {
     state.info = info;
     if (info.problem) { showMessage(info.problem); $("stats").textContent = ""; document.body.classList.add("empty"); return; }
     fillFilters(info);

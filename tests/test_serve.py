@@ -24,6 +24,18 @@ from conftest import EVIL_CAPTION as EVIL, FIXTURE_IMAGES, flickr_dev_captions, 
 
 DOG_QUERY = "a dog running on grass"
 SCREENSHOTS = os.environ.get("MMEMBED_SCREENSHOTS")  # read at import: fixtures clear MMEMBED_* settings
+SCREENSHOT_HOME = shared_path("data").resolve()  # with MMEMBED_SCREENSHOTS, the served library lies under ~
+
+
+def screenshot_env(home: Path) -> dict[str, str]:
+    """HOME for a server whose screenshots go in the README: its paths show as ~/..., not a machine's."""
+    return {"HOME": str(home)} if SCREENSHOTS else {}
+
+
+def shown(path: str, home: Path | None = None) -> str:
+    """``path`` as the page shows it (under the server's HOME as ~/...)."""
+    home_text = str(home or SCREENSHOT_HOME)
+    return "~" + path[len(home_text):] if SCREENSHOTS and path.startswith(home_text + "/") else path
 
 
 # ---------------------------------------------------------------- a served table
@@ -70,7 +82,7 @@ def served(captioned_dev: dict[str, str], session_cache: Path):
         env.setenv("XDG_CACHE_HOME", str(session_cache))
         for name in [n for n in os.environ if n.startswith("MMEMBED_")]:
             env.delenv(name)
-        proc, url, errors = start_server("--db", captioned_dev["db"])
+        proc, url, errors = start_server("--db", captioned_dev["db"], env_extra=screenshot_env(SCREENSHOT_HOME))
         yield {"url": url, "db": captioned_dev["db"], "extra": captioned_dev["extra"], "proc": proc, "errors": errors}
         assert stop_server(proc) == 0, "".join(errors)[-2000:]
 
@@ -436,7 +448,7 @@ def test_browser_search_detail_more_like_this_and_back(page, served: dict, shots
 
     page.click(f".card[data-id='{cards[0]['id']}']")
     page.wait_for_selector("#detail:not([hidden])")
-    assert page.text_content("#detail-meta").count(cards[0]["path"]) == 1
+    assert page.text_content("#detail-meta").count(shown(cards[0]["path"])) == 1
     page.wait_for_selector("#strip img")
     page.wait_for_function("() => document.querySelector('#detail-image').src.includes('/media/')", timeout=15_000)
     page.screenshot(path=str(shots / "detail.png"))
@@ -509,9 +521,9 @@ def test_browser_keyboard_and_infinite_scroll(page, served: dict) -> None:
     assert page.evaluate("document.activeElement.dataset.id") == cards[1]["id"]
     page.keyboard.press("Enter")
     page.wait_for_selector("#detail:not([hidden])")
-    assert cards[1]["path"] in page.text_content("#detail-meta")
+    assert shown(cards[1]["path"]) in page.text_content("#detail-meta")
     page.keyboard.press("ArrowRight")
-    page.wait_for_function("(p) => document.querySelector('#detail-meta').textContent.includes(p)", arg=cards[2]["path"])
+    page.wait_for_function("(p) => document.querySelector('#detail-meta').textContent.includes(p)", arg=shown(cards[2]["path"]))
     page.keyboard.press("Escape")
     page.wait_for_selector("#detail", state="hidden")
     page.mouse.wheel(0, 20_000)

@@ -265,8 +265,9 @@ def test_parallel_image_uploads_past_the_limit_are_told_to_wait_and_others_are_r
     assert set(statuses) <= {200, 503} and statuses.count(200) >= 4 and 503 in statuses, statuses
     status, data = raw_request(library["url"], "POST", "/api/search", body[:1000], {"Content-Type": "text/plain"})
     assert status == 415 and "not an image" in json.loads(data)["error"]
-    status, data = raw_request(library["url"], "POST", "/api/search", jpeg, {"Content-Type": "image/jpeg"})
-    assert status == 200 and json.loads(data)["hits"][0]["path"] == library["rows"][name]["path"]
+    for kind in ("image/jpeg", "application/x-www-form-urlencoded"):  # the latter: curl --data-binary @photo.jpg
+        status, data = raw_request(library["url"], "POST", "/api/search", jpeg, {"Content-Type": kind})
+        assert status == 200 and json.loads(data)["hits"][0]["path"] == library["rows"][name]["path"]
 
 
 # ---------------------------------------------------------------- 1. the HTML gallery inlines only what was indexed

@@ -314,3 +314,25 @@ def test_browser_shows_paths_under_home_as_a_tilde(browser, library: dict) -> No
         context.close()
     finally:
         assert stop_server(proc) == 0, "".join(errors)[-2000:]
+
+
+def test_dupes_html_inlines_no_file_swapped_since_it_was_indexed(tmp_path: Path, micro_clip: str) -> None:
+    from PIL import Image
+
+    src = sorted(shared_path("data/flickr8k/dev").glob("*.jpg"))[0]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy2(src, folder / "a.jpg")
+    shutil.copy2(src, folder / "b.jpg")
+    db = str(tmp_path / "db.lancedb")
+    done = run_cli("ingest", str(folder), "--db", db, "--model", micro_clip, "-q")
+    assert done.returncode == 0, done.stderr
+    impostor = tmp_path / "impostor.jpg"
+    Image.new("RGB", (224, 224), (0, 0, 255)).save(impostor, "JPEG")
+    (folder / "b.jpg").unlink()
+    (folder / "b.jpg").symlink_to(impostor)
+    out = tmp_path / "dupes.html"
+    done = run_cli("dupes", "--db", db, "--mode", "exact", "--html", str(out), "-q")
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    assert page.count('src="data:image/jpeg;base64,') == 1 and "changed since it was indexed" in page

@@ -49,7 +49,8 @@ def open_indexed(path: str, *, size: int | None, mtime_ns: int | None, content_h
             raise FileChangedError(path, _CHANGED)
         if content_hash and (linked or st.st_size <= hash_limit):
             _check_hash(fd, st, path, content_hash)
-        os.set_blocking(fd, True)
+        if getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)  # reads of the caller's (a regular file never blocks anyway)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)

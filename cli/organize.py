@@ -46,9 +46,12 @@ def dupes(
             from mmembed.serve.gallery import write_gallery
 
             sections = [(f"{g.kind} · {len(g.files)} photos · cosine ≥ {g.score:.3f}",
-                         [{"path": f.path, "text": " · ".join((["keep"] if f.keep else []) + _parts(f))} for f in g.files])
+                         [{"id": f.id, "path": f.path, "text": " · ".join((["keep"] if f.keep else []) + _parts(f))}
+                          for f in g.files])
                         for g in groups]
-            write_gallery([], html_file, title=f"mmembed: {mode} duplicates", sections=sections)
+            ids = [f.id for g in groups for f in g.files]
+            rows = {r["id"]: r for r in idx.items(ids)} if ids else {}  # each file inlined only while as indexed
+            write_gallery([], html_file, title=f"mmembed: {mode} duplicates", sections=sections, indexed=rows)
     for n, group in enumerate(groups, 1):
         if as_json:
             _print_json({"group": n, **group.to_dict()})

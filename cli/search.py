@@ -54,7 +54,8 @@ def search(
             from mmembed.serve.gallery import write_gallery
 
             title = " · ".join(x for x in (query, image.name if image else None) if x) or "mmembed results"
-            inlined = write_gallery(hits, html_file, title=f"mmembed: {title}")
+            rows = {r["id"]: r for r in _index(db, table, model, pretrained, device).items([h.id for h in hits])} if hits else {}
+            inlined = write_gallery(hits, html_file, title=f"mmembed: {title}", indexed=rows)  # only files still as indexed
             typer.echo(f"wrote {html_file} ({len(hits)} results, {inlined} thumbnails inlined)", err=True)
     for hit in hits:
         if as_json:

@@ -12,6 +12,7 @@ Hierarchy::
     ├── IndexEmptyError      a search or lookup on a table that holds no rows yet
     ├── QueryError           an empty query, a missing query image, a bad --where filter
     ├── ImageDecodeError     one image could not be decoded (carries .path and .reason)
+    │   └── FileChangedError the file at an indexed path is no longer the one indexed
     ├── IngestLockedError    another ingest is writing to the same table
     └── StoreError           the database could not be opened or written
         └── StoreWriteError  a write failed (disk full, permissions); carries .reason
@@ -27,6 +28,7 @@ __all__ = [
     "IndexEmptyError",
     "QueryError",
     "ImageDecodeError",
+    "FileChangedError",
     "IngestLockedError",
     "StoreError",
     "StoreWriteError",
@@ -64,6 +66,11 @@ class ImageDecodeError(MmembedError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class FileChangedError(ImageDecodeError):
+    """The file at an indexed path is gone, or is no longer the file that was indexed (another
+    size, mtime or content, a symlink that leads elsewhere, not a regular file)."""
 
 
 class IngestLockedError(MmembedError):

@@ -24,6 +24,18 @@ from conftest import EVIL_CAPTION as EVIL, FIXTURE_IMAGES, flickr_dev_captions, 
 
 DOG_QUERY = "a dog running on grass"
 SCREENSHOTS = os.environ.get("MMEMBED_SCREENSHOTS")  # read at import: fixtures clear MMEMBED_* settings
+SCREENSHOT_HOME = shared_path("data").resolve()  # with MMEMBED_SCREENSHOTS, the served library lies under ~
+
+
+def screenshot_env(home: Path) -> dict[str, str]:
+    """HOME for a server whose screenshots go in the README: its paths show as ~/..., not a machine's."""
+    return {"HOME": str(home)} if SCREENSHOTS else {}
+
+
+def shown(path: str, home: Path | None = None) -> str:
+    """``path`` as the page shows it (under the server's HOME as ~/...)."""
+    home_text = str(home or SCREENSHOT_HOME)
+    return "~" + path[len(home_text):] if SCREENSHOTS and path.startswith(home_text + "/") else path
 
 
 # ---------------------------------------------------------------- a served table
@@ -70,7 +82,7 @@ def served(captioned_dev: dict[str, str], session_cache: Path):
         env.setenv("XDG_CACHE_HOME", str(session_cache))
         for name in [n for n in os.environ if n.startswith("MMEMBED_")]:
             env.delenv(name)
-        proc, url, errors = start_server("--db", captioned_dev["db"])
+        proc, url, errors = start_server("--db", captioned_dev["db"], env_extra=screenshot_env(SCREENSHOT_HOME))
         yield {"url": url, "db": captioned_dev["db"], "extra": captioned_dev["extra"], "proc": proc, "errors": errors}
         assert stop_server(proc) == 0, "".join(errors)[-2000:]
 
@@ -156,7 +168,7 @@ def test_filters_become_the_where_of_the_search(served: dict) -> None:
     assert status == 400 and bad["error"] == "from date 2021-01-01 is after to date 2020-01-01; swap them"
     for endpoint in ("api/search?q=dog&", "api/items?"):  # with a query or browsing: the same answer
         status, bad = get_json(served["url"] + endpoint + "where=" + urllib.parse.quote("no_such_column > 1"))
-        assert status == 400 and bad["error"].startswith("--where 'no_such_column > 1' is not a valid filter")
+        assert status == 400 and bad["error"].startswith("the SQL filter 'no_such_column > 1' is not a valid filter")
 
 
 def test_browsing_without_a_query_lists_every_photo(served: dict) -> None:
@@ -436,7 +448,7 @@ def test_browser_search_detail_more_like_this_and_back(page, served: dict, shots
 
     page.click(f".card[data-id='{cards[0]['id']}']")
     page.wait_for_selector("#detail:not([hidden])")
-    assert page.text_content("#detail-meta").count(cards[0]["path"]) == 1
+    assert page.text_content("#detail-meta").count(shown(cards[0]["path"])) == 1
     page.wait_for_selector("#strip img")
     page.wait_for_function("() => document.querySelector('#detail-image').src.includes('/media/')", timeout=15_000)
     page.screenshot(path=str(shots / "detail.png"))
@@ -509,9 +521,9 @@ def test_browser_keyboard_and_infinite_scroll(page, served: dict) -> None:
     assert page.evaluate("document.activeElement.dataset.id") == cards[1]["id"]
     page.keyboard.press("Enter")
     page.wait_for_selector("#detail:not([hidden])")
-    assert cards[1]["path"] in page.text_content("#detail-meta")
+    assert shown(cards[1]["path"]) in page.text_content("#detail-meta")
     page.keyboard.press("ArrowRight")
-    page.wait_for_function("(p) => document.querySelector('#detail-meta').textContent.includes(p)", arg=cards[2]["path"])
+    page.wait_for_function("(p) => document.querySelector('#detail-meta').textContent.includes(p)", arg=shown(cards[2]["path"]))
     page.keyboard.press("Escape")
     page.wait_for_selector("#detail", state="hidden")
     page.mouse.wheel(0, 20_000)
@@ -636,14 +648,49 @@ def organised(tmp_path_factory: pytest.TempPathFactory, micro_clip: str, session
     assert stop_server(proc) == 0, "".join(errors)[-2000:]
 
 
+def duplicates_when_done(url: str, mode: str = "near", timeout: float = 120) -> dict:
+    """/api/duplicates asked again while it answers 202 (searching in the background)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, data = get_json(url + f"api/duplicates?mode={mode}")
+        if status != 202 or time.monotonic() > deadline:
+            assert status == 200 and data["state"] == "done", data
+            return data
+        assert data["state"] == "running" and 0 <= data["percent"] <= 100
+        time.sleep(0.2)
+
+
 def test_duplicates_api(organised: dict) -> None:
-    status, data = get_json(organised["url"] + "api/duplicates")
-    assert status == 200 and len(data["groups"]) == 1
+    data = duplicates_when_done(organised["url"])
+    assert len(data["groups"]) == 1
     group = data["groups"][0]
     assert sorted(os.path.basename(f["path"]) for f in group["files"]) == sorted([organised["first"], "copy.jpg", "reencoded.jpg"])
     assert sum(f["keep"] for f in group["files"]) == 1
     status, bad = get_json(organised["url"] + "api/duplicates?mode=fuzzy")
-    assert status == 400 and "fuzzy" in bad["error"]
+    assert status == 400 and "fuzzy" in bad["error"] and "--" not in bad["error"]
+
+
+def test_duplicates_of_a_thousand_photos_answer_at_once_with_their_progress(served: dict, browser) -> None:
+    """The search runs in the background: every request answers within a second or so, 202 with
+    the progress until it is done; the page shows "finding duplicates… N%"."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    tab = context.new_page()
+    seen: list[str] = []
+    tab.on("response", lambda r: seen.append(str(r.status)) if "/api/duplicates" in r.url else None)
+    tab.goto(served["url"] + "?view=dupes")
+    started = time.monotonic()
+    status, data = get_json(served["url"] + "api/duplicates?mode=similar")
+    assert time.monotonic() - started < 3 and status in (200, 202), (status, data)
+    assert data["state"] in ("running", "done")
+    texts: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and tab.locator("body[data-state=loading]").count():
+        texts.append(tab.text_content("#stats") or "")
+        tab.wait_for_timeout(100)
+    tab.wait_for_selector("body[data-state=ready]", timeout=5_000)
+    context.close()
+    assert "202" in seen and any(re.fullmatch(r"finding duplicates… \d+%", t) for t in texts), (seen, set(texts))
+    assert duplicates_when_done(served["url"], "similar")["groups"]
 
 
 def test_browser_duplicates_view_and_tag_chips(browser, organised: dict, shots: Path) -> None:

@@ -233,9 +233,9 @@ def test_without_pyav_a_video_is_skipped_naming_the_extra(library: dict, tmp_pat
 
 
 def test_the_web_app_shows_the_frame_and_plays_from_it(library: dict) -> None:
-    from test_serve import get, get_json, search_api, start_server, stop_server
+    from test_serve import get, get_json, screenshot_env, search_api, start_server, stop_server
 
-    proc, url, errors = start_server("--db", library["db"])
+    proc, url, errors = start_server("--db", library["db"], env_extra=screenshot_env(library["folder"].parent))
     try:
         status, page = get_json(url + "api/items?n=50")
         assert status == 200 and page["total"] == 7  # browsing shows the video once

@@ -103,10 +103,7 @@ class SearchOptions:
         checked(self.limit, "limit", QueryError, (int,))
         if self.limit < 1:
             raise QueryError(f"limit must be at least 1, got {self.limit!r}")
-        if checked(self.where, "where", QueryError, (str,), optional=True) is not None and not self.where.strip():
-            raise QueryError("--where is empty; give a SQL filter such as \"format = 'JPEG'\"")
-        if self.where is not None and ";" in _outside_quotes(self.where):
-            raise QueryError(f"--where {self.where!r} holds a ';': give one SQL condition (join several with AND)")
+        check_where(checked(self.where, "where", QueryError, (str,), optional=True))
         if checked(self.target, "target", QueryError, (str,), optional=True) not in (None, *TARGETS):
             raise QueryError(f"target {self.target!r} is not one of {', '.join(TARGETS)}")
         weight = checked(self.image_weight, "image_weight", QueryError, (int, float), optional=True)
@@ -132,6 +129,18 @@ class SearchOptions:
 
 
 NO_TAGS = "no item in this index has tags yet; run `mmembed tag` first"
+
+
+def check_where(where: str | None, name: str = "--where") -> str | None:
+    """``where`` when it is one SQL condition; QueryError (naming it as ``name``) when it is blank or
+    holds a second statement. The one check of a user's filter: CLI, search API, browse API."""
+    if where is None:
+        return None
+    if not where.strip():
+        raise QueryError(f"{name} is empty; give a SQL filter such as \"format = 'JPEG'\"")
+    if ";" in _outside_quotes(where):
+        raise QueryError(f"{name} {where!r} holds a ';': give one SQL condition (join several with AND)")
+    return where
 
 
 def _outside_quotes(sql: str) -> str:

@@ -8,11 +8,12 @@ Routes (all read-only; there are no write endpoints)::
                             &folder=&format=&date_from=&date_to=&date_field=&col.NAME=VALUE&tag=T
     POST /api/search        the same, with an image file as the request body (at most 20 MB)
     GET  /api/items         browse: every photo (or the filtered ones), newest first; ?n=&offset=&folder=...
-    GET  /api/duplicates    ?mode=near|exact|similar: groups of duplicates with the suggested keepers
+    GET  /api/duplicates    ?mode=near|exact|similar: groups of duplicates with the suggested keepers;
+                            202 {"state": "running", "percent"} while they are searched in the background
     GET  /api/items/{id}    one item's metadata
     GET  /thumbs/{id}       a 320 px JPEG thumbnail (EXIF orientation applied; ETag)
     GET  /media/{id}        a 2048 px JPEG of the photo (for the detail view)
-    GET  /files/{id}        the original file
+    GET  /files/{id}        the original file, only while it is the file indexed (sources.indexed)
 
 Files are found by row id only: no path from a request is ever opened, so only indexed files
 can be read. Responses carry a Content-Security-Policy that allows no inline script, and the
@@ -28,21 +29,30 @@ import urllib.parse
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import ConfigError, ImageDecodeError, IndexEmptyError, MmembedError, QueryError
+from ..errors import ConfigError, FileChangedError, ImageDecodeError, IndexEmptyError, MmembedError, QueryError
+from ..sources.indexed import open_indexed
 from .filters import Filters
 from .library import Library, NotFound
 from .thumbs import LARGE_SIZE, THUMB_SIZE
+from .uploads import looks_like_image
 
 __all__ = ["create_app", "MAX_UPLOAD_BYTES", "LOOPBACK_HOSTS"]
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_PARALLEL_UPLOADS = 4  # image queries read at once; more answer 503 (each may hold 20 MB)
+_NOT_IMAGE_TYPES = frozenset({"text", "audio", "video", "font", "model", "multipart", "application/json",
+                              "application/pdf", "application/zip", "application/gzip", "application/x-tar"})
+_SNIFF = 16  # bytes of an upload that name its format
+NOT_AN_IMAGE = "the query image: not a readable image (unknown format or corrupt header)"
+FILES_HASH_LIMIT = 256 * 1024 * 1024  # /files checks the content hash of files up to this size (once per inode)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 _CSP = ("default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; "
@@ -103,8 +113,20 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return _error("not found", 404)
 
 
-def _error(message: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": web_words(message)}, status_code=status, headers=headers)
+
+
+_WEB_WORDS = (("--where ", "the SQL filter "), ("give search text, or --image PATH", "type words, or drop an image here"),
+              ("--image-weight ", "the image weight "), ("--min-score ", "min_score "), ("--cutoff ", "cutoff "),
+              ("--target image", "Search in: images"))
+
+
+def web_words(message: str) -> str:
+    """A library message (written for the CLI) in the page's own terms: no CLI flags."""
+    for flag, words in _WEB_WORDS:
+        message = message.replace(flag, words)
+    return message
 
 
 def _status(exc: MmembedError) -> int:
@@ -133,13 +155,24 @@ class _Api:
         return _Json(self.library.info())
 
     async def search(self, request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
-        image = None
-        if request.method == "POST":
+        if request.method != "POST":
+            return await self._search(request, None)
+        refused = _refuse_upload(request)
+        if refused is not None:
+            return refused
+        with _UPLOADS:  # held until the search is done: at most MAX_PARALLEL_UPLOADS images in memory
             image = await _read_upload(request)
             if isinstance(image, Response):
                 return image
+            try:
+                return await self._search(request, image)
+            finally:
+                del image
+                _give_back_memory()
+
+    async def _search(self, request: Request, image: bytes | None) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
         try:
             args = _search_args(request)
             page = await run_in_threadpool(lambda: self.library.search(image=image, **args))
@@ -160,12 +193,18 @@ class _Api:
         return _Json({"items": page.hits, "offset": page.offset, "more": page.more, "total": page.total,
                       "where": page.where, "took_ms": round(page.seconds * 1000, 1)})
 
-    def duplicates(self, request: Request) -> Response:
-        """Groups of duplicates (``mmembed dupes``), with the suggested keepers."""
-        try:
-            return _Json(self.library.duplicates(request.query_params.get("mode") or "near"))
+    async def duplicates(self, request: Request) -> Response:
+        """Groups of duplicates (``mmembed dupes``), with the suggested keepers: searched in the
+        background; 202 with the progress until they are found (the page asks again)."""
+        from starlette.concurrency import run_in_threadpool
+
+        mode = request.query_params.get("mode") or "near"
+        try:  # a short wait answers a small library at once
+            answer = await run_in_threadpool(lambda: self.library.duplicates(mode, wait=0.5))
         except MmembedError as exc:
             return _error(str(exc), _status(exc))
+        return _Json(answer, status_code=200 if answer["state"] == "done" else 202,
+                     headers={"Cache-Control": "no-store"})
 
     def item(self, request: Request) -> Response:
         try:
@@ -187,7 +226,8 @@ class _Api:
             etag = f'"{self.library.thumbs.key(row["content_hash"], size, at)}"'
             if request.headers.get("if-none-match") == etag:
                 return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "private, max-age=3600"})
-            rendition = self.library.thumbs.get(row["path"], row["content_hash"], size, at, row.get("size"))
+            rendition = self.library.thumbs.get(row["path"], row["content_hash"], size, at, row.get("size"),
+                                                row.get("mtime_ns"))
             with open(rendition.path, "rb") as f:
                 body = f.read()
         except NotFound:
@@ -208,11 +248,32 @@ class _Api:
         kind = _FORMAT_TYPES.get(str(row.get("format") or "").upper()) or mimetypes.guess_type(path)[0]
         if path.startswith("s3://"):  # an object in object storage: read through sources.remote
             return _object_response(path, kind)
-        if not os.path.isfile(path):
-            return _error(f"{path}: the file is gone since it was indexed", 410)
-        return FileResponse(path, media_type=kind or "application/octet-stream",
-                            headers={"Cache-Control": "private, max-age=3600"},
-                            content_disposition_type="inline", filename=os.path.basename(path))
+        try:  # checked against its row, then served from the descriptor that was checked
+            opened = open_indexed(path, size=row.get("size"), mtime_ns=row.get("mtime_ns"),
+                                  content_hash=row.get("content_hash"), hash_limit=FILES_HASH_LIMIT)
+        except FileChangedError as exc:
+            return _error(str(exc), 410)
+        same = f"/proc/self/fd/{opened.fileno()}"
+        headers = {"Cache-Control": "private, max-age=3600"}
+        if os.path.exists(same):  # Linux: FileResponse (ranges for video seeking) on that same open file
+            return FileResponse(same, media_type=kind or "application/octet-stream", headers=headers,
+                                content_disposition_type="inline", filename=os.path.basename(path),
+                                background=BackgroundTask(opened.close))
+        return _stream(opened, kind, os.path.basename(path), headers)
+
+
+def _stream(opened: Any, kind: str | None, name: str, headers: dict[str, str]) -> Response:
+    """The whole file from an open file object (no /proc/self/fd: no ranges), closed at the end."""
+    size = os.fstat(opened.fileno()).st_size
+
+    def chunks() -> Any:
+        with opened:
+            while chunk := opened.read(256 * 1024):
+                yield chunk
+
+    return StreamingResponse(chunks(), media_type=kind or "application/octet-stream", headers={
+        **headers, "Content-Length": str(size),
+        "Content-Disposition": f"inline; filename*=utf-8''{urllib.parse.quote(name)}"})
 
 
 def _object_response(path: str, kind: str | None) -> Response:
@@ -232,19 +293,66 @@ def _object_response(path: str, kind: str | None) -> Response:
                              "Content-Disposition": f"inline; filename*=utf-8''{urllib.parse.quote(name)}"})
 
 
-async def _read_upload(request: Request) -> bytes | Response:
-    """The request body, refused with 413 past ``MAX_UPLOAD_BYTES`` (never written to disk)."""
+def _refuse_upload(request: Request) -> Response | None:
+    """The answer to an upload refused by its headers alone, before a byte is read: 413 past
+    ``MAX_UPLOAD_BYTES`` by its Content-Length, 415 for a Content-Type that is no image, 503
+    while ``MAX_PARALLEL_UPLOADS`` images are being read or searched with; None otherwise."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
         return _error(f"the image is {int(declared) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB", 413)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind.split("/")[0] in _NOT_IMAGE_TYPES or kind in _NOT_IMAGE_TYPES:  # curl's form type passes: the bytes decide
+        return _error(f"the upload is {kind}, not an image; drop an image file (JPEG, PNG, HEIC, ...)", 415)
+    if _UPLOADS.busy():
+        return _error("too many images are being searched with at once; try again in a moment", 503,
+                      {"Retry-After": "2"})
+    return None
+
+
+async def _read_upload(request: Request) -> bytes | Response:
+    """The request body, never written to disk, refused as soon as it can be: 413 past
+    ``MAX_UPLOAD_BYTES``, 400 when its first bytes are no image format's (``looks_like_image``)."""
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_UPLOAD_BYTES:
             return _error(f"the image is over the limit of {MAX_UPLOAD_BYTES // 2**20} MB", 413)
+        if len(body) >= _SNIFF and len(body) - len(chunk) < _SNIFF and not looks_like_image(body):
+            return _error(NOT_AN_IMAGE, 400)
     if not body:
         return _error("the request holds no image; send an image file as the body", 400)
+    if len(body) < _SNIFF and not looks_like_image(body):
+        return _error(NOT_AN_IMAGE, 400)
     return bytes(body)
+
+
+def _give_back_memory() -> None:
+    """Return freed heap to the system after an upload (glibc keeps it otherwise)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
+
+
+class _Slots:
+    """At most ``n`` uploads read at once (the event loop is one thread: a plain counter)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.used = n, 0
+
+    def busy(self) -> bool:
+        return self.used >= self.n
+
+    def __enter__(self) -> None:
+        self.used += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.used -= 1
+
+
+_UPLOADS = _Slots(MAX_PARALLEL_UPLOADS)
 
 
 def _search_args(request: Request) -> dict[str, Any]:

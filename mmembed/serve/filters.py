@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import QueryError
-from ..retrieval.query import NO_TAGS, sql_string, tag_filters
+from ..retrieval.query import NO_TAGS, check_where, sql_string, tag_filters
 
 __all__ = ["Filters"]
 
@@ -82,5 +82,6 @@ class Filters:
             raise QueryError(NO_TAGS)
         parts += tag_filters(self.tags)
         if self.where and self.where.strip():
+            check_where(self.where, "the SQL filter")
             parts.append(f"({self.where.strip()})" if parts else self.where.strip())
         return " AND ".join(parts) or None

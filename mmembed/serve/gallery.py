@@ -9,12 +9,13 @@ from __future__ import annotations
 import base64
 import html
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import ConfigError, ImageDecodeError
+from ..sources.indexed import HASH_LIMIT, open_indexed
 from ..sources.video import clock
 from .thumbs import frame_jpeg, render_jpeg
 
@@ -44,9 +45,13 @@ def write_gallery(
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
     sections: Sequence[tuple[str, Sequence[Any]]] | None = None,
+    indexed: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> int:
     """Write ``hits`` (``Hit`` objects or dicts with path, score, text, ...) as one HTML file;
     or, with ``sections``, one titled grid per (title, hits) pair (duplicate groups, say).
+    ``indexed`` (id -> the table's row, ``Index.items(ids)``) has each file opened only while it is the
+    one indexed (``sources.indexed.open_indexed``: its size, mtime and content hash; no symlink
+    swapped in), so a gallery that is mailed holds only what was indexed.
     Returns how many thumbnails were inlined (a file that cannot be read shows its reason)."""
     target = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(target))
@@ -59,10 +64,7 @@ def write_gallery(
 
     def thumb(row: dict[str, Any]) -> str:
         try:
-            if row.get("media") == "video":
-                data = frame_jpeg(row["path"], float(row.get("frame_time") or 0.0), thumb_size, quality=72)
-            else:
-                data = render_jpeg(row["path"], thumb_size, max_megapixels=max_megapixels, quality=72)
+            data = _thumbnail(row, (indexed or {}).get(row.get("id") or ""), thumb_size, max_megapixels)
         except ImageDecodeError as exc:
             return f'<div class="missing">{html.escape(exc.reason)}</div>'
         alt = html.escape(row.get("text") or os.path.basename(row["path"]))
@@ -94,6 +96,24 @@ def write_gallery(
     except OSError as exc:
         raise ConfigError(f"{target}: cannot write the gallery ({exc.strerror or exc})") from None
     return sum(1 for tag in images if tag.startswith("<img"))
+
+
+def _thumbnail(hit: Mapping[str, Any], row: Mapping[str, Any] | None, size: int, max_megapixels: float) -> bytes:
+    """The hit's JPEG thumbnail; from the file as checked against its ``row`` when there is one."""
+    path, video = hit["path"], hit.get("media") == "video"
+    if row is None or path.startswith("s3://"):
+        if video:
+            return frame_jpeg(path, float(hit.get("frame_time") or 0.0), size, quality=72)
+        return render_jpeg(path, size, max_megapixels=max_megapixels, quality=72)
+    with open_indexed(path, size=row.get("size"), mtime_ns=row.get("mtime_ns"), content_hash=row.get("content_hash"),
+                      hash_limit=0 if video else HASH_LIMIT) as f:
+        if not video:
+            return render_jpeg(f.read(), size, max_megapixels=max_megapixels, quality=72, name=path)
+        same = f"/proc/self/fd/{f.fileno()}"
+        try:
+            return frame_jpeg(same if os.path.exists(same) else path, float(hit.get("frame_time") or 0.0), size, quality=72)
+        except ImageDecodeError as exc:
+            raise ImageDecodeError(path, exc.reason) from None
 
 
 def _card(row: dict[str, Any], image: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import ImageDecodeError, IndexEmptyError, MmembedError, QueryError, StoreError
 from ..retrieval.query import SearchOptions
 from ..store.snapshot import table_version
+from .background import Job
 from .filters import Filters
 from .thumbs import Thumbnailer
 
@@ -68,8 +69,8 @@ class Library:
         self._columns: list[str] = []
         self._checked_at = 0.0
         self._ready = threading.Event()
-        self._dupes_lock = threading.Lock()  # one duplicate search at a time; its answer is cached
-        self._dupes: tuple[tuple[str, int | None], dict[str, Any]] | None = None
+        self._dupes_lock = threading.Lock()
+        self._dupes: dict[tuple[str, int | None], Job] = {}  # (mode, table version) -> its search
 
     # ------------------------------------------------------------ start-up
     def warm_up(self) -> None:
@@ -162,6 +163,7 @@ class Library:
             "has_taken": "taken_ns" in self._columns,
             "tags": [{"name": k, "count": v} for k, v in tags.most_common(_MAX_TAG_CHIPS)],
             "problem": self.problem(),
+            "home": _home(),  # the page shows paths under it as ~/...
         }
 
     def browse(self, *, limit: int = 50, offset: int = 0, filters: Filters = Filters()) -> Page:
@@ -177,26 +179,42 @@ class Library:
         if where is not None:
             try:
                 keep = {row["id"] for row in self.index.items(where=where)}
-            except StoreError as exc:  # the filter: the same words as a search's bad --where
+            except StoreError as exc:  # the filter: the same words as a search's bad one
                 reason = str(exc).split(": ", 1)[-1]
-                raise QueryError(f"--where {where!r} is not a valid filter: {reason[:200]}") from None
+                raise QueryError(f"the SQL filter {where!r} is not a valid filter: {reason[:200]}") from None
             rows = [row for row in rows if row["id"] in keep]
         rows = _first_frames(rows)
         rows.sort(key=lambda r: (-(r.get("taken_ns") or r.get("mtime_ns") or 0), r["path"]))
         return Page(rows[offset: offset + limit], offset, len(rows) > offset + limit, where, None,
                     time.perf_counter() - started, total=len(rows))
 
-    def duplicates(self, mode: str = "near") -> dict[str, Any]:
-        """The table's duplicate groups (``Index.duplicates``), kept until the table changes."""
+    def duplicates(self, mode: str = "near", *, wait: float = 0.0) -> dict[str, Any]:
+        """The table's duplicate groups (``Index.duplicates``), searched in a background thread
+        started by the first request and kept until the table changes: {"state": "done",
+        "groups": ...} when found, else {"state": "running", "percent": ...} (``Job.answer``)."""
+        from ..retrieval.dupes import MODES
+
+        if mode not in MODES:
+            raise QueryError(f"mode {mode!r} is not one of {', '.join(MODES)}")
         self._wait_catalog()
         key = (mode, self._catalog_version)
         with self._dupes_lock:
-            if self._dupes is None or self._dupes[0] != key:
-                started = time.perf_counter()
-                groups = self.index.duplicates(mode=mode)
-                self._dupes = (key, {"mode": mode, "groups": [g.to_dict() for g in groups],
-                                     "took_ms": round((time.perf_counter() - started) * 1000, 1)})
-            return self._dupes[1]
+            job = self._dupes.get(key)
+            if job is None:
+                self._dupes = {k: j for k, j in self._dupes.items() if k[1] == key[1]}  # older tables' answers go
+                job = self._dupes[key] = Job(lambda progress: self._find_duplicates(mode, progress))
+        try:
+            return job.answer(wait)
+        except MmembedError:
+            with self._dupes_lock:
+                self._dupes.pop(key, None)  # the next request tries again
+            raise
+
+    def _find_duplicates(self, mode: str, progress: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        groups = self.index.duplicates(mode=mode, progress=progress)
+        return {"mode": mode, "groups": [g.to_dict() for g in groups],
+                "took_ms": round((time.perf_counter() - started) * 1000, 1)}
 
     # ------------------------------------------------------------ search
     def search(self, text: str | None = None, *, image: bytes | None = None, like: str | None = None,
@@ -254,6 +272,11 @@ def _frame_source(row: dict[str, Any]) -> bytes:
         return frame_jpeg(row["path"], float(row.get("frame_time") or 0.0), LARGE_SIZE, quality=92)
     except ImageDecodeError as exc:
         raise QueryError(f"{exc.path}: {exc.reason}") from None
+
+
+def _home() -> str | None:
+    home = os.path.expanduser("~").rstrip("/")
+    return home if home and os.path.isabs(home) and os.path.isdir(home) else None
 
 
 def _warm_codecs() -> None:

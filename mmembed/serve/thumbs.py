@@ -21,8 +21,9 @@ import uuid
 from dataclasses import dataclass
 
 from ..config import cache_dir
-from ..errors import ImageDecodeError
+from ..errors import FileChangedError, ImageDecodeError
 from ..sources.decode import load_image
+from ..sources.indexed import open_indexed
 
 __all__ = ["Rendition", "Thumbnailer", "render_jpeg", "frame_jpeg", "THUMB_SIZE", "LARGE_SIZE"]
 
@@ -88,12 +89,13 @@ class Thumbnailer:
         return Rendition(path, key) if os.path.isfile(path) else None
 
     def get(self, source_path: str, content_hash: str, size: int, frame_time: float | None = None,
-            file_size: int | None = None) -> Rendition:
+            file_size: int | None = None, mtime_ns: int | None = None) -> Rendition:
         """The rendition of the file at ``source_path`` (whose content hash is ``content_hash``),
-        made now if it is not cached; for a video, of its frame at ``frame_time`` (a video is not
-        hashed again: its size must still be ``file_size``). Raises
-        ImageDecodeError when the file cannot be decoded (it may have changed or gone since
-        it was indexed)."""
+        made now if it is not cached; for a video, of its frame at ``frame_time``. The file is
+        opened through ``sources.indexed.open_indexed`` (no symlink swapped in, the row's size and
+        mtime; an image's bytes are hashed, a video's only when reached through a link).
+        Raises ImageDecodeError (FileChangedError when the file changed or went since it was
+        indexed) when it cannot be decoded."""
         found = self.cached(content_hash, size, frame_time)
         if found is not None:
             return found
@@ -102,19 +104,30 @@ class Thumbnailer:
             if found is not None:
                 return found
             if frame_time is not None:  # a video is not read whole: its frame is decoded by seeking
-                if file_size is not None and _size(source_path) != file_size:
-                    raise ImageDecodeError(source_path, "the file changed since it was indexed; run `mmembed ingest` again")
-                jpeg = frame_jpeg(source_path, frame_time, size, quality=_QUALITY.get(size, 85))
+                jpeg = self._video_frame(source_path, content_hash, size, frame_time, file_size, mtime_ns)
                 return self._store(self.key(content_hash, size, frame_time), jpeg)
             try:
-                data = _read(source_path)
+                data = _read(source_path, file_size, mtime_ns)
             except OSError as exc:
                 raise ImageDecodeError(source_path, f"cannot read the file ({exc.strerror or exc})") from None
             if hashlib.blake2b(data, digest_size=16).hexdigest() != content_hash:
-                raise ImageDecodeError(source_path, "the file changed since it was indexed; run `mmembed ingest` again")
+                raise FileChangedError(source_path, "the file changed since it was indexed; run `mmembed ingest` again")
             jpeg = render_jpeg(data, size, max_megapixels=self.max_megapixels, quality=_QUALITY.get(size, 85),
                                name=source_path)
             return self._store(self.key(content_hash, size), jpeg)
+
+    def _video_frame(self, path: str, content_hash: str, size: int, frame_time: float,
+                     file_size: int | None, mtime_ns: int | None) -> bytes:
+        """A frame of the video at ``path``, decoded from the descriptor that was checked (through
+        /proc/self/fd where there is one, so the checked file is the decoded one)."""
+        if path.startswith("s3://"):
+            return frame_jpeg(path, frame_time, size, quality=_QUALITY.get(size, 85))
+        with open_indexed(path, size=file_size, mtime_ns=mtime_ns, content_hash=content_hash, hash_limit=0) as f:
+            same = f"/proc/self/fd/{f.fileno()}"
+            try:
+                return frame_jpeg(same if os.path.exists(same) else path, frame_time, size, quality=_QUALITY.get(size, 85))
+            except ImageDecodeError as exc:
+                raise ImageDecodeError(path, exc.reason) from None
 
     def _store(self, key: str, jpeg: bytes) -> Rendition:
         folder = os.path.join(self.folder, key[:2])
@@ -127,20 +140,14 @@ class Thumbnailer:
         return Rendition(path, key)
 
 
-def _size(path: str) -> int | None:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return None
-
-
-def _read(path: str) -> bytes:
-    """The file's bytes; an ``s3://`` object's from object storage (``sources.remote``)."""
+def _read(path: str, size: int | None, mtime_ns: int | None) -> bytes:
+    """The indexed file's bytes (``open_indexed``, its hash checked by the caller); an ``s3://``
+    object's from object storage (``sources.remote``)."""
     if path.startswith("s3://"):
         from ..sources.remote import read_bytes
 
         return read_bytes(path)
-    with open(path, "rb") as f:
+    with open_indexed(path, size=size, mtime_ns=mtime_ns, content_hash=None) as f:
         return f.read()
 
 

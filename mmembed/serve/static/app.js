@@ -63,7 +63,7 @@ function writeForm(params) {
   for (const chip of $("chips").children) chip.setAttribute("aria-pressed", String(state.tags.includes(chip.dataset.tag)));
   const key = params.get("upload");
   state.upload = key ? state.uploads.get(key) || null : null;
-  if (key && !state.upload) showMessage("The image of that search is no longer in memory; drop it again.");
+  state.lostUpload = Boolean(key && !state.upload);  // a reload forgets dropped images
 }
 
 function commit({ push = true } = {}) {
@@ -114,6 +114,11 @@ async function run() {
   state.loading = true;
   document.body.dataset.state = "loading";  // "ready" or "error" when this search is drawn
   hideMessage();
+  if (state.lostUpload) {
+    showMessage(params.get("q")
+      ? "The image of this search is no longer in memory (a reload forgets it): these results are for the words alone. Drop the image again to search with both."
+      : "The image of this search is no longer in memory (a reload forgets it); drop it again.");
+  }
   $("stats").textContent = "searching…";
   try {
     const page = await fetchPage(params, 0);
@@ -125,7 +130,7 @@ async function run() {
     renderGrid(true);
     $("stats").textContent = page.browse
       ? `${page.total.toLocaleString()} photos`
-      : `${state.hits.length}${state.more ? "+" : ""} results · ${page.took} ms`;
+      : `${resultCount(state.hits.length, state.more)} · ${page.took} ms`;
     $("applied-where").textContent = page.where ? "where " + page.where : "";
     if (!state.hits.length) showEnd(page.browse ? "No photos match these filters." : "Nothing found.");
     document.body.dataset.state = "ready";
@@ -134,12 +139,17 @@ async function run() {
     state.hits = []; state.more = false;
     renderGrid(true);
     $("stats").textContent = "";
+    $("applied-where").textContent = "";  // the filter that failed is not applied; the previous one neither
     showMessage(err.message);
     document.body.dataset.state = "error";
   } finally {
     if (seq === state.seq) state.loading = false;
   }
   syncDetail();
+}
+
+function resultCount(n, more) {  // 1 result, 2 results, 50+ results
+  return `${n}${more ? "+" : ""} result${n === 1 && !more ? "" : "s"}`;
 }
 
 async function loadMore() {
@@ -154,7 +164,7 @@ async function loadMore() {
     state.offset += page.hits.length;
     state.more = page.more && page.hits.length > 0;
     renderGrid(false, start);
-    if (!state.browse) $("stats").textContent = $("stats").textContent.replace(/^\d+\+?/, `${state.hits.length}${state.more ? "+" : ""}`);
+    if (!state.browse) $("stats").textContent = $("stats").textContent.replace(/^\d+\+? results?/, resultCount(state.hits.length, state.more));
   } catch (err) {
     showMessage(err.message);
     state.more = false;
@@ -168,13 +178,20 @@ async function runDupes() {
   const seq = ++state.seq;
   document.body.dataset.state = "loading";
   hideMessage();
-  $("stats").textContent = "looking for duplicates…";
+  $("stats").textContent = "finding duplicates…";
   $("grid").replaceChildren();
   $("end").hidden = true;
   try {
-    const r = await fetch("/api/duplicates?mode=near");
-    const data = await r.json();
-    if (seq !== state.seq) return;
+    let r, data;
+    for (;;) {  // 202 while the server searches in the background: show how far it got, ask again
+      r = await fetch("/api/duplicates?mode=near", { cache: "no-store" });
+      data = await r.json();
+      if (seq !== state.seq) return;
+      if (r.status !== 202) break;
+      $("stats").textContent = data.total ? `finding duplicates… ${data.percent}%` : "finding duplicates…";
+      await new Promise((done) => setTimeout(done, 500));
+      if (seq !== state.seq) return;
+    }
     if (!r.ok) throw new Error(data.error || r.statusText);
     state.hits = []; state.more = false; state.browse = false;
     const grid = $("grid");
@@ -225,7 +242,7 @@ function card(hit, index) {
   const name = hit.path.split("/").pop();
   const badge = hit.keep === true ? el("span", { class: "badge", text: "keep" }) : null;
   const video = hit.media === "video";
-  const figure = el("figure", { class: "card", role: "listitem", tabindex: 0, "data-id": hit.id, "data-path": hit.path, "data-index": index, "data-media": hit.media || "image", title: hit.path },
+  const figure = el("figure", { class: "card", role: "listitem", tabindex: 0, "data-id": hit.id, "data-path": hit.path, "data-index": index, "data-media": hit.media || "image", title: shown(hit.path) },
     el("div", { class: "thumb" },
       el("img", { src: "/thumbs/" + encodeURIComponent(hit.id), alt: hit.text || name, loading: "lazy", decoding: "async" }),
       video ? el("span", { class: "play", text: "▶ " + clock(hit.frame_time || 0) + (hit.duration ? " / " + clock(hit.duration) : "") }) : null),
@@ -318,8 +335,8 @@ function showDetail(hit) {
   $("prev").hidden = state.detailIndex <= 0;
   $("next").hidden = state.detailIndex < 0 || state.detailIndex >= state.hits.length - 1;
   fillMeta(hit, null);
-  fetch("/api/items/" + encodeURIComponent(hit.id)).then((r) => r.ok ? r.json() : null)
-    .then((item) => { if (item && state.detailHit === hit) fillMeta(hit, item); });
+  Promise.all([fetch("/api/items/" + encodeURIComponent(hit.id)).then((r) => r.ok ? r.json() : null), state.infoReady])
+    .then(([item]) => { if (item && state.detailHit === hit) fillMeta(hit, item); });
   fillStrip(hit);
   $("close").focus({ preventScroll: true });
 }
@@ -329,7 +346,7 @@ function fillMeta(hit, item) {
   dl.replaceChildren();
   const add = (k, v) => { if (v !== null && v !== undefined && v !== "") dl.append(el("dt", { text: k }), el("dd", { text: String(v) })); };
   const row = item || hit;
-  add("Path", row.path);
+  add("Path", shown(row.path));
   if (row.width) add("Size", `${row.width} × ${row.height} px${row.size ? " · " + bytes(row.size) : ""}`);
   add("Format", row.format);
   if (row.media === "video") add("Video", `frame at ${clock(row.frame_time || 0)}` + (row.duration ? ` of ${clock(row.duration)}` : ""));
@@ -353,7 +370,8 @@ async function fillStrip(hit) {
     strip.replaceChildren();
     if (!r.ok) { strip.append(el("span", { class: "muted", text: data.error })); return; }
     for (const other of data.hits) {
-      const thumb = el("img", { src: "/thumbs/" + encodeURIComponent(other.id), alt: other.text || other.path, title: other.text || other.path, tabindex: 0, "data-id": other.id, loading: "lazy" });
+      // alt="" and a label: a thumbnail that cannot load keeps its square cell instead of spilling its text
+      const thumb = el("img", { src: "/thumbs/" + encodeURIComponent(other.id), alt: "", "aria-label": other.text || other.path, title: other.text || other.path, tabindex: 0, "data-id": other.id, role: "button" });
       const open = () => { const at = state.hits.findIndex((h) => h.id === other.id); openItem(at >= 0 ? state.hits[at] : other, at); };
       thumb.addEventListener("click", open);
       thumb.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
@@ -434,7 +452,7 @@ function fillFilters(info) {
   const folder = $("folder");
   const root = commonFolder(info.folders.map((f) => f.path));
   for (const f of info.folders) {
-    const label = root && f.path !== root ? "…/" + f.path.slice(root.length).replace(/^\//, "") : f.path;
+    const label = root && f.path !== root ? "…/" + f.path.slice(root.length).replace(/^\//, "") : shown(f.path);
     folder.append(el("option", { value: f.path, title: f.path, text: `${label} (${f.count})` }));
   }
   const format = $("format");
@@ -449,6 +467,11 @@ function fillFilters(info) {
     input.addEventListener(debounced ? "input" : "change", debounced ? debounce(() => commit(), DEBOUNCE_MS * 2) : () => commit());
   }
   $("date_field").disabled = !info.has_taken;
+}
+
+function shown(path) {  // a path under the server's home folder as ~/...: no machine's layout on screen
+  const home = state.info && state.info.home;
+  return home && path.startsWith(home + "/") ? "~" + path.slice(home.length) : path;
 }
 
 function commonFolder(paths) {
@@ -556,8 +579,10 @@ function start() {
   new IntersectionObserver((entries) => { if (entries.some((x) => x.isIntersecting)) loadMore(); },
     { rootMargin: "800px" }).observe($("sentinel"));
 
+  const info = fetch("/api/info").then((r) => r.json());
+  state.infoReady = info.then((i) => { state.info = i; return i; }).catch(() => null);
   run();  // the query in the URL at once; the filters fill in when the table's info arrives
-  fetch("/api/info").then((r) => r.json()).then((info) => {
+  info.then((info) => {
     state.info = info;
     if (info.problem) { showMessage(info.problem); $("stats").textContent = ""; document.body.classList.add("empty"); return; }
     fillFilters(info);

@@ -25,7 +25,7 @@ _MAX_TRIES = 50  # versions to step back at most
 
 def table_problem(store: Store) -> str | None:
     """Why the table cannot be read (opened, counted, its metadata and ids read), or None."""
-    store._table = None  # open afresh
+    store.reopen()
     try:
         rows = store.count()
         store.meta()
@@ -64,7 +64,7 @@ def restore_last_readable(store: Store) -> tuple[int | None, list[int]]:
         os.makedirs(folder, exist_ok=True)
         shutil.move(path, os.path.join(folder, f"{int(time.time())}-{os.path.basename(path)}"))
         moved.append(version)
-        store._db = None  # reconnect: LanceDB caches what it read of the table
+        store.reopen(reconnect=True)  # LanceDB caches what it read of the table
     return None, moved
 
 

@@ -251,6 +251,13 @@ class Store:
                 self.db.drop_table(self.table_name)
             self._table = self.db.create_table(self.table_name, schema=image_schema(meta, fused_dim))
 
+    def reopen(self, *, reconnect: bool = False) -> None:
+        """Forget the open table (with ``reconnect``, the connection too), so the next use opens it
+        afresh: after its files were changed behind LanceDB's back (``store.repair``)."""
+        self._table = None
+        if reconnect:
+            self._db = None
+
     def drop(self) -> None:
         with _errors(f"cannot drop table '{self.table_name}'"):
             if self.exists():

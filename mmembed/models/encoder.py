@@ -10,8 +10,7 @@ import hashlib
 import os
 import sys
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,13 +20,13 @@ import numpy as np
 from .._options import items
 from ..config import DEFAULT_MODEL, DEFAULT_PRETRAINED, PRECISIONS
 from ..errors import ConfigError, ModelLoadError
+from .loading import LOCAL_PREFIX, load_open_clip
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = ["Encoder", "ModelSpec", "pick_device", "pick_precision", "torch_precision"]
 
-LOCAL_PREFIX = "local-dir:"
 HUB_PREFIX = "hf-hub:"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 
@@ -275,24 +274,11 @@ class Encoder:
         return self._onnx[1] or None
 
     def _load(self) -> None:
-        import open_clip
         import torch
 
         device = pick_device(self._device_request)
         precision = torch_precision(device, self._precision_request)
-        spec = self.spec
-        try:
-            with _quiet_root_logging(), _offline_unless_hub_reachable(spec):
-                # bf16 on a CPU: every weight in bf16 ('pure'); autocast measured 2-5x slower here
-                model, preprocess = open_clip.create_model_from_pretrained(
-                    spec.name, pretrained=spec.pretrained, device=device,
-                    precision="pure_bf16" if precision == "bf16" and device == "cpu" else precision,
-                )
-                tokenizer = open_clip.get_tokenizer(spec.name)
-        except FileNotFoundError as exc:
-            raise ModelLoadError(f"model {spec.label}: {exc}; check the path") from None
-        except Exception as exc:  # noqa: BLE001 - open_clip raises bare RuntimeErrors for most failures
-            raise ModelLoadError(_explain_load_failure(spec, exc)) from exc
+        model, preprocess, tokenizer = load_open_clip(self.spec, device, precision)
         model.eval()
         self._dtype = next(model.parameters()).dtype if precision != "fp32" else torch.float32
         self._model, self._preprocess, self._tokenizer, self._device = model, preprocess, tokenizer, device
@@ -402,101 +388,3 @@ def _stack(parts: list[np.ndarray], dim: int | None) -> np.ndarray:
     if not parts:
         return np.zeros((0, dim or 0), dtype=np.float32)
     return np.ascontiguousarray(np.concatenate(parts, axis=0), dtype=np.float32)
-
-
-def _explain_load_failure(spec: ModelSpec, exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    if "not found in built-ins" in text:
-        return (
-            f"unknown model {spec.name!r}; use an open_clip architecture name "
-            "(open_clip.list_models()), hf-hub:ORG/REPO, or local-dir:PATH"
-        )
-    if "not a known tag" in text:
-        return (
-            f"pretrained tag {spec.pretrained!r} is not known for {spec.name}; see "
-            f"open_clip.list_pretrained_tags_by_model('{spec.name}')"
-        )
-    if spec.name.startswith(LOCAL_PREFIX):
-        return f"could not load model folder {spec.name[len(LOCAL_PREFIX):]}: {text[:200]}"
-    network = ("download", "hub", "connection", "resolve", "offline", "internet", "timed out", "urlopen")
-    if not any(word in text.lower() for word in network):
-        return f"could not load model {spec.label}: {text[:200]}"
-    return (
-        f"could not download weights for {spec.label}: offline, or the model hub is unreachable. "
-        "Run once with network access to cache them, or pass --model local-dir:PATH for a folder "
-        "holding open_clip_config.json and weights"
-    )
-
-
-_HUB_PROBE: list[bool] = []  # the answer of the first probe, kept for the process
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the model hub's host (``HF_ENDPOINT``, else huggingface.co) accepts a TCP
-    connection within ``timeout`` seconds. Asked once per process, in a thread, so that neither
-    a slow DNS nor a dropped packet holds the caller longer than ``timeout``."""
-    if _HUB_PROBE:
-        return _HUB_PROBE[0]
-    import socket
-    from urllib.parse import urlparse
-
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
-    answer: list[bool] = []
-
-    def probe() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            answer.append(True)
-        except OSError:
-            answer.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True, name="mmembed-hub-probe")
-    thread.start()
-    thread.join(timeout)
-    _HUB_PROBE.append(bool(answer and answer[0]))
-    return _HUB_PROBE[0]
-
-
-@contextmanager
-def _offline_unless_hub_reachable(spec: ModelSpec) -> Iterator[None]:
-    """Load hub weights from the local cache only when the hub cannot be reached: otherwise a
-    machine without network retries for about 49 s before failing (issue 10). Cached weights
-    still load; missing ones fail at once with the usual one-line error."""
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-    if spec.name.startswith(LOCAL_PREFIX) or offline or hub_reachable():
-        yield
-        return
-    from huggingface_hub import constants
-
-    before = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        constants.HF_HUB_OFFLINE = before
-
-
-@contextmanager
-def _quiet_root_logging() -> Iterator[None]:
-    """open_clip reports load failures with root-logger ``logging.error``; we raise instead.
-
-    With no root handler, such a call would also install a stderr handler for the rest of the
-    process (``basicConfig``), so a NullHandler stands in while loading, and the root logger
-    drops records made meanwhile. The caller's own logging setup is left as it was.
-    """
-    import logging
-
-    root = logging.getLogger()
-    stand_in = logging.NullHandler() if not root.handlers else None
-    drop = logging.Filter("mmembed.never")  # matches no logger name: drops every record
-    if stand_in is not None:
-        root.addHandler(stand_in)
-    root.addFilter(drop)
-    try:
-        yield
-    finally:
-        root.removeFilter(drop)
-        if stand_in is not None:
-            root.removeHandler(stand_in)
-

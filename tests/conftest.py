@@ -159,3 +159,25 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
     return subprocess.run(
         [*mmembed_cmd(), *args], capture_output=True, text=True, env=full_env, timeout=timeout, **kwargs
     )
+
+
+# What several test files share (they were one file, test_hardening.py, before issue 21)
+N_FIXTURES = len(list(FIXTURE_IMAGES.iterdir()))  # the images in fixtures/images
+LOCKED = "another mmembed ingest or writer"  # how a refusal for the write lock begins
+
+
+def one_error_line(done: subprocess.CompletedProcess) -> str:
+    """The CLI's failure: exit 1 and exactly one stderr line, 'Error: ...', no traceback."""
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1, done.stderr
+    assert len(lines) == 1 and lines[0].startswith("Error: "), done.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def built(photos: Path, db: str, tiny_model: str) -> str:
+    """``db`` with ``photos`` ingested by the tiny model."""
+    import mmembed
+
+    mmembed.Index(db, model=tiny_model).ingest(photos)
+    return db

@@ -80,7 +80,7 @@ def parse_near(spec: str, radius_km: float = DEFAULT_RADIUS_KM, places: Sequence
         lat, lon = float(match.group(1)), float(match.group(2))
         if not (-90 <= lat <= 90 and -180 <= lon <= 180):
             raise QueryError(f"--near {spec!r}: latitude must be within -90..90 and longitude within -180..180")
-        return NearFilter(lat, lon, radius_km, f"{lat:g},{lon:g}")
+        return NearFilter(lat, lon, radius_km, f"{lat},{lon}")
     found = [p for p in places if fold(spec) in {fold(n) for n in (p.city, *p.names)}]
     if not found and gazetteer is not None:
         found = gazetteer.find(spec)

@@ -137,7 +137,10 @@ def _find_place(text: str, names: PlaceNames, notes: list[str]) -> tuple[str, Pl
     for cjk in names.cjk:  # CJK has no spaces: the longest name found anywhere wins
         at = text.find(cjk)
         if at >= 0:
-            rest = text[:at] + " " * len(cjk) + text[at + len(cjk) :]
+            start, end = at, at + len(cjk)
+            start -= 1 if text[:start].endswith(("在", "于")) else 0  # 在京都: "in Kyoto"
+            end += 1 if text[end:].startswith("的") else 0  # 京都的狗: "Kyoto's dog"
+            rest = text[:start] + " " * (end - start) + text[end:]
             return rest, _resolved(cjk, names, notes, fuzzy=False)
     words = list(_WORD.finditer(text))
     for size in range(min(_MAX_WORDS, len(words)), 0, -1):

@@ -57,14 +57,16 @@ def find_time_phrases(query: str, today: date, hemisphere: str = "north") -> tup
     datetime.date(2021, 12, 1)
     """
     found: list[tuple[int, TimeSpan]] = []
-    rest = query
+    rest, masked = query, query  # masked: what later patterns may still match
     for kind, pattern in _PATTERNS:
-        for match in list(pattern.finditer(rest)):
+        for match in list(pattern.finditer(masked)):
+            a, b = match.span()
+            masked = masked[:a] + "\x00" * (b - a) + masked[b:]
             span = _span(kind, match, today, hemisphere)
-            if span is None:
+            if span is None:  # "2021-02-30": no date, and its "2021" is no year either; kept as words
                 continue
-            found.append((match.start(), TimeSpan(span[0], span[1], match.group(0).strip())))
-            rest = rest[: match.start()] + " " * len(match.group(0)) + rest[match.end() :]
+            found.append((a, TimeSpan(span[0], span[1], match.group(0).strip())))
+            rest = rest[:a] + " " * (b - a) + rest[b:]
     return rest, [span for _, span in sorted(found, key=lambda item: item[0])]
 
 

@@ -101,8 +101,26 @@ class PlaceNames:
                 self.by_name.setdefault(name, []).append(place)
         present = {p.country_code: p.country for p in places}
         self.countries = {fold(name): code for code, name in {**present, **(countries or {})}.items()}
-        self.latin = sorted({n for n in self.by_name if not _CJK.search(n)})
-        self.cjk = sorted((n for n in [*self.by_name, *self.countries] if _CJK.search(n)), key=len, reverse=True)
+        self.latin_by_length: dict[int, list[str]] = {}
+        for name in [*self.by_name, *self.countries]:
+            if not _CJK.search(name):
+                self.latin_by_length.setdefault(len(name), []).append(name)
+        cjk = {n for n in [*self.by_name, *self.countries] if _CJK.search(n)}
+        self.cjk, self.cjk_lengths = cjk, sorted({len(n) for n in cjk}, reverse=True)
+
+    def near_spellings(self, word: str) -> list[str]:
+        """Latin names within two letters of ``word``'s length: the only ones a 0.8 ratio can reach."""
+        return [n for size in range(len(word) - 2, len(word) + 3) for n in self.latin_by_length.get(size, [])]
+
+    def cjk_in(self, text: str) -> tuple[int, str] | None:
+        """The longest CJK name in ``text`` (CJK has no spaces), leftmost first, with where it starts."""
+        if not _CJK.search(text):
+            return None
+        for size in self.cjk_lengths:
+            for at in range(len(text) - size + 1):
+                if text[at : at + size] in self.cjk:
+                    return at, text[at : at + size]
+        return None
 
 
 def parse_query(query: str, places: Sequence[Place] | PlaceNames = (), today: date | None = None,
@@ -134,14 +152,14 @@ def _intersect(spans: list, notes: list[str]) -> tuple[datetime | None, datetime
 
 
 def _find_place(text: str, names: PlaceNames, notes: list[str]) -> tuple[str, PlaceFilter | None]:
-    for cjk in names.cjk:  # CJK has no spaces: the longest name found anywhere wins
-        at = text.find(cjk)
-        if at >= 0:
-            start, end = at, at + len(cjk)
-            start -= 1 if text[:start].endswith(("在", "于")) else 0  # 在京都: "in Kyoto"
-            end += 1 if text[end:].startswith("的") else 0  # 京都的狗: "Kyoto's dog"
-            rest = text[:start] + " " * (end - start) + text[end:]
-            return rest, _resolved(cjk, names, notes, fuzzy=False)
+    found = names.cjk_in(text)
+    if found is not None:
+        at, cjk = found
+        start, end = at, at + len(cjk)
+        start -= 1 if text[:start].endswith(("在", "于")) else 0  # 在京都: "in Kyoto"
+        end += 1 if text[end:].startswith("的") else 0  # 京都的狗: "Kyoto's dog"
+        rest = text[:start] + " " * (end - start) + text[end:]
+        return rest, _resolved(cjk, names, notes, fuzzy=False)
     words = list(_WORD.finditer(text))
     for size in range(min(_MAX_WORDS, len(words)), 0, -1):
         for i in range(len(words) - size + 1):
@@ -161,7 +179,7 @@ def _fuzzy_place(text: str, words: list[re.Match[str]], names: PlaceNames,
         word = words[i].group(0)
         if words[i - 1].group(0).lower() not in _PREPOSITIONS or not word[0].isupper() or word.lower() in _FILLER:
             continue
-        close = difflib.get_close_matches(fold(word), [*names.latin, *names.countries], n=1, cutoff=0.8)
+        close = difflib.get_close_matches(fold(word), names.near_spellings(fold(word)), n=1, cutoff=0.8)
         if close:
             resolved = _resolved(close[0], names, notes, fuzzy=True)
             notes.insert(len(notes) - 1, f"no place named {word!r}; read as {resolved.label()!r}")

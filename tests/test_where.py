@@ -194,6 +194,8 @@ def test_seasons_are_relative_to_today_and_hemisphere() -> None:
     south = parse_query("summer 2021", [], today=TODAY, hemisphere="south")
     assert (south.taken_after, south.taken_before) == (datetime(2021, 12, 1), datetime(2022, 3, 1))
     assert parse_query("2021-02-30 at the zoo", [], today=TODAY).taken_after is None  # not a date: words
+    with pytest.raises(ConfigError, match="hemisphere"):
+        parse_query("summer 2021", [], today=TODAY, hemisphere="east")
     bare = parse_query("a dog in December", [], today=TODAY)
     assert (bare.text, bare.taken_after) == ("a dog in December", None)
     assert any("'in December' names no year" in n for n in bare.notes)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
+from ..errors import ConfigError, QueryError
 from ..text.places import Place, fold
 from .when import find_time_phrases, month_without_year
 
@@ -95,7 +96,11 @@ class ParsedQuery:
 
 
 class PlaceNames:
-    """The names to look for in queries, built once from a list of places (reuse it across queries)."""
+    """The names to look for in queries, built once from a list of places (reuse it across queries).
+
+    ``countries`` (ISO code -> name, e.g. ``gazetteer().countries()``) adds countries that have no
+    place in the list; by default only the countries of the places given are matched.
+    """
 
     def __init__(self, places: Sequence[Place], countries: dict[str, str] | None = None) -> None:
         self.by_name: dict[str, list[Place]] = {}
@@ -135,6 +140,8 @@ def parse_query(query: str, places: Sequence[Place] | PlaceNames = (), today: da
     >>> parse_query("a dog", []).text
     'a dog'
     """
+    if hemisphere not in ("north", "south"):
+        raise ConfigError(f"hemisphere {hemisphere!r}: choose north or south")
     names = places if isinstance(places, PlaceNames) else PlaceNames(places)
     rest, spans = find_time_phrases(query, today or date.today(), hemisphere)
     notes: list[str] = []
@@ -258,7 +265,7 @@ def _place_sql(place: PlaceFilter) -> str:
 
 def _sql_code(code: str) -> str:
     if not re.fullmatch(r"[A-Z]{2}", code):
-        raise ValueError(f"not a country code: {code!r}")
+        raise QueryError(f"not a country code: {code!r}; rebuild the place columns (mmembed index --refresh)")
     return code
 
 

@@ -67,7 +67,26 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         typer.echo("Interrupted; rerun the same command to continue where it stopped.", err=True)
+        _exit_if_threads_hang(130)
         raise typer.Exit(130) from None
+
+
+def _exit_if_threads_hang(code: int, wait: float = 1.0) -> None:
+    """Exit now with ``code`` when a worker thread is still busy ``wait`` seconds from now (a reader
+    blocked on a slow disk, say): Python would otherwise wait for it at exit, for good. What the
+    library had to keep is kept by then (its ``finally`` blocks ran as the interrupt came up)."""
+    import os
+    import threading
+    import time
+
+    deadline = time.monotonic() + wait
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _print_json(obj: Any) -> None:

@@ -48,10 +48,28 @@ RawPairsOpt = Annotated[str, typer.Option("--raw-pairs", help="A RAW beside a JP
 
 
 def _index(db: str | None, table: str | None, model: str | None, pretrained: str | None,
-           device: str | None, **extra: Any) -> Index:
+           device: str | None, *, must_exist: bool = False, **extra: Any) -> Index:
+    """The Index for these options; with ``must_exist``, only over a database that is there
+    (``info`` and ``doctor`` on a mistyped --db must neither report an empty one nor make it)."""
     from mmembed import Index
 
-    return Index(db, table=table, model=model, pretrained=pretrained, device=device, **extra)
+    idx = Index(db, table=table, model=model, pretrained=pretrained, device=device, **extra)
+    check_db(idx.config.db, must_exist=must_exist)
+    return idx
+
+
+def check_db(uri: str, *, must_exist: bool = False) -> None:
+    """A local --db that is a file, or (``must_exist``) that is not there, as one ConfigError."""
+    import os
+
+    from mmembed.errors import ConfigError
+
+    if "://" in uri:  # object storage and other URIs: the store says what is wrong
+        return
+    if os.path.exists(uri) and not os.path.isdir(uri):
+        raise ConfigError(f"--db {uri} is a file, not a database folder; pass a folder path")
+    if must_exist and not os.path.exists(uri):
+        raise ConfigError(f"no database at {uri}; check --db (or MMEMBED_DB), or make one with `mmembed ingest PATH`")
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import DbOpt, DeviceOpt, ModelOpt, PretrainedOpt, TableOpt, _errors, _index, _print_json, app
+from .app import DbOpt, DeviceOpt, ModelOpt, PretrainedOpt, TableOpt, _errors, _index, _print_json, app, check_db
 
 
 @app.command()
@@ -22,7 +22,7 @@ def search(
     negatives: Annotated[Optional[list[str]], typer.Option("--not", help="Push results away from this text (repeatable).", show_default=False)] = None,
     tags: Annotated[Optional[list[str]], typer.Option("--tag", help="Only items carrying this zero-shot tag (repeatable: all of them; see `mmembed tag`).", show_default=False)] = None,
     min_score: Annotated[Optional[float], typer.Option("--min-score", help="Drop results scoring (cosine) below this, -1..1.", show_default=False)] = None,
-    cutoff: Annotated[str, typer.Option("--cutoff", help="auto: drop results that score like the rest of the table for this query (standardised score under 3); none: keep --limit results.")] = "none",
+    cutoff: Annotated[str, typer.Option("--cutoff", help="auto: drop results that score like the rest of the table for this query (standardised score under 2); none: keep --limit results.")] = "none",
     frames: Annotated[bool, typer.Option("--frames", help="Every matching frame of a video, not only its best one.")] = False,
     db: DbOpt = None,
     table: TableOpt = None,
@@ -36,6 +36,7 @@ def search(
 ) -> None:
     """Search by text (text->image), by image (image->image), both, or image->text (--target text).
 
+    \b
     Example: mmembed search "red car" --image ref.jpg --image-weight 0.4 --not blurry
     Pipe: mmembed search "beach" -0 | xargs -0 cp -t ~/beach
     Gallery: mmembed search "beach" -n 100 --html beach.html
@@ -54,6 +55,7 @@ def search(
             from mmembed.retrieval.quick import quick_search
 
             config = Config.resolve(db=db, table=table, model=model, pretrained=pretrained, device=device)
+            check_db(config.db)
             hits = quick_search(config, query, options, image=image)
         if hits is None:
             hits = _index(db, table, model, pretrained, device).search(query, image=image, options=options)

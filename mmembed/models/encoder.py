@@ -63,7 +63,7 @@ class ModelSpec:
             return cls(name, None, name)
         known = _open_clip_models()
         if known is not None and name not in known:
-            raise ConfigError(
+            raise ModelLoadError(
                 f"unknown model {name!r}; list the valid names with python -c \"import open_clip; "
                 "print(open_clip.list_models())\", or use --model hf-hub:ORG/REPO or local-dir:PATH"
             )

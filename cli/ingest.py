@@ -74,6 +74,7 @@ def ingest(
             f"unchanged {report.unchanged}, text updated {report.text_updated}, removed {report.removed}, "
             f"skipped {len(report.skipped)}"
             + (f", {report.captions_unmatched} caption rows named no indexed image" if report.captions_unmatched else "")
+            + (f", {report.frames} video frames encoded (a row each)" if report.frames else "")
             + f" · {report.rows} rows in {idx.config.db} · {report.seconds:.1f} s",
             err=True,
         )

@@ -56,6 +56,7 @@ class Hit:
     media: str = "image"  # image or video
     frame_time: float | None = None  # a video's best-matching frame, seconds from its start
     duration: float | None = None  # a video's length in seconds
+    raw_siblings: list[str] = field(default_factory=list)  # a JPEG's RAW files of the same shot
     extra: dict[str, Any] = field(default_factory=dict)  # manifest columns
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,6 +245,7 @@ def make_hit(row: dict[str, Any], target: str, q_img: np.ndarray, q_txt: np.ndar
         media=row.get("media") or "image",
         frame_time=row.get("frame_time"),
         duration=row.get("duration"),
+        raw_siblings=list(row.get("raw_siblings") or []),
         extra={k: v for k, v in row.items() if k not in _CORE and not k.startswith("_")},
     )
 

@@ -101,8 +101,7 @@ def test_ctrl_c_ends_ingest_even_while_a_reader_is_blocked(tmp_path: Path, tiny_
     finally:
         if proc.poll() is None:
             proc.kill()  # the fix failed: never leave it behind
-            with open(fifo, "wb"):
-                pass
+            proc.wait(timeout=30)
     assert proc.returncode == 130, err
     assert took < 5, f"took {took:.1f} s to stop after Ctrl-C"
     assert "Interrupted; rerun the same command" in err and "Traceback" not in err

@@ -30,6 +30,7 @@ def dupes(
     the stored image vectors; photos whose vectors are close but not very close are decoded
     (small) to check that their pixels agree, so a 15 % crop counts and a similar photo does not.
 
+    \b
     Example: mmembed dupes --json | jq -r '.files[] | select(.keep | not) | .path'
     Review the extras: mmembed dupes --paths | xargs -d '\\n' mv -t ~/dupes-review/
     """

@@ -73,13 +73,12 @@ def make_variant(src: Path, kind: str, rng: random.Random, out: Path) -> Path:
         path = out.with_suffix(".jpg")
         angle = rng.choice([-1, 1]) * rng.uniform(2, 10)
         im.rotate(angle, Image.Resampling.BICUBIC, expand=False).save(path, "JPEG", quality=90)
-    elif kind == "border":  # screenshot-like: the photo shrunk onto a plain frame with a top bar
+    elif kind == "border":  # screenshot-like: the photo shrunk (70 %) onto a plain frame of its size, a bar on top
         path = out.with_suffix(".png")
-        shade = rng.choice([(255, 255, 255), (0, 0, 0), (32, 32, 36)])
-        frame = Image.new("RGB", (int(w * 1.15), int(h * 1.4)), shade)
-        small = im.resize((w, h))
-        frame.paste(small, ((frame.width - w) // 2, int(h * 0.2)))
-        frame.paste(Image.new("RGB", (frame.width, int(h * 0.06)), (90, 90, 96)), (0, 0))
+        frame = Image.new("RGB", (w, h), rng.choice([(255, 255, 255), (0, 0, 0), (32, 32, 36)]))
+        small = im.resize((int(w * 0.7), int(h * 0.7)), Image.Resampling.LANCZOS)
+        frame.paste(small, ((w - small.width) // 2, int(h * 0.18)))
+        frame.paste(Image.new("RGB", (w, int(h * 0.07)), (90, 90, 96)), (0, 0))
         frame.save(path, "PNG")
     elif kind == MIRROR:
         path = out.with_suffix(".jpg")
@@ -100,10 +99,12 @@ def make_variant(src: Path, kind: str, rng: random.Random, out: Path) -> Path:
     return path
 
 
-def build(folder: Path, seed: int = 0) -> tuple[dict[str, str], dict[str, str]]:
-    """Copy dev and write the variants; returns (file name -> its original's name, variant name -> kind)."""
+def build(folder: Path, seed: int = 0, source: Path = DEV) -> tuple[dict[str, str], dict[str, str]]:
+    """Copy ``source`` (1,000 photos: Flickr8k dev) and write the variants (1-3 duplicate kinds
+    and, for one original in three, a mirror, which is *not* a duplicate: its own origin);
+    returns (file name -> its original's name, variant name -> kind)."""
     rng = random.Random(seed)
-    images = sorted(DEV.glob("*.jpg"))
+    images = sorted(source.glob("*.jpg"))[:1000]
     rng.shuffle(images)
     originals, unrelated = images[:300], images[300:]
     origin: dict[str, str] = {}
@@ -119,6 +120,10 @@ def build(folder: Path, seed: int = 0) -> tuple[dict[str, str], dict[str, str]]:
             path = make_variant(src, kind, rng, folder / f"variant_{n:03d}_{kind}")
             origin[path.name] = src.name
             kind_of[path.name] = kind
+        if rng.random() < 1 / 3:
+            path = make_variant(src, MIRROR, rng, folder / f"variant_{n:03d}_{MIRROR}")
+            origin[path.name] = path.name
+            kind_of[path.name] = MIRROR
     return origin, kind_of
 
 
@@ -160,12 +165,36 @@ def score(groups, origin: dict[str, str], kind_of: dict[str, str], hard: list[tu
         found = {p for p in together if kind_of.get(p[0]) == kind or kind_of.get(p[1]) == kind}
         out[kind] = {"pairs": len(pairs), "recall": round(len(pairs & together) / len(pairs), 3),
                      "precision": round(len(found & truth) / len(found), 3) if found else None}
+    out[MIRROR] = {"variants": sum(1 for k in kind_of.values() if k == MIRROR),
+                   "pairs_grouped": sum(1 for p in together if MIRROR in p[0] or MIRROR in p[1])}
     out["all"] = {"found_pairs": len(together), "true_pairs": len(truth),
                   "precision": round(len(together & truth) / len(together), 3) if together else None,
                   "recall": round(len(together & truth) / len(truth), 3)}
     apart = sum(1 for a, b in hard if tuple(sorted((a, b))) not in together)
-    out["hard_negatives"] = {"pairs": len(hard), "kept_apart": round(apart / len(hard), 3)}
+    out["hard_negatives"] = {"pairs": len(hard), "kept_apart": round(apart / len(hard), 3) if hard else None}
     return out
+
+
+# groups of ../shared/data/photos that are one photo: the same file or the same shot
+# (orientation tags, a copy in two folders, HDR on/off); any other group is of unrelated photos
+TRUE_FAMILIES = ("orientation/Landscape_", "orientation/Portrait_", "orientation/landscape_",
+                 "orientation/portrait_", "el_torcal_rocks", "metadata/faces/portrait", "hdr/canon_hdr_",
+                 "hdr/iphone_hdr_")
+
+
+def natural(model: str, folder: Path, work: Path, families: tuple[str, ...]) -> dict:
+    """Ingest a natural folder with ``model`` and count near groups of unrelated photos."""
+    import mmembed
+
+    idx = mmembed.Index(str(work / f"natural-{folder.name}-{Path(model).name}"), model=model)
+    idx.ingest(folder)
+    started = time.perf_counter()
+    groups = idx.duplicates(mode="near")
+    seconds = time.perf_counter() - started
+    false = [[f.path for f in g.files] for g in groups
+             if not any(all(fam in f.path for f in g.files) for fam in families)]
+    return {"folder": str(folder), "photos": len(idx.items()), "groups": len(groups),
+            "groups_of_unrelated_photos": len(false), "unrelated": false, "seconds": round(seconds, 1)}
 
 
 def at_scale(rows: int, dim: int = 512, planted: int = 1000, copies: int = 500) -> dict:
@@ -200,36 +229,34 @@ def at_scale(rows: int, dim: int = 512, planted: int = 1000, copies: int = 500) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98])
+    parser.add_argument("--model", default=f"local-dir:{MICRO}", help="open_clip model for the ingests")
+    parser.add_argument("--source", type=Path, default=DEV, help="the natural photos (1,000 are used)")
+    parser.add_argument("--natural", action="store_true", help="also Flickr8k dev and ../shared/data/photos as they are")
     parser.add_argument("--scale", type=int, help="only the speed run: this many random rows with planted duplicates")
     args = parser.parse_args()
     if args.scale:
         print(json.dumps({"date": str(date.today()), **at_scale(args.scale)}, indent=1))
         return
     import mmembed
-    from mmembed.retrieval.dupes import THRESHOLDS
 
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work) / "photos"
         folder.mkdir()
-        origin, kind_of = build(folder)
-        idx = mmembed.Index(str(Path(work) / "db"), model=f"local-dir:{MICRO}")
+        origin, kind_of = build(folder, source=args.source)
+        idx = mmembed.Index(str(Path(work) / "db"), model=args.model)
         report = idx.ingest(folder)
-        hard = hard_negatives(idx)
-        result: dict = {"date": str(date.today()), "model": "micro-clip", "files": len(origin),
-                        "variants": {k: sum(1 for v in kind_of.values() if v == k) for k in KINDS},
-                        "ingested": report.rows, "default_threshold": THRESHOLDS["near"], "runs": []}
-        for t in args.thresholds:
-            started = time.perf_counter()
-            groups = idx.duplicates(mode="near", threshold=t)
-            result["runs"].append({"threshold": t, "seconds": round(time.perf_counter() - started, 2),
-                                   **score(groups, origin, kind_of, hard)})
-        for src in sorted(folder.glob("*.jpg"))[:20]:  # exact mode: byte copies
-            shutil.copy(src, folder / f"copy_{src.name}")
-        idx.ingest(folder)
-        exact = idx.duplicates(mode="exact")
-        result["exact"] = {"byte_copies": 20, "groups": len(exact),
-                           "all_copies_found": sorted(Path(f.path).name for g in exact for f in g.files if f.path.endswith(".jpg") and "copy_" in f.path).__len__() == 20}
+        hard = hard_negatives(idx) if args.source == DEV else []
+        result: dict = {"date": str(date.today()), "model": args.model, "source": str(args.source),
+                        "files": len(origin), "variants": {k: sum(1 for v in kind_of.values() if v == k)
+                                                           for k in (*KINDS, MIRROR)},
+                        "ingested": report.rows}
+        started = time.perf_counter()
+        groups = idx.duplicates(mode="near")
+        result["near"] = {"seconds": round(time.perf_counter() - started, 2), **score(groups, origin, kind_of, hard)}
+        if args.natural:
+            photos = ROOT.parent / "shared" / "data" / "photos"
+            result["natural"] = [natural(args.model, DEV, Path(work), ()),
+                                 natural(args.model, photos, Path(work), TRUE_FAMILIES)]
     print(json.dumps(result, indent=1))
 
 

@@ -156,7 +156,7 @@ def _link_same_photos(vectors: np.ndarray, cut: float, features: Features,
 def _proposed_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], None] | None
                     ) -> list[tuple[int, int, float]]:
     """(i, j, cosine), i < j, for each photo's ``NEIGHBOURS`` nearest with a cosine of at least
-    ``cut``, best first; block by block, so memory stays at one block of cosines."""
+    ``cut``, in row order; block by block, so memory stays at one block of cosines."""
     n = len(vectors)
     k = min(NEIGHBOURS, n - 1)
     block = max(16, min(n, BLOCK_BYTES // (4 * n)))
@@ -165,15 +165,18 @@ def _proposed_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, in
         stop = min(n, start + block)
         scores = vectors[start:stop] @ vectors.T
         scores[np.arange(stop - start), np.arange(start, stop)] = -2.0  # not itself
-        near = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        best = np.take_along_axis(scores, near, axis=1)
-        rows_i, cols = np.nonzero(best >= cut)
-        for a, c in zip(rows_i, cols):
-            i, j = start + int(a), int(near[a, c])
-            found[(min(i, j), max(i, j))] = float(best[a, c])
+        above = scores >= cut
+        many = np.flatnonzero(above.sum(axis=1) > k)  # rows with more than k candidates: keep their k nearest
+        if len(many):
+            part = np.argpartition(-scores[many], k - 1, axis=1)[:, :k]
+            above[many] = False
+            above[many[:, None], part] = True
+        for a, j in zip(*np.nonzero(above)):
+            i = start + int(a)
+            found[(min(i, int(j)), max(i, int(j)))] = float(scores[a, j])
         if progress is not None:
             progress(stop, n)
-    return sorted(((i, j, s) for (i, j), s in found.items()), key=lambda p: -p[2])
+    return [(i, j, s) for (i, j), s in sorted(found.items())]  # by photo: its features stay cached
 
 
 def _linked_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], None] | None

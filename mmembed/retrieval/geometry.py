@@ -14,6 +14,7 @@ on its long side, and its ORB keypoints are kept (``Features``) for every pair i
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,14 +30,17 @@ MIN_INLIERS = 20  # keypoint matches that must agree on one similarity transform
 RANSAC_PX = 4.0  # reprojection error allowed, in pixels at SIDE
 MIN_OVERLAP = 0.5  # the aligned overlap covers at least this share of the smaller photo
 PIXEL_AGREE = 0.80  # normalised cross-correlation of the aligned grey pixels over the overlap
-_COMPARE = 96  # the side the overlap is compared at
+KEPT = 160  # the long side of the grey view kept for the pixel comparison
+CACHE = 8192  # photos whose features are kept at once (about 40 kB each)
 
 
 @dataclass
 class PhotoFeatures:
-    """One photo's grey view and ORB keypoints (``points`` (K, 2) float32, ``descriptors`` (K, 32) uint8)."""
+    """One photo's small grey view and ORB keypoints (``points`` (K, 2) float32, in the pixels of
+    the photo at ``SIDE``; ``descriptors`` (K, 32) uint8); ``scale`` maps those pixels onto ``gray``'s."""
 
     gray: np.ndarray
+    scale: float
     points: np.ndarray
     descriptors: np.ndarray | None
 
@@ -50,7 +54,7 @@ class Features:
         self.max_megapixels = max_megapixels
         self.changed: list[str] = []
         self.unreadable: list[str] = []
-        self._cache: dict[int, PhotoFeatures | None] = {}
+        self._cache: OrderedDict[int, PhotoFeatures | None] = OrderedDict()  # the CACHE most recently used
         self._trusted: dict[int, bool] = {}
 
     def trusted(self, i: int) -> bool:
@@ -62,9 +66,14 @@ class Features:
         return self._trusted[i]
 
     def get(self, i: int) -> PhotoFeatures | None:
-        if i not in self._cache:
-            self._cache[i] = self._make(self.rows[i]) if self.trusted(i) else None
-        return self._cache[i]
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        made = self._make(self.rows[i]) if self.trusted(i) else None
+        self._cache[i] = made
+        if len(self._cache) > CACHE:
+            self._cache.popitem(last=False)
+        return made
 
     def _make(self, row: dict[str, Any]) -> PhotoFeatures | None:
         from ..errors import ImageDecodeError
@@ -74,7 +83,8 @@ class Features:
         try:
             image = load_image(path, max_megapixels=self.max_megapixels, min_side=SIDE).image
         except (ImageDecodeError, OSError):
-            self.unreadable.append(path)
+            if path not in self.unreadable:
+                self.unreadable.append(path)
             return None
         return features_of(image)
 
@@ -105,7 +115,10 @@ def features_of(image: Any) -> PhotoFeatures:
     orb = cv2.ORB_create(nfeatures=N_FEATURES, edgeThreshold=15, patchSize=15, fastThreshold=10)
     keypoints, descriptors = orb.detectAndCompute(pixels, None)
     points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
-    return PhotoFeatures(pixels, points, descriptors)
+    small = min(1.0, KEPT / max(pixels.shape))
+    kept = cv2.resize(pixels, (max(1, round(pixels.shape[1] * small)), max(1, round(pixels.shape[0] * small))),
+                      interpolation=cv2.INTER_AREA) if small < 1 else pixels
+    return PhotoFeatures(kept, small, points, descriptors)
 
 
 def same_photo(a: PhotoFeatures, b: PhotoFeatures) -> bool:
@@ -131,20 +144,26 @@ def _evidence(a: PhotoFeatures, b: PhotoFeatures) -> tuple[bool, int, float, flo
     inliers = int(mask.sum()) if mask is not None else 0
     if matrix is None or inliers < MIN_INLIERS:
         return False, inliers, 0.0, 0.0
-    overlap, agree = _aligned_agreement(a.gray, b.gray, matrix)
+    # the transform between the kept grey views: b's view -> b at SIDE -> a at SIDE -> a's view
+    small = matrix.astype(np.float64).copy()
+    small[:, :2] *= a.scale / b.scale
+    small[:, 2] *= a.scale
+    overlap, agree = _aligned_agreement(a.gray, b.gray, small)
     return overlap >= MIN_OVERLAP and agree >= PIXEL_AGREE, inliers, overlap, agree
 
 
 def _aligned_agreement(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> tuple[float, float]:
     """Warp ``b`` into ``a``'s frame: (the overlap's share of the smaller photo, the NCC of the
-    grey pixels over the overlap, compared at ``_COMPARE`` px)."""
+    grey pixels over the overlap)."""
     import cv2
 
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
     if not 0.1 < scale < 10:
         return 0.0, 0.0
     h, w = a.shape
-    warped = cv2.warpAffine(b, matrix, (w, h), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    if scale < 0.8:  # b shrinks into a's frame: blur it first, so the sampling does not alias
+        b = cv2.GaussianBlur(b, (0, 0), 0.5 / scale)
+    warped = cv2.warpAffine(b, matrix, (w, h), flags=cv2.INTER_LINEAR)
     mask = cv2.warpAffine(np.full(b.shape, 255, np.uint8), matrix, (w, h), flags=cv2.INTER_NEAREST)
     inside = mask > 0
     area = float(inside.sum())
@@ -152,15 +171,8 @@ def _aligned_agreement(a: np.ndarray, b: np.ndarray, matrix: np.ndarray) -> tupl
     overlap = area / max(smaller, 1.0)
     if overlap < MIN_OVERLAP:
         return overlap, 0.0
-    ys, xs = np.nonzero(inside)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    k = max(1, int(max(y1 - y0, x1 - x0) / _COMPARE))
-    crop_a = cv2.resize(a[y0:y1, x0:x1], None, fx=1 / k, fy=1 / k, interpolation=cv2.INTER_AREA).astype(np.float32)
-    crop_b = cv2.resize(warped[y0:y1, x0:x1], None, fx=1 / k, fy=1 / k, interpolation=cv2.INTER_AREA).astype(np.float32)
-    keep = cv2.resize(inside[y0:y1, x0:x1].astype(np.uint8), None, fx=1 / k, fy=1 / k,
-                      interpolation=cv2.INTER_NEAREST).astype(bool)
-    keep &= cv2.erode(keep.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)  # away from the warped edge
-    x, y = crop_a[keep], crop_b[keep]
+    keep = cv2.erode(inside.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)  # away from the warped edge
+    x, y = a[keep].astype(np.float32), warped[keep].astype(np.float32)
     if x.size < 16:
         return overlap, 0.0
     x, y = x - x.mean(), y - y.mean()

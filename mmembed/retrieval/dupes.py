@@ -156,27 +156,48 @@ def _link_same_photos(vectors: np.ndarray, cut: float, features: Features,
 def _proposed_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], None] | None
                     ) -> list[tuple[int, int, float]]:
     """(i, j, cosine), i < j, for each photo's ``NEIGHBOURS`` nearest with a cosine of at least
-    ``cut``, in row order; block by block, so memory stays at one block of cosines."""
+    ``cut``, in row order. Each block of rows is compared with the rows from it on (half the
+    products of a full pass); each photo's best ``NEIGHBOURS`` so far are kept, from its rows
+    and from its column, so memory stays at one block of cosines."""
     n = len(vectors)
     k = min(NEIGHBOURS, n - 1)
+    best_s = np.full((n, k), -np.inf, dtype=np.float32)
+    best_j = np.zeros((n, k), dtype=np.int64)
     block = max(16, min(n, BLOCK_BYTES // (4 * n)))
-    found: dict[tuple[int, int], float] = {}
     for start in range(0, n, block):
         stop = min(n, start + block)
-        scores = vectors[start:stop] @ vectors.T
-        scores[np.arange(stop - start), np.arange(start, stop)] = -2.0  # not itself
+        scores = vectors[start:stop] @ vectors[start:].T  # rows start..stop against photos start..n
+        lower = np.tril_indices(stop - start)
+        scores[lower] = -np.inf  # itself, and pairs met as columns of an earlier row
         above = scores >= cut
-        many = np.flatnonzero(above.sum(axis=1) > k)  # rows with more than k candidates: keep their k nearest
-        if len(many):
-            part = np.argpartition(-scores[many], k - 1, axis=1)[:, :k]
-            above[many] = False
-            above[many[:, None], part] = True
-        for a, j in zip(*np.nonzero(above)):
-            i = start + int(a)
-            found[(min(i, int(j)), max(i, int(j)))] = float(scores[a, j])
+        rows, cols = np.arange(start, stop), np.arange(start, n)
+        _keep_best(best_s, best_j, rows, cols, scores, above, k)
+        _keep_best(best_s, best_j, cols, rows, scores.T, above.T, k)
         if progress is not None:
             progress(stop, n)
-    return [(i, j, s) for (i, j), s in sorted(found.items())]  # by photo: its features stay cached
+    i = np.repeat(np.arange(n), k)
+    j, score = best_j.ravel(), best_s.ravel()
+    keep = np.isfinite(score)
+    a, b, score = np.minimum(i, j)[keep], np.maximum(i, j)[keep], score[keep]
+    keys, first = np.unique(a * n + b, return_index=True)  # a pair found from both ends, once
+    return [(int(key // n), int(key % n), float(score[f])) for key, f in zip(keys, first)]
+
+
+def _keep_best(best_s: np.ndarray, best_j: np.ndarray, who: np.ndarray, near: np.ndarray,
+               scores: np.ndarray, above: np.ndarray, k: int) -> None:
+    """Merge each row's best ``k`` columns (of those ``above`` the cut) into ``who``'s best."""
+    hit = np.flatnonzero(above.any(axis=1))
+    if not len(hit):
+        return
+    sub = np.where(above[hit], scores[hit], -np.inf)
+    part = np.argpartition(-sub, k - 1, axis=1)[:, :k] if sub.shape[1] > k else \
+        np.broadcast_to(np.arange(sub.shape[1]), (len(hit), sub.shape[1]))
+    ids = who[hit]
+    all_s = np.concatenate([best_s[ids], np.take_along_axis(sub, part, axis=1)], axis=1)
+    all_j = np.concatenate([best_j[ids], near[part]], axis=1)
+    top = np.argpartition(-all_s, k - 1, axis=1)[:, :k]
+    best_s[ids] = np.take_along_axis(all_s, top, axis=1)
+    best_j[ids] = np.take_along_axis(all_j, top, axis=1)
 
 
 def _linked_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], None] | None

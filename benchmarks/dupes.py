@@ -173,6 +173,7 @@ def score(groups, origin: dict[str, str], kind_of: dict[str, str], hard: list[tu
                      "precision": round(len(found & truth) / len(found), 3) if found else None}
     out[MIRROR] = {"variants": sum(1 for k in kind_of.values() if k == MIRROR),
                    "pairs_grouped": sum(1 for p in together if MIRROR in p[0] or MIRROR in p[1])}
+    out["false_pairs"] = sorted(together - truth)[:20]
     out["all"] = {"found_pairs": len(together), "true_pairs": len(truth),
                   "precision": round(len(together & truth) / len(together), 3) if together else None,
                   "recall": round(len(together & truth) / len(truth), 3)}

@@ -22,6 +22,7 @@ reported on Flickr8k dev and ../shared/data/photos (benchmarks/dupes.py, EVALUAT
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,6 +38,7 @@ __all__ = ["DupeFile", "DupeGroup", "MODES", "THRESHOLDS", "find_duplicates"]
 MODES = ("exact", "near", "similar")
 THRESHOLDS = {"near": 0.5, "similar": 0.90}  # near: the lowest cosine of a pair checked; similar: the cosine linking
 NEIGHBOURS = 10  # near: each photo's nearest photos (by image vector) that are checked
+CHUNK = 256  # near: pairs checked at once (in threads)
 BLOCK_BYTES = 64 << 20  # the cosine block's size
 
 
@@ -141,16 +143,23 @@ def find_duplicates(
 def _link_same_photos(vectors: np.ndarray, cut: float, features: Features,
                       union: Callable[[int, int, float], None], find: Callable[[int], int],
                       progress: Callable[[int, int], None] | None) -> None:
-    """Link each proposed pair (``_proposed_pairs``) that ``same_photo`` confirms; a pair
-    already in one group (through other links) is not checked again."""
+    """Link each proposed pair (``_proposed_pairs``) that ``same_photo`` confirms, checking
+    ``CHUNK`` pairs at a time in threads; a pair already in one group is not checked again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def check(pair: tuple[int, int, float]) -> bool:
+        a, b = features.get(pair[0]), features.get(pair[1])
+        return a is not None and b is not None and same_photo(a, b)
+
     pairs = _proposed_pairs(vectors, cut, progress)
-    for done, (i, j, score) in enumerate(pairs, 1):
-        if find(i) != find(j):
-            a, b = features.get(i), features.get(j)
-            if a is not None and b is not None and same_photo(a, b):
-                union(i, j, score)
-        if progress is not None and (done % 256 == 0 or done == len(pairs)):
-            progress(done, len(pairs))
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for start in range(0, len(pairs), CHUNK):
+            chunk = [p for p in pairs[start:start + CHUNK] if find(p[0]) != find(p[1])]
+            for (i, j, score), same in zip(chunk, pool.map(check, chunk)):
+                if same:
+                    union(i, j, score)
+            if progress is not None:
+                progress(min(start + CHUNK, len(pairs)), len(pairs))
 
 
 def _proposed_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], None] | None

@@ -14,6 +14,7 @@ on its long side, and its ORB keypoints are kept (``Features``) for every pair i
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -56,23 +57,27 @@ class Features:
         self.unreadable: list[str] = []
         self._cache: OrderedDict[int, PhotoFeatures | None] = OrderedDict()  # the CACHE most recently used
         self._trusted: dict[int, bool] = {}
+        self._lock = threading.Lock()  # pairs are checked in threads (OpenCV releases the GIL)
 
     def trusted(self, i: int) -> bool:
         """Whether row ``i``'s file is still the one indexed (checked once; noted in ``changed`` if not)."""
-        if i not in self._trusted:
-            self._trusted[i] = not _changed(self.rows[i])
-            if not self._trusted[i]:
-                self.changed.append(self.rows[i]["path"])
-        return self._trusted[i]
+        with self._lock:
+            if i not in self._trusted:
+                self._trusted[i] = not _changed(self.rows[i])
+                if not self._trusted[i]:
+                    self.changed.append(self.rows[i]["path"])
+            return self._trusted[i]
 
     def get(self, i: int) -> PhotoFeatures | None:
-        if i in self._cache:
-            self._cache.move_to_end(i)
-            return self._cache[i]
+        with self._lock:
+            if i in self._cache:
+                self._cache.move_to_end(i)
+                return self._cache[i]
         made = self._make(self.rows[i]) if self.trusted(i) else None
-        self._cache[i] = made
-        if len(self._cache) > CACHE:
-            self._cache.popitem(last=False)
+        with self._lock:
+            self._cache[i] = made
+            if len(self._cache) > CACHE:
+                self._cache.popitem(last=False)
         return made
 
     def _make(self, row: dict[str, Any]) -> PhotoFeatures | None:
@@ -83,8 +88,9 @@ class Features:
         try:
             image = load_image(path, max_megapixels=self.max_megapixels, min_side=SIDE).image
         except (ImageDecodeError, OSError):
-            if path not in self.unreadable:
-                self.unreadable.append(path)
+            with self._lock:
+                if path not in self.unreadable:
+                    self.unreadable.append(path)
             return None
         return features_of(image)
 

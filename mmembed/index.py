@@ -554,12 +554,14 @@ class Index:
         return [{c: row.get(c) for c in columns} for row in found]
 
     def duplicates(self, *, mode: str = "near", threshold: float | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> list[Any]:
+                   progress: Callable[[int, int], None] | None = None,
+                   notes: Callable[[str], None] | None = None) -> list[Any]:
         """Groups of duplicate photos (``retrieval.dupes``): ``exact`` copies, ``near``-duplicates
-        (the same photo re-encoded, resized, rotated, lightly cropped or edited; the default) or
+        (the same photo re-encoded, resized, turned, cropped, bordered or edited; the default) or
         ``similar`` photos, each with a suggested keeper (most pixels, then oldest); videos are
-        left out. Reads the
-        stored image vectors; decodes no image, changes nothing.
+        left out. The stored image vectors propose pairs; ``near`` decodes the photos of those
+        pairs (small) to confirm them by local features. Changes nothing; ``notes`` hears of
+        each file left out because it changed since it was indexed.
 
         Example::
 
@@ -580,7 +582,7 @@ class Index:
             matrix = vector_matrix(data.column("image_vector"))
             vectors = matrix[[at[row["id"]] for row in rows]] if rows else matrix
         return find_duplicates(rows, vectors, mode=mode, threshold=threshold,
-                               max_megapixels=self.config.max_megapixels, progress=progress)
+                               max_megapixels=self.config.max_megapixels, progress=progress, notes=notes)
 
     def tag(self, labels: Sequence[str] | str | None = None, *, threshold: float | None = None) -> Any:
         """Zero-shot tags for every row from its stored image vector (``models.zeroshot``):

@@ -22,7 +22,10 @@ def index_command(
     """Build an approximate-nearest-neighbour index (quantised vectors, exact re-ranking) for big tables.
 
     Ingest builds one by itself once a table passes MMEMBED_ANN_ROWS rows (default 200000).
-    Example: mmembed index   (or: mmembed index --refresh)
+
+    \b
+    Example: mmembed index
+    Rebuild: mmembed index --refresh
     """
     with _errors():
         idx = _index(db, table, None, None, None)
@@ -53,7 +56,7 @@ def info(
     Example: mmembed info --json
     """
     with _errors():
-        data = _index(db, table, None, None, None).info().to_dict()
+        data = _index(db, table, None, None, None, must_exist=True).info().to_dict()
     if as_json:
         _print_json(data)
         return
@@ -83,7 +86,11 @@ def embed(
 ) -> None:
     """Print the unit vector of each text or image as a JSON array, one per line.
 
-    Uses the index's model when a table exists, else --model. Example: mmembed embed "a cat"
+    Uses the index's model when a table exists, else --model.
+
+    \b
+    Example: mmembed embed "a cat"
+    Images: mmembed embed --image a.jpg --image b.jpg
     """
     texts, images = texts or [], image or []
     if not texts and not images:
@@ -117,7 +124,7 @@ def doctor(
     Exits 1 while a problem remains. Example: mmembed doctor --repair
     """
     with _errors():
-        findings = _index(db, table, None, None, None).doctor(repair=repair)
+        findings = _index(db, table, None, None, None, must_exist=True).doctor(repair=repair)
     for finding in findings:
         if as_json:
             _print_json(finding.to_dict())

@@ -48,10 +48,28 @@ RawPairsOpt = Annotated[str, typer.Option("--raw-pairs", help="A RAW beside a JP
 
 
 def _index(db: str | None, table: str | None, model: str | None, pretrained: str | None,
-           device: str | None, **extra: Any) -> Index:
+           device: str | None, *, must_exist: bool = False, **extra: Any) -> Index:
+    """The Index for these options; with ``must_exist``, only over a database that is there
+    (``info`` and ``doctor`` on a mistyped --db must neither report an empty one nor make it)."""
     from mmembed import Index
 
-    return Index(db, table=table, model=model, pretrained=pretrained, device=device, **extra)
+    idx = Index(db, table=table, model=model, pretrained=pretrained, device=device, **extra)
+    check_db(idx.config.db, must_exist=must_exist)
+    return idx
+
+
+def check_db(uri: str, *, must_exist: bool = False) -> None:
+    """A local --db that is a file, or (``must_exist``) that is not there, as one ConfigError."""
+    import os
+
+    from mmembed.errors import ConfigError
+
+    if "://" in uri:  # object storage and other URIs: the store says what is wrong
+        return
+    if os.path.exists(uri) and not os.path.isdir(uri):
+        raise ConfigError(f"--db {uri} is a file, not a database folder; pass a folder path")
+    if must_exist and not os.path.exists(uri):
+        raise ConfigError(f"no database at {uri}; check --db (or MMEMBED_DB), or make one with `mmembed ingest PATH`")
 
 
 @contextmanager
@@ -67,7 +85,26 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         typer.echo("Interrupted; rerun the same command to continue where it stopped.", err=True)
+        _exit_if_threads_hang(130)
         raise typer.Exit(130) from None
+
+
+def _exit_if_threads_hang(code: int, wait: float = 1.0) -> None:
+    """Exit now with ``code`` when a worker thread is still busy ``wait`` seconds from now (a reader
+    blocked on a slow disk, say): Python would otherwise wait for it at exit, for good. What the
+    library had to keep is kept by then (its ``finally`` blocks ran as the interrupt came up)."""
+    import os
+    import threading
+    import time
+
+    deadline = time.monotonic() + wait
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _print_json(obj: Any) -> None:

@@ -29,7 +29,7 @@ def ingest(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images per forward pass [default: 32].", show_default=False)] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Decode threads [default: one per core, at most 8].", show_default=False)] = None,
     max_megapixels: Annotated[Optional[float], typer.Option("--max-megapixels", help="Skip images larger than this [default: 100].", show_default=False)] = None,
-    captions: Annotated[Optional[list[Path]], typer.Option("--captions", help="Manifest mapping image paths to text: .csv, .jsonl or .parquet (repeatable). Extra columns become filterable.", show_default=False)] = None,
+    captions: Annotated[Optional[list[Path]], typer.Option("--captions", help="Manifest mapping image paths to text: .csv, .tsv, .jsonl or .parquet (repeatable; names relative to its folder or to a PATH). Extra columns become filterable.", show_default=False)] = None,
     text_sources: Annotated[str, typer.Option("--text-sources", help="Where item text comes from, by precedence (comma list of sidecar, embedded, manifest).")] = "sidecar,embedded,manifest",
     path_text: Annotated[bool, typer.Option("--path-text", help="Also use folder and file-name words as item text.")] = False,
     fusion: Annotated[Optional[str], typer.Option("--fusion", help="How image and text vectors combine: mean, concat or attention [default: the table's, else mean].", show_default=False)] = None,
@@ -74,6 +74,7 @@ def ingest(
             f"unchanged {report.unchanged}, text updated {report.text_updated}, removed {report.removed}, "
             f"skipped {len(report.skipped)}"
             + (f", {report.captions_unmatched} caption rows named no indexed image" if report.captions_unmatched else "")
+            + (f", {report.frames} video frames encoded (a row each)" if report.frames else "")
             + f" · {report.rows} rows in {idx.config.db} · {report.seconds:.1f} s",
             err=True,
         )

@@ -17,7 +17,7 @@ def dupes(
     db: DbOpt = None,
     table: TableOpt = None,
     mode: Annotated[str, typer.Option("--mode", help="exact: the same bytes; near: the same photo re-encoded, resized, rotated, lightly cropped or edited; similar: burst shots and the same scene.")] = "near",
-    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Image-vector cosine that links two photos without a pixel check, 0..1 [default: near 0.96, similar 0.90].", show_default=False)] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="near: the lowest image-vector cosine of a pair that is checked (by local features) [default: 0.5]; similar: the cosine that links two photos [default: 0.90]. 0..1.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per group: kind, score, files (id, path, size, width, height, date_ns, keep).")] = False,
     paths_only: Annotated[bool, typer.Option("--paths", help="Print only the photos that are not the suggested keeper, one path per line.")] = False,
     html_file: Annotated[Optional[Path], typer.Option("--html", help="Also write the groups as a self-contained HTML gallery.", show_default=False)] = None,
@@ -26,10 +26,12 @@ def dupes(
     """Find duplicate photos. Never deletes or moves a file.
 
     Each group marks a suggested keeper: the photo with the most pixels, then the oldest (EXIF
-    date taken, else the file's date), then the shortest path. Near-duplicates are found from
-    the stored image vectors; photos whose vectors are close but not very close are decoded
-    (small) to check that their pixels agree, so a 15 % crop counts and a similar photo does not.
+    date taken, else the file's date), then the shortest path. For near-duplicates the stored
+    image vectors propose each photo's nearest photos; a pair is linked only when their
+    keypoints match under one resize/crop/turn and the aligned pixels agree, so a 50 % crop
+    counts and a similar photo does not. A file changed since it was indexed is left out.
 
+    \b
     Example: mmembed dupes --json | jq -r '.files[] | select(.keep | not) | .path'
     Review the extras: mmembed dupes --paths | xargs -d '\\n' mv -t ~/dupes-review/
     """
@@ -41,7 +43,8 @@ def dupes(
             from mmembed.ingest.report import IngestProgress
 
             groups = idx.duplicates(mode=mode, threshold=threshold,
-                                    progress=lambda done, total: bar.update(IngestProgress("compare", done, total)))
+                                    progress=lambda done, total: bar.update(IngestProgress("compare", done, total)),
+                                    notes=lambda line: typer.echo(line, err=True))
         if html_file is not None:
             from mmembed.serve.gallery import write_gallery
 

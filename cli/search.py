@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -22,7 +22,7 @@ def search(
     negatives: Annotated[Optional[list[str]], typer.Option("--not", help="Push results away from this text (repeatable).", show_default=False)] = None,
     tags: Annotated[Optional[list[str]], typer.Option("--tag", help="Only items carrying this zero-shot tag (repeatable: all of them; see `mmembed tag`).", show_default=False)] = None,
     min_score: Annotated[Optional[float], typer.Option("--min-score", help="Drop results scoring (cosine) below this, -1..1.", show_default=False)] = None,
-    cutoff: Annotated[str, typer.Option("--cutoff", help="auto: drop results that score like the rest of the table for this query (standardised score under 3); none: keep --limit results.")] = "none",
+    cutoff: Annotated[str, typer.Option("--cutoff", help="auto: drop results that score like the rest of the table for this query (standardised score under 2); none: keep --limit results.")] = "none",
     frames: Annotated[bool, typer.Option("--frames", help="Every matching frame of a video, not only its best one.")] = False,
     db: DbOpt = None,
     table: TableOpt = None,
@@ -36,6 +36,7 @@ def search(
 ) -> None:
     """Search by text (text->image), by image (image->image), both, or image->text (--target text).
 
+    \b
     Example: mmembed search "red car" --image ref.jpg --image-weight 0.4 --not blurry
     Pipe: mmembed search "beach" -0 | xargs -0 cp -t ~/beach
     Gallery: mmembed search "beach" -n 100 --html beach.html
@@ -46,6 +47,7 @@ def search(
     from mmembed.sources.video import clock
 
     with _errors():
+        _note_cut_terms([query or "", *(negatives or [])])
         options = SearchOptions(limit=limit, where=where, target=target, image_weight=image_weight,
                                 negatives=negatives or (), tags=tags or (), min_score=min_score, cutoff=cutoff, frames=frames)
         index = _index(db, table, model, pretrained, device, one_query=True)  # the library picks the path
@@ -57,6 +59,8 @@ def search(
             rows = {r["id"]: r for r in _index(db, table, model, pretrained, device).items([h.id for h in hits])} if hits else {}
             inlined = write_gallery(hits, html_file, title=f"mmembed: {title}", indexed=rows)  # only files still as indexed
             typer.echo(f"wrote {html_file} ({len(hits)} results, {inlined} thumbnails inlined)", err=True)
+    if not hits:
+        typer.echo(f"note: {_why_empty(options)}", err=True)
     for hit in hits:
         if as_json:
             _print_json(hit.to_dict())
@@ -70,6 +74,39 @@ def search(
             caption = f"  {_short(hit.text)}" if hit.text else ""
             at = f" @ {clock(hit.frame_time, tenths=True)}" if hit.frame_time is not None else ""
             typer.echo(f"{hit.score:7.4f}  {hit.path}{at}{caption}")
+
+
+def _note_cut_terms(texts: list[str], context_length: int = 77) -> None:
+    """A note for each query term longer than the text tower reads (CLIP's 77 tokens): the
+    words past it are silently dropped by the tokenizer."""
+    if all(len(t.encode("utf-8")) <= context_length - 2 for t in texts):
+        return  # a token covers at least one byte: too short to be cut (and no tokenizer to load)
+    from mmembed.models.text_tower import ClipTokenizer
+    from mmembed.retrieval.query import parse_terms
+
+    tokenizer = ClipTokenizer(context_length)
+    for text in texts:
+        positives, negatives = parse_terms(text)
+        for term in positives + negatives:
+            ids = tokenizer.encode(term)
+            if len(ids) > context_length - 2:
+                typer.echo(f"note: the query {_short(term, 40)!r} is {len(ids)} tokens long; the text model reads "
+                           f"only the first {context_length - 2}, the rest is ignored", err=True)
+
+
+def _why_empty(options: Any) -> str:
+    """Why a search found nothing, as far as its options tell."""
+    filters = [f"--tag {t}" for t in options.tags] + ([f"--where {options.where!r}"] if options.where else [])
+    passing = f"no row passes {' and '.join(filters)}" if filters else ""
+    if options.min_score is not None:
+        below = f"no result scored at least --min-score {options.min_score:g}"
+        return f"nothing matched: {passing + ' with a score that high' if passing else below}"
+    if options.cutoff == "auto":
+        return "nothing matched: no result stood out from the rest of the table (--cutoff auto); try --cutoff none"
+    if passing:
+        hint = " (tags come from `mmembed tag`)" if options.tags else ""
+        return f"nothing matched: {passing}{hint}"
+    return "nothing matched"
 
 
 def _short(text: str, width: int = 70) -> str:

@@ -89,6 +89,8 @@ def _line(event: Any) -> None:
             typer.echo(f"skipped: {skipped.path}: {skipped.reason}", err=True)
         for warning in report.warnings:
             typer.echo(f"warning: {warning}", err=True)
+        if event.kind == "batch" and not _counted(report):
+            return  # only warnings (deletions kept under an empty folder, say): they said it
         label = "catch-up" if event.kind == "catch-up" else "ingest"
         typer.echo(f"{at} {label}: {report.added} added, {report.updated} updated, {report.moved} moved, "
                    f"{report.removed} removed" + (f", {len(report.skipped)} skipped" if report.skipped else "")
@@ -101,6 +103,11 @@ def _line(event: Any) -> None:
         typer.echo(f"{at} {event.roots[0]} is back; catching up")
     elif event.kind == "error":
         typer.echo(f"{at} note: {event.message}", err=True)
+
+
+def _counted(report: Any) -> bool:
+    """Whether the batch line would say anything: a row added, updated, moved or removed."""
+    return bool(report.added or report.updated or report.moved or report.removed or report.text_updated)
 
 
 def _changed(report: Any) -> bool:

@@ -215,17 +215,17 @@ class Index:
         return read_items(self.store, ids, where)
 
     def duplicates(self, *, mode: str = "near", threshold: float | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> list[Any]:
-        """Groups of duplicate photos (``retrieval.dupes``): ``exact`` copies, ``near``-duplicates
-        (re-encoded, resized, rotated, lightly edited; the default) or ``similar`` photos, each
-        with a suggested keeper; videos are left out. Decodes no image, changes nothing. Example:
-        ``[[(f.path, f.keep) for f in group.files] for group in idx.duplicates()]``."""
+                   progress: Callable[[int, int], None] | None = None, notes: Callable[[str], None] | None = None) -> list[Any]:
+        """Groups of duplicate photos (``retrieval.dupes``): ``exact`` copies, ``near``-duplicates (re-encoded,
+        resized, turned, cropped, bordered or edited; the default) or ``similar`` photos, each with a suggested
+        keeper; no videos. The stored vectors propose pairs, ``near`` decodes them (small) to confirm. Changes
+        nothing; ``notes`` hears of each file left out because it changed since it was indexed."""
         from .retrieval.dupes import find_duplicates
         from .store.items import photos_and_vectors
 
         rows, vectors = photos_and_vectors(self._nonempty(), vectors=mode != "exact")
         return find_duplicates(rows, vectors, mode=mode, threshold=threshold,
-                               max_megapixels=self.config.max_megapixels, progress=progress)
+                               max_megapixels=self.config.max_megapixels, progress=progress, notes=notes)
 
     def embed_text(self, texts: str | Sequence[str]) -> np.ndarray:
         """float32 (N, D) unit vectors from this index's model; a single string is one text."""

@@ -379,6 +379,7 @@ class IngestRun:
             self.notify(IngestProgress("compact", 1, 1))
         self.report.rows = self.store.count()
         self.report.captions_unmatched = self.texts.unmatched_rows(self.matched)
+        self.report.warnings.extend(self.texts.unmatched_notes(self.matched, self.roots))
 
 
     def _keep_under_empty_folders(self, gone: list[Row]) -> list[Row]:

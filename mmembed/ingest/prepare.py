@@ -15,6 +15,7 @@ from ..errors import ImageDecodeError, MmembedError
 from ..models.preprocess import NumpyTransform, transform_params
 from ..sources.decode import load_image
 from ..sources.discovery import DiscoveredFile
+from ..sources.files import NotRegularFileError, open_regular, unlinked
 from ..sources.video import is_video_path
 
 __all__ = ["ImageDecoder", "Prepared", "Row", "Task", "fast_transform", "prepare_all", "prepare_one"]
@@ -112,7 +113,8 @@ def prepare_all(
     """Read, hash, decode and preprocess in a thread pool, yielding in order, with a bounded window."""
     workers = workers or min(8, os.cpu_count() or 1)
     window = max(2 * batch_size, 4 * workers)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmembed-decode") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmembed-decode")
+    try:
         in_flight: deque[Future[Prepared]] = deque()
         for task in tasks:
             in_flight.append(pool.submit(prepare_one, task, reusable, decode, max_megapixels))
@@ -120,6 +122,10 @@ def prepare_all(
                 yield in_flight.popleft().result()
         while in_flight:
             yield in_flight.popleft().result()
+    except BaseException:  # Ctrl-C, say: never wait for a reader that may be blocked for good
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _read_and_hash(path: str, size: int, keep: bool = True) -> tuple[str, bytes | None]:
@@ -130,14 +136,17 @@ def _read_and_hash(path: str, size: int, keep: bool = True) -> tuple[str, bytes 
 
         return read_and_hash(path, keep, _READ_WHOLE, _READ_CHUNK)
     digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
+    data = None
+    with open_regular(path) as f:  # never a named pipe or a device: they would block or never end
         if keep and size <= _READ_WHOLE:
             data = f.read()
             digest.update(data)
-            return digest.hexdigest(), data
-        while chunk := f.read(_READ_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest(), None
+        else:
+            while chunk := f.read(_READ_CHUNK):
+                digest.update(chunk)
+        if unlinked(f):
+            raise FileNotFoundError(path)  # deleted while it was read: no row for a file that is gone
+    return digest.hexdigest(), data
 
 
 def prepare_one(task: Task, reusable: frozenset[str], decode: ImageDecoder, max_megapixels: float) -> Prepared:
@@ -149,6 +158,8 @@ def prepare_one(task: Task, reusable: frozenset[str], decode: ImageDecoder, max_
         return Prepared(task, "skip", reason="permission denied; check the file's permissions")
     except FileNotFoundError:
         return Prepared(task, "skip", reason="file vanished during ingest")
+    except NotRegularFileError as exc:
+        return Prepared(task, "skip", reason=exc.strerror)
     except OSError as exc:
         return Prepared(task, "skip", reason=f"cannot read file ({exc.strerror or exc})")
     if task.existing is not None and task.existing.content_hash == digest:

@@ -60,6 +60,12 @@ class ModelSpec:
             return cls(LOCAL_PREFIX + str(folder), None, local_fingerprint(folder))
         if name.startswith(HUB_PREFIX):
             return cls(name, None, name)
+        known = _open_clip_models()
+        if known is not None and name not in known:
+            raise ModelLoadError(
+                f"unknown model {name!r}; list the valid names with python -c \"import open_clip; "
+                "print(open_clip.list_models())\", or use --model hf-hub:ORG/REPO or local-dir:PATH"
+            )
         if pretrained is None and name == DEFAULT_MODEL:
             pretrained = DEFAULT_PRETRAINED
         if not pretrained:
@@ -73,6 +79,19 @@ class ModelSpec:
     def label(self) -> str:
         """How the model is shown to people: 'ViT-B-32 (laion2b_s34b_b79k)' or the local-dir name."""
         return f"{self.name} ({self.pretrained})" if self.pretrained else self.name
+
+
+def _open_clip_models() -> frozenset[str] | None:
+    """open_clip's architecture names, read from its model_configs folder without importing it
+    (torch); None when open_clip is not installed or the folder is not where it used to be."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("open_clip")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        configs = Path(folder) / "model_configs"
+        if configs.is_dir():
+            return frozenset(p.stem for p in configs.glob("*.json"))
+    return None
 
 
 def local_fingerprint(folder: Path) -> str:

@@ -6,22 +6,23 @@ union-find). The image-vector cosines are computed in blocks of rows against the
 them, so memory stays at one block (about ``BLOCK_BYTES``), never an N x N matrix.
 
 - ``exact``: the same content hash.
-- ``near`` (the default): a cosine of at least ``threshold`` (0.96), or a cosine of at least
-  ``NEAR_LOW`` (0.87) *and* the pixels agree: the two photos' small grayscale views match
-  (normalised cross-correlation >= ``PIXEL_MATCH``) with one of them taken whole and the
-  other whole or cropped (75-100 % of each side, 25 places). The image vector alone cannot
-  tell a 15 % crop from a different photo of the same scene; the pixels can. Only photos in
-  such a pair are decoded (at 1/8 scale for JPEG), once each.
+- ``near`` (the default): the vectors only *propose* pairs (each photo's ``NEIGHBOURS``
+  nearest photos with a cosine of at least ``threshold``, 0.5); a pair is linked only when
+  ``geometry.same_photo`` says so: ORB keypoints matched with RANSAC agree on one similarity
+  transform and the aligned grey pixels agree. No cosine decides, so no threshold depends on
+  the model. Only photos in a proposed pair are decoded (small), once each; a file that
+  changed since it was indexed is not trusted (left out, and named through ``notes``).
 - ``similar``: a cosine of at least ``threshold`` (0.90): burst shots, the same scene.
 
 Nothing is deleted or moved: each group names a suggested keeper, the photo with the most
 pixels, then the oldest (EXIF date taken, else file date), then the shortest path. The
-thresholds were chosen on a benchmark generated from Flickr8k dev with micro-clip
-(benchmarks/dupes.py, EVALUATION.md).
+geometric check's constants were chosen on variants of Flickr8k *train* photos and are
+reported on Flickr8k dev and ../shared/data/photos (benchmarks/dupes.py, EVALUATION.md).
 """
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,15 +31,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from .geometry import Features, same_photo
 
 __all__ = ["DupeFile", "DupeGroup", "MODES", "THRESHOLDS", "find_duplicates"]
 
 MODES = ("exact", "near", "similar")
-THRESHOLDS = {"near": 0.96, "similar": 0.90}  # image-vector cosine linking without a pixel check
-NEAR_LOW = 0.87  # near mode: pairs from here up to the threshold are linked when their pixels agree
-PIXEL_MATCH = 0.90  # normalised cross-correlation of the aligned grayscale views
-_VIEW, _SMALL = 64, 24  # the grayscale view's side, and the side each crop is compared at
-_SCALES, _PLACES = (1.0, 0.9, 0.85, 0.8, 0.75), 5
+THRESHOLDS = {"near": 0.5, "similar": 0.90}  # near: the lowest cosine of a pair checked; similar: the cosine linking
+NEIGHBOURS = 10  # near: each photo's nearest photos (by image vector) that are checked
+CHUNK = 256  # near: pairs checked at once (in threads)
 BLOCK_BYTES = 64 << 20  # the cosine block's size
 
 
@@ -75,10 +75,13 @@ def find_duplicates(
     threshold: float | None = None,
     max_megapixels: float = 100.0,
     progress: Callable[[int, int], None] | None = None,
+    notes: Callable[[str], None] | None = None,
 ) -> list[DupeGroup]:
     """Groups of duplicates among ``rows`` (dicts with id, path, size, width, height,
     content_hash, taken_ns, mtime_ns), whose unit image vectors are ``vectors`` (N, D; not
-    needed for ``exact``). Largest groups first."""
+    needed for ``exact``). Largest groups first. ``progress(done, total)`` follows the vector
+    pass, then the checks; ``notes(line)`` hears of each file left out because it changed
+    since it was indexed or cannot be read."""
     if mode not in MODES:
         raise ConfigError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
     if threshold is not None and not 0.0 < threshold <= 1.0:
@@ -100,22 +103,30 @@ def find_duplicates(
             parent[b] = a
         weakest[a] = low
 
+    features = Features(list(rows), max_megapixels)
     by_hash: dict[str, list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
         if row.get("content_hash"):
             by_hash[row["content_hash"]].append(i)
     for members in by_hash.values():
-        for j in members[1:]:
-            union(members[0], j, 1.0)
+        current = [i for i in members if len(members) == 1 or features.trusted(i)]
+        for j in current[1:]:
+            union(current[0], j, 1.0)
     if mode != "exact" and n > 1:
         if vectors is None or len(vectors) != n:
             raise ConfigError("near-duplicate search needs one image vector per row")
-        high = threshold if threshold is not None else THRESHOLDS[mode]
-        low = min(NEAR_LOW, high) if mode == "near" else high
-        views = _Views([row["path"] for row in rows], max_megapixels)
-        for i, j, score in _linked_pairs(np.asarray(vectors, dtype=np.float32), low, progress):
-            if score >= high or views.agree(i, j):
+        cut = threshold if threshold is not None else THRESHOLDS[mode]
+        matrix = np.asarray(vectors, dtype=np.float32)
+        if mode == "similar":
+            for i, j, score in _linked_pairs(matrix, cut, progress):
                 union(i, j, score)
+        else:
+            _link_same_photos(matrix, cut, features, union, find, progress)
+    if notes is not None:
+        for path in features.changed:
+            notes(f"skipped: {path} changed since it was indexed; run `mmembed ingest` on it to compare it")
+        for path in features.unreadable:
+            notes(f"skipped: {path} cannot be read now")
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(n):
         groups[find(i)].append(i)
@@ -127,6 +138,75 @@ def find_duplicates(
         out.append(_group("exact" if exact else mode, float(weakest[root]), [rows[i] for i in members]))
     out.sort(key=lambda g: (-len(g.files), g.files[0].path))
     return out
+
+
+def _link_same_photos(vectors: np.ndarray, cut: float, features: Features,
+                      union: Callable[[int, int, float], None], find: Callable[[int], int],
+                      progress: Callable[[int, int], None] | None) -> None:
+    """Link each proposed pair (``_proposed_pairs``) that ``same_photo`` confirms, checking
+    ``CHUNK`` pairs at a time in threads; a pair already in one group is not checked again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def check(pair: tuple[int, int, float]) -> bool:
+        a, b = features.get(pair[0]), features.get(pair[1])
+        return a is not None and b is not None and same_photo(a, b)
+
+    pairs = _proposed_pairs(vectors, cut, progress)
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for start in range(0, len(pairs), CHUNK):
+            chunk = [p for p in pairs[start:start + CHUNK] if find(p[0]) != find(p[1])]
+            for (i, j, score), same in zip(chunk, pool.map(check, chunk)):
+                if same:
+                    union(i, j, score)
+            if progress is not None:
+                progress(min(start + CHUNK, len(pairs)), len(pairs))
+
+
+def _proposed_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], None] | None
+                    ) -> list[tuple[int, int, float]]:
+    """(i, j, cosine), i < j, for each photo's ``NEIGHBOURS`` nearest with a cosine of at least
+    ``cut``, in row order. Each block of rows is compared with the rows from it on (half the
+    products of a full pass); each photo's best ``NEIGHBOURS`` so far are kept, from its rows
+    and from its column, so memory stays at one block of cosines."""
+    n = len(vectors)
+    k = min(NEIGHBOURS, n - 1)
+    best_s = np.full((n, k), -np.inf, dtype=np.float32)
+    best_j = np.zeros((n, k), dtype=np.int64)
+    block = max(16, min(n, BLOCK_BYTES // (4 * n)))
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        scores = vectors[start:stop] @ vectors[start:].T  # rows start..stop against photos start..n
+        lower = np.tril_indices(stop - start)
+        scores[lower] = -np.inf  # itself, and pairs met as columns of an earlier row
+        above = scores >= cut
+        rows, cols = np.arange(start, stop), np.arange(start, n)
+        _keep_best(best_s, best_j, rows, cols, scores, above, k)
+        _keep_best(best_s, best_j, cols, rows, scores.T, above.T, k)
+        if progress is not None:
+            progress(stop, n)
+    i = np.repeat(np.arange(n), k)
+    j, score = best_j.ravel(), best_s.ravel()
+    keep = np.isfinite(score)
+    a, b, score = np.minimum(i, j)[keep], np.maximum(i, j)[keep], score[keep]
+    keys, first = np.unique(a * n + b, return_index=True)  # a pair found from both ends, once
+    return [(int(key // n), int(key % n), float(score[f])) for key, f in zip(keys, first)]
+
+
+def _keep_best(best_s: np.ndarray, best_j: np.ndarray, who: np.ndarray, near: np.ndarray,
+               scores: np.ndarray, above: np.ndarray, k: int) -> None:
+    """Merge each row's best ``k`` columns (of those ``above`` the cut) into ``who``'s best."""
+    hit = np.flatnonzero(above.any(axis=1))
+    if not len(hit):
+        return
+    sub = np.where(above[hit], scores[hit], -np.inf)
+    part = np.argpartition(-sub, k - 1, axis=1)[:, :k] if sub.shape[1] > k else \
+        np.broadcast_to(np.arange(sub.shape[1]), (len(hit), sub.shape[1]))
+    ids = who[hit]
+    all_s = np.concatenate([best_s[ids], np.take_along_axis(sub, part, axis=1)], axis=1)
+    all_j = np.concatenate([best_j[ids], near[part]], axis=1)
+    top = np.argpartition(-all_s, k - 1, axis=1)[:, :k]
+    best_s[ids] = np.take_along_axis(all_s, top, axis=1)
+    best_j[ids] = np.take_along_axis(all_j, top, axis=1)
 
 
 def _linked_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], None] | None
@@ -145,53 +225,6 @@ def _linked_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int]
         if progress is not None:
             progress(stop, n)
     return pairs
-
-
-class _Views:
-    """Each photo's small grayscale views (whole, and cropped at several scales and places),
-    made from its file on first use; None for a file that cannot be read now."""
-
-    def __init__(self, paths: list[str], max_megapixels: float) -> None:
-        self.paths = paths
-        self.max_megapixels = max_megapixels
-        self._views: dict[int, np.ndarray | None] = {}
-
-    def agree(self, i: int, j: int) -> bool:
-        a, b = self._get(i), self._get(j)
-        if a is None or b is None:
-            return False
-        best = max(float((a @ b[0]).max()), float((b @ a[0]).max()))  # b whole in a's crops, and back
-        return best >= PIXEL_MATCH
-
-    def _get(self, i: int) -> np.ndarray | None:
-        if i not in self._views:
-            self._views[i] = _views_of(self.paths[i], self.max_megapixels)
-        return self._views[i]
-
-
-def _views_of(path: str, max_megapixels: float) -> np.ndarray | None:
-    """(K, _SMALL**2) unit, zero-mean grayscale views of a photo: row 0 whole, then crops."""
-    from PIL import Image
-
-    from ..errors import ImageDecodeError
-    from ..sources.decode import load_image
-
-    try:
-        image = load_image(path, max_megapixels=max_megapixels, min_side=_VIEW).image
-    except (ImageDecodeError, OSError):
-        return None
-    gray = image.convert("L").resize((_VIEW, _VIEW), Image.Resampling.BILINEAR)
-    out = []
-    for scale in _SCALES:
-        side = int(round(_VIEW * scale))
-        places = sorted({int(p) for p in np.linspace(0, _VIEW - side, _PLACES)})
-        for y in places:
-            for x in places:
-                view = np.asarray(gray.crop((x, y, x + side, y + side)).resize((_SMALL, _SMALL), Image.Resampling.BILINEAR),
-                                  dtype=np.float32).ravel()
-                view -= view.mean()
-                out.append(view / max(float(np.linalg.norm(view)), 1e-6))
-    return np.stack(out)
 
 
 def _group(kind: str, score: float, rows: list[dict[str, Any]]) -> DupeGroup:

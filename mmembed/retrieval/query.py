@@ -16,6 +16,7 @@ import numpy as np
 from .._options import checked, items
 from ..errors import ImageDecodeError, QueryError
 from ..models.fusion import FusionStrategy
+from ..sources.files import not_regular
 
 __all__ = ["Hit", "Query", "SearchOptions", "apply_cutoff", "score_stats", "CUTOFFS", "AUTO_CUTOFF_Z", "parse_terms",
            "check_query", "query_vectors", "query_plan", "make_hit", "TARGETS", "nearest_items", "one_per_video"]
@@ -55,6 +56,7 @@ class Hit:
     media: str = "image"  # image or video
     frame_time: float | None = None  # a video's best-matching frame, seconds from its start
     duration: float | None = None  # a video's length in seconds
+    raw_siblings: list[str] = field(default_factory=list)  # a JPEG's RAW files of the same shot
     extra: dict[str, Any] = field(default_factory=dict)  # manifest columns
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,8 +185,11 @@ def check_query(text: str | None, image: str | os.PathLike[str] | bytes | None, 
             raise QueryError("the query image is empty (0 bytes); give an image file")
     elif image is not None and os.path.isdir(os.fspath(image)):
         raise QueryError(f"{os.fspath(image)}: the query image is a folder; give an image file")
-    elif image is not None and not os.path.isfile(os.fspath(image)):
+    elif image is not None and not os.path.exists(os.fspath(image)):
         raise QueryError(f"{os.fspath(image)}: query image not found; check the path")
+    elif image is not None and not_regular(os.stat(os.fspath(image)).st_mode):
+        reason = not_regular(os.stat(os.fspath(image)).st_mode)
+        raise QueryError(f"{os.fspath(image)}: the query image is {reason}; give an image file")
     negatives = [*minus, *(n.strip() for n in negatives if n and n.strip())]
     source = image if image is None or isinstance(image, bytes) else os.fspath(image)
     return Query(positives, negatives, source, image_weight, negative_weight)
@@ -249,6 +254,7 @@ def make_hit(row: dict[str, Any], target: str, q_img: np.ndarray, q_txt: np.ndar
         media=row.get("media") or "image",
         frame_time=row.get("frame_time"),
         duration=row.get("duration"),
+        raw_siblings=list(row.get("raw_siblings") or []),
         extra={k: v for k, v in row.items() if k not in _CORE and not k.startswith("_")},
     )
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ImageDecodeError
 from ..text.embedded import embedded_texts
+from .files import NotRegularFileError, open_regular
 from .raw import RAW_EXTENSIONS, develop
 
 __all__ = ["DecodedImage", "load_image", "decoder_signature", "date_taken"]
@@ -199,9 +200,13 @@ def _read_remote(path: str, label: str) -> bytes:
 
 def _open_file(path: str, label: str) -> io.BufferedReader:
     try:
-        if os.path.getsize(path) == 0:
+        f = open_regular(path)  # a named pipe would block, a device never end
+        if os.fstat(f.fileno()).st_size == 0:
+            f.close()
             raise ImageDecodeError(label, "empty file (0 bytes)")
-        return open(path, "rb")
+        return f  # type: ignore[return-value]
+    except NotRegularFileError as exc:
+        raise ImageDecodeError(label, exc.strerror) from None
     except FileNotFoundError:
         raise ImageDecodeError(label, "file not found (moved or deleted?)") from None
     except PermissionError:

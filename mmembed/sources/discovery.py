@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from ..errors import ConfigError
 from ..text.sidecars import find_sidecars
+from .files import not_regular
 from .raw import RAW_EXTENSIONS, RAW_PAIRS, is_raw_path, raw_partners
 from .video import VIDEO_EXTENSIONS
 
@@ -108,7 +109,9 @@ def walk(
                     yield found
         elif root_path not in seen_files:
             seen_files.add(root_path)
-            if is_media_path(root_path):
+            if not_regular(st.st_mode):  # a named pipe would block the reader, a device never end
+                report(os.fspath(root), not_regular(st.st_mode) or "")
+            elif is_media_path(root_path):
                 folder, name = os.path.split(root_path)
                 try:
                     names = frozenset(os.listdir(folder))
@@ -252,7 +255,8 @@ def _folder_files(rules: _Rules, folder: str, subdirs: list[os.DirEntry[str]]) -
         except OSError as exc:
             report(entry.path, f"cannot stat file ({exc.strerror or exc})")
             continue
-        if not stat.S_ISREG(st.st_mode):
+        if not_regular(st.st_mode):
+            report(entry.path, not_regular(st.st_mode) or "")
             continue
         found.append(DiscoveredFile(entry.path, st.st_size, st.st_mtime_ns, root, tuple(find_sidecars(name, names))))
     yield from _pair_raws(found, rules.raw_pairs)

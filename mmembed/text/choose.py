@@ -58,6 +58,11 @@ class TextOptions:
         """Rows of this run's manifests whose image was not among the files walked."""
         return sum(n for at, m in enumerate(self.manifests) for key, n in m.rows.items() if (at, key) not in matched)
 
+    def unmatched_notes(self, matched: set[tuple[int, str]], roots: Sequence[str]) -> list[str]:
+        """One line for each manifest none of whose rows found its image, saying why."""
+        return [manifest.why_unmatched(roots) for at, manifest in enumerate(self.manifests)
+                if manifest.rows and not any(m_at == at for m_at, _ in matched)]
+
 
 @dataclass(frozen=True)
 class ItemText:

@@ -104,6 +104,30 @@ class Manifest:
         return None
 
 
+    def why_unmatched(self, roots: Sequence[str]) -> str:
+        """Why no row of this manifest named a walked image, in one line (see ``lookup``)."""
+        key = next(iter(self.rows))
+        total = sum(self.rows.values())
+        head = f"{self.path}: none of its {total} rows named an indexed image"
+        if os.path.isabs(key):
+            return f"{head}; its first, {key}, is not among the files ingested"
+        folder = os.path.dirname(self.path)
+        bases = dict.fromkeys([folder, *(os.path.normpath(os.path.abspath(r)) for r in roots)])
+        where = " or ".join(bases)
+        found = _below(folder, key)
+        seen = f"; {found} exists, so write names relative to {os.path.dirname(found)} or ingest that folder" if found else ""
+        return f"{head}: names such as {key} are read relative to {where}{seen}"
+
+
+def _below(folder: str, key: str) -> str | None:
+    """``folder/SUB/key`` for the first subfolder SUB (one level down) that holds ``key``."""
+    try:
+        subs = sorted(e.path for e in os.scandir(folder) if e.is_dir())
+    except OSError:
+        return None
+    return next((os.path.join(s, key) for s in subs if os.path.isfile(os.path.join(s, key))), None)
+
+
 def _posix(relative: str) -> str:
     return relative.replace(os.sep, "/")
 

@@ -120,7 +120,8 @@ class TextReader:
         boxes, crops = _page_order(boxes, crops, flipped)
         lines = []
         for (box, _), (text, conf) in zip(boxes, self._recognize(crops)):
-            if text.strip() and conf >= self.config.min_confidence:
+            # a line of only symbols ("•" read off a round shape) is noise to search and to the UI
+            if any(ch.isalnum() for ch in text) and conf >= self.config.min_confidence:
                 points = tuple((float(x), float(y)) for x, y in box)
                 lines.append(OcrLine(text.strip(), points, round(conf, 4)))
         return OcrResult("\n".join(line.text for line in lines), lines)

@@ -99,7 +99,8 @@ def _unclip(box: np.ndarray, ratio: float) -> np.ndarray | None:
     """The box grown by DB's offset (area * ratio / perimeter): the map marks shrunk text cores."""
     import pyclipper
 
-    area = abs(float(np.cross(box[1] - box[0], box[3] - box[0])))
+    x, y = box[:, 0].astype(np.float64), box[:, 1].astype(np.float64)
+    area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
     perimeter = float(sum(np.linalg.norm(box[i] - box[(i + 1) % 4]) for i in range(4)))
     if perimeter == 0:
         return None

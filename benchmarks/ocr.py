@@ -3,7 +3,7 @@ against the CLIP encode cost per photo.
 
     python benchmarks/ocr_sets.py                      # once: the sets under /tmp/mmembed-bench/ocr
     python benchmarks/datasets.py model                # once: ViT-B-32 with random weights
-    python benchmarks/ocr.py [--rapidocr-dir DIR] [--skip engines|gate|stage]
+    python benchmarks/ocr.py [--sets DIR] [--rapidocr-dir DIR] [--skip engines|gate|zeroshot|stage]
 
 ``--rapidocr-dir`` is an unpacked ``rapidocr_onnxruntime-1.4.4`` wheel (``pip download --no-deps``
 then unzip): its PP-OCRv4 models run through the same runner as PP-OCRv5, so only the models differ.
@@ -35,8 +35,11 @@ def _norm(text: str) -> str:
     return "".join(text.lower().split())
 
 
+SET_DIR = BENCH / "ocr"
+
+
 def _truth(name: str) -> list[dict]:
-    folder = BENCH / "ocr" / name
+    folder = SET_DIR / name
     return [json.loads(line) | {"path": folder / json.loads(line)["file"]}
             for line in (folder / "truth.jsonl").read_text().splitlines()]
 
@@ -55,7 +58,7 @@ def _engines(rapidocr_dir: Path | None) -> dict:
         engines["PP-OCRv4 (rapidocr-onnxruntime wheel)"] = TextReader(config, v4).read_text
 
     def tesseract(image: Image.Image) -> object:
-        path = BENCH / "ocr" / "_tess.png"
+        path = BENCH / "_tess.png"
         image.save(path)
         out = subprocess.run(["tesseract", str(path), "stdout", "-l", "eng+chi_sim"], capture_output=True,
                              text=True, env={**os.environ, "OMP_THREAD_LIMIT": "2"}).stdout
@@ -99,12 +102,12 @@ def gate(photos: list) -> None:
     from mmembed.models.ocr import OcrConfig, TextReader
 
     texts = [(name, Image.open(row["path"])) for name in SETS for row in _truth(name)]
-    print("| gate side | recall on text sets (n) | COCO photos passed | ms / COCO photo | ms / 12 MP photo |\n|---|---|---|---|---|")
-    big = [Image.open(p) for p in sorted((BENCH / "ocr" / "photos-12mp").glob("*.jpg"))]
+    print("| gate pixels | recall on text sets (n) | COCO photos passed | ms / COCO photo | ms / 12 MP photo |\n|---|---|---|---|---|")
+    big = [Image.open(p) for p in sorted((SET_DIR / "photos-12mp").glob("*.jpg"))]
     for im in big:
         im.load()
-    for side in (256, 320, 480):
-        reader = TextReader(OcrConfig(threads=2, gate_side=side))
+    for side in (100_000, 200_000, 300_000):
+        reader = TextReader(OcrConfig(threads=2, gate_pixels=side))
         reader.has_text(Image.new("RGB", (64, 64)))
         hits = [reader.has_text(im) for _, im in texts]
         start = time.perf_counter()
@@ -119,6 +122,31 @@ def gate(photos: list) -> None:
               f"| {passed}/{len(photos)} | {per_photo:.1f} | {per_big:.1f} |", flush=True)
 
 
+def zeroshot(photos: list, model: str) -> None:
+    """The other cheap gate: the share of CLIP's zero-shot probability on text-like prompts,
+    from the image vector ingest makes anyway (free at ingest; needs a CLIP that knows text)."""
+    import numpy as np
+    from PIL import Image
+
+    from mmembed.models.encoder import Encoder
+
+    texty = ["a screenshot of a phone", "a document with text", "a sign with words", "a page of text", "text"]
+    plain = ["a photo", "a photo of people", "a photo of an animal", "a photo of a street", "a photo of food"]
+    encoder = Encoder(model, device="cpu").load()
+    prompts = encoder.encode_text(texty + plain)
+
+    def score(images: list) -> np.ndarray:
+        logits = encoder.encode_images(images) @ prompts.T * 100
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        return (probs[:, :len(texty)] / probs.sum(1, keepdims=True)).sum(1)
+
+    texts = score([Image.open(row["path"]) for name in SETS for row in _truth(name)])
+    coco = score(photos)
+    print(f"| zero-shot threshold ({model.rsplit('/', 1)[-1]}) | recall on text sets | COCO photos passed |\n|---|---|---|")
+    for threshold in (0.1, 0.3, 0.5):
+        print(f"| {threshold} | {(texts >= threshold).mean():.3f} | {(coco >= threshold).sum()}/{len(coco)} |")
+
+
 def stage(photos: list, models: list[str]) -> None:
     from PIL import Image
 
@@ -131,7 +159,7 @@ def stage(photos: list, models: list[str]) -> None:
     read = [reader.read_text(im, gate=True) for im in photos]
     ocr = (time.perf_counter() - start) / len(photos)
     with_text = sum(bool(r.lines) for r in read)
-    big = sorted((BENCH / "ocr" / "photos-12mp").glob("*.jpg"))
+    big = sorted((SET_DIR / "photos-12mp").glob("*.jpg"))
     start = time.perf_counter()
     for path in big:
         reader.read_text(Image.open(path), gate=True)
@@ -151,19 +179,24 @@ def stage(photos: list, models: list[str]) -> None:
 
 
 def main() -> None:
+    global SET_DIR
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rapidocr-dir", type=Path, help="an unpacked rapidocr_onnxruntime 1.4.4 wheel")
-    parser.add_argument("--skip", action="append", default=[], choices=["engines", "gate", "stage"])
+    parser.add_argument("--skip", action="append", default=[], choices=["engines", "gate", "zeroshot", "stage"])
+    parser.add_argument("--sets", type=Path, default=SET_DIR, help="ocr_sets.py --out (a held-out seed: another folder)")
     parser.add_argument("--model", action="append", help="encoders to compare with (default micro-clip and ViT-B-32)")
     args = parser.parse_args()
+    SET_DIR = args.sets
     if "engines" not in args.skip:
         engines(args.rapidocr_dir)
-    photos = _coco_images() if {"gate", "stage"} - set(args.skip) else []
+    photos = _coco_images() if {"gate", "zeroshot", "stage"} - set(args.skip) else []
+    micro = f"local-dir:{ROOT.parent / 'shared' / 'models' / 'micro-clip'}"
     if "gate" not in args.skip:
         gate(photos)
+    if "zeroshot" not in args.skip:
+        zeroshot(photos, micro)
     if "stage" not in args.skip:
-        stage(photos, args.model or [f"local-dir:{ROOT.parent / 'shared' / 'models' / 'micro-clip'}",
-                                     f"local-dir:{BENCH / 'models' / 'vit-b-32'}"])
+        stage(photos, args.model or [micro, f"local-dir:{BENCH / 'models' / 'vit-b-32'}"])
 
 
 if __name__ == "__main__":

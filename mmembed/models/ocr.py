@@ -60,8 +60,9 @@ class OcrConfig:
     """How hard to look. Defaults are PaddleOCR's, except where a comment says why."""
 
     det_side: int = 960  # the detector sees the image with its longer side at most this
-    gate_side: int = 320  # has_text: the detector at this side (about 1/9 of the pixels of det_side)
-    gate_min_boxes: int = 1  # has_text: this many boxes pass box_thresh at gate_side
+    gate_pixels: int = 200_000  # has_text: the detector sees about this many pixels (a phone screenshot's
+    # text must stay legible, so area, not the longer side, sets the scale)
+    gate_min_boxes: int = 1  # has_text: this many boxes pass box_thresh at gate_pixels
     box_thresh: float = 0.6  # a detected box's mean probability
     min_confidence: float = 0.5  # a recognized line below this is dropped (PaddleOCR's drop_score)
     rec_batch: int = 8  # lines per recognizer run
@@ -99,9 +100,12 @@ class TextReader:
         self._lock = threading.Lock()
 
     def has_text(self, image: Any) -> bool:
-        """Whether the image likely holds text: the detector alone at ``gate_side``, a few ms."""
-        bgr = _to_bgr(image, self.config.gate_side * 2)
-        return len(self._detect(bgr, self.config.gate_side)) >= self.config.gate_min_boxes
+        """Whether the image likely holds text: the detector alone on about ``gate_pixels`` pixels."""
+        width, height = _upright_size(image)
+        scale = min(1.0, (self.config.gate_pixels / (width * height)) ** 0.5)
+        side = max(32, round(max(width, height) * scale))
+        bgr = _to_bgr(image, side)
+        return len(self._detect(bgr, side)) >= self.config.gate_min_boxes
 
     def read_text(self, image: Any, *, gate: bool = False) -> OcrResult:
         """Read the lines of text in ``image`` (a PIL image, or a path). EXIF orientation is
@@ -215,6 +219,20 @@ def _require_extra() -> None:
             raise OcrUnavailableError(f"reading text in images needs {module} from the ocr extra ({_INSTALL})")
 
 
+def _upright_size(image: Any) -> tuple[int, int]:
+    from PIL import Image
+
+    if isinstance(image, (str, Path)):
+        try:
+            with Image.open(image) as opened:
+                return _upright_size(opened)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise ImageDecodeError(str(image), f"cannot read the image for OCR ({exc})") from None
+    width, height = image.size
+    turned = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    return (height, width) if turned else (width, height)
+
+
 def _to_bgr(image: Any, max_side: int) -> np.ndarray:
     """The upright (EXIF-applied) RGB picture as a BGR uint8 array, longer side at most ``max_side``."""
     from PIL import Image, ImageOps
@@ -223,12 +241,14 @@ def _to_bgr(image: Any, max_side: int) -> np.ndarray:
     try:
         if isinstance(image, (str, Path)):
             with Image.open(image) as opened:
+                opened.draft("RGB", (max_side, max_side))  # a JPEG decodes at 1/2, 1/4 or 1/8 size
                 return _to_bgr(opened.copy(), max_side)
-        image = ImageOps.exif_transpose(image)
+        if image.getexif().get(0x0112, 1) != 1:  # exif_transpose copies even an upright image
+            image = ImageOps.exif_transpose(image)
         if max(image.size) > max_side:
-            image = image.copy()
-            image.draft("RGB", (max_side, max_side))
-            image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+            scale = max_side / max(image.size)
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
         rgb = np.asarray(image.convert("RGB"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageDecodeError(label, f"cannot read the image for OCR ({exc})") from None

@@ -1,5 +1,4 @@
-"""Vectors from pixels and words: the CLIP encoder, its ONNX text tower, and the fusion of an item's image and text vectors;
-and the words in the pixels (OCR)."""
+"""Vectors from pixels and words: the CLIP encoder, its ONNX text tower, the fusion of an item's image and text vectors, and OCR."""
 
 from __future__ import annotations
 

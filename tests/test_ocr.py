@@ -133,3 +133,16 @@ def test_missing_models_say_which_extra_to_install(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "OcrUnavailableError" in done.stderr
     assert "pip install 'mmembed[ocr]'" in done.stderr
+
+
+def test_reads_with_the_network_cut(screenshots: dict[str, Path]) -> None:
+    # Nothing is fetched at run time: every socket connection fails in this process.
+    code = ("import socket\n"
+            "def refuse(*args, **kwargs):\n    raise OSError('network is cut in this test')\n"
+            "socket.socket.connect = refuse\nsocket.create_connection = refuse\n"
+            "from PIL import Image\nfrom mmembed.models.ocr import read_text\n"
+            f"print(read_text(Image.open({str(screenshots['light'])!r})).text)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == LINES

@@ -147,7 +147,7 @@ def zeroshot(photos: list, model: str) -> None:
         print(f"| {threshold} | {(texts >= threshold).mean():.3f} | {(coco >= threshold).sum()}/{len(coco)} |")
 
 
-def stage(photos: list, models: list[str]) -> None:
+def stage(photos: list, models: list[str], show: bool = False) -> None:
     from PIL import Image
 
     from mmembed.models.encoder import Encoder
@@ -159,6 +159,10 @@ def stage(photos: list, models: list[str]) -> None:
     read = [reader.read_text(im, gate=True) for im in photos]
     ocr = (time.perf_counter() - start) / len(photos)
     with_text = sum(bool(r.lines) for r in read)
+    if show:  # to judge by eye whether the lines are real text
+        for path, result in zip(sorted(COCO.glob("*.jpg")), read):
+            if result.lines:
+                print(path.name, " | ".join(f"{line.text} ({line.confidence:.2f})" for line in result.lines)[:150])
     big = sorted((SET_DIR / "photos-12mp").glob("*.jpg"))
     start = time.perf_counter()
     for path in big:
@@ -183,6 +187,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rapidocr-dir", type=Path, help="an unpacked rapidocr_onnxruntime 1.4.4 wheel")
     parser.add_argument("--skip", action="append", default=[], choices=["engines", "gate", "zeroshot", "stage"])
+    parser.add_argument("--show", action="store_true", help="stage: print the lines read from each COCO photo")
     parser.add_argument("--sets", type=Path, default=SET_DIR, help="ocr_sets.py --out (a held-out seed: another folder)")
     parser.add_argument("--model", action="append", help="encoders to compare with (default micro-clip and ViT-B-32)")
     args = parser.parse_args()
@@ -196,7 +201,7 @@ def main() -> None:
     if "zeroshot" not in args.skip:
         zeroshot(photos, micro)
     if "stage" not in args.skip:
-        stage(photos, args.model or [micro, f"local-dir:{BENCH / 'models' / 'vit-b-32'}"])
+        stage(photos, args.model or [micro, f"local-dir:{BENCH / 'models' / 'vit-b-32'}"], args.show)
 
 
 if __name__ == "__main__":

@@ -106,7 +106,11 @@ def test_huge_image_is_read_scaled_down(screenshots: dict[str, Path], reader: Te
     huge.paste(page.resize((page.width * 8, page.height * 8), Image.Resampling.BICUBIC), (300, 400))
     result = reader.read_text(huge)
     assert "Quarterly Report" in result.text and "第三季度会议纪要" in result.text
-    assert max(x for line in result.lines for x, _ in line.box) <= 4096
+    # boxes are in the huge image's pixels: the heading sits where the 8x page put it
+    small = reader.read_text(page).lines[0].box
+    heading = next(line.box for line in result.lines if line.text == "Quarterly Report")
+    for (x, y), (sx, sy) in zip(heading, small):
+        assert abs(x - (300 + 8 * sx)) < 80 and abs(y - (400 + 8 * sy)) < 80  # unscaled boxes would be 2.2x off
 
 
 def test_corrupt_image_raises_a_typed_error_naming_it(screenshots: dict[str, Path], reader: TextReader,

@@ -122,11 +122,12 @@ class TextReader:
         crops = [ppocr.crop_line(bgr, box) for box, _ in boxes]
         crops, flipped = self._upright(crops)
         boxes, crops = _page_order(boxes, crops, flipped)
+        scale = _upright_size(image)[0] / bgr.shape[1]  # boxes in the full-size image's pixels
         lines = []
         for (box, _), (text, conf) in zip(boxes, self._recognize(crops)):
             # a line of only symbols ("•" read off a round shape) is noise to search and to the UI
             if any(ch.isalnum() for ch in text) and conf >= self.config.min_confidence:
-                points = tuple((float(x), float(y)) for x, y in box)
+                points = tuple((round(float(x) * scale, 1), round(float(y) * scale, 1)) for x, y in box)
                 lines.append(OcrLine(text.strip(), points, round(conf, 4)))
         return OcrResult("\n".join(line.text for line in lines), lines)
 

@@ -150,3 +150,15 @@ def test_reads_with_the_network_cut(screenshots: dict[str, Path]) -> None:
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == LINES
+
+
+def test_a_damaged_model_file_raises_a_typed_error_naming_it(tmp_path: Path) -> None:
+    from mmembed.errors import ModelLoadError
+    from mmembed.models.ocr import OcrModels
+
+    bundled = OcrModels.bundled()
+    damaged = tmp_path / "det.onnx"
+    damaged.write_bytes(bundled.det.read_bytes()[:4096])  # a download or copy cut short
+    reader = TextReader(OcrConfig(threads=1), OcrModels(damaged, bundled.rec, bundled.cls, bundled.charset))
+    with pytest.raises(ModelLoadError, match=r"det\.onnx.*pip install 'mmembed\[ocr\]'"):
+        reader.read_text(Image.new("RGB", (64, 64), "white"))

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ImageDecodeError, OcrUnavailableError
+from ..errors import ImageDecodeError, ModelLoadError, OcrUnavailableError
 
 __all__ = ["OcrConfig", "OcrModels", "OcrLine", "OcrResult", "TextReader", "read_text", "has_text"]
 
@@ -188,7 +188,11 @@ class TextReader:
         if self.config.threads:
             options.intra_op_num_threads = self.config.threads
         options.log_severity_level = 3
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's own types (InvalidProtobuf, NoSuchFile, ...): one typed error
+            raise ModelLoadError(f"{path}: the OCR model could not be loaded ({str(exc).splitlines()[0][:200]}); "
+                                 f"reinstall the ocr extra ({_INSTALL})") from None
 
     def _characters(self) -> list[str]:
         if self._charset is None:
@@ -227,7 +231,7 @@ def _upright_size(image: Any) -> tuple[int, int]:
         try:
             with Image.open(image) as opened:
                 return _upright_size(opened)
-        except (OSError, ValueError, SyntaxError) as exc:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise ImageDecodeError(str(image), f"cannot read the image for OCR ({exc})") from None
     width, height = image.size
     turned = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)

@@ -162,3 +162,18 @@ def test_a_damaged_model_file_raises_a_typed_error_naming_it(tmp_path: Path) -> 
     reader = TextReader(OcrConfig(threads=1), OcrModels(damaged, bundled.rec, bundled.cls, bundled.charset))
     with pytest.raises(ModelLoadError, match=r"det\.onnx.*pip install 'mmembed\[ocr\]'"):
         reader.read_text(Image.new("RGB", (64, 64), "white"))
+
+
+def test_an_image_claiming_ten_gigapixels_is_refused_by_name(reader: TextReader, tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "bomb.png"  # a valid PNG header saying 100,000 x 100,000 RGB
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    for ask in (reader.has_text, reader.read_text):
+        with pytest.raises(ImageDecodeError, match="bomb.png"):
+            ask(bomb)

@@ -8,6 +8,7 @@ Hierarchy::
     MmembedError
     ├── ConfigError          a bad option value (unknown device, limit <= 0, ...)
     ├── ModelLoadError       weights or config could not be loaded (offline, missing folder, ...)
+    │   └── OcrUnavailableError  reading text needs the ocr extra (pip install 'mmembed[ocr]')
     ├── ModelMismatchError   the table was built by a different model than the one asked for
     ├── IndexEmptyError      a search or lookup on a table that holds no rows yet
     ├── QueryError           an empty query, a missing query image, a bad --where filter
@@ -24,6 +25,7 @@ __all__ = [
     "MmembedError",
     "ConfigError",
     "ModelLoadError",
+    "OcrUnavailableError",
     "ModelMismatchError",
     "IndexEmptyError",
     "QueryError",
@@ -45,6 +47,10 @@ class ConfigError(MmembedError, ValueError):
 
 class ModelLoadError(MmembedError):
     """The encoder's config or weights could not be loaded."""
+
+
+class OcrUnavailableError(ModelLoadError):
+    """OCR was asked for but its models or libraries are not installed; the message names the extra."""
 
 
 class ModelMismatchError(MmembedError):

@@ -13,6 +13,7 @@ line (a tool error carrying the MmembedError's message).
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import threading
 from typing import Annotated, Any, Literal, Optional
@@ -49,7 +50,7 @@ def create_server(library: Library) -> Any:
     server = _server_class()("mmembed", instructions=_INSTRUCTIONS, log_level="WARNING")
     read_only = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
     for fn in (tools.search, tools.similar, tools.get_item, tools.get_picture, tools.info):
-        server.add_tool(_one_line_errors(fn), name=fn.__name__, description=fn.__doc__, annotations=read_only)
+        server.add_tool(_one_line_errors(fn), name=fn.__name__, description=inspect.cleandoc(fn.__doc__ or ""), annotations=read_only)
     return server
 
 
@@ -156,7 +157,9 @@ class _Tools:
 
     def info(self) -> dict[str, Any]:
         """What this server searches: database folder, table, number of items, items with text, the CLIP model and
-        how image and text vectors are fused; plus the most common tags (for search's `tags`). Takes no arguments."""
+        how image and text vectors are fused; plus the most common tags (for search's `tags`) and the limits.
+
+        Takes no arguments. Example: {}."""
         data = self.index.info().to_dict()
         data.pop("bytes", None)
         data.pop("schema_version", None)

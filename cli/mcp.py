@@ -58,9 +58,11 @@ def mcp(
 
 
 def _require_mcp() -> None:
-    import importlib.util
-
+    """ConfigError naming the extra when the MCP SDK (2.x: ``mcp.server.mcpserver``) is missing."""
     from mmembed.errors import ConfigError
 
-    if importlib.util.find_spec("mcp") is None or importlib.util.find_spec("mcp.server.mcpserver") is None:
-        raise ConfigError("mmembed mcp needs the MCP SDK (mcp 2.x); install the mcp extra: pip install 'mmembed[mcp]'")
+    try:
+        import mcp.server.mcpserver  # noqa: F401
+    except ImportError:
+        raise ConfigError("mmembed mcp needs the MCP SDK, mcp 2.x; install the mcp extra: "
+                          "pip install 'mmembed[mcp]'") from None

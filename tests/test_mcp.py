@@ -229,6 +229,18 @@ def test_without_a_database_it_says_so_in_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "missing").exists()
 
 
+def test_without_the_extra_it_names_it(tmp_path: Path) -> None:
+    import sys
+
+    code = ("import sys; sys.modules['mcp'] = None; sys.argv = ['mmembed', 'mcp', '--db', sys.argv[1]]\n"
+            "from mmembed.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "db")], capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip() == ("Error: mmembed mcp needs the MCP SDK, mcp 2.x; install the mcp extra: "
+                                   "pip install 'mmembed[mcp]'")
+
+
 def test_semantic_search_and_similar_with_micro_clip(tmp_path: Path, micro_clip: str, session_cache: Path) -> None:
     dev = shared_path("data/flickr8k/dev")
     photos = tmp_path / "dev"

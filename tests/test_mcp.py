@@ -229,6 +229,34 @@ def test_without_a_database_it_says_so_in_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "missing").exists()
 
 
+def test_a_video_is_seen_at_its_frame(tmp_path: Path, tiny_model: str, session_cache: Path) -> None:
+    pytest.importorskip("av", reason="needs the video extra")
+    from make_video import make_slideshow
+    from PIL import Image, ImageStat
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    make_slideshow(folder / "slides.mp4", [FIXTURE_IMAGES / "red.jpg", FIXTURE_IMAGES / "green.png"], seconds_each=2.0)
+    shutil.copy(FIXTURE_IMAGES / "blue.webp", folder / "blue.webp")
+    db = tmp_path / "db.lancedb"
+    _ingest(folder, db, tiny_model, session_cache)
+    video = str((folder / "slides.mp4").resolve())
+
+    async def check(session: ClientSession) -> Any:
+        item = await session.call_tool("get_item", {"path": video})
+        picture = await session.call_tool("get_picture", {"path": video, "size": 128})
+        similar = await session.call_tool("similar", {"path": video, "limit": 5})
+        return item, picture, similar
+
+    item, picture, similar = _session(str(db), check)
+    record = item.structured_content
+    assert record["media"] == "video" and record["frame_time"] < 2.0 and record["duration"] >= 3.5  # the red slide
+    frame = Image.open(io.BytesIO(base64.b64decode(picture.content[0].data))).convert("RGB")
+    r, g, b = ImageStat.Stat(frame).mean
+    assert max(frame.size) <= 128 and r > 150 and g < 100 and b < 100, (r, g, b)
+    assert not similar.is_error and record["id"] not in {h["id"] for h in similar.structured_content["hits"]}
+
+
 def test_without_the_extra_it_names_it(tmp_path: Path) -> None:
     import sys
 

@@ -282,9 +282,11 @@ def test_semantic_search_and_similar_with_micro_clip(tmp_path: Path, micro_clip:
         dog = await session.call_tool("search", {"query": "a dog running on grass", "limit": 3})
         snow = await session.call_tool("search", {"query": "a person skiing in the snow", "limit": 2})
         auto = await session.call_tool("search", {"query": "a dog running on grass", "limit": 9, "cutoff": "auto"})
-        return dog, snow, auto
+        like = await session.call_tool("similar", {"path": str((photos / SNOW[2]).resolve()), "limit": 1})
+        return dog, snow, auto, like
 
-    dog, snow, auto = _session(str(db), check)
+    dog, snow, auto, like = _session(str(db), check)
+    assert [Path(h["path"]).name for h in like.structured_content["hits"]] in ([SNOW[0]], [SNOW[1]])  # another ski slope
     assert Path(dog.structured_content["hits"][0]["path"]).name in DOGS
     assert {Path(h["path"]).name for h in snow.structured_content["hits"]} <= set(SNOW)
     assert 1 <= len(auto.structured_content["hits"]) < 9  # the cutoff keeps the ones that stand out

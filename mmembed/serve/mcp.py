@@ -1,6 +1,6 @@
 """``mmembed mcp``: a read-only Model Context Protocol server over one table, for assistants.
 
-Handed an Index (the CLI builds it), it offers five tools: ``search``, ``similar``,
+Handed a Library over an Index (the CLI builds both), it offers five tools: ``search``, ``similar``,
 ``get_item``, ``get_picture`` and ``info``, all through the Index's public methods and the
 web app's ``Library`` (its catalog of rows by id). Nothing here writes, deletes or ingests.
 An item is named by its id or by a path that is a row of the table; a file is opened only
@@ -36,7 +36,7 @@ Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description=f"How many results,
 Where = Annotated[Optional[str], Field(description="SQL filter on metadata columns, e.g. \"format = 'JPEG' AND width > 1000\" or \"path LIKE '%/2023/%'\".")]
 Tags = Annotated[Optional[list[str]], Field(description="Only items carrying every one of these zero-shot tags, e.g. [\"beach\"] (tags come from `mmembed tag`).")]
 Cutoff = Annotated[Literal["none", "auto"], Field(description="auto: drop results that score like the rest of the table (only the relevant ones); none: always `limit` results.")]
-ItemId = Annotated[Optional[str], Field(description="An item's id, as search results give it, e.g. \"3f2a9c1e0b7d4e55\".")]
+ItemId = Annotated[Optional[str], Field(description="An item's id, as search results give it, e.g. \"352935436d744f07b546ba45b6bf98e7\".")]
 ItemPath = Annotated[Optional[str], Field(description="The full path of an indexed file, exactly as search results give it, e.g. \"/home/me/photos/beach.jpg\".")]
 
 
@@ -129,7 +129,7 @@ class _Tools:
                 tags: Tags = None, cutoff: Cutoff = "none") -> dict[str, Any]:
         """Find photos that look like an indexed one (image to image), best first; the item itself is left out.
 
-        Name the item by `id` or by `path` (one of them), as a search returned it. Example: {"id": "3f2a9c1e0b7d4e55", "limit": 5}."""
+        Name the item by `id` or by `path` (one of them), as a search returned it. Example: {"id": "352935436d744f07b546ba45b6bf98e7", "limit": 5}."""
         row = self._row(id, path)
         picture = self._picture(row, PICTURE_SIZE)  # the checked file's pixels, never the path re-read
         page = self.library.search(None, image=picture, limit=min(limit + 1, MAX_LIMIT), target="image",
@@ -150,7 +150,7 @@ class _Tools:
         """See an indexed photo (or a video's frame): an upright JPEG at most `size` pixels on its long side.
 
         Shown only while the file is still the one that was indexed (same size, date and content). Name it by `id` or
-        `path` (one of them). Example: {"id": "3f2a9c1e0b7d4e55", "size": 320}."""
+        `path` (one of them). Example: {"id": "352935436d744f07b546ba45b6bf98e7", "size": 320}."""
         from mcp.server.mcpserver import Image
 
         return Image(data=self._picture(self._row(id, path), size), format="jpeg")

@@ -14,6 +14,7 @@ from . import admin as _admin  # noqa: F401, E402  (index, info, embed)
 from . import fusion as _fusion  # noqa: F401, E402  (fusion train|apply, eval)
 from . import organize as _organize  # noqa: F401, E402  (dupes, tag)
 from . import serve as _serve  # noqa: F401, E402
+from . import mcp as _mcp  # noqa: F401, E402
 # isort: on
 
 __all__ = ["app", "main"]

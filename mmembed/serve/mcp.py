@@ -1,0 +1,277 @@
+"""``mmembed mcp``: a read-only Model Context Protocol server over one table, for assistants.
+
+Handed a Library over an Index (the CLI builds both), it offers five tools: ``search``, ``similar``,
+``get_item``, ``get_picture`` and ``info``, all through the Index's public methods and the
+web app's ``Library`` (its catalog of rows by id). Nothing here writes, deletes or ingests.
+An item is named by its id or by a path that is a row of the table; a file is opened only
+through ``sources.indexed.open_indexed`` (still the file that was indexed: no symlink swapped
+in, the row's size, mtime and content hash), so no other file is ever read. Results are
+bounded (``MAX_LIMIT`` hits, pictures at most ``PICTURE_SIZE`` px) and every refusal is one
+line (a tool error carrying the MmembedError's message).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import threading
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import Field
+
+from ..errors import FileChangedError, ImageDecodeError, MmembedError, QueryError
+from ..sources.indexed import open_indexed
+from .filters import Filters
+from .library import Library, NotFound
+from .thumbs import THUMB_SIZE, frame_jpeg, render_jpeg
+
+__all__ = ["create_server", "MAX_LIMIT", "PICTURE_SIZE"]
+
+MAX_LIMIT = 100  # hits per call
+PICTURE_SIZE = 1024  # the long side of the largest picture a tool returns
+_TEXT_CHARS = 2000  # an item's texts are cut here
+
+Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT, description=f"How many results, 1 to {MAX_LIMIT}.")]
+Where = Annotated[Optional[str], Field(description="SQL filter on metadata columns, e.g. \"format = 'JPEG' AND width > 1000\" or \"path LIKE '%/2023/%'\".")]
+Tags = Annotated[Optional[list[str]], Field(description="Only items carrying every one of these zero-shot tags, e.g. [\"beach\"] (tags come from `mmembed tag`).")]
+Cutoff = Annotated[Literal["none", "auto"], Field(description="auto: drop results that score like the rest of the table (only the relevant ones); none: always `limit` results.")]
+ItemId = Annotated[Optional[str], Field(description="An item's id, as search results give it, e.g. \"352935436d744f07b546ba45b6bf98e7\".")]
+ItemPath = Annotated[Optional[str], Field(description="The full path of an indexed file, exactly as search results give it, e.g. \"/home/me/photos/beach.jpg\".")]
+
+
+def create_server(library: Library) -> Any:
+    """An ``mcp`` MCPServer whose tools read ``library`` (the web app's view of an Index; start its
+    ``warm_up`` in a thread, as ``mmembed serve`` does); run it with ``.run()`` (stdio) or serve
+    ``.streamable_http_app()``. Needs the mcp extra."""
+    from mcp.types import ToolAnnotations
+
+    tools = _Tools(library)
+    server = _server_class()("mmembed", instructions=_INSTRUCTIONS, log_level="WARNING")
+    read_only = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+    for fn in (tools.search, tools.similar, tools.get_item, tools.get_picture, tools.info):
+        server.add_tool(_one_line_errors(fn), name=fn.__name__, description=inspect.cleandoc(fn.__doc__ or ""), annotations=read_only)
+    return server
+
+
+_INSTRUCTIONS = (
+    "Search a local photo library indexed by mmembed (CLIP). Start with `search` (words), follow up with "
+    "`similar` (photos that look like one), `get_item` (its dates, size, texts, tags) and `get_picture` (to see it). "
+    "Everything is read-only; items are named by the id or path a search returned."
+)
+
+
+def _server_class() -> Any:
+    """MCPServer whose refusals of arguments (pydantic's several lines) are one line each."""
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+    from pydantic import ValidationError
+
+    class Server(MCPServer):  # type: ignore[misc]
+        async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+            try:
+                return await super().call_tool(name, arguments, context)
+            except UnexpectedToolError:
+                raise
+            except ToolError as exc:
+                cause = exc.__cause__
+                if isinstance(cause, ValidationError):
+                    reasons = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+                                        for e in cause.errors())
+                    raise ToolError(f"{name}: {reasons}") from cause
+                raise ToolError(" ".join(str(exc).split())) from cause
+
+    return Server
+
+
+def _one_line_errors(fn: Any) -> Any:
+    """``fn`` with every MmembedError raised as a ToolError of one line (the model reads it)."""
+    import functools
+
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MmembedError as exc:
+            from ..sources.remote import scrub
+
+            raise ToolError(" ".join(scrub(str(exc)).split())) from None
+
+    return wrapper
+
+
+class _Tools:
+    """The tools; their docstrings are the descriptions the model reads."""
+
+    def __init__(self, library: Library) -> None:
+        self.library = library
+        self.index = library.index
+
+    def search(self, query: Annotated[str, Field(description="What to look for, in words, e.g. \"a dog running on a beach\"; 'a + b - c' adds and subtracts terms.")],
+               limit: Limit = 10, where: Where = None, tags: Tags = None, cutoff: Cutoff = "none",
+               target: Annotated[Optional[Literal["image", "text", "fused"]], Field(description="Vectors to search: image (the pixels), text (captions) or fused (both; the default when items have text).")] = None,
+               negatives: Annotated[Optional[list[str]], Field(description="Push results away from these texts, e.g. [\"blurry\"].")] = None,
+               min_score: Annotated[Optional[float], Field(ge=-1, le=1, description="Drop results whose score (cosine, -1..1) is below this.")] = None,
+               ) -> dict[str, Any]:
+        """Find photos (and video frames) by a description in words, best first.
+
+        Returns {"hits": [{"id", "path", "score", "text", "width", "height", "format", ...}]}; score is a cosine
+        similarity (higher is closer). Example: {"query": "red car at night", "limit": 5, "where": "format = 'JPEG'"}."""
+        if not query.strip():
+            raise QueryError("query is empty; describe what to look for in words")
+        page = self.library.search(query, limit=limit, target=target, negatives=tuple(negatives or ()),
+                                   min_score=min_score, cutoff=cutoff, filters=_filters(where, tags))
+        return {"hits": [_hit(h) for h in page.hits[:MAX_LIMIT]]}
+
+    def similar(self, id: ItemId = None, path: ItemPath = None, limit: Limit = 10, where: Where = None,
+                tags: Tags = None, cutoff: Cutoff = "none") -> dict[str, Any]:
+        """Find photos that look like an indexed one (image to image), best first; the item itself is left out.
+
+        Name the item by `id` or by `path` (one of them), as a search returned it. Example: {"id": "352935436d744f07b546ba45b6bf98e7", "limit": 5}."""
+        row = self._row(id, path)
+        picture = self._picture(row, PICTURE_SIZE)  # the checked file's pixels, never the path re-read
+        page = self.library.search(None, image=picture, limit=min(limit + 1, MAX_LIMIT), target="image",
+                                   cutoff=cutoff, filters=_filters(where, tags))
+        return {"item": {"id": row["id"], "path": row["path"]},
+                "hits": [_hit(h) for h in page.hits if h.id != row["id"]][:limit]}
+
+    def get_item(self, id: ItemId = None, path: ItemPath = None) -> dict[str, Any]:
+        """One indexed item's record: id, path, size (bytes), width, height, format, taken (date taken, from EXIF),
+        modified, texts (captions, with where they came from), tags and, for a video frame, frame_time/duration.
+
+        Name it by `id` or by `path` (one of them). Example: {"path": "/home/me/photos/beach.jpg"}."""
+        return _record(self._row(id, path))
+
+    def get_picture(self, id: ItemId = None, path: ItemPath = None,
+                    size: Annotated[int, Field(ge=64, le=PICTURE_SIZE, description=f"Long side in pixels, 64 to {PICTURE_SIZE}; {THUMB_SIZE} is a thumbnail.")] = 512,
+                    ) -> Any:
+        """See an indexed photo (or a video's frame): an upright JPEG at most `size` pixels on its long side.
+
+        Shown only while the file is still the one that was indexed (same size, date and content). Name it by `id` or
+        `path` (one of them). Example: {"id": "352935436d744f07b546ba45b6bf98e7", "size": 320}."""
+        from mcp.server.mcpserver import Image
+
+        return Image(data=self._picture(self._row(id, path), size), format="jpeg")
+
+    def info(self) -> dict[str, Any]:
+        """What this server searches: database folder, table, number of items, items with text, the CLIP model and
+        how image and text vectors are fused; plus the most common tags (for search's `tags`) and the limits.
+
+        Takes no arguments. Example: {}."""
+        data = self.index.info().to_dict()
+        data.pop("bytes", None)
+        data.pop("schema_version", None)
+        about = self.library.info()
+        data["tags"] = about.get("tags", [])
+        data["columns"] = about.get("columns", [])  # manifest columns a `where` may name
+        data["max_limit"], data["max_picture_size"] = MAX_LIMIT, PICTURE_SIZE
+        return data
+
+    # ------------------------------------------------------------ helpers
+    def _row(self, item_id: str | None, path: str | None) -> dict[str, Any]:
+        """The row named by its id or by its path; QueryError/NotFound otherwise."""
+        if (item_id is None) == (path is None):
+            raise QueryError("name the item by id or by path (one of them)")
+        if item_id is not None:
+            return self.library.item(item_id.strip())
+        rows = [r for r in self.library.catalog().values() if r["path"] == path]
+        if not rows:
+            raise NotFound(f"{path!r} is not an indexed item of table '{self.library.table}'; "
+                           "give a path exactly as search returned it")
+        return min(rows, key=lambda r: r.get("frame_time") or 0.0)  # a video: its first kept frame
+
+    def _picture(self, row: dict[str, Any], size: int) -> bytes:
+        """An upright JPEG of the row's file (a video: its frame), long side at most ``size``, read only
+        through ``open_indexed`` while the file is the indexed one; FileChangedError/ImageDecodeError."""
+        path, content_hash = row["path"], row["content_hash"]
+        if row.get("media") == "video":
+            if path.startswith("s3://"):
+                return frame_jpeg(path, float(row.get("frame_time") or 0.0), size)
+            with open_indexed(path, size=row.get("size"), mtime_ns=row.get("mtime_ns"), content_hash=content_hash,
+                              hash_limit=0) as f:
+                same = f"/proc/self/fd/{f.fileno()}"
+                try:
+                    return frame_jpeg(same if os.path.exists(same) else path, float(row.get("frame_time") or 0.0), size)
+                except ImageDecodeError as exc:
+                    raise ImageDecodeError(path, exc.reason) from None
+        data = _read(path, row)
+        if hashlib.blake2b(data, digest_size=16).hexdigest() != content_hash:
+            raise FileChangedError(path, "the file changed since it was indexed; run `mmembed ingest` again")
+        return render_jpeg(data, size, max_megapixels=self.index.config.max_megapixels, quality=85, name=path)
+
+
+def _filters(where: str | None, tags: list[str] | None) -> Filters:
+    return Filters(where=where, tags=tuple(tags or ()))
+
+
+def _read(path: str, row: dict[str, Any]) -> bytes:
+    if path.startswith("s3://"):
+        from ..sources.remote import read_bytes
+
+        try:
+            return read_bytes(path)
+        except OSError as exc:
+            raise FileChangedError(path, f"cannot read the object ({exc.strerror or exc})") from None
+    with open_indexed(path, size=row.get("size"), mtime_ns=row.get("mtime_ns"), content_hash=row["content_hash"]) as f:
+        return f.read()
+
+
+def _hit(hit: Any) -> dict[str, Any]:
+    data = {k: v for k, v in hit.to_dict().items() if v not in (None, [], {})}
+    data["score"] = round(float(hit.score), 4)
+    for key in ("image_score", "text_score"):
+        if key in data:
+            data[key] = round(float(data[key]), 4)
+    if isinstance(data.get("text"), str):
+        data["text"] = data["text"][:_TEXT_CHARS]
+    return data
+
+
+def _record(row: dict[str, Any]) -> dict[str, Any]:
+    """What get_item shows of a row: JSON-ready, dates as ISO 8601 (UTC), long texts cut."""
+    from datetime import datetime, timezone
+
+    def iso(ns: Any) -> str | None:
+        return datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat(timespec="seconds") if ns else None
+
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in ("mtime_ns", "taken_ns", "content_hash"):
+            continue
+        if key == "texts" and isinstance(value, list):
+            value = [str(t)[:_TEXT_CHARS] for t in value[:20]]
+        elif isinstance(value, str):
+            value = value[:_TEXT_CHARS]
+        elif isinstance(value, bytes):
+            continue
+        if value not in (None, [], {}):
+            out[key] = value
+    out["modified"] = iso(row.get("mtime_ns"))
+    if row.get("taken_ns"):
+        out["taken"] = iso(row["taken_ns"])
+    return out
+
+
+def run_http(server: Any, sock: Any, *, on_started: Any = None) -> None:
+    """Serve ``server`` as streamable HTTP at ``/mcp`` on ``sock`` (``server.bind``: 127.0.0.1) until
+    Ctrl-C or SIGTERM; the app's lifespan runs (it starts the MCP session manager)."""
+    import time
+
+    import uvicorn
+
+    host = sock.getsockname()[0]
+    app = server.streamable_http_app(host=host)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=3)
+    runner = uvicorn.Server(config)
+    if on_started is not None:
+        def wait_then_call() -> None:
+            deadline = time.monotonic() + 30
+            while not runner.started and not runner.should_exit and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if runner.started:
+                on_started()
+
+        threading.Thread(target=wait_then_call, daemon=True, name="mmembed-mcp-started").start()
+    runner.run(sockets=[sock])

@@ -1,0 +1,322 @@
+"""``mmembed mcp``: the real console script as an MCP server, driven by the SDK's own client
+(``mcp.client.stdio``; once over streamable HTTP), on real tables ingested from real images."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from conftest import FIXTURE_IMAGES, mmembed_cmd, shared_path
+
+pytest.importorskip("mcp.server.mcpserver", reason="needs the mcp extra (mcp 2.x)")
+
+from mcp import ClientSession, StdioServerParameters  # noqa: E402
+from mcp.client.stdio import stdio_client  # noqa: E402
+
+TOOLS = {"search", "similar", "get_item", "get_picture", "info"}
+DOGS = ["1164131282_b30926f332.jpg", "1178705300_c224d9a4f1.jpg", "124972799_de706b6d0b.jpg"]  # every caption: a dog
+SNOW = ["2052953131_30834196fb.jpg", "2109370875_05241bdda7.jpg", "2173061319_1f267765dc.jpg"]  # every caption: snow
+SKATE = ["2090545563_a4e66ec76b.jpg", "2635164923_2a774f7854.jpg", "2898304260_a4099a193a.jpg"]
+
+
+def _ingest(folder: Path, db: Path, model: str, cache: Path) -> None:
+    import mmembed
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("XDG_CACHE_HOME", str(cache))
+        for name in [n for n in os.environ if n.startswith("MMEMBED_")]:
+            env.delenv(name)
+        report = mmembed.Index(str(db), model=model).ingest(str(folder))
+    assert report.added > 0 and not report.skipped
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, session_cache: Path) -> dict[str, Any]:
+    """The fixture photos (every format) in a table of the tiny model."""
+    root = tmp_path_factory.mktemp("mcp")
+    photos = root / "photos"
+    shutil.copytree(FIXTURE_IMAGES, photos)
+    db = root / "db.lancedb"
+    _ingest(photos, db, tiny_model, session_cache)
+    return {"db": str(db), "photos": photos.resolve(), "root": root}
+
+
+def _session(db: str, check: Callable[[ClientSession], Awaitable[Any]], *extra: str) -> Any:
+    """Run ``check`` against a fresh ``mmembed mcp --db DB`` subprocess over stdio."""
+    exe, *pre = mmembed_cmd()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")}
+    params = StdioServerParameters(command=exe, args=[*pre, "mcp", "--db", db, *extra], env=env)
+
+    async def main() -> Any:
+        with anyio.fail_after(60):
+            async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+                await session.initialize()
+                return await check(session)
+
+    return anyio.run(main)
+
+
+def _text(result: Any) -> str:
+    return " ".join(getattr(c, "text", "") or "" for c in result.content)
+
+
+def _refused(result: Any) -> str:
+    """The one-line error of a refused call."""
+    assert result.is_error, result
+    message = _text(result)
+    assert message and "\n" not in message and "Traceback" not in message, message
+    return message
+
+
+def test_lists_the_read_only_tools_and_searches(table: dict[str, Any]) -> None:
+    async def check(session: ClientSession) -> Any:
+        listed = (await session.list_tools()).tools
+        search = await session.call_tool("search", {"query": "a red square", "limit": 3})
+        many = await session.call_tool("search", {"query": "anything", "limit": 1000})
+        where = await session.call_tool("search", {"query": "a photo", "limit": 50, "where": "format = 'PNG'"})
+        info = await session.call_tool("info", {})
+        return listed, search, many, where, info
+
+    listed, search, many, where, info = _session(table["db"], check)
+    assert {t.name for t in listed} == TOOLS  # nothing that ingests, tags, deletes or writes
+    for tool in listed:
+        assert tool.annotations.read_only_hint is True and tool.annotations.destructive_hint is False
+        assert "Example" in tool.description, tool.name
+    schema = next(t for t in listed if t.name == "search").input_schema
+    assert schema["properties"]["limit"]["maximum"] == 100 and schema["required"] == ["query"]
+    assert not search.is_error
+    hits = search.structured_content["hits"]
+    assert len(hits) == 3 and all(Path(h["path"]).parent == table["photos"] for h in hits)
+    assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+    assert "limit" in _refused(many) and "100" in _refused(many)
+    pngs = where.structured_content["hits"]
+    assert pngs and {h["format"] for h in pngs} == {"PNG"}
+    from PIL import Image
+
+    real_pngs = {str(p) for p in table["photos"].iterdir() if Image.open(p).format == "PNG"}  # lying_png.jpg too
+    assert {h["path"] for h in pngs} == real_pngs
+    data = info.structured_content
+    assert data["rows"] == len(list(table["photos"].iterdir())) and data["table"] == "images"
+    assert data["db"] == table["db"] and data["model"].startswith("local-dir:")
+
+
+def test_similar_by_id_and_by_path_and_get_item(table: dict[str, Any]) -> None:
+    red = str(table["photos"] / "red.jpg")
+
+    async def check(session: ClientSession) -> Any:
+        item = await session.call_tool("get_item", {"path": red})
+        by_id = await session.call_tool("similar", {"id": item.structured_content["id"], "limit": 4})
+        by_path = await session.call_tool("similar", {"path": red, "limit": 4})
+        by_id_item = await session.call_tool("get_item", {"id": item.structured_content["id"]})
+        return item, by_id, by_path, by_id_item
+
+    item, by_id, by_path, by_id_item = _session(table["db"], check)
+    record = item.structured_content
+    assert record["path"] == red and record["size"] == os.path.getsize(red)
+    assert record["format"] == "JPEG" and record["width"] > 0 and record["height"] > 0
+    assert record["modified"].startswith(time.strftime("%Y", time.gmtime(os.path.getmtime(red))))
+    assert by_id_item.structured_content == record
+    for result in (by_id, by_path):
+        assert not result.is_error, _text(result)
+        assert result.structured_content["item"] == {"id": record["id"], "path": red}
+        hits = result.structured_content["hits"]
+        assert len(hits) == 4 and record["id"] not in {h["id"] for h in hits}  # the item itself is left out
+    assert [h["id"] for h in by_id.structured_content["hits"]] == [h["id"] for h in by_path.structured_content["hits"]]
+
+
+def test_get_item_shows_texts_and_tags(tmp_path: Path, tiny_model: str, session_cache: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("red.jpg", "green.png", "blue.webp"):
+        shutil.copy(FIXTURE_IMAGES / name, photos / name)
+    (photos / "red.txt").write_text("a red square on a <b>table</b>")
+    db = tmp_path / "db.lancedb"
+    _ingest(photos, db, tiny_model, session_cache)
+    import mmembed
+
+    mmembed.Index(str(db)).tag(["apple", "banana"], threshold=0.0)
+
+    async def check(session: ClientSession) -> Any:
+        return await session.call_tool("get_item", {"path": str((photos / "red.jpg").resolve())})
+
+    record = _session(str(db), check).structured_content
+    assert record["texts"] == ["a red square on a <b>table</b>"] and record["text_source"]
+    assert set(record["tags"]) == {"apple", "banana"}
+
+
+def test_picture_is_a_bounded_jpeg_and_a_swapped_file_is_refused(table: dict[str, Any]) -> None:
+    from PIL import Image
+
+    victim = table["photos"] / "purple.tiff"
+    secret = table["root"] / "secret.txt"
+    # the secret has the photo's size and mtime: only the content hash can tell them apart
+    secret.write_bytes(b"TOPSECRET-" + b"x" * (victim.stat().st_size - 10))
+    st = victim.stat()
+    os.utime(secret, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    async def check(session: ClientSession) -> Any:
+        item = await session.call_tool("get_item", {"path": str(victim)})
+        big = await session.call_tool("get_picture", {"id": item.structured_content["id"], "size": 1024})
+        small = await session.call_tool("get_picture", {"path": str(victim), "size": 64})
+        too_big = await session.call_tool("get_picture", {"path": str(victim), "size": 4096})
+        kept = victim.with_name("kept.tiff")
+        os.replace(victim, kept)
+        victim.symlink_to(secret)
+        try:
+            swapped = [await session.call_tool(tool, {"path": str(victim)}) for tool in ("get_picture", "similar")]
+            swapped.append(await session.call_tool("get_picture", {"id": item.structured_content["id"]}))
+        finally:
+            victim.unlink()
+            os.replace(kept, victim)
+        again = await session.call_tool("get_picture", {"path": str(victim), "size": 64})
+        return big, small, too_big, swapped, again
+
+    big, small, too_big, swapped, again = _session(table["db"], check)
+    for result, bound in ((big, 1024), (small, 64), (again, 64)):
+        assert not result.is_error, _text(result)
+        (content,) = result.content
+        assert content.type == "image" and content.mime_type == "image/jpeg"
+        picture = Image.open(io.BytesIO(base64.b64decode(content.data)))
+        assert picture.format == "JPEG" and max(picture.size) <= bound
+    with Image.open(victim) as original:
+        assert Image.open(io.BytesIO(base64.b64decode(big.content[0].data))).size == original.size  # not upscaled
+    assert "size" in _refused(too_big)
+    for result in swapped:
+        message = _refused(result)
+        assert "changed since it was indexed" in message and str(victim) in message
+        assert "TOPSECRET" not in str(result) and "secret.txt" not in str(result)
+
+
+def test_refusals_are_one_line(table: dict[str, Any]) -> None:
+    outside = table["root"] / "not-indexed.jpg"
+    shutil.copy(FIXTURE_IMAGES / "red.jpg", outside)
+
+    async def check(session: ClientSession) -> Any:
+        return [
+            await session.call_tool("get_item", {"id": "0123456789abcdef"}),
+            await session.call_tool("get_picture", {"path": str(outside)}),  # a real image, but not a row
+            await session.call_tool("similar", {"path": "/etc/passwd"}),
+            await session.call_tool("get_item", {}),
+            await session.call_tool("search", {"query": "x", "where": "format = 'PNG'; DROP TABLE images"}),
+            await session.call_tool("ingest", {"path": "/"}),
+        ]
+
+    unknown, outside_row, passwd, neither, bad_where, no_tool = (_refused(r) for r in _session(table["db"], check))
+    assert "0123456789abcdef" in unknown and "no indexed item" in unknown
+    assert str(outside) in outside_row and "not an indexed item" in outside_row
+    assert "/etc/passwd" in passwd and "not an indexed item" in passwd
+    assert "id or by path" in neither
+    assert "one SQL condition" in bad_where
+    assert "ingest" in no_tool
+
+
+def test_without_a_database_it_says_so_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([*mmembed_cmd(), "mcp", "--db", str(tmp_path / "missing")], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().count("\n") == 0 and "no database at" in done.stderr
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_video_is_seen_at_its_frame(tmp_path: Path, tiny_model: str, session_cache: Path) -> None:
+    pytest.importorskip("av", reason="needs the video extra")
+    from make_video import make_slideshow
+    from PIL import Image, ImageStat
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    make_slideshow(folder / "slides.mp4", [FIXTURE_IMAGES / "red.jpg", FIXTURE_IMAGES / "green.png"], seconds_each=2.0)
+    shutil.copy(FIXTURE_IMAGES / "blue.webp", folder / "blue.webp")
+    db = tmp_path / "db.lancedb"
+    _ingest(folder, db, tiny_model, session_cache)
+    video = str((folder / "slides.mp4").resolve())
+
+    async def check(session: ClientSession) -> Any:
+        item = await session.call_tool("get_item", {"path": video})
+        picture = await session.call_tool("get_picture", {"path": video, "size": 128})
+        similar = await session.call_tool("similar", {"path": video, "limit": 5})
+        return item, picture, similar
+
+    item, picture, similar = _session(str(db), check)
+    record = item.structured_content
+    assert record["media"] == "video" and record["frame_time"] < 2.0 and record["duration"] >= 3.5  # the red slide
+    frame = Image.open(io.BytesIO(base64.b64decode(picture.content[0].data))).convert("RGB")
+    r, g, b = ImageStat.Stat(frame).mean
+    assert max(frame.size) <= 128 and r > 150 and g < 100 and b < 100, (r, g, b)
+    assert not similar.is_error and record["id"] not in {h["id"] for h in similar.structured_content["hits"]}
+
+
+def test_without_the_extra_it_names_it(tmp_path: Path) -> None:
+    import sys
+
+    code = ("import sys; sys.modules['mcp'] = None; sys.argv = ['mmembed', 'mcp', '--db', sys.argv[1]]\n"
+            "from mmembed.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "db")], capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip() == ("Error: mmembed mcp needs the MCP SDK, mcp 2.x; install the mcp extra: "
+                                   "pip install 'mmembed[mcp]'")
+
+
+def test_semantic_search_and_similar_with_micro_clip(tmp_path: Path, micro_clip: str, session_cache: Path) -> None:
+    dev = shared_path("data/flickr8k/dev")
+    photos = tmp_path / "dev"
+    photos.mkdir()
+    for name in DOGS + SNOW + SKATE:
+        shutil.copy(dev / name, photos / name)
+    db = tmp_path / "db.lancedb"
+    _ingest(photos, db, micro_clip, session_cache)
+
+    async def check(session: ClientSession) -> Any:
+        dog = await session.call_tool("search", {"query": "a dog running on grass", "limit": 3})
+        snow = await session.call_tool("search", {"query": "a person skiing in the snow", "limit": 2})
+        auto = await session.call_tool("search", {"query": "a dog running on grass", "limit": 9, "cutoff": "auto"})
+        like = await session.call_tool("similar", {"path": str((photos / SNOW[2]).resolve()), "limit": 1})
+        return dog, snow, auto, like
+
+    dog, snow, auto, like = _session(str(db), check)
+    assert [Path(h["path"]).name for h in like.structured_content["hits"]] in ([SNOW[0]], [SNOW[1]])  # another ski slope
+    assert Path(dog.structured_content["hits"][0]["path"]).name in DOGS
+    assert {Path(h["path"]).name for h in snow.structured_content["hits"]} <= set(SNOW)
+    assert 1 <= len(auto.structured_content["hits"]) < 9  # the cutoff keeps the ones that stand out
+
+
+def test_http_mode_on_loopback(table: dict[str, Any]) -> None:
+    from mcp.client.streamable_http import streamable_http_client
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")}
+    server = subprocess.Popen([*mmembed_cmd(), "mcp", "--db", table["db"], "--http", "--port", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env)
+    try:
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp"), url
+
+        async def main() -> Any:
+            with anyio.fail_after(60):
+                async with streamable_http_client(url) as (read, write), ClientSession(read, write) as session:
+                    await session.initialize()
+                    listed = await session.list_tools()
+                    return listed, await session.call_tool("search", {"query": "green", "limit": 2})
+
+        listed, hits = anyio.run(main)  # the socket listens before the URL is printed
+        assert {t.name for t in listed.tools} == TOOLS
+        assert len(hits.structured_content["hits"]) == 2
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        rebound = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # a DNS-rebinding page's request
+        rebound.request("POST", "/mcp", body=b"{}", headers={"Host": "evil.example", "Content-Type": "application/json",
+                                                            "Accept": "application/json, text/event-stream"})
+        assert rebound.getresponse().status == 421
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

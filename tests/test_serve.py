@@ -283,9 +283,10 @@ def test_a_busy_port_and_a_public_host_are_named(served: dict) -> None:
     assert warning and "0.0.0.0" in warning[0] and "127.0.0.1" in warning[0]
 
 
-def test_ctrl_c_right_after_start_stops_cleanly(served: dict) -> None:
+def test_ctrl_c_right_after_start_stops_cleanly(served: dict, session_cache: Path) -> None:
     """Ctrl-C while the server is still starting (warm-up in native code) exits 0, no trace."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")}
+    env["XDG_CACHE_HOME"] = str(session_cache)  # the served table's towers, as the fixture's server sees them
     for pause in (0.0, 0.05, 0.2):
         proc = subprocess.Popen([*mmembed_cmd(), "serve", "--db", served["db"], "--port", "0"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=env)

@@ -44,6 +44,11 @@ def cache_dir() -> str:
     return str(_user_dir("Caches", "XDG_CACHE_HOME", ".cache") / "mmembed")
 
 
+def serve_token() -> str | None:
+    """The token ``mmembed serve`` asks for (``MMEMBED_TOKEN``; ``--token`` wins), or None."""
+    return os.environ.get("MMEMBED_TOKEN")
+
+
 @dataclass(frozen=True)
 class Config:
     """Where the index lives and how it encodes.

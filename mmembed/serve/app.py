@@ -42,6 +42,7 @@ from ..sources.indexed import open_indexed
 from .filters import Filters
 from .library import Library, NotFound
 from .thumbs import LARGE_SIZE, THUMB_SIZE
+from .token import TokenGate
 from .uploads import looks_like_image
 
 __all__ = ["create_app", "MAX_UPLOAD_BYTES", "LOOPBACK_HOSTS"]
@@ -63,9 +64,10 @@ _FORMAT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
                  "MKV": "video/x-matroska", "AVI": "video/x-msvideo"}
 
 
-def create_app(library: Library, *, allowed_hosts: list[str] | None = None) -> Starlette:
+def create_app(library: Library, *, allowed_hosts: list[str] | None = None, token: str | None = None) -> Starlette:
     """The Starlette app over ``library``. ``allowed_hosts`` (default: the loopback names) are
-    the Host headers answered; others get 400, which stops DNS-rebinding pages reading it."""
+    the Host headers answered; others get 400, which stops DNS-rebinding pages reading it.
+    With ``token``, nothing but a login page answers a request without it (``token.TokenGate``)."""
     api = _Api(library)
     routes = [
         Route("/", api.page, methods=["GET"]),
@@ -80,8 +82,10 @@ def create_app(library: Library, *, allowed_hosts: list[str] | None = None) -> S
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     hosts = allowed_hosts if allowed_hosts is not None else [*LOOPBACK_HOSTS, "[::1]"]
-    app = Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
-                                               Middleware(_SecurityHeaders)])
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=hosts), Middleware(_SecurityHeaders)]
+    if token is not None:
+        middleware.append(Middleware(TokenGate, token=token))
+    app = Starlette(routes=routes, middleware=middleware)
     app.add_exception_handler(404, _not_found)
     return app
 

@@ -189,3 +189,77 @@ def test_a_browser_logs_in_once_and_keeps_the_cookie(browser, db: str, session_c
         assert stop_server(proc) == 0
     assert token not in "".join(errors)
     assert re.search(r"asks for the token", "".join(errors))
+
+
+# ---------------------------------------------------------------- the API describes itself; one error shape
+@pytest.fixture(scope="module")
+def local(db: str, session_cache: Path):
+    proc, url, errors = start_server("--db", db, env_extra={"XDG_CACHE_HOME": str(session_cache)})
+    yield {"url": url, "db": db}
+    assert stop_server(proc) == 0, "".join(errors)[-2000:]
+
+
+def _served_operations(db: str) -> set[tuple[str, str]]:
+    """(path, method) of every route of the app itself (not the page, the login or /static)."""
+    import mmembed
+    from mmembed.serve.app import create_app
+    from mmembed.serve.library import Library
+    from starlette.routing import Route
+
+    app = create_app(Library(mmembed.Index(db)))
+    return {(r.path, m.lower()) for r in app.routes if isinstance(r, Route) and r.path != "/"
+            for m in r.methods if m != "HEAD"}
+
+
+def test_openapi_names_every_route_and_no_other(local: dict) -> None:
+    from openapi_spec_validator import validate
+
+    status, headers, body = get(local["url"] + "api/openapi.json")
+    assert status == 200 and headers["content-type"] == "application/json"
+    doc = json.loads(body)
+    validate(doc)  # a valid OpenAPI 3.1 document
+    assert doc["openapi"] == "3.1.0"
+    documented = {(path, method) for path, item in doc["paths"].items() for method in item}
+    served = _served_operations(local["db"])
+    assert {p for p, _ in served if p.startswith("/api/")} and documented == served
+    row = json.loads(get(local["url"] + "api/items?n=1")[2])["items"][0]["id"]
+    for path, method in sorted(documented):  # each answers as documented
+        if method == "get":
+            query = "?q=a+dog" if path == "/api/search" else ""
+            status, _, body = get(local["url"] + path.lstrip("/").replace("{item_id}", row) + query)
+            assert str(status) in doc["paths"][path]["get"]["responses"], (path, status, body[:200])
+            assert status in (200, 202), (path, status)
+
+
+def test_the_docs_page_renders_the_document_offline(browser, local: dict) -> None:  # noqa: F811
+    context = browser.new_context()
+    tab = context.new_page()
+    asked: list[str] = []
+    tab.on("request", lambda r: asked.append(r.url))
+    tab.goto(local["url"] + "api/docs")
+    tab.wait_for_selector("#paths[data-state=ready]", timeout=30_000)
+    shown = set(tab.eval_on_selector_all("section.op", "s => s.map(x => x.dataset.method + ' ' + x.dataset.path)"))
+    doc = json.loads(get(local["url"] + "api/openapi.json")[2])
+    assert shown == {f"{m.upper()} {p}" for p, item in doc["paths"].items() for m in item}
+    assert "like" in tab.inner_text("section.op[data-path='/api/search'][data-method=GET]")
+    assert asked and all(u.startswith(local["url"]) for u in asked), asked  # nothing from a CDN
+    context.close()
+
+
+def test_every_error_has_one_shape(local: dict, db: str) -> None:
+    url = local["url"]
+    cases = [("GET", "/api/items/no-such-row", None, {}, 404), ("GET", "/api/no/such/thing", None, {}, 404),
+             ("GET", "/thumbs/no-such-row", None, {}, 404), ("GET", "/files/no-such-row", None, {}, 404),
+             ("GET", "/api/search?q=dog&n=many", None, {}, 400), ("GET", "/api/items?date_from=soon", None, {}, 400),
+             ("GET", "/api/search?q=dog&where=nonsense+%3D%3D", None, {}, 400),
+             ("PUT", "/api/info", b"x", {}, 405), ("DELETE", "/thumbs/x", None, {}, 405),
+             ("POST", "/api/openapi.json", b"", {}, 405),
+             ("POST", "/api/search", b"hello, not an image", {"Content-Type": "text/plain"}, 415),
+             ("POST", "/api/search", b"hello, not an image at all", {"Content-Type": "image/jpeg"}, 400)]
+    for method, path, body, headers, want in cases:
+        status, answer = raw_request(url, method, path, body=body, headers=headers)
+        assert status == want, (method, path, status, answer[:200])
+        data = json.loads(answer)
+        assert list(data) == ["error"] and isinstance(data["error"], str), (path, data)
+        assert data["error"].strip() and "\n" not in data["error"], (path, data)
+        assert "Method Not Allowed" not in data["error"] and "Traceback" not in data["error"]

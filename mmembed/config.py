@@ -63,6 +63,11 @@ def mmembed_environment() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if name.startswith("MMEMBED_")}
 
 
+def serve_token() -> str | None:
+    """The token ``mmembed serve`` asks for (``MMEMBED_TOKEN``; ``--token`` wins), or None."""
+    return os.environ.get("MMEMBED_TOKEN")
+
+
 @dataclass(frozen=True)
 class Config:
     """Where the index lives and how it encodes.

@@ -61,6 +61,10 @@ def start_server(*args: str, timeout: float = 90, env_extra: dict[str, str] | No
             with urllib.request.urlopen(url + "api/info", timeout=30) as r:
                 if r.status == 200:
                     break
+        except urllib.error.HTTPError as exc:
+            if exc.code == 401:  # a server off the loopback answers, asking for its token
+                break
+            time.sleep(0.1)
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.1)
     return proc, url, errors

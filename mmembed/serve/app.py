@@ -14,6 +14,10 @@ Routes (all read-only; there are no write endpoints)::
     GET  /thumbs/{id}       a 320 px JPEG thumbnail (EXIF orientation applied; ETag)
     GET  /media/{id}        a 2048 px JPEG of the photo (for the detail view)
     GET  /files/{id}        the original file, only while it is the file indexed (sources.indexed)
+    GET  /api/openapi.json  this API as an OpenAPI 3.1 document (openapi.py); /api/docs shows it as a page
+
+Every error answers ``{"error": "one line"}``. With a token (a server off the loopback), nothing
+but a login page answers without it (token.py).
 
 Files are found by row id only: no path from a request is ever opened, so only indexed files
 can be read. Responses carry a Content-Security-Policy that allows no inline script, and the
@@ -29,6 +33,7 @@ import urllib.parse
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -41,8 +46,10 @@ from ..errors import ConfigError, FileChangedError, ImageDecodeError, IndexEmpty
 from ..sources.indexed import open_indexed
 from .filters import Filters
 from .library import Library, NotFound
+from .openapi import openapi
 from .thumbs import LARGE_SIZE, THUMB_SIZE
-from .uploads import looks_like_image
+from .token import TokenGate
+from .uploads import Slots, give_back_memory, looks_like_image
 
 __all__ = ["create_app", "MAX_UPLOAD_BYTES", "LOOPBACK_HOSTS"]
 
@@ -63,9 +70,10 @@ _FORMAT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
                  "MKV": "video/x-matroska", "AVI": "video/x-msvideo"}
 
 
-def create_app(library: Library, *, allowed_hosts: list[str] | None = None) -> Starlette:
+def create_app(library: Library, *, allowed_hosts: list[str] | None = None, token: str | None = None) -> Starlette:
     """The Starlette app over ``library``. ``allowed_hosts`` (default: the loopback names) are
-    the Host headers answered; others get 400, which stops DNS-rebinding pages reading it."""
+    the Host headers answered; others get 400, which stops DNS-rebinding pages reading it.
+    With ``token``, nothing but a login page answers a request without it (``token.TokenGate``)."""
     api = _Api(library)
     routes = [
         Route("/", api.page, methods=["GET"]),
@@ -77,12 +85,17 @@ def create_app(library: Library, *, allowed_hosts: list[str] | None = None) -> S
         Route("/thumbs/{item_id}", api.thumb, methods=["GET"]),
         Route("/media/{item_id}", api.large, methods=["GET"]),
         Route("/files/{item_id}", api.original, methods=["GET"]),
+        Route("/api/openapi.json", lambda request: _Json(openapi()), methods=["GET"]),
+        Route("/api/docs", lambda request: FileResponse(os.path.join(STATIC, "docs.html")), methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     hosts = allowed_hosts if allowed_hosts is not None else [*LOOPBACK_HOSTS, "[::1]"]
-    app = Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
-                                               Middleware(_SecurityHeaders)])
-    app.add_exception_handler(404, _not_found)
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=hosts), Middleware(_SecurityHeaders)]
+    if token is not None:
+        middleware.append(Middleware(TokenGate, token=token))
+    app = Starlette(routes=routes, middleware=middleware)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _server_error)
     return app
 
 
@@ -109,8 +122,17 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-async def _not_found(request: Request, exc: Exception) -> Response:
-    return _error("not found", 404)
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own errors (404, 405) in the API's one error shape."""
+    if exc.status_code == 405:
+        message = f"{request.method} is not allowed here: the API is read-only (GET; POST only for /api/search)"
+    else:
+        message = "not found" if exc.status_code == 404 else str(exc.detail).splitlines()[0]
+    return _error(message, exc.status_code, dict(exc.headers or {}))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return _error(f"the server failed ({type(exc).__name__}); its log says more", 500)
 
 
 def _error(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -168,7 +190,7 @@ class _Api:
                 return await self._search(request, image)
             finally:
                 del image
-                _give_back_memory()
+                give_back_memory()
 
     async def _search(self, request: Request, image: bytes | None) -> Response:
         from starlette.concurrency import run_in_threadpool
@@ -326,33 +348,7 @@ async def _read_upload(request: Request) -> bytes | Response:
     return bytes(body)
 
 
-def _give_back_memory() -> None:
-    """Return freed heap to the system after an upload (glibc keeps it otherwise)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc
-
-
-class _Slots:
-    """At most ``n`` uploads read at once (the event loop is one thread: a plain counter)."""
-
-    def __init__(self, n: int) -> None:
-        self.n, self.used = n, 0
-
-    def busy(self) -> bool:
-        return self.used >= self.n
-
-    def __enter__(self) -> None:
-        self.used += 1
-
-    def __exit__(self, *exc: object) -> None:
-        self.used -= 1
-
-
-_UPLOADS = _Slots(MAX_PARALLEL_UPLOADS)
+_UPLOADS = Slots(MAX_PARALLEL_UPLOADS)
 
 
 def _search_args(request: Request) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """Whether an upload's first bytes are an image format's, so a large body that is not an image
-is refused after its first chunk instead of being read whole and handed to a decoder."""
+is refused after its first chunk instead of being read whole and handed to a decoder; how many
+are held at once (Slots), and the heap given back after one."""
 
 from __future__ import annotations
 
-__all__ = ["looks_like_image"]
+__all__ = ["looks_like_image", "give_back_memory", "Slots"]
 
 _PREFIXES = (
     b"\xff\xd8\xff",  # JPEG
@@ -27,3 +28,29 @@ def looks_like_image(head: bytes | bytearray) -> bool:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return True
     return head[4:8] == b"ftyp"  # HEIC, HEIF, AVIF, CR3
+
+
+def give_back_memory() -> None:
+    """Return freed heap to the system after an upload (glibc keeps it otherwise)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
+
+
+class Slots:
+    """At most ``n`` uploads read at once (the event loop is one thread: a plain counter)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.used = n, 0
+
+    def busy(self) -> bool:
+        return self.used >= self.n
+
+    def __enter__(self) -> None:
+        self.used += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.used -= 1

@@ -18,9 +18,14 @@ import os
 import platform
 import statistics
 import tempfile
+import sys
 import time
+from pathlib import Path
 
 from mmembed.sources import indexed
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.throughput import _cpu_name  # noqa: E402
 
 SIZES = {"jpeg_5mb": 5, "raw_25mb": 25, "video_100mb": 100, "video_250mb": 250}
 
@@ -38,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    out: dict[str, object] = {"cpu": _cpu(), "python": platform.python_version()}
+    out: dict[str, object] = {"cpu": _cpu_name(), "python": platform.python_version()}
     with tempfile.TemporaryDirectory() as folder:
         for name, mb in SIZES.items():
             path = os.path.join(folder, name)
@@ -66,16 +71,6 @@ def main() -> None:
                          "hash_first_time": _time(lambda: checked(digest, True), args.repeat),
                          "hash_again": _time(lambda: checked(digest, False), args.repeat)}
     print(json.dumps(out, indent=1))
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def test_bf16_on_cpu_stays_close_to_fp32(tiny_model: str, photos: Path) -> None:
 
 
 def test_auto_precision_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mmembed.models import encoder as encoders
+    from mmembed.models import runtime as encoders
 
     assert encoders.pick_precision("cuda", "auto") == "fp16"
     assert encoders.pick_precision("cuda:1", "auto") == "fp16"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from .._options import items
 from ..config import DEFAULT_MODEL, DEFAULT_PRETRAINED, PRECISIONS
 from ..errors import ConfigError, ModelLoadError
 from .loading import LOCAL_PREFIX, load_open_clip
+from .runtime import onnx_precision, pick_precision, torch_precision
 
 if TYPE_CHECKING:
     import torch
@@ -136,39 +136,6 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
-def pick_precision(device: str, precision: str = "auto") -> str:
-    """'auto' means fp16 on CUDA, int8 on a CPU (the exported image tower, quantised, on ONNX
-    Runtime; see ``torch_precision`` for models without one), fp32 elsewhere. BENCHMARKS.md has
-    the speed and the cosine to fp32 that justify it."""
-    if precision == "auto":
-        if device.startswith("cuda"):
-            return "fp16"
-        return "int8" if device == "cpu" else "fp32"
-    if precision == "fp16" and device == "cpu":
-        raise ConfigError("precision fp16 is for GPUs; on a CPU use int8, bf16 or fp32")
-    if precision == "int8" and device != "cpu":
-        raise ConfigError(f"precision int8 runs on the CPU (ONNX Runtime); on {device} use fp16 or fp32")
-    return precision
-
-
-def torch_precision(device: str, precision: str = "auto") -> str:
-    """The precision torch runs a model in: int8 (ONNX Runtime only) becomes bf16 on a CPU with
-    native bf16 instructions (AVX-512 BF16 or AMX), fp32 elsewhere, where bf16 is emulated and
-    slower than fp32."""
-    precision = pick_precision(device, precision)
-    if precision == "int8":
-        return "bf16" if device == "cpu" and cpu_has_native_bf16() else "fp32"
-    return precision
-
-
-def cpu_has_native_bf16() -> bool:
-    """True on x86 CPUs with AVX-512 BF16 or AMX (Linux /proc/cpuinfo); bf16 is emulated, and
-    slower than fp32, elsewhere."""
-    from .quantize import cpu_flags
-
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
-
-
 class Encoder:
     """An open_clip model with its own preprocessing and tokenizer, loaded on first use.
 
@@ -244,12 +211,8 @@ class Encoder:
         return self._onnx is not None
 
     def _load_onnx(self) -> bool:
-        if self.runtime != "auto" or self._device_request not in ("auto", "cpu"):
-            return False
-        if self._device_request == "auto" and _accelerator_possible():
-            return False  # torch decides between cuda, mps and cpu
-        precision = pick_precision("cpu", self._precision_request)
-        if precision not in ("fp32", "int8"):
+        precision = onnx_precision(self._device_request, self._precision_request, self.runtime)
+        if precision is None:
             return False
         from .image_tower import image_tower_folder, load_image_tower
         from .preprocess import NumpyTransform
@@ -396,11 +359,6 @@ class Encoder:
             feats = fn(batch).float()
             feats = torch.nn.functional.normalize(feats, dim=-1)
         return feats.cpu().numpy().astype(np.float32, copy=False)
-
-
-def _accelerator_possible() -> bool:
-    """Whether this machine may have a GPU torch could use (without importing torch)."""
-    return sys.platform == "darwin" or os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/dxg")
 
 
 def _stack(parts: list[np.ndarray], dim: int | None) -> np.ndarray:

@@ -21,6 +21,7 @@ import numpy as np
 from .._options import options_from, takes
 from ..config import Config, quick_search_on
 from ..models.fusion import FusionStrategy
+from ..models.runtime import tower_precision
 from .query import (
     Hit, SearchOptions, _unit, apply_cutoff, check_query, make_hit, nearest_items, query_plan, query_vectors, score_stats,
 )
@@ -43,7 +44,9 @@ class QuickSearch:
         self._damaged: int | None = None  # table version whose snapshot was found damaged
         self._images: Any = None  # encoder on the exported towers; None: not looked for; False: none
         self.model = model  # (model, pretrained) the caller named: answer only if it is the table's
-        self.precision = precision  # image queries run on the exported tower only where ingest runs int8 or fp32
+        self.precision = precision
+        # the exported towers' precision here (int8, fp32; None: ingest encodes on torch), decided once
+        self.towers = tower_precision(precision)
 
     def snapshot(self) -> Any:
         """The current snapshot, or None (missing, stale, being rewritten, or damaged)."""
@@ -85,14 +88,9 @@ class QuickSearch:
         return self._tower or None
 
     def text_precision(self) -> str:
-        """The text tower's precision: int8 where ingest runs int8 (``pick_precision``), so that
+        """The text tower's precision: int8 where ingest runs int8 (``tower_precision``), so that
         a query is encoded as the table's item texts were; fp32 otherwise."""
-        from ..models.encoder import pick_precision
-
-        try:
-            return "int8" if pick_precision("cpu", self.precision) == "int8" else "fp32"
-        except Exception:  # noqa: BLE001 - a precision this CPU refuses: the full path explains
-            return "fp32"
+        return "int8" if self.towers == "int8" else "fp32"
 
     def search(
         self,
@@ -169,12 +167,12 @@ class QuickSearch:
 
     def image_encoder(self, meta: dict[str, Any]) -> Any:
         """An encoder on the exported image and text towers of the table's model, or None. Only
-        where this CPU encodes at int8 or fp32 (``pick_precision``): an image query must be encoded as
+        where this CPU encodes at int8 or fp32 (``tower_precision``): an image query must be encoded as
         its table's images were, so that an indexed image finds itself at cosine 1."""
-        from ..models.encoder import Encoder, ModelSpec, pick_precision
+        from ..models.encoder import Encoder, ModelSpec
 
-        precision = pick_precision("cpu", self.precision)
-        if precision not in ("fp32", "int8"):
+        precision = self.towers
+        if precision is None:
             return None
 
         fingerprint = meta["fingerprint"]

@@ -1,9 +1,9 @@
-"""Which runtime encodes, and at which precision: decided here, once, for every caller.
+"""Which runtime encodes, on which device, at which precision: decided here, once, for every caller.
 
 The exported towers run on ONNX Runtime (int8 or fp32, on a CPU); everything else runs the
 open_clip model on torch. The encoder, the searcher (through ``QuickSearch``), ``Derived``
 (exporting the towers before a new table is encoded, quantising them) and ingest ask these
-functions, and nothing else decides. No torch is imported here.
+functions, and nothing else decides. Only ``pick_device`` imports torch.
 """
 
 from __future__ import annotations
@@ -13,8 +13,26 @@ import sys
 
 from ..errors import ConfigError
 
-__all__ = ["pick_precision", "torch_precision", "tower_precision", "onnx_precision", "cpu_has_native_bf16",
+__all__ = ["pick_device", "pick_precision", "torch_precision", "tower_precision", "onnx_precision", "cpu_has_native_bf16",
            "accelerator_possible"]
+
+
+def pick_device(device: str = "auto") -> str:
+    """'auto' means cuda if available, else mps, else cpu; an explicit device must exist."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("device 'mps' asked for, but MPS is not available here; use --device cpu")
+    return device
 
 
 def pick_precision(device: str, precision: str = "auto") -> str:

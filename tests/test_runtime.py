@@ -61,7 +61,7 @@ def test_fp32_ingest_and_image_queries_run_without_torch(fp32_table: str, photos
 
 def test_a_cold_image_query_imports_neither_torch_nor_lancedb(fp32_table: str, photos: Path) -> None:
     script = (
-        "import sys\nfrom mmembed.config import Config\nfrom mmembed.retrieval.quick import quick_search\n"
+        "import sys\nfrom mmembed.config import Config\nfrom mmembed.retrieval.searcher import quick_search\n"
         f"hits = quick_search(Config.resolve(db={fp32_table!r}, precision='fp32'), None, limit=3,"
         f" image={str(photos / 'alpha.png')!r})\n"
         "print(hits[0].path.endswith('alpha.png'), round(hits[0].score, 4), 'torch' in sys.modules, 'lancedb' in sys.modules)\n"
@@ -167,7 +167,7 @@ def test_auto_on_a_cpu_is_int8_on_onnx_runtime_close_to_fp32(int8_table: str, ti
 
 def test_an_int8_table_finds_an_image_by_itself_without_torch(int8_table: str, photos: Path) -> None:
     script = (
-        "import sys\nfrom mmembed.config import Config\nfrom mmembed.retrieval.quick import quick_search\n"
+        "import sys\nfrom mmembed.config import Config\nfrom mmembed.retrieval.searcher import quick_search\n"
         f"hits = quick_search(Config.resolve(db={int8_table!r}), None, limit=3, image={str(photos / 'alpha.png')!r})\n"
         "print(hits[0].path.endswith('alpha.png'), round(hits[0].score, 4), 'torch' in sys.modules, 'lancedb' in sys.modules)\n"
     )

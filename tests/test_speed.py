@@ -93,7 +93,7 @@ def test_bf16_on_cpu_stays_close_to_fp32(tiny_model: str, photos: Path) -> None:
 
 
 def test_auto_precision_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mmembed.models import encoder as encoders
+    from mmembed.models import runtime as encoders
 
     assert encoders.pick_precision("cuda", "auto") == "fp16"
     assert encoders.pick_precision("cuda:1", "auto") == "fp16"
@@ -200,7 +200,7 @@ def test_quick_search_equals_full_search(semantic_db: tuple[str, Path]) -> None:
 def test_quick_search_imports_neither_torch_nor_lancedb(semantic_db: tuple[str, Path]) -> None:
     db, _ = semantic_db
     code = (
-        "import sys\nfrom mmembed.config import Config\nfrom mmembed.retrieval.quick import quick_search\n"
+        "import sys\nfrom mmembed.config import Config\nfrom mmembed.retrieval.searcher import quick_search\n"
         f"hits = quick_search(Config.resolve(db={db!r}), 'a dog', limit=3)\n"
         "assert hits and len(hits) == 3, hits\n"
         "print(sorted(m for m in ('torch', 'lancedb', 'pyarrow', 'open_clip') if m in sys.modules))\n"
@@ -235,7 +235,7 @@ def test_the_cli_search_goes_through_index_search_and_stays_cold(semantic_db: tu
 def test_stale_snapshot_is_not_used(semantic_db: tuple[str, Path]) -> None:
     from mmembed import Index
     from mmembed.config import Config
-    from mmembed.retrieval.quick import quick_search
+    from mmembed.retrieval.searcher import quick_search
 
     db, folder = semantic_db
     index = Index(db)

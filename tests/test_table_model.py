@@ -21,7 +21,7 @@ from conftest import run_cli
 
 def test_naming_the_tables_own_model_keeps_the_quick_path(built: str, tiny_model: str, other_tiny_model: str) -> None:
     script = (
-        "import sys\nfrom mmembed.config import Config\nfrom mmembed.retrieval.quick import quick_search\n"
+        "import sys\nfrom mmembed.config import Config\nfrom mmembed.retrieval.searcher import quick_search\n"
         f"hits = quick_search(Config.resolve(db={built!r}, model=sys.argv[1]), 'a red circle', limit=3)\n"
         "print(hits is not None and len(hits), 'torch' in sys.modules, 'lancedb' in sys.modules)\n"
     )

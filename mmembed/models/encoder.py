@@ -1,14 +1,14 @@
-"""The open_clip wrapper: one object that maps images and text into the shared CLIP space.
+"""The encoder: one object that maps images and text into the shared CLIP space.
 
-The model loads lazily on first use. Every encode call is truly batched, runs under
-``torch.inference_mode()``, and returns a float32 ``(N, D)`` array of L2-normalised rows.
+The model loads lazily on first use, on one runtime: the exported towers on ONNX Runtime
+(``onnx_clip.py``) or open_clip on torch (``torch_clip.py``), chosen by ``runtime.py``. Every
+encode call is truly batched and returns a float32 ``(N, D)`` array of L2-normalised rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +20,10 @@ import numpy as np
 from .._options import items
 from ..config import DEFAULT_MODEL, DEFAULT_PRETRAINED, PRECISIONS
 from ..errors import ConfigError, ModelLoadError
-from .loading import LOCAL_PREFIX, load_open_clip
+from .loading import LOCAL_PREFIX
+from .onnx_clip import OnnxClip
+from .runtime import onnx_precision, pick_device, pick_precision, torch_precision
+from .torch_clip import TorchClip
 
 if TYPE_CHECKING:
     import torch
@@ -118,59 +121,12 @@ def local_fingerprint(folder: Path) -> str:
     return "sha256:" + digest.hexdigest()[:32]
 
 
-def pick_device(device: str = "auto") -> str:
-    """'auto' means cuda if available, else mps, else cpu; an explicit device must exist."""
-    import torch
-
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return "mps"
-        return "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("device 'mps' asked for, but MPS is not available here; use --device cpu")
-    return device
-
-
-def pick_precision(device: str, precision: str = "auto") -> str:
-    """'auto' means fp16 on CUDA, int8 on a CPU (the exported image tower, quantised, on ONNX
-    Runtime; see ``torch_precision`` for models without one), fp32 elsewhere. BENCHMARKS.md has
-    the speed and the cosine to fp32 that justify it."""
-    if precision == "auto":
-        if device.startswith("cuda"):
-            return "fp16"
-        return "int8" if device == "cpu" else "fp32"
-    if precision == "fp16" and device == "cpu":
-        raise ConfigError("precision fp16 is for GPUs; on a CPU use int8, bf16 or fp32")
-    if precision == "int8" and device != "cpu":
-        raise ConfigError(f"precision int8 runs on the CPU (ONNX Runtime); on {device} use fp16 or fp32")
-    return precision
-
-
-def torch_precision(device: str, precision: str = "auto") -> str:
-    """The precision torch runs a model in: int8 (ONNX Runtime only) becomes bf16 on a CPU with
-    native bf16 instructions (AVX-512 BF16 or AMX), fp32 elsewhere, where bf16 is emulated and
-    slower than fp32."""
-    precision = pick_precision(device, precision)
-    if precision == "int8":
-        return "bf16" if device == "cpu" and cpu_has_native_bf16() else "fp32"
-    return precision
-
-
-def cpu_has_native_bf16() -> bool:
-    """True on x86 CPUs with AVX-512 BF16 or AMX (Linux /proc/cpuinfo); bf16 is emulated, and
-    slower than fp32, elsewhere."""
-    from .quantize import cpu_flags
-
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
-
-
 class Encoder:
     """An open_clip model with its own preprocessing and tokenizer, loaded on first use.
+
+    A thin chooser: it holds one runtime, ``OnnxClip`` (the exported towers on ONNX Runtime,
+    ``onnx_clip.py``) or ``TorchClip`` (open_clip on torch, ``torch_clip.py``), picked once by
+    ``runtime.onnx_precision``.
 
     Example::
 
@@ -200,19 +156,14 @@ class Encoder:
         self.batch_size = batch_size
         self._device_request = device
         self._precision_request = precision
-        self.precision: str | None = None  # what the loaded model runs in
         self._lock = threading.Lock()
-        self._model: Any = None
-        self._preprocess: Any = None
-        self._tokenizer: Any = None
-        self._device: str | None = None
-        self._dtype: Any = None
-        self._onnx: list[Any] | None = None  # [image tower, text tower or None until used] on ONNX Runtime
+        self._runtime: OnnxClip | TorchClip | None = None  # the one runtime, chosen at load
+        self._text_torch: TorchClip | None = None  # torch for the text where the exported text tower broke
 
     def __repr__(self) -> str:
-        loaded = self._model is not None or self._onnx is not None
-        state = f"loaded on {self._device}{' (onnxruntime)' if self._onnx else ''}" if loaded else "not loaded"
-        return f"Encoder({self.spec.label!r}, {state})"
+        if self._runtime is None:
+            return f"Encoder({self.spec.label!r}, not loaded)"
+        return f"Encoder({self.spec.label!r}, loaded on {self._device}{' (onnxruntime)' if self._onnx else ''})"
 
     # ------------------------------------------------------------ loading
     def load(self) -> Encoder:
@@ -223,11 +174,11 @@ class Encoder:
         quantises the image tower's weights; text stays fp32); otherwise it loads the open_clip
         model with torch (``torch_precision``).
         """
-        if self._model is not None or self._onnx is not None:
-            return self
-        with self._lock:
-            if self._model is None and self._onnx is None and not self._load_onnx():
-                self._load()
+        if self._runtime is None:
+            with self._lock:
+                if self._runtime is None:
+                    self._runtime = self._open_onnx(self._device_request, self.runtime) \
+                        or TorchClip(self.spec, self._device_request, self._precision_request)
         return self
 
     @classmethod
@@ -235,7 +186,12 @@ class Encoder:
         """An encoder for ``spec`` on its exported towers at ``precision`` (int8 or fp32), or None
         when they are not there (torch is never loaded here: callers then take their slower path)."""
         encoder = cls(spec, device="cpu", precision=precision, batch_size=batch_size)
-        return encoder if encoder._load_onnx() else None
+        encoder._runtime = encoder._open_onnx("cpu", "auto")
+        return encoder if encoder._runtime is not None else None
+
+    def _open_onnx(self, device: str, runtime: str) -> OnnxClip | None:
+        precision = onnx_precision(device, self._precision_request, runtime)
+        return OnnxClip.open(self.spec, precision) if precision is not None else None
 
     @property
     def on_onnx(self) -> bool:
@@ -243,65 +199,45 @@ class Encoder:
         self.load()
         return self._onnx is not None
 
-    def _load_onnx(self) -> bool:
-        if self.runtime != "auto" or self._device_request not in ("auto", "cpu"):
-            return False
-        if self._device_request == "auto" and _accelerator_possible():
-            return False  # torch decides between cuda, mps and cpu
-        precision = pick_precision("cpu", self._precision_request)
-        if precision not in ("fp32", "int8"):
-            return False
-        from .image_tower import image_tower_folder, load_image_tower
-        from .preprocess import NumpyTransform
-        from .text_tower import tower_exists, tower_folder
+    @property
+    def _onnx(self) -> OnnxClip | None:
+        return self._runtime if isinstance(self._runtime, OnnxClip) else None
 
-        fingerprint = self.spec.fingerprint
-        if not tower_exists(tower_folder(fingerprint), fingerprint):
-            return False
-        try:
-            image = load_image_tower(image_tower_folder(fingerprint), fingerprint, precision)
-            if image is None and precision == "int8":  # no faithful int8 tower for this model: fp32
-                image = load_image_tower(image_tower_folder(fingerprint), fingerprint)
-        except Exception:  # noqa: BLE001 - a damaged export: torch instead (the next write exports it again)
-            return False
-        if image is None:
-            return False
-        self._onnx = [image, None]  # the text tower loads on the first text (an image query needs none)
-        self._preprocess = NumpyTransform(image.preprocess_params)
-        self._device, self.precision = "cpu", image.precision
-        return True
+    @property
+    def _torch(self) -> TorchClip | None:
+        """The torch runtime, if one is loaded (the runtime, or torch for the text only)."""
+        return self._text_torch or (self._runtime if isinstance(self._runtime, TorchClip) else None)
+
+    @property
+    def _model(self) -> Any:
+        """The loaded open_clip model (torch), or None (export reads its weights)."""
+        return self._torch.model if self._torch is not None else None
+
+    @property
+    def _tokenizer(self) -> Any:
+        return self._torch.tokenizer if self._torch is not None else None
+
+    @property
+    def _device(self) -> str | None:
+        runtime = self._text_torch or self._runtime
+        return runtime.device if runtime is not None else None
+
+    @property
+    def precision(self) -> str | None:
+        """What the loaded model runs in (None before it loads)."""
+        runtime = self._text_torch or self._runtime
+        return runtime.precision if runtime is not None else None
 
     def _text_tower(self) -> Any:
         """The exported text tower, loaded on first use; None when it cannot be loaded (gone or
         damaged since ``load``): the text then goes through torch, loaded for it."""
-        from .text_tower import load_text_tower, tower_folder
-
         assert self._onnx is not None
-        if self._onnx[1] is None:
+        tower = self._onnx.text_tower()
+        if tower is None and self._text_torch is None:
             with self._lock:
-                if self._onnx[1] is None:
-                    try:
-                        tower = load_text_tower(tower_folder(self.spec.fingerprint), self.spec.fingerprint,
-                                                precision=self.precision or "fp32")
-                    except Exception:  # noqa: BLE001 - damaged: the next write exports it again
-                        tower = None
-                    if tower is None:
-                        numpy_preprocess = self._preprocess
-                        self._load()  # torch, for the text only
-                        self._preprocess = numpy_preprocess  # images stay on the exported tower
-                    self._onnx[1] = tower or False
-        return self._onnx[1] or None
-
-    def _load(self) -> None:
-        import torch
-
-        device = pick_device(self._device_request)
-        precision = torch_precision(device, self._precision_request)
-        model, preprocess, tokenizer = load_open_clip(self.spec, device, precision)
-        model.eval()
-        self._dtype = next(model.parameters()).dtype if precision != "fp32" else torch.float32
-        self._model, self._preprocess, self._tokenizer, self._device = model, preprocess, tokenizer, device
-        self.precision = precision
+                if self._text_torch is None:  # torch, for the text only: images stay on the exported tower
+                    self._text_torch = TorchClip(self.spec, self._device_request, self._precision_request)
+        return tower
 
     @property
     def device(self) -> str:
@@ -314,27 +250,23 @@ class Encoder:
     def dim(self) -> int:
         """Embedding dimension (loads the model)."""
         self.load()
-        if self._onnx is not None:
-            return self._onnx[0].dim
-        proj = getattr(self._model, "text_projection", None)
-        if proj is not None and hasattr(proj, "shape"):
-            return int(proj.shape[-1])
-        return int(self.encode_text(["x"]).shape[1])
+        assert self._runtime is not None
+        dim = self._runtime.dim
+        return dim if dim is not None else int(self.encode_text(["x"]).shape[1])
 
     @property
     def image_size(self) -> int:
         """The shorter side, in pixels, of the model's input image (loads the model)."""
         self.load()
-        if self._onnx is not None:
-            return int(min(self._onnx[0].preprocess_params["crop"]))
-        size = getattr(self._model.visual, "image_size", None) or 224
-        return int(min(size) if isinstance(size, (tuple, list)) else size)
+        assert self._runtime is not None
+        return self._runtime.image_size
 
     @property
     def preprocess(self) -> Any:
         """open_clip's eval transform for this model: PIL RGB image -> CHW float tensor."""
         self.load()
-        return self._preprocess
+        assert self._runtime is not None
+        return self._runtime.preprocess
 
     # ------------------------------------------------------------ encoding
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
@@ -343,13 +275,12 @@ class Encoder:
         texts = items(texts, "texts", ConfigError)
         self.load()
         tower = self._text_tower() if self._onnx is not None else None
+        batches = [list(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
         if tower is not None:
-            parts = [tower.encode_text(list(texts[i : i + self.batch_size])) for i in range(0, len(texts), self.batch_size)]
-            return _stack(parts, self.dim)
-        out = []
-        for start in range(0, len(texts), self.batch_size):
-            tokens = self._tokenizer(list(texts[start : start + self.batch_size]))
-            out.append(self._run(self._model.encode_text, tokens.to(self._device)))
+            return _stack([tower.encode_text(batch) for batch in batches], self.dim)
+        runtime = self._torch
+        assert runtime is not None
+        out = [runtime.encode_text(batch) for batch in batches]
         return _stack(out, self.dim if not out else None)
 
     def encode_images(
@@ -364,7 +295,7 @@ class Encoder:
 
         if isinstance(images, (str, os.PathLike)) or hasattr(images, "mode"):  # one path or PIL image
             images = [images]
-        self.load()
+        preprocess = self.preprocess  # loads the model
         out = []
         for start in range(0, len(images), self.batch_size):
             tensors = []
@@ -373,34 +304,15 @@ class Encoder:
                     item = load_image(item, max_megapixels=max_megapixels).image
                 elif getattr(item, "mode", "RGB") != "RGB":
                     item = item.convert("RGB")
-                tensors.append(self._preprocess(item))
+                tensors.append(preprocess(item))
             out.append(self.encode_pixels(tensors))
         return _stack(out, self.dim if not out else None)
 
     def encode_pixels(self, tensors: Sequence[torch.Tensor] | torch.Tensor) -> np.ndarray:
         """Encode already-preprocessed CHW tensors or arrays (one batch) into float32 (N, D) unit vectors."""
         self.load()
-        if self._onnx is not None:
-            return self._onnx[0].encode_pixels(np.stack([np.asarray(t, dtype=np.float32) for t in tensors]))
-        import torch
-
-        batch = tensors if isinstance(tensors, torch.Tensor) else torch.stack(list(tensors))
-        return self._run(self._model.encode_image, batch.to(self._device))
-
-    def _run(self, fn: Any, batch: torch.Tensor) -> np.ndarray:
-        import torch
-
-        if batch.is_floating_point():
-            batch = batch.to(self._dtype)
-        with torch.inference_mode():
-            feats = fn(batch).float()
-            feats = torch.nn.functional.normalize(feats, dim=-1)
-        return feats.cpu().numpy().astype(np.float32, copy=False)
-
-
-def _accelerator_possible() -> bool:
-    """Whether this machine may have a GPU torch could use (without importing torch)."""
-    return sys.platform == "darwin" or os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/dxg")
+        assert self._runtime is not None
+        return self._runtime.encode_pixels(tensors)  # type: ignore[arg-type]
 
 
 def _stack(parts: list[np.ndarray], dim: int | None) -> np.ndarray:

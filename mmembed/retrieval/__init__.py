@@ -7,7 +7,7 @@ from .._lazy import lazy_getattr
 _EXPORTS = {
     "SearchOptions": "query",
     "Hit": "query", "TARGETS": "query", "run_search": "exact", "QuickSearch": "quick",
-    "quick_search": "quick", "evaluate": "evaluation",
+    "quick_search": "searcher", "evaluate": "evaluation",
     "ParsedQuery": "phrases", "PlaceFilter": "phrases", "PlaceNames": "phrases", "parse_query": "phrases",
     "NearFilter": "near", "parse_near": "near",
 }

@@ -1,12 +1,13 @@
 """Exact search from the table's snapshot: numpy over memory-mapped vectors, and the exported
 towers for the query, so neither lancedb, pyarrow nor torch is imported.
 
-``mmembed search`` tries this first, and ``Index.search`` uses it for queries without
-``--where`` (it is many times faster than LanceDB's flat scan; BENCHMARKS.md). It answers
-only when it gives what the full path gives (same order, scores equal up to float rounding):
-a local table whose snapshot matches the current table version, no filter, and encoders
-for the table's model (the exported text tower; for an image query, the exported image
-tower too). Otherwise it returns None and the caller takes the full path.
+``Searcher`` (``searcher.py``) decides once, in ``plan_quick``, whether this path gives what
+the full path gives (same order, scores equal up to float rounding): a local table whose
+snapshot matches the current table version, no filter, and encoders for the table's model
+(the exported text tower; for an image query, the exported image tower too). It is many
+times faster than LanceDB's flat scan (BENCHMARKS.md). ``QuickSearch.run`` then just runs;
+a snapshot or text tower found damaged while read raises ``QuickPathLost``, and LanceDB
+answers. ``searcher.quick_search`` is the one-shot form: None where the full path must answer.
 """
 
 from __future__ import annotations
@@ -14,20 +15,37 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .._options import options_from, takes
 from ..config import Config, quick_search_on
 from ..models.fusion import FusionStrategy
+from ..models.runtime import tower_precision
 from .query import (
-    Hit, SearchOptions, _unit, apply_cutoff, check_query, make_hit, nearest_items, query_plan, query_vectors, score_stats,
+    Hit, SearchOptions, _unit, apply_cutoff, make_hit, nearest_items, query_plan, query_vectors, score_stats,
 )
 
-__all__ = ["QuickSearch", "quick_search"]
+__all__ = ["QuickSearch", "QuickPlan", "QuickPathLost", "usable"]
 
 log = logging.getLogger("mmembed")
+
+
+class QuickPathLost(Exception):
+    """The snapshot or the exported text tower proved damaged while a quick search read it (it
+    is reported, and set aside): the LanceDB path answers this query."""
+
+
+@dataclass(frozen=True)
+class QuickPlan:
+    """What ``Searcher``'s one check found: this path gives the full answer, with these parts."""
+
+    snapshot: Any  # the current snapshot, with rows and the target's vectors
+    query: Any  # the checked query (``check_query``)
+    target: str  # image, text or fused, resolved against the snapshot
+    text_encoder: Any = None  # a text query's encoder: the exported text tower, else the model
+    image_encoder: Any = None  # an image query's encoder on the exported towers
 
 
 class QuickSearch:
@@ -43,7 +61,9 @@ class QuickSearch:
         self._damaged: int | None = None  # table version whose snapshot was found damaged
         self._images: Any = None  # encoder on the exported towers; None: not looked for; False: none
         self.model = model  # (model, pretrained) the caller named: answer only if it is the table's
-        self.precision = precision  # image queries run on the exported tower only where ingest runs int8 or fp32
+        self.precision = precision
+        # the exported towers' precision here (int8, fp32; None: ingest encodes on torch), decided once
+        self.towers = tower_precision(precision)
 
     def snapshot(self) -> Any:
         """The current snapshot, or None (missing, stale, being rewritten, or damaged)."""
@@ -85,53 +105,18 @@ class QuickSearch:
         return self._tower or None
 
     def text_precision(self) -> str:
-        """The text tower's precision: int8 where ingest runs int8 (``pick_precision``), so that
+        """The text tower's precision: int8 where ingest runs int8 (``tower_precision``), so that
         a query is encoded as the table's item texts were; fp32 otherwise."""
-        from ..models.encoder import pick_precision
+        return "int8" if self.towers == "int8" else "fp32"
 
-        try:
-            return "int8" if pick_precision("cpu", self.precision) == "int8" else "fp32"
-        except Exception:  # noqa: BLE001 - a precision this CPU refuses: the full path explains
-            return "fp32"
-
-    def search(
-        self,
-        text: str | None,
-        options: SearchOptions = SearchOptions(),
-        *,
-        image: str | os.PathLike[str] | bytes | None = None,
-        encoder: Any = None,
-        max_megapixels: float = 100.0,
-    ) -> list[Hit] | None:
-        """Hits for a text query, or None when this path cannot give the full path's answer.
-
-        ``encoder`` encodes the query when there is no exported text tower (``Index`` passes
-        its torch encoder); without either, None.
-        """
-        if options.filter_sql() is not None:
-            return None  # a filter needs LanceDB
-        query = check_query(text, image, options)
-        target = options.target
-        snap = self.snapshot()
-        if snap is None or snap.rows == 0:
-            return None
-        meta = snap.meta
-        if self.model != (None, None) and not _same_model(self.model, meta):
-            return None  # the full path explains the mismatch
-        target = target or ("fused" if snap.captioned else "image")
-        if (target == "text" and not snap.captioned) or (target == "fused" and meta.get("fusion_pending")):
-            return None  # the full path raises the right error
-        if not snap.has(target):
-            return None
-        if image is not None:
-            image_encoder = self.image_encoder(meta)
-            if image_encoder is None:
-                return None  # no exported image tower: the full path loads the model
-            img, pos, neg = query_vectors(image_encoder, query, max_megapixels)
+    def run(self, plan: QuickPlan, options: SearchOptions, *, max_megapixels: float = 100.0) -> list[Hit]:
+        """Hits for a query that ``plan_quick`` found this path can answer. Raises
+        ``QuickPathLost`` when the snapshot or the text tower proves damaged while read."""
+        snap, meta, query, target = plan.snapshot, plan.snapshot.meta, plan.query, plan.target
+        if plan.image_encoder is not None:
+            img, pos, neg = query_vectors(plan.image_encoder, query, max_megapixels)
         else:
-            img, (pos, neg) = None, self._text_vectors(query, meta, encoder) or (None, None)
-            if pos is None:
-                return None
+            img, (pos, neg) = None, self._text_vectors(query, meta, plan.text_encoder)
         fusion = meta.get("fusion") or {}
         strategy = FusionStrategy(fusion.get("strategy", "mean"))
         vector, q_img, q_txt = query_plan(img, pos, neg, query, target, strategy, float(fusion.get("weight", 0.2)))
@@ -143,38 +128,35 @@ class QuickSearch:
         except SnapshotDamaged as exc:
             self._report_damage(snap.info.get("version"), exc)
             snap.mark_damaged()
-            return None
+            raise QuickPathLost(f"the snapshot of {self.table} is damaged") from exc
         hits = [make_hit(row, target, q_img, q_txt) for row in rows]
         background = score_stats(snap.vectors(target), vector) if options.cutoff == "auto" else None
         return apply_cutoff(hits, options, background)
 
-    def _text_vectors(self, query: Any, meta: dict[str, Any], encoder: Any) -> tuple[Any, Any] | None:
-        """(positive, negative) text vectors from the exported text tower (or ``encoder``)."""
-        text_encoder = self.tower(meta["fingerprint"]) or encoder
-        if text_encoder is None:
-            return None
+    def _text_vectors(self, query: Any, meta: dict[str, Any], text_encoder: Any) -> tuple[Any, Any]:
+        """(positive, negative) text vectors from the exported text tower (or the model)."""
         try:
             vecs = text_encoder.encode_text(query.positives + query.negatives)
         except Exception as exc:  # noqa: BLE001 - onnxruntime on a damaged export
-            if text_encoder is encoder:
+            if text_encoder is not self._tower:
                 raise
             from ..models.text_tower import tower_folder
 
             self._tower = False
             _discard_tower(tower_folder(meta["fingerprint"]), exc)
-            return None
+            raise QuickPathLost(f"the exported text tower of {self.table} is damaged") from exc
         pos = _unit(vecs[: len(query.positives)].mean(axis=0))
         neg = _unit(vecs[len(query.positives):].mean(axis=0)) if query.negatives else None
         return pos, neg
 
     def image_encoder(self, meta: dict[str, Any]) -> Any:
         """An encoder on the exported image and text towers of the table's model, or None. Only
-        where this CPU encodes at int8 or fp32 (``pick_precision``): an image query must be encoded as
+        where this CPU encodes at int8 or fp32 (``tower_precision``): an image query must be encoded as
         its table's images were, so that an indexed image finds itself at cosine 1."""
-        from ..models.encoder import Encoder, ModelSpec, pick_precision
+        from ..models.encoder import Encoder, ModelSpec
 
-        precision = pick_precision("cpu", self.precision)
-        if precision not in ("fp32", "int8"):
+        precision = self.towers
+        if precision is None:
             return None
 
         fingerprint = meta["fingerprint"]
@@ -182,18 +164,6 @@ class QuickSearch:
             spec = ModelSpec(meta["model"], meta.get("pretrained"), fingerprint)
             self._images = Encoder.onnx_only(spec, precision=precision) or False
         return self._images or None
-
-
-@takes(SearchOptions)
-def quick_search(config: Config, text: str | None, options: SearchOptions | None = None, *,
-                 image: str | os.PathLike[str] | None = None, **kwargs: Any) -> list[Hit] | None:
-    """One-shot :class:`QuickSearch` for the CLI: None when the full path must answer."""
-    options = options_from(SearchOptions, options, kwargs)
-    if not usable(config):
-        return None
-    return QuickSearch(config.db, config.table, one_shot=True, model=(config.model, config.pretrained),
-                       precision=config.precision).search(
-        text, options, image=image, max_megapixels=config.max_megapixels)
 
 
 def usable(config: Config) -> bool:

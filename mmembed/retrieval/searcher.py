@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._options import options_from, takes
 from ..config import Config
-from .query import Hit, SearchOptions
+from .query import Hit, SearchOptions, check_query
 
 if TYPE_CHECKING:
     from ..store.table import Store
+    from .quick import QuickPlan, QuickSearch
 
-__all__ = ["Searcher"]
+__all__ = ["Searcher", "plan_quick", "quick_search"]
 
 
 class Searcher:
@@ -49,11 +51,14 @@ class Searcher:
     def search(self, text: str | None, image: str | os.PathLike[str] | bytes | None,
                options: SearchOptions) -> list[Hit]:
         """Nearest items to ``text`` and/or ``image``, best first (see ``retrieval.exact``)."""
-        if self._quick_ok and options.filter_sql() is None:
-            hits = self._quick.search(text, options, image=image, encoder=_LazyEncoder(self._encoder),
-                                      max_megapixels=self.config.max_megapixels)
-            if hits is not None:
-                return hits
+        from .quick import QuickPathLost
+
+        plan = plan_quick(self._quick, text, image, options, _LazyEncoder(self._encoder)) if self._quick_ok else None
+        if plan is not None:
+            try:
+                return self._quick.run(plan, options, max_megapixels=self.config.max_megapixels)
+            except QuickPathLost:
+                pass  # reported where it was found; LanceDB answers
         return self._exact(text, image, options)
 
     def _exact(self, text: str | None, image: str | os.PathLike[str] | bytes | None,
@@ -71,6 +76,56 @@ class Searcher:
             text_encoder=self._quick.tower(meta.fingerprint) if towers and image is None else None,  # type: ignore[union-attr]
             query_encoder=self._quick.image_encoder(asdict(meta)) if towers and image is not None else None,
         )
+
+
+def plan_quick(quick: QuickSearch, text: str | None, image: str | os.PathLike[str] | bytes | None,
+               options: SearchOptions, encoder: Any = None) -> QuickPlan | None:
+    """The one check before a search: a plan for the snapshot path (``quick.py``) when it gives
+    the full path's answer, else None (LanceDB answers, and raises the right error where there is
+    one). Checked in turn: no filter; a current snapshot with rows; the model named, if any, is
+    the table's; the target has vectors there; the query's encoder (the exported image tower for
+    an image, the exported text tower or else ``encoder`` for text)."""
+    from .quick import QuickPlan, _same_model
+
+    if options.filter_sql() is not None:
+        return None  # a filter needs LanceDB
+    query = check_query(text, image, options)
+    snap = quick.snapshot()
+    if snap is None or snap.rows == 0:
+        return None
+    meta = snap.meta
+    if quick.model != (None, None) and not _same_model(quick.model, meta):
+        return None  # the full path explains the mismatch
+    target = options.target or ("fused" if snap.captioned else "image")
+    if (target == "text" and not snap.captioned) or (target == "fused" and meta.get("fusion_pending")) \
+            or not snap.has(target):
+        return None  # the full path raises the right error
+    if image is not None:
+        image_encoder = quick.image_encoder(meta)
+        return QuickPlan(snap, query, target, image_encoder=image_encoder) if image_encoder is not None else None
+    text_encoder = quick.tower(meta["fingerprint"]) or encoder
+    return QuickPlan(snap, query, target, text_encoder=text_encoder) if text_encoder is not None else None
+
+
+@takes(SearchOptions)
+def quick_search(config: Config, text: str | None, options: SearchOptions | None = None, *,
+                 image: str | os.PathLike[str] | None = None, **kwargs: Any) -> list[Hit] | None:
+    """One-shot quick search for the CLI's tests and benchmarks: the hits, or None when the full
+    path must answer (``plan_quick`` found it cannot, or the snapshot proved damaged)."""
+    from .quick import QuickPathLost, QuickSearch, usable
+
+    options = options_from(SearchOptions, options, kwargs)
+    if not usable(config):
+        return None
+    quick = QuickSearch(config.db, config.table, one_shot=True, model=(config.model, config.pretrained),
+                        precision=config.precision)
+    plan = plan_quick(quick, text, image, options)
+    if plan is None:
+        return None
+    try:
+        return quick.run(plan, options, max_megapixels=config.max_megapixels)
+    except QuickPathLost:
+        return None
 
 
 class _LazyVectorizer:

@@ -117,10 +117,11 @@ class Derived:
         """A new table that this CPU encodes at int8 or fp32: export the towers before encoding,
         so that every image is encoded on ONNX Runtime (faster than torch; BENCHMARKS.md).
         True when they were exported: the caller builds its encoder again, on them."""
-        from ..models.encoder import _accelerator_possible, pick_precision
+        from ..models.runtime import accelerator_possible, onnx_precision
 
-        if not (target.is_local and self.device in ("auto", "cpu") and not _accelerator_possible()
-                and pick_precision("cpu", self.precision) in ("fp32", "int8")) or self._encoder().on_onnx:
+        # "auto" only where no GPU may be; "cpu" too (the encoder's choice, ``onnx_precision``)
+        if not (target.is_local and not accelerator_possible()
+                and onnx_precision(self.device, self.precision) is not None) or self._encoder().on_onnx:
             return False
         try:
             self.export_towers()
@@ -156,14 +157,12 @@ class Derived:
     def _quantize_towers(self, fingerprint: str) -> None:
         """Where this CPU encodes at int8, make both int8 graphs now, with the export (their
         one-time cost, a few seconds, belongs there rather than in the first search)."""
-        from ..models.encoder import pick_precision
         from ..models.image_tower import image_tower_folder, int8_tower_exists, quantize_image_tower
         from ..models.text_tower import int8_text_tower_exists, quantize_text_tower, tower_folder
 
-        try:
-            if pick_precision("cpu", self.precision) != "int8":
-                return
-        except Exception:  # noqa: BLE001 - a precision this CPU refuses: nothing to prepare
+        from ..models.runtime import tower_precision
+
+        if tower_precision(self.precision) != "int8":
             return
         for folder, exists, quantize in ((image_tower_folder(fingerprint), int8_tower_exists, quantize_image_tower),
                                          (tower_folder(fingerprint), int8_text_tower_exists, quantize_text_tower)):

@@ -47,7 +47,7 @@ def _names(library: dict, start: int, count: int) -> list[str]:
     return sorted(n for n in library["rows"] if "sub" not in library["rows"][n]["path"].split(os.sep))[start:start + count]
 
 
-def _nothing_leaks(library: dict, name: str, secret: bytes = SECRET) -> None:
+def _assert_nothing_leaks(library: dict, name: str, secret: bytes = SECRET) -> None:
     row_id = library["rows"][name]["id"]
     for endpoint in ("files", "media", "thumbs"):
         status, headers, body = get(library["url"] + f"{endpoint}/{row_id}")
@@ -74,7 +74,7 @@ def test_a_file_swapped_for_a_symlink_to_a_secret_leaks_through_no_endpoint(libr
     path = Path(library["rows"][name]["path"])
     path.unlink()
     path.symlink_to(secret)
-    _nothing_leaks(library, name)
+    _assert_nothing_leaks(library, name)
 
 
 def test_a_symlink_to_a_secret_of_the_same_size_and_mtime_is_refused(library: dict) -> None:
@@ -86,7 +86,7 @@ def test_a_symlink_to_a_secret_of_the_same_size_and_mtime_is_refused(library: di
     os.utime(secret, ns=(row["mtime_ns"], row["mtime_ns"]))
     path.unlink()
     path.symlink_to(secret)
-    _nothing_leaks(library, name)
+    _assert_nothing_leaks(library, name)
 
 
 def test_a_same_size_same_mtime_content_swap_is_refused(library: dict) -> None:
@@ -98,7 +98,7 @@ def test_a_same_size_same_mtime_content_swap_is_refused(library: dict) -> None:
     path.write_bytes(bytes(data))
     os.utime(path, ns=(row["mtime_ns"], row["mtime_ns"]))
     assert path.stat().st_size == row["size"] and path.stat().st_mtime_ns == row["mtime_ns"]
-    _nothing_leaks(library, name)
+    _assert_nothing_leaks(library, name)
 
 
 def test_a_parent_folder_swapped_for_a_symlink_to_secrets_is_refused(library: dict) -> None:
@@ -111,7 +111,7 @@ def test_a_parent_folder_swapped_for_a_symlink_to_secrets_is_refused(library: di
     sub.rename(library["folder"] / "sub-moved")
     sub.symlink_to(evil, target_is_directory=True)
     for n in names:
-        _nothing_leaks(library, n)
+        _assert_nothing_leaks(library, n)
 
 
 def test_a_file_swapped_for_a_fifo_answers_at_once(library: dict) -> None:

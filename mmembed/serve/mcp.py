@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
-import threading
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import Field
@@ -257,21 +256,7 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
 def run_http(server: Any, sock: Any, *, on_started: Any = None) -> None:
     """Serve ``server`` as streamable HTTP at ``/mcp`` on ``sock`` (``server.bind``: 127.0.0.1) until
     Ctrl-C or SIGTERM; the app's lifespan runs (it starts the MCP session manager)."""
-    import time
+    from .server import run
 
-    import uvicorn
-
-    host = sock.getsockname()[0]
-    app = server.streamable_http_app(host=host)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=3)
-    runner = uvicorn.Server(config)
-    if on_started is not None:
-        def wait_then_call() -> None:
-            deadline = time.monotonic() + 30
-            while not runner.started and not runner.should_exit and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if runner.started:
-                on_started()
-
-        threading.Thread(target=wait_then_call, daemon=True, name="mmembed-mcp-started").start()
-    runner.run(sockets=[sock])
+    app = server.streamable_http_app(host=sock.getsockname()[0])
+    run(app, sock, on_started=on_started, lifespan="on")

@@ -53,12 +53,14 @@ def url_for(sock: socket.socket, host: str) -> str:
     return f"http://{shown}:{port}/"
 
 
-def run(app: Any, sock: socket.socket, *, on_started: Any = None, log_level: str = "warning") -> None:
+def run(app: Any, sock: socket.socket, *, on_started: Any = None, log_level: str = "warning",
+        lifespan: str = "off") -> None:
     """Serve ``app`` on ``sock`` until Ctrl-C or SIGTERM (uvicorn handles both, finishing the
-    requests in flight). ``on_started`` is called in a thread once the server accepts."""
+    requests in flight). ``on_started`` is called in a thread once the server accepts;
+    ``lifespan="on"`` runs the app's startup and shutdown (the MCP session manager needs it)."""
     import uvicorn
 
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off",
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan=lifespan,
                             timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     if on_started is not None:

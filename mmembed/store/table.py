@@ -41,6 +41,24 @@ ADDED_COLUMNS: dict[str, pa.DataType] = {
     # Object storage: the object's ETag when its row was written (null for local files); ingest
     # compares it with the listing's, with size and LastModified.
     "etag": pa.string(),
+    # Words in the pixels (issue 22): the OCR text, its lines as JSON ([{"text", "box": [[x, y] x4],
+    # "confidence"}], upright-image pixels) and what read it (null: not read yet).
+    "ocr_text": pa.string(),
+    "ocr_lines": pa.string(),
+    "ocr_engine": pa.string(),
+    # Where (issue 23): EXIF/XMP GPS and the gazetteer's place for it (null without a fix).
+    "gps_lat": pa.float64(),
+    "gps_lon": pa.float64(),
+    "gps_alt": pa.float32(),
+    "place_id": pa.int64(),
+    "place_city": pa.string(),
+    "place_region": pa.string(),
+    "place_country": pa.string(),
+    "place_country_code": pa.string(),
+    "place_names": pa.list_(pa.string()),
+    # Every word the item has (texts, EXIF, manifest, path, OCR, tags, place): the full-text
+    # index's column, composed by ``text.words.item_words``.
+    "words": pa.string(),
 }
 VECTOR_COLUMNS = ("image_vector", "text_vector", "fused_vector")
 _IN_CHUNK = 512

@@ -1,0 +1,156 @@
+"""A million rows on one laptop (issue 27): the partitioned snapshot, measured.
+
+    python benchmarks/datasets.py vectors --rows 10000 100000 1000000   # random tables (once)
+    python benchmarks/million.py clustered --rows 1000000                # clustered table (once)
+    python benchmarks/million.py snapshot --tables rows_1000000 clustered_1000000_512
+    python benchmarks/million.py cold --tables rows_10000 rows_100000 rows_1000000 --runs 5
+    python benchmarks/million.py warm --tables rows_1000000 clustered_1000000_512
+
+- ``clustered``: ``ann_realistic.py``'s clustered rows (micro-clip image vectors of the shared
+  photos, perturbed), lifted to 512-d, recorded with the random ViT-B-32 of ``datasets.py``.
+- ``snapshot``: writes each table's snapshot (partitioned from 200k rows), timing it and its
+  peak RSS (a child process per table).
+- ``cold``: whole ``mmembed search "a dog on the beach" --json`` processes, median wall time
+  and peak RSS (``wait4``), after one unmeasured run; paired with ``MMEMBED_QUICK=0`` (the
+  LanceDB path, what a table past the old 300k snapshot limit took) in the same run.
+- ``warm``: ``Index.search(text)`` p50/p95 in one process (query encoded by the exported
+  tower, then the snapshot), and recall@10 of the snapshot's answer against an exact scan of
+  the same vectors, for ``ann_realistic.py``'s queries (micro-clip caption vectors and held-out
+  image vectors, lifted to 512-d) and for random unit queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from benchmarks.datasets import DEFAULT_OUT, SHARED  # noqa: E402
+
+QUERY = "a dog on the beach"
+
+
+def _exe() -> str:
+    return str(Path(sys.executable).parent / "mmembed")
+
+
+def run_rss(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB, stdout) of one child, measured by ``wait4`` on it alone."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    out = proc.stdout.read() if proc.stdout else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"{' '.join(cmd)} exited {os.waitstatus_to_exitcode(status)}")
+    return wall, usage.ru_maxrss / 1024, out.decode()
+
+
+def clustered(args: argparse.Namespace) -> None:
+    from benchmarks.ann_realistic import base_vectors, lift, make_table, perturb
+    from benchmarks.datasets import make_model
+
+    bases = base_vectors(args.out / "micro-clip-bases.npy")
+    matrix = lift(perturb(bases, args.rows, seed=args.rows), 512)
+    name = f"clustered_{args.rows}_512"
+    make_table(args.out / "db", name, matrix, make_model(args.out, "ViT-B-32"))
+    print(json.dumps({"table": name, "rows": args.rows}))
+
+
+def snapshot(args: argparse.Namespace) -> None:
+    for name in args.tables:
+        code = ("import sys,time; from mmembed.store import Store; s=Store(sys.argv[1], sys.argv[2]); "
+                "t=time.perf_counter(); ok=s.write_snapshot(); print(ok, round(time.perf_counter()-t,1))")
+        wall, rss, out = run_rss([sys.executable, "-c", code, str(args.out / "db"), name])
+        info = json.loads(Path(args.out / "db" / f"{name}.mmembed" / "snapshot.json").read_text())
+        print(json.dumps({"table": name, "written": out.split(), "wall_s": round(wall, 1), "peak_mb": round(rss),
+                          "ivf": info.get("ivf")}), flush=True)
+
+
+def cold(args: argparse.Namespace) -> None:
+    for name in args.tables:
+        for label, extra in (("quick (snapshot)", {}), ("LanceDB path (MMEMBED_QUICK=0)", {"MMEMBED_QUICK": "0"})):
+            env = {**os.environ, **extra}
+            cmd = [_exe(), "search", QUERY, "--json", "--db", str(args.out / "db"), "--table", name, "-n", "10"]
+            run_rss(cmd, env)  # files into the OS cache
+            walls, peaks = [], []
+            for _ in range(args.runs):
+                wall, rss, _ = run_rss(cmd, env)
+                walls.append(wall)
+                peaks.append(rss)
+            print(json.dumps({"table": name, "path": label, "median_s": round(statistics.median(walls), 3),
+                              "min_s": round(min(walls), 3), "peak_mb": round(max(peaks))}), flush=True)
+
+
+def _queries(count: int) -> dict[str, np.ndarray]:
+    from benchmarks.ann_realistic import base_vectors, lift, queries
+
+    bases = base_vectors(DEFAULT_OUT / "micro-clip-bases.npy")
+    qs = lift(queries(count, bases), 512)
+    rng = np.random.default_rng(5)
+    rand = rng.standard_normal((count, 512)).astype(np.float32)
+    return {"captions": qs[:count], "held-out images": qs[count:],
+            "random": rand / np.linalg.norm(rand, axis=1, keepdims=True)}
+
+
+def warm(args: argparse.Namespace) -> None:
+    from mmembed import Index
+    from mmembed.store.snapshot import Snapshot
+
+    with open(SHARED / "data" / "flickr8k" / "dev_captions.csv") as f:
+        texts = [row[1] for row in csv.reader(f)][1:][: args.queries]
+    sets = _queries(args.queries)
+    for name in args.tables:
+        db = str(args.out / "db")
+        index = Index(db, table=name)
+        index.search("warm up")
+        times = []
+        for text in texts:
+            started = time.perf_counter()
+            index.search(text, limit=10)
+            times.append((time.perf_counter() - started) * 1000)
+        snap = Snapshot.open(db, name)
+        assert snap is not None
+        target = (snap.info.get("ivf") or {}).get("target", "image")
+        matrix = snap.vectors(target)
+        row = {"table": name, "rows": snap.rows, "ivf": snap.info.get("ivf"),
+               "warm_p50_ms": round(statistics.median(times), 1), "warm_p95_ms": round(sorted(times)[int(len(times) * .95)], 1)}
+        for label, qs in sets.items():
+            exact = np.concatenate([np.argsort(-(qs[i:i + 16] @ np.asarray(matrix).T), axis=1)[:, :10]
+                                    for i in range(0, len(qs), 16)])
+            found, vec_ms = [], []
+            for q, e in zip(qs, exact):
+                started = time.perf_counter()
+                rows = snap.nearest(q, target=target, limit=10)
+                vec_ms.append((time.perf_counter() - started) * 1000)
+                want = {int(i) for i in e}
+                found.append(len(want & {int(r["path"][7:15]) for r in rows}) / 10)
+            row[label] = {"recall_at_10": round(float(np.mean(found)), 4), "vector_p50_ms": round(statistics.median(vec_ms), 1)}
+        print(json.dumps(row), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["clustered", "snapshot", "cold", "warm"])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--tables", nargs="+", default=["rows_1000000"])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--queries", type=int, default=100)
+    args = parser.parse_args()
+    {"clustered": clustered, "snapshot": snapshot, "cold": cold, "warm": warm}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()

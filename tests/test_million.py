@@ -128,3 +128,21 @@ def test_a_table_below_the_threshold_keeps_the_unpartitioned_snapshot(tmp_path: 
     snap = Snapshot.open(str(tmp_path / "db.lancedb"), "images")
     assert snap is not None and not snap.partitioned("image") and "ivf" not in snap.info
     assert not Path(tmp_path / "db.lancedb", "images.mmembed", "ivf_centroids.npy").exists()
+
+
+def test_dupes_candidates_propose_the_near_copies_the_full_pass_proposes() -> None:
+    """The ANN candidate stage of ``dupes`` (partitions, each photo against the nearest few)
+    proposes every near copy (cosine >= 0.9) that the all-pairs pass proposes, on 6k rows."""
+    from mmembed.retrieval import dupes
+
+    matrix = clustered(6_000, seed=9, centres=1_000)
+    rng = np.random.default_rng(2)
+    source = rng.choice(5_800, 200, replace=False)
+    copies = matrix[source] + 0.02 * rng.standard_normal((200, DIM)).astype(np.float32)
+    matrix[5_800:] = copies / np.linalg.norm(copies, axis=1, keepdims=True)
+    full = dupes._all_pairs(matrix, 0.5, None)
+    ann = dupes._candidate_pairs(matrix, 0.5, None)
+    close = {(i, j) for i, j, s in full if s >= 0.9}
+    assert {(int(a), 5_800 + k) for k, a in enumerate(source)} <= close  # the planted copies are proposed
+    assert close <= {(i, j) for i, j, _ in ann}
+    assert len(ann) >= 0.9 * len(full)

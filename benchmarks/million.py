@@ -5,6 +5,7 @@
     python benchmarks/million.py snapshot --tables rows_1000000 clustered_1000000_512
     python benchmarks/million.py cold --tables rows_10000 rows_100000 rows_1000000 --runs 5
     python benchmarks/million.py warm --tables rows_1000000 clustered_1000000_512
+    python benchmarks/million.py dupes --rows 100000 --tables rows_1000000 clustered_1000000_512
 
 - ``clustered``: ``ann_realistic.py``'s clustered rows (micro-clip image vectors of the shared
   photos, perturbed), lifted to 512-d, recorded with the random ViT-B-32 of ``datasets.py``.
@@ -140,16 +141,77 @@ def warm(args: argparse.Namespace) -> None:
         print(json.dumps(row), flush=True)
 
 
+def _components(pairs: list[tuple[int, int, float]], cut: float) -> set[frozenset[int]]:
+    """The groups that linking every pair at or above ``cut`` makes (what the near check
+    confirms: near copies score 0.9 and up; the check itself needs the files)."""
+    parent: dict[int, int] = {}
+
+    def find(i: int) -> int:
+        while parent.setdefault(i, i) != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j, score in pairs:
+        if score >= cut:
+            parent[find(j)] = find(i)
+    groups: dict[int, set[int]] = {}
+    for i in list(parent):
+        groups.setdefault(find(i), set()).add(i)
+    return {frozenset(g) for g in groups.values() if len(g) > 1}
+
+
+def dupes(args: argparse.Namespace) -> None:
+    """The near mode's candidate stage: all pairs against ANN candidates on the same vectors
+    (100k random rows with 1,000 planted near copies, and 100k clustered rows), then the whole
+    ``mmembed dupes`` process on the 1M tables (ANN only: all pairs would take hours)."""
+    import tracemalloc
+
+    from benchmarks.ann_realistic import base_vectors, lift, perturb
+    from mmembed.retrieval import dupes as d
+
+    rows = args.rows if args.rows < 1_000_000 else 100_000
+    rng = np.random.default_rng(0)
+    random = rng.standard_normal((rows, 512)).astype(np.float32)
+    source = rng.choice(rows - 1000, 1000, replace=False)
+    random[rows - 1000:] = random[source] + 0.006 * np.linalg.norm(random[source], axis=1, keepdims=True) * \
+        rng.standard_normal((1000, 512)).astype(np.float32)
+    random /= np.linalg.norm(random, axis=1, keepdims=True)
+    clustered_rows = lift(perturb(base_vectors(args.out / "micro-clip-bases.npy"), rows, seed=rows), 512)
+    for label, matrix in (("random + 1,000 planted", random), ("clustered", clustered_rows)):
+        found = {}
+        for stage in ("_all_pairs", "_candidate_pairs"):
+            tracemalloc.start()
+            started = time.perf_counter()
+            pairs = getattr(d, stage)(matrix, d.THRESHOLDS["near"], None)
+            seconds = time.perf_counter() - started
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            found[stage] = pairs
+            print(json.dumps({"table": f"{label}, {rows} rows", "stage": stage, "seconds": round(seconds, 1),
+                              "peak_mb_beyond_vectors": round(peak / 2**20), "proposed": len(pairs)}), flush=True)
+        exact, ann = (_components(found[s], 0.9) for s in ("_all_pairs", "_candidate_pairs"))
+        close = {(i, j) for i, j, sc in found["_all_pairs"] if sc >= 0.9}
+        print(json.dumps({"table": f"{label}, {rows} rows", "groups_at_0.9_exact": len(exact), "groups_at_0.9_ann": len(ann),
+                          "same_groups": exact == ann, "close_pairs_exact": len(close),
+                          "close_pairs_also_ann": len(close & {(i, j) for i, j, _ in found["_candidate_pairs"]})}), flush=True)
+    for name in args.tables:
+        cmd = [_exe(), "dupes", "--db", str(args.out / "db"), "--table", name, "--json", "-q"]
+        wall, rss, out = run_rss(cmd)
+        print(json.dumps({"table": name, "mmembed dupes": "whole process", "seconds": round(wall, 1),
+                          "peak_mb": round(rss), "groups": len(out.splitlines())}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["clustered", "snapshot", "cold", "warm"])
+    parser.add_argument("what", choices=["clustered", "snapshot", "cold", "warm", "dupes"])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--tables", nargs="+", default=["rows_1000000"])
+    parser.add_argument("--tables", nargs="*", default=["rows_1000000"])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--queries", type=int, default=100)
     args = parser.parse_args()
-    {"clustered": clustered, "snapshot": snapshot, "cold": cold, "warm": warm}[args.what](args)
+    {"clustered": clustered, "snapshot": snapshot, "cold": cold, "warm": warm, "dupes": dupes}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -385,7 +385,10 @@ class Snapshot:
         order = probe_order(np.asarray(self._array("ivf_centroids")), vector)
         sizes = np.diff(bounds)[order]
         enough = int(np.searchsorted(np.cumsum(sizes), min(limit, self.rows))) + 1
-        chosen = np.sort(order[: max(int(self.info["ivf"]["nprobe"]), enough)])  # read in file order
+        count = max(int(self.info["ivf"]["nprobe"]), enough)
+        if count * 2 >= len(order):  # most of them (vectors that do not cluster): one scan is faster
+            return np.arange(self.rows), matrix @ vector
+        chosen = np.sort(order[:count])  # read in file order
         parts = [np.arange(bounds[p], bounds[p + 1]) for p in chosen]
         positions = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         scores = np.concatenate([matrix[bounds[p]:bounds[p + 1]] @ vector for p in chosen]) if parts \

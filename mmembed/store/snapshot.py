@@ -382,7 +382,9 @@ class Snapshot:
         """(row positions, exact scores) of the rows in the partitions nearest to ``vector``:
         the recorded ``nprobe`` of them, more while they hold fewer than ``limit`` rows."""
         bounds = self._array("ivf_offsets")
-        order = probe_order(np.asarray(self._array("ivf_centroids")), vector)
+        if "centroids" not in self._arrays:  # small (2 MB at 1M rows): read once, into memory
+            self._arrays["centroids"] = np.array(self._array("ivf_centroids"))
+        order = probe_order(self._arrays["centroids"], vector)
         sizes = np.diff(bounds)[order]
         enough = int(np.searchsorted(np.cumsum(sizes), min(limit, self.rows))) + 1
         count = max(int(self.info["ivf"]["nprobe"]), enough)

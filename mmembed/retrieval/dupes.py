@@ -40,6 +40,8 @@ THRESHOLDS = {"near": 0.5, "similar": 0.90}  # near: the lowest cosine of a pair
 NEIGHBOURS = 10  # near: each photo's nearest photos (by image vector) that are checked
 CHUNK = 256  # near: pairs checked at once (in threads)
 BLOCK_BYTES = 64 << 20  # the cosine block's size
+ANN_ROWS = 50_000  # near: from this many photos on, pairs are proposed among ANN candidates, not all pairs
+MEMBERSHIPS = 6  # near, ANN: the partitions (nearest to it) a photo is a candidate in (3 missed 5 of 1,000 copies)
 
 
 @dataclass(frozen=True)
@@ -165,9 +167,73 @@ def _link_same_photos(vectors: np.ndarray, cut: float, features: Features,
 def _proposed_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], None] | None
                     ) -> list[tuple[int, int, float]]:
     """(i, j, cosine), i < j, for each photo's ``NEIGHBOURS`` nearest with a cosine of at least
-    ``cut``, in row order. Each block of rows is compared with the rows from it on (half the
-    products of a full pass); each photo's best ``NEIGHBOURS`` so far are kept, from its rows
-    and from its column, so memory stays at one block of cosines."""
+    ``cut``, in row order: from ``ANN_ROWS`` photos on, among its ANN candidates
+    (``_candidate_pairs``), else among all photos (``_all_pairs``)."""
+    if len(vectors) >= ANN_ROWS:
+        return _candidate_pairs(vectors, cut, progress)
+    return _all_pairs(vectors, cut, progress)
+
+
+def _candidate_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], None] | None
+                     ) -> list[tuple[int, int, float]]:
+    """``_proposed_pairs`` with each photo compared only with its candidates. The photos are
+    split into coarse partitions (``store.partitions``: spherical k-means, about sqrt(N) of
+    them); each photo belongs to its ``MEMBERSHIPS`` nearest partitions and is compared with the
+    members of the nearest one. A photo and its near copy (cosine 0.9 and up) share the nearest
+    partition of one of them, even on a border, so the pairs a near check confirms are the same
+    as the full pass's (benchmarks/million.py dupes), for about MEMBERSHIPS/sqrt(N) of its work."""
+    from ..store.partitions import partition_count, train
+
+    n = len(vectors)
+    k = min(NEIGHBOURS, n - 1)
+    centroids = train(vectors, partition_count(n))
+    m = min(MEMBERSHIPS, len(centroids))
+    top = np.empty((n, m), dtype=np.int32)
+    for s in range(0, n, 16_384):
+        scores = np.asarray(vectors[s:s + 16_384], dtype=np.float32) @ centroids.T
+        part = np.argpartition(-scores, m - 1, axis=1)[:, :m] if m < len(centroids) else \
+            np.broadcast_to(np.arange(m), scores.shape)
+        first = np.argmax(np.take_along_axis(scores, part, axis=1), axis=1)  # the nearest one in column 0
+        part = np.array(part)
+        rows = np.arange(len(part))
+        part[rows, 0], part[rows, first] = part[rows, first], part[rows, 0]
+        top[s:s + 16_384] = part
+    bounds = lambda labels: np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=len(centroids)))])
+    q_order = np.argsort(top[:, 0], kind="stable")
+    q_bounds = bounds(top[:, 0])
+    flat = top.ravel()
+    m_order = np.argsort(flat, kind="stable") // m  # the member rows, partition by partition
+    m_bounds = bounds(flat)
+    best_s = np.full((n, k), -np.inf, dtype=np.float32)
+    best_j = np.zeros((n, k), dtype=np.int64)
+    for p in range(len(centroids)):
+        rows, cols = q_order[q_bounds[p]:q_bounds[p + 1]], m_order[m_bounds[p]:m_bounds[p + 1]]
+        if not len(rows) or len(cols) < 2:
+            continue
+        scores = np.asarray(vectors[rows], dtype=np.float32) @ np.asarray(vectors[cols], dtype=np.float32).T
+        scores[rows[:, None] == cols[None, :]] = -np.inf  # not itself
+        above = scores >= cut
+        _keep_best(best_s, best_j, rows, cols, scores, above, k)
+        if progress is not None:
+            progress(int(q_bounds[p + 1]), n)
+    return _pairs_of(best_s, best_j, n, k)
+
+
+def _pairs_of(best_s: np.ndarray, best_j: np.ndarray, n: int, k: int) -> list[tuple[int, int, float]]:
+    """The (i, j, cosine) pairs, i < j, of each photo's best ``k``, each pair once, in row order."""
+    i = np.repeat(np.arange(n), k)
+    j, score = best_j.ravel(), best_s.ravel()
+    keep = np.isfinite(score)
+    a, b, score = np.minimum(i, j)[keep], np.maximum(i, j)[keep], score[keep]
+    keys, first = np.unique(a * n + b, return_index=True)  # a pair found from both ends, once
+    return [(int(key // n), int(key % n), float(score[f])) for key, f in zip(keys, first)]
+
+
+def _all_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], None] | None
+               ) -> list[tuple[int, int, float]]:
+    """Each block of rows is compared with the rows from it on (half the products of a full
+    pass); each photo's best ``NEIGHBOURS`` so far are kept, from its rows and from its column,
+    so memory stays at one block of cosines."""
     n = len(vectors)
     k = min(NEIGHBOURS, n - 1)
     best_s = np.full((n, k), -np.inf, dtype=np.float32)
@@ -184,12 +250,7 @@ def _proposed_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, in
         _keep_best(best_s, best_j, cols, rows, scores.T, above.T, k)
         if progress is not None:
             progress(stop, n)
-    i = np.repeat(np.arange(n), k)
-    j, score = best_j.ravel(), best_s.ravel()
-    keep = np.isfinite(score)
-    a, b, score = np.minimum(i, j)[keep], np.maximum(i, j)[keep], score[keep]
-    keys, first = np.unique(a * n + b, return_index=True)  # a pair found from both ends, once
-    return [(int(key // n), int(key % n), float(score[f])) for key, f in zip(keys, first)]
+    return _pairs_of(best_s, best_j, n, k)
 
 
 def _keep_best(best_s: np.ndarray, best_j: np.ndarray, who: np.ndarray, near: np.ndarray,

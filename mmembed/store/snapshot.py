@@ -9,6 +9,10 @@ build) into ``<db>/<table>.mmembed/``::
     text.npy        (N, D) float32 text vectors (zeros where an item has none) + text_mask.npy
     fused.npy       (N, F) float32 fused vectors (only when some item has text; else fused = image)
     rows.jsonl      one JSON object per row: what a Hit shows; offsets.npy points into it
+    ivf_centroids.npy, ivf_offsets.npy   from IVF_MIN_ROWS rows: the coarse partitions. The rows
+                    of every file above are then stored partition by partition; a search of the
+                    partitioned vectors reads only the partitions nearest to the query
+                    (``partitions.py``) and scores their rows exactly
 
 (The text tower that encodes the query lives in the user cache, one per model: textonnx.py.)
 
@@ -28,17 +32,21 @@ from typing import Any
 
 import numpy as np
 
+from .partitions import IVF_MIN_ROWS, checksum, probe_order
+
 __all__ = ["Snapshot", "SnapshotDamaged", "snapshot_folder", "table_version", "manifest_versions", "write_snapshot",
            "report_damage", "SNAPSHOT_MAX_ROWS"]
 
 log = logging.getLogger("mmembed")
 _REPORTED: set[tuple[str, str, int | None]] = set()  # damaged snapshots already reported
 
-SNAPSHOT_MAX_ROWS = 300_000  # above this, exact brute force is too slow anyway: the ANN index serves
+SNAPSHOT_MAX_ROWS = 20_000_000  # partitioned from IVF_MIN_ROWS on, so a search reads a few partitions
+_BATCH = 65_536  # rows written (and reordered) at once
 _INFO = "snapshot.json"
 _ROW_FIELDS = ("id", "path", "width", "height", "format", "size", "text", "text_source", "media", "frame_time", "duration",
                "raw_siblings")
 _U64_MAX = (1 << 64) - 1
+BACKGROUND_ROWS = 50_000  # a partitioned snapshot's --cutoff auto background: an even sample this big
 _INFO_KEYS = {"version", "rows", "captioned", "meta", "fused"}
 
 
@@ -70,38 +78,24 @@ def manifest_versions(db: str, table: str) -> list[tuple[int, str]]:
     return sorted(found, reverse=True)
 
 
-def write_snapshot(folder: str, version: int, data: Any, meta_json: str, extra_columns: list[str]) -> None:
-    """Write ``data`` (a pyarrow Table of the whole table at ``version``) as a snapshot in ``folder``.
+def write_snapshot(folder: str, version: int, data: Any, meta_json: str, extra_columns: list[str], *,
+                   rows: int | None = None, partitioned: bool | None = None) -> None:
+    """Write ``data`` (a pyarrow Table of the whole table at ``version``, or an iterable of its
+    record batches with ``rows`` given) as a snapshot in ``folder``, batch by batch (memory
+    stays at one batch). From ``IVF_MIN_ROWS`` rows (or as ``partitioned`` says) the rows are
+    stored partition by partition with the partitions' centroids beside them (``partitions.py``).
 
     Written beside, then swapped in by renames, so a reader sees the old or the new files.
     """
-    from .vectors import vector_matrix as _matrix
-
+    if rows is None:
+        rows, data = data.num_rows, data.to_batches(max_chunksize=_BATCH)
     tmp = f"{folder}.tmp-{uuid.uuid4().hex[:8]}"
     os.makedirs(tmp)
     try:
-        n = data.num_rows
-        image = _matrix(data.column("image_vector"))
-        np.save(os.path.join(tmp, "image.npy"), image)
-        mask = data.column("text_vector").is_valid().to_numpy(zero_copy_only=False)
-        captioned = int(mask.sum())
-        if captioned:
-            np.save(os.path.join(tmp, "text.npy"), _matrix(data.column("text_vector"), image.shape[1]))
-            np.save(os.path.join(tmp, "text_mask.npy"), mask)
-            fused = data.column("fused_vector")
-            if fused.null_count == 0:
-                np.save(os.path.join(tmp, "fused.npy"), _matrix(fused))
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        fields = [f for f in (*_ROW_FIELDS, *extra_columns) if f in data.column_names]
-        columns = {f: data.column(f).to_pylist() for f in fields}
-        with open(os.path.join(tmp, "rows.jsonl"), "wb") as out:
-            for i in range(n):
-                line = json.dumps({f: columns[f][i] for f in fields}, default=str, ensure_ascii=False)
-                out.write(line.encode("utf-8") + b"\n")
-                offsets[i + 1] = out.tell()
-        np.save(os.path.join(tmp, "offsets.npy"), offsets)
-        info = {"version": version, "rows": n, "captioned": captioned, "meta": json.loads(meta_json),
-                "fused": os.path.exists(os.path.join(tmp, "fused.npy"))}
+        info = _write_rows(tmp, data, rows, extra_columns)
+        info.update(version=version, meta=json.loads(meta_json))
+        if partitioned if partitioned is not None else rows >= IVF_MIN_ROWS:
+            info["ivf"] = _partition(tmp, info)
         with open(os.path.join(tmp, _INFO), "w") as f:
             json.dump(info, f)
         old = f"{folder}.old-{uuid.uuid4().hex[:8]}"
@@ -111,6 +105,116 @@ def write_snapshot(folder: str, version: int, data: Any, meta_json: str, extra_c
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_rows(tmp: str, batches: Any, n: int, extra_columns: list[str]) -> dict[str, Any]:
+    """The vector files and rows.jsonl in the table's order, one batch at a time."""
+    import pyarrow as pa
+
+    from .vectors import vector_matrix as _matrix
+
+    files: dict[str, np.ndarray] = {}
+    mask = np.zeros(n, dtype=bool)
+    fused_complete = True
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    at = 0
+    with open(os.path.join(tmp, "rows.jsonl"), "wb") as out:
+        for batch in batches:
+            m = batch.num_rows
+            if at + m > n:
+                raise ValueError(f"the table holds more than the {n} rows it counted")
+            image = _matrix(pa.chunked_array([batch.column("image_vector")]))
+            if "image" not in files:
+                dim = image.shape[1]
+                files = {name: np.lib.format.open_memmap(os.path.join(tmp, f"{name}.npy"), mode="w+",
+                                                         dtype=np.float32, shape=(n, dim))
+                         for name in ("image", "text", "fused")}
+            files["image"][at:at + m] = image
+            valid = batch.column("text_vector").is_valid().to_numpy(zero_copy_only=False)
+            mask[at:at + m] = valid
+            if valid.any():  # the text file stays sparse (never written) where no item has text
+                files["text"][at:at + m] = _matrix(pa.chunked_array([batch.column("text_vector")]), dim)
+            fused = batch.column("fused_vector")
+            fused_complete = fused_complete and fused.null_count == 0
+            if fused_complete:
+                files["fused"][at:at + m] = _matrix(pa.chunked_array([fused]), dim)
+            fields = [f for f in (*_ROW_FIELDS, *extra_columns) if f in batch.schema.names]
+            columns = {f: batch.column(f).to_pylist() for f in fields}
+            for i in range(m):
+                line = json.dumps({f: columns[f][i] for f in fields}, default=str, ensure_ascii=False)
+                out.write(line.encode("utf-8") + b"\n")
+                offsets[at + i + 1] = out.tell()
+            at += m
+    if at != n:
+        raise ValueError(f"the table gave {at} rows, not the {n} it counted")
+    for array in files.values():
+        array.flush()
+    files.clear()
+    captioned = int(mask.sum())
+    keep = {"image"} | ({"text", "fused"} if captioned and fused_complete else {"text"} if captioned else set())
+    for name in ("image", "text", "fused"):
+        path = os.path.join(tmp, f"{name}.npy")
+        if name not in keep and os.path.exists(path):
+            os.remove(path)
+    if n == 0:
+        np.save(os.path.join(tmp, "image.npy"), np.zeros((0, 0), dtype=np.float32))
+    if captioned:
+        np.save(os.path.join(tmp, "text_mask.npy"), mask)
+    np.save(os.path.join(tmp, "offsets.npy"), offsets)
+    return {"rows": n, "captioned": captioned, "fused": "fused" in keep}
+
+
+def _partition(tmp: str, info: dict[str, Any]) -> dict[str, Any]:
+    """Reorder the snapshot's rows partition by partition (by the vectors searches use by
+    default) and write ``ivf_centroids.npy`` and ``ivf_offsets.npy``; what ``snapshot.json``
+    records of them."""
+    from . import partitions
+
+    target = "fused" if info["captioned"] and info["fused"] else "image"
+    n = info["rows"]
+    keyed = np.load(os.path.join(tmp, f"{target}.npy"), mmap_mode="r")
+    centroids = partitions.train(keyed, partitions.partition_count(n))
+    labels = partitions.assign((keyed[s:s + _BATCH] for s in range(0, n, _BATCH)), centroids)
+    del keyed
+    order = np.argsort(labels, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=len(centroids)))]).astype(np.int64)
+    names = ["image"] + (["text"] if info["captioned"] else []) + (["fused"] if info["fused"] else [])
+    for name in names:
+        _permute_array(tmp, name, order)
+    if info["captioned"]:
+        np.save(os.path.join(tmp, "text_mask.npy"), np.load(os.path.join(tmp, "text_mask.npy"))[order])
+    _permute_rows(tmp, order)
+    np.save(os.path.join(tmp, "ivf_centroids.npy"), centroids)
+    np.save(os.path.join(tmp, "ivf_offsets.npy"), bounds)
+    matrix = np.load(os.path.join(tmp, f"{target}.npy"), mmap_mode="r")
+    nprobe = partitions.tune(matrix, centroids, bounds)
+    return {"target": target, "partitions": len(centroids), "nprobe": nprobe,
+            "crc": partitions.checksum(centroids, bounds)}
+
+
+def _permute_array(tmp: str, name: str, order: np.ndarray) -> None:
+    path = os.path.join(tmp, f"{name}.npy")
+    source = np.load(path, mmap_mode="r")
+    out = np.lib.format.open_memmap(f"{path}.new", mode="w+", dtype=np.float32, shape=source.shape)
+    for start in range(0, len(order), _BATCH):
+        take = order[start:start + _BATCH]
+        out[start:start + len(take)] = source[take]
+    out.flush()
+    del out, source
+    os.replace(f"{path}.new", path)
+
+
+def _permute_rows(tmp: str, order: np.ndarray) -> None:
+    path = os.path.join(tmp, "rows.jsonl")
+    old = np.load(os.path.join(tmp, "offsets.npy"))
+    new = np.zeros_like(old)
+    with open(path, "rb") as src, open(f"{path}.new", "wb") as out:
+        for i, j in enumerate(order):
+            src.seek(int(old[j]))
+            out.write(src.read(int(old[j + 1] - old[j])))
+            new[i + 1] = out.tell()
+    os.replace(f"{path}.new", path)
+    np.save(os.path.join(tmp, "offsets.npy"), new)
 
 
 def report_damage(db: str, table: str, version: int | None, exc: Exception) -> None:
@@ -182,6 +286,7 @@ class Snapshot:
         if self.captioned:
             names += ["text", "text_mask"] + (["fused"] if self.info["fused"] else [])
         try:
+            self._check_partitions()
             for name in names:
                 array = self._array(name)
                 want = self.rows + 1 if name == "offsets" else self.rows
@@ -194,6 +299,22 @@ class Snapshot:
             self._arrays.clear()
             raise SnapshotDamaged(f"{self.folder}: {exc}") from None
 
+    def _check_partitions(self) -> None:
+        """The partition files have the recorded count, bound every row, and are the ones this
+        snapshot wrote (their checksum): else ``ValueError``."""
+        ivf = self.info.get("ivf")
+        if ivf is None:
+            return
+        if not isinstance(ivf, dict) or not {"target", "partitions", "nprobe", "crc"} <= set(ivf):
+            raise ValueError("snapshot.json's ivf entry is incomplete")
+        centroids, bounds = self._array("ivf_centroids"), self._array("ivf_offsets")
+        if centroids.shape[0] != ivf["partitions"] or bounds.shape != (ivf["partitions"] + 1,):
+            raise ValueError(f"the partition files do not hold {ivf['partitions']} partitions")
+        if int(bounds[0]) != 0 or int(bounds[-1]) != self.rows or bool(np.any(np.diff(bounds) < 0)):
+            raise ValueError("ivf_offsets.npy does not bound the rows")
+        if checksum(centroids, bounds) != ivf["crc"]:
+            raise ValueError("the partition files are not the ones this snapshot wrote")
+
     def _array(self, name: str) -> np.ndarray:
         if name not in self._arrays:
             self._arrays[name] = np.load(os.path.join(self.folder, f"{name}.npy"), mmap_mode="r")
@@ -204,6 +325,23 @@ class Snapshot:
         matrix = self._array(target)
         return matrix[np.asarray(self._array("text_mask"))] if target == "text" else matrix
 
+    def background(self, target: str) -> np.ndarray:
+        """The vectors ``score_stats`` reads for ``--cutoff auto``: all of them, or in a
+        partitioned snapshot an even sample of ``BACKGROUND_ROWS`` (as the LanceDB path's
+        ``Store.sample_vectors``), so that a search never reads the whole table."""
+        if self.info.get("ivf") is None or self.rows <= BACKGROUND_ROWS:
+            return self.vectors(target)
+        step = self.rows // BACKGROUND_ROWS
+        picked = np.asarray(self._array(target)[::step])
+        if target == "text":
+            picked = picked[np.asarray(self._array("text_mask")[::step])]
+        return picked
+
+    def partitioned(self, target: str) -> bool:
+        """Whether a search of ``target`` reads only the nearest partitions."""
+        ivf = self.info.get("ivf")
+        return isinstance(ivf, dict) and ivf.get("target") == target
+
     def has(self, target: str) -> bool:
         return target == "image" or (self.captioned > 0 and (target == "text" or self.info["fused"]))
 
@@ -211,26 +349,53 @@ class Snapshot:
         """The ``limit`` rows with the highest cosine to ``vector`` in ``target``'s column, as
         row dicts like ``Store.nearest`` gives (image and text vectors included)."""
         matrix = self._array({"image": "image", "text": "text", "fused": "fused"}[target])
-        scores = matrix @ np.asarray(vector, dtype=np.float32)
-        if target == "text":
-            scores = np.where(self._array("text_mask"), scores, -np.inf)
+        vector = np.asarray(vector, dtype=np.float32)
+        if self.partitioned(target):
+            positions, scores = self._probe(matrix, vector, limit)
+        else:
+            positions, scores = None, matrix @ vector
+            if target == "text":
+                scores = np.where(self._array("text_mask"), scores, -np.inf)
         k = min(limit, len(scores))
         top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
         top = top[np.argsort(-scores[top], kind="stable")]
+        scores = scores[top]
+        if positions is not None:
+            top = positions[top]
         rows = []
         offsets = self._array("offsets")
         with open(os.path.join(self.folder, "rows.jsonl"), "rb") as f:
-            for i in top:
-                if not np.isfinite(scores[i]):
+            for i, score in zip(top, scores):
+                if not np.isfinite(score):
                     continue
                 f.seek(int(offsets[i]))
                 row = _row(f.read(int(offsets[i + 1] - offsets[i])), self.folder)
-                row["score"] = float(scores[i])
+                row["score"] = float(score)
                 row["image_vector"] = np.asarray(self._array("image")[i])
                 if self.captioned and self._array("text_mask")[i]:
                     row["text_vector"] = np.asarray(self._array("text")[i])
                 rows.append(row)
         return rows
+
+
+    def _probe(self, matrix: np.ndarray, vector: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """(row positions, exact scores) of the rows in the partitions nearest to ``vector``:
+        the recorded ``nprobe`` of them, more while they hold fewer than ``limit`` rows."""
+        bounds = self._array("ivf_offsets")
+        if "centroids" not in self._arrays:  # small (2 MB at 1M rows): read once, into memory
+            self._arrays["centroids"] = np.array(self._array("ivf_centroids"))
+        order = probe_order(self._arrays["centroids"], vector)
+        sizes = np.diff(bounds)[order]
+        enough = int(np.searchsorted(np.cumsum(sizes), min(limit, self.rows))) + 1
+        count = max(int(self.info["ivf"]["nprobe"]), enough)
+        if count * 2 >= len(order):  # most of them (vectors that do not cluster): one scan is faster
+            return np.arange(self.rows), matrix @ vector
+        chosen = np.sort(order[:count])  # read in file order
+        parts = [np.arange(bounds[p], bounds[p + 1]) for p in chosen]
+        positions = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        scores = np.concatenate([matrix[bounds[p]:bounds[p + 1]] @ vector for p in chosen]) if parts \
+            else np.zeros(0, dtype=np.float32)
+        return positions, scores
 
 
 def _row(line: bytes, folder: str) -> dict[str, Any]:

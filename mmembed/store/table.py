@@ -542,14 +542,17 @@ class Store:
         skip = {"texts", "embedded_texts", "manifest_texts", "text_hash", "content_hash", "mtime_ns", "ingested_at", "etag"}
         with _errors(f"cannot snapshot table '{self.table_name}'"):
             version = int(self.table.version)
-            data = self.read_columns([c for c in self.table.schema.names if c not in skip])
-            if int(self.table.version) != version:
-                return False  # another writer committed meanwhile; the next write refreshes it
             raw = (self.table.schema.field("id").metadata or {}).get(_META_KEY.encode(), b"{}")
+            columns = [c for c in self.table.schema.names if c not in skip]
+            batches = self.table.search().select(columns).limit(None).to_batches(65_536)  # streamed
         try:
-            write_snapshot(folder, version, data, raw.decode(), self.extra_columns)
+            write_snapshot(folder, version, batches, raw.decode(), self.extra_columns, rows=rows)
         except OSError as exc:
             raise StoreError(f"cannot write search snapshot in {folder} ({exc.strerror or exc})") from None
+        except Exception as exc:  # noqa: BLE001 - lancedb raises many types while the rows stream
+            raise StoreError(f"cannot snapshot table '{self.table_name}': {_one_line(exc)[:300]}") from exc
+        if int(self.table.version) != version:
+            return False  # another writer committed meanwhile (the snapshot records the older version: unread)
         return True
 
     # ------------------------------------------------------------ fusion weights

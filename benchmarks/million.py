@@ -1,0 +1,238 @@
+"""A million rows on one laptop (issue 27): the partitioned snapshot, measured.
+
+    python benchmarks/datasets.py vectors --rows 10000 100000 1000000   # random tables (once)
+    python benchmarks/million.py clustered --rows 1000000                # clustered table (once)
+    python benchmarks/million.py snapshot --tables rows_1000000 clustered_1000000_512
+    python benchmarks/million.py cold --tables rows_10000 rows_100000 rows_1000000 --runs 5
+    python benchmarks/million.py warm --tables rows_1000000 clustered_1000000_512
+    python benchmarks/million.py dupes --rows 100000 --tables rows_1000000 clustered_1000000_512
+
+- ``clustered``: ``ann_realistic.py``'s clustered rows (micro-clip image vectors of the shared
+  photos, perturbed), lifted to 512-d, recorded with the random ViT-B-32 of ``datasets.py``.
+- ``snapshot``: writes each table's snapshot (partitioned from 200k rows), timing it and its
+  peak RSS (a child process per table).
+- ``cold``: whole ``mmembed search "a dog on the beach" --json`` processes, median wall time
+  and peak RSS (``wait4``), after one unmeasured run; paired with ``MMEMBED_QUICK=0`` (the
+  LanceDB path, what a table past the old 300k snapshot limit took) in the same run.
+- ``warm``: ``Index.search(text)`` p50/p95 in one process (query encoded by the exported
+  tower, then the snapshot), and recall@10 of the snapshot's answer against an exact scan of
+  the same vectors, for ``ann_realistic.py``'s queries (micro-clip caption vectors and held-out
+  image vectors, lifted to 512-d) and for random unit queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from benchmarks.datasets import DEFAULT_OUT, SHARED  # noqa: E402
+
+QUERY = "a dog on the beach"
+
+
+def _exe() -> str:
+    return str(Path(sys.executable).parent / "mmembed")
+
+
+def run_rss(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB, stdout) of one child, measured by ``wait4`` on it alone."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    out = proc.stdout.read() if proc.stdout else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"{' '.join(cmd)} exited {os.waitstatus_to_exitcode(status)}")
+    return wall, usage.ru_maxrss / 1024, out.decode()
+
+
+def clustered(args: argparse.Namespace) -> None:
+    from benchmarks.ann_realistic import base_vectors, lift, make_table, perturb
+    from benchmarks.datasets import make_model
+
+    bases = base_vectors(args.out / "micro-clip-bases.npy")
+    matrix = lift(perturb(bases, args.rows, seed=args.rows), 512)
+    name = f"clustered_{args.rows}_512"
+    make_table(args.out / "db", name, matrix, make_model(args.out, "ViT-B-32"))
+    print(json.dumps({"table": name, "rows": args.rows}))
+
+
+def snapshot(args: argparse.Namespace) -> None:
+    for name in args.tables:
+        code = ("import sys,time; from mmembed.store import Store; s=Store(sys.argv[1], sys.argv[2]); "
+                "t=time.perf_counter(); ok=s.write_snapshot(); print(ok, round(time.perf_counter()-t,1))")
+        wall, rss, out = run_rss([sys.executable, "-c", code, str(args.out / "db"), name])
+        info = json.loads(Path(args.out / "db" / f"{name}.mmembed" / "snapshot.json").read_text())
+        print(json.dumps({"table": name, "written": out.split(), "wall_s": round(wall, 1), "peak_mb": round(rss),
+                          "ivf": info.get("ivf")}), flush=True)
+
+
+def cold(args: argparse.Namespace) -> None:
+    for name in args.tables:
+        for label, extra in (("quick (snapshot)", {}), ("LanceDB path (MMEMBED_QUICK=0)", {"MMEMBED_QUICK": "0"})):
+            env = {**os.environ, **extra}
+            cmd = [_exe(), "search", QUERY, "--json", "--db", str(args.out / "db"), "--table", name, "-n", "10"]
+            run_rss(cmd, env)  # files into the OS cache
+            walls, peaks = [], []
+            for _ in range(args.runs):
+                wall, rss, _ = run_rss(cmd, env)
+                walls.append(wall)
+                peaks.append(rss)
+            print(json.dumps({"table": name, "path": label, "median_s": round(statistics.median(walls), 3),
+                              "min_s": round(min(walls), 3), "peak_mb": round(max(peaks))}), flush=True)
+
+
+def _queries(count: int) -> dict[str, np.ndarray]:
+    from benchmarks.ann_realistic import base_vectors, lift, queries
+
+    bases = base_vectors(DEFAULT_OUT / "micro-clip-bases.npy")
+    qs = lift(queries(count, bases), 512)
+    rng = np.random.default_rng(5)
+    rand = rng.standard_normal((count, 512)).astype(np.float32)
+    return {"captions": qs[:count], "held-out images": qs[count:],
+            "random": rand / np.linalg.norm(rand, axis=1, keepdims=True)}
+
+
+def _path_at(snap, position: int) -> str:
+    offsets = snap._array("offsets")
+    with open(Path(snap.folder) / "rows.jsonl", "rb") as f:
+        f.seek(int(offsets[position]))
+        return json.loads(f.read(int(offsets[position + 1] - offsets[position])))["path"]
+
+
+def warm(args: argparse.Namespace) -> None:
+    from mmembed import Index
+    from mmembed.store.snapshot import Snapshot
+
+    with open(SHARED / "data" / "flickr8k" / "dev_captions.csv") as f:
+        texts = [row[1] for row in csv.reader(f)][1:][: args.queries]
+    sets = _queries(args.queries)
+    for name in args.tables:
+        db = str(args.out / "db")
+        index = Index(db, table=name)
+        index.search("warm up")
+        times, cpu = [], []
+        for text in texts:
+            started, used = time.perf_counter(), time.process_time()
+            index.search(text, limit=10)
+            times.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.process_time() - used) * 1000)
+        snap = Snapshot.open(db, name)
+        assert snap is not None
+        target = (snap.info.get("ivf") or {}).get("target", "image")
+        matrix = snap.vectors(target)
+        row = {"table": name, "rows": snap.rows, "ivf": snap.info.get("ivf"),
+               "warm_p50_ms": round(statistics.median(times), 1), "warm_cpu_p50_ms": round(statistics.median(cpu), 1),
+               "warm_p95_ms": round(sorted(times)[int(len(times) * .95)], 1)}
+        for label, qs in sets.items():
+            exact = np.concatenate([np.argsort(-(qs[i:i + 16] @ np.asarray(matrix).T), axis=1)[:, :10]
+                                    for i in range(0, len(qs), 16)])
+            found, vec_ms, vec_cpu = [], [], []
+            for q, e in zip(qs, exact):
+                started, used = time.perf_counter(), time.process_time()
+                rows = snap.nearest(q, target=target, limit=10)
+                vec_ms.append((time.perf_counter() - started) * 1000)
+                vec_cpu.append((time.process_time() - used) * 1000)
+                want = {_path_at(snap, int(i)) for i in e}  # the exact top 10's rows (snapshot positions)
+                found.append(len(want & {r["path"] for r in rows}) / 10)
+            row[label] = {"recall_at_10": round(float(np.mean(found)), 4), "vector_p50_ms": round(statistics.median(vec_ms), 1),
+                          "vector_cpu_p50_ms": round(statistics.median(vec_cpu), 2)}
+        print(json.dumps(row), flush=True)
+
+
+def _components(pairs: list[tuple[int, int, float]], cut: float) -> set[frozenset[int]]:
+    """The groups that linking every pair at or above ``cut`` makes (what the near check
+    confirms: near copies score 0.9 and up; the check itself needs the files)."""
+    parent: dict[int, int] = {}
+
+    def find(i: int) -> int:
+        while parent.setdefault(i, i) != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j, score in pairs:
+        if score >= cut:
+            parent[find(j)] = find(i)
+    groups: dict[int, set[int]] = {}
+    for i in list(parent):
+        groups.setdefault(find(i), set()).add(i)
+    return {frozenset(g) for g in groups.values() if len(g) > 1}
+
+
+def dupes(args: argparse.Namespace) -> None:
+    """The near mode's candidate stage: all pairs against ANN candidates on the same vectors
+    (100k random rows with 1,000 planted near copies, and 100k clustered rows), then the whole
+    ``mmembed dupes`` process on the 1M tables (ANN only: all pairs would take hours)."""
+    import tracemalloc
+
+    from benchmarks.ann_realistic import base_vectors, lift, perturb
+    from mmembed.retrieval import dupes as d
+
+    rows = args.rows if args.rows < 1_000_000 else 100_000
+    rng = np.random.default_rng(0)
+    random = rng.standard_normal((rows, 512)).astype(np.float32)
+    source = rng.choice(rows - 1000, 1000, replace=False)
+    random[rows - 1000:] = random[source] + 0.006 * np.linalg.norm(random[source], axis=1, keepdims=True) * \
+        rng.standard_normal((1000, 512)).astype(np.float32)
+    random /= np.linalg.norm(random, axis=1, keepdims=True)
+    tables = [("random + 1,000 planted", random)]
+    if args.clustered:
+        tables.append(("clustered", lift(perturb(base_vectors(args.out / "micro-clip-bases.npy"), rows, seed=rows), 512)))
+    for label, matrix in tables:
+        found = {}
+        for stage in ("_all_pairs", "_candidate_pairs"):
+            cache = args.out / f"dupes-all-pairs-{label.split()[0]}-{rows}.npy"
+            if stage == "_all_pairs" and cache.exists():  # the full pass is deterministic: reuse it
+                found[stage] = [(int(i), int(j), float(s)) for i, j, s in np.load(cache)]
+                continue
+            tracemalloc.start()
+            started = time.perf_counter()
+            pairs = getattr(d, stage)(matrix, d.THRESHOLDS["near"], None)
+            seconds = time.perf_counter() - started
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            found[stage] = pairs
+            if stage == "_all_pairs":
+                np.save(cache, np.array(pairs, dtype=np.float64).reshape(-1, 3))
+            print(json.dumps({"table": f"{label}, {rows} rows", "stage": stage, "seconds": round(seconds, 1),
+                              "peak_mb_beyond_vectors": round(peak / 2**20), "proposed": len(pairs)}), flush=True)
+        exact, ann = (_components(found[s], 0.9) for s in ("_all_pairs", "_candidate_pairs"))
+        close = {(i, j) for i, j, sc in found["_all_pairs"] if sc >= 0.9}
+        print(json.dumps({"table": f"{label}, {rows} rows", "groups_at_0.9_exact": len(exact), "groups_at_0.9_ann": len(ann),
+                          "same_groups": exact == ann, "close_pairs_exact": len(close),
+                          "close_pairs_also_ann": len(close & {(i, j) for i, j, _ in found["_candidate_pairs"]})}), flush=True)
+    for name in args.tables:
+        cmd = [_exe(), "dupes", "--db", str(args.out / "db"), "--table", name, "--json", "-q"]
+        wall, rss, out = run_rss(cmd)
+        print(json.dumps({"table": name, "mmembed dupes": "whole process", "seconds": round(wall, 1),
+                          "peak_mb": round(rss), "groups": len(out.splitlines())}), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["clustered", "snapshot", "cold", "warm", "dupes"])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--tables", nargs="*", default=["rows_1000000"])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--clustered", action="store_true", help="dupes: the clustered 100k table too")
+    args = parser.parse_args()
+    {"clustered": clustered, "snapshot": snapshot, "cold": cold, "warm": warm, "dupes": dupes}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()

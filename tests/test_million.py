@@ -1,0 +1,148 @@
+"""Issue 27 at small sizes: a partitioned snapshot (coarse IVF partitions beside the exact
+vectors) answers as exact search does, and a damaged or stale partition file is found out,
+falls back and heals. The speeds at 1M rows are shown by benchmarks/million.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DIM = 64
+
+
+def clustered(rows: int, seed: int, centres: int = 300) -> np.ndarray:
+    """Rows that cluster like photo bursts: a centre plus noise (cosine to it ~0.8-0.9)."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((centres, DIM)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    noise = rng.standard_normal((rows, DIM)).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    out = base[rng.integers(0, centres, rows)] + rng.uniform(0.4, 0.7, (rows, 1)).astype(np.float32) * noise
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def make_store(db: Path, matrix: np.ndarray, name: str = "images"):
+    import pyarrow as pa
+
+    from mmembed.models.fusion import FusionConfig
+    from mmembed.store import Store, TableMeta
+
+    store = Store(str(db), name)
+    store.create(TableMeta("local-dir:/nowhere", None, "f" * 16, DIM, FusionConfig().to_dict()), DIM, replace=True)
+    schema = store.table.schema
+    n = len(matrix)
+    flat = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), DIM)
+    ids = [f"{i:012x}" for i in range(n)]
+    data = {"id": ids, "path": [f"/bench/{i:08d}.jpg" for i in range(n)], "size": pa.array(np.full(n, 1000), pa.int64()),
+            "mtime_ns": pa.array(np.zeros(n, np.int64)), "content_hash": ids, "image_vector": flat, "fused_vector": flat}
+    store.add(pa.Table.from_pydict({f.name: data.get(f.name, pa.nulls(n, f.type)) for f in schema}, schema=schema))
+    return store
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    """A 20k-row clustered table with a partitioned snapshot (partitions from 5,000 rows here)."""
+    from mmembed.store import snapshot
+
+    db = tmp_path_factory.mktemp("million") / "db.lancedb"
+    matrix = clustered(20_000, seed=3)
+    store = make_store(db, matrix)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(snapshot, "IVF_MIN_ROWS", 5_000)
+        assert store.write_snapshot()
+    return db, matrix
+
+
+def _queries(matrix: np.ndarray, count: int = 40) -> np.ndarray:
+    rng = np.random.default_rng(11)
+    q = matrix[rng.integers(0, len(matrix), count)] + 0.6 * rng.standard_normal((count, DIM)).astype(np.float32) / 8
+    return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_partitions_give_the_exact_hits_on_20k_rows(table: tuple[Path, np.ndarray]) -> None:
+    from mmembed.store.snapshot import Snapshot
+
+    db, matrix = table
+    snap = Snapshot.open(str(db), "images")
+    assert snap is not None and snap.partitioned("image")
+    ivf = snap.info["ivf"]
+    assert ivf["partitions"] == 141 and 1 <= ivf["nprobe"] < ivf["partitions"] // 2  # reads a few of them
+    read = []
+    for q in _queries(matrix):
+        exact = np.argsort(-(matrix @ q), kind="stable")[:10]
+        rows = snap.nearest(q, target="image", limit=10)
+        assert [r["path"] for r in rows] == [f"/bench/{i:08d}.jpg" for i in exact]
+        assert np.allclose([r["score"] for r in rows], (matrix @ q)[exact], atol=1e-5)  # exact scores
+        positions, _ = snap._probe(snap._array("image"), q, 10)
+        read.append(len(positions))
+    assert max(read) < len(matrix) / 4  # the rows read: the probed partitions only
+
+
+def test_a_limit_beyond_the_probed_partitions_reads_more_of_them(table: tuple[Path, np.ndarray]) -> None:
+    from mmembed.store.snapshot import Snapshot
+
+    db, matrix = table
+    snap = Snapshot.open(str(db), "images")
+    q = _queries(matrix, 1)[0]
+    rows = snap.nearest(q, target="image", limit=3000)
+    exact = np.argsort(-(matrix @ q), kind="stable")[:3000]
+    assert len(rows) == 3000
+    assert len({r["path"] for r in rows[:100]} & {f"/bench/{i:08d}.jpg" for i in exact[:100]}) >= 95
+
+
+@pytest.mark.parametrize("damage", ["garbage", "stale"])
+def test_a_damaged_or_stale_partition_file_falls_back_and_heals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               damage: str) -> None:
+    from mmembed.retrieval.quick import QuickSearch
+    from mmembed.store import snapshot
+    from mmembed.store.snapshot import Snapshot, SnapshotDamaged
+
+    monkeypatch.setattr(snapshot, "IVF_MIN_ROWS", 1_000)
+    first = make_store(tmp_path / "a.lancedb", clustered(3_000, seed=5))
+    assert first.write_snapshot()
+    store = make_store(tmp_path / "b.lancedb", clustered(3_000, seed=6))
+    assert store.write_snapshot()
+    folder = Path(tmp_path / "b.lancedb", "images.mmembed")
+    assert json.loads((folder / "snapshot.json").read_text())["ivf"]["partitions"] == 55
+    if damage == "garbage":
+        (folder / "ivf_offsets.npy").write_bytes(b"\x93NUMPY garbage")
+    else:  # the same shapes, from another snapshot
+        shutil.copy(Path(tmp_path / "a.lancedb", "images.mmembed", "ivf_centroids.npy"), folder / "ivf_centroids.npy")
+    with pytest.raises(SnapshotDamaged):
+        Snapshot.open(str(tmp_path / "b.lancedb"), "images")
+    assert QuickSearch(str(tmp_path / "b.lancedb"), "images").snapshot() is None  # the LanceDB path answers
+    store.write_snapshot()  # what the next ingest (Derived.refresh) does
+    healed = Snapshot.open(str(tmp_path / "b.lancedb"), "images")
+    assert healed is not None and healed.partitioned("image")
+
+
+def test_a_table_below_the_threshold_keeps_the_unpartitioned_snapshot(tmp_path: Path) -> None:
+    from mmembed.store.snapshot import Snapshot
+
+    store = make_store(tmp_path / "db.lancedb", clustered(2_000, seed=7))
+    assert store.write_snapshot()
+    snap = Snapshot.open(str(tmp_path / "db.lancedb"), "images")
+    assert snap is not None and not snap.partitioned("image") and "ivf" not in snap.info
+    assert not Path(tmp_path / "db.lancedb", "images.mmembed", "ivf_centroids.npy").exists()
+
+
+def test_dupes_candidates_propose_the_near_copies_the_full_pass_proposes() -> None:
+    """The ANN candidate stage of ``dupes`` (partitions, each photo against the nearest few)
+    proposes every near copy (cosine >= 0.9) that the all-pairs pass proposes, on 6k rows."""
+    from mmembed.retrieval import dupes
+
+    matrix = clustered(6_000, seed=9, centres=1_000)
+    rng = np.random.default_rng(2)
+    source = rng.choice(5_800, 200, replace=False)
+    copies = matrix[source] + 0.02 * rng.standard_normal((200, DIM)).astype(np.float32)
+    matrix[5_800:] = copies / np.linalg.norm(copies, axis=1, keepdims=True)
+    full = dupes._all_pairs(matrix, 0.5, None)
+    ann = dupes._candidate_pairs(matrix, 0.5, None)
+    close = {(i, j) for i, j, s in full if s >= 0.9}
+    assert {(int(a), 5_800 + k) for k, a in enumerate(source)} <= close  # the planted copies are proposed
+    assert close <= {(i, j) for i, j, _ in ann}
+    assert len(ann) >= 0.9 * len(full)

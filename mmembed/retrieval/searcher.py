@@ -93,6 +93,8 @@ def plan_quick(quick: QuickSearch, text: str | None, image: str | os.PathLike[st
     snap = quick.snapshot()
     if snap is None or snap.rows == 0:
         return None
+    if query.positives and options.mode != "vector" and (options.mode == "text" or snap.info.get("words")):
+        return None  # ranked by words too: LanceDB's full-text index answers (retrieval.hybrid)
     meta = snap.meta
     if quick.model != (None, None) and not _same_model(quick.model, meta):
         return None  # the full path explains the mismatch

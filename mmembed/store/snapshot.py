@@ -101,7 +101,7 @@ def write_snapshot(folder: str, version: int, data: Any, meta_json: str, extra_c
                 offsets[i + 1] = out.tell()
         np.save(os.path.join(tmp, "offsets.npy"), offsets)
         info = {"version": version, "rows": n, "captioned": captioned, "meta": json.loads(meta_json),
-                "fused": os.path.exists(os.path.join(tmp, "fused.npy"))}
+                "fused": os.path.exists(os.path.join(tmp, "fused.npy")), "words": _with_words(data)}
         with open(os.path.join(tmp, _INFO), "w") as f:
             json.dump(info, f)
         old = f"{folder}.old-{uuid.uuid4().hex[:8]}"
@@ -111,6 +111,14 @@ def write_snapshot(folder: str, version: int, data: Any, meta_json: str, extra_c
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _with_words(data: Any) -> int:
+    """Rows with searchable words (``words``): a text query on such a table is ranked by words
+    too, which the snapshot cannot do (``retrieval.searcher.plan_quick``)."""
+    if "words" not in data.column_names:
+        return 0
+    return sum(1 for w in data.column("words").to_pylist() if w)
 
 
 def report_damage(db: str, table: str, version: int | None, exc: Exception) -> None:

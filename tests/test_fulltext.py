@@ -39,9 +39,23 @@ def library(tmp_path_factory: pytest.TempPathFactory, tiny_model: str) -> dict[s
 
 
 def search(db: str, query: str, *args: str) -> list[dict]:
-    done = run_cli("search", query, "--db", db, "--json", *args)
+    """``mmembed search QUERY --json ARGS`` in this process (the CLI's own test is below)."""
+    import mmembed
+
+    flags = dict(zip(args[::2], args[1::2]))
+    options = {k.lstrip("-").replace("-", "_"): v for k, v in flags.items() if k != "--tag"}
+    hits = mmembed.Index(db).search(query, tags=[flags["--tag"]] if "--tag" in flags else (), **options)
+    return [json.loads(json.dumps(h.to_dict(), default=str)) for h in hits]
+
+
+def test_cli_search_json_shows_the_score_parts(library: dict) -> None:
+    done = run_cli("search", "会议纪要", "--db", library["db"], "--json", "-n", "2")
     assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines()]
+    hits = [json.loads(line) for line in done.stdout.splitlines()]
+    assert Path(hits[0]["path"]).name == "minutes.png" and hits[0]["words_score"] > 0
+    assert hits[0]["terms"] == ["会议纪要"] and hits[0]["mode"] == "hybrid" and hits[1]["words_score"] is None
+    bad = run_cli("search", "x", "--db", library["db"], "--mode", "words")
+    assert bad.returncode == 1 and "--mode 'words' is not one of hybrid, vector, text" in bad.stderr
 
 
 def names(hits: list[dict]) -> list[str]:
@@ -72,8 +86,6 @@ def test_modes_force_one_ranking(library: dict) -> None:
     hybrid, vector = search(library["db"], "KX-483"), search(library["db"], "KX-483", "--mode", "vector")
     assert names(hybrid) == names(vector)  # (LanceDB's cosine and the snapshot's agree to float rounding)
     assert [h["score"] for h in hybrid] == pytest.approx([h["score"] for h in vector], abs=1e-5)
-    bad = run_cli("search", "x", "--db", library["db"], "--mode", "words")
-    assert bad.returncode == 1 and "--mode 'words' is not one of hybrid, vector, text" in bad.stderr
 
 
 def test_where_and_cutoff_hold_in_hybrid(library: dict) -> None:
@@ -87,6 +99,8 @@ def test_where_and_cutoff_hold_in_hybrid(library: dict) -> None:
 def test_old_table_gains_words_and_index_at_next_ingest_and_tags_join(tmp_path: Path, library: dict) -> None:
     import lancedb
 
+    import mmembed
+
     db = str(tmp_path / "old.lancedb")
     shutil.copytree(library["db"], db)
     table = lancedb.connect(db).open_table("images")
@@ -97,13 +111,12 @@ def test_old_table_gains_words_and_index_at_next_ingest_and_tags_join(tmp_path: 
     assert "words" not in table.schema.names
     before = search(db, "会议纪要")
     assert before[0]["mode"] == "vector"  # searches as before
-    done = run_cli("ingest", library["folder"], "--db", db, "--model", library["model"])
-    assert done.returncode == 0 and "unchanged 6" in done.stderr, done.stderr  # nothing encoded again
+    report = mmembed.Index(db).ingest(library["folder"])
+    assert report.unchanged == 6 and report.added == report.updated == 0  # nothing encoded again
     table = lancedb.connect(db).open_table("images")
     assert any(idx.columns == ["words"] for idx in table.list_indices())
     assert names(search(db, "会议纪要"))[0] == "minutes.png"
-    tagged = run_cli("tag", "--db", db, "--labels", "zebracrossing,lighthouse")
-    assert tagged.returncode == 0, tagged.stderr
+    mmembed.Index(db).tag(["zebracrossing", "lighthouse"])
     hits = search(db, "lighthouse", "--mode", "text") + search(db, "zebracrossing", "--mode", "text")
     assert sorted(names(hits)) == sorted(TEXTS)  # every row got its top tag among its words
     assert names(search(db, "lighthouse", "--tag", "lighthouse"))[0] in TEXTS

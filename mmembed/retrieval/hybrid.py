@@ -85,7 +85,7 @@ def ranked_hits(mode: str, text: str, options: SearchOptions, *,
                 cosine: Callable[[dict[str, Any]], float],
                 make: Callable[[dict[str, Any]], Hit],
                 background: Callable[[], tuple[float, float] | None],
-                how: str = FUSION) -> list[Hit]:
+                how: str | None = None) -> list[Hit]:
     """The hits of a query in ``mode`` (hybrid or text); see the module docstring.
 
     ``vector_rows(n)``: the n nearest rows (each with ``score``, the cosine); ``word_rows(text, n)``:
@@ -103,7 +103,7 @@ def ranked_hits(mode: str, text: str, options: SearchOptions, *,
         ordered = [(r, r["score"]) for r in near]
     else:
         near = vector_rows(max(options.limit, VECTOR_CANDIDATES))
-        ordered = fuse(near, found, how=how, query=text)
+        ordered = fuse(near, found, how=how or FUSION, query=text)
     if not options.frames:  # a video once, at its best-ranked frame
         kept = {id(r) for r in one_per_video([r for r, _ in ordered])}
         ordered = [(r, s) for r, s in ordered if id(r) in kept]
@@ -130,7 +130,7 @@ def _cut(hits: list[Hit], options: SearchOptions, background: Callable[[], tuple
 def hybrid_search(store: Any, mode: str, text: str, options: SearchOptions, where: str | None,
                   nearest: Callable[[int], list[dict[str, Any]]], make: Callable[[dict[str, Any]], Hit],
                   search_vector: Any, column: str, background: Callable[[], tuple[float, float] | None],
-                  how: str = FUSION) -> list[Hit]:
+                  how: str | None = None) -> list[Hit]:
     """``ranked_hits`` on a LanceDB table (``store.table.Store``): ``nearest`` gives the vector
     rows, ``store.fulltext.word_search`` the word rows (with the same ``where``)."""
     import numpy as np

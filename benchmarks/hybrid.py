@@ -2,6 +2,7 @@
 
     python benchmarks/hybrid.py speed [--rows 100000] [--queries 40]
     python benchmarks/hybrid.py quality [--sets /tmp/mmembed-bench/ocr-holdout] [--model local-dir:...micro-clip]
+    python benchmarks/hybrid.py flickr [--model local-dir:...micro-clip]
 
 ``speed``: an mmembed table of ``rows`` random unit vectors (``datasets.make_vectors``'s schema)
 whose rows carry synthetic OCR-like text (English words, Chinese written without spaces, codes),
@@ -68,7 +69,7 @@ def build_speed_table(rows: int) -> tuple[str, str, list[str]]:
 
     out = OUT / "fts-hybrid"  # its own tables: other benchmarks' rows_N stay as they are
     model_dir = ROOT.parent / "shared" / "models" / "micro-clip"
-    name = make_vectors(out, rows, model_dir)  # rows_N, refreshed (ANN, snapshot)
+    name = make_vectors(out, rows, model_dir, dim=256)  # rows_N (micro-clip is 256-d), refreshed
     store = Store(str(out / "db"), name)
     rng = random.Random(rows)
     texts = [_text(rng) for _ in range(rows)]
@@ -124,20 +125,30 @@ def speed(args: argparse.Namespace) -> None:
 
 
 def _queries(sets: Path, seed: int) -> list[tuple[str, str, str]]:
-    """(set, file, query) for each text image."""
+    """(set, file, query) for each text image: its words in a seeded order (a code first, where it
+    shows one), at least two, taken until no other picture of the sets shows them all (at most 6): a query that
+    names what this picture shows, and no other (the sets draw from small word pools, so two words
+    alone often name several)."""
     rng = random.Random(seed)
-    out = []
+    truth = []
     for kind in ("screenshots", "signs", "documents"):
         for line in (sets / kind / "truth.jsonl").read_text(encoding="utf-8").splitlines():
             item = json.loads(line)
-            words = list(dict.fromkeys(item["words"]))
-            codes = [w for w in words if "-" in w]
-            plain = [w for w in words if "-" not in w]
-            if item["lang"] == "zh":
-                picked = rng.sample(plain, min(2, len(plain)))
-            else:
-                picked = codes[:1] + rng.sample(plain, min(2, len(plain)))
-            out.append((f"{kind}-{item['lang']}", item["file"], " ".join(picked)))
+            truth.append((kind, item["file"], item["lang"], list(dict.fromkeys(item["words"]))))
+    shown = {file: {w.lower() for w in words} for _, file, _, words in truth}
+    out = []
+    for kind, file, lang, words in truth:
+        codes = [w for w in words if "-" in w]
+        plain = [w for w in words if "-" not in w]
+        rng.shuffle(plain)
+        picked: list[str] = []
+        for word in codes[:1] + plain:
+            picked.append(word)
+            others = [f for f, ws in shown.items() if f != file and all(p.lower() in ws for p in picked)]
+            if (not others and len(picked) >= 2) or len(picked) == 6:
+                break
+        shared = any(f != file and all(p.lower() in ws for p in picked) for f, ws in shown.items())
+        out.append((f"{kind}-{lang}", file, " ".join(picked) + ("\t" if shared else "")))
     return out
 
 
@@ -164,6 +175,8 @@ def quality(args: argparse.Namespace) -> None:
     print(f"ingest: {report.added} added", file=sys.stderr)
     cache = work / "ocr.json"
     read = json.loads(cache.read_text()) if cache.exists() else {}
+    for other in OUT.glob("hybrid-*/ocr.json"):  # the same COCO photos, read by the same reader
+        read.update({k: v for k, v in json.loads(other.read_text()).items() if k.startswith("coco-")})
     reader = TextReader()
     rows = index.items()
     started = time.perf_counter()
@@ -187,7 +200,11 @@ def quality(args: argparse.Namespace) -> None:
     from mmembed.retrieval import hybrid
 
     results: dict[tuple[str, str], list[int]] = {}
-    for kind, file, query in _queries(sets, args.seed):
+    queries = _queries(sets, args.seed)
+    print(f"{len(queries)} queries; {sum(q.endswith(chr(9)) for _, _, q in queries)} name words another picture "
+          "of the sets shows too (counted all the same)")
+    for kind, file, query in queries:
+        query = query.rstrip("\t")
         for label, opts in [*runs.items(), ("hybrid linear 0.5", dict(mode="hybrid"))]:
             hybrid.FUSION = "linear" if "linear" in label else "rrf"
             hits = index.search(query, limit=10, **opts)
@@ -201,6 +218,68 @@ def quality(args: argparse.Namespace) -> None:
         print(f"{kind:18s} {label:18s} {len(ranks):3d} {r1:6.3f} {r5:6.3f}")
 
 
+def _read_all(index, work: Path, gate_all: bool) -> dict[str, str]:
+    """OCR text of every row (cached in ``work/ocr.json``): through the ``has_text`` gate."""
+    from mmembed.models.ocr import TextReader
+    from mmembed.sources.decode import load_image
+    from mmembed.store.fulltext import recompose_words
+
+    cache = work / "ocr.json"
+    read = json.loads(cache.read_text()) if cache.exists() else {}
+    reader = TextReader()
+    rows = index.items()
+    started = time.perf_counter()
+    for n, row in enumerate(rows):
+        name = Path(row["path"]).name
+        if name in read:
+            continue
+        image = load_image(row["path"]).image
+        read[name] = reader.read_text(image).text if reader.has_text(image) else ""
+        if n % 20 == 0:
+            cache.write_text(json.dumps(read, ensure_ascii=False))
+    cache.write_text(json.dumps(read, ensure_ascii=False))
+    print(f"OCR {time.perf_counter() - started:.0f} s, {sum(bool(t) for t in read.values())} of {len(rows)} with text",
+          file=sys.stderr)
+    ids = [r["id"] for r in rows]
+    index.store.update_columns({"id": ids, "ocr_text": [read[Path(r["path"]).name] or None for r in rows]})
+    recompose_words(index.store, ids=ids)
+    index.refresh()
+    return read
+
+
+def flickr(args: argparse.Namespace) -> None:
+    """Caption queries on Flickr8k dev (1000 images, no captions ingested: the words are OCR text
+    and path words): R@1/5/10 of vector against hybrid, one query per caption (5000)."""
+    import csv
+
+    import mmembed
+
+    work = OUT / "hybrid-flickr8k-dev"
+    work.mkdir(parents=True, exist_ok=True)
+    db = str(work / "db.lancedb")
+    dev = ROOT.parent / "shared" / "data" / "flickr8k" / "dev"
+    index = mmembed.Index(db, model=args.model)
+    index.ingest(dev)
+    _read_all(index, work, True)
+    index = mmembed.Index(db)
+    by_name = {Path(r["path"]).name: r["id"] for r in index.items()}
+    with open(ROOT.parent / "shared" / "data" / "flickr8k" / "dev_captions.csv") as f:
+        pairs = [(row["image"], row["caption"]) for row in csv.DictReader(f)]
+    ranks: dict[str, list[int]] = {"vector": [], "hybrid": []}
+    changed = 0
+    for image, caption in pairs:
+        got = {}
+        for mode in ranks:
+            hits = index.search(caption, limit=10, mode=mode)
+            got[mode] = [h.id for h in hits]
+            ranks[mode].append(next((i for i, h in enumerate(hits) if h.id == by_name[image]), 99))
+        changed += got["vector"] != got["hybrid"]
+    for mode, r in ranks.items():
+        print(f"flickr8k dev {mode:6s} {len(r)} captions: R@1 {sum(x < 1 for x in r) / len(r):.4f} "
+              f"R@5 {sum(x < 5 for x in r) / len(r):.4f} R@10 {sum(x < 10 for x in r) / len(r):.4f}")
+    print(f"queries whose top 10 differ: {changed}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -212,8 +291,10 @@ def main() -> None:
     q.add_argument("--sets", default=str(OUT / "ocr-holdout"))
     q.add_argument("--model", default=MICRO)
     q.add_argument("--seed", type=int, default=22)
+    f = sub.add_parser("flickr")
+    f.add_argument("--model", default=MICRO)
     args = parser.parse_args()
-    speed(args) if args.what == "speed" else quality(args)
+    {"speed": speed, "quality": quality, "flickr": flickr}[args.what](args)
 
 
 if __name__ == "__main__":

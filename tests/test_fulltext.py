@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURE_IMAGES, run_cli
+from test_serve import browser, start_server, stop_server  # noqa: F401 - browser is a fixture
 
 TEXTS = {  # picture -> its sidecar caption (the words a screenshot or a sign would carry)
     "minutes.png": ("green.png", "会议室 第三季度会议纪要 2026"),
@@ -21,6 +22,7 @@ TEXTS = {  # picture -> its sidecar caption (the words a screenshot or a sign wo
     "bakery.png": ("alpha.png", "Harbor Street Bakery receipt, total 12.40"),
     "cafe.jpg": ("cmyk.jpg", "Café de Flore, Boulevard Saint-Germain"),
     "plain.bmp": ("yellow.bmp", None),
+    "evil.ppm": ("orange.ppm", "<b>bold</b> <img src=x onerror=alert(1)> lighthouse KX-999"),
 }
 
 
@@ -69,17 +71,17 @@ def test_chinese_without_spaces_and_code_parts_match_with_no_false_hits(library:
     assert [h for h in zh if h["words_score"] is not None] == zh[:1]  # "会议 纪 要" apart is no hit
     code = search(library["db"], "KX-482")
     assert names(code)[0] == "plate.jpg" and [h["words_score"] is not None for h in code].count(True) == 1
-    assert code[0]["score"] > code[1]["score"] and -1 <= code[0]["vector_score"] <= 1
+    assert code[0]["score"] == code[0]["fused_score"] > code[1]["score"] and -1 <= code[0]["vector_score"] <= 1
     accent = search(library["db"], "cafe flore", "--mode", "text")  # accents folded, terms anywhere
     assert names(accent) == ["cafe.jpg"]
 
 
 def test_modes_force_one_ranking(library: dict) -> None:
     vector = search(library["db"], "KX-482", "--mode", "vector")
-    assert len(vector) == 6 and all(h["mode"] == "vector" and h["words_score"] is None for h in vector)
+    assert len(vector) == len(TEXTS) and all(h["mode"] == "vector" and h["words_score"] is None for h in vector)
     assert all(h["score"] == h["vector_score"] for h in vector)
     text = search(library["db"], "harbor receipt", "--mode", "text")
-    assert names(text) == ["bakery.png"] and text[0]["score"] == text[0]["words_score"]
+    assert names(text) == ["bakery.png"] and text[0]["score"] == text[0]["words_score"] > 0
     none = search(library["db"], "KX-483", "--mode", "text")
     assert none == []
     # a query no item's words hold ranks by looks, as before words existed
@@ -93,7 +95,7 @@ def test_where_and_cutoff_hold_in_hybrid(library: dict) -> None:
     only = search(library["db"], "KX-482", "--where", "path LIKE '%plate%'")
     assert names(only) == ["plate.jpg"] and only[0]["words_score"] is not None
     cut = search(library["db"], "KX-482", "--cutoff", "auto")  # the word match stands out, whatever its cosine
-    assert names(cut)[0] == "plate.jpg" and len(cut) < 6
+    assert names(cut)[0] == "plate.jpg" and len(cut) < len(TEXTS)
 
 
 def test_old_table_gains_words_and_index_at_next_ingest_and_tags_join(tmp_path: Path, library: dict) -> None:
@@ -112,7 +114,7 @@ def test_old_table_gains_words_and_index_at_next_ingest_and_tags_join(tmp_path: 
     before = search(db, "会议纪要")
     assert before[0]["mode"] == "vector"  # searches as before
     report = mmembed.Index(db).ingest(library["folder"])
-    assert report.unchanged == 6 and report.added == report.updated == 0  # nothing encoded again
+    assert report.unchanged == len(TEXTS) and report.added == report.updated == 0  # nothing encoded again
     table = lancedb.connect(db).open_table("images")
     assert any(idx.columns == ["words"] for idx in table.list_indices())
     assert names(search(db, "会议纪要"))[0] == "minutes.png"
@@ -128,3 +130,32 @@ def test_api_returns_score_parts(library: dict) -> None:
     hits = mmembed.Index(library["db"]).search("bakery", mode="hybrid", limit=3)
     assert Path(hits[0].path).name == "bakery.png" and hits[0].terms == ["bakery"]
     assert hits[0].to_dict()["words_score"] == hits[0].words_score > 0
+
+
+def test_web_app_marks_the_matched_words_as_text(library: dict, browser) -> None:  # noqa: F811
+    import urllib.parse
+
+    proc, url, errors = start_server("--db", library["db"])
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    try:
+        tab = context.new_page()
+        page_errors: list[str] = []
+        tab.on("pageerror", lambda e: page_errors.append(str(e)))
+        tab.on("dialog", lambda d: (page_errors.append("dialog " + d.message), d.dismiss()))
+        tab.goto(url + "?q=" + urllib.parse.quote("kx-999"))
+        tab.wait_for_selector(".card .words mark", timeout=30_000)
+        first = tab.eval_on_selector(".card", """c => ({path: c.dataset.path, why: c.querySelector('.why').textContent,
+            marks: [...c.querySelectorAll('.words mark')].map(m => m.textContent),
+            words: c.querySelector('.words').textContent, tags: c.querySelectorAll('.words b, .words img').length})""")
+        assert first["path"].endswith("evil.ppm") and first["marks"] == ["KX-999"]  # the item's own case
+        assert "<b>bold</b> <img src=x onerror=alert(1)>" in first["words"] and first["tags"] == 0
+        assert "looks " in first["why"] and "words " in first["why"]
+        tab.click("#toggle-filters")
+        tab.select_option("#mode", "vector")
+        tab.wait_for_function("() => new URLSearchParams(location.search).get('mode') === 'vector'", timeout=10_000)
+        tab.wait_for_function("() => document.body.dataset.state === 'ready'", timeout=30_000)
+        assert tab.eval_on_selector_all(".card .words mark", "ms => ms.length") == 0
+        assert page_errors == []
+    finally:
+        context.close()
+        assert stop_server(proc) == 0, "".join(errors)[-2000:]

@@ -13,9 +13,10 @@ words), ``vector`` (as before words existed) and ``text`` (words only, best BM25
 breaks ties and ranks nothing else). A hybrid query whose terms no item's words hold is ranked
 by its vectors alone, scored by the cosine, as before words existed. Each hit keeps its parts: ``vector_score`` (cosine),
 ``words_score`` (BM25, None without a word match), ``terms`` (the query's terms it holds, for
-highlighting) and ``score`` (the fused score in hybrid mode, BM25 in text mode, the cosine in
-vector mode). ``--min-score`` and ``--cutoff auto`` judge the cosine; an item whose words hold
-the query always passes them, as it was found by what it says rather than how it looks.
+highlighting), ``fused_score`` and ``score``: what the list is ranked by (the fused score in a
+hybrid list with word matches, BM25 in text mode, else the cosine). ``--min-score`` drops hits by
+``score``; ``--cutoff auto`` ends the ranked list at the first hit that neither holds the query's
+words nor stands out from the table by its cosine, so a word match is kept whatever its looks.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..text.words import query_terms
-from .query import Hit, SearchOptions, apply_cutoff, one_per_video
+from .query import AUTO_CUTOFF_Z, Hit, SearchOptions, one_per_video
 
 __all__ = ["FUSIONS", "VECTOR_CANDIDATES", "resolve_mode", "fuse", "ranked_hits"]
 
@@ -108,23 +109,40 @@ def ranked_hits(mode: str, text: str, options: SearchOptions, *,
         kept = {id(r) for r in one_per_video([r for r, _ in ordered])}
         ordered = [(r, s) for r, s in ordered if id(r) in kept]
     hits = []
-    for row, score in ordered:
+    for row, score in ordered[: options.limit]:
         hit = make(row)
         matched = row.get("words_score") is not None
         hits.append(dataclasses.replace(
             hit, score=float(score), vector_score=float(row["score"]), mode=mode,
+            fused_score=float(score) if mode == "hybrid" and found else None,
             words_score=float(row["words_score"]) if matched else None,
             terms=terms if matched else []))
-    return _cut(hits, options, background)[: options.limit]
+    return _cut(hits, options, background)
 
 
 def _cut(hits: list[Hit], options: SearchOptions, background: Callable[[], tuple[float, float] | None]) -> list[Hit]:
-    """``--min-score``/``--cutoff auto`` on the cosine; word matches always pass."""
-    if options.min_score is None and options.cutoff != "auto":
+    """``--min-score`` drops the hits whose ``score`` is below it (the fused score in a hybrid
+    list: ``--mode vector`` for a floor on the cosine); ``--cutoff auto`` ends the list at
+    the first hit that neither holds the query's words nor stands out by its cosine (a cut of
+    the same ranking)."""
+    if options.min_score is not None:
+        hits = [h for h in hits if h.score >= options.min_score]
+    if options.cutoff != "auto" or not hits:
         return hits
-    as_cosine = [dataclasses.replace(h, score=h.vector_score if h.vector_score is not None else -1.0) for h in hits]
-    kept = {id(h) for h in apply_cutoff(as_cosine, options, background() if options.cutoff == "auto" else None)}
-    return [h for h, c in zip(hits, as_cosine) if id(c) in kept or h.words_score is not None]
+    stats = background()
+    if stats is None:
+        return hits
+    floor = apply_cutoff_floor(stats)
+    for i, hit in enumerate(hits):
+        if hit.words_score is None and (hit.vector_score if hit.vector_score is not None else -1.0) < floor:
+            return hits[:i]
+    return hits
+
+
+def apply_cutoff_floor(background: tuple[float, float]) -> float:
+    """The cosine ``--cutoff auto`` asks for (``query.apply_cutoff``'s rule)."""
+    median, spread = background
+    return median + AUTO_CUTOFF_Z * spread
 
 
 def hybrid_search(store: Any, mode: str, text: str, options: SearchOptions, where: str | None,

@@ -61,9 +61,10 @@ class Hit:
     duration: float | None = None  # a video's length in seconds
     raw_siblings: list[str] = field(default_factory=list)  # a JPEG's RAW files of the same shot
     extra: dict[str, Any] = field(default_factory=dict)  # manifest columns
-    # The parts of a hybrid score (``retrieval.hybrid``): ``score`` is then the fused score.
+    # Ranked by words too (``retrieval.hybrid``): ``score`` is then the fused score; these say why.
     vector_score: float | None = None  # cosine of the query with the searched vector column
     words_score: float | None = None  # BM25 of the query over the item's words; None: no word match
+    fused_score: float | None = None  # hybrid with a word match: the reciprocal-rank fusion score (= score)
     terms: list[str] = field(default_factory=list)  # the query's terms found in the item's words
     mode: str = "vector"  # how it was ranked: hybrid, vector or text
 

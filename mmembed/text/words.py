@@ -12,6 +12,7 @@ case, accents folded).
 from __future__ import annotations
 
 import os
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -27,7 +28,9 @@ WORD_COLUMNS = ("texts", "embedded_texts", "manifest_texts", "path_words", "ocr_
 
 def item_words(row: Mapping[str, Any]) -> str:
     """The item's words from a row (or a dict of the same keys): each source on its own line,
-    duplicates dropped, order kept, the file's name and folder last; ``''`` when there are none."""
+    duplicates dropped, order kept, the file's name and folder last; ``''`` when there are none.
+    A line that ends in a hyphen joins the next ("KX-" / "482-PD" -> "KX-482-PD"), as a phone
+    screenshot wraps a code."""
     seen: set[str] = set()
     lines: list[str] = []
     for column in WORD_COLUMNS:
@@ -82,11 +85,15 @@ def _strip_punctuation(term: str) -> str:
     return term[start:end]
 
 
+_WRAPPED = re.compile(r"(?<=\w)-\n(?=\w)")  # "KX-\n482-PD": a code or word wrapped at its hyphen
+
+
 def _strings(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
-        return [value.strip()] if value.strip() else []
+        value = _WRAPPED.sub("-", value.strip())
+        return [value] if value else []
     if isinstance(value, Iterable):
         return [str(v).strip() for v in value if v is not None and str(v).strip()]
     return [str(value)]

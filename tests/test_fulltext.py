@@ -159,3 +159,15 @@ def test_web_app_marks_the_matched_words_as_text(library: dict, browser) -> None
     finally:
         context.close()
         assert stop_server(proc) == 0, "".join(errors)[-2000:]
+
+
+def test_terms_match_as_the_index_compares_them() -> None:
+    from mmembed.store.fulltext import contains_terms
+    from mmembed.text.words import item_words, query_terms
+
+    assert query_terms("Wi-Fi password?  Café") == ["wi-fi", "password", "cafe"]
+    assert contains_terms("a scar on the door", ["car"]) is False and contains_terms("two cars", ["car"])
+    assert contains_terms("Pharmacy exitDL-101-LL", query_terms("DL-101"))  # OCR ran a code into a word
+    assert contains_terms("第三季度会议纪要", ["会议纪要"]) and not contains_terms("会议 纪要", ["会议纪要"])
+    words = item_words({"ocr_text": "Schedule AK-\n451-HJ", "path": "/home/u/trips/oslo/boarding_pass.png"})
+    assert words == "Schedule AK-451-HJ\noslo boarding pass"  # a code wrapped at its hyphen, the name's words

@@ -86,7 +86,8 @@ def ranked_hits(mode: str, text: str, options: SearchOptions, *,
                 cosine: Callable[[dict[str, Any]], float],
                 make: Callable[[dict[str, Any]], Hit],
                 background: Callable[[], tuple[float, float] | None],
-                how: str | None = None) -> list[Hit]:
+                how: str | None = None,
+                before_make: Callable[[list[dict[str, Any]]], None] | None = None) -> list[Hit]:
     """The hits of a query in ``mode`` (hybrid or text); see the module docstring.
 
     ``vector_rows(n)``: the n nearest rows (each with ``score``, the cosine); ``word_rows(text, n)``:
@@ -108,8 +109,11 @@ def ranked_hits(mode: str, text: str, options: SearchOptions, *,
     if not options.frames:  # a video once, at its best-ranked frame
         kept = {id(r) for r in one_per_video([r for r, _ in ordered])}
         ordered = [(r, s) for r, s in ordered if id(r) in kept]
+    ordered = ordered[: options.limit]
+    if before_make is not None:
+        before_make([r for r, _ in ordered])  # e.g. read the whole rows of the hits shown, at once
     hits = []
-    for row, score in ordered[: options.limit]:
+    for row, score in ordered:
         hit = make(row)
         matched = row.get("words_score") is not None
         hits.append(dataclasses.replace(
@@ -157,15 +161,29 @@ def hybrid_search(store: Any, mode: str, text: str, options: SearchOptions, wher
 
     query = np.asarray(search_vector, dtype=np.float32)
 
+    have = set(store.table.schema.names)
+    light = [c for c in ("id", "path", "media", column) if c in have]  # the rest only for the hits shown
+
     def words(q: str, n: int) -> list[dict[str, Any]]:
-        return word_search(store, q, limit=n, where=where)
+        return word_search(store, q, limit=n, where=where, columns=light)
 
     def cosine(row: dict[str, Any]) -> float:
         vector = row.get(column)
         return float(np.dot(query, np.asarray(vector, dtype=np.float32))) if vector is not None else -1.0
 
+    full: dict[str, dict[str, Any]] = {}
+
     def made(row: dict[str, Any]) -> Hit:
+        if "image_vector" not in row:  # a word row: its whole row, read with the others shown
+            row = {**full[row["id"]], "score": row["score"]}
         return make({k: v for k, v in row.items() if k not in ("fused_vector", "words_score")})
 
-    return ranked_hits(mode, text, options, vector_rows=nearest, word_rows=words, cosine=cosine, make=made,
-                       background=background, how=how)
+    def word_rows(q: str, n: int) -> list[dict[str, Any]]:
+        return words(q, n)
+
+    def hits_of(rows: list[dict[str, Any]]) -> None:
+        missing = [r["id"] for r in rows if "image_vector" not in r]
+        full.update({r["id"]: r for r in store.rows_by_id(missing)} if missing else {})
+
+    return ranked_hits(mode, text, options, vector_rows=nearest, word_rows=word_rows, cosine=cosine, make=made,
+                       background=background, how=how, before_make=hits_of)

@@ -134,13 +134,15 @@ def contains_terms(words: str | None, terms: list[str]) -> bool:
 @functools.lru_cache(maxsize=256)
 def _term_pattern(term: str) -> re.Pattern[str]:
     unspaced = unicodedata.category(term[0]) == "Lo" and not term[0].isascii()
-    return re.compile(("" if unspaced or not term[0].isalnum() else r"(?<![^\W_])") + re.escape(term))
+    code = any(c.isdigit() for c in term)  # a code or number matches in part, even run into a word by OCR
+    return re.compile(("" if unspaced or code or not term[0].isalnum() else r"(?<![^\W_])") + re.escape(term))
 
 
 def word_search(store: Store, text: str, *, limit: int, where: str | None = None,
                 columns: list[str] | None = None) -> list[dict[str, Any]]:
     """Rows whose words hold every term of ``text``, best BM25 first, each with ``words_score``
-    (BM25) and ``_rowid``. ``where`` filters first (prefilter), as a vector search's does."""
+    (BM25) and ``columns`` (default: all). ``where`` filters first (prefilter), as a vector
+    search's does."""
     from lancedb.query import FullTextOperator, MatchQuery
 
     terms = query_terms(text)
@@ -148,9 +150,8 @@ def word_search(store: Store, text: str, *, limit: int, where: str | None = None
     if not grams or WORDS not in store.table.schema.names:
         return []
     query = store.table.search(MatchQuery(grams, WORDS, operator=FullTextOperator.AND), query_type="fts")
-    if columns is not None:
-        query = query.select(list({*columns, WORDS}))
-    query = query.with_row_id(True).limit(max(CANDIDATES, 8 * limit))
+    wanted = columns if columns is not None else [c for c in store.table.schema.names]
+    query = query.select(list(dict.fromkeys([*wanted, WORDS, "_score"]))).limit(max(CANDIDATES, 8 * limit))
     if where:
         query = query.where(where, prefilter=True)
     try:

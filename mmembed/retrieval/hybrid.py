@@ -187,3 +187,60 @@ def hybrid_search(store: Any, mode: str, text: str, options: SearchOptions, wher
 
     return ranked_hits(mode, text, options, vector_rows=nearest, word_rows=word_rows, cosine=cosine, make=made,
                        background=background, how=how, before_make=hits_of)
+
+
+def snapshot_hybrid(quick: Any, plan: Any, mode: str, text: str, options: SearchOptions, store: Any, *,
+                    max_megapixels: float = 100.0) -> list[Hit]:
+    """``ranked_hits`` with the vector rows from the snapshot (``quick.py``'s numpy scan, faster
+    than LanceDB's at the sizes it is kept for) and the word rows from LanceDB's full-text index:
+    a planned quick query (``searcher.plan_quick``, no filter) on a table with words. Raises
+    ``QuickPathLost`` when the snapshot proves damaged (LanceDB then answers all of it)."""
+    import numpy as np
+
+    from ..models.fusion import FusionStrategy
+    from ..store.fulltext import word_search
+    from ..store.snapshot import SnapshotDamaged
+    from .query import make_hit, nearest_items, query_plan, query_vectors, score_stats
+    from .quick import QuickPathLost
+
+    snap, meta, query, target = plan.snapshot, plan.snapshot.meta, plan.query, plan.target
+    if plan.image_encoder is not None:
+        img, pos, neg = query_vectors(plan.image_encoder, query, max_megapixels)
+    else:
+        img, (pos, neg) = None, quick._text_vectors(query, meta, plan.text_encoder)
+    fusion = meta.get("fusion") or {}
+    vector, q_img, q_txt = query_plan(img, pos, neg, query, target, FusionStrategy(fusion.get("strategy", "mean")),
+                                      float(fusion.get("weight", 0.2)))
+    vector = np.asarray(vector, dtype=np.float32)
+    column = {"image": "image_vector", "text": "text_vector", "fused": "fused_vector"}[target]
+    full: dict[str, dict[str, Any]] = {}
+
+    def nearest(n: int) -> list[dict[str, Any]]:
+        try:
+            return nearest_items(lambda k: snap.nearest(vector, target=target, limit=k), n, options.frames)
+        except SnapshotDamaged as exc:
+            raise QuickPathLost(f"the snapshot of {store.table_name} is damaged") from exc
+
+    def words(q: str, n: int) -> list[dict[str, Any]]:
+        return word_search(store, q, limit=n, columns=[c for c in ("id", "path", "media", column)
+                                                       if c in store.table.schema.names])
+
+    def cosine(row: dict[str, Any]) -> float:
+        stored = row.get(column)
+        return float(np.dot(vector, np.asarray(stored, dtype=np.float32))) if stored is not None else -1.0
+
+    def read_whole(rows: list[dict[str, Any]]) -> None:
+        wanted = [r["id"] for r in rows if "image_vector" not in r or r.get("words_score") is not None]
+        full.update({r["id"]: r for r in store.rows_by_id(wanted)} if wanted else {})
+
+    def made(row: dict[str, Any]) -> Hit:
+        if row["id"] in full:  # a word match: its whole row (its words, for the highlight)
+            row = {**full[row["id"]], "score": row["score"]}
+        return make_hit({k: v for k, v in row.items() if k not in ("fused_vector", "words_score")},
+                        target, q_img, q_txt)
+
+    def background() -> tuple[float, float] | None:
+        return score_stats(snap.vectors(target), vector) if options.cutoff == "auto" else None
+
+    return ranked_hits(mode, text, options, vector_rows=nearest, word_rows=words, cosine=cosine, make=made,
+                       background=background, before_make=read_whole)

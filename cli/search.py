@@ -21,15 +21,16 @@ def search(
     image_weight: Annotated[Optional[float], typer.Option("--image-weight", help="Weight of --image against QUERY, 0..1 [default: 0.5; concat: the table's w].", show_default=False)] = None,
     negatives: Annotated[Optional[list[str]], typer.Option("--not", help="Push results away from this text (repeatable).", show_default=False)] = None,
     tags: Annotated[Optional[list[str]], typer.Option("--tag", help="Only items carrying this zero-shot tag (repeatable: all of them; see `mmembed tag`).", show_default=False)] = None,
-    min_score: Annotated[Optional[float], typer.Option("--min-score", help="Drop results scoring (cosine) below this, -1..1.", show_default=False)] = None,
+    min_score: Annotated[Optional[float], typer.Option("--min-score", help="Drop results scoring below this, -1..1 (the cosine; in a list ranked by words too, the fused score: use --cutoff auto there).", show_default=False)] = None,
     cutoff: Annotated[str, typer.Option("--cutoff", help="auto: drop results that score like the rest of the table for this query (standardised score under 2); none: keep --limit results.")] = "none",
     frames: Annotated[bool, typer.Option("--frames", help="Every matching frame of a video, not only its best one.")] = False,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="Rank by hybrid (looks and words at once), vector (looks) or text (words only) [default: hybrid for text when items have words].", show_default=False)] = None,
     db: DbOpt = None,
     table: TableOpt = None,
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line: path, score (cosine), caption, image_score, text_score, metadata.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line: path, score (what ranks: the cosine, or in a hybrid list the fused score), mode, vector_score (cosine), words_score (BM25), terms (matched words), caption, image_score, text_score, metadata.")] = False,
     paths_only: Annotated[bool, typer.Option("--paths", help="Print paths only, one per line (for xargs).")] = False,
     null: Annotated[bool, typer.Option("--null", "-0", help="Print paths only, each ended by a NUL byte (for xargs -0): safe for any file name.")] = False,
     html_file: Annotated[Optional[Path], typer.Option("--html", help="Also write the results as a self-contained HTML gallery (thumbnails inlined; opens with no server).", show_default=False)] = None,
@@ -49,7 +50,8 @@ def search(
     with _errors():
         _note_cut_terms([query or "", *(negatives or [])])
         options = SearchOptions(limit=limit, where=where, target=target, image_weight=image_weight,
-                                negatives=negatives or (), tags=tags or (), min_score=min_score, cutoff=cutoff, frames=frames)
+                                negatives=negatives or (), tags=tags or (), min_score=min_score, cutoff=cutoff, frames=frames,
+                                mode=mode)
         index = _index(db, table, model, pretrained, device, one_query=True)  # the library picks the path
         hits = index.search(query, image=image, options=options)
         if html_file is not None:

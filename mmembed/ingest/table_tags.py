@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from ..models.zeroshot import TagReport, TagSettings, label_vectors, tags_for
 from ..store.derived import Derived
+from ..store.fulltext import recompose_words
 from ..store.table import Store
 from ..store.vectors import vector_matrix
 
@@ -44,7 +45,9 @@ def tag_table(store: Store, encoder: Any, settings: TagSettings, *, only_missing
     if data.num_rows:
         labels = label_vectors(encoder.encode_text, settings)
         tags, scores = tags_for(vector_matrix(data.column("image_vector")), labels, settings)
-        store.update_columns({"id": data.column("id").to_pylist(), "tags": tags, "tag_scores": scores})
+        ids = data.column("id").to_pylist()
+        store.update_columns({"id": ids, "tags": tags, "tag_scores": scores})
+        recompose_words(store, ids=ids if only_missing else None)  # tags are words too
     else:
         tags = []
     store.save_blob(_BLOB, json.dumps(settings.to_dict()).encode(), {"labels": len(settings.labels)})

@@ -14,6 +14,7 @@ import pyarrow as pa
 from ..errors import StoreWriteError
 from ..models.vectorizer import Vectorizer
 from ..sources.discovery import DiscoveredFile
+from ..text.words import item_words
 from ..store.table import Store
 from .prepare import Prepared
 
@@ -134,3 +135,6 @@ class _Writer:
                          else np.zeros(dim, np.float32) for r in rows])
         for row, fused in zip(rows, self.vectorizer.fuse(image, text, has_text)):
             row["fused_vector"] = fused
+        if "words" in self.schema.names:  # the full-text column, composed from the row's word columns
+            for row in rows:
+                row["words"] = item_words(row)

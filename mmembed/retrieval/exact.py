@@ -41,7 +41,9 @@ from .query import (
     parse_terms,
     query_plan,
 )
+from ..store.fulltext import has_words
 from ..store.table import Store
+from .hybrid import hybrid_search, resolve_mode
 
 __all__ = ["Hit", "Query", "parse_terms", "run_search", "TARGETS"]
 
@@ -89,8 +91,16 @@ def run_search(
     if target == "text":
         filters.append("text_vector IS NOT NULL")
     combined = " AND ".join(filters) if len(filters) > 1 else where  # a lone filter reads as it was given
-    rows = nearest_items(lambda n: store.nearest(search_vector, column=column, limit=n, where=combined or None),
-                         options.limit, options.frames)
-    hits = [make_hit(r, target, q_img, q_txt) for r in rows]
-    background = score_stats(store.sample_vectors(column), search_vector) if options.cutoff == "auto" else None
-    return apply_cutoff(hits, options, background)
+    def nearest(n: int) -> list[dict[str, Any]]:
+        return nearest_items(lambda k: store.nearest(search_vector, column=column, limit=k, where=combined or None),
+                             n, options.frames)
+
+    def background() -> tuple[float, float] | None:
+        return score_stats(store.sample_vectors(column), search_vector) if options.cutoff == "auto" else None
+
+    mode = resolve_mode(options, query.positives, query.image is not None, has_words(store))
+    if mode != "vector":
+        return hybrid_search(store, mode, " ".join(query.positives), options, combined or None, nearest,
+                             lambda r: make_hit(r, target, q_img, q_txt), search_vector, column, background)
+    hits = [make_hit(r, target, q_img, q_txt) for r in nearest(options.limit)]
+    return apply_cutoff(hits, options, background())

@@ -19,10 +19,13 @@ from ..models.fusion import FusionStrategy
 from ..sources.files import not_regular
 
 __all__ = ["Hit", "Query", "SearchOptions", "apply_cutoff", "score_stats", "CUTOFFS", "AUTO_CUTOFF_Z", "parse_terms",
-           "check_query", "query_vectors", "query_plan", "make_hit", "TARGETS", "nearest_items", "one_per_video"]
+           "check_query", "query_vectors", "query_plan", "make_hit", "TARGETS", "nearest_items", "one_per_video", "MODES"]
 
 TARGETS = ("image", "text", "fused")
 CUTOFFS = ("none", "auto")
+# How a text query ranks (``retrieval.hybrid``): by vectors and words at once (hybrid: the
+# default where the table has words), by vectors only, or by words only.
+MODES = ("hybrid", "vector", "text")
 # --cutoff auto keeps hits whose score stands at least this many robust standard deviations
 # (1.4826 x the median absolute deviation) above the median score of the query over the table
 # (its "background"); the median and MAD ignore the relevant few. Chosen on Flickr8k dev
@@ -61,6 +64,12 @@ class Hit:
     duration: float | None = None  # a video's length in seconds
     raw_siblings: list[str] = field(default_factory=list)  # a JPEG's RAW files of the same shot
     extra: dict[str, Any] = field(default_factory=dict)  # manifest columns
+    # Ranked by words too (``retrieval.hybrid``): ``score`` is then the fused score; these say why.
+    vector_score: float | None = None  # cosine of the query with the searched vector column
+    words_score: float | None = None  # BM25 of the query over the item's words; None: no word match
+    fused_score: float | None = None  # hybrid with a word match: the reciprocal-rank fusion score (= score)
+    terms: list[str] = field(default_factory=list)  # the query's terms found in the item's words
+    mode: str = "vector"  # how it was ranked: hybrid, vector or text
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -103,6 +112,7 @@ class SearchOptions:
     min_score: float | None = None  # drop hits whose score (cosine) is below this, -1..1
     cutoff: str = "none"  # auto: drop hits that score like the table's background for this query
     frames: bool = False  # every matching frame of a video, not only its best one
+    mode: str | None = None  # hybrid, vector or text [default: hybrid for text when items have words]
 
     def __post_init__(self) -> None:
         checked(self.limit, "limit", QueryError, (int,))
@@ -123,6 +133,8 @@ class SearchOptions:
             raise QueryError(f"--min-score {floor} must be between -1 and 1 (scores are cosines)")
         if checked(self.cutoff, "cutoff", QueryError, (str,)) not in CUTOFFS:
             raise QueryError(f"--cutoff {self.cutoff!r} is not one of {', '.join(CUTOFFS)}")
+        if checked(self.mode, "mode", QueryError, (str,), optional=True) not in (None, *MODES):
+            raise QueryError(f"--mode {self.mode!r} is not one of {', '.join(MODES)}")
 
 
     def filter_sql(self) -> str | None:
@@ -248,7 +260,7 @@ def make_hit(row: dict[str, Any], target: str, q_img: np.ndarray, q_txt: np.ndar
     image_vec = row.get("image_vector")
     text_vec = row.get("text_vector")
     return Hit(
-        path=row["path"], score=row["score"], id=row["id"], width=row.get("width"),
+        path=row["path"], score=row["score"], vector_score=row["score"], id=row["id"], width=row.get("width"),
         height=row.get("height"), format=row.get("format"), size=row.get("size"), text=row.get("text"),
         text_source=row.get("text_source"),
         image_score=float(np.dot(q_img, image_vec)) if image_vec is not None else None,

@@ -53,9 +53,16 @@ class Searcher:
         """Nearest items to ``text`` and/or ``image``, best first (see ``retrieval.exact``)."""
         from .quick import QuickPathLost
 
-        plan = plan_quick(self._quick, text, image, options, _LazyEncoder(self._encoder)) if self._quick_ok else None
+        plan = plan_quick(self._quick, text, image, options, _LazyEncoder(self._encoder),
+                          words=True) if self._quick_ok else None
         if plan is not None:
             try:
+                mode = _words_mode(plan, options)
+                if mode != "vector":  # the vectors from the snapshot, the words from LanceDB
+                    from .hybrid import snapshot_hybrid
+
+                    return snapshot_hybrid(self._quick, plan, mode, " ".join(plan.query.positives), options,
+                                           self._store(), max_megapixels=self.config.max_megapixels)
                 return self._quick.run(plan, options, max_megapixels=self.config.max_megapixels)
             except QuickPathLost:
                 pass  # reported where it was found; LanceDB answers
@@ -79,7 +86,7 @@ class Searcher:
 
 
 def plan_quick(quick: QuickSearch, text: str | None, image: str | os.PathLike[str] | bytes | None,
-               options: SearchOptions, encoder: Any = None) -> QuickPlan | None:
+               options: SearchOptions, encoder: Any = None, *, words: bool = False) -> QuickPlan | None:
     """The one check before a search: a plan for the snapshot path (``quick.py``) when it gives
     the full path's answer, else None (LanceDB answers, and raises the right error where there is
     one). Checked in turn: no filter; a current snapshot with rows; the model named, if any, is
@@ -93,6 +100,8 @@ def plan_quick(quick: QuickSearch, text: str | None, image: str | os.PathLike[st
     snap = quick.snapshot()
     if snap is None or snap.rows == 0:
         return None
+    if not words and _words_mode(QuickPlan(snap, query, "image"), options) != "vector":
+        return None  # ranked by words too: LanceDB's full-text index is needed (retrieval.hybrid)
     meta = snap.meta
     if quick.model != (None, None) and not _same_model(quick.model, meta):
         return None  # the full path explains the mismatch
@@ -126,6 +135,15 @@ def quick_search(config: Config, text: str | None, options: SearchOptions | None
         return quick.run(plan, options, max_megapixels=config.max_megapixels)
     except QuickPathLost:
         return None
+
+
+def _words_mode(plan: QuickPlan, options: SearchOptions) -> str:
+    """How a planned query ranks (``hybrid.resolve_mode``): words count where the snapshot
+    records rows with words."""
+    from .hybrid import resolve_mode
+
+    return resolve_mode(options, plan.query.positives, plan.query.image is not None,
+                        bool(plan.snapshot.info.get("words")))
 
 
 class _LazyVectorizer:

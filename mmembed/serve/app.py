@@ -4,7 +4,7 @@ Routes (all read-only; there are no write endpoints)::
 
     GET  /                  the page
     GET  /api/info          the table: rows, model, formats, folders, columns, any problem
-    GET  /api/search        ?q=&n=&offset=&target=&not=&image_weight=&like=ID&where=&min_score=&cutoff=auto
+    GET  /api/search        ?q=&n=&offset=&target=&not=&image_weight=&like=ID&where=&min_score=&cutoff=auto&mode=
                             &folder=&format=&date_from=&date_to=&date_field=&col.NAME=VALUE&tag=T
     POST /api/search        the same, with an image file as the request body (at most 20 MB)
     GET  /api/items         browse: every photo (or the filtered ones), newest first; ?n=&offset=&folder=...
@@ -366,7 +366,7 @@ def _search_args(request: Request) -> dict[str, Any]:
             "offset": _number(params.get("offset"), "offset", int, 0), "target": params.get("target") or None,
             "negatives": negatives, "image_weight": _number(params.get("image_weight"), "image_weight", float, None),
             "min_score": _number(params.get("min_score"), "min_score", float, None),
-            "cutoff": params.get("cutoff") or "none", "filters": filters}
+            "cutoff": params.get("cutoff") or "none", "filters": filters, "mode": params.get("mode") or None}
 
 
 def _number(raw: str | None, name: str, kind: type, default: Any) -> Any:

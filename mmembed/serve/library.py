@@ -220,7 +220,7 @@ class Library:
     def search(self, text: str | None = None, *, image: bytes | None = None, like: str | None = None,
                limit: int = 50, offset: int = 0, target: str | None = None, negatives: tuple[str, ...] = (),
                image_weight: float | None = None, min_score: float | None = None, cutoff: str = "none",
-               filters: Filters = Filters()) -> Page:
+               filters: Filters = Filters(), mode: str | None = None) -> Page:
         """A page of hits; ``like`` is an item id ("more like this": that item's image). An
         image query without words searches the image vectors unless ``target`` says otherwise."""
         _check_page(limit, offset)
@@ -242,7 +242,7 @@ class Library:
             target = "image"  # an image alone asks for photos that look like it
         wanted = min(offset + limit + (1 if exclude else 0), MAX_RESULTS + 1)
         options = SearchOptions(limit=wanted, where=where, target=target, image_weight=image_weight,
-                                negatives=negatives, min_score=min_score, cutoff=cutoff)
+                                negatives=negatives, min_score=min_score, cutoff=cutoff, mode=mode)
         started = time.perf_counter()
         with self._search_lock:
             hits = self.index.search(text, image=source, options=options)

@@ -56,6 +56,7 @@ class Derived:
         if store.count() >= max(self.ann_rows, ANN_MIN_ROWS) and not store.vector_indices():
             self.build_vector_index(refresh=False)
         try:
+            self.refresh_words()
             if force or not self._snapshot_current():
                 store.write_snapshot()
             if strict:
@@ -65,6 +66,19 @@ class Derived:
             if strict:
                 raise
             log.warning("%s; searches take the slower path until `mmembed index --refresh` succeeds", exc)
+
+    def refresh_words(self) -> None:
+        """The full-text side (``store.fulltext``): ``words`` composed for the rows that lack it (a
+        table built before the column gains it here, no image read), then the FTS index on it
+        built, or brought up to date with the rows written since."""
+        from .fulltext import ensure_fts_index, fill_words
+
+        if self.store.meta() is None or not self.store.count():
+            return
+        filled = fill_words(self.store)
+        if filled:
+            log.info("composed the searchable words of %d rows", filled)
+        ensure_fts_index(self.store)
 
     def build_vector_index(self, target: str | None = None, *, refresh: bool = True) -> dict[str, Any]:
         """An ANN index on ``target``'s vector column (default: the column searches use)."""

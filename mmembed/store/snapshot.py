@@ -117,7 +117,7 @@ def _write_rows(tmp: str, batches: Any, n: int, extra_columns: list[str]) -> dic
     mask = np.zeros(n, dtype=bool)
     fused_complete = True
     offsets = np.zeros(n + 1, dtype=np.int64)
-    at = 0
+    at = words = 0
     with open(os.path.join(tmp, "rows.jsonl"), "wb") as out:
         for batch in batches:
             m = batch.num_rows
@@ -138,6 +138,8 @@ def _write_rows(tmp: str, batches: Any, n: int, extra_columns: list[str]) -> dic
             fused_complete = fused_complete and fused.null_count == 0
             if fused_complete:
                 files["fused"][at:at + m] = _matrix(pa.chunked_array([fused]), dim)
+            if "words" in batch.schema.names:  # rows with searchable words: a text query is ranked by words too
+                words += sum(1 for w in batch.column("words").to_pylist() if w)  # (retrieval.searcher.plan_quick)
             fields = [f for f in (*_ROW_FIELDS, *extra_columns) if f in batch.schema.names]
             columns = {f: batch.column(f).to_pylist() for f in fields}
             for i in range(m):
@@ -161,7 +163,7 @@ def _write_rows(tmp: str, batches: Any, n: int, extra_columns: list[str]) -> dic
     if captioned:
         np.save(os.path.join(tmp, "text_mask.npy"), mask)
     np.save(os.path.join(tmp, "offsets.npy"), offsets)
-    return {"rows": n, "captioned": captioned, "fused": "fused" in keep}
+    return {"rows": n, "captioned": captioned, "fused": "fused" in keep, "words": words}
 
 
 def _partition(tmp: str, info: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@
 
 const PAGE = 50;
 const DEBOUNCE_MS = 250;
-const FIELDS = ["q", "target", "image_weight", "not", "cutoff", "folder", "format", "date_field", "date_from", "date_to", "where"];
+const FIELDS = ["q", "target", "mode", "image_weight", "not", "cutoff", "folder", "format", "date_field", "date_from", "date_to", "where"];
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -92,7 +92,7 @@ async function fetchPage(params, offset) {
   const hasQuery = params.get("q") || params.get("like") || upload;
   if (!hasQuery) {
     const p = searchUrl(params, offset);
-    for (const k of ["q", "target", "image_weight", "not", "like", "cutoff"]) p.delete(k);
+    for (const k of ["q", "target", "mode", "image_weight", "not", "like", "cutoff"]) p.delete(k);
     const r = await fetch("/api/items?" + p);
     const data = await r.json();
     if (!r.ok) throw new Error(data.error || r.statusText);
@@ -239,6 +239,7 @@ function card(hit, index) {
   if (typeof hit.text_score === "number" && typeof hit.image_score === "number") {
     why.push("image " + fmt(hit.image_score), "text " + fmt(hit.text_score));
   }
+  why.push(...wordsScoreParts(hit));  // words.js
   const name = hit.path.split("/").pop();
   const badge = hit.keep === true ? el("span", { class: "badge", text: "keep" }) : null;
   const video = hit.media === "video";
@@ -249,7 +250,8 @@ function card(hit, index) {
     el("figcaption", {},
       hit.score !== undefined ? el("span", { class: "score", text: fmt(hit.score) }) : badge,
       el("span", { class: "caption", text: hit.text || name }),
-      why.length ? el("span", { class: "why", text: why.join(" · ") }) : null));
+      why.length ? el("span", { class: "why", text: why.join(" · ") }) : null,
+      wordsSnippet(hit)));
   figure.addEventListener("click", () => openDetail(index));
   return figure;
 }
@@ -355,7 +357,7 @@ function fillMeta(hit, item) {
   add("Text source", row.text_source);
   if (item && item.tags && item.tags.length) add("Tags", item.tags.map((t, i) => `${t} ${fmt(item.tag_scores[i])}`).join(" · "));
   if (item && item.texts && item.texts.length > 1) add("All texts", item.texts.join(" · "));
-  if (hit.score !== undefined) add("Score", `${fmt(hit.score)} (image ${fmt(hit.image_score)}, text ${fmt(hit.text_score)})`);
+  if (hit.score !== undefined) add("Score", `${fmt(hit.score)} (image ${fmt(hit.image_score)}, text ${fmt(hit.text_score)}${wordsScoreParts(hit).map((p) => ", " + p).join("")})`);
   const core = new Set(["id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns", "text", "texts", "text_source", "tags", "tag_scores", "media", "frame_time", "duration"]);
   if (item) for (const [k, v] of Object.entries(item)) if (!core.has(k)) add(k, v);
 }

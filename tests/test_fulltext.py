@@ -1,0 +1,173 @@
+"""Words and looks together (issue 22): the ``words`` column, LanceDB's full-text index on it and
+hybrid ranking, through the real CLI on real pictures whose words come from real sidecars.
+
+One table is built once for the module (tiny model, 6 pictures) and only read by most tests.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURE_IMAGES, run_cli
+from test_serve import browser, start_server, stop_server  # noqa: F401 - browser is a fixture
+
+TEXTS = {  # picture -> its sidecar caption (the words a screenshot or a sign would carry)
+    "minutes.png": ("green.png", "会议室 第三季度会议纪要 2026"),
+    "plate.jpg": ("red.jpg", "Parked car, plate KX-482-PD"),
+    "apart.webp": ("blue.webp", "KX series, model 482, PD kit; 会议 纪要 要点"),  # the grams, never in one piece
+    "bakery.png": ("alpha.png", "Harbor Street Bakery receipt, total 12.40"),
+    "cafe.jpg": ("cmyk.jpg", "Café de Flore, Boulevard Saint-Germain"),
+    "plain.bmp": ("yellow.bmp", None),
+    "evil.ppm": ("orange.ppm", "<b>bold</b> <img src=x onerror=alert(1)> lighthouse KX-999"),
+}
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory, tiny_model: str) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("words") / "pics"
+    folder.mkdir()
+    for name, (source, caption) in TEXTS.items():
+        shutil.copy(FIXTURE_IMAGES / source, folder / name)
+        if caption:
+            (folder / name).with_suffix(".txt").write_text(caption, encoding="utf-8")
+    db = str(folder.parent / "db.lancedb")
+    done = run_cli("ingest", str(folder), "--db", db, "--model", tiny_model)
+    assert done.returncode == 0, done.stderr
+    return {"db": db, "folder": str(folder), "model": tiny_model}
+
+
+def search(db: str, query: str, *args: str) -> list[dict]:
+    """``mmembed search QUERY --json ARGS`` in this process (the CLI's own test is below)."""
+    import mmembed
+
+    flags = dict(zip(args[::2], args[1::2]))
+    options = {k.lstrip("-").replace("-", "_"): v for k, v in flags.items() if k != "--tag"}
+    hits = mmembed.Index(db).search(query, tags=[flags["--tag"]] if "--tag" in flags else (), **options)
+    return [json.loads(json.dumps(h.to_dict(), default=str)) for h in hits]
+
+
+def test_cli_search_json_shows_the_score_parts(library: dict) -> None:
+    done = run_cli("search", "会议纪要", "--db", library["db"], "--json", "-n", "2")
+    assert done.returncode == 0, done.stderr
+    hits = [json.loads(line) for line in done.stdout.splitlines()]
+    assert Path(hits[0]["path"]).name == "minutes.png" and hits[0]["words_score"] > 0
+    assert hits[0]["terms"] == ["会议纪要"] and hits[0]["mode"] == "hybrid" and hits[1]["words_score"] is None
+    bad = run_cli("search", "x", "--db", library["db"], "--mode", "words")
+    assert bad.returncode == 1 and "--mode 'words' is not one of hybrid, vector, text" in bad.stderr
+
+
+def names(hits: list[dict]) -> list[str]:
+    return [Path(h["path"]).name for h in hits]
+
+
+def test_chinese_without_spaces_and_code_parts_match_with_no_false_hits(library: dict) -> None:
+    zh = search(library["db"], "会议纪要")
+    assert names(zh)[0] == "minutes.png" and zh[0]["mode"] == "hybrid"
+    assert zh[0]["words_score"] > 0 and zh[0]["terms"] == ["会议纪要"] and "第三季度会议纪要" in zh[0]["words"]
+    assert [h for h in zh if h["words_score"] is not None] == zh[:1]  # "会议 纪 要" apart is no hit
+    code = search(library["db"], "KX-482")
+    assert names(code)[0] == "plate.jpg" and [h["words_score"] is not None for h in code].count(True) == 1
+    assert code[0]["score"] == code[0]["fused_score"] > code[1]["score"] and -1 <= code[0]["vector_score"] <= 1
+    accent = search(library["db"], "cafe flore", "--mode", "text")  # accents folded, terms anywhere
+    assert names(accent) == ["cafe.jpg"]
+
+
+def test_modes_force_one_ranking(library: dict) -> None:
+    vector = search(library["db"], "KX-482", "--mode", "vector")
+    assert len(vector) == len(TEXTS) and all(h["mode"] == "vector" and h["words_score"] is None for h in vector)
+    assert all(h["score"] == h["vector_score"] for h in vector)
+    text = search(library["db"], "harbor receipt", "--mode", "text")
+    assert names(text) == ["bakery.png"] and text[0]["score"] == text[0]["words_score"] > 0
+    none = search(library["db"], "KX-483", "--mode", "text")
+    assert none == []
+    # a query no item's words hold ranks by looks, as before words existed
+    hybrid, vector = search(library["db"], "KX-483"), search(library["db"], "KX-483", "--mode", "vector")
+    assert names(hybrid) == names(vector)  # (LanceDB's cosine and the snapshot's agree to float rounding)
+    assert [h["score"] for h in hybrid] == pytest.approx([h["score"] for h in vector], abs=1e-5)
+
+
+def test_where_and_cutoff_hold_in_hybrid(library: dict) -> None:
+    assert "plate.jpg" not in names(search(library["db"], "KX-482", "--where", "format = 'JPEG' AND path NOT LIKE '%plate%'"))
+    only = search(library["db"], "KX-482", "--where", "path LIKE '%plate%'")
+    assert names(only) == ["plate.jpg"] and only[0]["words_score"] is not None
+    cut = search(library["db"], "KX-482", "--cutoff", "auto")  # the word match stands out, whatever its cosine
+    assert names(cut)[0] == "plate.jpg" and len(cut) < len(TEXTS)
+
+
+def test_old_table_gains_words_and_index_at_next_ingest_and_tags_join(tmp_path: Path, library: dict) -> None:
+    import lancedb
+
+    import mmembed
+
+    db = str(tmp_path / "old.lancedb")
+    shutil.copytree(library["db"], db)
+    table = lancedb.connect(db).open_table("images")
+    for idx in table.list_indices():
+        if idx.columns == ["words"]:
+            table.drop_index(idx.name)
+    table.drop_columns(["words"])  # as a table built before the column
+    assert "words" not in table.schema.names
+    before = search(db, "会议纪要")
+    assert before[0]["mode"] == "vector"  # searches as before
+    report = mmembed.Index(db).ingest(library["folder"])
+    assert report.unchanged == len(TEXTS) and report.added == report.updated == 0  # nothing encoded again
+    table = lancedb.connect(db).open_table("images")
+    assert any(idx.columns == ["words"] for idx in table.list_indices())
+    assert names(search(db, "会议纪要"))[0] == "minutes.png"
+    mmembed.Index(db).tag(["zebracrossing", "lighthouse"])
+    hits = search(db, "lighthouse", "--mode", "text") + search(db, "zebracrossing", "--mode", "text")
+    assert sorted(names(hits)) == sorted(TEXTS)  # every row got its top tag among its words
+    assert names(search(db, "lighthouse", "--tag", "lighthouse"))[0] in TEXTS
+
+
+def test_api_returns_score_parts(library: dict) -> None:
+    import mmembed
+
+    hits = mmembed.Index(library["db"]).search("bakery", mode="hybrid", limit=3)
+    assert Path(hits[0].path).name == "bakery.png" and hits[0].terms == ["bakery"]
+    assert hits[0].to_dict()["words_score"] == hits[0].words_score > 0
+
+
+def test_web_app_marks_the_matched_words_as_text(library: dict, browser) -> None:  # noqa: F811
+    import urllib.parse
+
+    proc, url, errors = start_server("--db", library["db"])
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    try:
+        tab = context.new_page()
+        page_errors: list[str] = []
+        tab.on("pageerror", lambda e: page_errors.append(str(e)))
+        tab.on("dialog", lambda d: (page_errors.append("dialog " + d.message), d.dismiss()))
+        tab.goto(url + "?q=" + urllib.parse.quote("kx-999"))
+        tab.wait_for_selector(".card .words mark", timeout=30_000)
+        first = tab.eval_on_selector(".card", """c => ({path: c.dataset.path, why: c.querySelector('.why').textContent,
+            marks: [...c.querySelectorAll('.words mark')].map(m => m.textContent),
+            words: c.querySelector('.words').textContent, tags: c.querySelectorAll('.words b, .words img').length})""")
+        assert first["path"].endswith("evil.ppm") and first["marks"] == ["KX-999"]  # the item's own case
+        assert "<b>bold</b> <img src=x onerror=alert(1)>" in first["words"] and first["tags"] == 0
+        assert "looks " in first["why"] and "words " in first["why"]
+        tab.click("#toggle-filters")
+        tab.select_option("#mode", "vector")
+        tab.wait_for_function("() => new URLSearchParams(location.search).get('mode') === 'vector'", timeout=10_000)
+        tab.wait_for_function("() => document.body.dataset.state === 'ready'", timeout=30_000)
+        assert tab.eval_on_selector_all(".card .words mark", "ms => ms.length") == 0
+        assert page_errors == []
+    finally:
+        context.close()
+        assert stop_server(proc) == 0, "".join(errors)[-2000:]
+
+
+def test_terms_match_as_the_index_compares_them() -> None:
+    from mmembed.store.fulltext import contains_terms
+    from mmembed.text.words import item_words, query_terms
+
+    assert query_terms("Wi-Fi password?  Café") == ["wi-fi", "password", "cafe"]
+    assert contains_terms("a scar on the door", ["car"]) is False and contains_terms("two cars", ["car"])
+    assert contains_terms("Pharmacy exitDL-101-LL", query_terms("DL-101"))  # OCR ran a code into a word
+    assert contains_terms("第三季度会议纪要", ["会议纪要"]) and not contains_terms("会议 纪要", ["会议纪要"])
+    words = item_words({"ocr_text": "Schedule AK-\n451-HJ", "path": "/home/u/trips/oslo/boarding_pass.png"})
+    assert words == "Schedule AK-451-HJ\noslo boarding pass"  # a code wrapped at its hyphen, the name's words

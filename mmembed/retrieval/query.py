@@ -31,7 +31,8 @@ AUTO_CUTOFF_Z = 2.0
 _TERM_SPLIT = re.compile(r"\s+([+-])\s+")
 _CORE = {"id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "ingested_at",
          "taken_ns", "image_vector", "text", "texts", "text_source", "text_hash", "embedded_texts", "manifest_texts",
-         "text_vector", "score", "media", "frame_time", "duration", "raw_siblings", "etag"}
+         "text_vector", "score", "media", "frame_time", "duration", "raw_siblings", "etag",
+         "ocr_text", "ocr_lines", "ocr_engine"}
 # Without --frames a video is one hit (its best frame); rows are fetched in growing rounds
 # until ``limit`` distinct items are found, at most this many rows.
 MAX_FRAME_FETCH = 20_000
@@ -57,6 +58,7 @@ class Hit:
     frame_time: float | None = None  # a video's best-matching frame, seconds from its start
     duration: float | None = None  # a video's length in seconds
     raw_siblings: list[str] = field(default_factory=list)  # a JPEG's RAW files of the same shot
+    ocr_text: str | None = None  # the words read in the picture (lines joined by newlines); None: not read yet
     extra: dict[str, Any] = field(default_factory=dict)  # manifest columns
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,6 +257,7 @@ def make_hit(row: dict[str, Any], target: str, q_img: np.ndarray, q_txt: np.ndar
         frame_time=row.get("frame_time"),
         duration=row.get("duration"),
         raw_siblings=list(row.get("raw_siblings") or []),
+        ocr_text=row.get("ocr_text"),
         extra={k: v for k, v in row.items() if k not in _CORE and not k.startswith("_")},
     )
 

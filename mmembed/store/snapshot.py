@@ -37,7 +37,7 @@ _REPORTED: set[tuple[str, str, int | None]] = set()  # damaged snapshots already
 SNAPSHOT_MAX_ROWS = 300_000  # above this, exact brute force is too slow anyway: the ANN index serves
 _INFO = "snapshot.json"
 _ROW_FIELDS = ("id", "path", "width", "height", "format", "size", "text", "text_source", "media", "frame_time", "duration",
-               "raw_siblings")
+               "raw_siblings", "ocr_text")
 _U64_MAX = (1 << 64) - 1
 _INFO_KEYS = {"version", "rows", "captioned", "meta", "fused"}
 

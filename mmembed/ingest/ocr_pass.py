@@ -81,7 +81,7 @@ def ocr_table(store: Store, reader: Any, *, redo: bool = False, ids: list[str] |
     engine = engine_name(reader)
     report = OcrReport(engine=engine)
     store.ensure_columns(ADDED_COLUMNS)  # a table made before the OCR columns gets them
-    columns = ["id", "path", "size", "mtime_ns", *[c for c in WORD_COLUMNS if c in store.table.schema.names]]
+    columns = ["id", "path", "size", "mtime_ns", "width", *[c for c in WORD_COLUMNS if c in store.table.schema.names]]
     rows = store.read_columns(columns, pending_where(engine, redo)).to_pylist()
     if ids is not None:
         wanted = set(ids)
@@ -142,7 +142,7 @@ def _read_all(rows: list[dict[str, Any]], reader: Any, max_megapixels: float,
             if kind != "image":
                 yield row, (kind, value)
                 continue
-            yield row, _recognize(reader, value)
+            yield row, _recognize(reader, value, row.get("width"))
 
 
 def _decode(row: dict[str, Any], max_megapixels: float) -> tuple[str, Any]:
@@ -163,7 +163,9 @@ def _decode(row: dict[str, Any], max_megapixels: float) -> tuple[str, Any]:
         return "failed", getattr(exc, "reason", None) or str(exc)
 
 
-def _recognize(reader: Any, image: Any) -> tuple[str, Any]:
+def _recognize(reader: Any, image: Any, full_width: int | None) -> tuple[str, Any]:
+    """Gate and read one decoded image; boxes in the full-size upright picture's pixels (the
+    decode may be at a reduced scale)."""
     try:
         result = reader.read_text(image, gate=True)
     except OcrUnavailableError:
@@ -172,8 +174,9 @@ def _recognize(reader: Any, image: Any) -> tuple[str, Any]:
         return "failed", getattr(exc, "reason", None) or str(exc)
     except Exception as exc:  # noqa: BLE001  # OpenCV's or ONNX Runtime's own error on one odd image
         return "failed", f"OCR failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})"
-    lines = [{"text": line.text, "box": [list(p) for p in line.box], "confidence": line.confidence}
-             for line in result.lines]
+    k = full_width / image.width if full_width and image.width else 1.0
+    lines = [{"text": line.text, "box": [[round(x * k, 1), round(y * k, 1)] for x, y in line.box],
+              "confidence": line.confidence} for line in result.lines]
     return "read", _Read(result.text, lines, int(bool(result.gate_passed)))
 
 

@@ -145,12 +145,14 @@ class IngestOptions:
 
     @property
     def wants_ocr(self) -> bool:
-        """Whether this run reads text: asked for, or (not said) the ocr extra is installed."""
+        """Whether this run reads text: asked for, or (not said) the ocr extra is installed and
+        ``MMEMBED_OCR`` is not 0."""
         if self.ocr is not None:
             return self.ocr
+        from ..config import ocr_default_on
         from ..models.ocr import ocr_available
 
-        return ocr_available()
+        return ocr_default_on() and ocr_available()
 
     @property
     def engine_choice(self) -> EngineChoice:

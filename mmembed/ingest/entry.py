@@ -163,7 +163,7 @@ def _apply_fusion_change(model: TableModel, derived: Derived, options: IngestOpt
 
 
 def _read_text(store: Store, config: Config, progress: Callable[[IngestProgress], None] | None) -> dict:
-    """``ingest --ocr``: read the rows not read yet (new and changed files, or a pass cut short)."""
+    """``ingest --ocr``: read the rows never read (new and changed files, or a pass cut short)."""
     from ..models.ocr import TextReader
     from .ocr_pass import ocr_table
 
@@ -171,7 +171,7 @@ def _read_text(store: Store, config: Config, progress: Callable[[IngestProgress]
         if progress:
             progress(IngestProgress("ocr", done, total))
 
-    return ocr_table(store, TextReader(), max_megapixels=config.max_megapixels, progress=step).to_dict()
+    return ocr_table(store, TextReader(), unread_only=True, max_megapixels=config.max_megapixels, progress=step).to_dict()
 
 
 def _tag_new_rows(model: TableModel) -> int:

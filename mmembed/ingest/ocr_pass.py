@@ -62,27 +62,32 @@ def engine_name(reader: Any) -> str:
     return reader.engine
 
 
-def pending_where(engine: str, redo: bool) -> str | None:
-    """The rows a pass reads: images not read, or read by another engine (``redo``: every image)."""
+def pending_where(engine: str, redo: bool, *, unread_only: bool = False) -> str | None:
+    """The rows a pass reads: images not read, or read by another engine (``redo``: every image;
+    ``unread_only``: only those never read, as an ingest asks)."""
     images = "(media IS NULL OR media = 'image')"
     if redo:
         return images
+    if unread_only:
+        return f"{images} AND ocr_engine IS NULL"
     quoted = engine.replace("'", "''")
     return f"{images} AND (ocr_engine IS NULL OR ocr_engine != '{quoted}')"
 
 
-def ocr_table(store: Store, reader: Any, *, redo: bool = False, ids: list[str] | None = None,
+def ocr_table(store: Store, reader: Any, *, redo: bool = False, unread_only: bool = False, ids: list[str] | None = None,
               max_megapixels: float = 100.0, workers: int = 2,
               progress: Callable[[int, int], None] | None = None) -> OcrReport:
     """Read the text of the rows pending in ``store`` (see ``pending_where``; ``ids``: only these
     rows) with ``reader`` (a ``models.ocr.TextReader``) and write it; the caller holds the write lock.
+    ``unread_only``: rows read by an older engine are left for ``mmembed ocr`` (an ingest after an
+    upgrade does not read the whole library again).
     ``progress(done, total)`` after each row."""
     started = time.perf_counter()
     engine = engine_name(reader)
     report = OcrReport(engine=engine)
     store.ensure_columns(ADDED_COLUMNS)  # a table made before the OCR columns gets them
     columns = ["id", "path", "size", "mtime_ns", "width", *[c for c in WORD_COLUMNS if c in store.table.schema.names]]
-    rows = store.read_columns(columns, pending_where(engine, redo)).to_pylist()
+    rows = store.read_columns(columns, pending_where(engine, redo, unread_only=unread_only)).to_pylist()
     if ids is not None:
         wanted = set(ids)
         rows = [r for r in rows if r["id"] in wanted]

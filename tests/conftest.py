@@ -122,7 +122,7 @@ def captioned_dev(tmp_path_factory: pytest.TempPathFactory, micro_clip: str, ses
         for name in [n for n in os.environ if n.startswith("MMEMBED_")]:
             env.delenv(name)
         report = mmembed.Index(db, model=micro_clip, batch_size=64).ingest(
-            [dev, extra], captions=[shared_path("data/flickr8k/dev_captions.csv")])
+            [dev, extra], captions=[shared_path("data/flickr8k/dev_captions.csv")], ocr=False)  # 1002 photos: no OCR pass
     assert report.added == 1002 and not report.skipped
     return {"db": db, "extra": str(extra.resolve())}
 

@@ -35,13 +35,17 @@ def main() -> None:
     parser.add_argument("--sets", type=Path, default=Path("/tmp/mmembed-bench/ocr-holdout"))
     parser.add_argument("--read", action="store_true")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--det", type=Path, help="another detector ONNX file (an int8 one, say)")
     args = parser.parse_args()
     from PIL import Image
 
-    from mmembed.models.ocr import OcrConfig, TextReader
+    from dataclasses import replace
+
+    from mmembed.models.ocr import OcrConfig, OcrModels, TextReader
     from mmembed.sources.decode import load_image
 
-    reader = TextReader(OcrConfig(threads=args.threads))
+    models = replace(OcrModels.bundled(), det=args.det) if args.det else None
+    reader = TextReader(OcrConfig(threads=args.threads), models)
     reader.has_text(Image.new("RGB", (64, 64), "gray"))
     print("| set | pictures | gate recall | missed | gated read word recall | full read word recall |")
     print("|---|---|---|---|---|---|")

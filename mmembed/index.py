@@ -174,11 +174,11 @@ class Index:
         ``ocr_lines`` and ``words`` are written. Resumable; needs ``pip install 'mmembed[ocr]'``.
         Returns an ``OcrReport``. Example: ``idx.ocr().with_text``."""
         from .ingest.ocr_pass import ocr_table, require_ocr
-        from .models.ocr import TextReader
+        from .models.ocr import shared_reader
 
         require_ocr()
         with self.store.write_lock("ocr"):
-            report = ocr_table(self._nonempty(), TextReader(), redo=redo,
+            report = ocr_table(self._nonempty(), shared_reader(), redo=redo,
                                max_megapixels=self.config.max_megapixels, progress=progress)
             if report.read:
                 self._derived.refresh(force=True)

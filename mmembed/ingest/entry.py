@@ -164,14 +164,14 @@ def _apply_fusion_change(model: TableModel, derived: Derived, options: IngestOpt
 
 def _read_text(store: Store, config: Config, progress: Callable[[IngestProgress], None] | None) -> dict:
     """``ingest --ocr``: read the rows never read (new and changed files, or a pass cut short)."""
-    from ..models.ocr import TextReader
+    from ..models.ocr import shared_reader
     from .ocr_pass import ocr_table
 
     def step(done: int, total: int) -> None:
         if progress:
             progress(IngestProgress("ocr", done, total))
 
-    return ocr_table(store, TextReader(), unread_only=True, max_megapixels=config.max_megapixels, progress=step).to_dict()
+    return ocr_table(store, shared_reader(), unread_only=True, max_megapixels=config.max_megapixels, progress=step).to_dict()
 
 
 def _tag_new_rows(model: TableModel) -> int:

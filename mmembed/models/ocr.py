@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ImageDecodeError, ModelLoadError, OcrUnavailableError
 
-__all__ = ["OcrConfig", "OcrModels", "OcrLine", "OcrResult", "TextReader", "read_text", "has_text", "ocr_available"]
+__all__ = ["OcrConfig", "OcrModels", "OcrLine", "OcrResult", "TextReader", "read_text", "has_text", "ocr_available", "shared_reader"]
 
 _INSTALL = "pip install 'mmembed[ocr]'"
 ENGINE_REVISION = 2  # raised when the gate or the pipeline changes what is read
@@ -316,6 +316,12 @@ def _to_bgr(image: Any, max_side: int) -> np.ndarray:
 
 _DEFAULT: TextReader | None = None
 _DEFAULT_LOCK = threading.Lock()
+
+
+def shared_reader() -> TextReader:
+    """One reader with the default config per process, so its sessions are made once (an ingest
+    after an ingest in ``watch`` or ``serve``, a benchmark's runs)."""
+    return _default()
 
 
 def _default() -> TextReader:

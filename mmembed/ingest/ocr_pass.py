@@ -166,6 +166,8 @@ def _decode(row: dict[str, Any], max_megapixels: float) -> tuple[str, Any]:
         return "image", load_image(path, max_megapixels=max_megapixels, min_side=DECODE_MIN_SIDE).image
     except MmembedError as exc:
         return "failed", getattr(exc, "reason", None) or str(exc)
+    except Exception as exc:  # noqa: BLE001  # a decoder plugin's own error on one odd file
+        return "failed", f"cannot decode it ({type(exc).__name__})"
 
 
 def _recognize(reader: Any, image: Any, full_width: int | None) -> tuple[str, Any]:

@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--sets", type=Path, default=Path("/tmp/mmembed-bench/ocr-holdout"))
     parser.add_argument("--read", action="store_true")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--only", action="append", choices=SETS, help="only this set (repeatable); COCO is skipped")
     parser.add_argument("--det", type=Path, help="another detector ONNX file (an int8 one, say)")
     args = parser.parse_args()
     from PIL import Image
@@ -50,7 +51,7 @@ def main() -> None:
     print("| set | pictures | gate recall | missed | gated read word recall | full read word recall |")
     print("|---|---|---|---|---|---|")
     total, passed_all = 0, 0
-    for name in SETS:
+    for name in args.only or SETS:
         rows = [json.loads(line) for line in (args.sets / name / "truth.jsonl").read_text().splitlines()]
         passed, missed, gated_rec, full_rec = 0, [], [], []
         for row in rows:
@@ -68,6 +69,8 @@ def main() -> None:
         reads = f"{statistics.mean(gated_rec):.3f} | {statistics.mean(full_rec):.3f}" if args.read else "- | -"
         print(f"| {name} | {len(rows)} | {passed / len(rows):.3f} | {', '.join(missed) or 'none'} | {reads} |", flush=True)
     print(f"| all | {total} | {passed_all / total:.3f} | | | |")
+    if args.only:
+        return
     photos = [load_image(p, min_side=1536).image for p in sorted(COCO.glob("*.jpg"))]
     start = time.perf_counter()
     gates = [reader.has_text(im) for im in photos]

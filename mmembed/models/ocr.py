@@ -27,7 +27,7 @@ from ..errors import ImageDecodeError, ModelLoadError, OcrUnavailableError
 __all__ = ["OcrConfig", "OcrModels", "OcrLine", "OcrResult", "TextReader", "read_text", "has_text", "ocr_available", "shared_reader"]
 
 _INSTALL = "pip install 'mmembed[ocr]'"
-ENGINE_REVISION = 2  # raised when the gate or the pipeline changes what is read
+ENGINE_REVISION = 3  # raised when the gate or the pipeline changes what is read
 
 
 def ocr_available() -> bool:
@@ -70,6 +70,8 @@ class OcrConfig:
     # the longer side, sets the scale); chosen on the dev sets, EVALUATION.md
     gate_min_boxes: int = 1  # has_text: this many boxes pass gate_box_thresh at gate_pixels
     gate_box_thresh: float = 0.6  # has_text: a box's mean probability at gate_pixels (as box_thresh)
+    reuse_scale: float = 0.5  # read_text(gate=True): the gate's boxes serve the read when its look was at least
+    # this fraction of the read's own scale (COCO photos: 0.6; a 1400x1600 page: 0.35, looked at again)
     flat_share: float = 0.75  # has_text: a picture whose commonest colour covers this share of a 96x96
     # copy is a screenshot or drawing, read without the detector's look (screenshots 0.90-0.93, photos <= 0.63)
     box_thresh: float = 0.6  # a detected box's mean probability
@@ -128,7 +130,7 @@ class TextReader:
             passed, found = self._gate(bgr)
             if not passed:
                 return OcrResult("", gate_passed=False)
-        if found is None:
+        if found is None:  # not looked at, or looked at too small to cut the read's lines from
             found = self._detect(bgr, self.config.det_side)
         boxes = ppocr.reading_order(found)
         if not boxes:
@@ -159,7 +161,10 @@ class TextReader:
         small = ppocr.resize_area(bgr, scale)  # averaged, not sampled: aliasing reads as text to the detector
         found = self._detect(small, max(small.shape[:2]), self.config.gate_box_thresh)
         back = np.array([w / small.shape[1], h / small.shape[0]], dtype=np.float32)
-        return len(found) >= self.config.gate_min_boxes, [(box * back, score) for box, score in found]
+        passed = len(found) >= self.config.gate_min_boxes
+        if scale < self.config.reuse_scale * min(1.0, self.config.det_side / max(w, h)):
+            return passed, None  # a page photographed at 2 MP: its small lines need the read's own look
+        return passed, [(box * back, score) for box, score in found]
 
     def _detect(self, bgr: np.ndarray, side: int, box_thresh: float | None = None) -> list[tuple[np.ndarray, float]]:
         from . import ppocr

@@ -13,6 +13,7 @@ from . import search as _search  # noqa: F401, E402
 from . import admin as _admin  # noqa: F401, E402  (index, info, embed)
 from . import fusion as _fusion  # noqa: F401, E402  (fusion train|apply, eval)
 from . import organize as _organize  # noqa: F401, E402  (dupes, tag)
+from . import ocr as _ocr  # noqa: F401, E402  (ocr)
 from . import serve as _serve  # noqa: F401, E402
 from . import mcp as _mcp  # noqa: F401, E402
 # isort: on

@@ -69,6 +69,7 @@ def info(
         ("db", data["db"]), ("table", data["table"]), ("rows", data["rows"]), ("text", data["captioned"]),
         ("model", model), ("dim", data["dim"]), ("fusion", fusion_text), ("bytes", data["bytes"]),
         ("schema", data["schema_version"]),
+        ("ocr", f"{data['ocr_read']} of {data['rows']} read, {data['ocr_with_text']} with text"),
     ):
         typer.echo(f"{label:7}{'' if value is None else value}")
 

@@ -42,6 +42,7 @@ def ingest(
     tags: Annotated[bool, typer.Option("--tags", help="Zero-shot tag the new rows (the labels of the last `mmembed tag`, else the built-in set).")] = False,
     engine: Annotated[str, typer.Option("--engine", help="local (threads in this process) or ray (a Ray Data pipeline: decode in CPU tasks, encode in an actor pool, a GPU each when the cluster has them; pip install 'mmembed[ray]').")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --engine ray: a running cluster, e.g. ray://HEAD:10001 [default: start a local one].", show_default=False)] = None,
+    ocr: Annotated[Optional[bool], typer.Option("--ocr/--no-ocr", help="Read the text in the pictures after encoding them [default: on when the ocr extra is installed: pip install 'mmembed[ocr]'].", show_default=False)] = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -59,7 +60,7 @@ def ingest(
             prune=prune, prune_empty=prune_empty, reindex=reindex, captions=captions or (),
             text_sources=text_sources, path_text=path_text,
             fusion=fusion, fusion_weight=fusion_weight, text_aggregate=text_aggregate, raw_pairs=raw_pairs,
-            retry_failed=retry_failed, tags=tags, engine=engine, ray_address=ray_address,
+            retry_failed=retry_failed, tags=tags, engine=engine, ray_address=ray_address, ocr=ocr,
         )
         idx = _index(db, table, model, pretrained, device, batch_size=batch_size,
                      workers=workers, max_megapixels=max_megapixels, precision=precision, decode=decode)
@@ -67,6 +68,11 @@ def ingest(
             report = idx.ingest(paths, options=options, progress=bar.update)
         for skipped in report.skipped:
             typer.echo(f"skipped: {skipped.path}: {skipped.reason}", err=True)
+        if report.ocr:
+            for path, reason in report.ocr["skipped"]:
+                typer.echo(f"skipped: {path}: {reason}", err=True)
+            for path, reason in report.ocr["failed"]:
+                typer.echo(f"note: {path}: no text read ({reason}); the picture stays indexed by its looks", err=True)
         for warning in report.warnings:
             typer.echo(f"warning: {warning}", err=True)
         typer.echo(
@@ -75,6 +81,7 @@ def ingest(
             f"skipped {len(report.skipped)}"
             + (f", {report.captions_unmatched} caption rows named no indexed image" if report.captions_unmatched else "")
             + (f", {report.frames} video frames encoded (a row each)" if report.frames else "")
+            + (f", text read in {report.ocr['read']} ({report.ocr['with_text']} with text)" if report.ocr else "")
             + f" · {report.rows} rows in {idx.config.db} · {report.seconds:.1f} s",
             err=True,
         )

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 LABELS = {"scan": "scanning", "encode": "encoding", "prune": "pruning", "compact": "compacting", "fuse": "fusing",
-          "compare": "comparing"}
+          "compare": "comparing", "ocr": "reading text"}
 
 
 class IngestBar:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["Config", "DEFAULT_MODEL", "DEFAULT_PRETRAINED", "default_db_path", "quick_search_on", "fast_noop_on",
+__all__ = ["Config", "DEFAULT_MODEL", "DEFAULT_PRETRAINED", "default_db_path", "quick_search_on", "fast_noop_on", "ocr_default_on",
            "mmembed_environment"]
 
 DEFAULT_MODEL = "ViT-B-32"
@@ -55,6 +55,12 @@ def fast_noop_on() -> bool:
     """Whether an ingest may answer "nothing changed" from its stamp (``MMEMBED_FAST_NOOP=0``
     switches that off: every ingest then opens the table)."""
     return os.environ.get("MMEMBED_FAST_NOOP") != "0"
+
+
+def ocr_default_on() -> bool:
+    """Whether an ingest that is not told ``--ocr/--no-ocr`` reads text when the ocr extra is
+    installed (``MMEMBED_OCR=0`` turns that default off; an explicit ``--ocr`` still reads)."""
+    return os.environ.get("MMEMBED_OCR") != "0"
 
 
 def mmembed_environment() -> dict[str, str]:

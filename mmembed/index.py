@@ -168,6 +168,22 @@ class Index:
         with self.store.write_lock("tag"):
             return tag_all(self._nonempty(), self.encoder, self._derived, settings)
 
+    def ocr(self, *, redo: bool = False, progress: Callable[[int, int], None] | None = None) -> Any:
+        """Read the text in the pictures of rows not read yet, or read by an older engine (``redo``:
+        every picture), without re-encoding any image (``ingest.ocr_pass``): ``ocr_text``,
+        ``ocr_lines`` and ``words`` are written. Resumable; needs ``pip install 'mmembed[ocr]'``.
+        Returns an ``OcrReport``. Example: ``idx.ocr().with_text``."""
+        from .ingest.ocr_pass import ocr_table, require_ocr
+        from .models.ocr import shared_reader
+
+        require_ocr()
+        with self.store.write_lock("ocr"):
+            report = ocr_table(self._nonempty(), shared_reader(), redo=redo,
+                               max_megapixels=self.config.max_megapixels, progress=progress)
+            if report.read:
+                self._derived.refresh(force=True)
+        return report
+
     def doctor(self, *, repair: bool = False) -> list[Any]:
         """Check the table and its derived data and mend them (with ``repair``, a damaged table
         too); returns ``mmembed.doctor.Finding``s (check, status, detail)."""

@@ -77,6 +77,8 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(session_cache))
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    # OCR at ingest (on by default with the ocr extra) costs every ingest test time; tests/test_ocr_ingest.py turns it on.
+    monkeypatch.setenv("MMEMBED_OCR", "0")
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +122,7 @@ def captioned_dev(tmp_path_factory: pytest.TempPathFactory, micro_clip: str, ses
         for name in [n for n in os.environ if n.startswith("MMEMBED_")]:
             env.delenv(name)
         report = mmembed.Index(db, model=micro_clip, batch_size=64).ingest(
-            [dev, extra], captions=[shared_path("data/flickr8k/dev_captions.csv")])
+            [dev, extra], captions=[shared_path("data/flickr8k/dev_captions.csv")], ocr=False)  # 1002 photos: no OCR pass
     assert report.added == 1002 and not report.skipped
     return {"db": db, "extra": str(extra.resolve())}
 
@@ -154,7 +156,7 @@ def mmembed_cmd() -> list[str]:
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     """Run the real ``mmembed`` entry point in a subprocess."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_") or k == "MMEMBED_OCR"}
     full_env.update(env or {})
     return subprocess.run(
         [*mmembed_cmd(), *args], capture_output=True, text=True, env=full_env, timeout=timeout, **kwargs

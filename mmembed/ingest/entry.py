@@ -62,6 +62,10 @@ def ingest_paths(model: TableModel, derived: Derived, config: Config, paths: Pat
         from .ray import check_ray
 
         check_ray()  # said before anything else, even when nothing changed
+    if options.ocr:  # asked for: a missing extra is said before anything is read
+        from .ocr_pass import require_ocr
+
+        require_ocr()
     stamped = store.is_local and not remote  # the stamp sees local files only
     walked = Walked()
     if stamped:  # nothing changed? Known without lancedb; else the walk is kept for the planner
@@ -112,8 +116,10 @@ def _write(model: TableModel, derived: Derived, config: Config, roots: list[Path
         report.rows = store.count()
     if options.tags:
         report.tagged = _tag_new_rows(model)
+    if options.wants_ocr:  # the words in the pixels, right after the vectors are safe (ingest.ocr_pass)
+        report.ocr = _read_text(store, config, progress)
     changed = renamed or target is not store or report.added or report.updated or report.moved \
-        or report.removed or report.text_updated or report.tagged
+        or report.removed or report.text_updated or report.tagged or (report.ocr and report.ocr["read"])
     derived.refresh(force=bool(changed))  # unchanged: heals a snapshot or text tower that is missing or damaged
     return report, digest
 
@@ -154,6 +160,18 @@ def _apply_fusion_change(model: TableModel, derived: Derived, options: IngestOpt
     current = model.fusion
     if (wanted and replace(current, **wanted) != current) or model.store.meta().fusion_pending:  # type: ignore[union-attr]
         apply_fusion(model, derived, **wanted)
+
+
+def _read_text(store: Store, config: Config, progress: Callable[[IngestProgress], None] | None) -> dict:
+    """``ingest --ocr``: read the rows never read (new and changed files, or a pass cut short)."""
+    from ..models.ocr import shared_reader
+    from .ocr_pass import ocr_table
+
+    def step(done: int, total: int) -> None:
+        if progress:
+            progress(IngestProgress("ocr", done, total))
+
+    return ocr_table(store, shared_reader(), unread_only=True, max_megapixels=config.max_megapixels, progress=step).to_dict()
 
 
 def _tag_new_rows(model: TableModel) -> int:

@@ -101,6 +101,7 @@ class IngestOptions:
     tags: bool = False  # zero-shot tag the rows that have no tags yet (the table's last labels, else the built-in set)
     engine: str = "local"  # local (threads in this process) or ray (a Ray Data pipeline; pip install 'mmembed[ray]')
     ray_address: str | None = None  # engine ray: a running cluster (ray://HEAD:10001); None starts a local one
+    ocr: bool | None = None  # read the text in the pictures (ingest.ocr_pass); None: when the ocr extra is installed
 
     def __post_init__(self) -> None:
         for name in ("include", "exclude"):
@@ -122,6 +123,7 @@ class IngestOptions:
         if self.engine not in ENGINES:
             raise ConfigError(f"engine {self.engine!r} is not known; use one of {', '.join(ENGINES)}")
         checked(self.ray_address, "ray_address", ConfigError, (str,), optional=True)
+        checked(self.ocr, "ocr", ConfigError, (bool,), optional=True)
         if self.ray_address is not None and self.engine != "ray":
             raise ConfigError("ray_address is for the Ray engine; add --engine ray")
 
@@ -140,6 +142,17 @@ class IngestOptions:
     @property
     def fusion_change(self) -> FusionChange:
         return FusionChange(self.fusion, self.fusion_weight, self.text_aggregate)
+
+    @property
+    def wants_ocr(self) -> bool:
+        """Whether this run reads text: asked for, or (not said) the ocr extra is installed and
+        ``MMEMBED_OCR`` is not 0."""
+        if self.ocr is not None:
+            return self.ocr
+        from ..config import ocr_default_on
+        from ..models.ocr import ocr_available
+
+        return ocr_default_on() and ocr_available()
 
     @property
     def engine_choice(self) -> EngineChoice:

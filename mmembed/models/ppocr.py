@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "det_input", "boxes_from_map", "crop_line", "cls_batch", "rec_batch", "ctc_decode", "reading_order",
+    "det_input", "resize_nearest", "resize_area", "boxes_from_map", "crop_line", "cls_batch", "rec_batch", "ctc_decode", "reading_order",
 ]
 
 _DET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -37,6 +37,19 @@ def det_input(bgr: np.ndarray, limit_side: int) -> tuple[np.ndarray, tuple[float
     resized = _cv2().resize(bgr, (rw, rh), interpolation=_cv2().INTER_LINEAR)
     x = (resized.astype(np.float32) / 255.0 - _DET_MEAN) / _DET_STD
     return x.transpose(2, 0, 1)[None].copy(), (h / rh, w / rw)
+
+
+def resize_nearest(bgr: np.ndarray, side: int) -> np.ndarray:
+    """A ``side`` x ``side`` copy by nearest neighbour (exact colours kept)."""
+    return _cv2().resize(bgr, (side, side), interpolation=_cv2().INTER_NEAREST)
+
+
+def resize_area(bgr: np.ndarray, scale: float) -> np.ndarray:
+    """``bgr`` scaled down by ``scale`` (<= 1) with pixel-area averaging."""
+    if scale >= 1.0:
+        return bgr
+    h, w = bgr.shape[:2]
+    return _cv2().resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=_cv2().INTER_AREA)
 
 
 def boxes_from_map(prob: np.ndarray, ratios: tuple[float, float], size: tuple[int, int], *,

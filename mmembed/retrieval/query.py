@@ -63,6 +63,7 @@ class Hit:
     frame_time: float | None = None  # a video's best-matching frame, seconds from its start
     duration: float | None = None  # a video's length in seconds
     raw_siblings: list[str] = field(default_factory=list)  # a JPEG's RAW files of the same shot
+    ocr_text: str | None = None  # the words read in the picture (lines joined by newlines); None: not read yet
     extra: dict[str, Any] = field(default_factory=dict)  # manifest columns
     # Ranked by words too (``retrieval.hybrid``): ``score`` is then the fused score; these say why.
     vector_score: float | None = None  # cosine of the query with the searched vector column
@@ -270,6 +271,7 @@ def make_hit(row: dict[str, Any], target: str, q_img: np.ndarray, q_txt: np.ndar
         frame_time=row.get("frame_time"),
         duration=row.get("duration"),
         raw_siblings=list(row.get("raw_siblings") or []),
+        ocr_text=row.get("ocr_text"),
         extra={k: v for k, v in row.items() if k not in _CORE and not k.startswith("_")},
     )
 

@@ -137,7 +137,7 @@ class Library:
         row = self._wait_catalog().get(item_id) if _plausible_id(item_id) else None
         if row is None:
             raise NotFound(f"no indexed item has id {item_id!r}")
-        return row
+        return {**row, **ocr_of(self.index.store, item_id)}
 
     def info(self) -> dict[str, Any]:
         """What the page needs to draw its filters, and any problem to show."""
@@ -300,3 +300,17 @@ def _check_page(limit: int, offset: int) -> None:
 
 def _plausible_id(item_id: str) -> bool:
     return 0 < len(item_id) <= 64 and item_id.isalnum()
+
+
+def ocr_of(store: Any, item_id: str) -> dict[str, Any]:
+    """The words read in one item's picture (issue 22): ``ocr_text`` and ``ocr_lines`` (parsed:
+    text, box, confidence), for the detail view; {} in a table from before OCR."""
+    import json
+
+    if "ocr_lines" not in store.table.schema.names:
+        return {}
+    quoted = item_id.replace("'", "''")
+    rows = store.read_columns(["ocr_text", "ocr_lines"], f"id = '{quoted}'").to_pylist()
+    if not rows:
+        return {}
+    return {"ocr_text": rows[0]["ocr_text"], "ocr_lines": json.loads(rows[0]["ocr_lines"] or "[]")}

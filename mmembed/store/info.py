@@ -25,6 +25,8 @@ class IndexInfo:
     schema_version: int | None
     fusion: dict[str, Any] | None = None
     captioned: int = 0  # rows with item text
+    ocr_read: int = 0  # rows whose pictures were read for text (ingest.ocr_pass)
+    ocr_with_text: int = 0  # of those, rows in which text was found
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,4 +39,12 @@ def table_info(store: Store, db: str, table: str) -> IndexInfo:
         return IndexInfo(db, table, 0, None, None, None, 0, None)
     return IndexInfo(db=db, table=table, rows=store.count(), model=meta.model, pretrained=meta.pretrained,
                      dim=meta.dim, bytes=store.bytes_on_disk(), schema_version=meta.schema_version,
-                     fusion=meta.fusion, captioned=store.count_where("text_vector IS NOT NULL"))
+                     fusion=meta.fusion, captioned=store.count_where("text_vector IS NOT NULL"), **_ocr_counts(store))
+
+
+def _ocr_counts(store: Store) -> dict[str, int]:
+    """How many rows were read for text, and hold some (0 and 0 in a table from before OCR)."""
+    if "ocr_engine" not in store.table.schema.names:
+        return {}
+    return {"ocr_read": store.count_where("ocr_engine IS NOT NULL"),
+            "ocr_with_text": store.count_where("ocr_text IS NOT NULL AND ocr_text != ''")}

@@ -44,7 +44,7 @@ SNAPSHOT_MAX_ROWS = 20_000_000  # partitioned from IVF_MIN_ROWS on, so a search 
 _BATCH = 65_536  # rows written (and reordered) at once
 _INFO = "snapshot.json"
 _ROW_FIELDS = ("id", "path", "width", "height", "format", "size", "text", "text_source", "media", "frame_time", "duration",
-               "raw_siblings")
+               "raw_siblings", "ocr_text")
 _U64_MAX = (1 << 64) - 1
 BACKGROUND_ROWS = 50_000  # a partitioned snapshot's --cutoff auto background: an even sample this big
 _INFO_KEYS = {"version", "rows", "captioned", "meta", "fused"}

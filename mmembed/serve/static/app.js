@@ -358,8 +358,9 @@ function fillMeta(hit, item) {
   if (item && item.tags && item.tags.length) add("Tags", item.tags.map((t, i) => `${t} ${fmt(item.tag_scores[i])}`).join(" · "));
   if (item && item.texts && item.texts.length > 1) add("All texts", item.texts.join(" · "));
   if (hit.score !== undefined) add("Score", `${fmt(hit.score)} (image ${fmt(hit.image_score)}, text ${fmt(hit.text_score)}${wordsScoreParts(hit).map((p) => ", " + p).join("")})`);
-  const core = new Set(["id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns", "text", "texts", "text_source", "tags", "tag_scores", "media", "frame_time", "duration"]);
+  const core = new Set(["id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns", "text", "texts", "text_source", "tags", "tag_scores", "media", "frame_time", "duration", "ocr_text", "ocr_lines", "ocr_engine", "words"]);
   if (item) for (const [k, v] of Object.entries(item)) if (!core.has(k)) add(k, v);
+  if (typeof mmembedOcr !== "undefined") { mmembedOcr.clear(); if (item) mmembedOcr.show(item); }  // ocr.js
 }
 
 async function fillStrip(hit) {
@@ -387,6 +388,7 @@ async function fillStrip(hit) {
 function closeDetail({ push = true } = {}) {
   if ($("detail").hidden) return;
   $("detail").hidden = true;
+  if (typeof mmembedOcr !== "undefined") mmembedOcr.clear();  // ocr.js
   const player = $("detail-video");
   if (!player.paused) player.pause();
   document.body.classList.remove("noscroll");

@@ -1,0 +1,101 @@
+"""Ingest with OCR on against OCR off, paired in one process (issue 22: "ingest of the 239 COCO
+photos with OCR on, paired against OCR off: >= 0.75x the speed"), and OCR throughput on a folder.
+
+    python benchmarks/datasets.py model            # once: ViT-B-32 with random weights
+    python benchmarks/ocr_sets.py                  # once: screenshots and 12 MP photos for --folder
+    python benchmarks/ocr_ingest.py [--rounds 2] [--model local-dir:/tmp/mmembed-bench/models/vit-b-32]
+    python benchmarks/ocr_ingest.py --folder /tmp/mmembed-bench/ocr/screenshots   # OCR pass alone
+
+Each round ingests the COCO photos into a new table twice, OCR off then on (the order alternates
+between rounds), with the model already loaded and its ONNX towers exported by a warm-up run; the
+ratio is (seconds off) / (seconds on). ``--folder``: the photos ingested with OCR off, then
+``Index.ocr`` timed alone (the OCR pass a table indexed before gets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+COCO = ROOT.parent / "shared" / "data" / "photos" / "coco"
+MODEL = "local-dir:/tmp/mmembed-bench/models/vit-b-32"
+
+
+def _ingest(model: str, photos: Path, db: Path, ocr: bool) -> tuple[float, dict | None]:
+    from mmembed import Index
+
+    report = Index(db, model=model).ingest(str(photos), ocr=ocr)
+    return report.seconds, report.ocr
+
+
+def paired(model: str, photos: Path, rounds: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="mmembed-ocr-ingest-"))
+    try:
+        warm = work / "warm"
+        warm.mkdir()
+        for p in sorted(photos.glob("*.jpg"))[:4]:
+            shutil.copy(p, warm / p.name)
+        _ingest(model, warm, work / "warm-db", True)  # model loaded, towers exported, OCR sessions made
+        off, on = [], []
+        for r in range(rounds):
+            order = (False, True) if r % 2 == 0 else (True, False)
+            for ocr in order:
+                seconds, stats = _ingest(model, photos, work / f"db-{r}-{ocr}", ocr)
+                (on if ocr else off).append(seconds)
+                extra = (f"; OCR pass {stats['seconds']:.1f} s: {stats['read']} read, {stats['recognized']} past the gate, "
+                         f"{stats['with_text']} with text") if stats else ""
+                print(f"round {r} ocr={'on' if ocr else 'off'}: {seconds:.1f} s{extra}", flush=True)
+        ratios = [a / b for a, b in zip(off, on)]
+        print(f"| {len(list(photos.glob('*.jpg')))} photos | off {statistics.median(off):.1f} s | on {statistics.median(on):.1f} s "
+              f"| speed on/off {statistics.median(ratios):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)}) |")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def folder_pass(model: str, folder: Path) -> None:
+    from mmembed import Index
+
+    work = Path(tempfile.mkdtemp(prefix="mmembed-ocr-pass-"))
+    try:
+        idx = Index(work / "db", model=model)
+        idx.ingest(str(folder), ocr=False)
+        from PIL import Image
+
+        from mmembed.models.ocr import shared_reader
+
+        first = next(p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".png", ".jpg"))
+        shared_reader().read_text(Image.open(first))  # sessions made before the timing
+        started = time.perf_counter()
+        report = idx.ocr()
+        seconds = time.perf_counter() - started
+        print(f"| {folder} | {report.read} images | {seconds:.1f} s | {report.read / seconds:.2f} images/s "
+              f"| {report.recognized} past the gate, {report.with_text} with text |")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=MODEL)
+    parser.add_argument("--photos", type=Path, default=COCO)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--folder", type=Path, action="append", default=[])
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.folder:
+        for folder in args.folder:
+            folder_pass(args.model, folder)
+    else:
+        paired(args.model, args.photos, args.rounds)
+
+
+if __name__ == "__main__":
+    main()

@@ -182,6 +182,10 @@ class Index:
         """Bring what fast search reads (ANN index, snapshot, towers) up to date with the table;
         for writes made some other way than through this Index."""
         with self.store.write_lock("refresh"):
+            if self.meta is not None:
+                from .ingest.where import backfill
+
+                backfill(self.store)  # a table indexed before place names gains them (headers only)
             self._derived.refresh(strict=True, table_needed=True)
 
     def build_vector_index(self, target: str | None = None, *, refresh: bool = True) -> dict[str, Any]:

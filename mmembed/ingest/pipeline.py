@@ -66,6 +66,8 @@ def run_ingest(
         (engine or _process_locally)(run, tasks, config)
         run.writer.flush()
         run.finish(prune=options.pruning.prune, prune_empty=options.pruning.prune_empty)
+        if run.decoder is not None and (note := run.decoder.places.warning()):
+            run.report.warnings.append(note)
         run.failed.save()
     except StoreWriteError as exc:
         advice = "free space and rerun" if "space" in exc.reason.lower() else "fix that and rerun"

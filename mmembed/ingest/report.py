@@ -36,6 +36,7 @@ class IngestReport:
     captions_unmatched: int = 0  # rows of --captions manifests whose image was not among the files walked
     tagged: int = 0  # rows given zero-shot tags (ingest --tags)
     frames: int = 0  # video frames encoded and kept (one row each; videos count once above)
+    located: int = 0  # rows indexed before place names that were given their GPS position and place (once)
     warnings: list[str] = field(default_factory=list)  # what a person should know, e.g. rows kept under an empty folder
     seconds: float = 0.0  # wall time of the run, model load included
 

@@ -100,6 +100,13 @@ class SearchOptions:
     min_score: float | None = None  # drop hits whose score (cosine) is below this, -1..1
     cutoff: str = "none"  # auto: drop hits that score like the table's background for this query
     frames: bool = False  # every matching frame of a video, not only its best one
+    # Where and when (``retrieval.located``): the box's place/time words become filters unless ``literal``.
+    literal: bool = False  # search the words as given: no place or time phrase is turned into a filter
+    near: str | None = None  # only items taken within ``radius_km`` of a place name or "LAT,LON"
+    radius_km: float = 10.0  # the radius of ``near``, km
+    taken_after: Any = None  # only items taken on or after this ISO date/datetime (or date), camera local time
+    taken_before: Any = None  # only items taken before this ISO date/datetime (or date)
+    sort: str = "score"  # score: best first; date: the hits (after any cutoff) newest first
 
     def __post_init__(self) -> None:
         checked(self.limit, "limit", QueryError, (int,))
@@ -120,6 +127,9 @@ class SearchOptions:
             raise QueryError(f"--min-score {floor} must be between -1 and 1 (scores are cosines)")
         if checked(self.cutoff, "cutoff", QueryError, (str,)) not in CUTOFFS:
             raise QueryError(f"--cutoff {self.cutoff!r} is not one of {', '.join(CUTOFFS)}")
+        from .located import check_located
+
+        check_located(self)
 
 
     def filter_sql(self) -> str | None:

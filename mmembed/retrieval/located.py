@@ -332,3 +332,16 @@ def _facts(store: Any, ids: list[str]) -> dict[str, tuple[Any, ...]]:
         for row in store.read_columns(["id", "taken_ns", "gps_lat", "gps_lon"], f"id IN ({quoted})").to_pylist():
             out[row["id"]] = (row["taken_ns"], row["gps_lat"], row["gps_lon"])
     return out
+
+
+def month_counts(store: Any) -> list[dict[str, Any]]:
+    """Photos per month taken (camera local time), oldest first: [{"month": "2021-12", "count": 4}]."""
+    if store.meta() is None:
+        return []
+    counts: dict[str, int] = {}
+    for ns in store.read_columns(["taken_ns"], "taken_ns IS NOT NULL").column("taken_ns").to_pylist():
+        moment = datetime(1970, 1, 1) + (datetime.fromtimestamp(ns // 1_000_000_000, timezone.utc).replace(tzinfo=None)
+                                         - datetime(1970, 1, 1))
+        key = f"{moment.year:04d}-{moment.month:02d}"
+        counts[key] = counts.get(key, 0) + 1
+    return [{"month": k, "count": v} for k, v in sorted(counts.items())]

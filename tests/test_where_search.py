@@ -202,3 +202,62 @@ def test_api_places_timeline_and_parsed(library: dict) -> None:
         assert by_month["2021-12"] == 4 + 2 + 2 and by_month["1970-01"] == 1
     finally:
         assert stop_server(proc) == 0, "".join(errors)[-2000:]
+
+
+@pytest.mark.slow
+def test_browser_chips_remove_with_one_click_and_places_list(library: dict) -> None:
+    """The web app in Chromium: the box's place and date as chips; one click on a chip's × drops that
+    filter and searches again; the places list and the timeline are shown; notes are text, not HTML."""
+    import os
+    import shutil
+
+    from test_serve import start_server, stop_server
+
+    executable = os.environ.get("MMEMBED_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    playwright = pytest.importorskip("playwright.sync_api")
+    if executable is None:
+        pytest.skip("the browser tests need chromium (apt-get install -y chromium)")
+    proc, url, errors = start_server("--db", library["db"], env_extra=library["env"])
+    try:
+        with playwright.sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+            tab = chromium.new_page()
+            page_errors: list[str] = []
+            tab.on("pageerror", lambda e: page_errors.append(str(e)))
+            tab.goto(url + "?" + urllib.parse.urlencode({"q": "Kyoto in December 2021"}))
+            tab.wait_for_function("() => document.body.dataset.state === 'ready'", timeout=30_000)
+            tab.wait_for_selector(".where-chip")
+            chips = tab.eval_on_selector_all(".where-chip .where-label", "cs => cs.map(c => c.textContent)")
+            assert any("Kyoto, Japan" in c for c in chips) and any("2021-12-01" in c for c in chips), chips
+            cards = tab.eval_on_selector_all(".card", "cs => cs.map(c => c.dataset.path)")
+            assert names(cards) == truth_of(library, "kyoto", datetime(2021, 12, 1), datetime(2022, 1, 1))
+            # one click on the date chip's ×: every Kyoto photo, the place chip stays
+            before = tab.url
+            tab.click(".where-chip[data-where=dates] .where-x")
+            tab.wait_for_function("(u) => location.href !== u", arg=before, timeout=10_000)
+            tab.wait_for_function("() => document.body.dataset.state === 'ready'", timeout=30_000)
+            tab.wait_for_function("() => !document.querySelector('.where-chip[data-where=dates]')", timeout=10_000)
+            cards = tab.eval_on_selector_all(".card", "cs => cs.map(c => c.dataset.path)")
+            assert names(cards) == truth_of(library, "kyoto")
+            assert tab.locator(".where-chip[data-where=place]").count() == 1
+            # the places list: Barcelona's button searches Barcelona
+            tab.wait_for_selector(".where-place")
+            labels = tab.eval_on_selector_all(".where-place", "bs => bs.map(b => b.textContent)")
+            assert "Barcelona, Spain (6)" in labels and "Paris, Texas, United States (2)" in labels, labels
+            assert tab.locator(".where-month").count() >= 7
+            before = tab.url
+            tab.click(".where-place >> text=Barcelona, Spain (6)")
+            tab.wait_for_function("(u) => location.href !== u", arg=before, timeout=10_000)
+            tab.wait_for_function("() => document.body.dataset.state === 'ready' && document.querySelector('.where-chip')",
+                                  timeout=30_000)
+            cards = tab.eval_on_selector_all(".card", "cs => cs.map(c => c.dataset.path)")
+            assert names(cards) == truth_of(library, "barcelona")
+            # a name that is no place: said on the page, as text
+            tab.goto(url + "?" + urllib.parse.urlencode({"q": "photos in Xyzzy"}))
+            tab.wait_for_function("() => document.body.dataset.state === 'ready'", timeout=30_000)
+            notes = tab.eval_on_selector_all(".where-note", "ns => ns.map(n => n.textContent)")
+            assert notes == ["no place named 'Xyzzy' in this library; searched as words"], notes
+            assert page_errors == []
+            chromium.close()
+    finally:
+        assert stop_server(proc) == 0, "".join(errors)[-2000:]

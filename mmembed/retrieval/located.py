@@ -22,20 +22,18 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from typing import Any
 
-from ..errors import ConfigError, QueryError
 from ..text.places import Place
 from .near import NearFilter, parse_near
 from .phrases import ParsedQuery, PlaceNames, parse_query
+from .flags import SORTS, _iso, _moment, check_located
 from .query import Hit, SearchOptions
 
 __all__ = ["Located", "plan_search", "check_located", "present_places", "PlacesCache", "SORTS", "may_name_place"]
 
-SORTS = ("score", "date")
 _PLACE_COLUMNS = ["place_id", "place_city", "place_region", "place_country", "place_country_code", "place_names",
                   "gps_lat", "gps_lon"]
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 _HINT = re.compile(r"\b(in|at|near|from|around|of|last|this|summer|winter|spring|autumn|fall|\d{4})\b", re.I)
-_ISO = re.compile(r"^\d{4}-\d{2}(-\d{2})?")
 
 
 @dataclass
@@ -66,23 +64,6 @@ class Located:
         data["notes"] = list(self.notes)
         data["sort"] = self.options.sort
         return data
-
-
-def check_located(options: SearchOptions) -> None:
-    """The where/when fields of ``options`` make sense (``SearchOptions.__post_init__`` calls this)."""
-    if options.sort not in SORTS:
-        raise QueryError(f"--sort {options.sort!r} is not one of {', '.join(SORTS)}")
-    radius = options.radius_km
-    if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not radius > 0 or radius != radius:
-        raise QueryError(f"--radius {radius!r}: give a distance in km above 0, e.g. --radius 10")
-    if options.near is not None and (not isinstance(options.near, str) or not options.near.strip()):
-        raise QueryError("--near needs a place name or LAT,LON, e.g. --near Kyoto or --near 35.01,135.77")
-    for name in ("taken_after", "taken_before"):
-        _moment(getattr(options, name), name)
-    after, before = _moment(options.taken_after, "taken_after"), _moment(options.taken_before, "taken_before")
-    if after is not None and before is not None and after >= before:
-        raise QueryError(f"--taken-after {_iso(options.taken_after)} is not before --taken-before "
-                         f"{_iso(options.taken_before)}: nothing can match")
 
 
 def may_name_place(text: str) -> bool:
@@ -144,39 +125,6 @@ def finish(located: Located, hits: list[Hit], taken: Callable[[list[str]], dict[
     if located.options.sort == "date":
         hits.sort(key=lambda h: (facts.get(h.id, (None,))[0] is None, -(facts.get(h.id, (0,))[0] or 0)))
     return hits
-
-
-def _moment(value: Any, name: str, notes: list[str] | None = None, label: str = "") -> datetime | None:
-    """An ISO date/datetime (or ``date``/``datetime``) as a naive local time; an offset is dropped
-    with a note, as photo times are the camera's local clock."""
-    if value is None:
-        return None
-    flag = "--" + name.replace("_", "-")
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, date):
-        moment = datetime(value.year, value.month, value.day)
-    elif isinstance(value, str) and _ISO.match(value.strip()):
-        raw = value.strip()
-        try:
-            moment = datetime.fromisoformat(raw + "-01" if len(raw) == 7 else raw.replace("Z", "+00:00"))
-        except ValueError:
-            raise QueryError(f"{flag} {value!r}: not a date; give YYYY-MM-DD, e.g. {flag} 2021-12-01") from None
-    else:
-        raise QueryError(f"{flag} {value!r}: not a date; give YYYY-MM-DD, e.g. {flag} 2021-12-01")
-    if moment.tzinfo is not None:
-        if notes is not None:
-            notes.append(f"{label} {value}: the offset is ignored (photo times are the camera's local clock)")
-        moment = moment.replace(tzinfo=None)
-    if not 1900 <= moment.year <= 2200:
-        raise QueryError(f"{flag} {value!r}: photo dates run from 1900 to 2200")
-    return moment
-
-
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat() if isinstance(value, (date, datetime)) else str(value)
 
 
 def _ns(moment: datetime) -> int:

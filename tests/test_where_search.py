@@ -261,3 +261,32 @@ def test_browser_chips_remove_with_one_click_and_places_list(library: dict) -> N
             chromium.close()
     finally:
         assert stop_server(proc) == 0, "".join(errors)[-2000:]
+
+
+def test_a_video_location_atom_names_its_place(tmp_path: Path, tiny_model: str) -> None:
+    """A phone video's ``location`` tag (ISO 6709, written here by PyAV/ffmpeg into a real .mov) fills
+    the place columns of its frame rows; a 0,0 tag is no place."""
+    av = pytest.importorskip("av")
+    import numpy as np
+
+    import mmembed
+
+    for name, location in (("kyoto.mov", "+35.0116+135.7681/"), ("nofix.mov", "+00.0000+000.0000/")):
+        container = av.open(str(tmp_path / name), "w", format="mov")
+        container.metadata["location"] = location
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for i in range(20):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 12, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+        container.close()
+    index = mmembed.Index(str(tmp_path / "db.lancedb"), model=tiny_model)
+    index.ingest(tmp_path)
+    rows = index.store.read_columns(["path", "media", "place_city", "gps_lat"]).to_pylist()
+    kyoto = [r for r in rows if r["path"].endswith("kyoto.mov")]
+    assert kyoto and all(r["media"] == "video" and r["place_city"] == "Kyoto" for r in kyoto)
+    assert all(r["gps_lat"] is None for r in rows if r["path"].endswith("nofix.mov"))
+    assert {Path(h.path).name for h in index.search("video in Kyoto", limit=10)} == {"kyoto.mov"}

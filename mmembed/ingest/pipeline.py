@@ -332,6 +332,7 @@ class IngestRun:
         info = video.info
         prepared.width, prepared.height, prepared.format, prepared.taken_ns = (
             info.width, info.height, info.format, info.taken_ns)
+        prepared.where = self.decoder.places.columns(info.gps) if info.gps is not None else None
         columns = self.item_text(file, None, existing.manifest_texts if existing else None)
         self.writer.put_frames(prepared, video.vectors, [
             {**columns, "media": "video", "frame_time": t, "duration": round(info.duration, 3) or None}

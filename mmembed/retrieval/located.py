@@ -85,6 +85,8 @@ def plan_search(text: str | None, options: SearchOptions, places: PlacesCache | 
         if parsed.place is not None or parsed.taken_after is not None or parsed.taken_before is not None:
             words = parsed.text
             filters.append(parsed.where_sql() or "")
+            if parsed.taken_after is not None and parsed.taken_after.date() > (today or date.today()):
+                notes.append(f"{parsed.taken_after.date().isoformat()} is in the future: no photo was taken then yet")
         else:
             parsed = None  # untouched: the query goes as written
     near = None

@@ -265,7 +265,7 @@ class Library:
         more = len(hits) >= offset + limit and offset + limit < MAX_RESULTS
         located = getattr(hits, "located", None)
         return Page(page, offset, more, where, hits[0].target if hits else target, time.perf_counter() - started,
-                    parsed=located.as_dict() if located is not None else None)
+                    parsed=located.as_dict() if located is not None and (located.parsed or located.near or located.notes) else None)
 
 
 def _first_frames(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

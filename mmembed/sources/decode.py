@@ -180,6 +180,8 @@ def date_taken(im: object) -> int | None:
             match = _EXIF_DATE.match(raw) if isinstance(raw, str) else None
             if match:
                 y, mo, d, h, mi, s = (int(g) for g in match.groups())
+                if (y, mo, d, h, mi, s) == (1970, 1, 1, 0, 0, 0):
+                    continue  # the epoch itself: a camera whose clock was never set, not a date
                 if 1900 <= y <= 2200 and 1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 62:
                     return calendar.timegm((y, mo, d, h, mi, min(s, 59), 0, 0, 0)) * 1_000_000_000
     except Exception:  # noqa: BLE001 - broken EXIF costs the date, never the picture

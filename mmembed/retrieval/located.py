@@ -102,7 +102,8 @@ def plan_search(text: str | None, options: SearchOptions, places: PlacesCache | 
             filters.append(f"taken_ns {op} {_ns(moment)}")
             if moment > datetime.now():
                 notes.append(f"{label} {_iso(getattr(options, name))} is in the future")
-    where = " AND ".join(f for f in [options.where and f"({options.where})", *filters] if f) or None
+    filters = [f for f in filters if f]
+    where = options.where if not filters else " AND ".join([*([f"({options.where})"] if options.where else []), *filters])
     limit = options.limit * 2 if near is not None else options.limit  # the box's corners are cut after
     searched = replace(options, where=where, limit=limit)
     if parsed is not None and not parsed.text and not words:

@@ -25,6 +25,12 @@ def search(
     cutoff: Annotated[str, typer.Option("--cutoff", help="auto: drop results that score like the rest of the table for this query (standardised score under 2); none: keep --limit results.")] = "none",
     frames: Annotated[bool, typer.Option("--frames", help="Every matching frame of a video, not only its best one.")] = False,
     mode: Annotated[Optional[str], typer.Option("--mode", help="Rank by hybrid (looks and words at once), vector (looks) or text (words only) [default: hybrid for text when items have words].", show_default=False)] = None,
+    literal: Annotated[bool, typer.Option("--literal", help="Search the words as given: place and time words (\"in Kyoto\", \"December 2021\") are not turned into filters.")] = False,
+    near: Annotated[Optional[str], typer.Option("--near", help="Only photos taken within --radius of a place or LAT,LON, e.g. --near Kyoto or --near 35.01,135.77.", show_default=False)] = None,
+    radius: Annotated[float, typer.Option("--radius", help="Radius of --near, km.")] = 10.0,
+    taken_after: Annotated[Optional[str], typer.Option("--taken-after", help="Only photos taken on or after this ISO date (camera local time), e.g. 2021-12-01.", show_default=False)] = None,
+    taken_before: Annotated[Optional[str], typer.Option("--taken-before", help="Only photos taken before this ISO date, e.g. 2022-01-01.", show_default=False)] = None,
+    sort: Annotated[str, typer.Option("--sort", help="score: best first; date: the results (after --cutoff) newest first.")] = "score",
     db: DbOpt = None,
     table: TableOpt = None,
     model: ModelOpt = None,
@@ -43,6 +49,8 @@ def search(
     Gallery: mmembed search "beach" -n 100 --html beach.html
     Only the relevant ones: mmembed search "receipt" -n 500 --cutoff auto
     Videos: a video is one result at its best frame ("path @ 0:06"); --frames lists every frame.
+    Where and when: mmembed search "a dog in Kyoto in December 2021" (place and time become filters; --literal: not)
+    Explicit: mmembed search "temple" --near 35.01,135.77 --radius 5 --taken-after 2021-01-01 --sort date
     """
     from mmembed.retrieval.query import SearchOptions
     from mmembed.sources.video import clock
@@ -51,7 +59,8 @@ def search(
         _note_cut_terms([query or "", *(negatives or [])])
         options = SearchOptions(limit=limit, where=where, target=target, image_weight=image_weight,
                                 negatives=negatives or (), tags=tags or (), min_score=min_score, cutoff=cutoff, frames=frames,
-                                mode=mode)
+                                mode=mode, literal=literal, near=near, radius_km=radius, taken_after=taken_after,
+                                taken_before=taken_before, sort=sort)
         index = _index(db, table, model, pretrained, device, one_query=True)  # the library picks the path
         hits = index.search(query, image=image, options=options)
         if html_file is not None:
@@ -61,11 +70,15 @@ def search(
             rows = {r["id"]: r for r in _index(db, table, model, pretrained, device).items([h.id for h in hits])} if hits else {}
             inlined = write_gallery(hits, html_file, title=f"mmembed: {title}", indexed=rows)  # only files still as indexed
             typer.echo(f"wrote {html_file} ({len(hits)} results, {inlined} thumbnails inlined)", err=True)
+    located = getattr(hits, "located", None)
+    for line in (located.notes if located is not None else []):
+        typer.echo(f"note: {line}", err=True)  # what the box understood: the filters applied
+    parsed = located.as_dict() if located is not None and (located.parsed or located.near or taken_after or taken_before) else None
     if not hits:
-        typer.echo(f"note: {_why_empty(options)}", err=True)
+        typer.echo(f"note: {_why_empty(options, bool(parsed))}", err=True)
     for hit in hits:
         if as_json:
-            _print_json(hit.to_dict())
+            _print_json({**hit.to_dict(), "parsed": parsed} if parsed else hit.to_dict())
         elif null:
             sys.stdout.write(hit.path + "\0")
         elif paths_only:
@@ -75,7 +88,8 @@ def search(
         else:
             caption = f"  {_short(hit.text)}" if hit.text else ""
             at = f" @ {clock(hit.frame_time, tenths=True)}" if hit.frame_time is not None else ""
-            typer.echo(f"{hit.score:7.4f}  {hit.path}{at}{caption}")
+            score = "      –" if hit.target == "filter" else f"{hit.score:7.4f}"  # a filter-only query: no score
+            typer.echo(f"{score}  {hit.path}{at}{caption}")
 
 
 def _note_cut_terms(texts: list[str], context_length: int = 77) -> None:
@@ -96,9 +110,10 @@ def _note_cut_terms(texts: list[str], context_length: int = 77) -> None:
                            f"only the first {context_length - 2}, the rest is ignored", err=True)
 
 
-def _why_empty(options: Any) -> str:
-    """Why a search found nothing, as far as its options tell."""
+def _why_empty(options: Any, located: bool = False) -> str:
+    """Why a search found nothing, as far as its options tell (``located``: place/time filters applied)."""
     filters = [f"--tag {t}" for t in options.tags] + ([f"--where {options.where!r}"] if options.where else [])
+    filters += ["the place and time filters noted above"] if located else []
     passing = f"no row passes {' and '.join(filters)}" if filters else ""
     if options.min_score is not None:
         below = f"no result scored at least --min-score {options.min_score:g}"

@@ -87,6 +87,18 @@ class Index:
         return Searcher(self.config, store=lambda: self.store, encoder=lambda: self._model.encoder,
                         vectorizer=lambda: self._model.vectorizer, one_query=self._one_query)
 
+    @cached_property
+    def _places(self) -> Any:
+        """The table's places with counts, per table version (``retrieval.located.PlacesCache``)."""
+        from .retrieval.located import PlacesCache
+
+        return PlacesCache(self.config.db, self.config.table, lambda: self.store)
+
+    def places(self) -> list[dict[str, Any]]:
+        """The places of the table's photos, most photos first: place_id, place_city, place_region,
+        place_country, place_country_code, place_names, count (and one photo's lat, lon)."""
+        return list(self._places.entries()) if self.meta is not None else []
+
     @property
     def meta(self) -> TableMeta | None:
         """What built the table, or None before the first ingest."""
@@ -198,6 +210,10 @@ class Index:
         """Bring what fast search reads (ANN index, snapshot, towers) up to date with the table;
         for writes made some other way than through this Index."""
         with self.store.write_lock("refresh"):
+            if self.meta is not None:
+                from .ingest.where import backfill
+
+                backfill(self.store)  # a table indexed before place names gains them (headers only)
             self._derived.refresh(strict=True, table_needed=True)
 
     def build_vector_index(self, target: str | None = None, *, refresh: bool = True) -> dict[str, Any]:
@@ -218,8 +234,15 @@ class Index:
         first. The keyword arguments are the fields of :class:`SearchOptions` (limit, where,
         target, image_weight, negatives, tags, min_score, cutoff, frames...); or pass one as
         ``options``. Scoring: ``retrieval.exact``; which path answers: ``retrieval.searcher``.
+        Place and time words become filters ("a dog in Kyoto in December 2021"; ``literal=True``
+        turns that off); ``near``/``radius_km``, ``taken_after``/``taken_before`` and ``sort="date"``
+        filter and order explicitly (``retrieval.located``). The list's ``located`` says what was
+        understood (``located.notes``, ``located.as_dict()``).
         Example: ``idx.search("red car", where="format = 'PNG'", limit=5)``."""
-        return self._searcher.search(text, image, options_from(SearchOptions, options, kwargs))
+        from .retrieval.located import run_located
+
+        return run_located(text, image, options_from(SearchOptions, options, kwargs), search=self._searcher.search,
+                           store=lambda: self.store, places=self._places)
 
     def items(self, ids: Sequence[str] | None = None, *, where: str | None = None) -> list[dict[str, Any]]:
         """Every row's metadata (or the rows with these ``ids``), without vectors: the columns of

@@ -29,7 +29,7 @@ def cli_index(tmp_path_factory: pytest.TempPathFactory, tiny_model: str) -> tupl
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert set(report) == {"added", "updated", "moved", "unchanged", "text_updated", "removed", "skipped", "rows", "seconds",
-                           "captions_unmatched", "tagged", "frames", "warnings", "ocr"}
+                           "captions_unmatched", "tagged", "frames", "warnings", "ocr", "located"}
     assert report["added"] == 17 and report["rows"] == 17
     assert report["skipped"] == [{"path": str(photos / "broken.jpg"), "reason": report["skipped"][0]["reason"]}]
     assert report["skipped"][0]["reason"].startswith("truncated or corrupt image data")

@@ -288,6 +288,7 @@ def test_semantic_search_and_similar_with_micro_clip(tmp_path: Path, micro_clip:
     dog, snow, auto, like = _session(str(db), check)
     assert [Path(h["path"]).name for h in like.structured_content["hits"]] in ([SNOW[0]], [SNOW[1]])  # another ski slope
     assert Path(dog.structured_content["hits"][0]["path"]).name in DOGS
+    assert snow.structured_content is not None, _text(snow)
     assert {Path(h["path"]).name for h in snow.structured_content["hits"]} <= set(SNOW)
     assert 1 <= len(auto.structured_content["hits"]) < 9  # the cutoff keeps the ones that stand out
 

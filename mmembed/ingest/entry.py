@@ -114,14 +114,25 @@ def _write(model: TableModel, derived: Derived, config: Config, roots: list[Path
         store.replace_with(target)
         store.drop_blobs()  # fusion weights belonged to the table just replaced
         report.rows = store.count()
+    report.located = _place_rows(store, fresh=meta is None)
     if options.tags:
         report.tagged = _tag_new_rows(model)
     if options.wants_ocr:  # the words in the pixels, right after the vectors are safe (ingest.ocr_pass)
         report.ocr = _read_text(store, config, progress)
-    changed = renamed or target is not store or report.added or report.updated or report.moved \
+    changed = report.located or renamed or target is not store or report.added or report.updated or report.moved \
         or report.removed or report.text_updated or report.tagged or (report.ocr and report.ocr["read"])
     derived.refresh(force=bool(changed))  # unchanged: heals a snapshot or text tower that is missing or damaged
     return report, digest
+
+
+def _place_rows(store: Store, *, fresh: bool) -> int:
+    """A new table's rows were placed as they were written; an older one's get their places once."""
+    from .where import backfill, mark_current
+
+    if fresh:
+        mark_current(store)
+        return 0
+    return backfill(store)
 
 
 def _engine(options: IngestOptions) -> Callable[..., IngestReport]:

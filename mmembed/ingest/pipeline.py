@@ -66,6 +66,8 @@ def run_ingest(
         (engine or _process_locally)(run, tasks, config)
         run.writer.flush()
         run.finish(prune=options.pruning.prune, prune_empty=options.pruning.prune_empty)
+        if run.decoder is not None and (note := run.decoder.places.warning()):
+            run.report.warnings.append(note)
         run.failed.save()
     except StoreWriteError as exc:
         advice = "free space and rerun" if "space" in exc.reason.lower() else "fix that and rerun"
@@ -330,6 +332,7 @@ class IngestRun:
         info = video.info
         prepared.width, prepared.height, prepared.format, prepared.taken_ns = (
             info.width, info.height, info.format, info.taken_ns)
+        prepared.where = self.decoder.places.columns(info.gps) if info.gps is not None else None
         columns = self.item_text(file, None, existing.manifest_texts if existing else None)
         self.writer.put_frames(prepared, video.vectors, [
             {**columns, "media": "video", "frame_time": t, "duration": round(info.duration, 3) or None}

@@ -17,6 +17,7 @@ from ..sources.decode import load_image
 from ..sources.discovery import DiscoveredFile
 from ..sources.files import NotRegularFileError, open_regular, unlinked
 from ..sources.video import is_video_path
+from .where import PlaceLookup
 
 __all__ = ["ImageDecoder", "Prepared", "Row", "Task", "fast_transform", "prepare_all", "prepare_one"]
 
@@ -59,6 +60,7 @@ class Prepared:
     reason: str = ""
     taken_ns: int | None = None
     vector: Any = None  # the image vector, when encoded before it reaches the driver (Ray engine)
+    where: dict[str, Any] | None = None  # the gps_*/place_* columns (``where.PlaceLookup``); None: no position
 
 
 class ImageDecoder:
@@ -73,6 +75,7 @@ class ImageDecoder:
         self.encoder = encoder
         self.fast = fast
         self._transform: Callable[[Any], Any] | None = None
+        self.places = PlaceLookup()  # GPS position -> place columns, in the prepare threads
 
     def __call__(self, source: str | bytes, max_megapixels: float, name: str | None = None) -> tuple[Any, Any]:
         min_side = self.encoder.image_size if self.fast else None
@@ -178,5 +181,6 @@ def prepare_one(task: Task, reusable: frozenset[str], decode: ImageDecoder, max_
         raise  # e.g. the model failed to load: that stops the run, it is not this file's fault
     except Exception as exc:  # noqa: BLE001 - one odd file must never stop the run
         return Prepared(task, "skip", digest, reason=f"could not decode ({type(exc).__name__}: {exc})"[:200])
+    where = decode.places.columns(decoded.gps) if decoded.gps is not None else None
     return Prepared(task, "encode", digest, tensor, decoded.width, decoded.height, decoded.format, decoded.texts,
-                     taken_ns=decoded.taken_ns)
+                     taken_ns=decoded.taken_ns, where=where)

@@ -216,7 +216,8 @@ class _RayProcess:
             seen[int(i)] = 1
             meta = json.loads(meta_json)
             prepared = Prepared(tasks[int(i)], meta["kind"], meta["hash"], None, meta["width"], meta["height"],
-                                 meta["format"], meta["embedded"], meta["reason"], meta["taken_ns"])
+                                 meta["format"], meta["embedded"], meta["reason"], meta["taken_ns"],
+                                 where=meta.get("where"))
             if meta["kind"] == "encode":
                 prepared.vector = np.frombuffer(vector, dtype=np.float32)
                 per = stats["actors"].setdefault(str(actor), [0, 0.0])
@@ -270,7 +271,7 @@ def _prepare_batch(batch: dict[str, Any], *, reusable: frozenset[str], image_siz
         tensor = np.ascontiguousarray(np.asarray(p.tensor, dtype=np.float32)) if p.kind == "encode" else None
         metas.append(json.dumps({"kind": p.kind, "hash": p.content_hash, "width": p.width, "height": p.height,
                                  "format": p.format, "embedded": list(p.embedded), "reason": p.reason,
-                                 "taken_ns": p.taken_ns, "shape": list(tensor.shape) if tensor is not None else None}))
+                                 "taken_ns": p.taken_ns, "where": p.where, "shape": list(tensor.shape) if tensor is not None else None}))
         tensors.append(tensor.tobytes() if tensor is not None else b"")
     seconds = (time.perf_counter() - started) / max(1, len(metas))
     return {"i": batch["i"], "meta": np.array(metas, dtype=object), "tensor": np.array(tensors, dtype=object),

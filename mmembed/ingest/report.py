@@ -37,6 +37,7 @@ class IngestReport:
     tagged: int = 0  # rows given zero-shot tags (ingest --tags)
     frames: int = 0  # video frames encoded and kept (one row each; videos count once above)
     ocr: dict[str, Any] | None = None  # the OCR pass after the write (ingest.ocr_pass.OcrReport), None when off
+    located: int = 0  # rows indexed before place names that were given their GPS position and place (once)
     warnings: list[str] = field(default_factory=list)  # what a person should know, e.g. rows kept under an empty folder
     seconds: float = 0.0  # wall time of the run, model load included
 

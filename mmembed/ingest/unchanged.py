@@ -99,6 +99,7 @@ def signature(config: Any, options: IngestOptions, roots: list[str]) -> str:
     """What must be equal between two runs for the second to be able to reuse the first's answer."""
     from .._version import __version__
     from ..sources.decode import decoder_signature
+    from .where import stamp_info
 
     chosen = {f.name: getattr(options, f.name) for f in fields(options) if f.name not in ("captions", "reindex", "retry_failed", "engine", "ray_address")}
     captions = []
@@ -109,6 +110,7 @@ def signature(config: Any, options: IngestOptions, roots: list[str]) -> str:
     data = {
         "mmembed": __version__, "roots": roots, "options": chosen, "captions": captions,
         "db": config.db, "table": config.table, "decoder": decoder_signature(config.max_megapixels),
+        "where": stamp_info(),  # a new gazetteer or place columns: the run must look again
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=list).encode()).hexdigest()
 

@@ -16,6 +16,7 @@ from ..models.vectorizer import Vectorizer
 from ..sources.discovery import DiscoveredFile
 from ..text.words import item_words
 from ..store.table import Store
+from ..text.words import item_words
 from .prepare import Prepared
 
 _WRITE_ROWS = 256  # rows per commit: few commits, little lost to a crash
@@ -67,7 +68,8 @@ class _Writer:
             "id": existing_id or _new_id(), "path": f.path, "size": f.size, "mtime_ns": f.mtime_ns,
             "content_hash": prepared.content_hash, "width": prepared.width, "height": prepared.height,
             "format": prepared.format, "taken_ns": prepared.taken_ns, "ingested_at": datetime.now(timezone.utc), "image_vector": vector,
-            "media": "image", "raw_siblings": list(f.raw_siblings) or None, "etag": f.etag, **columns, "_new_text": True,
+            "media": "image", "raw_siblings": list(f.raw_siblings) or None, "etag": f.etag, **(prepared.where or {}),
+            **columns, "_new_text": True,
         }
 
     def put_reused(self, source_id: str, target_id: str, file: DiscoveredFile, content_hash: str,
@@ -95,6 +97,8 @@ class _Writer:
             for rows, write in batches:
                 if rows:
                     self._vectorize(rows)
+                    for row in rows:  # every word the row has, place names included (the full-text column)
+                        row["words"] = item_words(row) or None
                     write(pa.Table.from_pylist(rows, schema=self.schema))
                     self.commits += 1
                     self.saved += len(rows)

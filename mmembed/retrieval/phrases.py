@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
@@ -134,8 +134,12 @@ class PlaceNames:
 
 
 def parse_query(query: str, places: Sequence[Place] | PlaceNames = (), today: date | None = None,
-                hemisphere: str = "north") -> ParsedQuery:  # fmt: skip
+                hemisphere: str = "north", world: Callable[[str], Sequence[Place]] | None = None) -> ParsedQuery:  # fmt: skip
     """Split ``query`` into words and filters; ``today`` anchors "last summer" (default: today).
+
+    ``world`` (e.g. ``gazetteer().find``) names the places absent from ``places``: "photos in Lisbon"
+    with no photo from Lisbon then filters on Lisbon and finds nothing, with a note saying so,
+    instead of searching the word "Lisbon".
 
     >>> parse_query("a dog", []).text
     'a dog'
@@ -146,7 +150,7 @@ def parse_query(query: str, places: Sequence[Place] | PlaceNames = (), today: da
     rest, spans = find_time_phrases(query, today or date.today(), hemisphere)
     notes: list[str] = []
     after, before = _intersect(spans, notes)
-    rest, place = _find_place(rest, names, notes)
+    rest, place = _find_place(rest, names, notes, world)
     bare = month_without_year(rest)
     if bare:
         notes.append(f"{bare!r} names no year: searched as words (add one, e.g. '{bare} 2021')")
@@ -166,7 +170,8 @@ def _intersect(spans: list, notes: list[str]) -> tuple[datetime | None, datetime
     return datetime(start.year, start.month, start.day), datetime(end.year, end.month, end.day)
 
 
-def _find_place(text: str, names: PlaceNames, notes: list[str]) -> tuple[str, PlaceFilter | None]:
+def _find_place(text: str, names: PlaceNames, notes: list[str],
+                world: Callable[[str], Sequence[Place]] | None = None) -> tuple[str, PlaceFilter | None]:
     found = names.cjk_in(text)
     if found is not None:
         at, cjk = found
@@ -184,11 +189,11 @@ def _find_place(text: str, names: PlaceNames, notes: list[str]) -> tuple[str, Pl
             if any(fold(phrase) in known for known in (names.by_name, names.countries, names.regions)):
                 if after_prep or phrase[0].isupper():
                     return _cut(text, first.start(), last.end(), words, i), _resolved(phrase, names, notes, False)
-    return _fuzzy_place(text, words, names, notes)
+    return _fuzzy_place(text, words, names, notes, world)
 
 
-def _fuzzy_place(text: str, words: list[re.Match[str]], names: PlaceNames,
-                 notes: list[str]) -> tuple[str, PlaceFilter | None]:  # fmt: skip
+def _fuzzy_place(text: str, words: list[re.Match[str]], names: PlaceNames, notes: list[str],
+                 world: Callable[[str], Sequence[Place]] | None = None) -> tuple[str, PlaceFilter | None]:  # fmt: skip
     """A capitalised word after a preposition that names no place: a near spelling, else a note."""
     for i in range(1, len(words)):
         word = words[i].group(0)
@@ -199,9 +204,32 @@ def _fuzzy_place(text: str, words: list[re.Match[str]], names: PlaceNames,
             resolved = _resolved(close[0], names, notes, fuzzy=True)
             notes.insert(len(notes) - 1, f"no place named {word!r}; read as {resolved.label()!r}")
             return _cut(text, words[i].start(), words[i].end(), words, i), resolved
+        elsewhere = _elsewhere(word, words, i, world)
+        if elsewhere is not None:
+            phrase, found, end = elsewhere
+            notes.append(f"no photo in this library was taken in {_place_label(found[0])}"
+                         + (f" (or the {len(found) - 1} other places of that name)" if len(found) > 1 else ""))
+            return _cut(text, words[i].start(), end, words, i), PlaceFilter(phrase, tuple(found))
         notes.append(f"no place named {word!r} in this library; searched as words")
         return text, None
     return text, None
+
+
+def _elsewhere(word: str, words: list[re.Match[str]], i: int,
+               world: Callable[[str], Sequence[Place]] | None) -> tuple[str, list[Place], int] | None:
+    """A place of the world (not of the library) named at ``words[i]``: the longest capitalised run
+    ("Rio de Janeiro" is tried before "Rio"), its places and where the phrase ends; None if none."""
+    if world is None:
+        return None
+    for size in range(min(_MAX_WORDS, len(words) - i), 0, -1):
+        last = words[i + size - 1]
+        if not last.group(0)[0].isupper():
+            continue
+        phrase = " ".join(w.group(0) for w in words[i : i + size])
+        found = list(world(phrase))
+        if found:
+            return phrase, found, last.end()
+    return None
 
 
 def _resolved(phrase: str, names: PlaceNames, notes: list[str], fuzzy: bool) -> PlaceFilter:

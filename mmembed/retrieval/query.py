@@ -114,6 +114,13 @@ class SearchOptions:
     cutoff: str = "none"  # auto: drop hits that score like the table's background for this query
     frames: bool = False  # every matching frame of a video, not only its best one
     mode: str | None = None  # hybrid, vector or text [default: hybrid for text when items have words]
+    # Where and when (``retrieval.located``): the box's place/time words become filters unless ``literal``.
+    literal: bool = False  # search the words as given: no place or time phrase is turned into a filter
+    near: str | None = None  # only items taken within ``radius_km`` of a place name or "LAT,LON"
+    radius_km: float = 10.0  # the radius of ``near``, km
+    taken_after: Any = None  # only items taken on or after this ISO date/datetime (or date), camera local time
+    taken_before: Any = None  # only items taken before this ISO date/datetime (or date)
+    sort: str = "score"  # score: best first; date: the hits (after any cutoff) newest first
 
     def __post_init__(self) -> None:
         checked(self.limit, "limit", QueryError, (int,))
@@ -136,6 +143,9 @@ class SearchOptions:
             raise QueryError(f"--cutoff {self.cutoff!r} is not one of {', '.join(CUTOFFS)}")
         if checked(self.mode, "mode", QueryError, (str,), optional=True) not in (None, *MODES):
             raise QueryError(f"--mode {self.mode!r} is not one of {', '.join(MODES)}")
+        from .flags import check_located
+
+        check_located(self)
 
 
     def filter_sql(self) -> str | None:

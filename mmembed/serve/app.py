@@ -5,12 +5,14 @@ Routes (all read-only; there are no write endpoints)::
     GET  /                  the page
     GET  /api/info          the table: rows, model, formats, folders, columns, any problem
     GET  /api/search        ?q=&n=&offset=&target=&not=&image_weight=&like=ID&where=&min_score=&cutoff=auto&mode=
+                            &near=PLACE|LAT,LON&radius=KM&taken_after=&taken_before=&sort=date&literal=1
                             &folder=&format=&date_from=&date_to=&date_field=&col.NAME=VALUE&tag=T
     POST /api/search        the same, with an image file as the request body (at most 20 MB)
     GET  /api/items         browse: every photo (or the filtered ones), newest first; ?n=&offset=&folder=...
     GET  /api/duplicates    ?mode=near|exact|similar: groups of duplicates with the suggested keepers;
                             202 {"state": "running", "percent"} while they are searched in the background
     GET  /api/items/{id}    one item's metadata
+    GET  /api/places        the places of the photos with counts; /api/timeline: photos per month
     GET  /thumbs/{id}       a 320 px JPEG thumbnail (EXIF orientation applied; ETag)
     GET  /media/{id}        a 2048 px JPEG of the photo (for the detail view)
     GET  /files/{id}        the original file, only while it is the file indexed (sources.indexed)
@@ -50,6 +52,7 @@ from .openapi import openapi
 from .thumbs import LARGE_SIZE, THUMB_SIZE
 from .token import TokenGate
 from .uploads import Slots, give_back_memory, looks_like_image
+from .where import where_api, where_when_args
 
 __all__ = ["create_app", "MAX_UPLOAD_BYTES", "LOOPBACK_HOSTS"]
 
@@ -82,6 +85,8 @@ def create_app(library: Library, *, allowed_hosts: list[str] | None = None, toke
         Route("/api/items", api.items, methods=["GET"]),
         Route("/api/duplicates", api.duplicates, methods=["GET"]),
         Route("/api/items/{item_id}", api.item, methods=["GET"]),
+        Route("/api/places", lambda request: where_api(library, "places"), methods=["GET"]),
+        Route("/api/timeline", lambda request: where_api(library, "timeline"), methods=["GET"]),
         Route("/thumbs/{item_id}", api.thumb, methods=["GET"]),
         Route("/media/{item_id}", api.large, methods=["GET"]),
         Route("/files/{item_id}", api.original, methods=["GET"]),
@@ -203,6 +208,7 @@ class _Api:
         return _Json({
             "hits": [h.to_dict() for h in page.hits], "offset": page.offset, "more": page.more,
             "where": page.where, "target": page.target, "took_ms": round(page.seconds * 1000, 1),
+            "parsed": page.parsed,
         })
 
     def items(self, request: Request) -> Response:
@@ -366,7 +372,8 @@ def _search_args(request: Request) -> dict[str, Any]:
             "offset": _number(params.get("offset"), "offset", int, 0), "target": params.get("target") or None,
             "negatives": negatives, "image_weight": _number(params.get("image_weight"), "image_weight", float, None),
             "min_score": _number(params.get("min_score"), "min_score", float, None),
-            "cutoff": params.get("cutoff") or "none", "filters": filters, "mode": params.get("mode") or None}
+            "cutoff": params.get("cutoff") or "none", "filters": filters, "mode": params.get("mode") or None,
+            "where_when": where_when_args(params)}
 
 
 def _number(raw: str | None, name: str, kind: type, default: Any) -> Any:

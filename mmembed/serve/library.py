@@ -51,6 +51,7 @@ class Page:
     target: str | None
     seconds: float
     total: int | None = None  # how many rows the filters keep (browse only)
+    parsed: dict[str, Any] | None = None  # what the search box understood (place, dates, notes; ``retrieval.located``)
 
 
 class Library:
@@ -216,11 +217,24 @@ class Library:
         return {"mode": mode, "groups": [g.to_dict() for g in groups],
                 "took_ms": round((time.perf_counter() - started) * 1000, 1)}
 
+    # ------------------------------------------------------------ where and when
+    def places(self) -> list[dict[str, Any]]:
+        """The places of the library's photos with their counts (``Index.places``)."""
+        with self._search_lock:
+            return self.index.places()
+
+    def timeline(self) -> list[dict[str, Any]]:
+        """Photos per month taken, oldest first."""
+        from ..retrieval.located import month_counts
+
+        return month_counts(self.index.store)
+
     # ------------------------------------------------------------ search
     def search(self, text: str | None = None, *, image: bytes | None = None, like: str | None = None,
                limit: int = 50, offset: int = 0, target: str | None = None, negatives: tuple[str, ...] = (),
                image_weight: float | None = None, min_score: float | None = None, cutoff: str = "none",
-               filters: Filters = Filters(), mode: str | None = None) -> Page:
+               filters: Filters = Filters(), mode: str | None = None,
+               where_when: dict[str, Any] | None = None) -> Page:
         """A page of hits; ``like`` is an item id ("more like this": that item's image). An
         image query without words searches the image vectors unless ``target`` says otherwise."""
         _check_page(limit, offset)
@@ -242,7 +256,8 @@ class Library:
             target = "image"  # an image alone asks for photos that look like it
         wanted = min(offset + limit + (1 if exclude else 0), MAX_RESULTS + 1)
         options = SearchOptions(limit=wanted, where=where, target=target, image_weight=image_weight,
-                                negatives=negatives, min_score=min_score, cutoff=cutoff, mode=mode)
+                                negatives=negatives, min_score=min_score, cutoff=cutoff, mode=mode,
+                                **(where_when or {}))
         started = time.perf_counter()
         with self._search_lock:
             hits = self.index.search(text, image=source, options=options)
@@ -250,7 +265,9 @@ class Library:
             hits = [h for h in hits if h.id != exclude]
         page = hits[offset: offset + limit]
         more = len(hits) >= offset + limit and offset + limit < MAX_RESULTS
-        return Page(page, offset, more, where, hits[0].target if hits else target, time.perf_counter() - started)
+        located = getattr(hits, "located", None)
+        return Page(page, offset, more, where, hits[0].target if hits else target, time.perf_counter() - started,
+                    parsed=located.as_dict() if located is not None and (located.parsed or located.near or located.notes) else None)
 
 
 def _first_frames(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

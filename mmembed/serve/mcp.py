@@ -117,12 +117,14 @@ class _Tools:
         """Find photos (and video frames) by a description in words, best first.
 
         Returns {"hits": [{"id", "path", "score", "text", "width", "height", "format", ...}]}; score is a cosine
-        similarity (higher is closer). Example: {"query": "red car at night", "limit": 5, "where": "format = 'JPEG'"}."""
+        similarity (higher is closer). Place and time words ("in Kyoto", "December 2021", "2019年7月") become
+        filters; then "parsed" says which (place, dates, notes). Example: {"query": "red car at night", "limit": 5, "where": "format = 'JPEG'"}."""
         if not query.strip():
             raise QueryError("query is empty; describe what to look for in words")
         page = self.library.search(query, limit=limit, target=target, negatives=tuple(negatives or ()),
                                    min_score=min_score, cutoff=cutoff, filters=_filters(where, tags))
-        return {"hits": [_hit(h) for h in page.hits[:MAX_LIMIT]]}
+        hits = {"hits": [_hit(h) for h in page.hits[:MAX_LIMIT]]}
+        return {**hits, "parsed": page.parsed} if page.parsed else hits  # place/time words read as filters
 
     def similar(self, id: ItemId = None, path: ItemPath = None, limit: Limit = 10, where: Where = None,
                 tags: Tags = None, cutoff: Cutoff = "none") -> dict[str, Any]:

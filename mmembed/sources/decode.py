@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ImageDecodeError
 from ..text.embedded import embedded_texts
+from ..text.gps import GpsPosition, gps_position
 from .files import NotRegularFileError, open_regular
 from .raw import RAW_EXTENSIONS, develop
 
@@ -35,6 +36,7 @@ class DecodedImage:
     format: str  # Pillow's format name: JPEG, PNG, HEIF, AVIF, ...; RAW for camera RAW files
     texts: list[str] = field(default_factory=list)  # captions embedded in the file (EXIF, IPTC, XMP)
     taken_ns: int | None = None  # EXIF DateTimeOriginal (camera's local time, read as UTC), ns since epoch
+    gps: GpsPosition | None = None  # EXIF/XMP GPS position (``text.gps``); None without a sane fix
 
 
 _plugins_lock = threading.Lock()
@@ -122,6 +124,7 @@ def load_image(
         fmt = im.format or "unknown"
         texts = embedded_texts(im)
         taken = date_taken(im)
+        gps = gps_position(im)  # header only, no pixels
         if min_side and fmt == "JPEG" and min(width, height) >= 2 * min_side:
             im.draft(im.mode, (min_side, min_side))  # DCT scaling: both sides stay >= min_side
         drafted = im.size
@@ -137,7 +140,7 @@ def load_image(
             pass
         rgb = _to_rgb(im, label)
         full = (width, height) if rgb.size == drafted else (height, width)  # EXIF may swap sides
-        return DecodedImage(rgb, *full, fmt, texts, taken)
+        return DecodedImage(rgb, *full, fmt, texts, taken, gps)
     finally:
         if hasattr(fp, "close"):
             fp.close()  # type: ignore[union-attr]
@@ -177,6 +180,8 @@ def date_taken(im: object) -> int | None:
             match = _EXIF_DATE.match(raw) if isinstance(raw, str) else None
             if match:
                 y, mo, d, h, mi, s = (int(g) for g in match.groups())
+                if (y, mo, d, h, mi, s) == (1970, 1, 1, 0, 0, 0):
+                    continue  # the epoch itself: a camera whose clock was never set, not a date
                 if 1900 <= y <= 2200 and 1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 62:
                     return calendar.timegm((y, mo, d, h, mi, min(s, 59), 0, 0, 0)) * 1_000_000_000
     except Exception:  # noqa: BLE001 - broken EXIF costs the date, never the picture

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import ImageDecodeError
+from ..text.gps import GpsPosition, gps_from_iso6709
 
 __all__ = ["VIDEO_EXTENSIONS", "VideoInfo", "VideoFrame", "sample_frames", "frame_at", "is_video_path",
            "video_available", "VIDEO_EXTRA_HINT", "FRAME_EVERY", "MAX_FRAMES", "clock"]
@@ -64,6 +65,7 @@ class VideoInfo:
     format: str  # MP4, MOV, MKV, WEBM, AVI
     codec: str  # e.g. h264, hevc, vp9
     taken_ns: int | None = None  # the container's creation_time, ns since the epoch
+    gps: GpsPosition | None = None  # the container's location tag (ISO 6709), when sane
 
 
 @dataclass
@@ -81,6 +83,12 @@ def _format_name(container: object, path: str) -> str:
     if ext in ("mov", "webm", "m4v"):
         return ext.upper()
     return _FORMATS.get(long, ext.upper() or "VIDEO")
+
+
+def _location(container: object) -> GpsPosition | None:
+    """The position a phone wrote into the container (``location``, ISO 6709); None when absent or nonsense."""
+    tags = getattr(container, "metadata", None) or {}
+    return gps_from_iso6709(tags.get("location") or tags.get("com.apple.quicktime.location.ISO6709"))
 
 
 def _creation_ns(container: object) -> int | None:
@@ -143,7 +151,7 @@ def _info(container: object, stream: object, path: str) -> VideoInfo:
     ctx = stream.codec_context  # type: ignore[attr-defined]
     width, height = int(ctx.width or 0), int(ctx.height or 0)  # swapped by the first frame if rotated
     return VideoInfo(duration, width, height, _format_name(container, path), str(ctx.name or "?"),
-                     _creation_ns(container))
+                     _creation_ns(container), _location(container))
 
 
 def _upright(frame: object, min_side: int | None) -> object:

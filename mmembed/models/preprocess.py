@@ -20,10 +20,17 @@ _KNOWN = (["Resize", "CenterCrop", "MaybeConvertMode", "MaybeToTensor", "Normali
           ["Resize", "CenterCrop", "ToTensor", "Normalize"])
 
 
+_SQUASH = (["Resize", "MaybeConvertMode", "MaybeToTensor", "Normalize"], ["Resize", "MaybeToTensor", "Normalize"],
+           ["Resize", "ToTensor", "Normalize"])
+
+
 def transform_params(preprocess: Any) -> dict[str, Any] | None:
-    """{size, crop: [h, w], mean, std} of open_clip's eval transform, or None for another one."""
+    """{size, crop: [h, w], mean, std} of open_clip's eval transform, or None for another one;
+    SigLIP's 'squash' transform (Resize to (h, w), no crop) gives {squash: [h, w], crop, mean, std}."""
     steps = list(getattr(preprocess, "transforms", []))
     names = [type(t).__name__ for t in steps]
+    if names in _SQUASH:
+        return _squash_params(steps)
     if names not in _KNOWN:
         return None
     resize, crop, normalize = steps[0], steps[1], steps[-1]
@@ -40,6 +47,19 @@ def transform_params(preprocess: Any) -> dict[str, Any] | None:
     return {"size": int(size), "crop": [int(crop_h), int(crop_w)], "mean": mean, "std": std}
 
 
+def _squash_params(steps: list[Any]) -> dict[str, Any] | None:
+    resize, normalize = steps[0], steps[-1]
+    size = resize.size
+    if not (isinstance(size, (list, tuple)) and len(size) == 2) or resize.max_size is not None \
+            or getattr(resize.interpolation, "value", "") != "bicubic":
+        return None
+    if len(steps) == 4 and getattr(steps[1], "mode", "RGB") not in (None, "RGB"):
+        return None
+    h, w = int(size[0]), int(size[1])
+    return {"size": min(h, w), "squash": [h, w], "crop": [h, w], "mean": [float(x) for x in normalize.mean],
+            "std": [float(x) for x in normalize.std]}
+
+
 class NumpyTransform:
     """PIL RGB image -> (3, H, W) float32 array, normalised as the model expects."""
 
@@ -48,12 +68,17 @@ class NumpyTransform:
         self.crop_h, self.crop_w = (int(x) for x in params["crop"])
         self.mean = np.asarray(params["mean"], dtype=np.float32)
         self.std = np.asarray(params["std"], dtype=np.float32)
+        self.squash = params.get("squash")  # [h, w]: resize to exactly this, no crop (SigLIP)
 
     def __call__(self, image: Any) -> np.ndarray:
         from PIL import Image
 
         size, crop_h, crop_w = self.size, self.crop_h, self.crop_w
         w, h = image.size
+        if self.squash is not None:
+            if (h, w) != tuple(self.squash):
+                image = image.resize((int(self.squash[1]), int(self.squash[0])), Image.Resampling.BICUBIC)
+            return self._normalise(image)
         short, long = (w, h) if w <= h else (h, w)
         if short != size:  # torchvision's rule for an int size: short side -> size
             new_short, new_long = size, int(size * long / short)
@@ -62,6 +87,9 @@ class NumpyTransform:
             w, h = new_w, new_h
         top, left = int(round((h - crop_h) / 2.0)), int(round((w - crop_w) / 2.0))
         image = image.crop((left, top, left + crop_w, top + crop_h))
+        return self._normalise(image)
+
+    def _normalise(self, image: Any) -> np.ndarray:
         arr = np.asarray(image, dtype=np.float32) / np.float32(255.0)
         arr = (arr - self.mean) / self.std
         return np.ascontiguousarray(arr.transpose(2, 0, 1))

@@ -75,7 +75,7 @@ def test_query_tokenizer_is_open_clips_on_1000_strings(families: dict[str, Path]
     import open_clip
 
     from mmembed.models.hf_tokenizer import describe_hf_tokenizer, save_tokenizer
-    from mmembed.models.text_export import quick_tokenizer
+    from mmembed.models.text_tower import quick_tokenizer
 
     reference = open_clip.get_tokenizer(f"local-dir:{families[family]}")
     texts = strings()
@@ -236,3 +236,27 @@ def test_bad_model_folders_are_one_line(families: dict[str, Path], tmp_path: Pat
     _save_tokenizer(_train_tokenizer("gemma", 900), "gemma", wrong)  # 900 tokens for a 600-row embedding
     line = one_error_line(run_cli("ingest", str(photos), "--db", str(tmp_path / "c"), "--model", f"local-dir:{wrong}"))
     assert str(wrong / "tokenizer.json") in line and "not this model's tokenizer" in line
+
+
+_BLOCK = """import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('transformers', 'tokenizers'):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def test_missing_hf_extra_is_one_line(families: dict[str, Path], tmp_path: Path) -> None:
+    """Without transformers (an install without the hf extra), a family that needs it stops
+    with one line naming the extra, before any work."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(_BLOCK)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(FIXTURE_IMAGES / "red.jpg", photos / "red.jpg")
+    folder = _copy(families["xlmr"], tmp_path / "xlmr")
+    line = one_error_line(run_cli("ingest", str(photos), "--db", str(tmp_path / "db"), "--model", f"local-dir:{folder}",
+                                  env={"PYTHONPATH": str(tmp_path / "site")}))
+    assert "pip install 'mmembed[hf]'" in line and str(folder) in line

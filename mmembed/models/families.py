@@ -16,14 +16,13 @@ from ..errors import ModelLoadError
 __all__ = ["needs_hf", "check_folder", "local_kwargs", "check_tokenizer", "model_config", "NEEDS_HF"]
 
 NEEDS_HF = "needs transformers (a Hugging Face tokenizer or text tower); install the extra: pip install 'mmembed[hf]'"
+LOCAL_PREFIX = "local-dir:"  # as loading.LOCAL_PREFIX (which imports this module)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
 
 
 def model_config(spec: Any) -> dict[str, Any] | None:
     """The open_clip ``model_cfg`` of ``spec`` read from its JSON (a local folder's, or open_clip's
     built-in one) without importing open_clip; None where it is not at hand (hub models)."""
-    from .loading import LOCAL_PREFIX
-
     if spec.name.startswith(LOCAL_PREFIX):
         path = Path(spec.name[len(LOCAL_PREFIX):]) / "open_clip_config.json"
     else:
@@ -45,7 +44,13 @@ def _uses_hf(config: dict[str, Any] | None, name: str) -> bool:
 def needs_hf(spec: Any) -> None:
     """Raise ``ModelLoadError`` naming the ``hf`` extra when the model needs transformers and it
     is not installed."""
-    if _uses_hf(model_config(spec), spec.name) and importlib.util.find_spec("transformers") is None:
+    if not _uses_hf(model_config(spec), spec.name):
+        return
+    try:
+        found = importlib.util.find_spec("transformers") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
         raise ModelLoadError(f"model {spec.label} {NEEDS_HF}")
 
 
@@ -104,8 +109,6 @@ def check_tokenizer(spec: Any, model: Any, tokenizer: Any) -> None:
         return
     size = len(hf)
     if size > rows:
-        from .loading import LOCAL_PREFIX
-
         where = (str(Path(spec.name[len(LOCAL_PREFIX):]) / "tokenizer.json") if spec.name.startswith(LOCAL_PREFIX)
                  else f"the tokenizer of {spec.label}")
         raise ModelLoadError(f"{where} has {size} tokens but the model's text tower embeds {rows}: it is not "

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["export_family_text_tower", "quick_tokenizer", "CHECK_TEXTS"]
+__all__ = ["export_family_text_tower", "CHECK_TEXTS"]
 
 CHECK_TEXTS = [
     "a dog on grass", "A DOG, running!! on the BEACH at sunset", "Café & crème brûlée — 2019",
@@ -30,18 +30,6 @@ CHECK_TEXTS = [
     "  lots   of\tspace  ", "&amp; html &lt;entities&gt;", "沙发上的猫", "一只狗在海滩上奔跑，日落。",
     "猫 cat 沙发 sofa！？", "ｆｕｌｌ－ｗｉｄｔｈ：（测试）", "word " * 100,
 ]
-
-
-def quick_tokenizer(folder: str, settings: dict[str, Any]) -> Any:
-    """The query-time tokenizer an export recorded: the numpy BPE ('clip') or the Rust replay
-    of a Hugging Face tokenizer ('hf')."""
-    if settings.get("kind") == "hf":
-        from .hf_tokenizer import HFQuickTokenizer
-
-        return HFQuickTokenizer(folder, settings)
-    from .text_tower import ClipTokenizer
-
-    return ClipTokenizer(int(settings["context_length"]))
 
 
 def _describe(tokenizer: Any) -> tuple[dict[str, Any], str | None] | None:
@@ -99,9 +87,11 @@ def _tower_class() -> Any:
     return Given, Tower
 
 
-def export_family_text_tower(encoder: Any, folder: str, names: dict[str, str]) -> dict[str, Any] | None:
+def export_family_text_tower(encoder: Any, folder: str, names: dict[str, str],
+                             quick_tokenizer: Any) -> dict[str, Any] | None:
     """Write the text tower of ``encoder`` (torch, fp32, CPU) into ``folder`` as ``names``
-    ('graph', 'table', 'tokenizer' file names); the info to record, or None (nothing written)."""
+    ('graph', 'table', 'tokenizer' file names); the info to record, or None (nothing written).
+    ``quick_tokenizer(folder, settings)`` makes the query-time tokenizer (``text_tower``'s)."""
     import torch
 
     model, tokenizer = encoder._model, encoder._tokenizer

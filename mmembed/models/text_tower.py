@@ -178,8 +178,6 @@ class OnnxTextEncoder:
             graph = INT8_TEXT_FILE if precision == "int8" else TEXT_TOWER_FILE
             session = pool.submit(ort.InferenceSession, os.path.join(folder, graph), options,
                                   providers=["CPUExecutionProvider"])
-            from .text_export import quick_tokenizer
-
             self.tokenizer = quick_tokenizer(folder, self.info.get("tokenizer") or
                                              {"kind": "clip", "context_length": self.info["context_length"]})
             self.session = session.result()
@@ -356,6 +354,7 @@ def export_text_tower(encoder: Any, folder: str) -> dict[str, Any] | None:
     if check is None or check < 0.9999:
         os.remove(tmp)
         os.remove(table)
+        note_on_torch(encoder.spec, "text")
         return None
     info["min_cosine_on_check"] = round(float(check), 6)
     info.update(scores=model_scores(model), tokenizer={"kind": "clip", "context_length": info["context_length"]}, trim=True)
@@ -367,14 +366,25 @@ def export_text_tower(encoder: Any, folder: str) -> dict[str, Any] | None:
     return info
 
 
+def quick_tokenizer(folder: str, settings: dict[str, Any]) -> Any:
+    """The query-time tokenizer an export recorded: the numpy BPE ('clip') or the Rust replay
+    of a Hugging Face tokenizer ('hf', ``hf_tokenizer.HFQuickTokenizer``)."""
+    if settings.get("kind") == "hf":
+        from .hf_tokenizer import HFQuickTokenizer
+
+        return HFQuickTokenizer(folder, settings)
+    return ClipTokenizer(int(settings["context_length"]))
+
+
 def _export_family(encoder: Any, folder: str) -> dict[str, Any] | None:
     """Another family's text tower (``text_export.py``): SigLIP, MobileCLIP, Hugging Face towers."""
     from .hf_tokenizer import TOKENIZER_FILE
     from .text_export import export_family_text_tower
 
     done = export_family_text_tower(encoder, folder, {"graph": TEXT_TOWER_FILE, "table": _EMBEDDING_FILE,
-                                                      "tokenizer": TOKENIZER_FILE})
+                                                      "tokenizer": TOKENIZER_FILE}, quick_tokenizer)
     if done is None:
+        note_on_torch(encoder.spec, "text")
         return None
     info = {"format": _FORMAT, "fingerprint": encoder.spec.fingerprint, "model": encoder.spec.name, "dim": encoder.dim,
             "context_length": int(done["tokenizer"]["context_length"]), "scores": model_scores(encoder._model), **done}
@@ -382,6 +392,15 @@ def _export_family(encoder: Any, folder: str) -> dict[str, Any] | None:
     with open(os.path.join(folder, _INFO_FILE), "w") as f:
         json.dump(info, f)
     return info
+
+
+def note_on_torch(spec: Any, tower: str) -> None:
+    """Say, in one line, that a tower stays on torch (never silently)."""
+    import logging
+
+    logging.getLogger("mmembed").warning(
+        "model %s: its %s tower cannot be exported to ONNX faithfully (an unsupported tokenizer or layer, or a "
+        "check under a cosine of 0.9999); it runs on torch, and cold queries take seconds", spec.label, tower)
 
 
 def model_scores(model: Any) -> dict[str, Any]:

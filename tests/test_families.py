@@ -260,3 +260,27 @@ def test_missing_hf_extra_is_one_line(families: dict[str, Path], tmp_path: Path)
     line = one_error_line(run_cli("ingest", str(photos), "--db", str(tmp_path / "db"), "--model", f"local-dir:{folder}",
                                   env={"PYTHONPATH": str(tmp_path / "site")}))
     assert "pip install 'mmembed[hf]'" in line and str(folder) in line
+
+
+def test_auto_cutoff_does_not_depend_on_a_familys_calibration() -> None:
+    """``--cutoff auto`` keeps a hit when it stands ``AUTO_CUTOFF_Z`` robust spreads above the
+    median of the query's scores over the table: a family whose cosines sit lower and closer
+    together (SigLIP's around 0.1, CLIP's around 0.25) keeps the same hits, since any
+    ``a * cos + b`` (a > 0) moves the median and the spread alike."""
+    from mmembed.retrieval.query import Hit, SearchOptions, apply_cutoff, score_stats
+
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((2000, 32)).astype(np.float32)
+    table /= np.linalg.norm(table, axis=1, keepdims=True)
+    query = table[:5].mean(axis=0)
+    query /= np.linalg.norm(query)
+    cos = table @ query
+    kept = []
+    for a, b in ((1.0, 0.0), (0.3, 0.05), (2.5, -0.4)):
+        scores = a * cos + b
+        # the table's scores as a matrix of "vectors" whose dot with [1] is the score
+        background = score_stats(scores[:, None], np.ones(1, np.float32))
+        hits = [Hit(path=str(i), score=float(s), id=str(i)) for i, s in enumerate(scores)]
+        kept.append({h.id for h in apply_cutoff(hits, SearchOptions(cutoff="auto"), background)})
+    assert kept[0] and 0 < len(kept[0]) < 200
+    assert kept[0] == kept[1] == kept[2]

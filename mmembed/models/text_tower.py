@@ -299,11 +299,13 @@ def quantize_text_tower(folder: str) -> dict[str, Any] | None:
         import onnxruntime as ort
 
         encoder = OnnxTextEncoder(folder)
-        want = encoder.encode_text(_CHECK_TEXTS)
+        from .text_export import CHECK_TEXTS  # with Chinese and full-width punctuation
+
+        want = encoder.encode_text(CHECK_TEXTS)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         encoder.session, encoder.precision = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]), "int8"
-        return float((want * encoder.encode_text(_CHECK_TEXTS)).sum(axis=1).min())
+        return float((want * encoder.encode_text(CHECK_TEXTS)).sum(axis=1).min())
 
     return make_int8(folder, TEXT_TOWER_FILE, INT8_TEXT_FILE, _INT8_INFO_FILE, reduce_range=not cpu_has_vnni(),
                      minimum=_MIN_INT8_COSINE, check=check,

@@ -60,7 +60,11 @@ class ModelSpec:
                     "holding open_clip_config.json and weights"
                 )
             folder = folder.resolve()
-            return cls(LOCAL_PREFIX + str(folder), None, local_fingerprint(folder))
+            from .families import check_folder
+
+            fingerprint = local_fingerprint(folder)
+            check_folder(str(folder))  # tokenizer files, a Hugging Face text config: named before any load
+            return cls(LOCAL_PREFIX + str(folder), None, fingerprint)
         if name.startswith(HUB_PREFIX):
             return cls(name, None, name)
         known = _open_clip_models()

@@ -289,3 +289,21 @@ def test_auto_cutoff_does_not_depend_on_a_familys_calibration() -> None:
         kept.append({h.id for h in apply_cutoff(hits, SearchOptions(cutoff="auto"), background)})
     assert kept[0] and 0 < len(kept[0]) < 200
     assert kept[0] == kept[1] == kept[2]
+
+
+def test_models_lists_the_families_with_their_measurements() -> None:
+    """``mmembed models --json``: every family on the fast path, the extra it needs, and the
+    numbers benchmarks/families.py recorded (not made up: absent where not measured)."""
+    from mmembed.models.catalog import FAMILIES, measured
+
+    done = run_cli("models", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["model"] for r in rows] == [f.model for f in FAMILIES]
+    assert {r["model"]: r["extra"] for r in rows}["xlm-roberta-base-ViT-B-32"] == "hf"
+    record = {f["family"]: f for f in measured().get("families", [])}
+    for row in rows:
+        found = record.get(row["key"])
+        assert row["image_per_s"] == (found["ingest_onnx_img_s"] if found else None)
+        assert row["cold_text_query_s"] == (found["cold_text_query_en_s"] if found else None)
+    assert any(r["image_per_s"] for r in rows), "no family measured: run benchmarks/families.py"

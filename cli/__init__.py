@@ -16,6 +16,7 @@ from . import organize as _organize  # noqa: F401, E402  (dupes, tag)
 from . import ocr as _ocr  # noqa: F401, E402  (ocr)
 from . import serve as _serve  # noqa: F401, E402
 from . import mcp as _mcp  # noqa: F401, E402
+from . import models as _models  # noqa: F401, E402  (models: the families on the fast path)
 # isort: on
 
 __all__ = ["app", "main"]

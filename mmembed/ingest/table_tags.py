@@ -44,7 +44,8 @@ def tag_table(store: Store, encoder: Any, settings: TagSettings, *, only_missing
     data = store.read_columns(["id", "image_vector"], "tags IS NULL" if only_missing else None)
     if data.num_rows:
         labels = label_vectors(encoder.encode_text, settings)
-        tags, scores = tags_for(vector_matrix(data.column("image_vector")), labels, settings)
+        tags, scores = tags_for(vector_matrix(data.column("image_vector")), labels, settings,
+                                getattr(encoder, "scores", None))
         ids = data.column("id").to_pylist()
         store.update_columns({"id": ids, "tags": tags, "tag_scores": scores})
         recompose_words(store, ids=ids if only_missing else None)  # tags are words too

@@ -60,7 +60,11 @@ class ModelSpec:
                     "holding open_clip_config.json and weights"
                 )
             folder = folder.resolve()
-            return cls(LOCAL_PREFIX + str(folder), None, local_fingerprint(folder))
+            from .families import check_folder
+
+            fingerprint = local_fingerprint(folder)
+            check_folder(str(folder))  # tokenizer files, a Hugging Face text config: named before any load
+            return cls(LOCAL_PREFIX + str(folder), None, fingerprint)
         if name.startswith(HUB_PREFIX):
             return cls(name, None, name)
         known = _open_clip_models()
@@ -260,6 +264,21 @@ class Encoder:
         self.load()
         assert self._runtime is not None
         return self._runtime.image_size
+
+    @property
+    def scores(self) -> dict[str, Any]:
+        """How the model turns cosines into probabilities (loads the model): {kind: softmax or
+        sigmoid, scale, bias}, the learnt values, from the exported towers or the weights."""
+        self.load()
+        if self._onnx is not None:
+            found = self._onnx.image.info.get("scores")
+            if found:
+                return dict(found)
+        if self._model is not None:
+            from .text_tower import model_scores
+
+            return model_scores(self._model)
+        return {"kind": "softmax", "scale": 100.0}  # an export from before scores were recorded: CLIP's
 
     @property
     def preprocess(self) -> Any:

@@ -204,12 +204,13 @@ def export_image_tower(encoder: Any, folder: str) -> dict[str, Any] | None:
     import torch
 
     from .preprocess import transform_params
-    from .text_tower import fp32_torch
+    from .text_tower import fp32_torch, model_scores, note_on_torch
 
     encoder = fp32_torch(encoder)
     model = encoder._model
     params = transform_params(encoder.preprocess)
     if params is None:
+        note_on_torch(encoder.spec, "image")
         return None
     crop_h, crop_w = params["crop"]
     os.makedirs(folder, exist_ok=True)
@@ -229,10 +230,12 @@ def export_image_tower(encoder: Any, folder: str) -> dict[str, Any] | None:
     if check is None or check < _MIN_COSINE:
         if os.path.exists(tmp):
             os.remove(tmp)
+        note_on_torch(encoder.spec, "image")
         return None
     os.replace(tmp, os.path.join(folder, IMAGE_TOWER_FILE))
     info = {"format": _FORMAT, "fingerprint": encoder.spec.fingerprint, "model": encoder.spec.name,
             "dim": encoder.dim, "preprocess": params, "min_cosine_on_check": round(float(check), 6),
+            "scores": model_scores(model),
             "file": _stamp(folder)}
     with open(os.path.join(folder, _INFO_FILE), "w") as f:
         json.dump(info, f)

@@ -23,23 +23,34 @@ def load_open_clip(spec: Any, device: str, precision: str) -> tuple[Any, Any, An
     (torch's); raises ``ModelLoadError`` with advice."""
     import open_clip
 
+    from .families import check_folder, check_tokenizer, local_kwargs, needs_hf
+
+    kwargs: dict[str, Any] = {}
+    if spec.name.startswith(LOCAL_PREFIX):
+        folder = spec.name[len(LOCAL_PREFIX):]
+        check_folder(folder)  # tokenizer files, the HF text config: one line naming the file
+        kwargs = local_kwargs(folder)
+    needs_hf(spec)  # the hf extra, named before open_clip fails deep inside
     try:
         with _quiet_root_logging(), _offline_unless_hub_reachable(spec):
             # bf16 on a CPU: every weight in bf16 ('pure'); autocast measured 2-5x slower here
             model, preprocess = open_clip.create_model_from_pretrained(
                 spec.name, pretrained=spec.pretrained, device=device,
-                precision="pure_bf16" if precision == "bf16" and device == "cpu" else precision,
+                precision="pure_bf16" if precision == "bf16" and device == "cpu" else precision, **kwargs,
             )
             tokenizer = open_clip.get_tokenizer(spec.name)
     except FileNotFoundError as exc:
         raise ModelLoadError(f"model {spec.label}: {exc}; check the path") from None
     except Exception as exc:  # noqa: BLE001 - open_clip raises bare RuntimeErrors for most failures
         raise ModelLoadError(_explain_load_failure(spec, exc)) from exc
+    check_tokenizer(spec, model, tokenizer)  # a vocabulary larger than the model's embedding
     return model, preprocess, tokenizer
 
 
 def _explain_load_failure(spec: Any, exc: Exception) -> str:
     text = " ".join(str(exc).split())
+    if "install transformers" in text or "No module named 'transformers'" in text:
+        return f"model {spec.label} needs transformers (a Hugging Face text tower or tokenizer); pip install 'mmembed[hf]'"
     if "not found in built-ins" in text:
         return (
             f"unknown model {spec.name!r}; use an open_clip architecture name "

@@ -178,8 +178,10 @@ class OnnxTextEncoder:
             graph = INT8_TEXT_FILE if precision == "int8" else TEXT_TOWER_FILE
             session = pool.submit(ort.InferenceSession, os.path.join(folder, graph), options,
                                   providers=["CPUExecutionProvider"])
-            self.tokenizer = ClipTokenizer(int(self.info["context_length"]))
+            self.tokenizer = quick_tokenizer(folder, self.info.get("tokenizer") or
+                                             {"kind": "clip", "context_length": self.info["context_length"]})
             self.session = session.result()
+        self.trim = bool(self.info.get("trim", True))  # CLIP's causal tower: the padding cannot matter
         self.fingerprint: str = self.info["fingerprint"]
         self.dim: int = int(self.info["dim"])
         # The token embedding (40 % of a ViT-B-32 text tower) stays out of the ONNX graph: a
@@ -193,7 +195,7 @@ class OnnxTextEncoder:
             # dynamic quantisation scales by the whole input: one text per run keeps a text's
             # vector its own, whatever it is batched with
             return np.concatenate([self.encode_text([t]) for t in texts])
-        tokens = self.tokenizer(list(texts), trim=True)
+        tokens = self.tokenizer(list(texts), trim=self.trim)
         embedded = np.ascontiguousarray(self.embedding[tokens], dtype=np.float32)
         (out,) = self.session.run(None, {"embedded": embedded, "tokens": tokens})
         out = out.astype(np.float32, copy=False)
@@ -237,7 +239,8 @@ def _file_stamps(folder: str) -> dict[str, list[int]]:
     """Size and mtime of the exported files: a file changed after the export (a copy cut short,
     a write over it) is not the export, and is made again."""
     out = {}
-    for name in (TEXT_TOWER_FILE, _EMBEDDING_FILE):
+    extra = ("tokenizer.json",) if os.path.exists(os.path.join(folder, "tokenizer.json")) else ()
+    for name in (TEXT_TOWER_FILE, _EMBEDDING_FILE, *extra):
         st = os.stat(os.path.join(folder, name))
         out[name] = [st.st_size, st.st_mtime_ns]
     return out
@@ -296,11 +299,13 @@ def quantize_text_tower(folder: str) -> dict[str, Any] | None:
         import onnxruntime as ort
 
         encoder = OnnxTextEncoder(folder)
-        want = encoder.encode_text(_CHECK_TEXTS)
+        from .text_export import CHECK_TEXTS  # with Chinese and full-width punctuation
+
+        want = encoder.encode_text(CHECK_TEXTS)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         encoder.session, encoder.precision = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"]), "int8"
-        return float((want * encoder.encode_text(_CHECK_TEXTS)).sum(axis=1).min())
+        return float((want * encoder.encode_text(CHECK_TEXTS)).sum(axis=1).min())
 
     return make_int8(folder, TEXT_TOWER_FILE, INT8_TEXT_FILE, _INT8_INFO_FILE, reduce_range=not cpu_has_vnni(),
                      minimum=_MIN_INT8_COSINE, check=check,
@@ -319,7 +324,7 @@ def export_text_tower(encoder: Any, folder: str) -> dict[str, Any] | None:
     model = encoder._model
     tokenizer = encoder._tokenizer
     if not _exportable(model, tokenizer):
-        return None
+        return _export_family(encoder, folder)
     ours = ClipTokenizer(int(tokenizer.context_length))
     reference = tokenizer(_CHECK_TEXTS)
     if not np.array_equal(ours(_CHECK_TEXTS), reference.numpy()):
@@ -351,14 +356,66 @@ def export_text_tower(encoder: Any, folder: str) -> dict[str, Any] | None:
     if check is None or check < 0.9999:
         os.remove(tmp)
         os.remove(table)
+        note_on_torch(encoder.spec, "text")
         return None
     info["min_cosine_on_check"] = round(float(check), 6)
+    info.update(scores=model_scores(model), tokenizer={"kind": "clip", "context_length": info["context_length"]}, trim=True)
     os.replace(table, os.path.join(folder, _EMBEDDING_FILE))
     os.replace(tmp, os.path.join(folder, TEXT_TOWER_FILE))
     info["files"] = _file_stamps(folder)
     with open(os.path.join(folder, _INFO_FILE), "w") as f:
         json.dump(info, f)
     return info
+
+
+def quick_tokenizer(folder: str, settings: dict[str, Any]) -> Any:
+    """The query-time tokenizer an export recorded: the numpy BPE ('clip') or the Rust replay
+    of a Hugging Face tokenizer ('hf', ``hf_tokenizer.HFQuickTokenizer``)."""
+    if settings.get("kind") == "hf":
+        from .hf_tokenizer import HFQuickTokenizer
+
+        return HFQuickTokenizer(folder, settings)
+    return ClipTokenizer(int(settings["context_length"]))
+
+
+def _export_family(encoder: Any, folder: str) -> dict[str, Any] | None:
+    """Another family's text tower (``text_export.py``): SigLIP, MobileCLIP, Hugging Face towers."""
+    from .hf_tokenizer import TOKENIZER_FILE
+    from .text_export import export_family_text_tower
+
+    done = export_family_text_tower(encoder, folder, {"graph": TEXT_TOWER_FILE, "table": _EMBEDDING_FILE,
+                                                      "tokenizer": TOKENIZER_FILE}, quick_tokenizer)
+    if done is None:
+        note_on_torch(encoder.spec, "text")
+        return None
+    info = {"format": _FORMAT, "fingerprint": encoder.spec.fingerprint, "model": encoder.spec.name, "dim": encoder.dim,
+            "context_length": int(done["tokenizer"]["context_length"]), "scores": model_scores(encoder._model), **done}
+    info["files"] = _file_stamps(folder)
+    with open(os.path.join(folder, _INFO_FILE), "w") as f:
+        json.dump(info, f)
+    return info
+
+
+def note_on_torch(spec: Any, tower: str) -> None:
+    """Say, in one line, that a tower stays on torch (never silently)."""
+    import logging
+
+    logging.getLogger("mmembed").warning(
+        "model %s: its %s tower cannot be exported to ONNX faithfully (an unsupported tokenizer or layer, or a "
+        "check under a cosine of 0.9999); it runs on torch, and cold queries take seconds", spec.label, tower)
+
+
+def model_scores(model: Any) -> dict[str, Any]:
+    """How the model turns cosines into probabilities: CLIP's softmax over ``scale * cos``, or
+    SigLIP's sigmoid of ``scale * cos + bias``; the learnt values, kept with the exported towers."""
+    scale = getattr(model, "logit_scale", None)
+    bias = getattr(model, "logit_bias", None)
+    out: dict[str, Any] = {"scale": round(float(scale.exp().item()), 6) if scale is not None else 100.0}
+    if bias is not None:
+        out.update(kind="sigmoid", bias=round(float(bias.item()), 6))
+    else:
+        out["kind"] = "softmax"
+    return out
 
 
 def _exportable(model: Any, tokenizer: Any) -> bool:

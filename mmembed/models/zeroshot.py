@@ -2,8 +2,9 @@
 zero-shot recipe, from the stored vectors (no image is decoded).
 
 A label's vector is the normalised mean of its prompts' vectors (``vocabulary.TEMPLATES``).
-For each photo the labels' cosines, times CLIP's logit scale (100), go through a softmax over
-the label set; the photo keeps its best label and every other label with a probability of at
+For each photo the labels' cosines become probabilities as the model makes them
+(``probabilities``: CLIP's softmax over the label set with the model's own logit scale,
+SigLIP's sigmoid with its scale and bias); the photo keeps its best label and every other label with a probability of at
 least ``threshold``, at most ``MAX_TAGS``, best first. They are stored in the ``tags`` (list
 of strings) and ``tag_scores`` (list of probabilities) columns, so ``--where
 "array_has(tags, 'beach')"`` and ``search --tag beach`` filter on them.
@@ -20,7 +21,7 @@ import numpy as np
 from ..errors import ConfigError
 from .vocabulary import DEFAULT_LABELS, TEMPLATES
 
-__all__ = ["TagReport", "TagSettings", "LOGIT_SCALE", "MAX_TAGS", "DEFAULT_THRESHOLD", "check_labels",
+__all__ = ["TagReport", "TagSettings", "LOGIT_SCALE", "probabilities", "MAX_TAGS", "DEFAULT_THRESHOLD", "check_labels",
            "label_vectors", "tags_for"]
 
 LOGIT_SCALE = 100.0  # CLIP's learned temperature, as its zero-shot classifiers use it
@@ -83,16 +84,27 @@ def label_vectors(encode_text: Callable[[list[str]], np.ndarray], settings: TagS
     return per_label / np.linalg.norm(per_label, axis=1, keepdims=True)
 
 
-def tags_for(images: np.ndarray, labels: np.ndarray, settings: TagSettings) -> tuple[list[list[str]], list[list[float]]]:
-    """Each image's tags (best first) and their probabilities."""
+def probabilities(cosines: np.ndarray, scores: dict[str, Any] | None = None) -> np.ndarray:
+    """Label probabilities from (N, L) cosines as the model itself makes them: CLIP's softmax
+    over ``scale * cos`` (``scores`` None: scale 100, CLIP's), SigLIP's sigmoid of
+    ``scale * cos + bias`` (each label on its own); ``scores`` as ``Encoder.scores`` gives them."""
+    scores = scores or {"kind": "softmax", "scale": LOGIT_SCALE}
+    logits = float(scores.get("scale", LOGIT_SCALE)) * np.asarray(cosines, dtype=np.float32)
+    if scores.get("kind") == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-(logits + float(scores.get("bias", 0.0)))))
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def tags_for(images: np.ndarray, labels: np.ndarray, settings: TagSettings,
+             scores: dict[str, Any] | None = None) -> tuple[list[list[str]], list[list[float]]]:
+    """Each image's tags (best first) and their probabilities (``probabilities``, the model's own)."""
     names = settings.labels
     out_tags: list[list[str]] = []
     out_scores: list[list[float]] = []
     for start in range(0, len(images), _BLOCK):
-        logits = LOGIT_SCALE * (np.asarray(images[start:start + _BLOCK], dtype=np.float32) @ labels.T)
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
+        probs = probabilities(np.asarray(images[start:start + _BLOCK], dtype=np.float32) @ labels.T, scores)
         k = min(MAX_TAGS, probs.shape[1])
         top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         for row, order in zip(probs, top):

@@ -21,7 +21,7 @@ def test_every_cli_command_has_a_readme_example() -> None:
     readme = (ROOT / "README.md").read_text()
     names = [info.name or info.callback.__name__ for info in app.registered_commands]
     names += [group.name for group in app.registered_groups]
-    assert sorted(names) == ["doctor", "dupes", "embed", "eval", "fusion", "index", "info", "ingest", "mcp", "ocr", "search", "serve", "tag", "watch"]
+    assert sorted(names) == ["doctor", "dupes", "embed", "eval", "fusion", "index", "info", "ingest", "mcp", "models", "ocr", "search", "serve", "tag", "watch"]
     for name in names:
         assert f"### `mmembed {name}" in readme, name
         assert re.search(rf"^mmembed {name}\b", readme, re.M), name

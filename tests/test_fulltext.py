@@ -119,8 +119,12 @@ def test_old_table_gains_words_and_index_at_next_ingest_and_tags_join(tmp_path: 
     assert any(idx.columns == ["words"] for idx in table.list_indices())
     assert names(search(db, "会议纪要"))[0] == "minutes.png"
     mmembed.Index(db).tag(["zebracrossing", "lighthouse"])
-    hits = search(db, "lighthouse", "--mode", "text") + search(db, "zebracrossing", "--mode", "text")
-    assert sorted(names(hits)) == sorted(TEXTS)  # every row got its top tag among its words
+    tagged = {r["path"].rsplit("/", 1)[-1]: r["tags"] for r in lancedb.connect(db).open_table("images")
+              .search().select(["path", "tags"]).limit(None).to_list()}
+    for tag in ("lighthouse", "zebracrossing"):  # every row's tags (the model's own scale: one or both) are words
+        found = names(search(db, tag, "--mode", "text"))
+        assert sorted(found) == sorted(n for n, tags in tagged.items() if tag in tags), tag
+    assert all(tagged[n] for n in TEXTS)
     assert names(search(db, "lighthouse", "--tag", "lighthouse"))[0] in TEXTS
 
 
@@ -171,3 +175,50 @@ def test_terms_match_as_the_index_compares_them() -> None:
     assert contains_terms("第三季度会议纪要", ["会议纪要"]) and not contains_terms("会议 纪要", ["会议纪要"])
     words = item_words({"ocr_text": "Schedule AK-\n451-HJ", "path": "/home/u/trips/oslo/boarding_pass.png"})
     assert words == "Schedule AK-451-HJ\noslo boarding pass"  # a code wrapped at its hyphen, the name's words
+
+
+def test_a_query_no_items_words_hold_stays_on_the_quick_path(library: dict) -> None:
+    """The snapshot carries each row's words (folded, ``words.bin``): a hybrid query whose terms
+    no item holds is ranked by its vectors alone without opening LanceDB, with the same hits as
+    the full path; one that some item's words hold still goes to LanceDB's index."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys\nimport mmembed\n"
+            "hits = mmembed.Index(sys.argv[1]).search(sys.argv[2], limit=4)\n"
+            "print(json.dumps([[h.path, round(h.score, 5), h.mode, h.words_score] for h in hits]))\n"
+            "print('lancedb' in sys.modules, file=sys.stderr)\n")
+
+    def cold(query: str, **env: str) -> tuple[list, bool]:
+        import os
+
+        done = subprocess.run([sys.executable, "-c", code, library["db"], query], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, **env})
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout), done.stderr.strip().splitlines()[-1] == "True"
+
+    quick, opened = cold("a zebra grazing in tall grass")
+    assert not opened and [h[2] for h in quick] == ["hybrid"] * 4 and all(h[3] is None for h in quick)
+    full, _ = cold("a zebra grazing in tall grass", MMEMBED_QUICK="0")
+    assert quick == full
+    matched, opened = cold("bakery receipt")
+    assert opened and Path(matched[0][0]).name == "bakery.png" and matched[0][3] > 0
+    assert cold("grazing", MMEMBED_QUICK="1")[0][0][3] is None
+
+
+def test_the_snapshot_word_check_agrees_with_the_term_rule(library: dict, tmp_path: Path) -> None:
+    """``Snapshot.has_word_match`` against ``contains_terms`` row by row, on the library's own words:
+    a word's start ("bak"), not its middle ("akery"); a code's part; Chinese inside a run; accents folded."""
+    import lancedb
+
+    from mmembed.store.snapshot import Snapshot
+    from mmembed.text.words import contains_terms, query_terms
+
+    snap = Snapshot.open(library["db"], "images")
+    assert snap is not None and snap.info["words_bin"]
+    rows = lancedb.connect(library["db"]).open_table("images").search().select(["words"]).limit(None).to_list()
+    for query in ("bak", "akery", "KX-482", "482-PD", "会议纪要", "纪要要点", "cafe flore", "café", "saint-germain",
+                  "harbor bakery total", "harbor zebra", "lighthouse", "ighthouse", "12.40"):
+        terms = query_terms(query)
+        want = any(contains_terms(r["words"], terms) for r in rows)
+        assert snap.has_word_match(terms) is want, query

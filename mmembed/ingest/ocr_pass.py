@@ -188,7 +188,7 @@ def _recognize(reader: Any, image: Any, full_width: int | None) -> tuple[str, An
 
 
 def _written(row: dict[str, Any], text: str | None, lines: list[dict[str, Any]] | None, engine: str) -> dict[str, Any]:
-    words_row = {k: v for k, v in row.items() if k in WORD_COLUMNS}
+    words_row = {k: v for k, v in row.items() if k in WORD_COLUMNS or k == "path"}  # path: its words too
     words_row["ocr_text"] = text
     words = item_words(words_row)
     return {"id": row["id"], "ocr_text": text, "ocr_lines": json.dumps(lines, ensure_ascii=False) if lines else None,

@@ -137,18 +137,15 @@ def _ns(moment: datetime) -> int:
 # ------------------------------------------------------------ the places of a table
 def present_places(store: Any) -> list[dict[str, Any]]:
     """Distinct places of the table's rows with their row counts (most photos first); [] without the columns."""
+    from ..store.snapshot import sorted_places, tally_places
+
     names = set(store.table.schema.names) if store.meta() is not None else set()
     if "place_id" not in names:
         return []
     table = store.read_columns([c for c in _PLACE_COLUMNS if c in names], "place_id IS NOT NULL")
     found: dict[int, dict[str, Any]] = {}
-    for row in table.to_pylist():
-        entry = found.get(row["place_id"])
-        if entry is None:
-            found[row["place_id"]] = entry = {k: row.get(k) for k in _PLACE_COLUMNS if not k.startswith("gps")}
-            entry.update(count=0, lat=row.get("gps_lat"), lon=row.get("gps_lon"))
-        entry["count"] += 1
-    return sorted(found.values(), key=lambda e: (-e["count"], e["place_city"] or ""))
+    tally_places(table.to_pylist(), found)
+    return sorted_places(found)
 
 
 def as_place(entry: dict[str, Any]) -> Place:
@@ -184,7 +181,9 @@ class PlacesCache:
                     return self._entries
             except (OSError, ValueError, KeyError, AttributeError):
                 pass
-        entries = present_places(self._store())
+        entries = _snapshot_places(self.db, self.table, key)
+        if entries is None:
+            entries = present_places(self._store())
         if path is not None:
             try:
                 tmp = f"{path}.{os.getpid()}.tmp"
@@ -213,6 +212,20 @@ class PlacesCache:
             return None
         found = manifest_versions(self.db, self.table)
         return found[0][0] if found else None
+
+
+def _snapshot_places(db: str, table: str, version: Any) -> list[dict[str, Any]] | None:
+    """The places the current snapshot counted when it was written (no LanceDB), or None."""
+    if version is None:
+        return None
+    from ..store.snapshot import Snapshot, SnapshotDamaged
+
+    try:
+        snap = Snapshot.open(db, table)
+    except SnapshotDamaged:
+        return None
+    places = snap.info.get("places") if snap is not None and snap.info.get("version") == version else None
+    return places if isinstance(places, list) else None
 
 
 def world_lookup() -> Callable[[str], Sequence[Place]] | None:

@@ -35,9 +35,8 @@ _TERM_SPLIT = re.compile(r"\s+([+-])\s+")
 _CORE = {"id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "ingested_at",
          "taken_ns", "image_vector", "text", "texts", "text_source", "text_hash", "embedded_texts", "manifest_texts",
          "text_vector", "score", "media", "frame_time", "duration", "raw_siblings", "etag",
-         # issue 22/23 columns: built in, never a manifest's extras (each branch surfaces its own)
-         "ocr_text", "ocr_lines", "ocr_engine", "gps_lat", "gps_lon", "gps_alt", "place_id", "place_city",
-         "place_region", "place_country", "place_country_code", "place_names", "words"}
+         # built-in columns a hit does not carry as extras (where, place and words are: the snapshot's rows hold them)
+         "ocr_text", "ocr_lines", "ocr_engine", "place_id"}
 # Without --frames a video is one hit (its best frame); rows are fetched in growing rounds
 # until ``limit`` distinct items are found, at most this many rows.
 MAX_FRAME_FETCH = 20_000

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -58,6 +58,11 @@ class Searcher:
         if plan is not None:
             try:
                 mode = _words_mode(plan, options)
+                if mode != "vector" and plan.snapshot.has_word_match(_terms(plan)) is False:
+                    # no item's words hold the query (read from the snapshot): ranked by its
+                    # vectors alone, as retrieval.hybrid does then; LanceDB is not opened
+                    return [] if mode == "text" else [replace(h, mode=mode) for h in
+                                                      self._quick.run(plan, options, max_megapixels=self.config.max_megapixels)]
                 if mode != "vector":  # the vectors from the snapshot, the words from LanceDB
                     from .hybrid import snapshot_hybrid
 
@@ -135,6 +140,13 @@ def quick_search(config: Config, text: str | None, options: SearchOptions | None
         return quick.run(plan, options, max_megapixels=config.max_megapixels)
     except QuickPathLost:
         return None
+
+
+def _terms(plan: QuickPlan) -> list[str]:
+    """The terms a hybrid query's words must hold (``hybrid.ranked_hits``'s)."""
+    from ..text.words import query_terms
+
+    return query_terms(" ".join(plan.query.positives))
 
 
 def _words_mode(plan: QuickPlan, options: SearchOptions) -> str:

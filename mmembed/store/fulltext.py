@@ -12,17 +12,14 @@ it (flat), so results stay complete between ``optimize`` calls.
 
 from __future__ import annotations
 
-import functools
 import logging
-import re
-import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
 
 from ..errors import QueryError, StoreError
-from ..text.words import WORD_COLUMNS, fold, item_words, query_terms
+from ..text.words import WORD_COLUMNS, contains_terms, item_words, query_terms
 from .table import Store, _errors, _one_line
 
 __all__ = ["WORDS", "FTS_OPTIONS", "fill_words", "recompose_words", "has_words", "fts_index", "ensure_fts_index",
@@ -118,24 +115,6 @@ def ensure_fts_index(store: Store) -> bool:
     with _errors(f"cannot update the full-text index of table '{store.table_name}'", write=True):
         store.table.optimize()
     return True
-
-
-def contains_terms(words: str | None, terms: list[str]) -> bool:
-    """Every term stands in ``words`` in one piece (case and accents folded), a term that begins
-    with a letter or digit of a spaced script at the start of a word ("car" finds "cars", not
-    "scar"; "KX-482" finds "KX-482-PD"); one in Chinese or Japanese anywhere ("会议纪要" in
-    "第三季度会议纪要")."""
-    if not words or not terms:
-        return False
-    low = fold(words)
-    return all(_term_pattern(t).search(low) for t in terms)
-
-
-@functools.lru_cache(maxsize=256)
-def _term_pattern(term: str) -> re.Pattern[str]:
-    unspaced = unicodedata.category(term[0]) == "Lo" and not term[0].isascii()
-    code = any(c.isdigit() for c in term)  # a code or number matches in part, even run into a word by OCR
-    return re.compile(("" if unspaced or code or not term[0].isalnum() else r"(?<![^\W_])") + re.escape(term))
 
 
 def word_search(store: Store, text: str, *, limit: int, where: str | None = None,

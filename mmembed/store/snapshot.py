@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from .partitions import IVF_MIN_ROWS, checksum, probe_order
+from ..text.words import contains_terms, fold
 
 __all__ = ["Snapshot", "SnapshotDamaged", "snapshot_folder", "table_version", "manifest_versions", "write_snapshot",
            "report_damage", "SNAPSHOT_MAX_ROWS"]
@@ -44,7 +45,8 @@ SNAPSHOT_MAX_ROWS = 20_000_000  # partitioned from IVF_MIN_ROWS on, so a search 
 _BATCH = 65_536  # rows written (and reordered) at once
 _INFO = "snapshot.json"
 _ROW_FIELDS = ("id", "path", "width", "height", "format", "size", "text", "text_source", "media", "frame_time", "duration",
-               "raw_siblings", "ocr_text")
+               "raw_siblings", "ocr_text", "gps_lat", "gps_lon", "gps_alt", "place_city", "place_region", "place_country",
+               "place_country_code", "place_names", "words")
 _U64_MAX = (1 << 64) - 1
 BACKGROUND_ROWS = 50_000  # a partitioned snapshot's --cutoff auto background: an even sample this big
 _INFO_KEYS = {"version", "rows", "captioned", "meta", "fused"}
@@ -117,8 +119,10 @@ def _write_rows(tmp: str, batches: Any, n: int, extra_columns: list[str]) -> dic
     mask = np.zeros(n, dtype=bool)
     fused_complete = True
     offsets = np.zeros(n + 1, dtype=np.int64)
+    word_offsets = np.zeros(n + 1, dtype=np.int64)
     at = words = 0
-    with open(os.path.join(tmp, "rows.jsonl"), "wb") as out:
+    places: dict[int, dict[str, Any]] | None = None
+    with open(os.path.join(tmp, "rows.jsonl"), "wb") as out, open(os.path.join(tmp, "words.bin"), "wb") as folded:
         for batch in batches:
             m = batch.num_rows
             if at + m > n:
@@ -139,7 +143,16 @@ def _write_rows(tmp: str, batches: Any, n: int, extra_columns: list[str]) -> dic
             if fused_complete:
                 files["fused"][at:at + m] = _matrix(pa.chunked_array([fused]), dim)
             if "words" in batch.schema.names:  # rows with searchable words: a text query is ranked by words too
-                words += sum(1 for w in batch.column("words").to_pylist() if w)  # (retrieval.searcher.plan_quick)
+                texts = batch.column("words").to_pylist()  # (retrieval.searcher.plan_quick)
+                words += sum(1 for w in texts if w)
+            else:
+                texts = [None] * m
+            for i, text in enumerate(texts):  # words.bin: each row's words folded, for has_word_match
+                folded.write(fold(text).encode("utf-8") + b"\n" if text else b"")
+                word_offsets[at + i + 1] = folded.tell()
+            if "place_id" in batch.schema.names:  # the table's places, so a search box need not open LanceDB
+                places = {} if places is None else places
+                tally_places(batch.select([c for c in PLACE_COLUMNS if c in batch.schema.names]).to_pylist(), places)
             fields = [f for f in (*_ROW_FIELDS, *extra_columns) if f in batch.schema.names]
             columns = {f: batch.column(f).to_pylist() for f in fields}
             for i in range(m):
@@ -163,7 +176,30 @@ def _write_rows(tmp: str, batches: Any, n: int, extra_columns: list[str]) -> dic
     if captioned:
         np.save(os.path.join(tmp, "text_mask.npy"), mask)
     np.save(os.path.join(tmp, "offsets.npy"), offsets)
-    return {"rows": n, "captioned": captioned, "fused": "fused" in keep, "words": words}
+    np.save(os.path.join(tmp, "words_offsets.npy"), word_offsets)
+    return {"rows": n, "captioned": captioned, "fused": "fused" in keep, "words": words, "words_bin": True,
+            **({"places": sorted_places(places)} if places is not None else {})}
+
+
+PLACE_COLUMNS = ["place_id", "place_city", "place_region", "place_country", "place_country_code", "place_names",
+                 "gps_lat", "gps_lon"]
+
+
+def tally_places(rows: list[dict[str, Any]], found: dict[int, dict[str, Any]]) -> None:
+    """Count ``rows`` (``PLACE_COLUMNS``) into ``found``: place id -> its names, a position and a row count."""
+    for row in rows:
+        if row.get("place_id") is None:
+            continue
+        entry = found.get(row["place_id"])
+        if entry is None:
+            found[row["place_id"]] = entry = {k: row.get(k) for k in PLACE_COLUMNS if not k.startswith("gps")}
+            entry.update(count=0, lat=row.get("gps_lat"), lon=row.get("gps_lon"))
+        entry["count"] += 1
+
+
+def sorted_places(found: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """``tally_places``'s entries, most photos first."""
+    return sorted(found.values(), key=lambda e: (-e["count"], e["place_city"] or ""))
 
 
 def _partition(tmp: str, info: dict[str, Any]) -> dict[str, Any]:
@@ -186,6 +222,7 @@ def _partition(tmp: str, info: dict[str, Any]) -> dict[str, Any]:
     if info["captioned"]:
         np.save(os.path.join(tmp, "text_mask.npy"), np.load(os.path.join(tmp, "text_mask.npy"))[order])
     _permute_rows(tmp, order)
+    _permute_rows(tmp, order, "words.bin", "words_offsets.npy")
     np.save(os.path.join(tmp, "ivf_centroids.npy"), centroids)
     np.save(os.path.join(tmp, "ivf_offsets.npy"), bounds)
     matrix = np.load(os.path.join(tmp, f"{target}.npy"), mmap_mode="r")
@@ -206,9 +243,9 @@ def _permute_array(tmp: str, name: str, order: np.ndarray) -> None:
     os.replace(f"{path}.new", path)
 
 
-def _permute_rows(tmp: str, order: np.ndarray) -> None:
-    path = os.path.join(tmp, "rows.jsonl")
-    old = np.load(os.path.join(tmp, "offsets.npy"))
+def _permute_rows(tmp: str, order: np.ndarray, name: str = "rows.jsonl", offsets: str = "offsets.npy") -> None:
+    path = os.path.join(tmp, name)
+    old = np.load(os.path.join(tmp, offsets))
     new = np.zeros_like(old)
     with open(path, "rb") as src, open(f"{path}.new", "wb") as out:
         for i, j in enumerate(order):
@@ -216,7 +253,7 @@ def _permute_rows(tmp: str, order: np.ndarray) -> None:
             out.write(src.read(int(old[j + 1] - old[j])))
             new[i + 1] = out.tell()
     os.replace(f"{path}.new", path)
-    np.save(os.path.join(tmp, "offsets.npy"), new)
+    np.save(os.path.join(tmp, offsets), new)
 
 
 def report_damage(db: str, table: str, version: int | None, exc: Exception) -> None:
@@ -297,6 +334,11 @@ class Snapshot:
             size = os.path.getsize(os.path.join(self.folder, "rows.jsonl"))
             if int(self._array("offsets")[-1]) != size:
                 raise ValueError(f"rows.jsonl is {size} bytes, not {int(self._array('offsets')[-1])}")
+            if self.info.get("words_bin"):
+                bounds = self._array("words_offsets")
+                size = os.path.getsize(os.path.join(self.folder, "words.bin"))
+                if bounds.shape[0] != self.rows + 1 or int(bounds[-1]) != size:
+                    raise ValueError(f"words.bin is {size} bytes, not as words_offsets.npy bounds it")
         except (OSError, ValueError, EOFError, IndexError) as exc:
             self._arrays.clear()
             raise SnapshotDamaged(f"{self.folder}: {exc}") from None
@@ -316,6 +358,35 @@ class Snapshot:
             raise ValueError("ivf_offsets.npy does not bound the rows")
         if checksum(centroids, bounds) != ivf["crc"]:
             raise ValueError("the partition files are not the ones this snapshot wrote")
+
+    def has_word_match(self, terms: list[str]) -> bool | None:
+        """Whether any row's words hold every term (``text.words.contains_terms``), read from
+        ``words.bin`` (each row's words, folded) without LanceDB; None when this snapshot has no
+        such file (written before it). A hybrid query with no match ranks by its vectors alone."""
+        if not self.info.get("words_bin"):
+            return None
+        if not terms or not self.info.get("words"):
+            return False
+        import mmap
+        import re
+
+        path = os.path.join(self.folder, "words.bin")
+        if os.path.getsize(path) == 0:
+            return False
+        bounds = self._array("words_offsets")
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as blob:
+            candidates: np.ndarray | None = None
+            for term in sorted(terms, key=len, reverse=True):  # the longest first: it narrows most
+                starts = np.fromiter((m.start() for m in re.finditer(re.escape(term.encode("utf-8")), blob)),
+                                     dtype=np.int64)
+                rows = np.unique(np.searchsorted(bounds, starts, side="right") - 1)
+                candidates = rows if candidates is None else np.intersect1d(candidates, rows, assume_unique=True)
+                if not len(candidates):
+                    return False
+            for i in candidates if candidates is not None else ():  # each term in one piece, as the index checks
+                if contains_terms(blob[int(bounds[i]):int(bounds[i + 1])].decode("utf-8", "replace"), terms):
+                    return True
+        return False
 
     def _array(self, name: str) -> np.ndarray:
         if name not in self._arrays:

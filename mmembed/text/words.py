@@ -11,6 +11,7 @@ case, accents folded).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import unicodedata
@@ -19,7 +20,7 @@ from typing import Any
 
 from .paths import path_text
 
-__all__ = ["WORD_COLUMNS", "item_words", "query_terms", "fold"]
+__all__ = ["WORD_COLUMNS", "item_words", "query_terms", "fold", "contains_terms"]
 
 # The row columns whose words join ``words`` (a writer that changes one of them recomposes it).
 WORD_COLUMNS = ("texts", "embedded_texts", "manifest_texts", "path_words", "ocr_text", "tags", "place_names",
@@ -107,3 +108,21 @@ def _join_places(lines: list[str], row: Mapping[str, Any]) -> list[str]:
         return lines
     kept = [line for line in lines if line not in names]
     return kept + [" ".join(line for line in lines if line in names)]
+
+
+def contains_terms(words: str | None, terms: list[str]) -> bool:
+    """Every term stands in ``words`` in one piece (case and accents folded), a term that begins
+    with a letter or digit of a spaced script at the start of a word ("car" finds "cars", not
+    "scar"; "KX-482" finds "KX-482-PD"); one in Chinese or Japanese anywhere ("会议纪要" in
+    "第三季度会议纪要")."""
+    if not words or not terms:
+        return False
+    low = fold(words)
+    return all(_term_pattern(t).search(low) for t in terms)
+
+
+@functools.lru_cache(maxsize=256)
+def _term_pattern(term: str) -> re.Pattern[str]:
+    unspaced = unicodedata.category(term[0]) == "Lo" and not term[0].isascii()
+    code = any(c.isdigit() for c in term)  # a code or number matches in part, even run into a word by OCR
+    return re.compile(("" if unspaced or code or not term[0].isalnum() else r"(?<![^\W_])") + re.escape(term))

@@ -248,11 +248,11 @@ class SearchHits(list):  # type: ignore[type-arg]
 def run_located(text: str | None, image: Any, options: SearchOptions, *, search: Callable[..., list[Hit]],
                 store: Callable[[], Any], places: PlacesCache | None, today: date | None = None) -> SearchHits:
     """``Index.search``'s where/when steps around ``search(text, image, options)`` (the Searcher)."""
-    from ..store.items import read_items
-
     needs_world = bool(isinstance(text, str) and not options.literal and may_name_place(text)) or options.near is not None
     located = plan_search(text, options, places, today, world_lookup() if needs_world else None)
     if located.browse and image is None:
+        from ..store.items import read_items  # (pyarrow and lancedb: only for a listing)
+
         rows = read_items(store(), where=located.options.where)
         rows.sort(key=lambda r: (r.get("taken_ns") is None, -(r.get("taken_ns") or 0), r["path"]))
         hits = [_browse_hit(r) for r in _one_per_item(rows, options.frames)]

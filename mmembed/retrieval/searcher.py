@@ -58,17 +58,12 @@ class Searcher:
         if plan is not None:
             try:
                 mode = _words_mode(plan, options)
-                if mode != "vector" and plan.snapshot.has_word_match(_terms(plan)) is False:
-                    # no item's words hold the query (read from the snapshot): ranked by its
-                    # vectors alone, as retrieval.hybrid does then; LanceDB is not opened
-                    return [] if mode == "text" else [replace(h, mode=mode) for h in
-                                                      self._quick.run(plan, options, max_megapixels=self.config.max_megapixels)]
-                if mode != "vector":  # the vectors from the snapshot, the words from LanceDB
-                    from .hybrid import snapshot_hybrid
+                if mode == "vector" or plan.snapshot.has_word_match(_terms(plan)) is False:
+                    return _vector_hits(self._quick, plan, mode, options, self.config.max_megapixels)
+                from .hybrid import snapshot_hybrid  # the vectors from the snapshot, the words from LanceDB
 
-                    return snapshot_hybrid(self._quick, plan, mode, " ".join(plan.query.positives), options,
-                                           self._store(), max_megapixels=self.config.max_megapixels)
-                return self._quick.run(plan, options, max_megapixels=self.config.max_megapixels)
+                return snapshot_hybrid(self._quick, plan, mode, " ".join(plan.query.positives), options,
+                                       self._store(), max_megapixels=self.config.max_megapixels)
             except QuickPathLost:
                 pass  # reported where it was found; LanceDB answers
         return self._exact(text, image, options)
@@ -133,13 +128,27 @@ def quick_search(config: Config, text: str | None, options: SearchOptions | None
         return None
     quick = QuickSearch(config.db, config.table, one_shot=True, model=(config.model, config.pretrained),
                         precision=config.precision)
-    plan = plan_quick(quick, text, image, options)
+    plan = plan_quick(quick, text, image, options, words=True)
     if plan is None:
         return None
+    mode = _words_mode(plan, options)
+    if mode != "vector" and plan.snapshot.has_word_match(_terms(plan)) is not False:
+        return None  # ranked by words too: LanceDB's full-text index is needed
     try:
-        return quick.run(plan, options, max_megapixels=config.max_megapixels)
+        return _vector_hits(quick, plan, mode, options, config.max_megapixels)
     except QuickPathLost:
         return None
+
+
+def _vector_hits(quick: QuickSearch, plan: QuickPlan, mode: str, options: SearchOptions,
+                 max_megapixels: float) -> list[Hit]:
+    """The snapshot's vector ranking. In hybrid or text mode it is called only when no item's
+    words hold the query (``Snapshot.has_word_match``): ranked by the vectors alone then, as
+    ``retrieval.hybrid`` does (text mode: nothing), without opening LanceDB."""
+    if mode == "text":
+        return []
+    hits = quick.run(plan, options, max_megapixels=max_megapixels)
+    return hits if mode == "vector" else [replace(h, mode=mode) for h in hits]
 
 
 def _terms(plan: QuickPlan) -> list[str]:

@@ -61,7 +61,10 @@ def make_int8(folder: str, source: str, target: str, info_name: str, *, reduce_r
     worst cosine of the quantised graph at the path it is given against fp32) reaches
     ``minimum``; then write ``record`` (with the cosine, ``reduce_range`` and the graph's size
     and mtime, which later say whether it is still the one checked) as ``info_name``. Every
-    file appears by an atomic rename; None, and nothing written, when the graph is not kept."""
+    file appears by an atomic rename; None when the graph is not kept (``info_name`` then records
+    the rejection, so later loads of the same graph do not quantise it again)."""
+    if _rejected_before(os.path.join(folder, info_name), {**record, "minimum": minimum}, reduce_range):
+        return None  # this graph was quantised and found unfaithful: not again on every load
     fd, tmp = tempfile.mkstemp(prefix=f".{target}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
@@ -71,13 +74,37 @@ def make_int8(folder: str, source: str, target: str, info_name: str, *, reduce_r
         cosine = None
     if cosine is None or cosine < minimum:
         os.remove(tmp)
+        if cosine is not None:  # checked and found unfaithful (a graph that failed to load is tried again)
+            _write_json(folder, info_name, {**record, "reduce_range": reduce_range, "rejected": True, "minimum": minimum,
+                                            "min_cosine_on_check": round(cosine, 6)})
         return None
     os.replace(tmp, os.path.join(folder, target))
     st = os.stat(os.path.join(folder, target))
     record = {**record, "reduce_range": reduce_range, "min_cosine_on_check": round(cosine, 6),
               "file": [st.st_size, st.st_mtime_ns]}
-    fd, info_tmp = tempfile.mkstemp(prefix=f".{info_name}.", suffix=".tmp", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        json.dump(record, f)
-    os.replace(info_tmp, os.path.join(folder, info_name))
+    _write_json(folder, info_name, record)
     return record
+
+
+def _rejected_before(path: str, record: dict[str, Any], reduce_range: bool) -> bool:
+    """Whether ``path`` records that this same graph (``record``'s source) was found unfaithful
+    at this ``reduce_range`` against the same bar (a new export, another CPU kind or another bar
+    is tried again)."""
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return (isinstance(saved, dict) and saved.get("rejected") is True and saved.get("reduce_range") == reduce_range
+            and all(saved.get(k) == v for k, v in record.items()))
+
+
+def _write_json(folder: str, name: str, data: dict[str, Any]) -> None:
+    """``data`` as ``folder/name``, by an atomic rename (best effort: a read-only cache keeps fp32)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, os.path.join(folder, name))
+    except OSError:
+        pass

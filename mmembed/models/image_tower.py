@@ -158,10 +158,6 @@ def quantize_image_tower(folder: str) -> dict[str, Any] | None:
     cosine must reach 0.99, or nothing is written and None is returned (fp32 is used). A few
     seconds once per model; BENCHMARKS.md has the speed and the cosine on real photos.
     """
-    try:
-        import onnxruntime.quantization  # noqa: F401
-    except ImportError:
-        return None
     info = _info(folder)
     if info is None:
         return None

@@ -65,6 +65,10 @@ def make_int8(folder: str, source: str, target: str, info_name: str, *, reduce_r
     the rejection, so later loads of the same graph do not quantise it again)."""
     if _rejected_before(os.path.join(folder, info_name), {**record, "minimum": minimum}, reduce_range):
         return None  # this graph was quantised and found unfaithful: not again on every load
+    try:
+        import onnxruntime.quantization  # noqa: F401 - 1.5 s to import (onnx, ml_dtypes): only when quantising
+    except ImportError:
+        return None
     fd, tmp = tempfile.mkstemp(prefix=f".{target}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:

@@ -104,6 +104,7 @@ def test_ctrl_c_keeps_encoded_rows_and_says_how_to_continue(many_images: Path, t
     assert len(paths) == len(set(paths))
 
 
+@pytest.mark.slow  # long; its mechanism is also covered in the default run (CI time)
 def test_search_keeps_working_during_a_reindex(many_images: Path, tmp_path: Path, tiny_model: str, other_tiny_model: str) -> None:
     db = str(tmp_path / "re.lancedb")
     small = tmp_path / "small"

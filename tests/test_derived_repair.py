@@ -69,6 +69,7 @@ def test_index_refresh_rewrites_a_damaged_snapshot(built: str) -> None:
     assert Snapshot.open(built, "images") is not None
 
 
+@pytest.mark.slow  # long; its mechanism is also covered in the default run (CI time)
 def test_a_damaged_text_tower_is_exported_again(built: str, photos: Path, session_cache: Path) -> None:
     from mmembed.models.text_tower import TEXT_TOWER_FILE, tower_folder
 

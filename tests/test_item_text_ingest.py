@@ -158,10 +158,14 @@ def test_composite_query_scoring(captioned: Path, index: mmembed.Index) -> None:
     q = q - 0.5 * n
     q /= np.linalg.norm(q)
     table = rows(index.config.db)
-    for hit in hits[:5]:
+    for hit in hits[:5]:  # the captions hold the query's words: ranked hybrid, the cosine kept apart
         expected = float(q @ np.asarray(table[Path(hit.path).name]["image_vector"]))
-        assert hit.score == pytest.approx(expected, abs=1e-4)
+        assert hit.vector_score == pytest.approx(expected, abs=1e-4)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    vector = index.search("a red ball + table - rain", image=captioned / "green.png", image_weight=0.4,
+                          negatives=["night"], target="image", limit=18, mode="vector")
+    for hit in vector[:5]:  # looks only: the score is that cosine
+        assert hit.score == pytest.approx(float(q @ np.asarray(table[Path(hit.path).name]["image_vector"])), abs=1e-4)
 
 
 def test_fusion_apply_switches_strategy_without_decoding(captioned: Path, db: str, index: mmembed.Index) -> None:
@@ -185,7 +189,7 @@ def test_fusion_apply_switches_strategy_without_decoding(captioned: Path, db: st
     expected_score = 0.3 * q @ np.asarray(top["image_vector"]) + 0.7 * q @ np.asarray(
         top["text_vector"] if top["text_vector"] is not None else top["image_vector"])
     # to ~1e-3: a plain text query is encoded by the fp32 ONNX text tower, embed_text by the model (bf16 here)
-    assert hits[0].score == pytest.approx(float(expected_score), abs=2e-3)
+    assert hits[0].vector_score == pytest.approx(float(expected_score), abs=2e-3)  # (score: RRF where words match)
     # A later ingest keeps the recorded strategy and adds new rows in the new space.
     shutil.copy(FIXTURE_IMAGES / "red.jpg", captioned / "another.png")
     assert index.ingest(captioned).added == 1

@@ -190,6 +190,7 @@ def noise_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return noise_jpegs(tmp_path_factory.mktemp("many"), N_CRASH, name="{i:04d}.jpg", quality=75)
 
 
+@pytest.mark.slow  # long; its mechanism is also covered in the default run (CI time)
 def test_kill_9_of_the_ray_driver_then_rerun_gives_every_row_once(noise_images: Path, tmp_path: Path, ray_cluster: str,
                                                                   tiny_model: str) -> None:
     folder = noise_images

@@ -123,6 +123,7 @@ def test_an_image_query_with_words_survives_a_damaged_text_tower(fp32_table: str
     assert encoder.encode_images([photos / "red.jpg"]).shape == (1, 32)  # images stay on the tower
 
 
+@pytest.mark.slow  # long; its mechanism is also covered in the default run (CI time)
 def test_offline_without_hf_hub_offline_a_hub_model_fails_fast(photos: Path, tmp_path: Path) -> None:
     """The hub unreachable (here: an endpoint on a closed local port) and HF_HUB_OFFLINE unset:
     one line naming the fix, in seconds rather than after a minute of retries."""

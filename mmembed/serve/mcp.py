@@ -181,7 +181,8 @@ class _Tools:
         if not rows:
             raise NotFound(f"{path!r} is not an indexed item of table '{self.library.table}'; "
                            "give a path exactly as search returned it")
-        return min(rows, key=lambda r: r.get("frame_time") or 0.0)  # a video: its first kept frame
+        first = min(rows, key=lambda r: r.get("frame_time") or 0.0)  # a video: its first kept frame
+        return self.library.item(first["id"])  # the same record as by id (the catalog row is light)
 
     def _picture(self, row: dict[str, Any], size: int) -> bytes:
         """An upright JPEG of the row's file (a video: its frame), long side at most ``size``, read only

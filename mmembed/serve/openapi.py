@@ -38,7 +38,14 @@ _SEARCH = [
     _q("not", "words the results should not match (repeatable, or comma-separated)"),
     _q("image_weight", "the image's weight in a composite query (0 to 1)", "number"),
     _q("min_score", "drop hits below this score", "number"),
-    _q("cutoff", "'auto': only the hits that stand out", enum=["none", "auto"]), *_FILTERS,
+    _q("cutoff", "'auto': only the hits that stand out", enum=["none", "auto"]),
+    _q("mode", "rank by looks and words at once (hybrid, the default where items have words), looks only "
+       "(vector) or words only (text)", enum=["hybrid", "vector", "text"]),
+    _q("near", "only photos taken near a place name or LAT,LON"), _q("radius", "the radius of near, km", "number"),
+    _q("taken_after", "only photos taken on or after this ISO date (camera time)", format="date"),
+    _q("taken_before", "only photos taken before this ISO date", format="date"),
+    _q("sort", "score: best first; date: newest first", enum=["score", "date"]),
+    _q("literal", "1: the words as typed (no place or time phrase becomes a filter)", enum=["1"]), *_FILTERS,
 ]
 _ID = [{"name": "item_id", "in": "path", "required": True, "description": "a row id from a hit or an item",
         "schema": {"type": "string"}}]
@@ -52,8 +59,9 @@ def _op(summary: str, responses: dict[str, Any], parameters: list[dict[str, Any]
 
 def _paths() -> dict[str, Any]:
     ok = {"200": {"description": "OK", "content": _JSON}}
-    search_ok = {"200": {"description": "hits as in `mmembed search --json` (each with its id), plus more, "
-                                        "where, target, took_ms", "content": _JSON}, "400": _ERROR, "409": _ERROR}
+    search_ok = {"200": {"description": "hits as in `mmembed search --json` (each with its id and, ranked by "
+                                        "words too, vector_score, words_score, terms), plus more, where, target, "
+                                        "parsed (the place and time read from q), took_ms", "content": _JSON}, "400": _ERROR, "409": _ERROR}
     image = {"required": True, "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
              "description": "the query image (at most 20 MB)"}
     picture = {"200": {"description": "a JPEG", "content": {"image/jpeg": {}}}, **_FILE_ERRORS}
@@ -71,6 +79,8 @@ def _paths() -> dict[str, Any]:
             "groups of duplicates, keepers marked (as `mmembed dupes --json`)",
             {**ok, "202": {"description": "still searching: {state: running, percent}; ask again", "content": _JSON},
              "400": _ERROR}, [_q("mode", "how alike", enum=["near", "exact", "similar"], default="near")])},
+        "/api/places": {"get": _op("the places of the photos (named from their GPS) with counts", ok)},
+        "/api/timeline": {"get": _op("photos per month (date taken)", ok)},
         "/api/openapi.json": {"get": _op("this document", ok)},
         "/api/docs": {"get": _op("this document as a page", {"200": {"description": "HTML",
                                                                       "content": {"text/html": {}}}})},

@@ -252,6 +252,7 @@ def test_browser_chips_remove_with_one_click_and_places_list(library: dict) -> N
             assert any("Kyoto, Japan" in c for c in chips) and any("2021-12-01" in c for c in chips), chips
             cards = tab.eval_on_selector_all(".card", "cs => cs.map(c => c.dataset.path)")
             assert names(cards) == truth_of(library, "kyoto", datetime(2021, 12, 1), datetime(2022, 1, 1))
+            assert tab.locator(".card .score").count() == 0  # a place/time listing: no score to show
             # one click on the date chip's ×: every Kyoto photo, the place chip stays
             before = tab.url
             tab.click(".where-chip[data-where=dates] .where-x")

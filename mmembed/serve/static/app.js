@@ -250,7 +250,7 @@ function card(hit, index) {
       el("img", { src: "/thumbs/" + encodeURIComponent(hit.id), alt: hit.text || name, loading: "lazy", decoding: "async" }),
       video ? el("span", { class: "play", text: "▶ " + clock(hit.frame_time || 0) + (hit.duration ? " / " + clock(hit.duration) : "") }) : null),
     el("figcaption", {},
-      hit.score !== undefined ? el("span", { class: "score", text: fmt(hit.score) }) : badge,
+      hit.score !== undefined && hit.target !== "filter" ? el("span", { class: "score", text: fmt(hit.score) }) : badge,  // a place/time listing has no score
       el("span", { class: "caption", text: hit.text || name }),
       why.length ? el("span", { class: "why", text: why.join(" · ") }) : null,
       wordsSnippet(hit)));

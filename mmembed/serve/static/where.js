@@ -69,7 +69,7 @@
     const p = parsed || {};
     const fromBox = p.place || (p.notes || []).some((n) => n.startsWith("taken "));
     if (p.place) {
-      b.append(chip("📍 " + p.place.label, "place", () => {
+      b.append(chip("in " + p.place.label, "place", () => {
         // the place goes: the words left, and the box's dates kept as explicit ones
         if (p.taken_after && !extra.has("taken_after")) extra.set("taken_after", p.taken_after);
         if (p.taken_before && !extra.has("taken_before")) extra.set("taken_before", p.taken_before);
@@ -79,14 +79,14 @@
     }
     const boxDates = fromBox && (p.notes || []).some((n) => n.startsWith("taken "));
     if (boxDates) {
-      b.append(chip("🗓 " + span(p), "dates", () => {
+      b.append(chip("taken " + span(p), "dates", () => {
         // the dates go: the words left, and the place said again
         setQuery(((p.text || "") + (p.place ? " in " + p.place.phrase : "")).trim());
         rerun();
       }));
     }
     if (p.near) {
-      b.append(chip("◎ " + p.near.label + " ≤ " + p.near.radius_km + " km", "near", () => {
+      b.append(chip("near " + p.near.label + " ≤ " + p.near.radius_km + " km", "near", () => {
         extra.delete("near"); extra.delete("radius"); rerun();
       }));
     }

@@ -264,17 +264,9 @@ def run_located(text: str | None, image: Any, options: SearchOptions, *, search:
 
 
 def _one_per_item(rows: list[dict[str, Any]], frames: bool) -> list[dict[str, Any]]:
-    if frames:
-        return rows
-    seen: set[str] = set()
-    kept = []
-    for row in rows:
-        if row.get("media") == "video":
-            if row["path"] in seen:
-                continue
-            seen.add(row["path"])
-        kept.append(row)
-    return kept
+    from .query import one_per_video
+
+    return rows if frames else one_per_video(rows)
 
 
 def _browse_hit(row: dict[str, Any]) -> Hit:

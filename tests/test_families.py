@@ -144,6 +144,7 @@ def test_family_on_the_fast_path(families: dict[str, Path], family: str, tmp_pat
 
     rows = lancedb.connect(db).open_table("images").to_arrow().to_pylist()
     model, preprocess = open_clip.create_model_from_pretrained(f"local-dir:{families[family]}", **_kwargs(families[family]))
+    model.eval()  # open_clip builds models in train mode: BatchNorm (MobileCLIP's FastViT) would use batch statistics
     from PIL import Image
 
     from mmembed.sources.decode import load_image

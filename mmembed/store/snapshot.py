@@ -152,7 +152,8 @@ def _write_rows(tmp: str, batches: Any, n: int, extra_columns: list[str]) -> dic
                 word_offsets[at + i + 1] = folded.tell()
             if "place_id" in batch.schema.names:  # the table's places, so a search box need not open LanceDB
                 places = {} if places is None else places
-                tally_places(batch.select([c for c in PLACE_COLUMNS if c in batch.schema.names]).to_pylist(), places)
+                placed = batch.filter(batch.column("place_id").is_valid())  # only rows with a place become dicts
+                tally_places(placed.select([c for c in PLACE_COLUMNS if c in batch.schema.names]).to_pylist(), places)
             fields = [f for f in (*_ROW_FIELDS, *extra_columns) if f in batch.schema.names]
             columns = {f: batch.column(f).to_pylist() for f in fields}
             for i in range(m):

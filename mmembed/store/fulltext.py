@@ -18,9 +18,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..errors import QueryError, StoreError
 from ..text.words import WORD_COLUMNS, contains_terms, item_words, query_terms
-from .table import Store, _errors, _one_line
+from .table import Store, _errors, filtered_rows
 
 __all__ = ["WORDS", "FTS_OPTIONS", "fill_words", "recompose_words", "has_words", "fts_index", "ensure_fts_index",
            "word_search", "contains_terms"]
@@ -131,14 +130,7 @@ def word_search(store: Store, text: str, *, limit: int, where: str | None = None
     query = store.table.search(MatchQuery(grams, WORDS, operator=FullTextOperator.AND), query_type="fts")
     wanted = columns if columns is not None else [c for c in store.table.schema.names]
     query = query.select(list(dict.fromkeys([*wanted, WORDS, "_score"]))).limit(max(CANDIDATES, 8 * limit))
-    if where:
-        query = query.where(where, prefilter=True)
-    try:
-        rows = query.to_list()
-    except Exception as exc:  # noqa: BLE001 - a bad filter surfaces from the query engine
-        if where:
-            raise QueryError(f"--where {where!r} is not a valid filter: {_one_line(exc)[:200]}") from exc
-        raise StoreError(f"full-text search failed: {_one_line(exc)}") from exc
+    rows = filtered_rows(query, where, "full-text search failed")
     kept = []
     for row in rows:
         if contains_terms(row.get(WORDS), terms):

@@ -609,17 +609,23 @@ class Store:
         )
         if column in self.vector_indices():
             query = query.nprobes(ANN_NPROBES).refine_factor(ANN_REFINE)
-        if where:
-            query = query.where(where, prefilter=True)
-        try:
-            rows = query.to_list()
-        except Exception as exc:  # noqa: BLE001 - a bad filter surfaces from the query engine
-            if where:
-                raise QueryError(f"--where {where!r} is not a valid filter: {_one_line(exc)[:200]}") from exc
-            raise StoreError(f"search failed: {_one_line(exc)}") from exc
+        rows = filtered_rows(query, where, "search failed")
         for row in rows:
             row["score"] = 1.0 - float(row.pop("_distance"))
         return rows
+
+
+def filtered_rows(query: Any, where: str | None, failed: str) -> list[dict[str, Any]]:
+    """A LanceDB query's rows, ``where`` applied first (prefilter): a bad filter is the user's
+    ``QueryError`` naming it, any other failure a ``StoreError`` starting with ``failed``."""
+    if where:
+        query = query.where(where, prefilter=True)
+    try:
+        return query.to_list()
+    except Exception as exc:  # noqa: BLE001 - a bad filter surfaces from the query engine
+        if where:
+            raise QueryError(f"--where {where!r} is not a valid filter: {_one_line(exc)[:200]}") from exc
+        raise StoreError(f"{failed}: {_one_line(exc)}") from exc
 
 
 def _sql_list(values: Sequence[str]) -> str:

@@ -26,7 +26,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "fixtures"))
 from make_families import FAMILIES, make_family  # noqa: E402
+
+sys.path.insert(0, str(HERE))
+from runtime import run  # noqa: E402 - one whole process: seconds, peak RSS, stderr
 
 COCO = ROOT.parent / "shared" / "data" / "photos" / "coco"
 MMEMBED = [sys.executable, "-m", "mmembed"]
@@ -49,18 +51,6 @@ PROBE = (
     "sys.exit(code)\n"
 )
 QUERIES = {"cold text query (en)": "a cat on the sofa", "cold text query (zh)": "沙发上的猫"}
-
-
-def run(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(seconds, peak RSS in MB, stderr) of one whole process."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    err = proc.stderr.read() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(args)} failed: {err[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024, err
 
 
 def vectors(db: Path) -> dict[str, list[float]]:

@@ -197,20 +197,13 @@ def snapshot_hybrid(quick: Any, plan: Any, mode: str, text: str, options: Search
     ``QuickPathLost`` when the snapshot proves damaged (LanceDB then answers all of it)."""
     import numpy as np
 
-    from ..models.fusion import FusionStrategy
     from ..store.fulltext import word_search
     from ..store.snapshot import SnapshotDamaged
-    from .query import make_hit, nearest_items, query_plan, query_vectors, score_stats
+    from .query import make_hit, nearest_items, score_stats
     from .quick import QuickPathLost
 
-    snap, meta, query, target = plan.snapshot, plan.snapshot.meta, plan.query, plan.target
-    if plan.image_encoder is not None:
-        img, pos, neg = query_vectors(plan.image_encoder, query, max_megapixels)
-    else:
-        img, (pos, neg) = None, quick._text_vectors(query, meta, plan.text_encoder)
-    fusion = meta.get("fusion") or {}
-    vector, q_img, q_txt = query_plan(img, pos, neg, query, target, FusionStrategy(fusion.get("strategy", "mean")),
-                                      float(fusion.get("weight", 0.2)))
+    snap, target = plan.snapshot, plan.target
+    vector, q_img, q_txt = quick.query_vector(plan, max_megapixels)
     vector = np.asarray(vector, dtype=np.float32)
     column = {"image": "image_vector", "text": "text_vector", "fused": "fused_vector"}[target]
     full: dict[str, dict[str, Any]] = {}

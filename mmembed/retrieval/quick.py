@@ -109,17 +109,23 @@ class QuickSearch:
         a query is encoded as the table's item texts were; fp32 otherwise."""
         return "int8" if self.towers == "int8" else "fp32"
 
-    def run(self, plan: QuickPlan, options: SearchOptions, *, max_megapixels: float = 100.0) -> list[Hit]:
-        """Hits for a query that ``plan_quick`` found this path can answer. Raises
-        ``QuickPathLost`` when the snapshot or the text tower proves damaged while read."""
-        snap, meta, query, target = plan.snapshot, plan.snapshot.meta, plan.query, plan.target
+    def query_vector(self, plan: QuickPlan, max_megapixels: float = 100.0) -> tuple[Any, Any, Any]:
+        """(the searched vector, the image part, the text part) of a planned query, encoded with
+        the plan's tower and fused as the table's fusion settings say (``query.query_plan``)."""
+        meta, query = plan.snapshot.meta, plan.query
         if plan.image_encoder is not None:
             img, pos, neg = query_vectors(plan.image_encoder, query, max_megapixels)
         else:
             img, (pos, neg) = None, self._text_vectors(query, meta, plan.text_encoder)
         fusion = meta.get("fusion") or {}
         strategy = FusionStrategy(fusion.get("strategy", "mean"))
-        vector, q_img, q_txt = query_plan(img, pos, neg, query, target, strategy, float(fusion.get("weight", 0.2)))
+        return query_plan(img, pos, neg, query, plan.target, strategy, float(fusion.get("weight", 0.2)))
+
+    def run(self, plan: QuickPlan, options: SearchOptions, *, max_megapixels: float = 100.0) -> list[Hit]:
+        """Hits for a query that ``plan_quick`` found this path can answer. Raises
+        ``QuickPathLost`` when the snapshot or the text tower proves damaged while read."""
+        snap, target = plan.snapshot, plan.target
+        vector, q_img, q_txt = self.query_vector(plan, max_megapixels)
         from ..store.snapshot import SnapshotDamaged
 
         try:

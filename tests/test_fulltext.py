@@ -177,10 +177,10 @@ def test_terms_match_as_the_index_compares_them() -> None:
     assert words == "Schedule AK-451-HJ\noslo boarding pass"  # a code wrapped at its hyphen, the name's words
 
 
-def test_a_query_no_items_words_hold_stays_on_the_quick_path(library: dict) -> None:
-    """The snapshot carries each row's words (folded, ``words.bin``): a hybrid query whose terms
-    no item holds is ranked by its vectors alone without opening LanceDB, with the same hits as
-    the full path; one that some item's words hold still goes to LanceDB's index."""
+def test_hybrid_queries_stay_on_the_quick_path_with_the_full_paths_hits(library: dict) -> None:
+    """The snapshot carries each row's words (folded, ``words.bin``): a hybrid query is ranked by
+    words and vectors without opening LanceDB, with the same hits, scores and BM25 as the full
+    path (LanceDB's index finding the candidates); one whose terms no item holds by its vectors alone."""
     import subprocess
     import sys
 
@@ -197,12 +197,16 @@ def test_a_query_no_items_words_hold_stays_on_the_quick_path(library: dict) -> N
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout), done.stderr.strip().splitlines()[-1] == "True"
 
+    cold("warm up")  # the first search of a table exports its text tower
     quick, opened = cold("a zebra grazing in tall grass")
     assert not opened and [h[2] for h in quick] == ["hybrid"] * 4 and all(h[3] is None for h in quick)
     full, _ = cold("a zebra grazing in tall grass", MMEMBED_QUICK="0")
     assert quick == full
-    matched, opened = cold("bakery receipt")
-    assert opened and Path(matched[0][0]).name == "bakery.png" and matched[0][3] > 0
+    for query in ("bakery receipt", "会议纪要", "KX-482"):
+        matched, opened = cold(query)
+        assert not opened and matched[0][3] > 0, query
+        assert matched == cold(query, MMEMBED_QUICK="0")[0], query
+    assert Path(cold("bakery receipt")[0][0][0]).name == "bakery.png"
     assert cold("grazing", MMEMBED_QUICK="1")[0][0][3] is None
 
 
@@ -222,3 +226,44 @@ def test_the_snapshot_word_check_agrees_with_the_term_rule(library: dict, tmp_pa
         terms = query_terms(query)
         want = any(contains_terms(r["words"], terms) for r in rows)
         assert snap.has_word_match(terms) is want, query
+
+
+@pytest.mark.parametrize("few", [20_000, 3])  # matches read one by one, or past 3 the numpy scan
+def test_the_snapshot_word_scan_counts_as_the_term_rule(few: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``store.wordscan`` (numpy over ``words.bin``) against ``contains_terms``/``term_counts``
+    row by row on made-up words: word starts after ASCII and non-ASCII characters, codes and
+    Chinese inside runs, overlapping matches, accents; and the BM25 ranking against ``word_scores``
+    (the LanceDB path's scoring of its candidates)."""
+    import random
+
+    import numpy as np
+
+    from mmembed.store import wordscan
+    from mmembed.store.fulltext import word_scores
+    from mmembed.store.wordscan import rank_rows, term_rows
+
+    monkeypatch.setattr(wordscan, "_FEW", few)
+    from mmembed.text.words import contains_terms, fold, query_terms, term_counts
+
+    rng = random.Random(7)
+    vocab = ["car", "scar", "cars", "KX-482-PD", "plate", "会议纪要", "第三季度会议纪要", "café", "Über", "aa", "aaaa",
+             "wi-fi", "_car", "車car", "（car）", "pass", "boarding_pass", "2023", "x2023y", "ŝcar", "the", "a"]
+    texts = [" ".join(rng.choice(vocab) + rng.choice(["", ",", "\n"]) for _ in range(rng.randint(1, 8)))
+             if rng.random() > 0.1 else None for _ in range(2000)]
+    folded = [fold(t) if t else "" for t in texts]
+    blob = np.frombuffer(b"".join(f.encode() + b"\n" if f else b"" for f in folded), np.uint8)
+    bounds = np.concatenate([[0], np.cumsum([len(f.encode()) + 1 if f else 0 for f in folded])]).astype(np.int64)
+    for term in ("car", "cars", "kx-482", "482", "会议纪要", "纪要", "cafe", "uber", "aa", "wi-fi", "2023", "the", "a",
+                 "car）"):
+        rows, counts = term_rows(blob, bounds, term)
+        want = {i: term_counts(f, term) for i, f in enumerate(folded) if f and term_counts(f, term)}
+        assert dict(zip(rows.tolist(), counts.tolist())) == want, term
+    items = sum(1 for f in folded if f)
+    for query in ("car plate", "会议纪要 car", "aa pass", "the a", "cafe 2023", "zebra"):
+        terms = query_terms(query)
+        rows, scores = rank_rows(blob, bounds, terms, items)
+        held = [i for i, t in enumerate(texts) if contains_terms(t, terms)]
+        assert sorted(rows.tolist()) == held, query
+        stats = ({t: len(term_rows(blob, bounds, t)[0]) for t in terms}, items, float(bounds[-1]) / items)
+        want = word_scores([texts[i] for i in rows], terms, stats)
+        assert np.allclose(scores, want) and list(scores) == sorted(scores, reverse=True), query

@@ -1,7 +1,7 @@
 """Ranking by looks and words at once: a text query's vector search and its full-text search
 (``store.fulltext``: every term of the query found in the item's words, BM25) fused into one list.
 
-The fusion is LanceDB's own reciprocal-rank fusion (``lancedb.rerankers.RRFReranker``, k = 60),
+The fusion is reciprocal-rank fusion as LanceDB's ``RRFReranker`` computes it (k = 60),
 measured against a calibrated linear mix of cosine and normalised BM25 (EVALUATION.md,
 ``benchmarks/hybrid.py``): RRF needs no score scale and lifts an item whose words hold the query
 to the top without hiding what the vectors found. Both lists carry every candidate: the vector
@@ -67,17 +67,13 @@ def fuse(vector_rows: list[dict[str, Any]], word_rows: list[dict[str, Any]], *, 
 
 
 def _rrf(by_cosine: list[dict[str, Any]], by_words: list[dict[str, Any]], query: str) -> dict[str, float]:
-    """LanceDB's RRFReranker over the two lists (``_rowid`` is our row id)."""
-    import pyarrow as pa
-    from lancedb.rerankers import RRFReranker
-
-    def table(rows: list[dict[str, Any]], column: str, values: list[float]) -> pa.Table:
-        return pa.table({"_rowid": [r["id"] for r in rows], column: pa.array(values, pa.float32())})
-
-    vector = table(by_cosine, "_distance", [1.0 - r["score"] for r in by_cosine])
-    words = table(by_words, "_score", [r["words_score"] for r in by_words])
-    fused = RRFReranker(K=RRF_K).rerank_hybrid(query, vector, words)
-    return dict(zip(fused["_rowid"].to_pylist(), fused["_relevance_score"].to_pylist()))
+    """Reciprocal-rank fusion as LanceDB's ``RRFReranker`` computes it (the sum over both lists
+    of 1 / (rank + k), ranks from 1), without importing lancedb: the quick path ranks with it."""
+    scores: dict[str, float] = {}
+    for rows in (by_cosine, by_words):
+        for rank, row in enumerate(rows, 1):
+            scores[row["id"]] = scores.get(row["id"], 0.0) + 1.0 / (rank + RRF_K)
+    return scores
 
 
 def ranked_hits(mode: str, text: str, options: SearchOptions, *,
@@ -189,15 +185,15 @@ def hybrid_search(store: Any, mode: str, text: str, options: SearchOptions, wher
                        background=background, how=how, before_make=hits_of)
 
 
-def snapshot_hybrid(quick: Any, plan: Any, mode: str, text: str, options: SearchOptions, store: Any, *,
+def snapshot_hybrid(quick: Any, plan: Any, mode: str, text: str, options: SearchOptions, *,
                     max_megapixels: float = 100.0) -> list[Hit]:
-    """``ranked_hits`` with the vector rows from the snapshot (``quick.py``'s numpy scan, faster
-    than LanceDB's at the sizes it is kept for) and the word rows from LanceDB's full-text index:
-    a planned quick query (``searcher.plan_quick``, no filter) on a table with words. Raises
-    ``QuickPathLost`` when the snapshot proves damaged (LanceDB then answers all of it)."""
+    """``ranked_hits`` from the snapshot alone, without LanceDB: the vector rows from its numpy
+    scan, the word rows from its ``words.bin`` (``Snapshot.word_matches``: the same rows and
+    BM25 as ``store.fulltext.word_search`` gives on the table). A planned quick query
+    (``searcher.plan_quick``, no filter) on a table with words. Raises ``QuickPathLost`` when the
+    snapshot proves damaged (LanceDB then answers all of it)."""
     import numpy as np
 
-    from ..store.fulltext import word_search
     from ..store.snapshot import SnapshotDamaged
     from .query import make_hit, nearest_items, score_stats
     from .quick import QuickPathLost
@@ -205,35 +201,31 @@ def snapshot_hybrid(quick: Any, plan: Any, mode: str, text: str, options: Search
     snap, target = plan.snapshot, plan.target
     vector, q_img, q_txt = quick.query_vector(plan, max_megapixels)
     vector = np.asarray(vector, dtype=np.float32)
-    column = {"image": "image_vector", "text": "text_vector", "fused": "fused_vector"}[target]
-    full: dict[str, dict[str, Any]] = {}
+
+    def lost(exc: Exception) -> QuickPathLost:
+        return QuickPathLost(f"the snapshot of {snap.folder} is damaged: {exc}")
 
     def nearest(n: int) -> list[dict[str, Any]]:
         try:
             return nearest_items(lambda k: snap.nearest(vector, target=target, limit=k), n, options.frames)
         except SnapshotDamaged as exc:
-            raise QuickPathLost(f"the snapshot of {store.table_name} is damaged") from exc
+            raise lost(exc) from exc
 
     def words(q: str, n: int) -> list[dict[str, Any]]:
-        return word_search(store, q, limit=n, columns=[c for c in ("id", "path", "media", column)
-                                                       if c in store.table.schema.names])
-
-    def cosine(row: dict[str, Any]) -> float:
-        stored = row.get(column)
-        return float(np.dot(vector, np.asarray(stored, dtype=np.float32))) if stored is not None else -1.0
-
-    def read_whole(rows: list[dict[str, Any]]) -> None:
-        wanted = [r["id"] for r in rows if "image_vector" not in r or r.get("words_score") is not None]
-        full.update({r["id"]: r for r in store.rows_by_id(wanted)} if wanted else {})
+        try:
+            positions, scores = snap.word_matches(query_terms(q))
+            rows = snap.rows_at(positions[:n], scores[:n], key="words_score")
+            for row, cosine in zip(rows, snap.cosines(positions[:n], vector, target)):
+                row["cosine"] = float(cosine)
+            return rows
+        except (SnapshotDamaged, OSError, ValueError) as exc:
+            raise lost(exc) from exc
 
     def made(row: dict[str, Any]) -> Hit:
-        if row["id"] in full:  # a word match: its whole row (its words, for the highlight)
-            row = {**full[row["id"]], "score": row["score"]}
-        return make_hit({k: v for k, v in row.items() if k not in ("fused_vector", "words_score")},
-                        target, q_img, q_txt)
+        return make_hit({k: v for k, v in row.items() if k not in ("words_score", "cosine")}, target, q_img, q_txt)
 
     def background() -> tuple[float, float] | None:
-        return score_stats(snap.vectors(target), vector) if options.cutoff == "auto" else None
+        return score_stats(snap.background(target), vector) if options.cutoff == "auto" else None
 
-    return ranked_hits(mode, text, options, vector_rows=nearest, word_rows=words, cosine=cosine, make=made,
-                       background=background, before_make=read_whole)
+    return ranked_hits(mode, text, options, vector_rows=nearest, word_rows=words, cosine=lambda row: row["cosine"],
+                       make=made, background=background)

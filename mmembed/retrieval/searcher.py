@@ -53,17 +53,13 @@ class Searcher:
         """Nearest items to ``text`` and/or ``image``, best first (see ``retrieval.exact``)."""
         from .quick import QuickPathLost
 
-        plan = plan_quick(self._quick, text, image, options, _LazyEncoder(self._encoder),
-                          words=True) if self._quick_ok else None
+        plan = plan_quick(self._quick, text, image, options,
+                          _LazyEncoder(self._encoder)) if self._quick_ok else None
         if plan is not None:
             try:
-                mode = _words_mode(plan, options)
-                if mode == "vector" or plan.snapshot.has_word_match(_terms(plan)) is False:
-                    return _vector_hits(self._quick, plan, mode, options, self.config.max_megapixels)
-                from .hybrid import snapshot_hybrid  # the vectors from the snapshot, the words from LanceDB
-
-                return snapshot_hybrid(self._quick, plan, mode, " ".join(plan.query.positives), options,
-                                       self._store(), max_megapixels=self.config.max_megapixels)
+                hits = _planned_hits(self._quick, plan, options, self.config.max_megapixels)
+                if hits is not None:
+                    return hits
             except QuickPathLost:
                 pass  # reported where it was found; LanceDB answers
         return self._exact(text, image, options)
@@ -86,7 +82,7 @@ class Searcher:
 
 
 def plan_quick(quick: QuickSearch, text: str | None, image: str | os.PathLike[str] | bytes | None,
-               options: SearchOptions, encoder: Any = None, *, words: bool = False) -> QuickPlan | None:
+               options: SearchOptions, encoder: Any = None) -> QuickPlan | None:
     """The one check before a search: a plan for the snapshot path (``quick.py``) when it gives
     the full path's answer, else None (LanceDB answers, and raises the right error where there is
     one). Checked in turn: no filter; a current snapshot with rows; the model named, if any, is
@@ -100,8 +96,6 @@ def plan_quick(quick: QuickSearch, text: str | None, image: str | os.PathLike[st
     snap = quick.snapshot()
     if snap is None or snap.rows == 0:
         return None
-    if not words and _words_mode(QuickPlan(snap, query, "image"), options) != "vector":
-        return None  # ranked by words too: LanceDB's full-text index is needed (retrieval.hybrid)
     meta = snap.meta
     if quick.model != (None, None) and not _same_model(quick.model, meta):
         return None  # the full path explains the mismatch
@@ -128,16 +122,31 @@ def quick_search(config: Config, text: str | None, options: SearchOptions | None
         return None
     quick = QuickSearch(config.db, config.table, one_shot=True, model=(config.model, config.pretrained),
                         precision=config.precision)
-    plan = plan_quick(quick, text, image, options, words=True)
+    plan = plan_quick(quick, text, image, options)
     if plan is None:
         return None
-    mode = _words_mode(plan, options)
-    if mode != "vector" and plan.snapshot.has_word_match(_terms(plan)) is not False:
-        return None  # ranked by words too: LanceDB's full-text index is needed
     try:
-        return _vector_hits(quick, plan, mode, options, config.max_megapixels)
+        return _planned_hits(quick, plan, options, config.max_megapixels)
     except QuickPathLost:
         return None
+
+
+def _planned_hits(quick: QuickSearch, plan: QuickPlan, options: SearchOptions,
+                  max_megapixels: float) -> list[Hit] | None:
+    """A planned query's hits from the snapshot: by vectors, or by words and vectors
+    (``hybrid.snapshot_hybrid``); None for a snapshot written before it carried words
+    (LanceDB's full-text index ranks the words then)."""
+    mode = _words_mode(plan, options)
+    if mode != "vector":
+        found = plan.snapshot.has_word_match(_terms(plan))
+        if found is None:
+            return None
+        if found:
+            from .hybrid import snapshot_hybrid
+
+            return snapshot_hybrid(quick, plan, mode, " ".join(plan.query.positives), options,
+                                   max_megapixels=max_megapixels)
+    return _vector_hits(quick, plan, mode, options, max_megapixels)
 
 
 def _vector_hits(quick: QuickSearch, plan: QuickPlan, mode: str, options: SearchOptions,

@@ -56,6 +56,8 @@ class Derived:
         if store.count() >= max(self.ann_rows, ANN_MIN_ROWS) and not store.vector_indices():
             self.build_vector_index(refresh=False)
         try:
+            if store.count():
+                store.ensure_id_index()  # before the words are filled: each of their merges looks rows up
             self.refresh_words()
             if force or not self._snapshot_current():
                 store.write_snapshot()

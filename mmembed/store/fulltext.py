@@ -18,17 +18,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..text.words import WORD_COLUMNS, contains_terms, item_words, query_terms
+from ..text.words import WORD_COLUMNS, bm25, contains_terms, fold, item_words, query_terms, term_counts, word_length
 from .table import Store, _errors, filtered_rows
 
 __all__ = ["WORDS", "FTS_OPTIONS", "fill_words", "recompose_words", "has_words", "fts_index", "ensure_fts_index",
-           "word_search", "contains_terms"]
+           "word_search", "word_scores", "contains_terms"]
 
 log = logging.getLogger("mmembed")
 WORDS = "words"
 FTS_OPTIONS: dict[str, Any] = dict(base_tokenizer="ngram", ngram_min_length=2, ngram_max_length=3, lower_case=True,
                                    stem=False, remove_stop_words=False, ascii_folding=True, with_position=False)
-_BATCH = 4096  # rows recomposed per commit
+_BATCH = 262_144  # rows recomposed per commit (recompose_words)
 CANDIDATES = 200  # FTS candidates checked per query (at least 8 x limit)
 
 
@@ -40,22 +40,27 @@ def _word_sources(store: Store) -> list[str]:
 def recompose_words(store: Store, where: str | None = None, ids: Iterable[str] | None = None) -> int:
     """Compose ``words`` again (``item_words``) for the rows matching ``where`` (all rows when
     None), or for ``ids``; adds the column to an older table. Returns how many rows were written.
-    A writer that changes a word column (tags, OCR text, places) calls this for its rows."""
+    A writer that changes a word column (tags, OCR text, places) calls this for its rows.
+
+    The source columns are read as Arrow and composed a slice at a time; each commit (a merge on
+    ``id``, whose cost grows with the table) writes up to ``_BATCH`` rows: a million rows' words
+    are four commits (``benchmarks/million.py``: one per 4,096 rows took 50 s at 100k rows, 5 s so)."""
     store.ensure_columns({WORDS: pa.string()})
+    columns = _word_sources(store)
     if ids is not None:
         wanted = list(ids)
-        rows = []
-        for start in range(0, len(wanted), 512):
-            chunk = ", ".join("'" + i.replace("'", "''") + "'" for i in wanted[start:start + 512])
-            rows += store.read_columns(_word_sources(store), f"id IN ({chunk})").to_pylist()
+        parts = [store.read_columns(columns, "id IN (" + ", ".join("'" + i.replace("'", "''") + "'"
+                                                                      for i in wanted[start:start + 512]) + ")")
+                 for start in range(0, len(wanted), 512)]
+        if not parts:
+            return 0
+        source = pa.concat_tables(parts)
     else:
-        rows = store.read_columns(_word_sources(store), where).to_pylist()
-    written = 0
-    for start in range(0, len(rows), _BATCH):
-        chunk = rows[start:start + _BATCH]
-        store.update_columns({"id": [r["id"] for r in chunk], WORDS: [item_words(r) for r in chunk]})
-        written += len(chunk)
-    return written
+        source = store.read_columns(columns, where)
+    for start in range(0, source.num_rows, _BATCH):
+        rows = source.slice(start, _BATCH).to_pylist()
+        store.update_columns({"id": [r["id"] for r in rows], WORDS: [item_words(r) for r in rows]})
+    return source.num_rows
 
 
 def fill_words(store: Store) -> int:
@@ -118,9 +123,12 @@ def ensure_fts_index(store: Store) -> bool:
 
 def word_search(store: Store, text: str, *, limit: int, where: str | None = None,
                 columns: list[str] | None = None) -> list[dict[str, Any]]:
-    """Rows whose words hold every term of ``text``, best BM25 first, each with ``words_score``
-    (BM25) and ``columns`` (default: all). ``where`` filters first (prefilter), as a vector
-    search's does."""
+    """Rows whose words hold every term of ``text``, best first, each with ``words_score`` and
+    ``columns`` (default: all). ``where`` filters first (prefilter), as a vector search's does.
+
+    LanceDB's index finds the candidates; each is checked term by term (``contains_terms``) and
+    scored by ``word_scores``, the BM25 that the snapshot's word search gives too
+    (``Snapshot.word_matches``), so a query ranks its word matches alike with and without a filter."""
     from lancedb.query import FullTextOperator, MatchQuery
 
     terms = query_terms(text)
@@ -130,10 +138,37 @@ def word_search(store: Store, text: str, *, limit: int, where: str | None = None
     query = store.table.search(MatchQuery(grams, WORDS, operator=FullTextOperator.AND), query_type="fts")
     wanted = columns if columns is not None else [c for c in store.table.schema.names]
     query = query.select(list(dict.fromkeys([*wanted, WORDS, "_score"]))).limit(max(CANDIDATES, 8 * limit))
-    rows = filtered_rows(query, where, "full-text search failed")
-    kept = []
-    for row in rows:
-        if contains_terms(row.get(WORDS), terms):
-            row["words_score"] = float(row.pop("_score"))
-            kept.append(row)
-    return kept[:limit]
+    rows = [row for row in filtered_rows(query, where, "full-text search failed") if contains_terms(row.get(WORDS), terms)]
+    stats = _term_stats(store, terms, len(rows)) or ({t: len(rows) for t in terms}, store.count(), None)
+    for row, score in zip(rows, word_scores([row[WORDS] for row in rows], terms, stats)):
+        row.pop("_score", None)
+        row["words_score"] = score
+    rows.sort(key=lambda row: -row["words_score"])
+    return rows[:limit]
+
+
+def word_scores(texts: list[str], terms: list[str], stats: tuple[dict[str, int], int, float | None]) -> list[float]:
+    """Each text's BM25 for ``terms`` (``text.words.bm25``); ``stats``: how many rows' words
+    hold each term, how many rows have words, and their mean length (None: the texts' own).
+    Where the table has no snapshot to count them in (a table in object storage) each term is
+    counted in every candidate, so every term weighs alike."""
+    folded = [fold(t) for t in texts]
+    lengths = [word_length(f) for f in folded]
+    found_in, items, mean = stats
+    mean = mean if mean is not None else sum(lengths) / max(len(lengths), 1)
+    return [float(sum(bm25(term_counts(f, t), n, found_in[t], items, mean) for t in terms))
+            for f, n in zip(folded, lengths)]
+
+
+def _term_stats(store: Store, terms: list[str], candidates: int) -> tuple[dict[str, int], int, float | None] | None:
+    """``word_scores``' statistics from the table's current snapshot, if it has one with words."""
+    if not candidates or not store.is_local:
+        return None
+    from .snapshot import Snapshot, SnapshotDamaged
+
+    try:
+        snap = Snapshot.open(store.uri, store.table_name)
+        found = snap.term_frequencies(terms) if snap is not None else None
+    except (SnapshotDamaged, OSError, ValueError):
+        return None
+    return None if found is None else (found, *snap.word_stats())  # type: ignore[union-attr]

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .partitions import IVF_MIN_ROWS, checksum, probe_order
-from ..text.words import contains_terms, fold
+from ..text.words import fold
 
 __all__ = ["Snapshot", "SnapshotDamaged", "snapshot_folder", "table_version", "manifest_versions", "write_snapshot",
            "report_damage", "SNAPSHOT_MAX_ROWS"]
@@ -281,6 +281,7 @@ class Snapshot:
         self.rows: int = info["rows"]
         self.captioned: int = info["captioned"]
         self._arrays: dict[str, np.ndarray] = {}
+        self._last_words: tuple[tuple[str, ...], tuple[np.ndarray, np.ndarray]] | None = None
 
     @classmethod
     def open(cls, db: str, table: str) -> Snapshot | None:
@@ -362,32 +363,47 @@ class Snapshot:
 
     def has_word_match(self, terms: list[str]) -> bool | None:
         """Whether any row's words hold every term (``text.words.contains_terms``), read from
-        ``words.bin`` (each row's words, folded) without LanceDB; None when this snapshot has no
-        such file (written before it). A hybrid query with no match ranks by its vectors alone."""
+        ``words.bin`` without LanceDB; None when this snapshot has no such file (written before
+        it)."""
+        found = self.word_matches(terms)
+        return None if found is None else bool(len(found[0]))
+
+    def word_matches(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+        """(row positions, BM25) of the rows whose words hold every term, best first
+        (``wordscan.rank_rows``); None when this snapshot has no ``words.bin`` (written before it)."""
+        from .wordscan import rank_rows
+
+        blob = self._words_blob()
+        if blob is None:
+            return None
+        key = tuple(terms)
+        if self._last_words is None or self._last_words[0] != key:  # has_word_match, then the ranking: one scan
+            self._last_words = key, rank_rows(blob, self._array("words_offsets"), terms, int(self.info.get("words") or 0))
+        return self._last_words[1]
+
+    def _words_blob(self) -> np.ndarray | None:
+        """``words.bin`` as bytes (memory-mapped); None for a snapshot written before it."""
         if not self.info.get("words_bin"):
             return None
-        if not terms or not self.info.get("words"):
-            return False
-        import mmap
-        import re
+        if "words" not in self._arrays:
+            path = os.path.join(self.folder, "words.bin")
+            self._arrays["words"] = np.memmap(path, dtype=np.uint8, mode="r") if os.path.getsize(path) \
+                else np.zeros(0, dtype=np.uint8)
+        return self._arrays["words"]
 
-        path = os.path.join(self.folder, "words.bin")
-        if os.path.getsize(path) == 0:
-            return False
-        bounds = self._array("words_offsets")
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as blob:
-            candidates: np.ndarray | None = None
-            for term in sorted(terms, key=len, reverse=True):  # the longest first: it narrows most
-                starts = np.fromiter((m.start() for m in re.finditer(re.escape(term.encode("utf-8")), blob)),
-                                     dtype=np.int64)
-                rows = np.unique(np.searchsorted(bounds, starts, side="right") - 1)
-                candidates = rows if candidates is None else np.intersect1d(candidates, rows, assume_unique=True)
-                if not len(candidates):
-                    return False
-            for i in candidates if candidates is not None else ():  # each term in one piece, as the index checks
-                if contains_terms(blob[int(bounds[i]):int(bounds[i + 1])].decode("utf-8", "replace"), terms):
-                    return True
-        return False
+    def term_frequencies(self, terms: list[str]) -> dict[str, int] | None:
+        """How many rows' words hold each term; None without ``words.bin``."""
+        from .wordscan import term_rows
+
+        blob = self._words_blob()
+        if blob is None:
+            return None
+        return {t: len(term_rows(blob, self._array("words_offsets"), t)[0]) if blob.size else 0 for t in terms}
+
+    def word_stats(self) -> tuple[int, float]:
+        """(rows with words, their mean length) for ``text.words.bm25``."""
+        items = int(self.info.get("words") or 0)
+        return items, (float(self._array("words_offsets")[-1]) / items if items else 0.0)
 
     def _array(self, name: str) -> np.ndarray:
         if name not in self._arrays:
@@ -436,15 +452,28 @@ class Snapshot:
         scores = scores[top]
         if positions is not None:
             top = positions[top]
+        keep = np.isfinite(scores)
+        return self.rows_at(top[keep], scores[keep])
+
+    def cosines(self, positions: np.ndarray, vector: np.ndarray, target: str) -> np.ndarray:
+        """The cosine of each row at ``positions`` with ``vector`` in ``target``'s column (-1 for a
+        row without text, when ``target`` is text, as the table's search gives)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        scores = np.asarray(self._array(target)[positions] @ np.asarray(vector, dtype=np.float32), dtype=np.float64)
+        if target == "text":
+            scores = np.where(np.asarray(self._array("text_mask"))[positions], scores, -1.0)
+        return scores
+
+    def rows_at(self, positions: np.ndarray, scores: np.ndarray, key: str = "score") -> list[dict[str, Any]]:
+        """The rows at ``positions`` as row dicts like ``Store.nearest`` gives (image and text
+        vectors included), each with its score under ``key``."""
         rows = []
         offsets = self._array("offsets")
         with open(os.path.join(self.folder, "rows.jsonl"), "rb") as f:
-            for i, score in zip(top, scores):
-                if not np.isfinite(score):
-                    continue
+            for i, score in zip(positions, scores):
                 f.seek(int(offsets[i]))
                 row = _row(f.read(int(offsets[i + 1] - offsets[i])), self.folder)
-                row["score"] = float(score)
+                row[key] = float(score)
                 row["image_vector"] = np.asarray(self._array("image")[i])
                 if self.captioned and self._array("text_mask")[i]:
                     row["text_vector"] = np.asarray(self._array("text")[i])

@@ -507,6 +507,21 @@ class Store:
             found.append(len(exact & got) / max(1, len(exact)))
         return float(np.mean(found)) if found else 1.0
 
+    def ensure_id_index(self) -> bool:
+        """A BTree index on ``id``, built when missing: a merge on ``id`` (``update_columns``,
+        ``upsert``: tags, OCR text, places, re-ingest) then looks its rows up instead of joining
+        the whole table. On 1M rows one 4,096-row merge took 26 s and 12.6 GB without it, 0.1 s
+        and 0.3 GB with it (BENCHMARKS.md). Rows written later are merged by a scan of their
+        own fragments until an ``optimize`` brings them in. True when it was built."""
+        from lancedb.index import BTree
+
+        with _errors(f"cannot list indices of table '{self.table_name}'"):
+            if any(list(getattr(idx, "columns", [])) == ["id"] for idx in self.table.list_indices()):
+                return False
+        with _errors(f"cannot build the id index of table '{self.table_name}'", write=True):
+            self.table.create_index("id", config=BTree())
+        return True
+
     def drop_vector_indices(self) -> int:
         names = list(self.vector_indices().values())
         for name in names:

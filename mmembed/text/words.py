@@ -12,6 +12,7 @@ case, accents folded).
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 import unicodedata
@@ -20,7 +21,8 @@ from typing import Any
 
 from .paths import path_text
 
-__all__ = ["WORD_COLUMNS", "item_words", "query_terms", "fold", "contains_terms"]
+__all__ = ["WORD_COLUMNS", "item_words", "query_terms", "fold", "contains_terms", "starts_word", "term_counts",
+           "bm25", "word_length"]
 
 # The row columns whose words join ``words`` (a writer that changes one of them recomposes it).
 WORD_COLUMNS = ("texts", "embedded_texts", "manifest_texts", "path_words", "ocr_text", "tags", "place_names",
@@ -121,8 +123,48 @@ def contains_terms(words: str | None, terms: list[str]) -> bool:
     return all(_term_pattern(t).search(low) for t in terms)
 
 
+def starts_word(term: str) -> bool:
+    """Whether ``term`` must stand at the start of a word to match (``contains_terms``): not for
+    Chinese or Japanese, a code or number (matched in part, even run into a word by OCR), or a
+    term that begins with punctuation."""
+    unspaced = unicodedata.category(term[0]) == "Lo" and not term[0].isascii()
+    code = any(c.isdigit() for c in term)
+    return not (unspaced or code or not term[0].isalnum())
+
+
 @functools.lru_cache(maxsize=256)
 def _term_pattern(term: str) -> re.Pattern[str]:
-    unspaced = unicodedata.category(term[0]) == "Lo" and not term[0].isascii()
-    code = any(c.isdigit() for c in term)  # a code or number matches in part, even run into a word by OCR
-    return re.compile(("" if unspaced or code or not term[0].isalnum() else r"(?<![^\W_])") + re.escape(term))
+    return re.compile((r"(?<![^\W_])" if starts_word(term) else "") + re.escape(term))
+
+
+def word_start_char(char: str) -> bool:
+    """Whether a term that ``starts_word`` may follow ``char`` (anything but a letter or digit)."""
+    return _NOT_WORD_CHAR.match(char) is not None
+
+
+_NOT_WORD_CHAR = re.compile(r"[\W_]")
+
+# The words' own ranking (``bm25``): Okapi BM25 over the query's terms, each term counted where
+# it stands in one piece (``contains_terms``), an item's length its folded words in UTF-8 bytes.
+# k1 and b are the usual defaults (Robertson and Zaragoza, 2009; Lucene's and Tantivy's).
+BM25_K1 = 1.2
+BM25_B = 0.75
+
+
+def word_length(folded: str) -> int:
+    """An item's length for ``bm25``: its folded words in UTF-8 bytes and the line end (as
+    ``words.bin`` stores them, ``store.snapshot``)."""
+    return len(folded.encode("utf-8")) + 1 if folded else 0
+
+
+def term_counts(folded: str, term: str) -> int:
+    """How often ``term`` stands in ``folded`` words in one piece (``contains_terms``'s rule)."""
+    return sum(1 for _ in _term_pattern(term).finditer(folded))
+
+
+def bm25(counts: Any, lengths: Any, found_in: int, items: int, mean_length: float) -> Any:
+    """One term's BM25 for items where it stands ``counts`` times, items of ``lengths``:
+    ``found_in`` of the ``items`` with words hold it, whose mean length is ``mean_length``.
+    Works on numbers and on numpy arrays alike."""
+    idf = math.log(1.0 + (items - found_in + 0.5) / (found_in + 0.5))
+    return idf * counts * (BM25_K1 + 1) / (counts + BM25_K1 * (1 - BM25_B + BM25_B * lengths / max(mean_length, 1.0)))

@@ -1,0 +1,140 @@
+"""The snapshot's word search: which rows' words hold a query's terms, and their BM25, read
+from ``words.bin`` (each row's words folded, one after another; ``words_offsets.npy`` bounds
+them) with numpy, without LanceDB.
+
+A term matches as ``text.words.contains_terms`` says (in one piece; a spaced-script word at a
+word's start) and is counted as ``text.words.term_counts`` counts it, so both give the same
+rows and scores as the LanceDB path's check of its candidates (``store.fulltext``).
+
+>>> import numpy as np
+>>> blob = np.frombuffer("a red bus\\nscar and car\\n会议纪要 car\\n".encode(), np.uint8)
+>>> bounds = np.array([0, 10, 23, len(blob)])
+>>> term_rows(blob, bounds, "car")
+(array([1, 2]), array([1, 1]))
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ..text.words import bm25, starts_word, word_start_char
+
+__all__ = ["term_rows", "rank_rows"]
+
+_CHUNK = 1 << 24  # bytes compared at once: the scan's memory stays at a few times this
+_FEW = 20_000  # matches read one by one before the numpy scan takes over
+
+
+def term_rows(blob: np.ndarray, bounds: np.ndarray, term: str) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, counts): the rows whose words hold ``term``, ascending, and how often each does."""
+    starts = _matches(blob, term.encode("utf-8"))
+    if len(starts) and starts_word(term):
+        starts = starts[_word_starts(blob, starts)]
+    rows = np.searchsorted(bounds, starts, side="right") - 1
+    if len(starts) and _overlaps(term.encode("utf-8")):  # "aa" in "aaaa" counts twice, as re.finditer does
+        starts, rows = _without_overlaps(starts, rows, len(term.encode("utf-8")))
+    found, counts = np.unique(rows, return_counts=True)
+    return found.astype(np.int64), counts
+
+
+def rank_rows(blob: np.ndarray, bounds: np.ndarray, terms: list[str], items: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, BM25) of the rows whose words hold every term, best first (ties by row).
+    ``items``: how many rows have words. The longest term is read first, and the search ends
+    as soon as no row holds every term read so far."""
+    empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    if not terms or not items or not blob.size:
+        return empty
+    held: np.ndarray | None = None
+    found = []
+    for term in sorted(dict.fromkeys(terms), key=len, reverse=True):
+        rows, counts = term_rows(blob, bounds, term)
+        held = rows if held is None else np.intersect1d(held, rows, assume_unique=True)
+        if not len(held):
+            return empty
+        found.append((rows, counts))
+    assert held is not None
+    lengths = (bounds[held + 1] - bounds[held]).astype(np.float64)
+    mean = float(bounds[-1]) / items
+    scores = np.zeros(len(held))
+    for rows, counts in found:
+        scores += bm25(counts[np.searchsorted(rows, held)].astype(np.float64), lengths, len(rows), items, mean)
+    order = np.lexsort((held, -scores))
+    return held[order], scores[order]
+
+
+def _matches(blob: np.ndarray, needle: bytes) -> np.ndarray:
+    """Every position where ``needle`` starts in ``blob`` (overlapping ones too), ascending.
+
+    A needle that cannot overlap itself is searched by ``re`` (C's fast search: a rare word in
+    10 MB of words takes about a millisecond), up to ``_FEW`` matches; a common one, or one that
+    can overlap itself, by numpy over the whole blob (about 10 ms per 10 MB, whatever it finds)."""
+    size, width = blob.size, len(needle)
+    if not width or width > size:
+        return np.zeros(0, dtype=np.int64)
+    if not _overlaps(needle):
+        found = []
+        for match in re.finditer(re.escape(needle), blob):
+            found.append(match.start())
+            if len(found) > _FEW:
+                break
+        else:
+            return np.asarray(found, dtype=np.int64)
+    anchor = min(range(width), key=lambda k: _COMMON[needle[k]])  # the rarest byte: fewest positions to check
+    found = []
+    for start in range(0, size - width + 1, _CHUNK):
+        end = min(start + _CHUNK, size - width + 1)  # positions start..end-1 are tested here
+        window = blob[start + anchor:end + anchor]
+        at = np.flatnonzero(window == needle[anchor]) + start
+        for k in range(width):
+            if k != anchor and len(at):
+                at = at[blob[at + k] == needle[k]]
+        found.append(at)
+    return np.concatenate(found).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
+
+
+_COMMON = np.full(256, 5.0)  # how common a byte is in folded words, roughly: lower is rarer
+_COMMON[0x80:0xC0] = 1.0  # a CJK character's last bytes spread over 64 values
+_COMMON[0xC0:] = 20.0  # its first byte is one of a few
+for _rank, _letter in enumerate("etaoinsrhldcumfpgwybvkxjqz"):
+    _COMMON[ord(_letter)] = 12.0 - _rank * 0.4
+_COMMON[48:58] = 4.0
+
+_ASCII_WORD = np.zeros(256, dtype=bool)
+_ASCII_WORD[[*range(48, 58), *range(65, 91), *range(97, 123)]] = True  # letters and digits: no word starts after
+
+
+def _word_starts(blob: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Which of ``starts`` begin a word (``_word_start``, in bulk: only a match after a
+    non-ASCII byte is decoded)."""
+    before = np.where(starts > 0, blob[np.maximum(starts - 1, 0)], 10)
+    keep = ~_ASCII_WORD[before]
+    wide = np.flatnonzero(before >= 0x80)
+    for i in wide:
+        keep[i] = _word_start(blob, int(starts[i]))
+    return keep
+
+
+def _word_start(blob: np.ndarray, at: int) -> bool:
+    """Whether the character before ``at`` lets a word start there (``text.words.word_start_char``)."""
+    if at == 0:
+        return True
+    begin = at - 1
+    while begin > 0 and at - begin < 4 and 0x80 <= blob[begin] < 0xC0:  # back to the character's first byte
+        begin -= 1
+    char = bytes(blob[begin:at]).decode("utf-8", "replace")
+    return word_start_char(char[-1]) if char else True
+
+
+def _overlaps(needle: bytes) -> bool:
+    return any(needle[:k] == needle[-k:] for k in range(1, len(needle)))
+
+
+def _without_overlaps(starts: np.ndarray, rows: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    kept, last_end, last_row = [], -1, -1
+    for i, (at, row) in enumerate(zip(starts.tolist(), rows.tolist())):
+        if row != last_row or at >= last_end:
+            kept.append(i)
+            last_end, last_row = at + width, row
+    return starts[kept], rows[kept]

@@ -1,7 +1,7 @@
 """Build the OCR benchmark sets (never committed): screenshots rendered in real Chromium, signs drawn
 onto COCO photos in perspective, and pages photographed at an angle; plus 12 MP photos.
 
-    python benchmarks/ocr_sets.py [--out /tmp/mmembed-bench/ocr] [--count 12] [--seed 7]
+    python benchmarks/ocr_sets.py [--out /tmp/mmembed-bench/ocr] [--count 12] [--seed 7] [--zh-pool small|large]
 
 Each set is a folder of images and a ``truth.jsonl``: one line per image with its file name,
 language and the words a search must find (English words and codes; Chinese phrases). The
@@ -29,6 +29,23 @@ EN = ("invoice payment delivery meeting schedule account balance transfer weathe
 ZH = ("会议纪要 第三季度 预算报告 火车站 出口 入口 停车场 医院 图书馆 博物馆 咖啡店 超市 "
       "天气预报 明天下雨 付款成功 订单号 快递单 银行转账 电子发票 通知 安全出口 禁止吸烟 "
       "营业时间 欢迎光临 北京路 人民广场 地铁站 售票处 候车室 洗手间").split()
+# ``--zh-pool large``: everyday phrases of phone screens, added so that two Chinese pictures share
+# few phrases, as two English ones share few codes (with the 31 above, a picture's 18 phrases are
+# mostly shown by others too, and a query naming them is ambiguous). Added 2026-12-06, before any
+# set drawn with them was read.
+ZH_MORE = ("登机牌 航班号 座位号 登机口 行李提取 酒店预订 入住时间 退房时间 房间号码 早餐时间 "
+           "无线网络 网络密码 充电宝 手机号码 验证码 身份证号 护照号码 收货地址 联系电话 退款申请 "
+           "物流信息 已签收 待发货 优惠券 会员积分 购物车 立即购买 确认订单 支付宝 微信支付 "
+           "余额不足 账单明细 信用卡还款 工资到账 水费账单 电费缴纳 燃气公司 物业通知 停水通知 "
+           "电梯维修 垃圾分类 小区门禁 快递柜 取件码 外卖订单 配送中 骑手电话 预计送达 门诊挂号 "
+           "检查报告 处方单 药品说明 用法用量 体检中心 疫苗接种 健康码 核酸检测 体温正常 请戴口罩 "
+           "课程表 期末考试 成绩单 作业提交 家长会 报名截止 录取通知 学生证 教学楼 实验室 "
+           "项目进度 周报模板 客户名单 合同编号 报价单 采购清单 库存盘点 发货单 出差申请 报销单 "
+           "年假申请 加班记录 团建活动 年终总结 述职报告 招聘启事 面试时间 入职手续 劳动合同 社保缴纳 "
+           "公积金 个人所得税 房屋租赁 押金收据 装修报价 家具清单 二手交易 自行车道 公交线路 末班车 "
+           "高速公路 收费站 加油站 服务区 限速八十 前方施工 单行道 禁止停车 临时停车 减速慢行 "
+           "营业执照 卫生许可证 今日特价 买一送一 新品上市 限时折扣 会员专享 免费试吃 打包带走 堂食").split()
+ZH_POOL = ZH  # what ``_lines`` draws from (``--zh-pool``)
 
 
 def _code(rng: random.Random) -> str:
@@ -46,7 +63,7 @@ def _lines(rng: random.Random, lang: str, n: int) -> tuple[list[str], list[str]]
             lines.append(" ".join(w.capitalize() if i == 0 else w for i, w in enumerate(picked)) + (f" {code}" if code else ""))
             words += picked + ([code] if code else [])
         else:
-            picked = rng.sample(ZH, 3)
+            picked = rng.sample(ZH_POOL, 3)
             lines.append("，".join(picked) if rng.random() < 0.5 else "".join(picked))
             words += picked
     return lines, words
@@ -166,7 +183,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/mmembed-bench/ocr"))
     parser.add_argument("--count", type=int, default=12, help="images per text set")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--zh-pool", choices=["small", "large"], default="small",
+                        help="Chinese phrases drawn from the 31 of ZH, or with ZH_MORE too")
     args = parser.parse_args()
+    global ZH_POOL
+    ZH_POOL = ZH + (ZH_MORE if args.zh_pool == "large" else [])
     rng = random.Random(args.seed)
     for name, build in (("screenshots", screenshots), ("signs", signs), ("documents", documents)):
         folder = args.out / name

@@ -88,6 +88,7 @@ def make_table(db: Path, name: str, matrix: np.ndarray, model: Path = MICRO) -> 
     from mmembed.models.encoder import LOCAL_PREFIX, local_fingerprint
     from mmembed.models.fusion import FusionConfig
     from mmembed.store import Store, TableMeta
+    from mmembed.text.words import item_words
 
     store = Store(str(db), name)
     if store.exists() and store.count() == len(matrix):
@@ -101,7 +102,8 @@ def make_table(db: Path, name: str, matrix: np.ndarray, model: Path = MICRO) -> 
         n = len(vec)
         flat = pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel()), dim)
         ids = [f"{start + i:012x}" for i in range(n)]
-        data = {"id": ids, "path": [f"/bench/{start + i:08d}.jpg" for i in range(n)],
+        paths = [f"/bench/{start + i:08d}.jpg" for i in range(n)]
+        data = {"id": ids, "path": paths, "words": [item_words({"path": p}) for p in paths],  # as ingest writes them
                 "size": pa.array(np.full(n, 100_000), pa.int64()), "mtime_ns": pa.array(np.zeros(n, np.int64)),
                 "content_hash": ids, "image_vector": flat, "fused_vector": flat}
         store.add(pa.Table.from_pydict({f.name: data.get(f.name, pa.nulls(n, f.type)) for f in schema}, schema=schema))

@@ -128,6 +128,7 @@ def make_vectors(out: Path, rows: int, model_dir: Path, dim: int = 512, chunk: i
     from mmembed.models.encoder import LOCAL_PREFIX, local_fingerprint
     from mmembed.models.fusion import FusionConfig
     from mmembed.store import Store, TableMeta
+    from mmembed.text.words import item_words
 
     name = f"rows_{rows}"
     store = Store(str(out / "db"), name)
@@ -149,6 +150,7 @@ def make_vectors(out: Path, rows: int, model_dir: Path, dim: int = 512, chunk: i
         data = {
             "id": ids,
             "path": [f"/bench/{start + i:08d}.jpg" for i in range(n)],
+            "words": [item_words({"path": f"/bench/{start + i:08d}.jpg"}) for i in range(n)],  # as ingest writes them
             "size": pa.array(np.full(n, 100_000), pa.int64()),
             "mtime_ns": pa.array(np.zeros(n, np.int64)),
             "content_hash": ids,

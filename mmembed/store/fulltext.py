@@ -28,7 +28,7 @@ log = logging.getLogger("mmembed")
 WORDS = "words"
 FTS_OPTIONS: dict[str, Any] = dict(base_tokenizer="ngram", ngram_min_length=2, ngram_max_length=3, lower_case=True,
                                    stem=False, remove_stop_words=False, ascii_folding=True, with_position=False)
-_BATCH = 262_144  # rows recomposed per commit (recompose_words)
+_BATCH = 65_536  # rows recomposed per commit (recompose_words)
 CANDIDATES = 200  # FTS candidates checked per query (at least 8 x limit)
 
 
@@ -43,8 +43,10 @@ def recompose_words(store: Store, where: str | None = None, ids: Iterable[str] |
     A writer that changes a word column (tags, OCR text, places) calls this for its rows.
 
     The source columns are read as Arrow and composed a slice at a time; each commit (a merge on
-    ``id``, whose cost grows with the table) writes up to ``_BATCH`` rows: a million rows' words
-    are four commits (``benchmarks/million.py``: one per 4,096 rows took 50 s at 100k rows, 5 s so)."""
+    ``id``, looked up through the id index, ``Store.ensure_id_index``) writes up to ``_BATCH``
+    rows: at 100k rows one commit per 4,096 rows took 50 s, one for all 5 s. LanceDB's merge
+    rewrites the whole rows it updates, so filling the words of a table built before them
+    rewrites its vectors once (about 4 GB at 1M rows of 512-d vectors; BENCHMARKS.md)."""
     store.ensure_columns({WORDS: pa.string()})
     columns = _word_sources(store)
     if ids is not None:

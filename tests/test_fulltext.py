@@ -267,3 +267,30 @@ def test_the_snapshot_word_scan_counts_as_the_term_rule(few: int, monkeypatch: p
         stats = ({t: len(term_rows(blob, bounds, t)[0]) for t in terms}, items, float(bounds[-1]) / items)
         want = word_scores([texts[i] for i in rows], terms, stats)
         assert np.allclose(scores, want) and list(scores) == sorted(scores, reverse=True), query
+
+
+def test_the_gram_index_finds_what_the_scan_finds() -> None:
+    """``wordscan.indexed_term_rows`` (candidates from the 3-byte gram index, then the same
+    exact count on their words) against the whole scan and ``term_counts``: rare and common
+    terms, Chinese, codes' parts, terms under 3 bytes, terms no row holds."""
+    import random
+
+    import numpy as np
+
+    from mmembed.store.wordscan import GramIndex, build_grams, indexed_term_rows, term_rows
+    from mmembed.text.words import fold, term_counts
+
+    rng = random.Random(3)
+    vocab = ["car", "scar", "KX-482-PD", "会议纪要", "第三季度会议纪要", "café", "aa", "aaaa", "_car", "車car", "（car）",
+             "boarding_pass", "x2023y", "the", "a", *[f"w{i}x" for i in range(300)]]
+    folded = [fold(" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 8)))) if rng.random() > 0.1 else ""
+              for _ in range(3000)]
+    blob = np.frombuffer(b"".join(f.encode() + b"\n" if f else b"" for f in folded), np.uint8)
+    bounds = np.concatenate([[0], np.cumsum([len(f.encode()) + 1 if f else 0 for f in folded])]).astype(np.int64)
+    grams = GramIndex(*build_grams(blob, bounds))
+    assert grams.candidates(b"w17x") is not None and len(grams.candidates(b"w17x")) < 100  # the index narrows
+    for term in ("car", "kx-482", "482", "会议纪要", "纪要", "cafe", "aa", "2023", "the", "a", "car）", "w17x", "w1",
+                 "w299x", "zzz", "会议纪要要"):
+        want = {i: term_counts(f, term) for i, f in enumerate(folded) if f and term_counts(f, term)}
+        for rows, counts in (indexed_term_rows(blob, bounds, term, grams), term_rows(blob, bounds, term)):
+            assert dict(zip(rows.tolist(), counts.tolist())) == want, term

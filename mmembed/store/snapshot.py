@@ -9,6 +9,9 @@ build) into ``<db>/<table>.mmembed/``::
     text.npy        (N, D) float32 text vectors (zeros where an item has none) + text_mask.npy
     fused.npy       (N, F) float32 fused vectors (only when some item has text; else fused = image)
     rows.jsonl      one JSON object per row: what a Hit shows; offsets.npy points into it
+    words.bin       each row's words, folded (words_offsets.npy bounds them), and their 3-byte gram
+                    index (words_grams.npy, words_gram_offsets.npy, words_postings.npy): the
+                    hybrid query's word side (``wordscan.py``)
     ivf_centroids.npy, ivf_offsets.npy   from IVF_MIN_ROWS rows: the coarse partitions. The rows
                     of every file above are then stored partition by partition; a search of the
                     partitioned vectors reads only the partitions nearest to the query
@@ -98,6 +101,7 @@ def write_snapshot(folder: str, version: int, data: Any, meta_json: str, extra_c
         info.update(version=version, meta=json.loads(meta_json))
         if partitioned if partitioned is not None else rows >= IVF_MIN_ROWS:
             info["ivf"] = _partition(tmp, info)
+        info["word_grams"] = _write_grams(tmp)
         with open(os.path.join(tmp, _INFO), "w") as f:
             json.dump(info, f)
         old = f"{folder}.old-{uuid.uuid4().hex[:8]}"
@@ -180,6 +184,21 @@ def _write_rows(tmp: str, batches: Any, n: int, extra_columns: list[str]) -> dic
     np.save(os.path.join(tmp, "words_offsets.npy"), word_offsets)
     return {"rows": n, "captioned": captioned, "fused": "fused" in keep, "words": words, "words_bin": True,
             **({"places": sorted_places(places)} if places is not None else {})}
+
+
+def _write_grams(tmp: str) -> int | None:
+    """The gram index of ``words.bin`` in its final row order (``wordscan.build_grams``): how many
+    grams it holds, or None when there is none (no words, or too many to index: scanned whole)."""
+    from .wordscan import GRAM_INDEX_MAX_BYTES, build_grams
+
+    size = os.path.getsize(os.path.join(tmp, "words.bin"))
+    if not size or size > GRAM_INDEX_MAX_BYTES:
+        return None
+    blob = np.fromfile(os.path.join(tmp, "words.bin"), dtype=np.uint8)
+    grams, offsets, postings = build_grams(blob, np.load(os.path.join(tmp, "words_offsets.npy")))
+    for name, array in (("words_grams", grams), ("words_gram_offsets", offsets), ("words_postings", postings)):
+        np.save(os.path.join(tmp, f"{name}.npy"), array)
+    return int(len(grams))
 
 
 PLACE_COLUMNS = ["place_id", "place_city", "place_region", "place_country", "place_country_code", "place_names",
@@ -280,7 +299,7 @@ class Snapshot:
         self.meta: dict[str, Any] = info["meta"]
         self.rows: int = info["rows"]
         self.captioned: int = info["captioned"]
-        self._arrays: dict[str, np.ndarray] = {}
+        self._arrays: dict[str, Any] = {}
         self._last_words: tuple[tuple[str, ...], tuple[np.ndarray, np.ndarray]] | None = None
 
     @classmethod
@@ -341,6 +360,11 @@ class Snapshot:
                 size = os.path.getsize(os.path.join(self.folder, "words.bin"))
                 if bounds.shape[0] != self.rows + 1 or int(bounds[-1]) != size:
                     raise ValueError(f"words.bin is {size} bytes, not as words_offsets.npy bounds it")
+            if self.info.get("word_grams") is not None:
+                grams, offsets = self._array("words_grams"), self._array("words_gram_offsets")
+                if grams.shape[0] != self.info["word_grams"] or offsets.shape[0] != grams.shape[0] + 1 \
+                        or int(offsets[-1]) != self._array("words_postings").shape[0]:
+                    raise ValueError("the gram index files do not hold the recorded grams")
         except (OSError, ValueError, EOFError, IndexError) as exc:
             self._arrays.clear()
             raise SnapshotDamaged(f"{self.folder}: {exc}") from None
@@ -378,8 +402,21 @@ class Snapshot:
             return None
         key = tuple(terms)
         if self._last_words is None or self._last_words[0] != key:  # has_word_match, then the ranking: one scan
-            self._last_words = key, rank_rows(blob, self._array("words_offsets"), terms, int(self.info.get("words") or 0))
+            self._last_words = key, rank_rows(blob, self._array("words_offsets"), terms, int(self.info.get("words") or 0),
+                                              self._gram_index())
         return self._last_words[1]
+
+    def _gram_index(self) -> Any:
+        """The gram index of ``words.bin`` (``wordscan.GramIndex``), or None (an older snapshot, or
+        words too many to index: then every term is a scan)."""
+        from .wordscan import GramIndex
+
+        if self.info.get("word_grams") is None:
+            return None
+        if "gram_index" not in self._arrays:
+            self._arrays["gram_index"] = GramIndex(self._array("words_grams"), self._array("words_gram_offsets"),
+                                                   self._array("words_postings"))
+        return self._arrays["gram_index"]
 
     def _words_blob(self) -> np.ndarray | None:
         """``words.bin`` as bytes (memory-mapped); None for a snapshot written before it."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..text.words import bm25, starts_word, word_start_char
 
-__all__ = ["term_rows", "rank_rows"]
+__all__ = ["term_rows", "rank_rows", "build_grams", "GramIndex", "indexed_term_rows", "GRAM_INDEX_MAX_BYTES"]
 
 _CHUNK = 1 << 24  # bytes compared at once: the scan's memory stays at a few times this
 _FEW = 20_000  # matches read one by one before the numpy scan takes over
@@ -39,17 +39,19 @@ def term_rows(blob: np.ndarray, bounds: np.ndarray, term: str) -> tuple[np.ndarr
     return found.astype(np.int64), counts
 
 
-def rank_rows(blob: np.ndarray, bounds: np.ndarray, terms: list[str], items: int) -> tuple[np.ndarray, np.ndarray]:
+def rank_rows(blob: np.ndarray, bounds: np.ndarray, terms: list[str], items: int,
+              grams: GramIndex | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(rows, BM25) of the rows whose words hold every term, best first (ties by row).
-    ``items``: how many rows have words. The longest term is read first, and the search ends
-    as soon as no row holds every term read so far."""
+    ``items``: how many rows have words; ``grams``: the snapshot's gram index, if it has one.
+    The longest term is read first, and the search ends as soon as no row holds every term
+    read so far."""
     empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     if not terms or not items or not blob.size:
         return empty
     held: np.ndarray | None = None
     found = []
     for term in sorted(dict.fromkeys(terms), key=len, reverse=True):
-        rows, counts = term_rows(blob, bounds, term)
+        rows, counts = indexed_term_rows(blob, bounds, term, grams)
         held = rows if held is None else np.intersect1d(held, rows, assume_unique=True)
         if not len(held):
             return empty
@@ -138,3 +140,71 @@ def _without_overlaps(starts: np.ndarray, rows: np.ndarray, width: int) -> tuple
             kept.append(i)
             last_end, last_row = at + width, row
     return starts[kept], rows[kept]
+
+
+# ---------------------------------------------------------------- the 3-byte gram index
+GRAM_INDEX_MAX_BYTES = 64 << 20  # words.bin past this is scanned whole (the build needs ~8 bytes a byte)
+
+
+def build_grams(blob: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(grams, offsets, postings): every 3-byte run of ``blob`` inside one row's words (a
+    ``uint32``, ascending), and for gram ``g`` the rows that hold it, ascending, at
+    ``postings[offsets[g]:offsets[g + 1]]``. A term's rows are among the rows holding all its grams."""
+    size = blob.size
+    if size < 3:
+        return np.zeros(0, np.uint32), np.zeros(1, np.int64), np.zeros(0, np.uint32)
+    b = blob.astype(np.uint32)
+    codes = (b[:-2] << 16) | (b[1:-1] << 8) | b[2:]
+    rows = np.repeat(np.arange(len(bounds) - 1, dtype=np.uint64), np.diff(bounds))[: size - 2]
+    inside = (blob[:-2] != 10) & (blob[1:-1] != 10) & (blob[2:] != 10)  # a gram across a row's end is none
+    keys = np.unique((codes[inside].astype(np.uint64) << np.uint64(32)) | rows[inside])
+    grams_all = (keys >> np.uint64(32)).astype(np.uint32)
+    grams, starts = np.unique(grams_all, return_index=True)
+    offsets = np.append(starts, len(keys)).astype(np.int64)
+    return grams, offsets, (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+
+
+class GramIndex:
+    """``build_grams``'s arrays, read: the candidate rows of a needle."""
+
+    def __init__(self, grams: np.ndarray, offsets: np.ndarray, postings: np.ndarray) -> None:
+        self.grams, self.offsets, self.postings = grams, offsets, postings
+
+    def candidates(self, needle: bytes) -> np.ndarray | None:
+        """The rows holding every 3-byte gram of ``needle`` (a superset of the rows holding it);
+        None for a needle under 3 bytes (the caller scans)."""
+        if len(needle) < 3:
+            return None
+        codes = sorted({(needle[i] << 16) | (needle[i + 1] << 8) | needle[i + 2] for i in range(len(needle) - 2)})
+        at = np.searchsorted(self.grams, np.asarray(codes, dtype=np.uint32))
+        lists = []
+        for code, i in zip(codes, at):
+            if i >= len(self.grams) or int(self.grams[i]) != code:
+                return np.zeros(0, dtype=np.int64)
+            lists.append(self.postings[int(self.offsets[i]):int(self.offsets[i + 1])])
+        lists.sort(key=len)
+        held = np.asarray(lists[0])
+        for other in lists[1:4]:  # the rarest few narrow it; the exact check does the rest
+            held = np.intersect1d(held, other, assume_unique=True)
+            if not len(held):
+                break
+        return held.astype(np.int64)
+
+
+def indexed_term_rows(blob: np.ndarray, bounds: np.ndarray, term: str,
+                      grams: GramIndex | None) -> tuple[np.ndarray, np.ndarray]:
+    """``term_rows``, reading only the candidate rows of the gram index where it has some and
+    they are a small part of the words; the same rows and counts (the rows' words are gathered,
+    in order, each still ending in its line end, and searched as a blob of their own)."""
+    found = grams.candidates(term.encode("utf-8")) if grams is not None else None
+    if found is None:
+        return term_rows(blob, bounds, term)
+    if not len(found):
+        return found, np.zeros(0, dtype=np.int64)
+    lengths = bounds[found + 1] - bounds[found]
+    if int(lengths.sum()) * 4 > blob.size:  # most of the words: one scan of them all is cheaper
+        return term_rows(blob, bounds, term)
+    sub_bounds = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    picks = np.repeat(bounds[found] - sub_bounds[:-1], lengths) + np.arange(int(sub_bounds[-1]))
+    rows, counts = term_rows(np.asarray(blob[picks]), sub_bounds, term)
+    return found[rows], counts

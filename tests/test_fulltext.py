@@ -240,7 +240,7 @@ def test_the_snapshot_word_scan_counts_as_the_term_rule(few: int, monkeypatch: p
 
     from mmembed.store import wordscan
     from mmembed.store.fulltext import word_scores
-    from mmembed.store.wordscan import rank_rows, term_rows
+    from mmembed.store.wordscan import best, rank_rows, term_rows
 
     monkeypatch.setattr(wordscan, "_FEW", few)
     from mmembed.text.words import contains_terms, fold, query_terms, term_counts
@@ -261,7 +261,7 @@ def test_the_snapshot_word_scan_counts_as_the_term_rule(few: int, monkeypatch: p
     items = sum(1 for f in folded if f)
     for query in ("car plate", "会议纪要 car", "aa pass", "the a", "cafe 2023", "zebra"):
         terms = query_terms(query)
-        rows, scores = rank_rows(blob, bounds, terms, items)
+        rows, scores = best(*rank_rows(blob, bounds, terms, items))
         held = [i for i, t in enumerate(texts) if contains_terms(t, terms)]
         assert sorted(rows.tolist()) == held, query
         stats = ({t: len(term_rows(blob, bounds, t)[0]) for t in terms}, items, float(bounds[-1]) / items)

@@ -213,9 +213,9 @@ def snapshot_hybrid(quick: Any, plan: Any, mode: str, text: str, options: Search
 
     def words(q: str, n: int) -> list[dict[str, Any]]:
         try:
-            positions, scores = snap.word_matches(query_terms(q))
-            rows = snap.rows_at(positions[:n], scores[:n], key="words_score")
-            for row, cosine in zip(rows, snap.cosines(positions[:n], vector, target)):
+            positions, scores = snap.word_matches(query_terms(q), limit=n)
+            rows = snap.rows_at(positions, scores, key="words_score")
+            for row, cosine in zip(rows, snap.cosines(positions, vector, target)):
                 row["cosine"] = float(cosine)
             return rows
         except (SnapshotDamaged, OSError, ValueError) as exc:

@@ -389,22 +389,23 @@ class Snapshot:
         """Whether any row's words hold every term (``text.words.contains_terms``), read from
         ``words.bin`` without LanceDB; None when this snapshot has no such file (written before
         it)."""
-        found = self.word_matches(terms)
+        found = self.word_matches(terms, limit=1)
         return None if found is None else bool(len(found[0]))
 
-    def word_matches(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
-        """(row positions, BM25) of the rows whose words hold every term, best first
-        (``wordscan.rank_rows``); None when this snapshot has no ``words.bin`` (written before it)."""
-        from .wordscan import rank_rows
+    def word_matches(self, terms: list[str], limit: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(row positions, BM25) of the rows whose words hold every term, best first (the first
+        ``limit`` of them, when given; ``wordscan.rank_rows``); None when this snapshot has no
+        ``words.bin`` (written before it)."""
+        from .wordscan import best, rank_rows
 
         blob = self._words_blob()
         if blob is None:
             return None
         key = tuple(terms)
         if self._last_words is None or self._last_words[0] != key:  # has_word_match, then the ranking: one scan
-            self._last_words = key, rank_rows(blob, self._array("words_offsets"), terms, int(self.info.get("words") or 0),
-                                              self._gram_index())
-        return self._last_words[1]
+            bounds = np.asarray(self._array("words_offsets"))
+            self._last_words = key, rank_rows(blob, bounds, terms, int(self.info.get("words") or 0), self._gram_index())
+        return best(*self._last_words[1], limit)
 
     def _gram_index(self) -> Any:
         """The gram index of ``words.bin`` (``wordscan.GramIndex``), or None (an older snapshot, or

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..text.words import bm25, starts_word, word_start_char
 
-__all__ = ["term_rows", "rank_rows", "build_grams", "GramIndex", "indexed_term_rows", "GRAM_INDEX_MAX_BYTES"]
+__all__ = ["term_rows", "rank_rows", "best", "build_grams", "GramIndex", "indexed_term_rows", "GRAM_INDEX_MAX_BYTES"]
 
 _CHUNK = 1 << 24  # bytes compared at once: the scan's memory stays at a few times this
 _FEW = 20_000  # matches read one by one before the numpy scan takes over
@@ -35,16 +35,18 @@ def term_rows(blob: np.ndarray, bounds: np.ndarray, term: str) -> tuple[np.ndarr
     rows = np.searchsorted(bounds, starts, side="right") - 1
     if len(starts) and _overlaps(term.encode("utf-8")):  # "aa" in "aaaa" counts twice, as re.finditer does
         starts, rows = _without_overlaps(starts, rows, len(term.encode("utf-8")))
-    found, counts = np.unique(rows, return_counts=True)
-    return found.astype(np.int64), counts
+    if not len(rows):
+        return rows.astype(np.int64), np.zeros(0, dtype=np.int64)
+    first = np.flatnonzero(np.concatenate([[True], rows[1:] != rows[:-1]]))  # rows ascend: runs, no sort
+    return rows[first].astype(np.int64), np.diff(np.append(first, len(rows)))
 
 
 def rank_rows(blob: np.ndarray, bounds: np.ndarray, terms: list[str], items: int,
               grams: GramIndex | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, BM25) of the rows whose words hold every term, best first (ties by row).
-    ``items``: how many rows have words; ``grams``: the snapshot's gram index, if it has one.
-    The longest term is read first, and the search ends as soon as no row holds every term
-    read so far."""
+    """(rows, BM25) of the rows whose words hold every term, in row order (``best`` orders
+    them). ``items``: how many rows have words; ``grams``: the snapshot's gram index, if it has
+    one. The longest term is read first, and the search ends as soon as no row holds every
+    term read so far."""
     empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     if not terms or not items or not blob.size:
         return empty
@@ -61,9 +63,18 @@ def rank_rows(blob: np.ndarray, bounds: np.ndarray, terms: list[str], items: int
     mean = float(bounds[-1]) / items
     scores = np.zeros(len(held))
     for rows, counts in found:
-        scores += bm25(counts[np.searchsorted(rows, held)].astype(np.float64), lengths, len(rows), items, mean)
-    order = np.lexsort((held, -scores))
-    return held[order], scores[order]
+        mine = counts if len(rows) == len(held) else counts[np.searchsorted(rows, held)]  # (equal: the same rows)
+        scores += bm25(mine.astype(np.float64), lengths, len(rows), items, mean)
+    return held, scores
+
+
+def best(rows: np.ndarray, scores: np.ndarray, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``rank_rows``' rows best first (ties by row), only the first ``limit`` of them when given."""
+    if limit is not None and limit < len(rows):
+        top = np.argpartition(-scores, limit - 1)[:limit] if limit > 0 else np.zeros(0, dtype=np.int64)
+        rows, scores = rows[top], scores[top]
+    order = np.lexsort((rows, -scores))
+    return rows[order], scores[order]
 
 
 def _matches(blob: np.ndarray, needle: bytes) -> np.ndarray:

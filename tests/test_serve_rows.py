@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from test_serve import get_json, start_server, stop_server
+from test_serve import get_json, search_api, start_server, stop_server
 
-DIM = 16
+DIM = 32  # the tiny model's, so a search runs too
 FOLDERS = ["/photos/a", "/photos/a/b", "/photos/c d", "/photos/ünï", "/other"]
 TIMES = [None, 0, 1_600_000_000_000_000_000, 1_600_000_000_000_000_000, 1_700_000_000_000_000_000]
 
@@ -233,5 +233,7 @@ def test_the_served_table_pages_finds_and_follows_changes(table: dict[str, Any])
         while get_json(f"{url}api/items/{new[0]['id']}")[0] != 404:
             assert time.monotonic() < deadline, "a deleted row is still shown"
             time.sleep(0.2)
+        hits = search_api(url, q="photo", n=5)["hits"]  # after the warm-up's search (one at a time)
+        assert len(hits) == 5 and all(get_json(f"{url}api/items/{h['id']}")[0] == 200 for h in hits)
     finally:
         assert stop_server(proc) == 0, "".join(errors)[-2000:]

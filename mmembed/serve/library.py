@@ -28,6 +28,7 @@ from ..store.snapshot import table_version
 from .background import Job
 from .filters import Filters
 from .thumbs import Thumbnailer
+from .uploads import give_back_memory
 
 __all__ = ["Library", "Page", "NotFound", "MAX_RESULTS"]
 
@@ -77,6 +78,7 @@ class Library:
         self._checked_at = 0.0
         self._ready = threading.Event()
         self._filtered: OrderedDict[tuple[int | None, str], np.ndarray] = OrderedDict()  # browse filters' rows
+        self._filtered_lock = threading.Lock()
         self._timeline: tuple[int | None, list[dict[str, Any]]] | None = None
         self._dupes_lock = threading.Lock()
         self._dupes: dict[tuple[str, int | None], Job] = {}  # (mode, table version) -> its search
@@ -131,6 +133,7 @@ class Library:
                 built, self._rows_error = RowIndex.empty(version), f"The table cannot be read: {exc}"
             self._rows = built
             self._filtered.clear()
+            give_back_memory()  # the build's batches, freed: glibc keeps them otherwise
             return built
 
     def _remote_version(self) -> int | None:
@@ -246,9 +249,10 @@ class Library:
                 reason = str(exc).split(": ", 1)[-1]
                 raise QueryError(f"the SQL filter {where!r} is not a valid filter: {reason[:200]}") from None
             found = index.newest_of(index.matching(ids))
-            self._filtered[key] = found
-            while len(self._filtered) > _FILTERS_KEPT:
-                self._filtered.popitem(last=False)
+            with self._filtered_lock:
+                self._filtered[key] = found
+                while len(self._filtered) > _FILTERS_KEPT:
+                    self._filtered.popitem(last=False)
         return found
 
     def duplicates(self, mode: str = "near", *, wait: float = 0.0) -> dict[str, Any]:

@@ -131,9 +131,14 @@ class RowIndex:
 
     def matching(self, ids: Any) -> np.ndarray:
         """A mask over offsets: the rows whose ids (an iterable of pyarrow string arrays) are among ``ids``."""
-        found = [np.fromiter(map(id_hash, chunk.to_pylist()), dtype=np.int64, count=len(chunk)) for chunk in ids]
-        wanted = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-        return np.isin(self.hashes, wanted)
+        mask = np.zeros(self.rows, dtype=bool)
+        for chunk in ids:  # each id found by a binary search in the sorted hashes (a few per row)
+            wanted = np.fromiter(map(id_hash, chunk.to_pylist()), dtype=np.int64, count=len(chunk))
+            at = np.searchsorted(self.sorted_hashes, wanted)
+            known = at < self.rows
+            known[known] = self.sorted_hashes[at[known]] == wanted[known]
+            mask[self.by_hash[at[known]]] = True
+        return mask
 
     def newest_of(self, mask: np.ndarray | None) -> np.ndarray:
         """The offsets newest first, each video once by its first kept frame among ``mask`` (all rows: None)."""

@@ -91,7 +91,7 @@ def search_calls(db: str, table: str, n: int, settle: float) -> dict[str, Any]:
         times = []
         for i, q in enumerate(queries):
             if i == 2:
-                await anyio.sleep(settle)  # the server's warm-up thread (catalog of every row) ends
+                await anyio.sleep(settle)  # the server's warm-up thread (its row index, the text tower) ends
             t = time.perf_counter()
             result = await session.call_tool("search", {"query": q, "limit": 10})
             times.append((time.perf_counter() - t) * 1000)

@@ -249,7 +249,7 @@ class _Api:
 
     def _rendition(self, request: Request, size: int) -> Response:
         try:
-            row = self.library.item(request.path_params["item_id"])
+            row = self.library.row(request.path_params["item_id"])
             at = row.get("frame_time") if row.get("media") == "video" else None
             etag = f'"{self.library.thumbs.key(row["content_hash"], size, at)}"'
             if request.headers.get("if-none-match") == etag:
@@ -269,7 +269,7 @@ class _Api:
 
     def original(self, request: Request) -> Response:
         try:
-            row = self.library.item(request.path_params["item_id"])
+            row = self.library.row(request.path_params["item_id"])
         except MmembedError:
             return _error("not found", 404)
         path = row["path"]

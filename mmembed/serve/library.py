@@ -1,11 +1,12 @@
 """What the web app reads, behind one object: searches through ``Index.search`` (the same call
-as the CLI), a catalog of the table's rows by id (for items, thumbnails and filters), and
-the thumbnailer. Nothing here writes to the table.
+as the CLI), the table's rows found by id or by date without holding them (``store.rowindex``:
+for items, thumbnails, browse and the filters), and the thumbnailer. Nothing here writes to the table.
 
-The catalog is read once in the background when the server starts (importing lancedb and
-reading 100k rows takes about a second) and again when the table's version changes, so a
-server left running follows an ingest. Text searches do not wait for it: they run on the
-snapshot and the exported text tower (``retrieval/quick.py``), without torch or lancedb.
+The row index is built in the background when the server starts (one streaming pass over a
+few small columns: about a second and some 30 MB at a million rows) and again when the table's
+version changes, so a server left running follows an ingest. A row is read by its offset when
+it is asked for. Text searches do not wait for the index: they run on the snapshot and the
+exported text tower (``retrieval/quick.py``), without torch or lancedb.
 """
 
 from __future__ import annotations
@@ -14,26 +15,34 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..errors import ImageDecodeError, IndexEmptyError, MmembedError, QueryError, StoreError
-from ..retrieval.query import SearchOptions
+from ..retrieval.query import SearchOptions, sql_string
+from ..store.rowindex import RowIndex, StaleRowIndex
 from ..store.snapshot import table_version
 from .background import Job
 from .filters import Filters
 from .thumbs import Thumbnailer
+from .uploads import give_back_memory
 
 __all__ = ["Library", "Page", "NotFound", "MAX_RESULTS"]
 
 log = logging.getLogger("mmembed")
 
 MAX_RESULTS = 2000  # paging stops here: past it, a person refines the query
-_CATALOG_WAIT = 60.0  # seconds a request waits for the first catalog
+_INDEX_WAIT = 60.0  # seconds a request waits for the first row index
 _VERSION_CHECK = 1.0  # seconds between checks of the table's version
 _MAX_FOLDERS = 400
 _MAX_TAG_CHIPS = 40
+_FILTERS_KEPT = 4  # browse filters whose matching rows are kept (per table version)
+_OCR_COLUMNS = ("ocr_text", "ocr_lines")
+_CORE = {"id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns",
+         "text", "texts", "text_source", "tags", "tag_scores", "media", "frame_time", "duration", "raw_siblings"}
 
 
 class NotFound(MmembedError):
@@ -63,27 +72,28 @@ class Library:
         self.thumbs = Thumbnailer(self.db, self.table, workers=thumb_workers,
                                   max_megapixels=index.config.max_megapixels)
         self._search_lock = threading.Lock()  # Index loads towers lazily: one search at a time
-        self._catalog_lock = threading.Lock()
-        self._catalog: dict[str, dict[str, Any]] | None = None
-        self._catalog_version: int | None = -1
-        self._catalog_error: str | None = None
-        self._columns: list[str] = []
+        self._rows_lock = threading.Lock()
+        self._rows: RowIndex | None = None
+        self._rows_error: str | None = None
         self._checked_at = 0.0
         self._ready = threading.Event()
+        self._filtered: OrderedDict[tuple[int | None, str], np.ndarray] = OrderedDict()  # browse filters' rows
+        self._filtered_lock = threading.Lock()
+        self._timeline: tuple[int | None, list[dict[str, Any]]] | None = None
         self._dupes_lock = threading.Lock()
         self._dupes: dict[tuple[str, int | None], Job] = {}  # (mode, table version) -> its search
 
     # ------------------------------------------------------------ start-up
     def warm_up(self) -> None:
-        """Read the catalog, load the text tower and the JPEG codec; run in a background thread
+        """Build the row index, load the text tower and the JPEG codec; run in a background thread
         at start, so the first search and the first thumbnail do not pay for them."""
         _warm_codecs()
         try:
-            self.catalog()
+            self.row_index()
         except MmembedError:
             pass  # shown by /api/info
         self._ready.set()
-        if self._catalog:
+        if self._rows is not None and self._rows.rows:
             try:
                 self.search("photo", limit=1)  # loads the snapshot and the text tower
             except MmembedError:
@@ -94,75 +104,115 @@ class Library:
         if self.index.store.is_local and not os.path.isdir(self.db):
             return (f"There is no database at {self.db}. Index a folder first: "
                     f"mmembed ingest PATH --db {self.db}")
-        if self._catalog_error:
-            return self._catalog_error
-        if self._catalog is not None and not self._catalog:
+        if self._rows_error:
+            return self._rows_error
+        if self._rows is not None and not self._rows.rows:
             return (f"Table '{self.table}' in {self.db} holds no photos yet. Index a folder first: "
                     f"mmembed ingest PATH --db {self.db}")
         return None
 
-    # ------------------------------------------------------------ catalog
-    def catalog(self) -> dict[str, dict[str, Any]]:
-        """Rows by id (no vectors), read again when the table's version changed."""
+    # ------------------------------------------------------------ rows
+    def row_index(self, *, rebuild: bool = False) -> RowIndex:
+        """The table's ``RowIndex``, built again when the table's version changed (checked at
+        most once a second) or when ``rebuild`` says a read found it stale."""
         now = time.monotonic()
-        if self._catalog is not None and now - self._checked_at < _VERSION_CHECK:
-            return self._catalog
-        with self._catalog_lock:
+        current = self._rows
+        if current is not None and not rebuild and now - self._checked_at < _VERSION_CHECK:
+            return current
+        with self._rows_lock:
             self._checked_at = time.monotonic()
             version = table_version(self.db, self.table) if self.index.store.is_local else self._remote_version()
-            if self._catalog is not None and version == self._catalog_version and version is not None:
-                return self._catalog
+            current = self._rows
+            if current is not None and version == current.version and version is not None and not rebuild:
+                return current
             try:
-                rows = self.index.items() if os.path.isdir(self.db) or not self.index.store.is_local else []
-                self._catalog_error = None
+                local_and_missing = self.index.store.is_local and not os.path.isdir(self.db)
+                built = RowIndex.empty(version) if local_and_missing else RowIndex.build(self.index.store, version)
+                self._rows_error = None
             except MmembedError as exc:
-                rows, self._catalog_error = [], f"The table cannot be read: {exc}"
-            self._catalog = {row["id"]: row for row in rows}
-            self._catalog_version = version
-            self._columns = list(rows[0]) if rows else []
-            return self._catalog
+                built, self._rows_error = RowIndex.empty(version), f"The table cannot be read: {exc}"
+            self._rows = built
+            self._filtered.clear()
+            give_back_memory()  # the build's batches, freed: glibc keeps them otherwise
+            return built
 
     def _remote_version(self) -> int | None:
         """A table in object storage: its version from LanceDB (no local manifest to read)."""
         try:
             return int(self.index.store.table.version)
-        except Exception:  # noqa: BLE001 - the catalog read below reports what is wrong
+        except Exception:  # noqa: BLE001 - the row index's build below reports what is wrong
             return None
 
-    def _wait_catalog(self) -> dict[str, dict[str, Any]]:
-        self._ready.wait(_CATALOG_WAIT)
-        return self.catalog()
+    def _wait_rows(self) -> RowIndex:
+        self._ready.wait(_INDEX_WAIT)
+        return self.row_index()
+
+    def _read(self, pick: Any, columns: Any = None) -> tuple[RowIndex, list[dict[str, Any]]]:
+        """``pick(index)``'s offsets read as rows (with ``columns(index)``, else the index's);
+        once more with a new index when the table changed under the one in hand."""
+        rows = self._wait_rows()
+        for attempt in (0, 1):
+            try:
+                return rows, rows.read(self.index.store, pick(rows), columns(rows) if columns else None)
+            except StaleRowIndex:
+                if attempt:
+                    raise
+                rows = self.row_index(rebuild=True)
+        raise AssertionError("unreachable")
+
+    def row(self, item_id: str) -> dict[str, Any]:
+        """The row with this id (what a thumbnail or a file needs); NotFound otherwise."""
+        return self._row(item_id, with_ocr=False)
 
     def item(self, item_id: str) -> dict[str, Any]:
-        """The row with this id; NotFound otherwise."""
-        row = self._wait_catalog().get(item_id) if _plausible_id(item_id) else None
-        if row is None:
+        """The row with this id, with the words read in its picture; NotFound otherwise."""
+        return self._row(item_id, with_ocr=True)
+
+    def _row(self, item_id: str, *, with_ocr: bool) -> dict[str, Any]:
+        found = None
+        if _plausible_id(item_id):
+            ocr = self._wait_rows().ocr_columns if with_ocr else []
+            _, rows = self._read(lambda index: index.offsets_of(item_id),
+                               (lambda index: [*index.columns, *index.ocr_columns]) if ocr else None)
+            found = next((r for r in rows if r["id"] == item_id), None)
+        if found is None:
             raise NotFound(f"no indexed item has id {item_id!r}")
-        return {**row, **ocr_of(self.index.store, item_id)}
+        if "ocr_lines" in found:  # the detail view's boxes, parsed
+            import json
+
+            found["ocr_lines"] = json.loads(found["ocr_lines"] or "[]")
+        return found
+
+    def item_by_path(self, path: str) -> dict[str, Any]:
+        """The item whose file is ``path`` (a video: its first kept frame), as ``item`` gives it; NotFound otherwise."""
+        try:
+            rows = self.index.items(where=f"path = {sql_string(path)}")
+        except StoreError:
+            rows = []
+        if not rows:
+            raise NotFound(f"{path!r} is not an indexed item of table '{self.table}'; "
+                           "give a path exactly as search returned it")
+        first = min(rows, key=lambda r: r.get("frame_time") or 0.0)  # a video: its first kept frame
+        return self.item(first["id"])
 
     def info(self) -> dict[str, Any]:
         """What the page needs to draw its filters, and any problem to show."""
-        catalog = self._wait_catalog()
+        rows = self._wait_rows()
         meta = None
         try:
-            meta = self.index.meta if catalog else None
+            meta = self.index.meta if rows.rows else None
         except MmembedError:
             pass
-        formats = Counter(row.get("format") or "unknown" for row in catalog.values())
-        folders = Counter(os.path.dirname(row["path"]) for row in catalog.values())
-        captioned = sum(1 for row in catalog.values() if row.get("text"))
-        core = {"id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns",
-                "text", "texts", "text_source", "tags", "tag_scores", "media", "frame_time", "duration", "raw_siblings"}
-        tags = Counter(tag for row in catalog.values() for tag in (row.get("tags") or []))
+        tags = sorted(rows.tags.items(), key=lambda kv: -kv[1])[:_MAX_TAG_CHIPS]  # most common, ties as counted
         return {
-            "db": self.db, "table": self.table, "rows": len(catalog), "captioned": captioned,
+            "db": self.db, "table": self.table, "rows": rows.rows, "captioned": rows.captioned,
             "model": meta.model if meta else None, "pretrained": meta.pretrained if meta else None,
             "fusion": meta.fusion if meta else None,
-            "formats": [{"name": k, "count": v} for k, v in sorted(formats.items())],
-            "folders": [{"path": k, "count": v} for k, v in sorted(folders.items())[:_MAX_FOLDERS]],
-            "columns": [c for c in self._columns if c not in core],
-            "has_taken": "taken_ns" in self._columns,
-            "tags": [{"name": k, "count": v} for k, v in tags.most_common(_MAX_TAG_CHIPS)],
+            "formats": [{"name": k, "count": v} for k, v in sorted(rows.formats.items())],
+            "folders": [{"path": k, "count": v} for k, v in sorted(rows.folders.items())[:_MAX_FOLDERS]],
+            "columns": [c for c in rows.columns if c not in _CORE],
+            "has_taken": "taken_ns" in rows.columns,
+            "tags": [{"name": k, "count": v} for k, v in tags],
             "problem": self.problem(),
             "home": _home(),  # the page shows paths under it as ~/...
         }
@@ -171,23 +221,39 @@ class Library:
         """Every photo (or those the filters keep), newest first: what the page shows before a query."""
         _check_page(limit, offset)
         started = time.perf_counter()
-        catalog = self._wait_catalog()
+        current = self._wait_rows()
         problem = self.problem()
         if problem:
             raise IndexEmptyError(problem)
-        where = filters.where_sql(self._columns)
-        rows = list(catalog.values())
-        if where is not None:
-            try:
-                keep = {row["id"] for row in self.index.items(where=where)}
+        where = filters.where_sql(current.columns)
+        order: list[np.ndarray] = []
+
+        def page(index: RowIndex) -> np.ndarray:
+            order[:] = [self._kept(index, where)]
+            return order[0][offset: offset + limit]
+
+        _, rows = self._read(page)
+        total = len(order[0])
+        return Page(rows, offset, total > offset + limit, where, None, time.perf_counter() - started, total=total)
+
+    def _kept(self, index: RowIndex, where: str | None) -> np.ndarray:
+        """The offsets ``where`` keeps, newest first (kept for the last few filters of this version)."""
+        if where is None:
+            return index.newest
+        key = (index.version, where)
+        found = self._filtered.get(key)
+        if found is None:
+            try:  # the matching rows' ids, a batch at a time
+                ids = [batch.column("id") for batch in self.index.store.scan(["id"], where)]
             except StoreError as exc:  # the filter: the same words as a search's bad one
                 reason = str(exc).split(": ", 1)[-1]
                 raise QueryError(f"the SQL filter {where!r} is not a valid filter: {reason[:200]}") from None
-            rows = [row for row in rows if row["id"] in keep]
-        rows = _first_frames(rows)
-        rows.sort(key=lambda r: (-(r.get("taken_ns") or r.get("mtime_ns") or 0), r["path"]))
-        return Page(rows[offset: offset + limit], offset, len(rows) > offset + limit, where, None,
-                    time.perf_counter() - started, total=len(rows))
+            found = index.newest_of(index.matching(ids))
+            with self._filtered_lock:
+                self._filtered[key] = found
+                while len(self._filtered) > _FILTERS_KEPT:
+                    self._filtered.popitem(last=False)
+        return found
 
     def duplicates(self, mode: str = "near", *, wait: float = 0.0) -> dict[str, Any]:
         """The table's duplicate groups (``Index.duplicates``), searched in a background thread
@@ -197,8 +263,7 @@ class Library:
 
         if mode not in MODES:
             raise QueryError(f"mode {mode!r} is not one of {', '.join(MODES)}")
-        self._wait_catalog()
-        key = (mode, self._catalog_version)
+        key = (mode, self._wait_rows().version)
         with self._dupes_lock:
             job = self._dupes.get(key)
             if job is None:
@@ -227,7 +292,13 @@ class Library:
         """Photos per month taken, oldest first."""
         from ..retrieval.located import month_counts
 
-        return month_counts(self.index.store)
+        version = self._wait_rows().version
+        kept = self._timeline
+        if kept is not None and kept[0] == version and version is not None:
+            return kept[1]
+        months = month_counts(self.index.store)
+        self._timeline = (version, months)
+        return months
 
     # ------------------------------------------------------------ search
     def search(self, text: str | None = None, *, image: bytes | None = None, like: str | None = None,
@@ -249,9 +320,8 @@ class Library:
                 source = _frame_source(row)
         if self.index.store.is_local and not os.path.isdir(self.db):
             raise IndexEmptyError(self.problem() or "no database")
-        if filters != Filters():
-            self._wait_catalog()  # the filters need the table's columns
-        where = filters.where_sql(self._columns)
+        columns = self._wait_rows().columns if filters != Filters() else []  # the filters need the table's columns
+        where = filters.where_sql(columns)
         if target is None and source is not None and not (text and text.strip()):
             target = "image"  # an image alone asks for photos that look like it
         wanted = min(offset + limit + (1 if exclude else 0), MAX_RESULTS + 1)
@@ -268,18 +338,6 @@ class Library:
         located = getattr(hits, "located", None)
         return Page(page, offset, more, where, hits[0].target if hits else target, time.perf_counter() - started,
                     parsed=located.as_dict() if located is not None and (located.parsed or located.near or located.notes) else None)
-
-
-def _first_frames(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rows`` with each video once, by its first kept frame."""
-    first: dict[str, dict[str, Any]] = {}
-    out = []
-    for row in rows:
-        if row.get("media") != "video":
-            out.append(row)
-        elif row["path"] not in first or (row.get("frame_time") or 0) < (first[row["path"]].get("frame_time") or 0):
-            first[row["path"]] = row
-    return out + list(first.values())
 
 
 def _frame_source(row: dict[str, Any]) -> bytes:
@@ -317,17 +375,3 @@ def _check_page(limit: int, offset: int) -> None:
 
 def _plausible_id(item_id: str) -> bool:
     return 0 < len(item_id) <= 64 and item_id.isalnum()
-
-
-def ocr_of(store: Any, item_id: str) -> dict[str, Any]:
-    """The words read in one item's picture (issue 22): ``ocr_text`` and ``ocr_lines`` (parsed:
-    text, box, confidence), for the detail view; {} in a table from before OCR."""
-    import json
-
-    if "ocr_lines" not in store.table.schema.names:
-        return {}
-    quoted = item_id.replace("'", "''")
-    rows = store.read_columns(["ocr_text", "ocr_lines"], f"id = '{quoted}'").to_pylist()
-    if not rows:
-        return {}
-    return {"ocr_text": rows[0]["ocr_text"], "ocr_lines": json.loads(rows[0]["ocr_lines"] or "[]")}

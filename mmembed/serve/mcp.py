@@ -2,7 +2,7 @@
 
 Handed a Library over an Index (the CLI builds both), it offers five tools: ``search``, ``similar``,
 ``get_item``, ``get_picture`` and ``info``, all through the Index's public methods and the
-web app's ``Library`` (its catalog of rows by id). Nothing here writes, deletes or ingests.
+web app's ``Library`` (rows found by id without holding them: ``store.rowindex``). Nothing here writes, deletes or ingests.
 An item is named by its id or by a path that is a row of the table; a file is opened only
 through ``sources.indexed.open_indexed`` (still the file that was indexed: no symlink swapped
 in, the row's size, mtime and content hash), so no other file is ever read. Results are
@@ -22,7 +22,7 @@ from pydantic import Field
 from ..errors import FileChangedError, ImageDecodeError, MmembedError, QueryError
 from ..sources.indexed import open_indexed
 from .filters import Filters
-from .library import Library, NotFound
+from .library import Library
 from .thumbs import THUMB_SIZE, frame_jpeg, render_jpeg
 
 __all__ = ["create_server", "MAX_LIMIT", "PICTURE_SIZE"]
@@ -177,12 +177,7 @@ class _Tools:
             raise QueryError("name the item by id or by path (one of them)")
         if item_id is not None:
             return self.library.item(item_id.strip())
-        rows = [r for r in self.library.catalog().values() if r["path"] == path]
-        if not rows:
-            raise NotFound(f"{path!r} is not an indexed item of table '{self.library.table}'; "
-                           "give a path exactly as search returned it")
-        first = min(rows, key=lambda r: r.get("frame_time") or 0.0)  # a video: its first kept frame
-        return self.library.item(first["id"])  # the same record as by id (the catalog row is light)
+        return self.library.item_by_path(path)
 
     def _picture(self, row: dict[str, Any], size: int) -> bytes:
         """An upright JPEG of the row's file (a video: its frame), long side at most ``size``, read only

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from .table import Store
 from .vectors import vector_matrix
 
-__all__ = ["read_items", "image_vectors", "photos_and_vectors", "ITEM_COLUMNS"]
+__all__ = ["read_items", "item_columns", "image_vectors", "photos_and_vectors", "ITEM_COLUMNS"]
 
 ITEM_COLUMNS = ("id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns",
                 "text", "texts", "text_source", "media", "frame_time", "duration", "raw_siblings")
@@ -24,12 +24,17 @@ def read_items(store: Store, ids: Sequence[str] | None = None, where: str | None
     there is no table."""
     if store.meta() is None:
         return []
-    wanted = [*ITEM_COLUMNS, *store.extra_columns]
-    columns = [c for c in wanted if c in store.table.schema.names]
+    columns = item_columns(store)
     if ids is None:
         return store.read_columns(columns, where).to_pylist()
     ids = list(items(ids, "ids", ConfigError, (str,)))
     return [{c: row.get(c) for c in columns} for row in store.rows_by_id(ids)]
+
+
+def item_columns(store: Store) -> list[str]:
+    """The columns ``read_items`` gives of this table: ``ITEM_COLUMNS`` it has, then its manifest columns."""
+    names = store.table.schema.names
+    return [c for c in (*ITEM_COLUMNS, *store.extra_columns) if c in names]
 
 
 def image_vectors(store: Store, rows: Sequence[dict[str, Any]]) -> np.ndarray:

@@ -368,6 +368,30 @@ class Store:
                 query = query.where(where)
             return query.limit(None).to_arrow()
 
+    def scan(self, columns: Sequence[str], where: str | None = None, *,
+             batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """The given columns of every row (or of the rows matching ``where``), one batch at a time
+        in the table's order: without ``where``, the n-th row scanned is the row at offset n
+        for ``take``. Memory stays at one batch."""
+        with _errors(f"cannot read table '{self.table_name}'"):
+            query = self.table.search().select(list(columns))
+            if where:
+                query = query.where(where)
+            batches = iter(query.limit(None).to_batches(batch_rows))
+            yield from batches
+
+    def take(self, offsets: Sequence[int], columns: Sequence[str]) -> list[dict[str, Any]]:
+        """The rows at these offsets (places in the table's order, as ``scan`` reads it), as
+        dicts of ``columns``, in the order given; a random read, not a scan. An offset past the
+        end (the table shrank since it was counted) gives no row."""
+        wanted = sorted(set(int(o) for o in offsets))
+        if not wanted:
+            return []
+        with _errors(f"cannot read table '{self.table_name}'"):
+            rows = self.table.take_offsets(wanted).select(list(columns)).to_arrow().to_pylist()
+        at = dict(zip(wanted, rows))  # LanceDB gives them in offset order, those past the end left out
+        return [at[int(o)] for o in offsets if int(o) in at]
+
     def read_state(self) -> list[dict[str, Any]]:
         """The state columns of every row (no vectors), as dicts."""
         if not self.exists():

@@ -431,12 +431,13 @@ class Snapshot:
 
     def term_frequencies(self, terms: list[str]) -> dict[str, int] | None:
         """How many rows' words hold each term; None without ``words.bin``."""
-        from .wordscan import term_rows
+        from .wordscan import indexed_term_rows
 
         blob = self._words_blob()
         if blob is None:
             return None
-        return {t: len(term_rows(blob, self._array("words_offsets"), t)[0]) if blob.size else 0 for t in terms}
+        bounds, grams = np.asarray(self._array("words_offsets")), self._gram_index()
+        return {t: len(indexed_term_rows(blob, bounds, t, grams)[0]) if blob.size else 0 for t in terms}
 
     def word_stats(self) -> tuple[int, float]:
         """(rows with words, their mean length) for ``text.words.bm25``."""

@@ -33,8 +33,8 @@ __all__ = ["OcrReport", "ocr_table", "ocr_available", "engine_name", "pending_wh
 
 OCR_COLUMNS = ("ocr_text", "ocr_lines", "ocr_engine")
 DECODE_MIN_SIDE = 1536  # a 12 MP JPEG decodes at half size: its text stays legible, the decode is 4x cheaper
-_BATCH_ROWS = 32
-_BATCH_SECONDS = 5.0
+_BATCH_ROWS = 256  # rows read per commit (each commit is a table version)
+_BATCH_SECONDS = 10.0  # or this long: an interrupted pass loses at most this much reading
 _INSTALL = "pip install 'mmembed[ocr]'"
 
 
@@ -92,6 +92,8 @@ def ocr_table(store: Store, reader: Any, *, redo: bool = False, unread_only: boo
         wanted = set(ids)
         rows = [r for r in rows if r["id"] in wanted]
     report.pending = len(rows)
+    if rows:
+        store.ensure_id_index()  # each commit merges on id: a lookup, not a join of the whole table
     batch: list[dict[str, Any]] = []
     last = time.monotonic()
     try:

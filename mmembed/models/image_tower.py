@@ -116,8 +116,8 @@ class OnnxImageEncoder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if one_shot:
             # One image per process: packing the weights at load costs as much as the one run
-            # saves, and unpacked they stay memory-mapped instead of copied (0.05 s to load a
-            # ~350 MB tower instead of 0.5 s; BENCHMARKS.md, issue 26).
+            # saves, and unpacked they stay memory-mapped instead of copied (0.05 s of CPU to load
+            # a ~370 MB tower instead of 0.45 s packed, 1.1 s from one file; BENCHMARKS.md, issue 26).
             options.add_session_config_entry("session.disable_prepacking", "1")
         self.session = ort.InferenceSession(os.path.join(folder, INT8_FILE if precision == "int8" else IMAGE_TOWER_FILE), options,
                                             providers=["CPUExecutionProvider"])

@@ -39,6 +39,11 @@ from make_families import FAMILIES, make_family  # noqa: E402
 sys.path.insert(0, str(HERE))
 from runtime import run  # noqa: E402 - one whole process: seconds, peak RSS, stderr
 
+# runtime.py brought in benchmarks/datasets.py as `datasets`, which would shadow Hugging Face's
+# `datasets` that lancedb imports (``vectors``): neither that module nor this folder stays visible.
+sys.path.remove(str(HERE))
+sys.modules.pop("datasets", None)
+
 COCO = ROOT.parent / "shared" / "data" / "photos" / "coco"
 MMEMBED = [sys.executable, "-m", "mmembed"]
 PROBE = (

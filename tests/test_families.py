@@ -136,6 +136,7 @@ def test_family_on_the_fast_path(families: dict[str, Path], family: str, tmp_pat
     _ingest(family, families[family], photos, db)
     text, image = _towers(session_cache, families[family])
     assert text["min_cosine_on_check"] >= 0.9999 and image["min_cosine_on_check"] >= 0.9999
+    assert image["data"][0] > 10 * image["file"][0]  # sizes: the weights sit in image.onnx.data, memory-mapped
     assert text["scores"]["kind"] == ("sigmoid" if family == "siglip2" else "softmax")
 
     import lancedb

@@ -84,15 +84,77 @@ def test_image_queries_stay_on_torch_where_ingest_runs_bf16(fp32_table: str) -> 
     assert QuickSearch(fp32_table, "images", precision="bf16").image_encoder(asdict(meta)) is None
 
 
-def test_a_damaged_image_tower_falls_back_to_torch(fp32_table: str, tiny_model: str) -> None:
-    from mmembed.models.image_tower import IMAGE_TOWER_FILE, image_tower_folder
+@pytest.mark.parametrize("damaged", ["image.onnx", "image.onnx.data"])
+def test_a_damaged_image_tower_falls_back_to_torch(fp32_table: str, tiny_model: str, damaged: str) -> None:
+    from mmembed.models.image_tower import image_tower_folder
 
     encoder = Encoder(tiny_model, device="cpu", precision="fp32")
-    onnx = Path(image_tower_folder(encoder.spec.fingerprint)) / IMAGE_TOWER_FILE
+    onnx = Path(image_tower_folder(encoder.spec.fingerprint)) / damaged
     onnx.write_bytes(b"garbage" * 10)
     assert not encoder.on_onnx  # changed since the export: torch instead
     vectors = encoder.encode_images([FIXTURE_IMAGES / "red.jpg"])
     assert vectors.shape == (1, 32) and np.isfinite(vectors).all()
+
+
+def test_the_image_towers_weights_are_kept_apart_from_its_graph(fp32_table: str, tiny_model: str) -> None:
+    """Issue 26: the weights are ONNX external data, which onnxruntime memory-maps; a one-shot
+    session (a CLI image query) skips pre-packing, and encodes exactly as the ingest session."""
+    import json
+
+    from mmembed.models.image_tower import (
+        IMAGE_DATA_FILE, IMAGE_TOWER_FILE, OnnxImageEncoder, image_tower_folder,
+    )
+
+    folder = Path(image_tower_folder(Encoder(tiny_model).spec.fingerprint))
+    info = json.loads((folder / "image.json").read_text())
+    assert info["format"] == 2 and info["min_cosine_on_check"] >= 0.9999
+    graph, data = (folder / IMAGE_TOWER_FILE).stat(), (folder / IMAGE_DATA_FILE).stat()
+    assert data.st_size > 4 * graph.st_size  # the weights are in the data file
+    assert info["file"] == [graph.st_size, graph.st_mtime_ns] and info["data"] == [data.st_size, data.st_mtime_ns]
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no staging left behind
+    crop = info["preprocess"]["crop"]
+    pixels = np.random.default_rng(0).standard_normal((3, 3, *crop)).astype(np.float32)
+    one_shot = OnnxImageEncoder(str(folder), one_shot=True).encode_pixels(pixels)
+    np.testing.assert_allclose(one_shot, OnnxImageEncoder(str(folder)).encode_pixels(pixels), atol=1e-5)
+
+
+def test_a_single_file_image_tower_is_rewritten_once_and_keeps_its_int8_tower(int8_table: str, tiny_model: str) -> None:
+    """An export of the older format (weights inside image.onnx) keeps working: its first load
+    moves the weights apart, with the same vectors, and its int8 tower (made from the same
+    weights) stays current instead of being quantised again."""
+    import json
+
+    import onnx
+
+    from mmembed.models.image_tower import (
+        IMAGE_DATA_FILE, IMAGE_TOWER_FILE, INT8_FILE, OnnxImageEncoder, image_tower_folder, int8_tower_exists,
+    )
+
+    folder = Path(image_tower_folder(Encoder(tiny_model).spec.fingerprint))
+    graph = onnx.load(str(folder / IMAGE_TOWER_FILE))  # the weights read in: written as one file, as format 1 had it
+    onnx.save_model(graph, str(folder / "single.onnx"))
+    (folder / "single.onnx").replace(folder / IMAGE_TOWER_FILE)
+    (folder / IMAGE_DATA_FILE).unlink()
+    st = (folder / IMAGE_TOWER_FILE).stat()
+    info = json.loads((folder / "image.json").read_text())
+    info.update(format=1, file=[st.st_size, st.st_mtime_ns])
+    del info["data"]
+    (folder / "image.json").write_text(json.dumps(info))
+    int8_info = json.loads((folder / "image.int8.json").read_text())
+    (folder / "image.int8.json").write_text(json.dumps({**int8_info, "from": info["file"]}))
+    int8_made = (folder / INT8_FILE).stat().st_mtime_ns
+    crop = info["preprocess"]["crop"]
+    pixels = np.random.default_rng(1).standard_normal((2, 3, *crop)).astype(np.float32)
+    before = OnnxImageEncoder(str(folder)).encode_pixels(pixels)
+
+    assert Encoder(tiny_model, device="cpu", precision="fp32").on_onnx
+    after = json.loads((folder / "image.json").read_text())
+    assert after["format"] == 2
+    assert (folder / IMAGE_DATA_FILE).stat().st_size > (folder / IMAGE_TOWER_FILE).stat().st_size
+    np.testing.assert_array_equal(OnnxImageEncoder(str(folder)).encode_pixels(pixels), before)
+    assert int8_tower_exists(str(folder)) and (folder / INT8_FILE).stat().st_mtime_ns == int8_made
+    assert Encoder(tiny_model, device="cpu").load().precision == "int8"
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
 
 
 def test_a_new_fp32_table_is_encoded_on_onnx_runtime_from_the_start(photos: Path, tmp_path: Path, tiny_model: str,

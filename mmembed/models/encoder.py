@@ -186,16 +186,18 @@ class Encoder:
         return self
 
     @classmethod
-    def onnx_only(cls, spec: ModelSpec, *, precision: str = "fp32", batch_size: int = 32) -> Encoder | None:
+    def onnx_only(cls, spec: ModelSpec, *, precision: str = "fp32", batch_size: int = 32,
+                  one_shot: bool = False) -> Encoder | None:
         """An encoder for ``spec`` on its exported towers at ``precision`` (int8 or fp32), or None
-        when they are not there (torch is never loaded here: callers then take their slower path)."""
+        when they are not there (torch is never loaded here: callers then take their slower path).
+        ``one_shot``: the process encodes one image (a CLI image query): the tower loads faster."""
         encoder = cls(spec, device="cpu", precision=precision, batch_size=batch_size)
-        encoder._runtime = encoder._open_onnx("cpu", "auto")
+        encoder._runtime = encoder._open_onnx("cpu", "auto", one_shot=one_shot)
         return encoder if encoder._runtime is not None else None
 
-    def _open_onnx(self, device: str, runtime: str) -> OnnxClip | None:
+    def _open_onnx(self, device: str, runtime: str, *, one_shot: bool = False) -> OnnxClip | None:
         precision = onnx_precision(device, self._precision_request, runtime)
-        return OnnxClip.open(self.spec, precision) if precision is not None else None
+        return OnnxClip.open(self.spec, precision, one_shot=one_shot) if precision is not None else None
 
     @property
     def on_onnx(self) -> bool:

@@ -1,8 +1,16 @@
 """Images without torch: the model's image tower as ONNX, run by onnxruntime.
 
-Files, per model, in the user cache beside the text tower: ``image.onnx`` (the vision
-transformer and its projection, batch size free) and ``image.json`` (fingerprint, dimension,
-the preprocessing parameters, and the size and mtime of ``image.onnx``).
+Files, per model, in the user cache beside the text tower: ``image.onnx`` (the graph of the
+vision transformer and its projection, batch size free), ``image.onnx.data`` (its weights, as
+ONNX external data) and ``image.json`` (fingerprint, dimension, the preprocessing parameters,
+and the size and mtime of both files).
+
+The weights live outside the graph so that onnxruntime memory-maps them: a session on a
+single-file graph first copies every weight out of the parsed protobuf, which cost a cold
+image query of a ~350 MB tower about 1 s. A process that encodes one image (``one_shot``, the
+CLI's image query) also skips onnxruntime's pre-packing of the weights, so it never copies them
+at all (BENCHMARKS.md, issue 26). An export of the older single-file format (1) is still used,
+and rewritten in the new one the first time it is loaded (:func:`load_image_tower`).
 
 At the first write of a table (where torch is loaded anyway) :func:`export_image_tower`
 writes it from the fp32 weights and checks it against open_clip's ``encode_image`` on random
@@ -18,6 +26,8 @@ import contextlib
 import io
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from typing import Any
 
@@ -26,13 +36,15 @@ import numpy as np
 from .quantize import cpu_has_vnni, make_int8
 
 __all__ = ["OnnxImageEncoder", "export_image_tower", "image_tower_folder", "image_tower_exists",
-           "load_image_tower", "quantize_image_tower", "IMAGE_TOWER_FILE"]
+           "load_image_tower", "quantize_image_tower", "IMAGE_TOWER_FILE", "IMAGE_DATA_FILE"]
 
 IMAGE_TOWER_FILE = "image.onnx"
+IMAGE_DATA_FILE = "image.onnx.data"  # the weights of IMAGE_TOWER_FILE (ONNX external data)
 INT8_FILE = "image.int8.onnx"
 _INFO_FILE = "image.json"
 _INT8_INFO_FILE = "image.int8.json"
-_FORMAT = 1  # bumped when the files change meaning; an older export is made again
+_FORMAT = 2  # 2: weights in IMAGE_DATA_FILE; bumped when the files change meaning
+_SINGLE_FILE_FORMAT = 1  # the weights inside IMAGE_TOWER_FILE: still used, rewritten as 2 when loaded
 _MIN_COSINE = 0.9999
 _MIN_INT8_COSINE = 0.99  # the int8 tower against the fp32 one, worst image of the check
 
@@ -61,11 +73,15 @@ def _info(folder: str, name: str = _INFO_FILE) -> dict[str, Any] | None:
 
 
 def image_tower_exists(folder: str, fingerprint: str) -> bool:
-    """True when ``folder`` holds the export for ``fingerprint``, unchanged since it was written."""
+    """True when ``folder`` holds the export for ``fingerprint``, unchanged since it was written
+    (in the current format, or the older single-file one that :func:`load_image_tower` rewrites)."""
     info = _info(folder)
     try:
-        return (info is not None and info.get("format") == _FORMAT and info.get("fingerprint") == fingerprint
-                and info.get("file") == _stamp(folder))
+        if info is None or info.get("fingerprint") != fingerprint or info.get("file") != _stamp(folder):
+            return False
+        if info.get("format") == _SINGLE_FILE_FORMAT:
+            return True
+        return info.get("format") == _FORMAT and info.get("data") == _stamp(folder, IMAGE_DATA_FILE)
     except OSError:
         return False
 
@@ -73,7 +89,7 @@ def image_tower_exists(folder: str, fingerprint: str) -> bool:
 class OnnxImageEncoder:
     """Encodes preprocessed pixels with the exported image tower: float32 (N, D) unit rows."""
 
-    def __init__(self, folder: str, *, threads: int = 0, precision: str = "fp32") -> None:
+    def __init__(self, folder: str, *, threads: int = 0, precision: str = "fp32", one_shot: bool = False) -> None:
         import onnxruntime as ort
 
         info = _info(folder)
@@ -98,6 +114,11 @@ class OnnxImageEncoder:
             options.intra_op_num_threads = threads
         # Decode threads run beside inference: spinning ORT threads would take their cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if one_shot:
+            # One image per process: packing the weights at load costs as much as the one run
+            # saves, and unpacked they stay memory-mapped instead of copied (0.05 s of CPU to load
+            # a ~370 MB tower instead of 0.45 s packed, 1.1 s from one file; BENCHMARKS.md, issue 26).
+            options.add_session_config_entry("session.disable_prepacking", "1")
         self.session = ort.InferenceSession(os.path.join(folder, INT8_FILE if precision == "int8" else IMAGE_TOWER_FILE), options,
                                             providers=["CPUExecutionProvider"])
         self.fingerprint: str = info["fingerprint"]
@@ -123,11 +144,15 @@ class OnnxImageEncoder:
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
-def load_image_tower(folder: str, fingerprint: str, precision: str = "fp32") -> OnnxImageEncoder | None:
+def load_image_tower(folder: str, fingerprint: str, precision: str = "fp32", *,
+                     one_shot: bool = False) -> OnnxImageEncoder | None:
     """The export in ``folder`` when it exists for ``fingerprint`` (and onnxruntime is there).
 
     At ``precision="int8"`` the quantised tower (made from the fp32 one on first use, see
-    :func:`quantize_image_tower`) is loaded; None when it cannot be made faithfully.
+    :func:`quantize_image_tower`) is loaded; None when it cannot be made faithfully. An export
+    in the older single-file format is first rewritten with its weights apart (once, ~2 s for
+    a ViT-B; where that fails, a read-only cache say, the old file serves). ``one_shot``: the
+    process encodes one image (see :class:`OnnxImageEncoder`).
     """
     if not image_tower_exists(folder, fingerprint):
         return None
@@ -135,9 +160,84 @@ def load_image_tower(folder: str, fingerprint: str, precision: str = "fp32") -> 
         import onnxruntime  # noqa: F401
     except ImportError:
         return None
+    if (_info(folder) or {}).get("format") == _SINGLE_FILE_FORMAT:
+        _move_weights_apart(folder)
     if precision == "int8" and not int8_tower_exists(folder) and quantize_image_tower(folder) is None:
         return None
-    return OnnxImageEncoder(folder, precision=precision)
+    return OnnxImageEncoder(folder, precision=precision, one_shot=one_shot)
+
+
+def _split_weights(source: str, folder: str) -> None:
+    """Write the graph ``source`` as ``folder/image.onnx`` with its weights in ``image.onnx.data``
+    (onnxruntime saves the graph it loaded, unoptimised: the same nodes and weights, bit for bit)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    options.optimized_model_filepath = os.path.join(folder, IMAGE_TOWER_FILE)
+    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", IMAGE_DATA_FILE)
+    options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+    options.add_session_config_entry("session.disable_prepacking", "1")
+    ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    if not os.path.isfile(os.path.join(folder, IMAGE_DATA_FILE)):  # a graph without large weights
+        open(os.path.join(folder, IMAGE_DATA_FILE), "wb").close()
+
+
+def _publish(staging: str, folder: str) -> dict[str, list[int]]:
+    """Move the staged graph and weights into ``folder`` (weights first: a reader that finds the
+    new graph finds its weights) and return their stamps."""
+    os.replace(os.path.join(staging, IMAGE_DATA_FILE), os.path.join(folder, IMAGE_DATA_FILE))
+    os.replace(os.path.join(staging, IMAGE_TOWER_FILE), os.path.join(folder, IMAGE_TOWER_FILE))
+    return {"file": _stamp(folder), "data": _stamp(folder, IMAGE_DATA_FILE)}
+
+
+def _move_weights_apart(folder: str) -> None:
+    """Rewrite a single-file export (format 1) in the current format, keeping its int8 tower
+    (made from the same weights) current. Best effort: on failure the single file serves."""
+    info, int8 = _info(folder), _info(folder, _INT8_INFO_FILE)
+    if info is None:
+        return
+    _clear_stale_staging(folder)
+    try:
+        staging = tempfile.mkdtemp(prefix=f".{_STAGING}split-", dir=folder)
+    except OSError:
+        return  # a read-only cache: the single file serves
+    try:
+        _split_weights(os.path.join(folder, IMAGE_TOWER_FILE), staging)
+        if _info(folder) != info:
+            return  # rewritten meanwhile (another process, a new export)
+        stamps = _publish(staging, folder)
+        old = info["file"]
+        _write_info(folder, _INFO_FILE, {**info, "format": _FORMAT, **stamps})
+        if int8 is not None and int8.get("from") == old:  # the same weights: that int8 tower, or verdict, stands
+            _write_info(folder, _INT8_INFO_FILE, {**int8, "from": stamps["file"]})
+    except Exception:  # noqa: BLE001 - onnxruntime's own errors; the single file still serves
+        pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+_STAGING = "image-staging-"  # folders where a graph and its weights are written before they are moved in
+
+
+def _clear_stale_staging(folder: str) -> None:
+    """Remove staging folders a killed export or rewrite left (a tower's size each), once they
+    are an hour old (a younger one may belong to a process still writing)."""
+    import time
+
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if entry.name.startswith(f".{_STAGING}") and entry.stat().st_mtime < time.time() - 3600:
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _write_info(folder: str, name: str, data: dict[str, Any]) -> None:
+    """``data`` as ``folder/name``, by an atomic rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, os.path.join(folder, name))
 
 
 def int8_tower_exists(folder: str) -> bool:
@@ -210,7 +310,9 @@ def export_image_tower(encoder: Any, folder: str) -> dict[str, Any] | None:
         return None
     crop_h, crop_w = params["crop"]
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{IMAGE_TOWER_FILE}.{os.getpid()}.tmp")
+    _clear_stale_staging(folder)
+    staging = tempfile.mkdtemp(prefix=f".{_STAGING}export-", dir=folder)
+    single = os.path.join(staging, "single.onnx")
     tower = _image_tower_class()(model)
     sample = torch.randn(2, 3, crop_h, crop_w)
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -218,23 +320,22 @@ def export_image_tower(encoder: Any, folder: str) -> dict[str, Any] | None:
         with torch.inference_mode(False), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), \
                 warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(tower, (sample,), tmp, input_names=["pixels"], output_names=["vectors"],
+            torch.onnx.export(tower, (sample,), single, input_names=["pixels"], output_names=["vectors"],
                               dynamic_shapes={"pixels": {0: batch}}, dynamo=True, optimize=True, external_data=False)
-        check = _check_export(tmp, model, crop_h, crop_w)
+        _split_weights(single, staging)
+        check = _check_export(os.path.join(staging, IMAGE_TOWER_FILE), model, crop_h, crop_w)
+        stamps = _publish(staging, folder) if check >= _MIN_COSINE else None
     except Exception:  # noqa: BLE001 - an export onnxruntime cannot run is simply not used
-        check = None
-    if check is None or check < _MIN_COSINE:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        check, stamps = None, None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if stamps is None:
         note_on_torch(encoder.spec, "image")
         return None
-    os.replace(tmp, os.path.join(folder, IMAGE_TOWER_FILE))
     info = {"format": _FORMAT, "fingerprint": encoder.spec.fingerprint, "model": encoder.spec.name,
             "dim": encoder.dim, "preprocess": params, "min_cosine_on_check": round(float(check), 6),
-            "scores": model_scores(model),
-            "file": _stamp(folder)}
-    with open(os.path.join(folder, _INFO_FILE), "w") as f:
-        json.dump(info, f)
+            "scores": model_scores(model), **stamps}
+    _write_info(folder, _INFO_FILE, info)
     return info
 
 

@@ -39,9 +39,10 @@ class OnnxClip:
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, spec: Any, precision: str) -> OnnxClip | None:
+    def open(cls, spec: Any, precision: str, *, one_shot: bool = False) -> OnnxClip | None:
         """The runtime on ``spec``'s exported towers at ``precision`` (int8 or fp32), or None when
-        they are not both exported, or the image tower cannot be loaded (torch then serves)."""
+        they are not both exported, or the image tower cannot be loaded (torch then serves).
+        ``one_shot``: this process encodes one image (a CLI image query), loaded for that."""
         from .image_tower import image_tower_folder, load_image_tower
         from .text_tower import tower_exists, tower_folder
 
@@ -49,9 +50,9 @@ class OnnxClip:
         if not tower_exists(tower_folder(fingerprint), fingerprint):
             return None
         try:
-            image = load_image_tower(image_tower_folder(fingerprint), fingerprint, precision)
+            image = load_image_tower(image_tower_folder(fingerprint), fingerprint, precision, one_shot=one_shot)
             if image is None and precision == "int8":  # no faithful int8 tower for this model: fp32
-                image = load_image_tower(image_tower_folder(fingerprint), fingerprint)
+                image = load_image_tower(image_tower_folder(fingerprint), fingerprint, one_shot=one_shot)
         except Exception:  # noqa: BLE001 - a damaged export: torch instead (the next write exports it again)
             return None
         return cls(spec, image) if image is not None else None

@@ -55,7 +55,7 @@ class QuickSearch:
                  model: tuple[str | None, str | None] = (None, None), precision: str = "auto") -> None:
         self.db = os.path.abspath(os.path.expanduser(db.removeprefix("file://")))
         self.table = table
-        self.one_shot = one_shot  # one query per process (the CLI): load the text tower faster
+        self.one_shot = one_shot  # one query per process (the CLI): load the towers faster
         self._snapshot: Any = None
         self._tower: Any = None  # None: not looked for; False: none usable
         self._damaged: int | None = None  # table version whose snapshot was found damaged
@@ -168,7 +168,7 @@ class QuickSearch:
         fingerprint = meta["fingerprint"]
         if self._images is None or (self._images and self._images.spec.fingerprint != fingerprint):
             spec = ModelSpec(meta["model"], meta.get("pretrained"), fingerprint)
-            self._images = Encoder.onnx_only(spec, precision=precision) or False
+            self._images = Encoder.onnx_only(spec, precision=precision, one_shot=self.one_shot) or False
         return self._images or None
 
 

@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from .table import Store
 from .vectors import vector_matrix
 
-__all__ = ["read_items", "item_columns", "image_vectors", "photos_and_vectors", "ITEM_COLUMNS", "DUPE_COLUMNS"]
+__all__ = ["read_items", "item_columns", "photos_and_vectors", "ITEM_COLUMNS", "DUPE_COLUMNS"]
 
 ITEM_COLUMNS = ("id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns",
                 "text", "texts", "text_source", "media", "frame_time", "duration", "raw_siblings")
@@ -36,14 +36,6 @@ def item_columns(store: Store) -> list[str]:
     """The columns ``read_items`` gives of this table: ``ITEM_COLUMNS`` it has, then its manifest columns."""
     names = store.table.schema.names
     return [c for c in (*ITEM_COLUMNS, *store.extra_columns) if c in names]
-
-
-def image_vectors(store: Store, rows: Sequence[dict[str, Any]]) -> np.ndarray:
-    """The stored image vectors of ``rows`` (as read by ``read_items``), in their order."""
-    data = store.read_columns(["id", "image_vector"])
-    at = {row_id: i for i, row_id in enumerate(data.column("id").to_pylist())}
-    matrix = vector_matrix(data.column("image_vector"))
-    return matrix[[at[row["id"]] for row in rows]] if rows else matrix
 
 
 DUPE_COLUMNS = ("id", "path", "size", "mtime_ns", "content_hash", "width", "height", "taken_ns", "media")

@@ -151,7 +151,7 @@ def _write_rows(tmp: str, batches: Any, n: int, extra_columns: list[str]) -> dic
                 words += sum(1 for w in texts if w)
             else:
                 texts = [None] * m
-            for i, text in enumerate(texts):  # words.bin: each row's words folded, for has_word_match
+            for i, text in enumerate(texts):  # words.bin: each row's words folded, for the word search (wordscan.py)
                 folded.write(fold(text).encode("utf-8") + b"\n" if text else b"")
                 word_offsets[at + i + 1] = folded.tell()
             if "place_id" in batch.schema.names:  # the table's places, so a search box need not open LanceDB

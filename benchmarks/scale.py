@@ -1,7 +1,7 @@
 """Big folders: no-op re-ingest, new files among many, and peak memory of ingest by folder size.
 
     python benchmarks/datasets.py tiles model [--count 100000]   # once: small JPEGs, ViT-B-32 folder
-    python benchmarks/scale.py noop [--count 100000] [--repeat 3] [--new 100]
+    python benchmarks/scale.py noop [--count 100000] [--repeat 3] [--new 100] [--extra --no-ocr]
     python benchmarks/scale.py rss [--counts 1000 10000] [--model local-dir:...vit-b-32]
 
 ``noop``: micro-clip builds the table (the model never loads on a no-op), then unchanged
@@ -93,7 +93,7 @@ def main() -> None:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 first, first_rss, report = ingest(folder, tmp, model, "--follow-symlinks", *args.extra)
-                runs = [ingest(folder, tmp, None, "--follow-symlinks") for _ in range(args.repeat)]
+                runs = [ingest(folder, tmp, None, "--follow-symlinks", *args.extra) for _ in range(args.repeat)]
                 assert all(r[2]["unchanged"] == report["added"] for r in runs), "the re-ingest was not a no-op"
                 row = {**base, "files": report["added"], "first_ingest_s": round(first, 2),
                        "first_ingest_rss_mb": first_rss,
@@ -102,7 +102,7 @@ def main() -> None:
                        "noop_rss_mb": max(r[1] for r in runs)}
                 if args.new:
                     _add_new(folder, args.new)
-                    wall, rss, added = ingest(folder, tmp, None, "--follow-symlinks")
+                    wall, rss, added = ingest(folder, tmp, None, "--follow-symlinks", *args.extra)
                     assert added["added"] == args.new, added
                     encode = args.new * first / report["added"]
                     row.update(new_files=args.new, new_wall_s=round(wall, 2), new_rss_mb=rss,

@@ -48,7 +48,7 @@ def resolve_mode(options: SearchOptions, text_terms: list[str], has_image: bool,
 
 
 def fuse(vector_rows: list[dict[str, Any]], word_rows: list[dict[str, Any]], *, how: str = FUSION,
-         query: str = "", weight: float = LINEAR_VECTOR_WEIGHT) -> list[tuple[dict[str, Any], float]]:
+         weight: float = LINEAR_VECTOR_WEIGHT) -> list[tuple[dict[str, Any], float]]:
     """(row, fused score) best first. ``vector_rows`` each carry ``score`` (cosine), ``word_rows``
     ``words_score`` (BM25); rows are matched by ``id``."""
     by_id: dict[str, dict[str, Any]] = {}
@@ -57,7 +57,7 @@ def fuse(vector_rows: list[dict[str, Any]], word_rows: list[dict[str, Any]], *, 
     by_cosine = sorted(by_id.values(), key=lambda r: -r["score"])
     by_words = sorted((r for r in by_id.values() if r.get("words_score") is not None), key=lambda r: -r["words_score"])
     if how == "rrf":
-        scores = _rrf(by_cosine, by_words, query)
+        scores = _rrf(by_cosine, by_words)
     elif how == "linear":
         top = max((r["words_score"] for r in by_words), default=0.0) or 1.0
         scores = {r["id"]: weight * r["score"] + (1 - weight) * (r.get("words_score") or 0.0) / top for r in by_cosine}
@@ -66,7 +66,7 @@ def fuse(vector_rows: list[dict[str, Any]], word_rows: list[dict[str, Any]], *, 
     return sorted(((by_id[i], s) for i, s in scores.items()), key=lambda pair: (-pair[1], -pair[0]["score"]))
 
 
-def _rrf(by_cosine: list[dict[str, Any]], by_words: list[dict[str, Any]], query: str) -> dict[str, float]:
+def _rrf(by_cosine: list[dict[str, Any]], by_words: list[dict[str, Any]]) -> dict[str, float]:
     """Reciprocal-rank fusion as LanceDB's ``RRFReranker`` computes it (the sum over both lists
     of 1 / (rank + k), ranks from 1), without importing lancedb: the quick path ranks with it."""
     scores: dict[str, float] = {}
@@ -101,7 +101,7 @@ def ranked_hits(mode: str, text: str, options: SearchOptions, *,
         ordered = [(r, r["score"]) for r in near]
     else:
         near = vector_rows(max(options.limit, VECTOR_CANDIDATES))
-        ordered = fuse(near, found, how=how or FUSION, query=text)
+        ordered = fuse(near, found, how=how or FUSION)
     if not options.frames:  # a video once, at its best-ranked frame
         kept = {id(r) for r in one_per_video([r for r, _ in ordered])}
         ordered = [(r, s) for r, s in ordered if id(r) in kept]

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..text.words import WORD_COLUMNS, bm25, contains_terms, fold, item_words, query_terms, term_counts, word_length
-from .table import Store, _errors, filtered_rows
+from .table import _IN_CHUNK, Store, _chunks, _errors, _sql_list, filtered_rows
 
 __all__ = ["WORDS", "FTS_OPTIONS", "fill_words", "recompose_words", "has_words", "fts_index", "ensure_fts_index",
            "word_search", "word_scores", "contains_terms"]
@@ -51,9 +51,7 @@ def recompose_words(store: Store, where: str | None = None, ids: Iterable[str] |
     columns = _word_sources(store)
     if ids is not None:
         wanted = list(ids)
-        parts = [store.read_columns(columns, "id IN (" + ", ".join("'" + i.replace("'", "''") + "'"
-                                                                      for i in wanted[start:start + 512]) + ")")
-                 for start in range(0, len(wanted), 512)]
+        parts = [store.read_columns(columns, f"id IN ({_sql_list(chunk)})") for chunk in _chunks(wanted, _IN_CHUNK)]
         if not parts:
             return 0
         source = pa.concat_tables(parts)

@@ -210,7 +210,7 @@ def dupes(args: argparse.Namespace) -> None:
             tracemalloc.stop()
             found[stage] = pairs
             if stage == "_all_pairs":
-                np.save(cache, np.array(pairs, dtype=np.float64).reshape(-1, 3))
+                np.save(cache, np.column_stack([pairs.i, pairs.j, pairs.score]).astype(np.float64))
             print(json.dumps({"table": f"{label}, {rows} rows", "stage": stage, "seconds": round(seconds, 1),
                               "peak_mb_beyond_vectors": round(peak / 2**20), "proposed": len(pairs)}), flush=True)
         exact, ann = (_components(found[s], 0.9) for s in ("_all_pairs", "_candidate_pairs"))

@@ -259,10 +259,15 @@ class Index:
         resized, turned, cropped, bordered or edited; the default) or ``similar`` photos, each with a suggested
         keeper; no videos. The stored vectors propose pairs, ``near`` decodes them (small) to confirm. Changes
         nothing; ``notes`` hears of each file left out because it changed since it was indexed."""
-        from .retrieval.dupes import find_duplicates
+        import numpy as np
+
+        from .retrieval.dupes import ANN_ROWS, find_duplicates
         from .store.items import photos_and_vectors
 
-        rows, vectors = photos_and_vectors(self._nonempty(), vectors=mode != "exact")
+        store = self._nonempty()
+        # near, on a large table: float16 vectors (half the memory; the candidate stage works in float32 blocks)
+        compact = mode == "near" and store.count() >= ANN_ROWS
+        rows, vectors = photos_and_vectors(store, vectors=mode != "exact", dtype=np.float16 if compact else np.float32)
         return find_duplicates(rows, vectors, mode=mode, threshold=threshold,
                                max_megapixels=self.config.max_megapixels, progress=progress, notes=notes)
 

@@ -146,3 +146,29 @@ def test_dupes_candidates_propose_the_near_copies_the_full_pass_proposes() -> No
     assert {(int(a), 5_800 + k) for k, a in enumerate(source)} <= close  # the planted copies are proposed
     assert close <= {(i, j) for i, j, _ in ann}
     assert len(ann) >= 0.9 * len(full)
+
+
+def test_dupes_on_columns_and_half_floats_groups_as_on_dicts_and_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``Index.duplicates`` hands a large table (rows as a pyarrow table, vectors as float16,
+    the ANN candidate stage) groups exactly as row dicts and float32 vectors do, and proposes the
+    same close pairs."""
+    import pyarrow as pa
+
+    from mmembed.retrieval import dupes
+    from mmembed.store.items import PhotoRows
+
+    matrix = clustered(6_000, seed=5, centres=1_000)
+    rows = [{"id": f"{i:012x}", "path": f"/nowhere/{i:05d}.jpg", "size": None, "width": 10 + i % 7, "height": 10,
+             "content_hash": f"h{i}", "taken_ns": None, "mtime_ns": i} for i in range(6_000)]
+    for k in range(300):  # exact copies: 300 pairs, and 3 rows without a hash
+        rows[5_600 + k]["content_hash"] = rows[3 * k]["content_hash"]
+    for i, empty in ((5_990, ""), (5_991, None), (5_992, "")):
+        rows[i]["content_hash"] = empty
+    monkeypatch.setattr(dupes, "ANN_ROWS", 1_000)
+    as_dicts = dupes.find_duplicates(rows, matrix, mode="near")
+    as_columns = dupes.find_duplicates(PhotoRows(pa.Table.from_pylist(rows)), matrix.astype(np.float16), mode="near")
+    assert len(as_dicts) == 300
+    assert [g.to_dict() for g in as_columns] == [g.to_dict() for g in as_dicts]
+    close = lambda pairs: {(i, j) for i, j, s in pairs if s >= 0.9}  # noqa: E731
+    full, half = dupes._candidate_pairs(matrix, 0.5, None), dupes._candidate_pairs(matrix.astype(np.float16), 0.5, None)
+    assert close(full) and close(half) == close(full)

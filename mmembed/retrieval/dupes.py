@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import ConfigError
 from .geometry import Features, same_photo
 
-__all__ = ["DupeFile", "DupeGroup", "MODES", "THRESHOLDS", "find_duplicates"]
+__all__ = ["DupeFile", "DupeGroup", "MODES", "THRESHOLDS", "Pairs", "find_duplicates"]
 
 MODES = ("exact", "near", "similar")
 THRESHOLDS = {"near": 0.5, "similar": 0.90}  # near: the lowest cosine of a pair checked; similar: the cosine linking
@@ -55,6 +55,25 @@ class DupeFile:
     height: int | None
     date_ns: int | None  # EXIF date taken, else the file's date
     keep: bool = False  # the suggested keeper (exactly one per group)
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Proposed pairs as three arrays (row ``i`` < row ``j``, their cosine), in row order: at 1M
+    clustered rows there are millions, which as Python tuples took more memory than the vectors."""
+
+    i: np.ndarray
+    j: np.ndarray
+    score: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.i)
+
+    def __iter__(self) -> Any:
+        return zip(self.i.tolist(), self.j.tolist(), self.score.tolist())
+
+    def chunk(self, start: int, stop: int) -> list[tuple[int, int, float]]:
+        return list(zip(self.i[start:stop].tolist(), self.j[start:stop].tolist(), self.score[start:stop].tolist()))
 
 
 @dataclass
@@ -80,8 +99,9 @@ def find_duplicates(
     notes: Callable[[str], None] | None = None,
 ) -> list[DupeGroup]:
     """Groups of duplicates among ``rows`` (dicts with id, path, size, width, height,
-    content_hash, taken_ns, mtime_ns), whose unit image vectors are ``vectors`` (N, D; not
-    needed for ``exact``). Largest groups first. ``progress(done, total)`` follows the vector
+    content_hash, taken_ns, mtime_ns; any sequence of them, e.g. ``store.items.PhotoRows``),
+    whose unit image vectors are ``vectors`` (N, D, float32 or float16; not needed for
+    ``exact``). Largest groups first. ``progress(done, total)`` follows the vector
     pass, then the checks; ``notes(line)`` hears of each file left out because it changed
     since it was indexed or cannot be read."""
     if mode not in MODES:
@@ -105,20 +125,19 @@ def find_duplicates(
             parent[b] = a
         weakest[a] = low
 
-    features = Features(list(rows), max_megapixels)
-    by_hash: dict[str, list[int]] = defaultdict(list)
-    for i, row in enumerate(rows):
-        if row.get("content_hash"):
-            by_hash[row["content_hash"]].append(i)
-    for members in by_hash.values():
-        current = [i for i in members if len(members) == 1 or features.trusted(i)]
+    features = Features(rows, max_megapixels)
+    for members in _same_hash(rows):
+        current = [i for i in members if features.trusted(i)]
         for j in current[1:]:
             union(current[0], j, 1.0)
     if mode != "exact" and n > 1:
         if vectors is None or len(vectors) != n:
             raise ConfigError("near-duplicate search needs one image vector per row")
         cut = threshold if threshold is not None else THRESHOLDS[mode]
-        matrix = np.asarray(vectors, dtype=np.float32)
+        # float16 vectors (a large table's, half the memory) are turned to float32 block by block
+        # on the ANN path; below ANN_ROWS, or for ``similar``, all at once
+        small = mode == "similar" or n < ANN_ROWS
+        matrix = np.asarray(vectors, dtype=np.float32) if small or vectors.dtype != np.float16 else vectors
         if mode == "similar":
             for i, j, score in _linked_pairs(matrix, cut, progress):
                 union(i, j, score)
@@ -129,17 +148,42 @@ def find_duplicates(
             notes(f"skipped: {path} changed since it was indexed; run `mmembed ingest` on it to compare it")
         for path in features.unreadable:
             notes(f"skipped: {path} cannot be read now")
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i in range(n):
-        groups[find(i)].append(i)
+    roots = np.fromiter((find(i) for i in range(n)), dtype=np.int64, count=n)
+    order = np.argsort(roots, kind="stable")
+    starts = np.flatnonzero(np.r_[True, roots[order][1:] != roots[order][:-1]]) if n else np.zeros(0, dtype=np.int64)
+    sizes = np.diff(np.r_[starts, n])
     out = []
-    for root, members in groups.items():
-        if len(members) < 2:
-            continue
-        exact = len({rows[i].get("content_hash") for i in members}) == 1
-        out.append(_group("exact" if exact else mode, float(weakest[root]), [rows[i] for i in members]))
+    for start, size in zip(starts[sizes >= 2].tolist(), sizes[sizes >= 2].tolist()):
+        members = [rows[i] for i in order[start:start + size].tolist()]
+        exact = len({row.get("content_hash") for row in members}) == 1
+        out.append(_group("exact" if exact else mode, float(weakest[roots[order[start]]]), members))
     out.sort(key=lambda g: (-len(g.files), g.files[0].path))
     return out
+
+
+def _same_hash(rows: Sequence[dict[str, Any]]) -> list[list[int]]:
+    """The row numbers of each content hash held by two rows or more. From ``rows.table`` (a
+    pyarrow table, as ``store.items.PhotoRows`` has) when there is one: no row dict or Python
+    string is made for the million rows that have no copy."""
+    table = getattr(rows, "table", None)
+    if table is not None:
+        if "content_hash" not in table.column_names or not len(table):
+            return []
+        import pyarrow.compute as pc
+
+        column = pc.if_else(pc.equal(table.column("content_hash"), ""), None, table.column("content_hash"))
+        codes = np.asarray(pc.fill_null(pc.dictionary_encode(column).combine_chunks().indices, -1), dtype=np.int64)
+        valid = codes >= 0
+        counts = np.bincount(codes[valid]) if valid.any() else np.zeros(0, dtype=np.int64)
+        held = np.flatnonzero(valid & (counts[np.where(valid, codes, 0)] >= 2) if len(counts) else valid & False)
+        held = held[np.argsort(codes[held], kind="stable")]
+        cuts = np.flatnonzero(np.diff(codes[held])) + 1
+        return [part.tolist() for part in np.split(held, cuts)] if len(held) else []
+    by_hash: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        if row.get("content_hash"):
+            by_hash[row["content_hash"]].append(i)
+    return [members for members in by_hash.values() if len(members) >= 2]
 
 
 def _link_same_photos(vectors: np.ndarray, cut: float, features: Features,
@@ -156,7 +200,7 @@ def _link_same_photos(vectors: np.ndarray, cut: float, features: Features,
     pairs = _proposed_pairs(vectors, cut, progress)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for start in range(0, len(pairs), CHUNK):
-            chunk = [p for p in pairs[start:start + CHUNK] if find(p[0]) != find(p[1])]
+            chunk = [p for p in pairs.chunk(start, start + CHUNK) if find(p[0]) != find(p[1])]
             for (i, j, score), same in zip(chunk, pool.map(check, chunk)):
                 if same:
                     union(i, j, score)
@@ -165,7 +209,7 @@ def _link_same_photos(vectors: np.ndarray, cut: float, features: Features,
 
 
 def _proposed_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], None] | None
-                    ) -> list[tuple[int, int, float]]:
+                    ) -> Pairs:
     """(i, j, cosine), i < j, for each photo's ``NEIGHBOURS`` nearest with a cosine of at least
     ``cut``, in row order: from ``ANN_ROWS`` photos on, among its ANN candidates
     (``_candidate_pairs``), else among all photos (``_all_pairs``)."""
@@ -175,7 +219,7 @@ def _proposed_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, in
 
 
 def _candidate_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], None] | None
-                     ) -> list[tuple[int, int, float]]:
+                     ) -> Pairs:
     """``_proposed_pairs`` with each photo compared only with its candidates. The photos are
     split into coarse partitions (``store.partitions``: spherical k-means, about sqrt(N) of
     them); each photo belongs to its ``MEMBERSHIPS`` nearest partitions and is compared with the
@@ -219,18 +263,18 @@ def _candidate_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, i
     return _pairs_of(best_s, best_j, n, k)
 
 
-def _pairs_of(best_s: np.ndarray, best_j: np.ndarray, n: int, k: int) -> list[tuple[int, int, float]]:
+def _pairs_of(best_s: np.ndarray, best_j: np.ndarray, n: int, k: int) -> Pairs:
     """The (i, j, cosine) pairs, i < j, of each photo's best ``k``, each pair once, in row order."""
     i = np.repeat(np.arange(n), k)
     j, score = best_j.ravel(), best_s.ravel()
     keep = np.isfinite(score)
     a, b, score = np.minimum(i, j)[keep], np.maximum(i, j)[keep], score[keep]
     keys, first = np.unique(a * n + b, return_index=True)  # a pair found from both ends, once
-    return [(int(key // n), int(key % n), float(score[f])) for key, f in zip(keys, first)]
+    return Pairs(keys // n, keys % n, score[first])
 
 
 def _all_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], None] | None
-               ) -> list[tuple[int, int, float]]:
+               ) -> Pairs:
     """Each block of rows is compared with the rows from it on (half the products of a full
     pass); each photo's best ``NEIGHBOURS`` so far are kept, from its rows and from its column,
     so memory stays at one block of cosines."""

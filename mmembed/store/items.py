@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._options import items
 from ..errors import ConfigError
 from .table import Store
 from .vectors import vector_matrix
 
-__all__ = ["read_items", "item_columns", "photos_and_vectors", "ITEM_COLUMNS", "DUPE_COLUMNS"]
+__all__ = ["read_items", "item_columns", "photos_and_vectors", "PhotoRows", "ITEM_COLUMNS", "DUPE_COLUMNS"]
 
 ITEM_COLUMNS = ("id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns",
                 "text", "texts", "text_source", "media", "frame_time", "duration", "raw_siblings")
@@ -41,16 +42,37 @@ def item_columns(store: Store) -> list[str]:
 DUPE_COLUMNS = ("id", "path", "size", "mtime_ns", "content_hash", "width", "height", "taken_ns", "media")
 
 
-def photos_and_vectors(store: Store, *, vectors: bool = True) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+class PhotoRows(Sequence[dict[str, Any]]):
+    """Rows held as one pyarrow ``table``; ``rows[i]`` makes row i's dict when it is asked for
+    (at 1M rows a list of dicts took about 1 GB, the columns take about 150 MB)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table.combine_chunks()
+        self._columns = self.table.column_names
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return {c: self.table.column(c)[i].as_py() for c in self._columns}
+
+
+def photos_and_vectors(store: Store, *, vectors: bool = True, dtype: Any = np.float32
+                       ) -> tuple[PhotoRows, np.ndarray | None]:
     """The rows that are not a video's frames (frames of one video are no copies of each other),
-    as dicts of what ``retrieval.dupes`` reads of them (``DUPE_COLUMNS``), and, with ``vectors``,
-    their image vectors in the same order: read in one pass, batch by batch, into one matrix
-    (at 1M rows the whole-table read and its copies peaked at 7.4 GB; BENCHMARKS.md)."""
+    with what ``retrieval.dupes`` reads of them (``DUPE_COLUMNS``), and, with ``vectors``, their
+    image vectors in the same order (as ``dtype``: float16 halves a large table's matrix): read in
+    one pass, batch by batch, into one matrix (at 1M rows the whole-table read and its copies
+    peaked at 7.4 GB; BENCHMARKS.md)."""
     if store.meta() is None:
-        return [], (np.zeros((0, 0), dtype=np.float32) if vectors else None)
+        empty = pa.table({c: pa.array([], pa.string()) for c in ("id", "path")})
+        return PhotoRows(empty), (np.zeros((0, 0), dtype=dtype) if vectors else None)
     names = store.table.schema.names
     columns = [c for c in DUPE_COLUMNS if c in names] + (["image_vector"] if vectors else [])
-    rows: list[dict[str, Any]] = []
+    kept: list[pa.RecordBatch] = []
+    done = 0
     matrix: np.ndarray | None = None
     for batch in store.scan(columns):
         if "media" in batch.schema.names:
@@ -58,14 +80,19 @@ def photos_and_vectors(store: Store, *, vectors: bool = True) -> tuple[list[dict
             batch = batch.filter(pa.array(keep)) if not keep.all() else batch
         if vectors:
             part = vector_matrix(pa.chunked_array([batch.column("image_vector")]))
-            if matrix is None or len(rows) + len(part) > len(matrix):  # (a table that grew since it was counted)
-                grown = np.empty((max(store.count(), len(rows) + len(part)), part.shape[1]), dtype=np.float32)
+            if matrix is None or done + len(part) > len(matrix):  # (a table that grew since it was counted)
+                grown = np.empty((max(store.count(), done + len(part)), part.shape[1]), dtype=dtype)
                 if matrix is not None:
-                    grown[:len(rows)] = matrix[:len(rows)]
+                    grown[:done] = matrix[:done]
                 matrix = grown
-            matrix[len(rows):len(rows) + len(part)] = part
+            matrix[done:done + len(part)] = part
             batch = batch.drop_columns(["image_vector"])
-        rows += batch.to_pylist()
+        done += batch.num_rows
+        # a copy: a column read from LanceDB keeps its whole batch alive, vectors and all (the
+        # import shares one owner), and at 1M rows the kept columns held 2 GB of vectors so
+        kept.append(pc.take(batch, pa.array(np.arange(batch.num_rows))))
+    schema = kept[0].schema if kept else pa.schema([(c, pa.string()) for c in columns if c != "image_vector"])
+    rows = PhotoRows(pa.Table.from_batches(kept, schema=schema))
     if not vectors:
         return rows, None
-    return rows, matrix[:len(rows)] if matrix is not None else np.zeros((0, 0), dtype=np.float32)
+    return rows, matrix[:done] if matrix is not None else np.zeros((0, 0), dtype=dtype)

@@ -86,6 +86,7 @@ def ann_partitions(rows: int) -> int:
 
 
 ANN_MIN_ROWS = 256  # below this an index cannot be trained (and exact search is instant)
+SCAN_ROWS = 4_096  # rows a whole-table scan reads at once, by offset (Store.scan)
 
 
 @dataclass(frozen=True)
@@ -369,16 +370,23 @@ class Store:
             return query.limit(None).to_arrow()
 
     def scan(self, columns: Sequence[str], where: str | None = None, *,
-             batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+             batch_rows: int = SCAN_ROWS) -> Iterator[pa.RecordBatch]:
         """The given columns of every row (or of the rows matching ``where``), one batch at a time
         in the table's order: without ``where``, the n-th row scanned is the row at offset n
-        for ``take``. Memory stays at one batch."""
+        for ``take``. Memory stays at a few batches.
+
+        Without ``where`` the rows are read by offset, ``batch_rows`` at a time: LanceDB's scan
+        reads ahead up to 2 GiB (Lance's I/O buffer), so a whole-table scan's memory grew with
+        the table (2 GB at 1M rows of 512-d vectors, 320 MB read by offset; BENCHMARKS.md), and
+        a smaller buffer (``LANCE_DEFAULT_IO_BUFFER_SIZE``) made some scans hang."""
         with _errors(f"cannot read table '{self.table_name}'"):
-            query = self.table.search().select(list(columns))
             if where:
-                query = query.where(where)
-            batches = iter(query.limit(None).to_batches(batch_rows))
-            yield from batches
+                yield from iter(self.table.search().select(list(columns)).where(where).limit(None).to_batches(batch_rows))
+                return
+            total = self.count()
+            for start in range(0, total, batch_rows):
+                offsets = list(range(start, min(total, start + batch_rows)))
+                yield from self.table.take_offsets(offsets).select(list(columns)).to_arrow().to_batches()
 
     def take(self, offsets: Sequence[int], columns: Sequence[str]) -> list[dict[str, Any]]:
         """The rows at these offsets (places in the table's order, as ``scan`` reads it), as
@@ -583,7 +591,7 @@ class Store:
             version = int(self.table.version)
             raw = (self.table.schema.field("id").metadata or {}).get(_META_KEY.encode(), b"{}")
             columns = [c for c in self.table.schema.names if c not in skip]
-            batches = self.table.search().select(columns).limit(None).to_batches(65_536)  # streamed
+            batches = self.scan(columns)  # read by offset: memory stays flat as the table grows
         try:
             write_snapshot(folder, version, batches, raw.decode(), self.extra_columns, rows=rows)
         except OSError as exc:

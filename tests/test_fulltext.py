@@ -128,6 +128,32 @@ def test_old_table_gains_words_and_index_at_next_ingest_and_tags_join(tmp_path: 
     assert names(search(db, "lighthouse", "--tag", "lighthouse"))[0] in TEXTS
 
 
+def test_a_small_ingest_leaves_the_table_as_it_is_and_its_new_words_are_found(tmp_path: Path, library: dict) -> None:
+    """An ingest that adds one file neither rewrites the table (LanceDB's optimize merges every
+    fragment under a million rows) nor waits for the FTS index: its words are found at once,
+    through the snapshot and through LanceDB (``--where``), and a compaction keeps them."""
+    import mmembed
+    from mmembed.store import table as table_module
+    from mmembed.store.fulltext import fts_index
+
+    folder, db = tmp_path / "pics", str(tmp_path / "db.lancedb")
+    shutil.copytree(library["folder"], folder)
+    assert mmembed.Index(db, model=library["model"]).ingest(str(folder)).added == len(TEXTS)
+    store = mmembed.Index(db).store
+    before = store.table.stats()["fragment_stats"]["num_fragments"]
+    shutil.copy(FIXTURE_IMAGES / "green.png", folder / "crossing.png")
+    (folder / "crossing.txt").write_text("zebra crossing QX-771 at Elm Road", encoding="utf-8")
+    assert mmembed.Index(db).ingest(str(folder)).added == 1
+    store = mmembed.Index(db).store
+    assert store.table.stats()["fragment_stats"]["num_fragments"] == before + 1  # not merged: the table was not rewritten
+    assert store.table.index_stats(fts_index(store)).num_unindexed_rows == 1  # the index was not rebuilt for one row
+    assert names(search(db, "QX-771 Elm"))[0] == "crossing.png"
+    assert names(search(db, "QX-771 Elm", "--where", "path LIKE '%cross%'")) == ["crossing.png"]  # LanceDB's own FTS
+    assert store.compact(force=True) and store.table.index_stats(fts_index(store)).num_unindexed_rows == 0
+    assert names(search(db, "QX-771 Elm", "--where", "path LIKE '%cross%'")) == ["crossing.png"]
+    assert table_module.COMPACT_FRAGMENTS > 1 and not store.needs_compaction()
+
+
 def test_api_returns_score_parts(library: dict) -> None:
     import mmembed
 

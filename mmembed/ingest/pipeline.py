@@ -378,7 +378,8 @@ class IngestRun:
             self.notify(IngestProgress("prune", len(doomed), len(doomed)))
         if self.writer.commits or doomed:
             self.notify(IngestProgress("compact", 0, 1))
-            self.store.compact()
+            rows = self.store.count()
+            self.store.compact(force=len(doomed) * 10 >= max(rows, 1))  # a tenth deleted: merged away now
             self.notify(IngestProgress("compact", 1, 1))
         self.report.rows = self.store.count()
         self.report.captions_unmatched = self.texts.unmatched_rows(self.matched)

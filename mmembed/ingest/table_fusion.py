@@ -96,7 +96,7 @@ def refuse_table(
         update["fused_vector"] = list(vectorizer.fuse(image, text, has))
         store.update_columns(update)
         notify(IngestProgress("fuse", min(start + _CHUNK, total), total))
-    store.compact()
+    store.compact(force=True)  # every fused vector was rewritten
     return total
 
 

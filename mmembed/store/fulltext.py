@@ -30,6 +30,7 @@ FTS_OPTIONS: dict[str, Any] = dict(base_tokenizer="ngram", ngram_min_length=2, n
                                    stem=False, remove_stop_words=False, ascii_folding=True, with_position=False)
 _BATCH = 65_536  # rows recomposed per commit (recompose_words)
 CANDIDATES = 200  # FTS candidates checked per query (at least 8 x limit)
+FTS_UNINDEXED_ROWS = 10_000  # rows written since the FTS index was updated before it is (ensure_fts_index)
 
 
 def _word_sources(store: Store) -> list[str]:
@@ -114,10 +115,10 @@ def ensure_fts_index(store: Store) -> bool:
         stats = store.table.index_stats(fts_index(store))
     except Exception:  # noqa: BLE001 - stats are a hint only
         pass
-    if stats is not None and not getattr(stats, "num_unindexed_rows", 0):
-        return False
+    if stats is not None and getattr(stats, "num_unindexed_rows", 0) < FTS_UNINDEXED_ROWS:
+        return False  # LanceDB reads the few rows written since as they are (and the snapshot holds them all)
     with _errors(f"cannot update the full-text index of table '{store.table_name}'", write=True):
-        store.table.optimize()
+        store.compact(force=True)  # (the index is updated by LanceDB's optimize, which compacts too)
     return True
 
 

@@ -87,6 +87,7 @@ def ann_partitions(rows: int) -> int:
 
 ANN_MIN_ROWS = 256  # below this an index cannot be trained (and exact search is instant)
 SCAN_ROWS = 4_096  # rows a whole-table scan reads at once, by offset (Store.scan)
+COMPACT_FRAGMENTS = 16  # Store.compact: small fragments (under 100k rows) gathered before they are merged
 
 
 @dataclass(frozen=True)
@@ -481,10 +482,28 @@ class Store:
             with _errors(f"cannot write to table '{self.table_name}'", write=True):
                 self.table.delete(f"id IN ({_sql_list(chunk)})")
 
-    def compact(self) -> None:
-        """Merge small fragments; keep recent versions so readers mid-query never lose files."""
+    def compact(self, *, force: bool = False) -> bool:
+        """Merge small fragments and bring the indices up to date (LanceDB's ``optimize``), when
+        ``needs_compaction`` says it is worth it, or ``force``; keep recent versions so readers
+        mid-query never lose files. True when it ran.
+
+        Not after every write: Lance merges every fragment under a million rows, so each
+        ``optimize`` rewrote the whole table (100 files added to 100k rows rewrote all 400 MB of
+        it, and peaked with it). Rows written since are searched all the same (LanceDB scans
+        the rows its indices do not cover yet; the snapshot holds every row)."""
+        if not force and not self.needs_compaction():
+            return False
         with _errors(f"cannot write to table '{self.table_name}'", write=True):
             self.table.optimize(cleanup_older_than=timedelta(minutes=10))
+        return True
+
+    def needs_compaction(self) -> bool:
+        """Whether ``COMPACT_FRAGMENTS`` small fragments (each write adds one) have gathered."""
+        try:
+            fragments = self.table.stats()["fragment_stats"]
+        except Exception:  # noqa: BLE001 - no stats (an older LanceDB): compact as before
+            return True
+        return int(fragments.get("num_small_fragments", 0)) >= COMPACT_FRAGMENTS
 
     # ------------------------------------------------------------ ANN index
     def vector_indices(self) -> dict[str, str]:

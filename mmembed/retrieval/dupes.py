@@ -251,13 +251,17 @@ def _candidate_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, i
     best_s = np.full((n, k), -np.inf, dtype=np.float32)
     best_j = np.zeros((n, k), dtype=np.int64)
     for p in range(len(centroids)):
-        rows, cols = q_order[q_bounds[p]:q_bounds[p + 1]], m_order[m_bounds[p]:m_bounds[p + 1]]
-        if not len(rows) or len(cols) < 2:
+        queries, cols = q_order[q_bounds[p]:q_bounds[p + 1]], m_order[m_bounds[p]:m_bounds[p + 1]]
+        if not len(queries) or len(cols) < 2:
             continue
-        scores = np.asarray(vectors[rows], dtype=np.float32) @ np.asarray(vectors[cols], dtype=np.float32).T
-        scores[rows[:, None] == cols[None, :]] = -np.inf  # not itself
-        above = scores >= cut
-        _keep_best(best_s, best_j, rows, cols, scores, above, k)
+        members = np.asarray(vectors[cols], dtype=np.float32)
+        step = max(16, BLOCK_BYTES // (4 * len(cols)))  # a crowded partition's cosines in blocks, not all at once
+        for start in range(0, len(queries), step):
+            rows = queries[start:start + step]
+            scores = np.asarray(vectors[rows], dtype=np.float32) @ members.T
+            scores[rows[:, None] == cols[None, :]] = -np.inf  # not itself
+            above = scores >= cut
+            _keep_best(best_s, best_j, rows, cols, scores, above, k)
         if progress is not None:
             progress(int(q_bounds[p + 1]), n)
     return _pairs_of(best_s, best_j, n, k)

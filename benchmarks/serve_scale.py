@@ -3,6 +3,7 @@ search, and the server process's peak memory, for this checkout and optionally a
 
     python benchmarks/datasets.py vectors --rows 10000 100000 1000000   # once: the tables
     python benchmarks/serve_scale.py [--rows 10000 100000 1000000] [--before /work/main] [--queries 30]
+    python benchmarks/serve_scale.py --tables clustered_1000000_512 --what serve   # benchmarks/million.py clustered
 
 Each measurement runs a real server process on 127.0.0.1 with ``PYTHONPATH`` set to the code's
 checkout (this one: "after"; ``--before``: another checkout, e.g. main, run the same way),
@@ -213,6 +214,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT, help="where datasets.py made the tables")
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--tables", nargs="+", help="other tables of that db instead (e.g. clustered_1000000_512)")
     parser.add_argument("--before", type=Path, help="another checkout to measure the same way (e.g. main)")
     parser.add_argument("--what", nargs="+", choices=["serve", "mcp"], default=["serve", "mcp"])
     parser.add_argument("--queries", type=int, default=30)
@@ -222,15 +224,16 @@ def main() -> None:
     db = str(args.out_dir / "db")
     codes = [("after", ROOT)] + ([("before", args.before.resolve())] if args.before else [])
     results = []
-    for rows in args.rows:
+    for rows in (args.tables or args.rows):
+        name = rows if isinstance(rows, str) else f"rows_{rows}"
         for label, code in codes:  # side by side: before and after on the same table, one after the other
             for what in args.what:
                 load = os.getloadavg()[0]
                 t = time.perf_counter()
                 if what == "serve":
-                    measured = serve(code, db, f"rows_{rows}", args.queries)
+                    measured = serve(code, db, name, args.queries)
                 else:
-                    measured = mcp(code, db, f"rows_{rows}", args.queries, args.settle)
+                    measured = mcp(code, db, name, args.queries, args.settle)
                 result = {"what": what, "code": label, "rows": rows, **measured,
                           "load_before": round(load, 2), "seconds": round(time.perf_counter() - t, 1)}
                 print(json.dumps(result), flush=True)

@@ -173,9 +173,8 @@ def _same_hash(rows: Sequence[dict[str, Any]]) -> list[list[int]]:
 
         column = pc.if_else(pc.equal(table.column("content_hash"), ""), None, table.column("content_hash"))
         codes = np.asarray(pc.fill_null(pc.dictionary_encode(column).combine_chunks().indices, -1), dtype=np.int64)
-        valid = codes >= 0
-        counts = np.bincount(codes[valid]) if valid.any() else np.zeros(0, dtype=np.int64)
-        held = np.flatnonzero(valid & (counts[np.where(valid, codes, 0)] >= 2) if len(counts) else valid & False)
+        valid = np.flatnonzero(codes >= 0)
+        held = valid[np.bincount(codes[valid], minlength=1)[codes[valid]] >= 2]  # rows whose hash another row holds
         held = held[np.argsort(codes[held], kind="stable")]
         cuts = np.flatnonzero(np.diff(codes[held])) + 1
         return [part.tolist() for part in np.split(held, cuts)] if len(held) else []

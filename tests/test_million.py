@@ -172,3 +172,20 @@ def test_dupes_on_columns_and_half_floats_groups_as_on_dicts_and_float32(monkeyp
     close = lambda pairs: {(i, j) for i, j, s in pairs if s >= 0.9}  # noqa: E731
     full, half = dupes._candidate_pairs(matrix, 0.5, None), dupes._candidate_pairs(matrix.astype(np.float16), 0.5, None)
     assert close(full) and close(half) == close(full)
+
+
+def test_many_commits_keep_lancedb_metadata_cache_within_its_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each commit of an ingest is a version whose manifest lists every fragment, and LanceDB kept
+    every one it saw (its default cache is 1 GB): 400 commits held 100 MB. The store's session
+    bounds that cache (``METADATA_CACHE_BYTES``, lowered here so that 60 commits overflow it)."""
+    import pyarrow as pa
+
+    from mmembed.store import table as table_module
+
+    monkeypatch.setattr(table_module, "METADATA_CACHE_BYTES", 256 << 10)
+    store = make_store(tmp_path / "db.lancedb", clustered(64, seed=1))
+    batch = store.table.to_arrow()
+    for k in range(60):
+        store.add(batch.set_column(0, "id", pa.array([f"{k:04d}{i:08x}" for i in range(len(batch))])))
+        assert store.count() == 64 * (k + 2)  # a read between commits, as ingest makes
+    assert store.session is not None and 0 < store.session.size_bytes <= 256 << 10

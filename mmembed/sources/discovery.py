@@ -27,7 +27,7 @@ IMAGE_EXTENSIONS = frozenset(
 ) | RAW_EXTENSIONS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DiscoveredFile:
     """A candidate image file found by ``walk``: absolute path (or ``s3://`` URI) plus what
     ``stat`` (or the object listing) said."""

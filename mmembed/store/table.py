@@ -87,6 +87,7 @@ def ann_partitions(rows: int) -> int:
 
 ANN_MIN_ROWS = 256  # below this an index cannot be trained (and exact search is instant)
 SCAN_ROWS = 4_096  # rows a whole-table scan reads at once, by offset (Store.scan)
+METADATA_CACHE_BYTES = 32 << 20  # LanceDB's metadata cache (default 1 GB): it kept every version's manifest
 COMPACT_FRAGMENTS = 16  # Store.compact: small fragments (under 100k rows) gathered before they are merged
 
 
@@ -169,6 +170,7 @@ class Store:
         self.uri = uri
         self.table_name = table
         self._db: Any = None
+        self.session: Any = None  # LanceDB's caches, once connected (their sizes: ``session.size_bytes``)
         self._table: Any = None
         self._stats: tuple[int, int, int] | None = None  # (version, rows, rows with text)
         self._sample: tuple[tuple[str, int], np.ndarray] | None = None  # sample_vectors' cache
@@ -184,7 +186,12 @@ class Store:
             lancedb = import_lancedb()
             try:
                 # Every read sees the latest commit, so a long-lived Index follows other writers.
-                self._db = lancedb.connect(self.uri, read_consistency_interval=timedelta(0), **self._remote_options())
+                # A bounded metadata cache: by default LanceDB keeps the manifest of every version
+                # it has seen, and each commit of an ingest is a version whose manifest lists every
+                # fragment, so 400 commits held 100 MB and an ingest's memory grew with its size.
+                self.session = lancedb.Session(metadata_cache_size_bytes=METADATA_CACHE_BYTES)
+                self._db = lancedb.connect(self.uri, read_consistency_interval=timedelta(0), session=self.session,
+                                           **self._remote_options())
             except Exception as exc:  # noqa: BLE001 - lancedb raises many types for a bad URI
                 raise StoreError(f"cannot open database {self.uri}: {_one_line(exc)}") from exc
         return self._db

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import mmembed
+from mmembed.retrieval import dupes
 from conftest import ROOT, run_cli, shared_path
 
 sys.path.insert(0, str(ROOT))
@@ -104,6 +105,15 @@ def test_a_photo_changed_since_indexing_is_left_out_with_a_note(tmp_path: Path, 
     done = run_cli("dupes", "--db", db, "--json", "-q")
     assert done.returncode == 0 and done.stdout == ""
     assert f"skipped: {folder / 'a_small.jpg'} changed since it was indexed" in done.stderr
+    # a library that moved leaves every file out: the first NAMED are named, the rest counted in one line
+    for name in ("a.jpg", "other.jpg"):
+        os.utime(folder / name, ns=(1, 1))
+    notes: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dupes, "NAMED", 1)
+        assert mmembed.Index(db).duplicates(threshold=0.01, notes=notes.append) == []
+    assert len(notes) == 2 and notes[0].startswith("skipped: ") and "changed since it was indexed" in notes[0]
+    assert notes[1].startswith("skipped: 2 more files changed since they were indexed or are gone"), notes
 
 
 def test_exact_mode_finds_only_byte_copies_and_nothing_is_touched(library: dict) -> None:

@@ -41,6 +41,7 @@ NEIGHBOURS = 10  # near: each photo's nearest photos (by image vector) that are 
 CHUNK = 256  # near: pairs checked at once (in threads)
 BLOCK_BYTES = 64 << 20  # the cosine block's size
 ANN_ROWS = 50_000  # near: from this many photos on, pairs are proposed among ANN candidates, not all pairs
+NAMED = 20  # files left out that the notes name one by one; the rest are counted
 MEMBERSHIPS = 6  # near, ANN: the partitions (nearest to it) a photo is a candidate in (3 missed 5 of 1,000 copies)
 
 
@@ -144,10 +145,7 @@ def find_duplicates(
         else:
             _link_same_photos(matrix, cut, features, union, find, progress)
     if notes is not None:
-        for path in features.changed:
-            notes(f"skipped: {path} changed since it was indexed; run `mmembed ingest` on it to compare it")
-        for path in features.unreadable:
-            notes(f"skipped: {path} cannot be read now")
+        _note_skipped(features, notes)
     roots = np.fromiter((find(i) for i in range(n)), dtype=np.int64, count=n)
     order = np.argsort(roots, kind="stable")
     starts = np.flatnonzero(np.r_[True, roots[order][1:] != roots[order][:-1]]) if n else np.zeros(0, dtype=np.int64)
@@ -159,6 +157,22 @@ def find_duplicates(
         out.append(_group("exact" if exact else mode, float(weakest[roots[order[start]]]), members))
     out.sort(key=lambda g: (-len(g.files), g.files[0].path))
     return out
+
+
+def _note_skipped(features: Features, notes: Callable[[str], None]) -> None:
+    """One note per file left out, the first ``NAMED`` of each kind, then one line with the count
+    of the rest (a moved or unmounted library leaves a million, and a million lines help nobody)."""
+    changed, unreadable = features.named(NAMED)
+    for path in changed:
+        notes(f"skipped: {path} changed since it was indexed; run `mmembed ingest` on it to compare it")
+    n_changed, n_unreadable = features.counts()
+    if n_changed > len(changed):
+        notes(f"skipped: {n_changed - len(changed):,} more files changed since they were indexed or are gone; "
+              "run `mmembed ingest` on their folders to compare them")
+    for path in unreadable:
+        notes(f"skipped: {path} cannot be read now")
+    if n_unreadable > len(unreadable):
+        notes(f"skipped: {n_unreadable - len(unreadable):,} more files cannot be read now")
 
 
 def _same_hash(rows: Sequence[dict[str, Any]]) -> list[list[int]]:
@@ -247,8 +261,9 @@ def _candidate_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, i
     flat = top.ravel()
     m_order = np.argsort(flat, kind="stable") // m  # the member rows, partition by partition
     m_bounds = bounds(flat)
+    del flat, top
     best_s = np.full((n, k), -np.inf, dtype=np.float32)
-    best_j = np.zeros((n, k), dtype=np.int64)
+    best_j = np.zeros((n, k), dtype=np.int32)
     for p in range(len(centroids)):
         queries, cols = q_order[q_bounds[p]:q_bounds[p + 1]], m_order[m_bounds[p]:m_bounds[p + 1]]
         if not len(queries) or len(cols) < 2:
@@ -263,17 +278,29 @@ def _candidate_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, i
             _keep_best(best_s, best_j, rows, cols, scores, above, k)
         if progress is not None:
             progress(int(q_bounds[p + 1]), n)
+    del q_order, m_order
     return _pairs_of(best_s, best_j, n, k)
 
 
 def _pairs_of(best_s: np.ndarray, best_j: np.ndarray, n: int, k: int) -> Pairs:
-    """The (i, j, cosine) pairs, i < j, of each photo's best ``k``, each pair once, in row order."""
-    i = np.repeat(np.arange(n), k)
-    j, score = best_j.ravel(), best_s.ravel()
-    keep = np.isfinite(score)
-    a, b, score = np.minimum(i, j)[keep], np.maximum(i, j)[keep], score[keep]
-    keys, first = np.unique(a * n + b, return_index=True)  # a pair found from both ends, once
-    return Pairs(keys // n, keys % n, score[first])
+    """The (i, j, cosine) pairs, i < j, of each photo's best ``k``, each pair once, in row order
+    (int32 rows and one int64 key per pair: at 1M clustered rows there are about 10M pairs)."""
+    keep = np.isfinite(best_s)
+    score = best_s[keep]
+    i = np.nonzero(keep)[0].astype(np.int32)
+    j = best_j[keep].astype(np.int32)
+    del keep
+    a, b = np.minimum(i, j), np.maximum(i, j)
+    del i, j
+    keys = a.astype(np.int64) * n + b
+    del a, b
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = keys[1:] != keys[:-1]  # a pair found from both ends, once
+    keys, score = keys[first], score[order[first]]
+    del order, first
+    return Pairs((keys // n).astype(np.int32), (keys % n).astype(np.int32), score)
 
 
 def _all_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], None] | None

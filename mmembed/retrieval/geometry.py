@@ -53,44 +53,64 @@ class Features:
     def __init__(self, rows: list[dict[str, Any]], max_megapixels: float) -> None:
         self.rows = rows
         self.max_megapixels = max_megapixels
-        self.changed: list[str] = []
-        self.unreadable: list[str] = []
+        # row numbers, not paths, and one byte per row for "checked": at a million rows whose files
+        # are gone, lists of paths and a dict of checks took hundreds of MB
+        self._changed: list[int] = []
+        self._unreadable: dict[int, None] = {}  # in the order met
         self._cache: OrderedDict[int, PhotoFeatures | None] = OrderedDict()  # the CACHE most recently used
-        self._trusted: dict[int, bool] = {}
+        self._trusted = np.full(len(rows), -1, dtype=np.int8)  # -1 not checked yet, 0 changed, 1 trusted
         self._lock = threading.Lock()  # pairs are checked in threads (OpenCV releases the GIL)
+
+    @property
+    def changed(self) -> list[str]:
+        """The paths of the rows found changed since they were indexed (or gone), in the order met."""
+        return [self.rows[i]["path"] for i in self._changed]
+
+    @property
+    def unreadable(self) -> list[str]:
+        """The paths of the rows whose file could not be decoded, in the order met."""
+        return [self.rows[i]["path"] for i in self._unreadable]
+
+    def counts(self) -> tuple[int, int]:
+        """(changed, unreadable) without naming them."""
+        return len(self._changed), len(self._unreadable)
+
+    def named(self, limit: int) -> tuple[list[str], list[str]]:
+        """The first ``limit`` changed and unreadable paths."""
+        return ([self.rows[i]["path"] for i in self._changed[:limit]],
+                [self.rows[i]["path"] for i in list(self._unreadable)[:limit]])
 
     def trusted(self, i: int) -> bool:
         """Whether row ``i``'s file is still the one indexed (checked once; noted in ``changed`` if not)."""
         with self._lock:
-            if i not in self._trusted:
-                self._trusted[i] = not _changed(self.rows[i])
-                if not self._trusted[i]:
-                    self.changed.append(self.rows[i]["path"])
-            return self._trusted[i]
+            if self._trusted[i] < 0:
+                ok = not _changed(self.rows[i])
+                self._trusted[i] = ok
+                if not ok:
+                    self._changed.append(i)
+            return bool(self._trusted[i])
 
     def get(self, i: int) -> PhotoFeatures | None:
         with self._lock:
             if i in self._cache:
                 self._cache.move_to_end(i)
                 return self._cache[i]
-        made = self._make(self.rows[i]) if self.trusted(i) else None
+        made = self._make(i) if self.trusted(i) else None
         with self._lock:
             self._cache[i] = made
             if len(self._cache) > CACHE:
                 self._cache.popitem(last=False)
         return made
 
-    def _make(self, row: dict[str, Any]) -> PhotoFeatures | None:
+    def _make(self, i: int) -> PhotoFeatures | None:
         from ..errors import ImageDecodeError
         from ..sources.decode import load_image
 
-        path = row["path"]
         try:
-            image = load_image(path, max_megapixels=self.max_megapixels, min_side=SIDE).image
+            image = load_image(self.rows[i]["path"], max_megapixels=self.max_megapixels, min_side=SIDE).image
         except (ImageDecodeError, OSError):
             with self._lock:
-                if path not in self.unreadable:
-                    self.unreadable.append(path)
+                self._unreadable[i] = None
             return None
         return features_of(image)
 

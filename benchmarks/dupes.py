@@ -229,22 +229,26 @@ def at_scale(rows: int, dim: int = 512, planted: int = 1000, copies: int = 500) 
         table[i]["content_hash"] = table[int(source[planted + k])]["content_hash"]
     from mmembed.retrieval import dupes
 
-    propose, counted = dupes._proposed_pairs, {}
+    propose, take, counted = dupes.nearest_photos, dupes.Nearest.take_pairs, {"seconds": 0.0}
 
-    def counting(*args, **kwargs):  # the pairs the vectors propose, and how long that took
-        started = time.perf_counter()
-        pairs = propose(*args, **kwargs)
-        counted.update(pairs=len(pairs), seconds=time.perf_counter() - started)
-        return pairs
+    def timed(stage):  # the pairs the vectors propose, and how long that took
+        def run(*args, **kwargs):
+            started = time.perf_counter()
+            out = stage(*args, **kwargs)
+            counted["seconds"] += time.perf_counter() - started
+            if isinstance(out, dupes.Pairs):
+                counted["pairs"] = len(out)
+            return out
+        return run
 
-    dupes._proposed_pairs = counting
+    dupes.nearest_photos, dupes.Nearest.take_pairs = timed(propose), timed(take)
     tracemalloc.start()
     started = time.perf_counter()
     groups = find_duplicates(table, vectors, mode="near")
     seconds = time.perf_counter() - started
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    dupes._proposed_pairs = propose
+    dupes.nearest_photos, dupes.Nearest.take_pairs = propose, take
     return {"rows": rows, "dim": dim, "planted_near": planted, "planted_exact": copies, "groups": len(groups),
             "proposed_pairs": counted["pairs"], "proposing_seconds": round(counted["seconds"], 1),
             "seconds": round(seconds, 1), "peak_mb_beyond_the_vectors": round(peak / 2**20, 1),

@@ -204,7 +204,7 @@ def dupes(args: argparse.Namespace) -> None:
                 continue
             tracemalloc.start()
             started = time.perf_counter()
-            pairs = getattr(d, stage)(matrix, d.THRESHOLDS["near"], None)
+            pairs = getattr(d, stage)(matrix, d.THRESHOLDS["near"], None).take_pairs()
             seconds = time.perf_counter() - started
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()

@@ -261,15 +261,22 @@ class Index:
         nothing; ``notes`` hears of each file left out because it changed since it was indexed."""
         import numpy as np
 
-        from .retrieval.dupes import ANN_ROWS, find_duplicates
+        from .retrieval.dupes import ANN_ROWS, cut_of, find_duplicates, nearest_photos
         from .store.items import photos_and_vectors
 
+        cut_of(mode, threshold)  # a bad mode or threshold is said before the table is read
         store = self._nonempty()
         # near, on a large table: float16 vectors (half the memory; the candidate stage works in float32 blocks)
         compact = mode == "near" and store.count() >= ANN_ROWS
         rows, vectors = photos_and_vectors(store, vectors=mode != "exact", dtype=np.float16 if compact else np.float32)
-        return find_duplicates(rows, vectors, mode=mode, threshold=threshold,
-                               max_megapixels=self.config.max_megapixels, progress=progress, notes=notes)
+        nearest = None
+        if mode == "near" and vectors is not None:
+            # the vector stage first, then the vectors go: the pairs and their checks need none
+            # (at a million rows that is 1 GB less while the pairs are made)
+            nearest = nearest_photos(vectors, threshold=threshold, progress=progress)
+            vectors = None
+        return find_duplicates(rows, vectors, mode=mode, threshold=threshold, max_megapixels=self.config.max_megapixels,
+                               progress=progress, notes=notes, nearest=nearest)
 
     def embed_text(self, texts: str | Sequence[str]) -> np.ndarray:
         """float32 (N, D) unit vectors from this index's model; a single string is one text."""

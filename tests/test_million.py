@@ -140,8 +140,8 @@ def test_dupes_candidates_propose_the_near_copies_the_full_pass_proposes() -> No
     source = rng.choice(5_800, 200, replace=False)
     copies = matrix[source] + 0.02 * rng.standard_normal((200, DIM)).astype(np.float32)
     matrix[5_800:] = copies / np.linalg.norm(copies, axis=1, keepdims=True)
-    full = dupes._all_pairs(matrix, 0.5, None)
-    ann = dupes._candidate_pairs(matrix, 0.5, None)
+    full = dupes._all_pairs(matrix, 0.5, None).take_pairs()
+    ann = dupes._candidate_pairs(matrix, 0.5, None).take_pairs()
     close = {(i, j) for i, j, s in full if s >= 0.9}
     assert {(int(a), 5_800 + k) for k, a in enumerate(source)} <= close  # the planted copies are proposed
     assert close <= {(i, j) for i, j, _ in ann}
@@ -170,8 +170,13 @@ def test_dupes_on_columns_and_half_floats_groups_as_on_dicts_and_float32(monkeyp
     assert len(as_dicts) == 300
     assert [g.to_dict() for g in as_columns] == [g.to_dict() for g in as_dicts]
     close = lambda pairs: {(i, j) for i, j, s in pairs if s >= 0.9}  # noqa: E731
-    full, half = dupes._candidate_pairs(matrix, 0.5, None), dupes._candidate_pairs(matrix.astype(np.float16), 0.5, None)
+    full = dupes._candidate_pairs(matrix, 0.5, None).take_pairs()
+    half = dupes._candidate_pairs(matrix.astype(np.float16), 0.5, None).take_pairs()
     assert close(full) and close(half) == close(full)
+    # the vector stage made first (Index.duplicates lets the vectors go before the pairs are made)
+    staged = dupes.find_duplicates(PhotoRows(pa.Table.from_pylist(rows)), None, mode="near",
+                                   nearest=dupes.nearest_photos(matrix.astype(np.float16)))
+    assert [g.to_dict() for g in staged] == [g.to_dict() for g in as_dicts]
 
 
 def test_many_commits_keep_lancedb_metadata_cache_within_its_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

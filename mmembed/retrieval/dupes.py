@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import ConfigError
 from .geometry import Features, same_photo
 
-__all__ = ["DupeFile", "DupeGroup", "MODES", "THRESHOLDS", "Pairs", "find_duplicates"]
+__all__ = ["DupeFile", "DupeGroup", "MODES", "THRESHOLDS", "Nearest", "Pairs", "cut_of", "find_duplicates", "nearest_photos"]
 
 MODES = ("exact", "near", "similar")
 THRESHOLDS = {"near": 0.5, "similar": 0.90}  # near: the lowest cosine of a pair checked; similar: the cosine linking
@@ -89,6 +89,47 @@ class DupeGroup:
         return {"kind": self.kind, "score": round(self.score, 4), "files": [asdict(f) for f in self.files]}
 
 
+@dataclass
+class Nearest:
+    """``near``'s vector stage: each photo's best ``NEIGHBOURS`` (``best_j``, int32 rows) with a
+    cosine of at least the cut (``best_s``; -inf where fewer). It holds no vectors, so a caller
+    can let a million rows' vectors go before the pairs are made and checked."""
+
+    best_s: np.ndarray | None
+    best_j: np.ndarray | None
+
+    def take_pairs(self) -> Pairs:
+        """The proposed pairs (``_pairs_of``); the neighbour arrays are let go."""
+        if self.best_s is None or self.best_j is None:
+            raise ValueError("the pairs were taken already")
+        best_s, best_j, self.best_s, self.best_j = self.best_s, self.best_j, None, None
+        n, k = best_s.shape
+        return _pairs_of(best_s, best_j, n, k)
+
+
+def cut_of(mode: str, threshold: float | None) -> float:
+    """The cosine cut of ``mode``; ``ConfigError`` for a bad mode or threshold."""
+    if mode not in MODES:
+        raise ConfigError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
+    if threshold is not None and not 0.0 < threshold <= 1.0:
+        raise ConfigError(f"--threshold {threshold} must be above 0 and at most 1 (a cosine)")
+    return threshold if threshold is not None else THRESHOLDS.get(mode, 1.0)
+
+
+def nearest_photos(vectors: np.ndarray, *, threshold: float | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> Nearest:
+    """``near``'s vector stage alone (see ``find_duplicates``'s ``nearest``): from ``ANN_ROWS``
+    photos on among ANN candidates (``_candidate_pairs``), else among all photos. float16
+    vectors are turned to float32 block by block on the ANN path."""
+    cut = cut_of("near", threshold)
+    n = len(vectors)
+    if n < 2:
+        return Nearest(np.full((n, 0), -np.inf, dtype=np.float32), np.zeros((n, 0), dtype=np.int32))
+    if n < ANN_ROWS:
+        return _all_pairs(np.asarray(vectors, dtype=np.float32), cut, progress)
+    return _candidate_pairs(vectors, cut, progress)
+
+
 def find_duplicates(
     rows: Sequence[dict[str, Any]],
     vectors: np.ndarray | None,
@@ -98,17 +139,16 @@ def find_duplicates(
     max_megapixels: float = 100.0,
     progress: Callable[[int, int], None] | None = None,
     notes: Callable[[str], None] | None = None,
+    nearest: Nearest | None = None,
 ) -> list[DupeGroup]:
     """Groups of duplicates among ``rows`` (dicts with id, path, size, width, height,
     content_hash, taken_ns, mtime_ns; any sequence of them, e.g. ``store.items.PhotoRows``),
     whose unit image vectors are ``vectors`` (N, D, float32 or float16; not needed for
-    ``exact``). Largest groups first. ``progress(done, total)`` follows the vector
+    ``exact``, nor for ``near`` given ``nearest``, its vector stage made by ``nearest_photos``
+    with the same threshold). Largest groups first. ``progress(done, total)`` follows the vector
     pass, then the checks; ``notes(line)`` hears of each file left out because it changed
     since it was indexed or cannot be read."""
-    if mode not in MODES:
-        raise ConfigError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
-    if threshold is not None and not 0.0 < threshold <= 1.0:
-        raise ConfigError(f"--threshold {threshold} must be above 0 and at most 1 (a cosine)")
+    cut = cut_of(mode, threshold)
     n = len(rows)
     parent = list(range(n))
     weakest = np.ones(n, dtype=np.float32)  # per root: the lowest link cosine in its group
@@ -132,18 +172,17 @@ def find_duplicates(
         for j in current[1:]:
             union(current[0], j, 1.0)
     if mode != "exact" and n > 1:
-        if vectors is None or len(vectors) != n:
+        if nearest is not None and mode == "near":
+            if nearest.best_s is None or len(nearest.best_s) != n:
+                raise ConfigError("near-duplicate search needs one row of neighbours per row")
+        elif vectors is None or len(vectors) != n:
             raise ConfigError("near-duplicate search needs one image vector per row")
-        cut = threshold if threshold is not None else THRESHOLDS[mode]
-        # float16 vectors (a large table's, half the memory) are turned to float32 block by block
-        # on the ANN path; below ANN_ROWS, or for ``similar``, all at once
-        small = mode == "similar" or n < ANN_ROWS
-        matrix = np.asarray(vectors, dtype=np.float32) if small or vectors.dtype != np.float16 else vectors
         if mode == "similar":
-            for i, j, score in _linked_pairs(matrix, cut, progress):
+            for i, j, score in _linked_pairs(np.asarray(vectors, dtype=np.float32), cut, progress):
                 union(i, j, score)
         else:
-            _link_same_photos(matrix, cut, features, union, find, progress)
+            _link_same_photos(nearest or nearest_photos(vectors, threshold=cut, progress=progress),
+                              features, union, find, progress)
     if notes is not None:
         _note_skipped(features, notes)
     roots = np.fromiter((find(i) for i in range(n)), dtype=np.int64, count=n)
@@ -199,10 +238,10 @@ def _same_hash(rows: Sequence[dict[str, Any]]) -> list[list[int]]:
     return [members for members in by_hash.values() if len(members) >= 2]
 
 
-def _link_same_photos(vectors: np.ndarray, cut: float, features: Features,
+def _link_same_photos(nearest: Nearest, features: Features,
                       union: Callable[[int, int, float], None], find: Callable[[int], int],
                       progress: Callable[[int, int], None] | None) -> None:
-    """Link each proposed pair (``_proposed_pairs``) that ``same_photo`` confirms, checking
+    """Link each proposed pair (``nearest``'s) that ``same_photo`` confirms, checking
     ``CHUNK`` pairs at a time in threads; a pair already in one group is not checked again."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -210,7 +249,7 @@ def _link_same_photos(vectors: np.ndarray, cut: float, features: Features,
         a, b = features.get(pair[0]), features.get(pair[1])
         return a is not None and b is not None and same_photo(a, b)
 
-    pairs = _proposed_pairs(vectors, cut, progress)
+    pairs = nearest.take_pairs()
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for start in range(0, len(pairs), CHUNK):
             chunk = [p for p in pairs.chunk(start, start + CHUNK) if find(p[0]) != find(p[1])]
@@ -221,19 +260,10 @@ def _link_same_photos(vectors: np.ndarray, cut: float, features: Features,
                 progress(min(start + CHUNK, len(pairs)), len(pairs))
 
 
-def _proposed_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], None] | None
-                    ) -> Pairs:
-    """(i, j, cosine), i < j, for each photo's ``NEIGHBOURS`` nearest with a cosine of at least
-    ``cut``, in row order: from ``ANN_ROWS`` photos on, among its ANN candidates
-    (``_candidate_pairs``), else among all photos (``_all_pairs``)."""
-    if len(vectors) >= ANN_ROWS:
-        return _candidate_pairs(vectors, cut, progress)
-    return _all_pairs(vectors, cut, progress)
-
-
 def _candidate_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], None] | None
-                     ) -> Pairs:
-    """``_proposed_pairs`` with each photo compared only with its candidates. The photos are
+                     ) -> Nearest:
+    """Each photo's ``NEIGHBOURS`` nearest with a cosine of at least ``cut``, each photo
+    compared only with its candidates. The photos are
     split into coarse partitions (``store.partitions``: spherical k-means, about sqrt(N) of
     them); each photo belongs to its ``MEMBERSHIPS`` nearest partitions and is compared with the
     members of the nearest one. A photo and its near copy (cosine 0.9 and up) share the nearest
@@ -278,8 +308,7 @@ def _candidate_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, i
             _keep_best(best_s, best_j, rows, cols, scores, above, k)
         if progress is not None:
             progress(int(q_bounds[p + 1]), n)
-    del q_order, m_order
-    return _pairs_of(best_s, best_j, n, k)
+    return Nearest(best_s, best_j)
 
 
 def _pairs_of(best_s: np.ndarray, best_j: np.ndarray, n: int, k: int) -> Pairs:
@@ -304,7 +333,7 @@ def _pairs_of(best_s: np.ndarray, best_j: np.ndarray, n: int, k: int) -> Pairs:
 
 
 def _all_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], None] | None
-               ) -> Pairs:
+               ) -> Nearest:
     """Each block of rows is compared with the rows from it on (half the products of a full
     pass); each photo's best ``NEIGHBOURS`` so far are kept, from its rows and from its column,
     so memory stays at one block of cosines."""
@@ -324,7 +353,7 @@ def _all_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], N
         _keep_best(best_s, best_j, cols, rows, scores.T, above.T, k)
         if progress is not None:
             progress(stop, n)
-    return _pairs_of(best_s, best_j, n, k)
+    return Nearest(best_s, best_j)
 
 
 def _keep_best(best_s: np.ndarray, best_j: np.ndarray, who: np.ndarray, near: np.ndarray,

@@ -40,6 +40,7 @@ THRESHOLDS = {"near": 0.5, "similar": 0.90}  # near: the lowest cosine of a pair
 NEIGHBOURS = 10  # near: each photo's nearest photos (by image vector) that are checked
 CHUNK = 256  # near: pairs checked at once (in threads)
 BLOCK_BYTES = 64 << 20  # the cosine block's size
+PARTITION_BLOCK_BYTES = 16 << 20  # ... on the ANN path (picking the best of a block takes 4x its size more)
 ANN_ROWS = 50_000  # near: from this many photos on, pairs are proposed among ANN candidates, not all pairs
 NAMED = 20  # files left out that the notes name one by one; the rest are counted
 MEMBERSHIPS = 6  # near, ANN: the partitions (nearest to it) a photo is a candidate in (3 missed 5 of 1,000 copies)
@@ -276,15 +277,16 @@ def _candidate_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, i
     centroids = train(vectors, partition_count(n))
     m = min(MEMBERSHIPS, len(centroids))
     top = np.empty((n, m), dtype=np.int32)
-    for s in range(0, n, 16_384):
-        scores = np.asarray(vectors[s:s + 16_384], dtype=np.float32) @ centroids.T
+    step = max(256, PARTITION_BLOCK_BYTES // (4 * len(centroids)))  # memberships of this many photos at once
+    for s in range(0, n, step):
+        scores = np.asarray(vectors[s:s + step], dtype=np.float32) @ centroids.T
         part = np.argpartition(-scores, m - 1, axis=1)[:, :m] if m < len(centroids) else \
             np.broadcast_to(np.arange(m), scores.shape)
         first = np.argmax(np.take_along_axis(scores, part, axis=1), axis=1)  # the nearest one in column 0
         part = np.array(part)
         rows = np.arange(len(part))
         part[rows, 0], part[rows, first] = part[rows, first], part[rows, 0]
-        top[s:s + 16_384] = part
+        top[s:s + step] = part
     bounds = lambda labels: np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=len(centroids)))])
     q_order = np.argsort(top[:, 0], kind="stable")
     q_bounds = bounds(top[:, 0])
@@ -299,7 +301,7 @@ def _candidate_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, i
         if not len(queries) or len(cols) < 2:
             continue
         members = np.asarray(vectors[cols], dtype=np.float32)
-        step = max(16, BLOCK_BYTES // (4 * len(cols)))  # a crowded partition's cosines in blocks, not all at once
+        step = max(16, PARTITION_BLOCK_BYTES // (4 * len(cols)))  # a crowded partition's cosines in blocks
         for start in range(0, len(queries), step):
             rows = queries[start:start + step]
             scores = np.asarray(vectors[rows], dtype=np.float32) @ members.T
@@ -358,13 +360,16 @@ def _all_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, int], N
 
 def _keep_best(best_s: np.ndarray, best_j: np.ndarray, who: np.ndarray, near: np.ndarray,
                scores: np.ndarray, above: np.ndarray, k: int) -> None:
-    """Merge each row's best ``k`` columns (of those ``above`` the cut) into ``who``'s best."""
+    """Merge each row's best ``k`` columns (of those ``above`` the cut) into ``who``'s best.
+    ``scores`` below the cut are set to -inf in place (no copy of the block)."""
     hit = np.flatnonzero(above.any(axis=1))
     if not len(hit):
         return
-    sub = np.where(above[hit], scores[hit], -np.inf)
-    part = np.argpartition(-sub, k - 1, axis=1)[:, :k] if sub.shape[1] > k else \
-        np.broadcast_to(np.arange(sub.shape[1]), (len(hit), sub.shape[1]))
+    np.putmask(scores, ~above, -np.inf)
+    sub = scores[hit]
+    width = sub.shape[1]
+    part = np.argpartition(sub, width - k, axis=1)[:, width - k:] if width > k else \
+        np.broadcast_to(np.arange(width), (len(hit), width))
     ids = who[hit]
     all_s = np.concatenate([best_s[ids], np.take_along_axis(sub, part, axis=1)], axis=1)
     all_j = np.concatenate([best_j[ids], near[part]], axis=1)

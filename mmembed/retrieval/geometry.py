@@ -13,6 +13,7 @@ on its long side, and its ORB keypoints are kept (``Features``) for every pair i
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections import OrderedDict
@@ -78,7 +79,7 @@ class Features:
     def named(self, limit: int) -> tuple[list[str], list[str]]:
         """The first ``limit`` changed and unreadable paths."""
         return ([self.rows[i]["path"] for i in self._changed[:limit]],
-                [self.rows[i]["path"] for i in list(self._unreadable)[:limit]])
+                [self.rows[i]["path"] for i in itertools.islice(self._unreadable, limit)])
 
     def trusted(self, i: int) -> bool:
         """Whether row ``i``'s file is still the one indexed (checked once; noted in ``changed`` if not)."""

@@ -122,11 +122,13 @@ def serve(code: Path, db: str, table: str, queries: int) -> dict[str, Any]:
         ms, status, deep = _get(url + "api/items?n=50&offset=1950")
         assert status == 200, deep
         out["browse_deep_ms"] = round(ms, 1)
-        for key in ("browse_filtered_ms", "browse_filtered_again_ms"):
+        for key in ("browse_filtered_ms", "browse_filtered_again_ms"):  # datasets.py's tables have a bucket column
             ms, status, filtered = _get(url + "api/items?n=50&col.bucket=7")
+            if status != 200 and "no column 'bucket'" in str(filtered.get("error", "")):
+                break  # a table without it (million.py clustered)
             assert status == 200, filtered
             out[key] = round(ms, 1)
-        out["browse_filtered_total"] = filtered["total"]
+            out["browse_filtered_total"] = filtered["total"]
         ids = [item["id"] for item in page["items"][:10] + deep["items"][:10]]
         times = []
         for item_id in ids:

@@ -88,7 +88,7 @@ def test_every_kind_of_change_takes_the_normal_path(change: str, index, photos: 
     elif change == "options":
         options["exclude"] = ["*.png"]
     elif change == "other writer":
-        mmembed.Index(db).store.delete_ids([index.store.read_state()[0]["id"]])
+        mmembed.Index(db).store.delete_ids([next(index.store.read_state())["id"]])
     elif change == "snapshot gone":
         os.remove(os.path.join(db, "images.mmembed", "snapshot.json"))
     elif change == "retry":

@@ -25,7 +25,7 @@ _READ_CHUNK = 1 << 20
 _READ_WHOLE = 64 << 20  # files up to this size are read once, hashed and decoded from memory
 
 
-@dataclass
+@dataclass(slots=True)  # one per row of the table, for the whole ingest
 class Row:
     """The state columns of an existing row."""
 

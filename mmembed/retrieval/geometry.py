@@ -49,7 +49,7 @@ class PhotoFeatures:
 
 class Features:
     """Each photo's features, made from its file on first use and kept for the run; None for a
-    file that cannot be read now, or that changed since it was indexed (``changed`` names it)."""
+    file that cannot be read now, or that changed since it was indexed (``named`` names them)."""
 
     def __init__(self, rows: list[dict[str, Any]], max_megapixels: float) -> None:
         self.rows = rows
@@ -62,22 +62,13 @@ class Features:
         self._trusted = np.full(len(rows), -1, dtype=np.int8)  # -1 not checked yet, 0 changed, 1 trusted
         self._lock = threading.Lock()  # pairs are checked in threads (OpenCV releases the GIL)
 
-    @property
-    def changed(self) -> list[str]:
-        """The paths of the rows found changed since they were indexed (or gone), in the order met."""
-        return [self.rows[i]["path"] for i in self._changed]
-
-    @property
-    def unreadable(self) -> list[str]:
-        """The paths of the rows whose file could not be decoded, in the order met."""
-        return [self.rows[i]["path"] for i in self._unreadable]
-
     def counts(self) -> tuple[int, int]:
         """(changed, unreadable) without naming them."""
         return len(self._changed), len(self._unreadable)
 
     def named(self, limit: int) -> tuple[list[str], list[str]]:
-        """The first ``limit`` changed and unreadable paths."""
+        """The first ``limit`` paths of the rows found changed since they were indexed (or gone),
+        and of those whose file could not be decoded, each in the order met."""
         return ([self.rows[i]["path"] for i in self._changed[:limit]],
                 [self.rows[i]["path"] for i in itertools.islice(self._unreadable, limit)])
 

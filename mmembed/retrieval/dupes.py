@@ -104,8 +104,7 @@ class Nearest:
         if self.best_s is None or self.best_j is None:
             raise ValueError("the pairs were taken already")
         best_s, best_j, self.best_s, self.best_j = self.best_s, self.best_j, None, None
-        n, k = best_s.shape
-        return _pairs_of(best_s, best_j, n, k)
+        return _pairs_of(best_s, best_j)
 
 
 def cut_of(mode: str, threshold: float | None) -> float:
@@ -313,9 +312,11 @@ def _candidate_pairs(vectors: np.ndarray, cut: float, progress: Callable[[int, i
     return Nearest(best_s, best_j)
 
 
-def _pairs_of(best_s: np.ndarray, best_j: np.ndarray, n: int, k: int) -> Pairs:
-    """The (i, j, cosine) pairs, i < j, of each photo's best ``k``, each pair once, in row order
-    (int32 rows and one int64 key per pair: at 1M clustered rows there are about 10M pairs)."""
+def _pairs_of(best_s: np.ndarray, best_j: np.ndarray) -> Pairs:
+    """The (i, j, cosine) pairs, i < j, of each photo's best (a row of ``best_s``/``best_j``), each
+    pair once, in row order (int32 rows and one int64 key per pair: at 1M clustered rows there
+    are about 10M pairs)."""
+    n = len(best_s)
     keep = np.isfinite(best_s)
     score = best_s[keep]
     i = np.nonzero(keep)[0].astype(np.int32)

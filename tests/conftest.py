@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,24 @@ def flickr_dev_captions() -> dict[str, list[str]]:
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One user cache for the whole run: text towers are exported once per model, as for a user."""
     return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_env(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Iterator[None]:
+    """The same isolation for the whole session, so that module- and session-scoped fixtures (which
+    run before any test's ``_isolated_env``) ingest with the test run's cache and settings, not the
+    developer's: a table ingested with towers in ~/.cache and searched with the session's cache
+    encoded its query on another path."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("MMEMBED_"):
+                patch.delenv(name)
+        home = tmp_path_factory.mktemp("session-home")
+        patch.setenv("XDG_DATA_HOME", str(home / "data"))
+        patch.setenv("XDG_CACHE_HOME", str(session_cache))
+        patch.setenv("HF_HOME", str(home / "hf"))
+        patch.setenv("MMEMBED_OCR", "0")
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,8 @@
     python benchmarks/million.py clustered --rows 1000000                # clustered table (once)
     python benchmarks/million.py snapshot --tables rows_1000000 clustered_1000000_512
     python benchmarks/million.py cold --tables rows_10000 rows_100000 rows_1000000 --runs 5
+    git archive BASE | tar -x -C /tmp/before
+    python benchmarks/million.py cold --before /tmp/before --tables rows_1000000 clustered_1000000_512
     python benchmarks/million.py warm --tables rows_1000000 clustered_1000000_512
     python benchmarks/million.py dupes --rows 100000 --tables rows_1000000 clustered_1000000_512
 
@@ -13,7 +15,8 @@
   peak RSS (a child process per table).
 - ``cold``: whole ``mmembed search "a dog on the beach" --json`` processes, median wall time
   and peak RSS (``wait4``), after one unmeasured run; paired with ``MMEMBED_QUICK=0`` (the
-  LanceDB path, what a table past the old 300k snapshot limit took) in the same run.
+  LanceDB path, what a table past the old 300k snapshot limit took) in the same run. With
+  ``--before CHECKOUT``: the quick path only, that checkout's code and this one's, runs interleaved.
 - ``warm``: ``Index.search(text)`` p50/p95 in one process (query encoded by the exported
   tower, then the snapshot), and recall@10 of the snapshot's answer against an exact scan of
   the same vectors, for ``ann_realistic.py``'s queries (micro-clip caption vectors and held-out
@@ -48,10 +51,10 @@ def _exe() -> str:
     return str(Path(sys.executable).parent / "mmembed")
 
 
-def run_rss(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+def run_rss(cmd: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> tuple[float, float, str]:
     """(wall seconds, peak RSS MB, stdout) of one child, measured by ``wait4`` on it alone."""
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
     out = proc.stdout.read() if proc.stdout else b""
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
@@ -82,6 +85,8 @@ def snapshot(args: argparse.Namespace) -> None:
 
 
 def cold(args: argparse.Namespace) -> None:
+    if args.before:
+        return cold_before_after(args)
     for name, (query, held), (label, extra) in itertools.product(
             args.tables, ((QUERY, "no row"), (WORDS_QUERY, "every row")),
             (("quick (snapshot)", {}), ("LanceDB path (MMEMBED_QUICK=0)", {"MMEMBED_QUICK": "0"}))):
@@ -96,6 +101,32 @@ def cold(args: argparse.Namespace) -> None:
         print(json.dumps({"table": name, "query": query, "words held by": held, "path": label,
                           "median_s": round(statistics.median(walls), 3), "min_s": round(min(walls), 3),
                           "peak_mb": round(max(peaks))}), flush=True)
+
+
+def cold_before_after(args: argparse.Namespace) -> None:
+    """The quick path's cold search with ``--before``'s code and this checkout's, interleaved
+    run by run (``python -m mmembed`` with PYTHONPATH set, started outside both checkouts)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_") and k != "PYTHONPATH"}
+    codes = {"before": str(args.before.resolve()), "after": str(HERE.parent)}
+    for name, query in itertools.product(args.tables, (QUERY, WORDS_QUERY)):
+        cmd = [sys.executable, "-m", "mmembed", "search", query, "--json", "--db", str((args.out / "db").resolve()),
+               "--table", name, "-n", "10"]
+        envs = {k: {**base, "PYTHONPATH": code} for k, code in codes.items()}
+        got: dict[str, list[tuple[float, float]]] = {k: [] for k in codes}
+        answers = {}
+        for k in codes:
+            out = run_rss(cmd, envs[k], cwd="/")[2]  # (and the files into the OS cache)
+            answers[k] = [json.loads(line)["id"] for line in out.splitlines() if line.strip()]
+        for _ in range(args.runs):
+            for k in codes:
+                wall, rss, _ = run_rss(cmd, envs[k], cwd="/")
+                got[k].append((wall, rss))
+        med = {k: (statistics.median(w for w, _ in v), max(r for _, r in v)) for k, v in got.items()}
+        print(json.dumps({"table": name, "query": query, "runs": args.runs,
+                          **{f"{k}_median_s": round(m[0], 3) for k, m in med.items()},
+                          **{f"{k}_peak_mb": round(m[1]) for k, m in med.items()},
+                          "after/before wall": round(med["after"][0] / med["before"][0], 2),
+                          "same hits": answers["before"] == answers["after"]}), flush=True)
 
 
 def _queries(count: int) -> dict[str, np.ndarray]:
@@ -232,6 +263,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--tables", nargs="*", default=["rows_1000000"])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--before", type=Path, help="cold: a checkout to compare against, side by side")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--clustered", action="store_true", help="dupes: the clustered 100k table too")
     args = parser.parse_args()

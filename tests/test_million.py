@@ -82,6 +82,66 @@ def test_partitions_give_the_exact_hits_on_20k_rows(table: tuple[Path, np.ndarra
     assert max(read) < len(matrix) / 4  # the rows read: the probed partitions only
 
 
+def test_a_scan_read_in_blocks_gives_the_map_s_scores(table: tuple[Path, np.ndarray],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block-wise ``pread`` scan (every scan of more than SCAN_MIN_ROWS rows) scores each row as
+    the memory map would, over the probed partitions and over the whole file, across threads; a
+    one-shot search (the CLI's) streams, a long-lived one reads through the map."""
+    from mmembed.retrieval.quick import QuickSearch
+
+    from mmembed.store import snapshot
+    from mmembed.store.snapshot import Snapshot, scan
+
+    db, matrix = table
+    monkeypatch.setattr(snapshot, "SCAN_MIN_ROWS", 100)
+    monkeypatch.setattr(snapshot, "SCAN_BLOCK_BYTES", 300 * DIM * 4)  # 300-row blocks: many, with a short last one
+    snap = Snapshot.open(str(db), "images", stream=True)
+    mapped = snap._array("image")
+    q = _queries(matrix, 1)[0]
+    assert np.allclose(scan(mapped, q), np.asarray(mapped) @ q, atol=1e-6)
+    spans = [(0, 7), (450, 1_999), (19_000, 20_000)]
+    assert np.allclose(scan(mapped, q, spans), np.concatenate([np.asarray(mapped[a:b]) @ q for a, b in spans]),
+                       atol=1e-6)
+    assert np.array_equal(scan(mapped, q, spans, stream=False),
+                          np.concatenate([np.asarray(mapped[a:b]) @ q for a, b in spans]))
+    for q in _queries(matrix, 10):
+        exact = np.argsort(-(matrix @ q), kind="stable")[:10]
+        assert [r["path"] for r in snap.nearest(q, target="image", limit=10)] == [f"/bench/{i:08d}.jpg" for i in exact]
+    assert QuickSearch(str(db), "images", one_shot=True).snapshot().stream
+    assert not QuickSearch(str(db), "images").snapshot().stream
+
+
+def _file_pages_kb() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssFile:"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RssFile from Linux's /proc")
+def test_a_scan_keeps_the_file_out_of_resident_memory_and_finds_a_short_file(tmp_path: Path) -> None:
+    """A full scan of a 64 MB vector file leaves its pages in the page cache, not mapped into this
+    process (the memory map held all of them: 2 GB at 1M rows); a file cut short after it was
+    opened is reported as damaged, not read past its end."""
+    from mmembed.store.snapshot import SnapshotDamaged, scan
+
+    path = tmp_path / "image.npy"
+    rows = np.random.default_rng(2).standard_normal((32_768, 512)).astype(np.float32)
+    np.save(path, rows)
+    q = rows[5] / np.linalg.norm(rows[5])
+    mapped = np.load(path, mmap_mode="r")
+    before = _file_pages_kb()
+    scores = scan(mapped, q, stream=True)
+    assert _file_pages_kb() - before < 8 * 1024  # KB: far below the 64 MB the map would hold
+    assert int(np.argmax(scores)) == 5 and np.allclose(scores, rows @ q, atol=1e-5)
+    np.asarray(mapped[:16_384]) @ q  # the memory map itself does map the pages it reads: the probe can fail
+    assert _file_pages_kb() - before > 24 * 1024
+    del mapped
+    mapped = np.load(path, mmap_mode="r")
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size - 4096)
+    with pytest.raises(SnapshotDamaged, match="ends before row"):
+        scan(mapped, q)
+
+
 def test_a_limit_beyond_the_probed_partitions_reads_more_of_them(table: tuple[Path, np.ndarray]) -> None:
     from mmembed.store.snapshot import Snapshot
 

@@ -77,7 +77,7 @@ class QuickSearch:
         if version is not None and version == self._damaged:
             return None
         try:
-            self._snapshot = Snapshot.open(self.db, self.table)
+            self._snapshot = Snapshot.open(self.db, self.table, stream=self.one_shot)
         except SnapshotDamaged as exc:
             self._report_damage(version, exc)
         return self._snapshot

@@ -5,7 +5,8 @@ Local databases only. Written after every change to the table (ingest, fusion ap
 build) into ``<db>/<table>.mmembed/``::
 
     snapshot.json   table version, row count, metadata, which vector files exist
-    image.npy       (N, D) float32 image vectors, memory-mapped when read
+    image.npy       (N, D) float32 image vectors, memory-mapped (a one-shot search streams its
+                    scan instead: ``scan``)
     text.npy        (N, D) float32 text vectors (zeros where an item has none) + text_mask.npy
     fused.npy       (N, F) float32 fused vectors (only when some item has text; else fused = image)
     rows.jsonl      one JSON object per row: what a Hit shows; offsets.npy points into it
@@ -51,6 +52,9 @@ _ROW_FIELDS = ("id", "path", "width", "height", "format", "size", "text", "text_
                "raw_siblings", "ocr_text", "gps_lat", "gps_lon", "gps_alt", "place_city", "place_region", "place_country",
                "place_country_code", "place_names", "words")
 _U64_MAX = (1 << 64) - 1
+SCAN_MIN_ROWS = 16_384  # a scan of fewer rows reads the memory map at once (``scan``)
+SCAN_BLOCK_BYTES = 2 << 20  # rows a scan reads at once: small enough to stay in the CPU's cache
+SCAN_THREADS = 2  # threads a big scan reads and scores with
 BACKGROUND_ROWS = 50_000  # a partitioned snapshot's --cutoff auto background: an even sample this big
 _INFO_KEYS = {"version", "rows", "captioned", "meta", "fused"}
 
@@ -316,9 +320,10 @@ def remove_snapshot(folder: str) -> None:
 class Snapshot:
     """An open, current snapshot; :meth:`open` returns None when there is none to trust."""
 
-    def __init__(self, folder: str, info: dict[str, Any]) -> None:
+    def __init__(self, folder: str, info: dict[str, Any], *, stream: bool = False) -> None:
         self.folder = folder
         self.info = info
+        self.stream = stream  # scans read with pread, not through the memory map (``scan``)
         self.meta: dict[str, Any] = info["meta"]
         self.rows: int = info["rows"]
         self.captioned: int = info["captioned"]
@@ -326,9 +331,10 @@ class Snapshot:
         self._last_words: tuple[tuple[str, ...], tuple[np.ndarray, np.ndarray]] | None = None
 
     @classmethod
-    def open(cls, db: str, table: str) -> Snapshot | None:
+    def open(cls, db: str, table: str, *, stream: bool = False) -> Snapshot | None:
         """The current snapshot; None when there is none or it is stale. Raises
-        ``SnapshotDamaged`` when its files cannot be read as written."""
+        ``SnapshotDamaged`` when its files cannot be read as written. ``stream``: for a process
+        that searches once (the CLI), scans read with ``pread`` (``scan``)."""
         folder = snapshot_folder(db, table)
         try:
             with open(os.path.join(folder, _INFO)) as f:
@@ -339,7 +345,7 @@ class Snapshot:
             raise SnapshotDamaged(f"{folder}: {_INFO} cannot be read ({exc})") from None
         if not isinstance(info, dict) or info.get("version") != table_version(db, table):
             return None
-        snapshot = cls(folder, info) if _INFO_KEYS <= set(info) else None
+        snapshot = cls(folder, info, stream=stream) if _INFO_KEYS <= set(info) else None
         if snapshot is None:
             raise SnapshotDamaged(f"{folder}: {_INFO} lacks {sorted(_INFO_KEYS - set(info))}")
         snapshot.check()
@@ -505,7 +511,7 @@ class Snapshot:
         if self.partitioned(target):
             positions, scores = self._probe(matrix, vector, limit)
         else:
-            positions, scores = None, matrix @ vector
+            positions, scores = None, scan(matrix, vector, stream=self.stream)
             if target == "text":
                 scores = np.where(self._array("text_mask"), scores, -np.inf)
         k = min(limit, len(scores))
@@ -554,13 +560,80 @@ class Snapshot:
         enough = int(np.searchsorted(np.cumsum(sizes), min(limit, self.rows))) + 1
         count = max(int(self.info["ivf"]["nprobe"]), enough)
         if count * 2 >= len(order):  # most of them (vectors that do not cluster): one scan is faster
-            return np.arange(self.rows), matrix @ vector
+            return np.arange(self.rows), scan(matrix, vector, stream=self.stream)
         chosen = np.sort(order[:count])  # read in file order
-        parts = [np.arange(bounds[p], bounds[p + 1]) for p in chosen]
+        spans = [(int(bounds[p]), int(bounds[p + 1])) for p in chosen]
+        parts = [np.arange(start, stop) for start, stop in spans]
         positions = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        scores = np.concatenate([matrix[bounds[p]:bounds[p + 1]] @ vector for p in chosen]) if parts \
-            else np.zeros(0, dtype=np.float32)
-        return positions, scores
+        return positions, scan(matrix, vector, spans, stream=self.stream)
+
+
+def scan(matrix: np.ndarray, vector: np.ndarray, spans: list[tuple[int, int]] | None = None, *,
+         stream: bool = True) -> np.ndarray:
+    """``matrix[start:stop] @ vector`` for each (start, stop) of ``spans`` (all rows when None),
+    concatenated. With ``stream``, a memory-mapped matrix of more than ``SCAN_MIN_ROWS`` rows is
+    read with ``pread``, ``SCAN_BLOCK_BYTES`` at a time, into a buffer each of ``SCAN_THREADS``
+    threads reuses: the file's pages then stay in the page cache and out of the process's
+    resident memory (2 GB at 1M 512-d rows through the memory map, a few MB this way). It costs
+    the copy: a process that searches once (the CLI) streams; one that searches again and again
+    (serve, mcp, the Python API) reads through the map, whose pages stay mapped between queries
+    (at 1M random rows: 85 ms a warm scan mapped, 178 ms streamed; BENCHMARKS.md). Raises
+    ``SnapshotDamaged`` when the file ends early."""
+    vector = np.asarray(vector, dtype=np.float32)
+    spans = [(0, matrix.shape[0])] if spans is None else spans
+    total = sum(stop - start for start, stop in spans)
+    filename = getattr(matrix, "filename", None)
+    if not stream or total < SCAN_MIN_ROWS or filename is None or matrix.dtype != np.float32 or not matrix.flags.c_contiguous \
+            or not hasattr(os, "preadv"):  # (Windows has no pread: the memory map)
+        if len(spans) == 1:
+            return np.asarray(matrix[spans[0][0]:spans[0][1]] @ vector, dtype=np.float32)
+        return np.concatenate([matrix[a:b] @ vector for a, b in spans]) if spans else np.zeros(0, np.float32)
+    width = matrix.shape[1]
+    step = max(1, SCAN_BLOCK_BYTES // (width * 4))
+    blocks, at = [], 0  # (first row, rows, where its scores go)
+    for start, stop in spans:
+        for first in range(start, stop, step):
+            rows = min(step, stop - first)
+            blocks.append((first, rows, at))
+            at += rows
+    scores = np.empty(total, dtype=np.float32)
+    fd = os.open(filename, os.O_RDONLY)
+    try:
+        threads = max(1, min(SCAN_THREADS, os.cpu_count() or 1, len(blocks)))
+        lots = [blocks[i::threads] for i in range(threads)]
+        if threads == 1:
+            _scan_blocks(fd, matrix.offset, width, lots[0], vector, scores)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(threads) as pool:
+                for done in [pool.submit(_scan_blocks, fd, matrix.offset, width, lot, vector, scores) for lot in lots]:
+                    done.result()
+    finally:
+        os.close(fd)
+    return scores
+
+
+def _scan_blocks(fd: int, offset: int, width: int, blocks: list[tuple[int, int, int]], vector: np.ndarray,
+                 scores: np.ndarray) -> None:
+    """One thread's share of ``scan``: read each block into one buffer, score it into ``scores``.
+    A row-wise dot product (``vecdot``), not BLAS's matrix-vector product, whose own threads
+    would fight this one's."""
+    buffer = np.empty((max(rows for _, rows, _ in blocks), width), dtype=np.float32)
+    view = memoryview(buffer).cast("B")
+    row_bytes = width * 4
+    for first, rows, at in blocks:
+        size = rows * row_bytes
+        if os.preadv(fd, [view[:size]], offset + first * row_bytes) != size:
+            raise SnapshotDamaged(f"a vector file ends before row {first + rows}")
+        _rowdot(buffer[:rows], vector, scores[at:at + rows])
+
+
+def _rowdot(rows: np.ndarray, vector: np.ndarray, out: np.ndarray) -> None:
+    if hasattr(np, "vecdot"):  # numpy 2
+        np.vecdot(rows, vector, out=out)
+    else:
+        np.einsum("ij,j->i", rows, vector, out=out)
 
 
 def _row(line: bytes, folder: str) -> dict[str, Any]:

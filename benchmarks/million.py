@@ -7,6 +7,7 @@
     git archive BASE | tar -x -C /tmp/before
     python benchmarks/million.py cold --before /tmp/before --tables rows_1000000 clustered_1000000_512
     python benchmarks/million.py warm --tables rows_1000000 clustered_1000000_512
+    python benchmarks/million.py scan --tables rows_1000000 clustered_1000000_512
     python benchmarks/million.py dupes --rows 100000 --tables rows_1000000 clustered_1000000_512
 
 - ``clustered``: ``ann_realistic.py``'s clustered rows (micro-clip image vectors of the shared
@@ -17,6 +18,9 @@
   and peak RSS (``wait4``), after one unmeasured run; paired with ``MMEMBED_QUICK=0`` (the
   LanceDB path, what a table past the old 300k snapshot limit took) in the same run. With
   ``--before CHECKOUT``: the quick path only, that checkout's code and this one's, runs interleaved.
+- ``scan``: warm ``Snapshot.nearest`` in one process, the scan read through the memory map
+  (serve, mcp, the API) against streamed with ``pread`` (the CLI's one-shot search), one way
+  after the other; the scan alone too (``snapshot.scan`` over every row, both ways).
 - ``warm``: ``Index.search(text)`` p50/p95 in one process (query encoded by the exported
   tower, then the snapshot), and recall@10 of the snapshot's answer against an exact scan of
   the same vectors, for ``ann_realistic.py``'s queries (micro-clip caption vectors and held-out
@@ -127,6 +131,31 @@ def cold_before_after(args: argparse.Namespace) -> None:
                           **{f"{k}_peak_mb": round(m[1]) for k, m in med.items()},
                           "after/before wall": round(med["after"][0] / med["before"][0], 2),
                           "same hits": answers["before"] == answers["after"]}), flush=True)
+
+
+def scan_ways(args: argparse.Namespace) -> None:
+    from mmembed.store.snapshot import Snapshot, scan
+
+    rng = np.random.default_rng(3)
+    qs = rng.standard_normal((args.runs + 5, 512)).astype(np.float32)
+    qs /= np.linalg.norm(qs, axis=1, keepdims=True)
+    for name in args.tables:
+        snaps = {way: Snapshot.open(str(args.out / "db"), name, stream=way == "streamed") for way in ("mapped", "streamed")}
+        got: dict[str, dict[str, list[float]]] = {way: {"nearest": [], "scan": []} for way in snaps}
+        # each way and each measure in a block of its own: BLAS's threads spin on after a mapped
+        # product and would slow a streamed scan that came right after it
+        for (way, snap), what in itertools.product(snaps.items(), ("nearest", "scan")):
+            for i, q in enumerate(qs):
+                started = time.perf_counter()
+                if what == "nearest":
+                    snap.nearest(q, target="image", limit=10)
+                else:
+                    scan(snap._array("image"), q, stream=way == "streamed")
+                if i >= 5:  # the first queries map the pages and load the centroids
+                    got[way][what].append(time.perf_counter() - started)
+        print(json.dumps({"table": name, "queries": args.runs, **{
+            f"{way} {what} p50_ms": round(1000 * statistics.median(v), 1)
+            for way, by in got.items() for what, v in by.items()}}), flush=True)
 
 
 def _queries(count: int) -> dict[str, np.ndarray]:
@@ -258,7 +287,7 @@ def dupes(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["clustered", "snapshot", "cold", "warm", "dupes"])
+    parser.add_argument("what", choices=["clustered", "snapshot", "cold", "warm", "scan", "dupes"])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--tables", nargs="*", default=["rows_1000000"])
@@ -267,7 +296,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--clustered", action="store_true", help="dupes: the clustered 100k table too")
     args = parser.parse_args()
-    {"clustered": clustered, "snapshot": snapshot, "cold": cold, "warm": warm, "dupes": dupes}[args.what](args)
+    {"clustered": clustered, "snapshot": snapshot, "cold": cold, "warm": warm, "scan": scan_ways, "dupes": dupes}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -69,8 +69,11 @@ def _nearest(rows: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 
 def probe_order(centroids: np.ndarray, vector: np.ndarray) -> np.ndarray:
-    """Partitions best first for ``vector``."""
-    return np.argsort(-(centroids @ vector), kind="stable")
+    """Partitions best first for ``vector``. Row by row (``vecdot``), not BLAS's matrix-vector
+    product: OpenBLAS's threads keep spinning after a call, and the scan that follows on the
+    same cores then took 180 ms instead of 125 at 1M rows."""
+    scores = np.vecdot(centroids, vector) if hasattr(np, "vecdot") else np.einsum("ij,j->i", centroids, vector)
+    return np.argsort(-scores, kind="stable")
 
 
 NOISE_STRENGTHS = (0.5, 1.0, 2.0)  # tune's sample queries: row + noise of these norms, in turn

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..config import Config
@@ -79,6 +79,14 @@ def run_ingest(
         raise
     run.report.seconds = time.perf_counter() - started
     return run.report
+
+
+def _drained(tasks: list[Task]) -> Iterator[Task]:
+    """``tasks`` in order, each let go once handed on: the list is empty at the end, so a big first
+    ingest does not hold every file's task until it finishes (nor through ``finish``)."""
+    tasks.reverse()
+    while tasks:
+        yield tasks.pop()
 
 
 def _process_locally(run: IngestRun, tasks: list[Task], config: Config) -> None:
@@ -218,9 +226,11 @@ class IngestRun:
 
     def process(self, tasks: list[Task], *, max_megapixels: float, workers: int, batch_size: int,
                 fast_decode: bool = True) -> None:
-        """Read, hash and decode in threads; reuse, encode in batches, and write as we go."""
+        """Read, hash and decode in threads; reuse, encode in batches, and write as we go.
+        ``tasks`` is emptied as it is read."""
         decode = self.start(batch_size, fast_decode)
-        self.consume(prepare_all(tasks, self.reusable, decode, max_megapixels, workers, batch_size), len(tasks))
+        total = len(tasks)
+        self.consume(prepare_all(_drained(tasks), self.reusable, decode, max_megapixels, workers, batch_size), total)
 
     # The batch interface an engine drives (the local one above, ``ray.py``): ``plan``, then
     # ``start``, then ``consume`` the prepared files in any order, then ``finish``.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,7 +106,7 @@ def fast_transform(preprocess: Any) -> Callable[[Any], Any] | None:
 
 
 def prepare_all(
-    tasks: list[Task],
+    tasks: Iterable[Task],
     reusable: frozenset[str],
     decode: ImageDecoder,
     max_megapixels: float,

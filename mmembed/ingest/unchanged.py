@@ -87,8 +87,13 @@ class Walked:
         self._events.append((None, path, reason))
 
     def replay(self, on_error: Callable[[str, str], None]) -> Iterator[DiscoveredFile]:
-        """The files again, in order; ``on_error`` is told each error where the walk met it."""
-        for file, path, reason in self._events:
+        """The files again, in order, once; ``on_error`` is told each error where the walk met it.
+        Each event is let go as it is read (the planner keeps what it needs): the walk is not held
+        twice. Spent afterwards (``complete`` is False: a planner walks the folders again)."""
+        events, self._events, self.complete = self._events, [], False
+        events.reverse()
+        while events:
+            file, path, reason = events.pop()
             if file is None:
                 on_error(path, reason)
             else:

@@ -46,12 +46,13 @@ from starlette.staticfiles import StaticFiles
 
 from ..errors import ConfigError, FileChangedError, ImageDecodeError, IndexEmptyError, MmembedError, QueryError
 from ..sources.indexed import open_indexed
+from ..store.memory import give_back_memory
 from .filters import Filters
 from .library import Library, NotFound
 from .openapi import openapi
 from .thumbs import LARGE_SIZE, THUMB_SIZE
 from .token import TokenGate
-from .uploads import Slots, give_back_memory, looks_like_image
+from .uploads import Slots, looks_like_image
 from .where import where_api, where_when_args
 
 __all__ = ["create_app", "MAX_UPLOAD_BYTES", "LOOPBACK_HOSTS"]

@@ -28,7 +28,7 @@ from ..store.snapshot import table_version
 from .background import Job
 from .filters import Filters
 from .thumbs import Thumbnailer
-from .uploads import give_back_memory
+from ..store.memory import give_back_memory
 
 __all__ = ["Library", "Page", "NotFound", "MAX_RESULTS"]
 

@@ -1,10 +1,10 @@
 """Whether an upload's first bytes are an image format's, so a large body that is not an image
 is refused after its first chunk instead of being read whole and handed to a decoder; how many
-are held at once (Slots), and the heap given back after one."""
+are held at once (Slots). (The heap is given back after one: ``store.memory``.)"""
 
 from __future__ import annotations
 
-__all__ = ["looks_like_image", "give_back_memory", "Slots"]
+__all__ = ["looks_like_image", "Slots"]
 
 _PREFIXES = (
     b"\xff\xd8\xff",  # JPEG
@@ -28,16 +28,6 @@ def looks_like_image(head: bytes | bytearray) -> bool:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return True
     return head[4:8] == b"ftyp"  # HEIC, HEIF, AVIF, CR3
-
-
-def give_back_memory() -> None:
-    """Return freed heap to the system after an upload (glibc keeps it otherwise)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc
 
 
 class Slots:

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from ..errors import IndexEmptyError, IngestLockedError, QueryError, StoreError, StoreWriteError
 from .lock import WriteLock
+from .memory import give_back_memory
 
 __all__ = ["Store", "TableMeta", "SCHEMA_VERSION", "image_schema", "STATE_COLUMNS", "VECTOR_COLUMNS", "ADDED_COLUMNS"]
 
@@ -502,8 +503,10 @@ class Store:
         the rows its indices do not cover yet; the snapshot holds every row)."""
         if not force and not self.needs_compaction():
             return False
+        give_back_memory()  # what the writes before freed: not the compaction's base
         with _errors(f"cannot write to table '{self.table_name}'", write=True):
             self.table.optimize(cleanup_older_than=timedelta(minutes=10))
+        give_back_memory()  # what the compaction freed, in LanceDB's threads' arenas: not the next step's base
         return True
 
     def needs_compaction(self) -> bool:

@@ -23,12 +23,12 @@ import numpy as np
 
 from ..errors import ImageDecodeError, IndexEmptyError, MmembedError, QueryError, StoreError
 from ..retrieval.query import SearchOptions, sql_string
+from ..store.memory import give_back_memory
 from ..store.rowindex import RowIndex, StaleRowIndex
 from ..store.snapshot import table_version
 from .background import Job
 from .filters import Filters
 from .thumbs import Thumbnailer
-from ..store.memory import give_back_memory
 
 __all__ = ["Library", "Page", "NotFound", "MAX_RESULTS"]
 

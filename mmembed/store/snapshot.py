@@ -577,7 +577,7 @@ def scan(matrix: np.ndarray, vector: np.ndarray, spans: list[tuple[int, int]] | 
     resident memory (2 GB at 1M 512-d rows through the memory map, a few MB this way). It costs
     the copy: a process that searches once (the CLI) streams; one that searches again and again
     (serve, mcp, the Python API) reads through the map, whose pages stay mapped between queries
-    (at 1M random rows: 85 ms a warm scan mapped, 178 ms streamed; BENCHMARKS.md). Raises
+    (at 1M random rows: a warm search in 86-93 ms mapped, 150-175 ms streamed; BENCHMARKS.md). Raises
     ``SnapshotDamaged`` when the file ends early."""
     vector = np.asarray(vector, dtype=np.float32)
     spans = [(0, matrix.shape[0])] if spans is None else spans
@@ -602,20 +602,21 @@ def scan(matrix: np.ndarray, vector: np.ndarray, spans: list[tuple[int, int]] | 
         threads = max(1, min(SCAN_THREADS, os.cpu_count() or 1, len(blocks)))
         lots = [blocks[i::threads] for i in range(threads)]
         if threads == 1:
-            _scan_blocks(fd, matrix.offset, width, lots[0], vector, scores)
+            _scan_blocks(fd, filename, matrix.offset, width, lots[0], vector, scores)
         else:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(threads) as pool:
-                for done in [pool.submit(_scan_blocks, fd, matrix.offset, width, lot, vector, scores) for lot in lots]:
+                for done in [pool.submit(_scan_blocks, fd, filename, matrix.offset, width, lot, vector, scores)
+                             for lot in lots]:
                     done.result()
     finally:
         os.close(fd)
     return scores
 
 
-def _scan_blocks(fd: int, offset: int, width: int, blocks: list[tuple[int, int, int]], vector: np.ndarray,
-                 scores: np.ndarray) -> None:
+def _scan_blocks(fd: int, filename: str, offset: int, width: int, blocks: list[tuple[int, int, int]],
+                 vector: np.ndarray, scores: np.ndarray) -> None:
     """One thread's share of ``scan``: read each block into one buffer, score it into ``scores``.
     A row-wise dot product (``vecdot``), not BLAS's matrix-vector product, whose own threads
     would fight this one's."""
@@ -625,7 +626,7 @@ def _scan_blocks(fd: int, offset: int, width: int, blocks: list[tuple[int, int, 
     for first, rows, at in blocks:
         size = rows * row_bytes
         if os.preadv(fd, [view[:size]], offset + first * row_bytes) != size:
-            raise SnapshotDamaged(f"a vector file ends before row {first + rows}")
+            raise SnapshotDamaged(f"{filename} ends before row {first + rows}")
         _rowdot(buffer[:rows], vector, scores[at:at + rows])
 
 

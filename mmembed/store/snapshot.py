@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .partitions import IVF_MIN_ROWS, checksum, probe_order
+from .partitions import IVF_MIN_ROWS, checksum, probe_order, row_dots
 from ..text.words import fold
 
 __all__ = ["Snapshot", "SnapshotDamaged", "snapshot_folder", "table_version", "manifest_versions", "write_snapshot",
@@ -583,8 +583,8 @@ def scan(matrix: np.ndarray, vector: np.ndarray, spans: list[tuple[int, int]] | 
     spans = [(0, matrix.shape[0])] if spans is None else spans
     total = sum(stop - start for start, stop in spans)
     filename = getattr(matrix, "filename", None)
-    if not stream or total < SCAN_MIN_ROWS or filename is None or matrix.dtype != np.float32 or not matrix.flags.c_contiguous \
-            or not hasattr(os, "preadv"):  # (Windows has no pread: the memory map)
+    if not stream or total < SCAN_MIN_ROWS or filename is None or matrix.dtype != np.float32 \
+            or not matrix.flags.c_contiguous or not hasattr(os, "preadv"):  # (Windows has no pread: the map)
         if len(spans) == 1:
             return np.asarray(matrix[spans[0][0]:spans[0][1]] @ vector, dtype=np.float32)
         return np.concatenate([matrix[a:b] @ vector for a, b in spans]) if spans else np.zeros(0, np.float32)
@@ -618,8 +618,8 @@ def scan(matrix: np.ndarray, vector: np.ndarray, spans: list[tuple[int, int]] | 
 def _scan_blocks(fd: int, filename: str, offset: int, width: int, blocks: list[tuple[int, int, int]],
                  vector: np.ndarray, scores: np.ndarray) -> None:
     """One thread's share of ``scan``: read each block into one buffer, score it into ``scores``.
-    A row-wise dot product (``vecdot``), not BLAS's matrix-vector product, whose own threads
-    would fight this one's."""
+    Scored by ``row_dots``, not BLAS's matrix-vector product, whose own threads would fight this
+    one's."""
     buffer = np.empty((max(rows for _, rows, _ in blocks), width), dtype=np.float32)
     view = memoryview(buffer).cast("B")
     row_bytes = width * 4
@@ -627,14 +627,7 @@ def _scan_blocks(fd: int, filename: str, offset: int, width: int, blocks: list[t
         size = rows * row_bytes
         if os.preadv(fd, [view[:size]], offset + first * row_bytes) != size:
             raise SnapshotDamaged(f"{filename} ends before row {first + rows}")
-        _rowdot(buffer[:rows], vector, scores[at:at + rows])
-
-
-def _rowdot(rows: np.ndarray, vector: np.ndarray, out: np.ndarray) -> None:
-    if hasattr(np, "vecdot"):  # numpy 2
-        np.vecdot(rows, vector, out=out)
-    else:
-        np.einsum("ij,j->i", rows, vector, out=out)
+        row_dots(buffer[:rows], vector, scores[at:at + rows])
 
 
 def _row(line: bytes, folder: str) -> dict[str, Any]:

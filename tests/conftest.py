@@ -68,6 +68,19 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+def _isolate(patch: pytest.MonkeyPatch, home: Path, cache: Path) -> None:
+    """No MMEMBED_* settings from the developer's shell; the default db lands in ``home``; one
+    user cache for the run. OCR at ingest (on by default with the ocr extra) costs every ingest
+    test time; tests/test_ocr_ingest.py turns it on."""
+    for name in list(os.environ):
+        if name.startswith("MMEMBED_"):
+            patch.delenv(name)
+    patch.setenv("XDG_DATA_HOME", str(home / "data"))
+    patch.setenv("XDG_CACHE_HOME", str(cache))
+    patch.setenv("HF_HOME", str(home / "hf"))
+    patch.setenv("MMEMBED_OCR", "0")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_env(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Iterator[None]:
     """The same isolation for the whole session, so that module- and session-scoped fixtures (which
@@ -75,29 +88,14 @@ def _session_env(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) 
     developer's: a table ingested with towers in ~/.cache and searched with the session's cache
     encoded its query on another path."""
     with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("MMEMBED_"):
-                patch.delenv(name)
-        home = tmp_path_factory.mktemp("session-home")
-        patch.setenv("XDG_DATA_HOME", str(home / "data"))
-        patch.setenv("XDG_CACHE_HOME", str(session_cache))
-        patch.setenv("HF_HOME", str(home / "hf"))
-        patch.setenv("MMEMBED_OCR", "0")
+        _isolate(patch, tmp_path_factory.mktemp("session-home"), session_cache)
         yield
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> None:
-    """No MMEMBED_* settings from the developer's shell; the default db lands in a temp home."""
-    for name in list(os.environ):
-        if name.startswith("MMEMBED_"):
-            monkeypatch.delenv(name)
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(session_cache))
-    monkeypatch.setenv("HF_HOME", str(home / "hf"))
-    # OCR at ingest (on by default with the ocr extra) costs every ingest test time; tests/test_ocr_ingest.py turns it on.
-    monkeypatch.setenv("MMEMBED_OCR", "0")
+    """Each test on its own: a fresh temp home (``_isolate``)."""
+    _isolate(monkeypatch, tmp_path_factory.mktemp("home"), session_cache)
 
 
 @pytest.fixture(scope="session")

@@ -73,7 +73,7 @@ class Features:
                 [self.rows[i]["path"] for i in itertools.islice(self._unreadable, limit)])
 
     def trusted(self, i: int) -> bool:
-        """Whether row ``i``'s file is still the one indexed (checked once; noted in ``changed`` if not)."""
+        """Whether row ``i``'s file is still the one indexed (checked once; counted, and named by ``named``, if not)."""
         with self._lock:
             if self._trusted[i] < 0:
                 ok = not _changed(self.rows[i])

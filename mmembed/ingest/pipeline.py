@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..config import Config
@@ -24,7 +24,7 @@ from ..store.table import ADDED_COLUMNS, Store
 from ..text.choose import TextOptions, resolve_texts
 from .frames import encode_video
 from .options import IngestOptions
-from .prepare import ImageDecoder, prepare_all, Prepared, Row, Task
+from .prepare import ImageDecoder, prepare_all, Prepared, Row, Task, TaskList
 from .report import IngestProgress, IngestReport, SkippedFile
 from .unchanged import Walked, WalkDigest
 from .writer import _new_id, _Writer
@@ -44,7 +44,7 @@ def run_ingest(
     progress: Callable[[IngestProgress], None] | None = None,
     digest: WalkDigest | None = None,
     walked: Walked | None = None,
-    engine: Callable[[IngestRun, list[Task], Config], None] | None = None,
+    engine: Callable[[IngestRun, TaskList, Config], None] | None = None,
 ) -> IngestReport:
     """Bring the table in line with the files under ``roots``; see the module docstring.
 
@@ -81,15 +81,7 @@ def run_ingest(
     return run.report
 
 
-def _drained(tasks: list[Task]) -> Iterator[Task]:
-    """``tasks`` in order, each let go once handed on: the list is empty at the end, so a big first
-    ingest does not hold every file's task until it finishes (nor through ``finish``)."""
-    tasks.reverse()
-    while tasks:
-        yield tasks.pop()
-
-
-def _process_locally(run: IngestRun, tasks: list[Task], config: Config) -> None:
+def _process_locally(run: IngestRun, tasks: TaskList, config: Config) -> None:
     run.process(tasks, max_megapixels=config.max_megapixels, workers=config.workers,
                 batch_size=config.batch_size, fast_decode=config.decode == "fast")
 
@@ -148,7 +140,7 @@ class IngestRun:
         return self.item_text(file, source.embedded_texts if source else None, old.manifest_texts if old else None)
 
     def plan(self, roots: list[str], *, digest: WalkDigest | None = None, walked: Walked | None = None,
-             **walk_options: Any) -> list[Task]:
+             **walk_options: Any) -> TaskList:
         """Walk the roots (or read ``walked``, a walk made already); settle unchanged files;
         return the files that must be read."""
         self.roots = roots
@@ -158,12 +150,16 @@ class IngestRun:
         by_path = {path: rows[0] for path, rows in self.groups.items()}
         self.rows = {r.id: r for rows in self.groups.values() for r in rows}
         changing = set()
-        seen: set[str] = set()
-        tasks: list[Task] = []
+        known = by_path.keys() | self.failed.files.keys()  # the paths whose absence matters
+        seen: set[str] = set()  # of those, the ones walked (a set of every path held a folder's worth)
+        walked_count = 0
+        tasks = TaskList()
         files = walked.replay(self.skip) if walked is not None and walked.complete \
             else walk(roots, on_error=self.skip, **walk_options)
         for found in files:
-            seen.add(found.path)
+            walked_count += 1
+            if found.path in known:
+                seen.add(found.path)
             if walk_options.get("raw_pairs", "jpeg") == "jpeg":  # its RAW is not an item of its own any more
                 self.paired_raws.update(os.path.join(os.path.dirname(found.path), raw) for raw in found.raw_siblings)
             if digest is not None:
@@ -179,9 +175,9 @@ class IngestRun:
                 tasks.append(Task(found, row))
                 if row is not None:
                     changing.update(r.id for r in self.groups[found.path])
-            if len(seen) % 1000 == 0:
-                self.notify(IngestProgress("scan", len(seen), None))
-        self.notify(IngestProgress("scan", len(seen), len(seen)))
+            if walked_count % 1000 == 0:
+                self.notify(IngestProgress("scan", walked_count, None))
+        self.notify(IngestProgress("scan", walked_count, walked_count))
         for path in [p for p in self.failed.files if p not in seen and _under(p, roots)]:
             self.failed.forget(path)  # gone, or no longer walked
         # Vectors may be copied only from rows this run will not rewrite.
@@ -224,13 +220,13 @@ class IngestRun:
         else:
             self.report.text_updated += 1
 
-    def process(self, tasks: list[Task], *, max_megapixels: float, workers: int, batch_size: int,
+    def process(self, tasks: TaskList, *, max_megapixels: float, workers: int, batch_size: int,
                 fast_decode: bool = True) -> None:
         """Read, hash and decode in threads; reuse, encode in batches, and write as we go.
         ``tasks`` is emptied as it is read."""
         decode = self.start(batch_size, fast_decode)
         total = len(tasks)
-        self.consume(prepare_all(_drained(tasks), self.reusable, decode, max_megapixels, workers, batch_size), total)
+        self.consume(prepare_all(tasks.drain(), self.reusable, decode, max_megapixels, workers, batch_size), total)
 
     # The batch interface an engine drives (the local one above, ``ray.py``): ``plan``, then
     # ``start``, then ``consume`` the prepared files in any order, then ``finish``.

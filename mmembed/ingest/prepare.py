@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ from ..sources.files import NotRegularFileError, open_regular, unlinked
 from ..sources.video import is_video_path
 from .where import PlaceLookup
 
-__all__ = ["ImageDecoder", "Prepared", "Row", "Task", "fast_transform", "prepare_all", "prepare_one"]
+__all__ = ["ImageDecoder", "Prepared", "Row", "Task", "TaskList", "fast_transform", "prepare_all", "prepare_one"]
 
 _READ_CHUNK = 1 << 20
 _READ_WHOLE = 64 << 20  # files up to this size are read once, hashed and decoded from memory
@@ -45,6 +46,63 @@ class Row:
 class Task:
     file: DiscoveredFile
     existing: Row | None  # the row at this path, when the file changed
+
+
+class TaskList(Sequence[Task]):
+    """The files a plan found to read, in order, held as one blob of paths and arrays of numbers
+    rather than as five Python objects a file. Held that way, 100k planned files left ~29 MB of
+    half-empty pymalloc arenas behind them once they were read (the ingest's peak grew with the
+    folder; BENCHMARKS.md, issue 27); these buffers go back whole. Each ``Task`` is made when it
+    is read; ``drain`` reads them in order and empties the list."""
+
+    def __init__(self) -> None:
+        self._blob = bytearray()  # the paths, UTF-8 (surrogatepass: any str comes back the same)
+        self._ends = array("q")
+        self._sizes = array("q")
+        self._mtimes = array("q")
+        self._root_at = array("l")
+        self._roots: list[str] = []
+        self._rare: dict[int, tuple[tuple[str, ...], tuple[str, ...], str | None, Row | None]] = {}
+
+    def append(self, task: Task) -> None:
+        file = task.file
+        i = len(self._ends)
+        self._blob += file.path.encode("utf-8", "surrogatepass")
+        self._ends.append(len(self._blob))
+        self._sizes.append(file.size)
+        self._mtimes.append(file.mtime_ns)
+        if not self._roots or self._roots[-1] != file.root:
+            self._roots.append(file.root)  # a walk finds its roots' files one root after another
+        self._root_at.append(len(self._roots) - 1)
+        if file.sidecars or file.raw_siblings or file.etag is not None or task.existing is not None:
+            self._rare[i] = (file.sidecars, file.raw_siblings, file.etag, task.existing)
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def __getitem__(self, i: int) -> Task:  # type: ignore[override]
+        if not isinstance(i, int):
+            raise TypeError("TaskList takes one index")
+        n = len(self._ends)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(i)
+        start = self._ends[i - 1] if i else 0
+        sidecars, siblings, etag, existing = self._rare.get(i, ((), (), None, None))
+        file = DiscoveredFile(self._blob[start:self._ends[i]].decode("utf-8", "surrogatepass"), self._sizes[i],
+                              self._mtimes[i], self._roots[self._root_at[i]], sidecars, siblings, etag)
+        return Task(file, existing)
+
+    def __iter__(self) -> Iterator[Task]:
+        return (self[i] for i in range(len(self)))
+
+    def drain(self) -> Iterator[Task]:
+        """Every task in order, then the list is empty (its buffers freed)."""
+        try:
+            yield from iter(self)
+        finally:
+            self.__init__()  # type: ignore[misc]
 
 
 @dataclass

@@ -31,7 +31,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,7 +85,7 @@ def run_ingest_ray(
     ray = _import_ray()
     started_here = _connect(ray, address, config)
     try:
-        def engine(run: IngestRun, tasks: list[Task], cfg: Config) -> None:
+        def engine(run: IngestRun, tasks: Sequence[Task], cfg: Config) -> None:
             _RayProcess(ray, run, cfg).run(tasks)
 
         return run_ingest(store, vectorizer, roots, options, config, text_options=text_options, failed=failed,
@@ -146,7 +146,7 @@ class _RayProcess:
         self.stats: dict[str, Any] = {"prepare_s": 0.0, "encode_s": 0.0, "driver_s": 0.0, "write_s": 0.0, "wait_s": 0.0,
                                       "actors": {}, "images": 0}
 
-    def run(self, tasks: list[Task]) -> None:
+    def run(self, tasks: Sequence[Task]) -> None:
         run, config = self.run_, self.config
         run.start(config.batch_size, fast_decode=config.decode == "fast")
         images = [t for t in tasks if not is_video_path(t.file.path)]

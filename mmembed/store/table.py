@@ -88,7 +88,8 @@ def ann_partitions(rows: int) -> int:
 
 ANN_MIN_ROWS = 256  # below this an index cannot be trained (and exact search is instant)
 SCAN_ROWS = 4_096  # rows a whole-table scan reads at once, by offset (Store.scan)
-METADATA_CACHE_BYTES = 32 << 20  # LanceDB's metadata cache (default 1 GB): it kept every version's manifest
+METADATA_CACHE_BYTES = 4 << 20  # LanceDB's metadata cache (default 1 GB): it kept every version's manifest;
+# at 32 MB an ingest's RSS still grew ~30 MB with 400 commits, at 4 MB it stays flat (BENCHMARKS.md)
 COMPACT_FRAGMENTS = 16  # Store.compact: small fragments (under 100k rows) gathered before they are merged
 
 

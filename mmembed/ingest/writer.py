@@ -16,7 +16,6 @@ from ..models.vectorizer import Vectorizer
 from ..sources.discovery import DiscoveredFile
 from ..text.words import item_words
 from ..store.table import Store
-from ..text.words import item_words
 from .prepare import Prepared
 
 _WRITE_ROWS = 256  # rows per commit: few commits, little lost to a crash

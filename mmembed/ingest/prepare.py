@@ -56,6 +56,9 @@ class TaskList(Sequence[Task]):
     is read; ``drain`` reads them in order and empties the list."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
         self._blob = bytearray()  # the paths, UTF-8 (surrogatepass: any str comes back the same)
         self._ends = array("q")
         self._sizes = array("q")
@@ -102,7 +105,7 @@ class TaskList(Sequence[Task]):
         try:
             yield from iter(self)
         finally:
-            self.__init__()  # type: ignore[misc]
+            self._reset()
 
 
 @dataclass

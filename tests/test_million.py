@@ -286,3 +286,29 @@ def test_planned_files_come_back_as_they_went_in_and_are_held_without_an_object_
     held = sys.getallocatedblocks() - before
     assert held < 2_000, f"{held} Python objects held for 20,000 planned files"  # a list of Tasks: ~100,000
     assert many[12_345].file.path == "/photos/2024/024/IMG_012345.jpg" and many[12_345].file.size == 22_345
+
+
+@pytest.mark.parametrize("preset", [None, "3"])
+def test_a_local_store_reads_one_fragment_ahead_unless_the_user_said_otherwise(tmp_path: Path, preset: str | None) -> None:
+    """Lance fixes its fragment read-ahead at the first scan of a process, so the store sets it
+    before lancedb is imported: one fragment on a local disk (the compaction at the end of a 100k
+    ingest peaked ~35 MB lower; BENCHMARKS.md), the user's own value when there is one. Run in a
+    fresh process, as the setting is the process's."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys\n"
+        "from mmembed.store import Store\n"
+        "assert 'lancedb' not in sys.modules\n"
+        "store = Store(sys.argv[1], 'images'); store.db\n"
+        "print(os.environ.get('LANCE_DEFAULT_FRAGMENT_READAHEAD'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LANCE_DEFAULT_FRAGMENT_READAHEAD"}
+    if preset is not None:
+        env["LANCE_DEFAULT_FRAGMENT_READAHEAD"] = preset
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "db.lancedb")], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == (preset or "1")

@@ -90,6 +90,7 @@ ANN_MIN_ROWS = 256  # below this an index cannot be trained (and exact search is
 SCAN_ROWS = 4_096  # rows a whole-table scan reads at once, by offset (Store.scan)
 METADATA_CACHE_BYTES = 4 << 20  # LanceDB's metadata cache (default 1 GB): it kept every version's manifest;
 # at 32 MB an ingest's RSS still grew ~30 MB with 400 commits, at 4 MB it stays flat (BENCHMARKS.md)
+FRAGMENT_READAHEAD = "1"  # fragments a local scan or compaction reads ahead (Store.db)
 COMPACT_FRAGMENTS = 16  # Store.compact: small fragments (under 100k rows) gathered before they are merged
 
 
@@ -185,6 +186,13 @@ class Store:
         if self._db is None:
             from ._fast_import import import_lancedb
 
+            if "://" not in self.uri or self.uri.startswith("file://"):
+                # Lance reads this once per process (a lazy static), at the first scan. On a local
+                # disk, one fragment read ahead instead of Lance's default (twice its I/O threads):
+                # the final compaction of a 100k-row ingest peaked ~35 MB lower (BENCHMARKS.md).
+                # Remote stores keep the default, where read-ahead hides latency. A value the
+                # user set wins.
+                os.environ.setdefault("LANCE_DEFAULT_FRAGMENT_READAHEAD", FRAGMENT_READAHEAD)
             lancedb = import_lancedb()
             try:
                 # Every read sees the latest commit, so a long-lived Index follows other writers.

@@ -291,8 +291,8 @@ def test_planned_files_come_back_as_they_went_in_and_are_held_without_an_object_
 @pytest.mark.parametrize("preset", [None, "3"])
 def test_a_local_store_reads_one_fragment_ahead_unless_the_user_said_otherwise(tmp_path: Path, preset: str | None) -> None:
     """Lance fixes its fragment read-ahead at the first scan of a process, so the store sets it
-    before lancedb is imported: one fragment on a local disk (the compaction at the end of a 100k
-    ingest peaked ~35 MB lower; BENCHMARKS.md), the user's own value when there is one. Run in a
+    before lancedb is imported: one fragment on a local disk (compacting a 100k ingest's fragments
+    peaked ~35 MB lower; BENCHMARKS.md), the user's own value when there is one. Run in a
     fresh process, as the setting is the process's."""
     import os
     import subprocess

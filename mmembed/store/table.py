@@ -189,7 +189,8 @@ class Store:
             if "://" not in self.uri or self.uri.startswith("file://"):
                 # Lance reads this once per process (a lazy static), at the first scan. On a local
                 # disk, one fragment read ahead instead of Lance's default (twice its I/O threads):
-                # the final compaction of a 100k-row ingest peaked ~35 MB lower (BENCHMARKS.md).
+                # compacting a 100k-row ingest's fragments peaked ~35 MB lower, the whole ingest
+                # 13-19 MB (BENCHMARKS.md), and scans of a compacted table are no slower.
                 # Remote stores keep the default, where read-ahead hides latency. A value the
                 # user set wins.
                 os.environ.setdefault("LANCE_DEFAULT_FRAGMENT_READAHEAD", FRAGMENT_READAHEAD)

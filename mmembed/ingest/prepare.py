@@ -50,7 +50,7 @@ class Task:
 
 class TaskList(Sequence[Task]):
     """The files a plan found to read, in order, held as one blob of paths and arrays of numbers
-    rather than as five Python objects a file. Held that way, 100k planned files left ~29 MB of
+    rather than as five Python objects a file. Held as objects, 100k planned files left ~29 MB of
     half-empty pymalloc arenas behind them once they were read (the ingest's peak grew with the
     folder; BENCHMARKS.md, issue 27); these buffers go back whole. Each ``Task`` is made when it
     is read; ``drain`` reads them in order and empties the list."""

@@ -186,7 +186,7 @@ class Store:
         if self._db is None:
             from ._fast_import import import_lancedb
 
-            if "://" not in self.uri or self.uri.startswith("file://"):
+            if self.is_local:
                 # Lance reads this once per process (a lazy static), at the first scan. On a local
                 # disk, one fragment read ahead instead of Lance's default (twice its I/O threads):
                 # compacting a 100k-row ingest's fragments peaked ~35 MB lower, the whole ingest

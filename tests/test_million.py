@@ -312,3 +312,26 @@ def test_a_local_store_reads_one_fragment_ahead_unless_the_user_said_otherwise(t
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == (preset or "1")
+
+
+def test_whether_any_row_has_text_is_found_in_the_last_fragment_and_follows_the_version(tmp_path: Path) -> None:
+    """``search_stats`` asks whether some row has text (the scan stops at the first), not how
+    many (a scan of the whole text-vector column): it must still see a lone row at the end."""
+    import pyarrow as pa
+
+    matrix = clustered(3_000, seed=5)
+    store = make_store(tmp_path / "db.lancedb", matrix[:1_000])
+    for part in (matrix[1_000:2_000], matrix[2_000:]):  # three fragments
+        more = make_store(tmp_path / "more.lancedb", part)
+        rows = more.read_columns([f.name for f in more.table.schema])
+        offset = store.count()
+        ids = pa.array([f"{i + offset:012x}" for i in range(len(part))])
+        store.add(rows.set_column(rows.schema.get_field_index("id"), "id", ids))
+    assert store.count() == 3_000 and store.table.stats()["fragment_stats"]["num_fragments"] == 3
+    assert store.search_stats() == (3_000, False)
+    assert not store.any_where("text_vector IS NOT NULL") and store.any_where("text_vector IS NULL")
+    last = f"{2_999:012x}"
+    store.update_columns({"id": [last], "text_vector": [matrix[-1].tolist()]})
+    assert store.count_where("text_vector IS NOT NULL") == 1
+    assert store.any_where("text_vector IS NOT NULL") and store.search_stats() == (3_000, True)
+    assert not store.any_where(f"text_vector IS NOT NULL AND id != '{last}'")

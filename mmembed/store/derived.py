@@ -87,7 +87,7 @@ class Derived:
         store = self.store
         if store.meta() is None:
             raise ConfigError("no index yet; run `mmembed ingest PATH` first")
-        target = target or ("fused" if store.count_where("text_vector IS NOT NULL") else "image")
+        target = target or ("fused" if store.any_where("text_vector IS NOT NULL") else "image")
         if target not in _TARGETS:
             raise ConfigError(f"target {target!r} is not one of {', '.join(_TARGETS)}")
         built = store.build_vector_index(f"{target}_vector")

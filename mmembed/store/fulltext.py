@@ -67,7 +67,7 @@ def recompose_words(store: Store, where: str | None = None, ids: Iterable[str] |
 def fill_words(store: Store) -> int:
     """``words`` for the rows that have none yet (a table built before the column, rows written
     by an older version): no image is read or encoded. Returns how many rows were filled."""
-    if WORDS in store.table.schema.names and not store.count_where(f"{WORDS} IS NULL"):
+    if WORDS in store.table.schema.names and not store.any_where(f"{WORDS} IS NULL"):
         return 0
     return recompose_words(store, f"{WORDS} IS NULL" if WORDS in store.table.schema.names else None)
 
@@ -84,7 +84,7 @@ def has_words(store: Store) -> bool:
     key = (store.uri, store.table_name)
     cached = _HAS_WORDS.get(key)
     if cached is None or cached[0] != version:
-        cached = (version, store.count_where(f"{WORDS} IS NOT NULL AND {WORDS} != ''") > 0)
+        cached = (version, store.any_where(f"{WORDS} IS NOT NULL AND {WORDS} != ''"))
         _HAS_WORDS[key] = cached
     return cached[1]
 

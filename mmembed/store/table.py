@@ -175,7 +175,7 @@ class Store:
         self._db: Any = None
         self.session: Any = None  # LanceDB's caches, once connected (their sizes: ``session.size_bytes``)
         self._table: Any = None
-        self._stats: tuple[int, int, int] | None = None  # (version, rows, rows with text)
+        self._stats: tuple[int, int, bool] | None = None  # (version, rows, whether any row has text)
         self._sample: tuple[tuple[str, int], np.ndarray] | None = None  # sample_vectors' cache
         local = "://" not in uri or uri.startswith("file://")
         self._lock = WriteLock(uri.removeprefix("file://") if local else None, table, uri)
@@ -363,15 +363,16 @@ class Store:
         with _errors(f"cannot count rows of table '{self.table_name}'"):
             return int(self.table.count_rows())
 
-    def search_stats(self) -> tuple[int, int]:
-        """(rows, rows with text), cached per table version: counting rows with text scans the
-        vector column, which costs most of a search at a million rows."""
+    def search_stats(self) -> tuple[int, bool]:
+        """(rows, whether any row has text), cached per table version. Whether, not how many: a
+        count of the rows with text scans the whole text-vector column (1.3-3.6 s of a cold search
+        at a million rows), where finding one row stops at it (BENCHMARKS.md)."""
         if not self.exists():
-            return 0, 0
+            return 0, False
         with _errors(f"cannot read table '{self.table_name}'"):
             version = int(self.table.version)
         if self._stats is None or self._stats[0] != version:
-            self._stats = (version, self.count(), self.count_where("text_vector IS NOT NULL"))
+            self._stats = (version, self.count(), self.any_where("text_vector IS NOT NULL"))
         return self._stats[1], self._stats[2]
 
     def count_where(self, where: str) -> int:
@@ -379,6 +380,14 @@ class Store:
             return 0
         with _errors(f"cannot count rows of table '{self.table_name}'"):
             return int(self.table.count_rows(where))
+
+    def any_where(self, where: str) -> bool:
+        """Whether some row matches ``where``: the scan stops at the first one (``count_where``
+        reads every row)."""
+        if not self.exists():
+            return False
+        with _errors(f"cannot read table '{self.table_name}'"):
+            return self.table.search().where(where).select(["id"]).limit(1).to_arrow().num_rows > 0
 
     def read_columns(self, columns: Sequence[str], where: str | None = None) -> pa.Table:
         """The given columns of every row (or of the rows matching ``where``)."""

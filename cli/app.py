@@ -119,8 +119,17 @@ def main() -> None:
     # Pillow warns about odd EXIF and huge images; mmembed reports such files itself.
     warnings.filterwarnings("ignore", module=r"PIL\..*")
     _notes_to_stderr()
-    _steady_malloc()
+    if _command(sys.argv[1:]) not in READ_ONLY:
+        _steady_malloc()
     app()
+
+
+READ_ONLY = {"search"}  # commands that keep glibc's own mmap threshold (``_steady_malloc``)
+
+
+def _command(args: list[str]) -> str | None:
+    """The command a command line runs (its first word that is not an option)."""
+    return next((a for a in args if not a.startswith("-")), None)
 
 
 MMAP_THRESHOLD = 1 << 20  # bytes: blocks this big are mapped and unmapped on their own, not kept in the heap
@@ -131,7 +140,10 @@ def _steady_malloc() -> None:
     they held goes back to the system when they are freed. glibc raises that threshold as large
     blocks are freed, and LanceDB's reads then left the heap fragmented: snapshotting a 100k-row
     table peaked 140 MB above a 10k one's; with the fixed threshold both peak alike (BENCHMARKS.md,
-    issue 27). The CLI's process only: the library changes no process setting."""
+    issue 27). The CLI's process only: the library changes no process setting. Not for a search
+    (``READ_ONLY``), which writes nothing: with the fixed threshold each block LanceDB reads was
+    mapped afresh, and a cold search of a 1M-row table through LanceDB took ~2 s longer (its
+    memory ~140 MB lower; the snapshot path ~20 MB; BENCHMARKS.md)."""
     import ctypes
     import platform
 

@@ -157,3 +157,21 @@ def test_usage_errors_exit_2(cli_index: tuple[str, Path]) -> None:
     assert run_cli("search", "x", "--limit", "many", "--db", db).returncode == 2
     assert run_cli("embed", "--db", db).returncode == 2
     assert run_cli("frobnicate").returncode == 2
+
+
+def test_writing_commands_fix_the_mmap_threshold_and_search_keeps_glibcs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_steady_malloc`` holds an ingest's memory flat, and made a search's LanceDB reads map
+    fresh pages for every block (a cold search at 1M rows without a snapshot: 2 s of it)."""
+    import importlib
+
+    cli_app = importlib.import_module("mmembed.cli.app")  # the module (the package's ``app`` is the Typer app)
+    calls: list[bool] = []
+    monkeypatch.setattr(cli_app, "_steady_malloc", lambda: calls.append(True))
+    monkeypatch.setattr(cli_app, "_notes_to_stderr", lambda: None)
+    monkeypatch.setattr(cli_app, "app", lambda: None)
+    for argv, fixed in ((["search", "a dog", "--json"], False), (["ingest", "photos"], True), (["watch", "photos"], True),
+                        (["dupes"], True), (["--help"], True), ([], True)):
+        calls.clear()
+        monkeypatch.setattr(sys, "argv", ["mmembed", *argv])
+        cli_app.main()
+        assert calls == ([True] if fixed else []), argv

@@ -111,9 +111,17 @@ def cold_before_after(args: argparse.Namespace) -> None:
     """The quick path's cold search with ``--before``'s code and this checkout's, interleaved
     run by run (``python -m mmembed`` with PYTHONPATH set, started outside both checkouts)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_") and k != "PYTHONPATH"}
+    if args.path == "lancedb":
+        base["MMEMBED_QUICK"] = "0"
     codes = {"before": str(args.before.resolve()), "after": str(HERE.parent)}
+    for label, code in codes.items():  # an editable install maps mmembed.cli to its own folder: each side must run its own CLI
+        where = subprocess.run([sys.executable, "-c", "import importlib; print(importlib.import_module('mmembed.cli.app').__file__)"],
+                               env={**base, "PYTHONPATH": code}, cwd="/", capture_output=True, text=True, check=True).stdout.strip()
+        if not where.startswith(code):
+            raise SystemExit(f"{label}: mmembed.cli comes from {where}, not {code}; link {code}/mmembed/cli to {code}/cli")
+    filters = ["--where", "size >= 1000"] if args.path == "filtered" else []
     for name, query in itertools.product(args.tables, (QUERY, WORDS_QUERY)):
-        cmd = [sys.executable, "-m", "mmembed", "search", query, "--json", "--db", str((args.out / "db").resolve()),
+        cmd = [sys.executable, "-m", "mmembed", "search", query, *filters, "--json", "--db", str((args.out / "db").resolve()),
                "--table", name, "-n", "10"]
         envs = {k: {**base, "PYTHONPATH": code} for k, code in codes.items()}
         got: dict[str, list[tuple[float, float]]] = {k: [] for k in codes}
@@ -126,7 +134,7 @@ def cold_before_after(args: argparse.Namespace) -> None:
                 wall, rss, _ = run_rss(cmd, envs[k], cwd="/")
                 got[k].append((wall, rss))
         med = {k: (statistics.median(w for w, _ in v), max(r for _, r in v)) for k, v in got.items()}
-        print(json.dumps({"table": name, "query": query, "runs": args.runs,
+        print(json.dumps({"table": name, "query": query, "path": args.path, "runs": args.runs,
                           **{f"{k}_median_s": round(m[0], 3) for k, m in med.items()},
                           **{f"{k}_peak_mb": round(m[1]) for k, m in med.items()},
                           "after/before wall": round(med["after"][0] / med["before"][0], 2),
@@ -293,6 +301,8 @@ def main() -> None:
     parser.add_argument("--tables", nargs="*", default=["rows_1000000"])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--before", type=Path, help="cold: a checkout to compare against, side by side")
+    parser.add_argument("--path", choices=["quick", "lancedb", "filtered"], default="quick",
+                        help="cold --before: the snapshot path, LanceDB's (MMEMBED_QUICK=0), or a filtered search (LanceDB's too)")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--clustered", action="store_true", help="dupes: the clustered 100k table too")
     args = parser.parse_args()

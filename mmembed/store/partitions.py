@@ -14,12 +14,13 @@ partitions; photo collections, which cluster, read few (BENCHMARKS.md, issue 27)
 from __future__ import annotations
 
 import math
+import mmap
 import zlib
 from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["IVF_MIN_ROWS", "partition_count", "train", "assign", "tune", "probe_order", "row_dots", "checksum",
+__all__ = ["IVF_MIN_ROWS", "partition_count", "train", "assign", "tune", "probe_order", "row_dots", "checksum", "release_pages",
            "TARGET_RECALL"]
 
 IVF_MIN_ROWS = 200_000  # from here a snapshot is partitioned (below, an exact scan is <= ~20 ms)
@@ -41,7 +42,11 @@ def train(vectors: np.ndarray, parts: int, *, seed: int = 0) -> np.ndarray:
     n = len(vectors)
     rng = np.random.default_rng(seed)
     take = np.sort(rng.choice(n, size=min(n, parts * SAMPLE_PER_PARTITION), replace=False))
-    sample = np.asarray(vectors[take], dtype=np.float32)
+    sample = np.empty((len(take), vectors.shape[1]), dtype=np.float32)
+    for start in range(0, n, CHUNK):  # a span of the file at a time, its pages given back after it
+        a, b = np.searchsorted(take, [start, start + CHUNK])
+        sample[a:b] = vectors[take[a:b]]
+        release_pages(vectors)
     centroids = sample[rng.choice(len(sample), size=parts, replace=False)].copy()
     for _ in range(ITERATIONS):
         labels = _nearest(sample, centroids)
@@ -111,6 +116,7 @@ def tune(matrix: np.ndarray, centroids: np.ndarray, offsets: np.ndarray, *, seed
         all_i = np.concatenate([best_i, np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)], axis=1)
         top = np.argpartition(-all_s, k - 1, axis=1)[:, :k]
         best_s, best_i = np.take_along_axis(all_s, top, axis=1), np.take_along_axis(all_i, top, axis=1)
+        release_pages(matrix)
     home = np.searchsorted(offsets, best_i, side="right") - 1  # each true neighbour's partition
     # the rank of each neighbour's partition in its query's probe order
     order = np.argsort(-(queries @ centroids.T), axis=1, kind="stable")
@@ -118,6 +124,20 @@ def tune(matrix: np.ndarray, centroids: np.ndarray, offsets: np.ndarray, *, seed
     np.put_along_axis(rank, order, np.arange(parts)[None, :].repeat(len(queries), 0), axis=1)
     needed = np.sort(np.take_along_axis(rank, home, axis=1).ravel() + 1)  # probes to reach each neighbour
     return int(min(parts, needed[min(len(needed) - 1, math.ceil(TARGET_RECALL * len(needed)) - 1)]))
+
+
+def release_pages(matrix: np.ndarray) -> None:
+    """Unmap the pages a memory-mapped ``matrix`` has read so far (``MADV_DONTNEED``); they stay
+    in the page cache, and a later read maps them again. A pass over a snapshot's 2 GB vector file
+    at 1M rows otherwise keeps every page it read in the process's resident set. Anything that is
+    not a read-only map is left alone."""
+    mapped = getattr(matrix, "_mmap", None)  # np.memmap's map (np.load(mmap_mode="r"))
+    if not isinstance(mapped, mmap.mmap) or getattr(matrix, "mode", None) != "r" or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    try:
+        mapped.madvise(mmap.MADV_DONTNEED)
+    except (OSError, ValueError):  # closed, or a platform without it: the pages stay mapped
+        pass
 
 
 def checksum(*arrays: np.ndarray) -> int:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .partitions import IVF_MIN_ROWS, checksum, probe_order, row_dots
+from .partitions import IVF_MIN_ROWS, checksum, probe_order, release_pages, row_dots
 from ..text.words import fold
 
 __all__ = ["Snapshot", "SnapshotDamaged", "snapshot_folder", "table_version", "manifest_versions", "write_snapshot",
@@ -46,7 +46,8 @@ log = logging.getLogger("mmembed")
 _REPORTED: set[tuple[str, str, int | None]] = set()  # damaged snapshots already reported
 
 SNAPSHOT_MAX_ROWS = 20_000_000  # partitioned from IVF_MIN_ROWS on, so a search reads a few partitions
-_BATCH = 65_536  # rows written (and reordered) at once
+_BATCH = 65_536  # rows written at once
+_REORDER_BYTES = 32 << 20  # of a vector file read at once when its rows are put in partition order
 _INFO = "snapshot.json"
 _ROW_FIELDS = ("id", "path", "width", "height", "format", "size", "text", "text_source", "media", "frame_time", "duration",
                "raw_siblings", "ocr_text", "gps_lat", "gps_lon", "gps_alt", "place_city", "place_region", "place_country",
@@ -259,7 +260,7 @@ def _partition(tmp: str, info: dict[str, Any]) -> dict[str, Any]:
     n = info["rows"]
     keyed = np.load(os.path.join(tmp, f"{target}.npy"), mmap_mode="r")
     centroids = partitions.train(keyed, partitions.partition_count(n))
-    labels = partitions.assign((keyed[s:s + _BATCH] for s in range(0, n, _BATCH)), centroids)
+    labels = partitions.assign(_blocks(keyed), centroids)
     del keyed
     order = np.argsort(labels, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=len(centroids)))]).astype(np.int64)
@@ -278,15 +279,51 @@ def _partition(tmp: str, info: dict[str, Any]) -> dict[str, Any]:
             "crc": partitions.checksum(centroids, bounds)}
 
 
+def _blocks(matrix: np.ndarray) -> Any:
+    """``matrix``'s rows ``_BATCH`` at a time, each block's pages unmapped once it is used."""
+    for start in range(0, len(matrix), _BATCH):
+        yield matrix[start:start + _BATCH]
+        release_pages(matrix)
+
+
 def _permute_array(tmp: str, name: str, order: np.ndarray) -> None:
+    """The vector file's rows in ``order`` (row i of the new file is row ``order[i]`` of the old),
+    without mapping either file: the old one is read in order, ``_REORDER_BYTES`` at a time, and
+    each block's rows are written where they go, one write per run of consecutive places (rows
+    stably sorted by partition land in one run per partition and block). Both files stay in the
+    page cache, out of the process: a gather through a memory map mapped the whole source file
+    however its pages were given back (the kernel maps a file's pages in large folios), and
+    mapping both held 4.4 GB at 1M 512-d rows (BENCHMARKS.md)."""
     path = os.path.join(tmp, f"{name}.npy")
-    source = np.load(path, mmap_mode="r")
-    out = np.lib.format.open_memmap(f"{path}.new", mode="w+", dtype=np.float32, shape=source.shape)
-    for start in range(0, len(order), _BATCH):
-        take = order[start:start + _BATCH]
-        out[start:start + len(take)] = source[take]
-    out.flush()
-    del out, source
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        offset = f.tell()
+    if fortran or dtype != np.float32 or len(shape) != 2:
+        raise ValueError(f"{path} is not a C-ordered float32 matrix")
+    n, width = shape
+    row_bytes = width * 4
+    place = np.empty(n, dtype=np.int64)
+    place[order] = np.arange(n, dtype=np.int64)  # where each old row goes
+    step = max(1, _REORDER_BYTES // max(1, row_bytes))
+    out = _NpyWriter(f"{path}.new", (n, width))
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            for first in range(0, n, step):
+                rows = min(step, n - first)
+                raw = f.read(rows * row_bytes)
+                if len(raw) != rows * row_bytes:
+                    raise ValueError(f"{path} ends before row {first + rows}")
+                block = np.frombuffer(raw, dtype=np.float32).reshape(rows, width)
+                by_place = np.argsort(place[first:first + rows], kind="stable")
+                places = place[first:first + rows][by_place]
+                runs = np.flatnonzero(np.diff(places) != 1) + 1
+                for a, b in zip(np.concatenate([[0], runs]), np.concatenate([runs, [rows]])):
+                    out.put(int(places[a]), block[by_place[a:b]])
+    finally:
+        out.close()
     os.replace(f"{path}.new", path)
 
 

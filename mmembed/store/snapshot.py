@@ -295,14 +295,11 @@ def _permute_array(tmp: str, name: str, order: np.ndarray) -> None:
     however its pages were given back (the kernel maps a file's pages in large folios), and
     mapping both held 4.4 GB at 1M 512-d rows (BENCHMARKS.md)."""
     path = os.path.join(tmp, f"{name}.npy")
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(f)
-        offset = f.tell()
-    if fortran or dtype != np.float32 or len(shape) != 2:
+    header = np.load(path, mmap_mode="r")  # its shape and where its rows start; no page is read
+    (n, width), offset = header.shape, header.offset
+    if header.dtype != np.float32 or not header.flags.c_contiguous:
         raise ValueError(f"{path} is not a C-ordered float32 matrix")
-    n, width = shape
+    del header
     row_bytes = width * 4
     place = np.empty(n, dtype=np.int64)
     place[order] = np.arange(n, dtype=np.int64)  # where each old row goes

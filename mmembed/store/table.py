@@ -365,8 +365,8 @@ class Store:
 
     def search_stats(self) -> tuple[int, bool]:
         """(rows, whether any row has text), cached per table version. Whether, not how many: a
-        count of the rows with text scans the whole text-vector column (1.3-3.6 s of a cold search
-        at a million rows), where finding one row stops at it (BENCHMARKS.md)."""
+        count of the rows with text reads the whole text-vector column (0.5-1.5 s at a million
+        rows), where finding one row stops at it (BENCHMARKS.md)."""
         if not self.exists():
             return 0, False
         with _errors(f"cannot read table '{self.table_name}'"):

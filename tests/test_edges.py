@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import mmembed
 from mmembed.store import Store
 
 from conftest import FIXTURE_IMAGES, N_FIXTURES, one_error_line, run_cli
@@ -76,16 +75,6 @@ def test_null_separated_paths(photos: Path, db: str, tiny_model: str) -> None:
     assert paths[-1] == "" and str(odd) in paths[:-1] and len(paths) - 1 == N_FIXTURES + 1
     plain = run_cli("search", "a red circle", "--db", db, "-n", "30", "--paths")
     assert "holds a line break; use -0/--null" in plain.stderr
-
-
-def test_fusion_train_leaks_no_torch_warning(photos: Path, db: str, tiny_model: str, tmp_path: Path) -> None:
-    manifest = tmp_path / "caps.csv"
-    names = sorted(p.name for p in photos.iterdir())
-    manifest.write_text("image,caption\n" + "".join(f"photos/{n},a photo {n}\nphotos/{n},picture of {n}\n" for n in names))
-    assert run_cli("ingest", str(photos), "--db", db, "--model", tiny_model, "--captions", str(manifest), "-q").returncode == 0
-    done = run_cli("fusion", "train", "--epochs", "2", "--db", db)
-    assert done.returncode == 0, done.stderr
-    assert "not writable" not in done.stderr and "Warning" not in done.stderr, done.stderr
 
 
 def test_building_the_ann_index_warns_nothing(tmp_path: Path) -> None:

@@ -207,6 +207,7 @@ def test_fusion_train_through_the_cli(photos: Path, db: str, tiny_model: str) ->
     assert run_cli("ingest", str(photos), "--db", db, "--model", tiny_model, "--captions", str(manifest), "-q").returncode == 0
     done = run_cli("fusion", "train", "--db", db, "--epochs", "3", "--json")
     assert done.returncode == 0, done.stderr
+    assert "not writable" not in done.stderr and "Warning" not in done.stderr, done.stderr  # no torch warning leaks
     info = json.loads(done.stdout)
     assert info["items"] == 17 and info["captions"] == 34 and info["rows"] == 17
     idx = mmembed.Index(db)

@@ -87,6 +87,7 @@ def test_image_query_returns_itself_then_neighbours(dev_index: mmembed.Index) ->
     assert hits[1].score < hits[0].score
 
 
+@pytest.mark.slow  # ~27 s; eval's mechanism is also covered in the default run (test_eval_command_runs, CI time)
 def test_eval_reproduces_open_clip_numbers(micro_clip: str) -> None:
     """`mmembed eval` against an independent computation with open_clip and numpy, within 0.5 pt."""
     import open_clip

@@ -9,6 +9,7 @@
     python benchmarks/million.py warm --tables rows_1000000 clustered_1000000_512
     python benchmarks/million.py scan --tables rows_1000000 clustered_1000000_512
     python benchmarks/million.py dupes --rows 100000 --tables rows_1000000 clustered_1000000_512
+    pip install faiss-cpu && python benchmarks/million.py pq --tables rows_1000000   # not a dependency
 
 - ``clustered``: ``ann_realistic.py``'s clustered rows (micro-clip image vectors of the shared
   photos, perturbed), lifted to 512-d, recorded with the random ViT-B-32 of ``datasets.py``.
@@ -25,6 +26,10 @@
   tower, then the snapshot), and recall@10 of the snapshot's answer against an exact scan of
   the same vectors, for ``ann_realistic.py``'s queries (micro-clip caption vectors and held-out
   image vectors, lifted to 512-d) and for random unit queries.
+- ``pq``: a way not taken, measured: faiss's 4-bit product-quantizer fast scan over every row
+  (``IndexPQFastScan``, ``--pq-m`` sub-quantizers), its ``--candidates`` then scored exactly
+  against the snapshot's float32 vectors; p50 of the scan and of the whole lookup, and recall@10
+  against an exact scan, for random unit queries (the case the snapshot's partitions cannot prune).
 """
 
 from __future__ import annotations
@@ -224,6 +229,44 @@ def warm(args: argparse.Namespace) -> None:
         print(json.dumps(row), flush=True)
 
 
+def pq(args: argparse.Namespace) -> None:
+    import faiss  # not a dependency of mmembed: pip install faiss-cpu
+
+    faiss.omp_set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    qs = rng.standard_normal((args.runs + 5, 512)).astype(np.float32)
+    qs /= np.linalg.norm(qs, axis=1, keepdims=True)
+    for name in args.tables:
+        matrix = np.load(args.out / "db" / f"{name}.mmembed" / "image.npy", mmap_mode="r")
+        rows, dim = matrix.shape
+        exact = np.concatenate([np.argsort(-(qs[i:i + 8] @ np.asarray(matrix).T), axis=1)[:, :10]
+                                for i in range(0, len(qs), 8)])
+        for m in args.pq_m:
+            started = time.perf_counter()
+            sample = np.ascontiguousarray(matrix[np.sort(rng.choice(rows, min(rows, 65536), replace=False))])
+            index = faiss.IndexPQFastScan(dim, m, 4, faiss.METRIC_INNER_PRODUCT)
+            index.train(sample)
+            for start in range(0, rows, 100_000):
+                index.add(np.ascontiguousarray(matrix[start:start + 100_000]))
+            built = time.perf_counter() - started
+            for r in args.candidates:
+                whole, scans, found = [], [], []
+                for i, (q, e) in enumerate(zip(qs, exact)):
+                    t0 = time.perf_counter()
+                    _, got = index.search(q[None], r)
+                    t1 = time.perf_counter()
+                    cand = np.sort(got[0])
+                    top = cand[np.argsort(-(np.asarray(matrix[cand]) @ q))[:10]]
+                    if i >= 5:  # the first queries fault the codes and the rows in
+                        whole.append((time.perf_counter() - t0) * 1000)
+                        scans.append((t1 - t0) * 1000)
+                        found.append(len(set(top.tolist()) & set(e.tolist())) / 10)
+                print(json.dumps({"table": name, "pq_m": m, "codes_mb": round(rows * m / 2 / 1e6), "build_s": round(built, 1),
+                                  "candidates": r, "threads": args.threads, "scan_p50_ms": round(statistics.median(scans), 2),
+                                  "whole_p50_ms": round(statistics.median(whole), 2),
+                                  "recall_at_10": round(float(np.mean(found)), 4)}), flush=True)
+
+
 def _components(pairs: list[tuple[int, int, float]], cut: float) -> set[frozenset[int]]:
     """The groups that linking every pair at or above ``cut`` makes (what the near check
     confirms: near copies score 0.9 and up; the check itself needs the files)."""
@@ -295,7 +338,7 @@ def dupes(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["clustered", "snapshot", "cold", "warm", "scan", "dupes"])
+    parser.add_argument("what", choices=["clustered", "snapshot", "cold", "warm", "scan", "dupes", "pq"])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--tables", nargs="*", default=["rows_1000000"])
@@ -305,8 +348,11 @@ def main() -> None:
                         help="cold --before: the snapshot path, LanceDB's (MMEMBED_QUICK=0), or a filtered search (LanceDB's too)")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--clustered", action="store_true", help="dupes: the clustered 100k table too")
+    parser.add_argument("--pq-m", type=int, nargs="*", default=[128, 256], help="pq: sub-quantizers (4 bits each)")
+    parser.add_argument("--candidates", type=int, nargs="*", default=[200, 500, 1000, 2000], help="pq: rows scored exactly")
+    parser.add_argument("--threads", type=int, default=2, help="pq: faiss's OpenMP threads")
     args = parser.parse_args()
-    {"clustered": clustered, "snapshot": snapshot, "cold": cold, "warm": warm, "scan": scan_ways, "dupes": dupes}[args.what](args)
+    {"clustered": clustered, "snapshot": snapshot, "cold": cold, "warm": warm, "scan": scan_ways, "dupes": dupes, "pq": pq}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def search(
     image_weight: Annotated[Optional[float], typer.Option("--image-weight", help="Weight of --image against QUERY, 0..1 [default: 0.5; concat: the table's w].", show_default=False)] = None,
     negatives: Annotated[Optional[list[str]], typer.Option("--not", help="Push results away from this text (repeatable).", show_default=False)] = None,
     tags: Annotated[Optional[list[str]], typer.Option("--tag", help="Only items carrying this zero-shot tag (repeatable: all of them; see `mmembed tag`).", show_default=False)] = None,
-    min_score: Annotated[Optional[float], typer.Option("--min-score", help="Drop results scoring below this, -1..1 (the cosine; in a list ranked by words too, the fused score: use --cutoff auto there).", show_default=False)] = None,
+    min_score: Annotated[Optional[float], typer.Option("--min-score", help="Drop results whose cosine is below this, -1..1 (a hit that holds the query's words is kept).", show_default=False)] = None,
     cutoff: Annotated[str, typer.Option("--cutoff", help="auto: drop results that score like the rest of the table for this query (standardised score under 2); none: keep --limit results.")] = "none",
     frames: Annotated[bool, typer.Option("--frames", help="Every matching frame of a video, not only its best one.")] = False,
     mode: Annotated[Optional[str], typer.Option("--mode", help="Rank by hybrid (looks and words at once), vector (looks) or text (words only) [default: hybrid for text when items have words].", show_default=False)] = None,
@@ -116,8 +116,10 @@ def _why_empty(options: Any, located: bool = False) -> str:
     filters += ["the place and time filters noted above"] if located else []
     passing = f"no row passes {' and '.join(filters)}" if filters else ""
     if options.min_score is not None:
-        below = f"no result scored at least --min-score {options.min_score:g}"
-        return f"nothing matched: {passing + ' with a score that high' if passing else below}"
+        below = f"no result has a cosine of at least --min-score {options.min_score:g} or holds the query's words"
+        return f"nothing matched: {passing + ' with a cosine that high' if passing else below}"
+    if options.mode == "text" and not passing:
+        return "nothing matched: no item's words (captions, sidecars, metadata, OCR text, path) hold every word of the query; try --mode hybrid"
     if options.cutoff == "auto":
         return "nothing matched: no result stood out from the rest of the table (--cutoff auto); try --cutoff none"
     if passing:

@@ -87,7 +87,7 @@ def test_an_unknown_model_is_called_unknown(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "why"), [
     (["--tag", "nosuchtag"], "nothing matched: no row passes --tag nosuchtag"),
     (["--where", "width > 5000"], "nothing matched: no row passes --where 'width > 5000'"),
-    (["--min-score", "0.999"], "nothing matched: no result scored at least --min-score 0.999"),
+    (["--min-score", "0.999"], "nothing matched: no result has a cosine of at least --min-score 0.999 or holds the query's words"),
 ])
 def test_a_search_that_finds_nothing_says_why(table: str, args: list[str], why: str) -> None:
     done = run_cli("search", "a photo", "--db", table, *args)

@@ -35,12 +35,17 @@ def test_the_full_path_cuts_where_the_snapshot_path_does(dev: mmembed.Index, mon
     assert [h.id for h in full] == [h.id for h in quick]
 
 
-def test_min_score_drops_what_scores_below_it(dev: mmembed.Index) -> None:
-    every = dev.search(REAL, limit=200)
-    floor = every[40].score
+def test_min_score_is_a_floor_on_the_cosine_in_every_mode(dev: mmembed.Index) -> None:
+    every = dev.search(REAL, limit=200)  # hybrid: captions hold the query's words
+    assert every[0].mode == "hybrid" and any(h.words_score is not None for h in every)
+    floor = sorted(h.vector_score for h in every)[100]  # a cosine (a fused rank score is ~0.03)
     kept = dev.search(REAL, limit=200, min_score=floor)
-    assert [h.id for h in kept] == [h.id for h in every if h.score >= floor]
-    assert len(kept) >= 41 and all(h.score >= floor for h in kept)
+    assert [h.id for h in kept] == [h.id for h in every if h.words_score is not None or h.vector_score >= floor]
+    assert len(every) > len(kept) >= 100 and any(h.words_score is None for h in kept)
+    vector = dev.search(REAL, limit=200, mode="vector")
+    floor = vector[40].score
+    kept = dev.search(REAL, limit=200, mode="vector", min_score=floor)
+    assert [h.id for h in kept] == [h.id for h in vector if h.score >= floor] and len(kept) >= 41
 
 
 def test_bad_cutoffs_are_one_line(captioned_dev: dict[str, str]) -> None:

@@ -121,12 +121,13 @@ def ranked_hits(mode: str, text: str, options: SearchOptions, *,
 
 
 def _cut(hits: list[Hit], options: SearchOptions, background: Callable[[], tuple[float, float] | None]) -> list[Hit]:
-    """``--min-score`` drops the hits whose ``score`` is below it (the fused score in a hybrid
-    list: ``--mode vector`` for a floor on the cosine); ``--cutoff auto`` ends the list at
-    the first hit that neither holds the query's words nor stands out by its cosine (a cut of
-    the same ranking)."""
+    """``--min-score`` is a floor on the cosine, as in a vector search: it drops the hits that
+    neither hold the query's words nor reach it (a fused rank score is no cosine: 0.03 is a
+    good one); ``--cutoff auto`` ends the list at the first hit that neither holds the query's
+    words nor stands out by its cosine (a cut of the same ranking)."""
     if options.min_score is not None:
-        hits = [h for h in hits if h.score >= options.min_score]
+        hits = [h for h in hits if h.words_score is not None
+                or (h.vector_score if h.vector_score is not None else -1.0) >= options.min_score]
     if options.cutoff != "auto" or not hits:
         return hits
     stats = background()

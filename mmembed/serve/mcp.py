@@ -112,7 +112,7 @@ class _Tools:
                limit: Limit = 10, where: Where = None, tags: Tags = None, cutoff: Cutoff = "none",
                target: Annotated[Optional[Literal["image", "text", "fused"]], Field(description="Vectors to search: image (the pixels), text (captions) or fused (both; the default when items have text).")] = None,
                negatives: Annotated[Optional[list[str]], Field(description="Push results away from these texts, e.g. [\"blurry\"].")] = None,
-               min_score: Annotated[Optional[float], Field(ge=-1, le=1, description="Drop results whose score (cosine, -1..1) is below this.")] = None,
+               min_score: Annotated[Optional[float], Field(ge=-1, le=1, description="Drop results whose cosine (-1..1) is below this; a result that holds the query's words is kept.")] = None,
                ) -> dict[str, Any]:
         """Find photos (and video frames) by a description in words, best first.
 

@@ -37,7 +37,7 @@ _SEARCH = [
     _q("target", "what is searched", enum=["image", "text", "fused"]),
     _q("not", "words the results should not match (repeatable, or comma-separated)"),
     _q("image_weight", "the image's weight in a composite query (0 to 1)", "number"),
-    _q("min_score", "drop hits below this score", "number"),
+    _q("min_score", "drop hits whose cosine is below this (-1..1); a hit that holds the query's words is kept", "number"),
     _q("cutoff", "'auto': only the hits that stand out", enum=["none", "auto"]),
     _q("mode", "rank by looks and words at once (hybrid, the default where items have words), looks only "
        "(vector) or words only (text)", enum=["hybrid", "vector", "text"]),

@@ -168,7 +168,8 @@ def test_composite_query_scoring(captioned: Path, index: mmembed.Index) -> None:
         assert hit.score == pytest.approx(float(q @ np.asarray(table[Path(hit.path).name]["image_vector"])), abs=1e-4)
 
 
-def test_fusion_apply_switches_strategy_without_decoding(captioned: Path, db: str, index: mmembed.Index) -> None:
+def test_fusion_apply_switches_strategy_without_decoding(captioned: Path, db: str, index: mmembed.Index,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     index.ingest(captioned)
     before = rows(db)
     away = captioned.parent / "away"
@@ -190,6 +191,15 @@ def test_fusion_apply_switches_strategy_without_decoding(captioned: Path, db: st
         top["text_vector"] if top["text_vector"] is not None else top["image_vector"])
     # to ~1e-3: a plain text query is encoded by the fp32 ONNX text tower, embed_text by the model (bf16 here)
     assert hits[0].vector_score == pytest.approx(float(expected_score), abs=2e-3)  # (score: RRF where words match)
+    from mmembed.store.snapshot import Snapshot
+
+    snap = Snapshot.open(db, "images")  # written with the fused vectors' own width (64, not the model's 32)
+    assert snap is not None and snap.info["fused"] and snap.vectors("fused").shape == (18, 64)
+    quick = [(h.path, round(h.vector_score, 4)) for h in index.search("a red ball on a table", limit=5, mode="vector")]
+    with monkeypatch.context() as patch:
+        patch.setenv("MMEMBED_QUICK", "0")  # LanceDB's path
+        full = [(h.path, round(h.vector_score, 4)) for h in mmembed.Index(db).search("a red ball on a table", limit=5, mode="vector")]
+    assert quick == full
     # A later ingest keeps the recorded strategy and adds new rows in the new space.
     shutil.copy(FIXTURE_IMAGES / "red.jpg", captioned / "another.png")
     assert index.ingest(captioned).added == 1

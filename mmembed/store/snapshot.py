@@ -140,7 +140,7 @@ def _write_rows(tmp: str, batches: Any, n: int, extra_columns: list[str]) -> dic
                 image = _matrix(pa.chunked_array([batch.column("image_vector")]))
                 if "image" not in files:
                     dim = image.shape[1]
-                    files = {name: _NpyWriter(os.path.join(tmp, f"{name}.npy"), (n, dim)) for name in ("image", "text", "fused")}
+                    files = {name: _NpyWriter(os.path.join(tmp, f"{name}.npy"), (n, dim)) for name in ("image", "text")}
                 files["image"].put(at, image)
                 valid = batch.column("text_vector").is_valid().to_numpy(zero_copy_only=False)
                 mask[at:at + m] = valid
@@ -148,8 +148,11 @@ def _write_rows(tmp: str, batches: Any, n: int, extra_columns: list[str]) -> dic
                     files["text"].put(at, _matrix(pa.chunked_array([batch.column("text_vector")]), dim))
                 fused = batch.column("fused_vector")
                 fused_complete = fused_complete and fused.null_count == 0
-                if fused_complete:
-                    files["fused"].put(at, _matrix(pa.chunked_array([fused]), dim))
+                if fused_complete:  # its own width: concat fusion's vectors are image and text side by side
+                    fused = _matrix(pa.chunked_array([fused]))
+                    if "fused" not in files:
+                        files["fused"] = _NpyWriter(os.path.join(tmp, "fused.npy"), (n, fused.shape[1]))
+                    files["fused"].put(at, fused)
                 if "words" in batch.schema.names:  # rows with searchable words: a text query is ranked by words too
                     texts = batch.column("words").to_pylist()  # (retrieval.searcher.plan_quick)
                     words += sum(1 for w in texts if w)

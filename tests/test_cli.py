@@ -125,6 +125,7 @@ def test_reingest_reports_unchanged_via_env_db(cli_index: tuple[str, Path]) -> N
         (["search", ""], "empty query"),
         (["search", "--image", "/nowhere/q.jpg"], "/nowhere/q.jpg: query image not found"),
         (["search", "x", "--where", "nope = 1"], "is not a valid filter"),
+        (["search", "x", "--where", "widht > 100"], "no column named widht; did you mean width? columns: id, path, "),
         (["ingest", "/nowhere/photos"], "/nowhere/photos: no such file or folder"),
     ],
 )

@@ -173,6 +173,7 @@ def test_filters_become_the_where_of_the_search(served: dict) -> None:
     for endpoint in ("api/search?q=dog&", "api/items?"):  # with a query or browsing: the same answer
         status, bad = get_json(served["url"] + endpoint + "where=" + urllib.parse.quote("no_such_column > 1"))
         assert status == 400 and bad["error"].startswith("the SQL filter 'no_such_column > 1' is not a valid filter")
+        assert "no column named no_such_column; columns: id, path," in bad["error"], bad
 
 
 def test_browsing_without_a_query_lists_every_photo(served: dict) -> None:

@@ -26,6 +26,7 @@ from ..retrieval.query import SearchOptions, sql_string
 from ..store.memory import give_back_memory
 from ..store.rowindex import RowIndex, StaleRowIndex
 from ..store.snapshot import table_version
+from ..store.table import filter_reason
 from .background import Job
 from .filters import Filters
 from .thumbs import Thumbnailer
@@ -246,8 +247,8 @@ class Library:
             try:  # the matching rows' ids, a batch at a time
                 ids = [batch.column("id") for batch in self.index.store.scan(["id"], where)]
             except StoreError as exc:  # the filter: the same words as a search's bad one
-                reason = str(exc).split(": ", 1)[-1]
-                raise QueryError(f"the SQL filter {where!r} is not a valid filter: {reason[:200]}") from None
+                reason = filter_reason(exc.__cause__) if exc.__cause__ is not None else str(exc).split(": ", 1)[-1]
+                raise QueryError(f"the SQL filter {where!r} is not a valid filter: {reason}") from None
             found = index.newest_of(index.matching(ids))
             with self._filtered_lock:
                 self._filtered[key] = found

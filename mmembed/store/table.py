@@ -721,8 +721,27 @@ def filtered_rows(query: Any, where: str | None, failed: str) -> list[dict[str, 
         return query.to_list()
     except Exception as exc:  # noqa: BLE001 - a bad filter surfaces from the query engine
         if where:
-            raise QueryError(f"--where {where!r} is not a valid filter: {_one_line(exc)[:200]}") from exc
+            raise QueryError(f"--where {where!r} is not a valid filter: {filter_reason(exc)}") from exc
         raise StoreError(f"{failed}: {_one_line(exc)}") from exc
+
+
+_NO_FIELD = re.compile(r"No field named ([^.\s]+)\. Valid fields are (.*)")
+
+
+def filter_reason(exc: BaseException) -> str:
+    """Why LanceDB refused a filter, in one line: an unknown column is named with the columns a
+    filter can use (closest first), not LanceDB's list of every field cut off mid-word."""
+    import difflib
+
+    text = _one_line(exc)
+    found = _NO_FIELD.search(text)
+    if found is None:
+        return text if len(text) <= 300 else text[:300].rsplit(" ", 1)[0] + " ..."
+    name = found.group(1).strip("`'\"")
+    fields = [f for f in re.findall(r"`([^`]+)`", found.group(2)) if not f.endswith("_vector") and not f.startswith("_")]
+    close = difflib.get_close_matches(name.lower(), fields, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"no column named {name}; {hint}columns: {', '.join(fields)}"
 
 
 def _sql_list(values: Sequence[str]) -> str:

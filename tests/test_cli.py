@@ -127,6 +127,7 @@ def test_reingest_reports_unchanged_via_env_db(cli_index: tuple[str, Path]) -> N
         (["search", "x", "--where", "nope = 1"], "is not a valid filter"),
         (["search", "x", "--where", "widht > 100"], "no column named widht; did you mean width? columns: id, path, "),
         (["ingest", "/nowhere/photos"], "/nowhere/photos: no such file or folder"),
+        (["eval", "/nowhere/photos", "--captions", str(Path(__file__))], "/nowhere/photos: no such folder; give the folder"),
     ],
 )
 def test_errors_are_one_line_exit_1(cli_index: tuple[str, Path], args: list[str], fragment: str) -> None:

@@ -36,6 +36,8 @@ class CaptionSet:
 def load_caption_set(folder: str | os.PathLike[str], captions_csv: str | os.PathLike[str]) -> CaptionSet:
     """Read an ``image,caption`` CSV (several rows per image) whose image names are relative to ``folder``."""
     folder, path = Path(folder), Path(captions_csv)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: no such folder; give the folder that holds the captions file's images")
     if not path.is_file():
         raise ConfigError(f"{path}: captions file not found; give an image,caption CSV")
     index: dict[str, int] = {}

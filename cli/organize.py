@@ -68,7 +68,8 @@ def dupes(
                 typer.echo(f"  {'keep' if f.keep else '    '}  {_describe(f)}  {f.path}")
     extra = sum(len(g.files) - 1 for g in groups)
     extra_bytes = sum(f.size or 0 for g in groups for f in g.files if not f.keep)
-    typer.echo(f"{len(groups)} groups; {extra} photos besides the keepers ({extra_bytes / 1e6:.1f} MB). Nothing was changed.",
+    typer.echo(f"{len(groups)} group{'s' * (len(groups) != 1)}; {extra} photo{'s' * (extra != 1)} besides the keepers "
+               f"({extra_bytes / 1e6:.1f} MB). Nothing was changed.",
                err=True)
     if html_file is not None:
         typer.echo(f"wrote {html_file}", err=True)

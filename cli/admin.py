@@ -28,7 +28,7 @@ def index_command(
     Rebuild: mmembed index --refresh
     """
     with _errors():
-        idx = _index(db, table, None, None, None)
+        idx = _index(db, table, None, None, None, must_exist=True)
         if refresh:
             idx.refresh()
             result: dict[str, Any] = {"refreshed": True, "vector_indices": sorted(idx.store.vector_indices())}

@@ -31,7 +31,7 @@ def fusion_train(
     Example: mmembed fusion train
     """
     with _errors():
-        idx = _index(db, table, None, None, device)
+        idx = _index(db, table, None, None, device, must_exist=True)
 
         def show(epoch: int, total: int, loss: float) -> None:
             if epoch == total or epoch % max(1, total // 10) == 0:  # about ten lines per run
@@ -60,7 +60,7 @@ def fusion_apply(
     from .progress import IngestBar
 
     with _errors():
-        idx = _index(db, table, None, None, device)
+        idx = _index(db, table, None, None, device, must_exist=True)
         with IngestBar(enabled=not quiet) as bar:
             rows = idx.apply_fusion(strategy=fusion, weight=weight, text_aggregate=text_aggregate, progress=bar.update)
         typer.echo(f"fused vectors recomputed for {rows} rows: {idx.fusion.to_dict()}", err=True)

@@ -155,7 +155,13 @@ def test_bad_options_are_one_line(library: dict, args: list[str], message: str) 
 
 
 def test_dupes_on_an_empty_index_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "none.lancedb").mkdir()
     done = run_cli("dupes", "--db", str(tmp_path / "none.lancedb"))
     assert done.returncode == 1
     assert done.stderr.strip() == (f"Error: the index in {tmp_path / 'none.lancedb'} (table 'images') is empty; "
                                    "run `mmembed ingest PATH` first")
+    for command in (["dupes"], ["search", "dog"], ["tag", "--labels", "dog"], ["index"], ["fusion", "apply"]):
+        done = run_cli(*command, "--db", str(tmp_path / "typo.lancedb"))  # a mistyped --db is not an empty one
+        assert done.returncode == 1 and done.stderr.strip() == (
+            f"Error: no database at {tmp_path / 'typo.lancedb'}; check --db (or MMEMBED_DB), or make one with `mmembed ingest PATH`"), command
+    assert not (tmp_path / "typo.lancedb").exists()

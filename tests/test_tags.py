@@ -111,6 +111,7 @@ def test_bad_tag_input_is_one_line(tagged: dict, args: list[str], message: str) 
 
 
 def test_tag_on_an_empty_index_and_tag_filter_on_an_untagged_one(tmp_path: Path, micro_clip: str) -> None:
+    (tmp_path / "none").mkdir()
     done = run_cli("tag", "--db", str(tmp_path / "none"), "--labels", "dog")
     assert done.returncode == 1 and "is empty; run `mmembed ingest PATH` first" in done.stderr
     folder = tmp_path / "p"

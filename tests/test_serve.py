@@ -267,8 +267,12 @@ def test_there_are_no_write_endpoints_and_foreign_hosts_are_refused(served: dict
                          ("POST", f"/api/items/{hit['id']}"), ("POST", "/"), ("DELETE", f"/thumbs/{hit['id']}")]:
         status, _ = raw_request(served["url"], method, path)
         assert status == 405, (method, path, status)
-    status, _ = raw_request(served["url"], "GET", "/api/info", headers={"Host": "attacker.example"})
+    status, body = raw_request(served["url"], "GET", "/api/info", headers={"Host": "attacker.example"})
     assert status == 400  # a DNS-rebinding page cannot read the library
+    assert json.loads(body)["error"].startswith("this server does not answer for that Host header")  # the one error shape
+    port = urllib.parse.urlsplit(served["url"]).port
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+        assert raw_request(served["url"], "GET", "/api/info", headers={"Host": host})[0] == 200, host
     status, headers, _ = get(served["url"])
     assert "script-src 'self'" in headers["content-security-policy"]
 

@@ -35,10 +35,10 @@ import urllib.parse
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -96,13 +96,40 @@ def create_app(library: Library, *, allowed_hosts: list[str] | None = None, toke
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     hosts = allowed_hosts if allowed_hosts is not None else [*LOOPBACK_HOSTS, "[::1]"]
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=hosts), Middleware(_SecurityHeaders)]
+    middleware = [Middleware(_HostCheck, allowed_hosts=hosts), Middleware(_SecurityHeaders)]
     if token is not None:
         middleware.append(Middleware(TokenGate, token=token))
     app = Starlette(routes=routes, middleware=middleware)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _server_error)
     return app
+
+
+class _HostCheck:
+    """Only requests whose Host header is one of ``allowed_hosts`` ("*" for any; "*.example.org"
+    for its subdomains) are answered: a DNS-rebinding page gets 400, in the API's one error
+    shape (Starlette's TrustedHostMiddleware answered in plain text)."""
+
+    def __init__(self, app: Any, allowed_hosts: list[str]) -> None:
+        self.app, self.allowed = app, [h.lower() for h in allowed_hosts]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket") and "*" not in self.allowed:
+            host = _host_name(Headers(scope=scope).get("host", ""))
+            if not any(host == p or (p.startswith("*") and host.endswith(p[1:])) for p in self.allowed):
+                refused = _error("this server does not answer for that Host header; open it at the address "
+                                 "`mmembed serve` printed (or start it with --host)", 400)
+                await refused(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _host_name(header: str) -> str:
+    """The host of a Host header, without its port ('[::1]:8080' -> '[::1]')."""
+    host = header.strip().lower()
+    if host.startswith("["):
+        return host[:host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 class _SecurityHeaders:

@@ -15,7 +15,7 @@ import pytest
 import mmembed
 from mmembed.models.encoder import Encoder
 
-from conftest import FIXTURE_IMAGES
+from conftest import FIXTURE_IMAGES, shared_path
 
 PLAIN = ["red.jpg", "green.png", "rotated_exif6.jpg", "cmyk.jpg", "alpha.png", "phone.heic"]
 
@@ -57,6 +57,24 @@ def test_fp32_ingest_and_image_queries_run_without_torch(fp32_table: str, photos
     added, found_itself, score, torch_loaded, open_clip_loaded = done.stdout.split()
     assert int(added) >= 1 and found_itself == "True" and float(score) == pytest.approx(1.0, abs=1e-4)
     assert (torch_loaded, open_clip_loaded) == ("False", "False")
+
+
+def test_an_indexed_photo_finds_itself_at_cosine_1_on_both_paths(tmp_path: Path, tiny_model: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 640x426 COCO JPEG is decoded at a reduced DCT scale by ingest (``--decode fast``, the
+    default); the query decodes it the same way, so it is its own nearest at cosine 1 (it was 0.995)."""
+    folder = tmp_path / "coco"
+    folder.mkdir()
+    photos = sorted(shared_path("data/photos/coco").glob("*.jpg"))[:6]
+    for photo in photos:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    db = str(tmp_path / "db")
+    assert mmembed.Index(db, model=tiny_model).ingest(folder).added == 6
+    for quick in ("1", "0"):
+        monkeypatch.setenv("MMEMBED_QUICK", quick)
+        for photo in photos[:3]:
+            hit = mmembed.Index(db).search(image=folder / photo.name, limit=1)[0]
+            assert Path(hit.path).name == photo.name and hit.score == pytest.approx(1.0, abs=1e-5), (quick, photo.name, hit.score)
 
 
 def test_a_cold_image_query_imports_neither_torch_nor_lancedb(fp32_table: str, photos: Path) -> None:

@@ -231,7 +231,9 @@ def query_vectors(encoder: Any, query: Query, max_megapixels: float = 100.0) -> 
         from ..sources.decode import load_image
 
         try:
-            decoded = load_image(query.image, max_megapixels=max_megapixels)
+            # decoded as ingest decodes (``--decode fast``, the default: a JPEG at the smallest DCT
+            # scale that covers the model's input), so that an indexed photo finds itself at cosine 1
+            decoded = load_image(query.image, max_megapixels=max_megapixels, min_side=encoder.image_size)
         except ImageDecodeError as exc:
             where = "the query image" if isinstance(query.image, bytes) else f"query image {exc.path}"
             raise QueryError(f"{where}: {exc.reason}") from None

@@ -96,6 +96,8 @@ def embed(
     texts, images = texts or [], image or []
     if not texts and not images:
         raise typer.BadParameter("give TEXT arguments or --image PATH", param_hint="TEXTS")
+    if any(not t.strip() for t in texts):
+        raise typer.BadParameter("an empty text has nothing to embed; give words, e.g. mmembed embed \"a cat\"", param_hint="TEXTS")
     with _errors():
         idx = _index(db, table, model, pretrained, device)
         rows = []

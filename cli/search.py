@@ -55,6 +55,9 @@ def search(
     from mmembed.retrieval.query import SearchOptions
     from mmembed.sources.video import clock
 
+    formats = [name for name, on in (("--json", as_json), ("--paths", paths_only), ("-0/--null", null)) if on]
+    if len(formats) > 1:
+        raise typer.BadParameter(f"{' and '.join(formats)} each choose what is printed; give one of them")
     with _errors():
         _note_cut_terms([query or "", *(negatives or [])])
         options = SearchOptions(limit=limit, where=where, target=target, image_weight=image_weight,

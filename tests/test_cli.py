@@ -109,6 +109,15 @@ def test_embed_outputs(cli_index: tuple[str, Path]) -> None:
     # The same vector the index stored for that file.
     hit = json.loads(run_cli("search", "--image", str(photos / "red.jpg"), "--db", db, "-n", "1", "--json").stdout)
     assert hit["score"] == pytest.approx(1.0, abs=1e-4)
+    blank = run_cli("embed", "a cat", " ", "--db", db)  # an empty text is a usage error, not a vector
+    assert blank.returncode == 2 and blank.stdout == "" and "an empty text has nothing to embed" in blank.stderr
+
+
+def test_two_output_formats_at_once_are_a_usage_error(cli_index: tuple[str, Path]) -> None:
+    db, _ = cli_index
+    done = run_cli("search", "a red circle", "--db", db, "--paths", "--json")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "--json and --paths each choose what is printed; give one of them" in done.stderr
 
 
 def test_reingest_reports_unchanged_via_env_db(cli_index: tuple[str, Path]) -> None:

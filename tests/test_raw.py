@@ -217,7 +217,7 @@ def test_cli_refuses_an_unknown_raw_pairs_value(tmp_path: Path) -> None:
     result = run_cli("ingest", str(tmp_path), "--db", str(tmp_path / "db"), "--raw-pairs", "raw")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "Error: raw_pairs must be one of jpeg, keep-both, not 'raw'"]
+        "Error: --raw-pairs 'raw' is not one of jpeg, keep-both"]
 
 
 def test_preview_and_demosaic_vectors_mean_the_same_photo(dngs, source, micro_clip: str) -> None:

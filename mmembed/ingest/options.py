@@ -119,7 +119,7 @@ class IngestOptions:
         from ..sources.raw import RAW_PAIRS  # not at import: Index (and so a search) imports this module
 
         if self.raw_pairs not in RAW_PAIRS:
-            raise ConfigError(f"raw_pairs must be one of {', '.join(RAW_PAIRS)}, not {self.raw_pairs!r}")
+            raise ConfigError(f"--raw-pairs {self.raw_pairs!r} is not one of {', '.join(RAW_PAIRS)}")
         if self.engine not in ENGINES:
             raise ConfigError(f"engine {self.engine!r} is not known; use one of {', '.join(ENGINES)}")
         checked(self.ray_address, "ray_address", ConfigError, (str,), optional=True)

@@ -82,7 +82,7 @@ def walk(
     JPEG still names its sibling). A RAW given as a root itself is always yielded.
     """
     if raw_pairs not in RAW_PAIRS:
-        raise ConfigError(f"raw_pairs must be one of {', '.join(RAW_PAIRS)}, not {raw_pairs!r}")
+        raise ConfigError(f"--raw-pairs {raw_pairs!r} is not one of {', '.join(RAW_PAIRS)}")
     include = [p.lower() for p in include]
     exclude = [p.lower() for p in exclude]
     report = on_error or (lambda path, reason: None)

@@ -113,6 +113,12 @@ def test_embed_outputs(cli_index: tuple[str, Path]) -> None:
     assert blank.returncode == 2 and blank.stdout == "" and "an empty text has nothing to embed" in blank.stderr
 
 
+def test_pretrained_with_a_model_folder_is_refused(tmp_path: Path) -> None:
+    done = run_cli("embed", "a cat", "--db", str(tmp_path / "db"), "--model", "local-dir:/nowhere/model", "--pretrained", "x")
+    assert done.returncode == 1 and done.stderr.strip() == (
+        "Error: --pretrained x names weights of an open_clip model; local-dir: models bring their own weights: drop --pretrained")
+
+
 def test_two_output_formats_at_once_are_a_usage_error(cli_index: tuple[str, Path]) -> None:
     db, _ = cli_index
     done = run_cli("search", "a red circle", "--db", db, "--paths", "--json")

@@ -52,6 +52,9 @@ class ModelSpec:
         name = (name or DEFAULT_MODEL).strip()
         if not name:
             raise ConfigError("model name is empty; pass --model NAME or --model local-dir:PATH")
+        if pretrained and name.startswith((LOCAL_PREFIX, HUB_PREFIX)):
+            raise ConfigError(f"--pretrained {pretrained} names weights of an open_clip model; {name.split(':', 1)[0]}: "
+                              "models bring their own weights: drop --pretrained")
         if name.startswith(LOCAL_PREFIX):
             folder = Path(name[len(LOCAL_PREFIX):]).expanduser()
             if not folder.is_dir():

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .config import Config
-from .errors import StoreError
+from .errors import StoreError, StoreWriteError
 from .store.derived import Derived
 from .store.repair import quarantine_folder, restore_last_readable, table_problem
 from .store.table import Store
@@ -104,8 +104,11 @@ def _derived(store: Store, derived: Derived, config: Config) -> list[Finding]:
     tower_ok = QuickSearch(config.db, config.table, precision=config.precision).tower(fingerprint) is not None
     try:
         derived.refresh(force=not snapshot_ok, strict=True)
-    except StoreError as exc:
-        return [Finding("derived", "problem", f"{exc}; free space or fix permissions, then rerun doctor")]
+    except StoreError as exc:  # a failed write is the disk's; anything else is mmembed's own failure
+        advice = ("free space or fix permissions, then rerun doctor" if isinstance(exc, StoreWriteError) or
+                  isinstance(exc.__cause__, OSError) else
+                  "searches take LanceDB's path meanwhile; please report this message as a bug")
+        return [Finding("derived", "problem", f"{exc}; {advice}")]
     fresh = QuickSearch(config.db, config.table, precision=config.precision)  # loads the tower anew
     out = []
     for name, was_ok, is_ok in (

@@ -186,9 +186,11 @@ def _find_place(text: str, names: PlaceNames, notes: list[str],
             first, last = words[i], words[i + size - 1]
             phrase = text[first.start() : last.end()]
             after_prep = i > 0 and words[i - 1].group(0).lower() in _PREPOSITIONS
-            if any(fold(phrase) in known for known in (names.by_name, names.countries, names.regions)):
-                if after_prep or phrase[0].isupper():
-                    return _cut(text, first.start(), last.end(), words, i), _resolved(phrase, names, notes, False)
+            if not (after_prep or phrase[0].isupper()):  # checked first: folding every phrase was most of a warm parse
+                continue
+            key = fold(phrase)
+            if key in names.by_name or key in names.countries or key in names.regions:
+                return _cut(text, first.start(), last.end(), words, i), _resolved(phrase, names, notes, False)
     return _fuzzy_place(text, words, names, notes, world)
 
 

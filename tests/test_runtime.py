@@ -68,13 +68,15 @@ def test_an_indexed_photo_finds_itself_at_cosine_1_on_both_paths(tmp_path: Path,
     photos = sorted(shared_path("data/photos/coco").glob("*.jpg"))[:6]
     for photo in photos:
         (folder / photo.name).write_bytes(photo.read_bytes())
-    db = str(tmp_path / "db")
-    assert mmembed.Index(db, model=tiny_model).ingest(folder).added == 6
-    for quick in ("1", "0"):
-        monkeypatch.setenv("MMEMBED_QUICK", quick)
-        for photo in photos[:3]:
-            hit = mmembed.Index(db).search(image=folder / photo.name, limit=1)[0]
-            assert Path(hit.path).name == photo.name and hit.score == pytest.approx(1.0, abs=1e-5), (quick, photo.name, hit.score)
+    for decode in ("fast", "exact"):  # MMEMBED_DECODE (or --decode) for ingest and search alike
+        db = str(tmp_path / f"db-{decode}")
+        assert mmembed.Index(db, model=tiny_model, decode=decode).ingest(folder).added == 6
+        for quick in ("1", "0"):
+            monkeypatch.setenv("MMEMBED_QUICK", quick)
+            for photo in photos[:3]:
+                hit = mmembed.Index(db, decode=decode).search(image=folder / photo.name, limit=1)[0]
+                assert Path(hit.path).name == photo.name and hit.score == pytest.approx(1.0, abs=1e-5), \
+                    (decode, quick, photo.name, hit.score)
 
 
 def test_a_cold_image_query_imports_neither_torch_nor_lancedb(fp32_table: str, photos: Path) -> None:

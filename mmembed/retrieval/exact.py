@@ -56,6 +56,7 @@ def run_search(
     options: SearchOptions = SearchOptions(),
     *,
     max_megapixels: float = 100.0,
+    decode: str = "fast",
     text_encoder: Any = None,
     query_encoder: Any = None,
 ) -> list[Hit]:
@@ -83,7 +84,7 @@ def run_search(
         )
     encoder = query_encoder or (text_encoder if text_encoder is not None and query.image is None else None) \
         or vectorizer.encoder
-    img, txt, neg = query_vectors(encoder, query, max_megapixels)
+    img, txt, neg = query_vectors(encoder, query, max_megapixels, decode)
     config = getattr(vectorizer, "fusion_config", None) or vectorizer.config  # no model or weights needed
     search_vector, q_img, q_txt = query_plan(img, txt, neg, query, target, config.strategy, config.weight)
     column = {"image": "image_vector", "text": "text_vector", "fused": "fused_vector"}[target]

@@ -220,8 +220,10 @@ def check_query(text: str | None, image: str | os.PathLike[str] | bytes | None, 
     return Query(positives, negatives, source, image_weight, negative_weight)
 
 
-def query_vectors(encoder: Any, query: Query, max_megapixels: float = 100.0) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """(image vector, text vector, negative vector), each unit length or None."""
+def query_vectors(encoder: Any, query: Query, max_megapixels: float = 100.0,
+                  decode: str = "fast") -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """(image vector, text vector, negative vector), each unit length or None. ``decode``: how
+    ingest decodes (``Config.decode``); the query image is decoded the same way."""
     texts = query.positives + query.negatives
     vecs = encoder.encode_text(texts) if texts else np.zeros((0, 0), np.float32)
     pos = _unit(vecs[: len(query.positives)].mean(axis=0)) if query.positives else None
@@ -231,9 +233,10 @@ def query_vectors(encoder: Any, query: Query, max_megapixels: float = 100.0) -> 
         from ..sources.decode import load_image
 
         try:
-            # decoded as ingest decodes (``--decode fast``, the default: a JPEG at the smallest DCT
-            # scale that covers the model's input), so that an indexed photo finds itself at cosine 1
-            decoded = load_image(query.image, max_megapixels=max_megapixels, min_side=encoder.image_size)
+            # decoded as ingest decodes (``fast``, the default: a JPEG at the smallest DCT scale that
+            # covers the model's input), so that an indexed photo finds itself at cosine 1
+            min_side = encoder.image_size if decode == "fast" else None
+            decoded = load_image(query.image, max_megapixels=max_megapixels, min_side=min_side)
         except ImageDecodeError as exc:
             where = "the query image" if isinstance(query.image, bytes) else f"query image {exc.path}"
             raise QueryError(f"{where}: {exc.reason}") from None

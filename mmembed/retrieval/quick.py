@@ -52,7 +52,8 @@ class QuickSearch:
     """Searches one table's snapshot; keeps the open snapshot and text tower between queries."""
 
     def __init__(self, db: str, table: str, *, one_shot: bool = False,
-                 model: tuple[str | None, str | None] = (None, None), precision: str = "auto") -> None:
+                 model: tuple[str | None, str | None] = (None, None), precision: str = "auto",
+                 decode: str = "fast") -> None:
         self.db = os.path.abspath(os.path.expanduser(db.removeprefix("file://")))
         self.table = table
         self.one_shot = one_shot  # one query per process (the CLI): load the towers faster
@@ -62,6 +63,7 @@ class QuickSearch:
         self._images: Any = None  # encoder on the exported towers; None: not looked for; False: none
         self.model = model  # (model, pretrained) the caller named: answer only if it is the table's
         self.precision = precision
+        self.decode = decode  # how ingest decodes (Config.decode): a query image is decoded so too
         # the exported towers' precision here (int8, fp32; None: ingest encodes on torch), decided once
         self.towers = tower_precision(precision)
 
@@ -114,7 +116,7 @@ class QuickSearch:
         the plan's tower and fused as the table's fusion settings say (``query.query_plan``)."""
         meta, query = plan.snapshot.meta, plan.query
         if plan.image_encoder is not None:
-            img, pos, neg = query_vectors(plan.image_encoder, query, max_megapixels)
+            img, pos, neg = query_vectors(plan.image_encoder, query, max_megapixels, self.decode)
         else:
             img, (pos, neg) = None, self._text_vectors(query, meta, plan.text_encoder)
         fusion = meta.get("fusion") or {}

@@ -45,7 +45,8 @@ class Searcher:
         self._encoder = encoder  # the table's model, checked against a named one when built
         self._vectorizer = vectorizer
         self._quick = QuickSearch(config.db, config.table, one_shot=one_query,
-                                  model=(config.model, config.pretrained), precision=config.precision)
+                                  model=(config.model, config.pretrained), precision=config.precision,
+                                  decode=config.decode)
         self._quick_ok = usable(config)  # local, CPU, not switched off: snapshot and towers may stand in
 
     def search(self, text: str | None, image: str | os.PathLike[str] | bytes | None,
@@ -75,7 +76,7 @@ class Searcher:
             self._encoder()  # checks the named model against the table; raises on a mismatch
         return run_search(
             store, _LazyVectorizer(store, self._vectorizer), text, image, options,
-            max_megapixels=self.config.max_megapixels,
+            max_megapixels=self.config.max_megapixels, decode=self.config.decode,
             text_encoder=self._quick.tower(meta.fingerprint) if towers and image is None else None,  # type: ignore[union-attr]
             query_encoder=self._quick.image_encoder(asdict(meta)) if towers and image is not None else None,
         )
@@ -121,7 +122,7 @@ def quick_search(config: Config, text: str | None, options: SearchOptions | None
     if not usable(config):
         return None
     quick = QuickSearch(config.db, config.table, one_shot=True, model=(config.model, config.pretrained),
-                        precision=config.precision)
+                        precision=config.precision, decode=config.decode)
     plan = plan_quick(quick, text, image, options)
     if plan is None:
         return None

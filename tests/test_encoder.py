@@ -156,3 +156,16 @@ def test_local_fingerprint_follows_content_not_path(tmp_path, tiny_model: str) -
     data[-10:] = b"0123456789"
     weights.write_bytes(bytes(data))
     assert ModelSpec.resolve(f"local-dir:{copy}").fingerprint != ModelSpec.resolve(tiny_model).fingerprint
+
+
+def test_a_tables_pretrained_tag_goes_only_with_its_own_model(tiny_model: str) -> None:
+    """A local-dir: model named over a table built with ViT-B-32 (laion2b_s34b_b79k) takes no
+    pretrained tag from the table: the mismatch is then the table's to report, not a --pretrained
+    the user never gave."""
+    named = ModelSpec.resolve_over(tiny_model, None, "ViT-B-32", "laion2b_s34b_b79k")
+    assert named.pretrained is None and named.name.startswith("local-dir:")
+    recorded = ModelSpec.resolve_over(None, None, "ViT-B-32", "laion2b_s34b_b79k")
+    assert (recorded.name, recorded.pretrained) == ("ViT-B-32", "laion2b_s34b_b79k")
+    assert ModelSpec.resolve_over("ViT-B-32", None, "ViT-B-32", "laion2b_s34b_b79k").pretrained == "laion2b_s34b_b79k"
+    with pytest.raises(ConfigError, match="drop --pretrained"):
+        ModelSpec.resolve_over(tiny_model, "laion2b_s34b_b79k", "ViT-B-32", "laion2b_s34b_b79k")

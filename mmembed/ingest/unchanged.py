@@ -180,7 +180,7 @@ def _named_is_recorded(config: Any) -> bool:
 
     meta = (snapshot_info(config.db, config.table) or {}).get("meta") or {}
     try:
-        spec = ModelSpec.resolve(config.model or meta.get("model"), config.pretrained or meta.get("pretrained"))
+        spec = ModelSpec.resolve_over(config.model, config.pretrained, meta.get("model"), meta.get("pretrained"))
     except MmembedError:
         return False  # the normal path explains
     return (spec.name, spec.pretrained, spec.fingerprint) == (meta.get("model"), meta.get("pretrained"),

@@ -47,6 +47,15 @@ class ModelSpec:
     fingerprint: str  # 'name/tag' for hub weights, 'sha256:…' of config and weights for a folder
 
     @classmethod
+    def resolve_over(cls, name: str | None, pretrained: str | None, recorded: str | None,
+                     recorded_pretrained: str | None) -> ModelSpec:
+        """What a user named, completed by a table's record: the recorded model where none was
+        named, and the recorded pretrained tag only for that same model (a local-dir: model named
+        over a ViT-B-32 table takes no tag from the table)."""
+        chosen = name or recorded
+        return cls.resolve(chosen, pretrained or (recorded_pretrained if chosen == recorded else None))
+
+    @classmethod
     def resolve(cls, name: str | None, pretrained: str | None = None) -> ModelSpec:
         """Normalise what a user typed into a spec, checking what can be checked without torch."""
         name = (name or DEFAULT_MODEL).strip()

@@ -14,8 +14,9 @@ breaks ties and ranks nothing else). A hybrid query whose terms no item's words 
 by its vectors alone, scored by the cosine, as before words existed. Each hit keeps its parts: ``vector_score`` (cosine),
 ``words_score`` (BM25, None without a word match), ``terms`` (the query's terms it holds, for
 highlighting), ``fused_score`` and ``score``: what the list is ranked by (the fused score in a
-hybrid list with word matches, BM25 in text mode, else the cosine). ``--min-score`` drops hits by
-``score``; ``--cutoff auto`` ends the ranked list at the first hit that neither holds the query's
+hybrid list with word matches, BM25 in text mode, else the cosine). ``--min-score`` drops hits
+whose cosine is below it, unless they hold the query's words (so in text mode it drops none);
+``--cutoff auto`` ends the ranked list at the first hit that neither holds the query's
 words nor stands out from the table by its cosine, so a word match is kept whatever its looks.
 """
 

@@ -187,7 +187,7 @@ def _same_model(named: tuple[str | None, str | None], meta: dict[str, Any]) -> b
     from ..models.encoder import ModelSpec
 
     try:
-        spec = ModelSpec.resolve(named[0] or meta.get("model"), named[1] or meta.get("pretrained"))
+        spec = ModelSpec.resolve_over(named[0], named[1], meta.get("model"), meta.get("pretrained"))
     except MmembedError:
         return False
     return spec.fingerprint == meta.get("fingerprint")

@@ -127,8 +127,9 @@ class _HostCheck:
 def _host_name(header: str) -> str:
     """The host of a Host header, without its port ('[::1]:8080' -> '[::1]')."""
     host = header.strip().lower()
-    if host.startswith("["):
-        return host[:host.find("]") + 1] if "]" in host else host
+    if host.startswith("["):  # an IPv6 literal: what follows its "]" must be a port or nothing
+        end = host.find("]") + 1
+        return host[:end] if end and (end == len(host) or host[end] == ":") else host
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 

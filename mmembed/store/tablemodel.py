@@ -91,7 +91,7 @@ class TableModel:
             return ModelSpec.resolve(c.model, c.pretrained)
         recorded = ModelSpec(meta.model, meta.pretrained, meta.fingerprint)
         if self.named:
-            wanted = ModelSpec.resolve(c.model or meta.model, c.pretrained or meta.pretrained)
+            wanted = ModelSpec.resolve_over(c.model, c.pretrained, meta.model, meta.pretrained)
             if wanted.fingerprint != recorded.fingerprint:
                 raise ModelMismatchError(
                     f"table '{c.table}' in {c.db} was built with {recorded.label}, "

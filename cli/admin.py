@@ -28,7 +28,7 @@ def index_command(
     Rebuild: mmembed index --refresh
     """
     with _errors():
-        idx = _index(db, table, None, None, None, must_exist=True)
+        idx = _index(db, table, None, None, None)
         if refresh:
             idx.refresh()
             result: dict[str, Any] = {"refreshed": True, "vector_indices": sorted(idx.store.vector_indices())}
@@ -56,7 +56,7 @@ def info(
     Example: mmembed info --json
     """
     with _errors():
-        data = _index(db, table, None, None, None, must_exist=True).info().to_dict()
+        data = _index(db, table, None, None, None).info().to_dict()
     if as_json:
         _print_json(data)
         return
@@ -99,7 +99,7 @@ def embed(
     if any(not t.strip() for t in texts):
         raise typer.BadParameter("an empty text has nothing to embed; give words, e.g. mmembed embed \"a cat\"", param_hint="TEXTS")
     with _errors():
-        idx = _index(db, table, model, pretrained, device)
+        idx = _index(db, table, model, pretrained, device, must_exist=False)  # embed needs no table
         rows = []
         if texts:
             rows += [("text", t, v) for t, v in zip(texts, idx.embed_text(texts))]
@@ -127,7 +127,7 @@ def doctor(
     Exits 1 while a problem remains. Example: mmembed doctor --repair
     """
     with _errors():
-        findings = _index(db, table, None, None, None, must_exist=True).doctor(repair=repair)
+        findings = _index(db, table, None, None, None).doctor(repair=repair)
     for finding in findings:
         if as_json:
             _print_json(finding.to_dict())

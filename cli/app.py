@@ -49,9 +49,10 @@ RawPairsOpt = Annotated[str, typer.Option("--raw-pairs", help="A RAW beside a JP
 
 
 def _index(db: str | None, table: str | None, model: str | None, pretrained: str | None,
-           device: str | None, *, must_exist: bool = False, **extra: Any) -> Index:
-    """The Index for these options; with ``must_exist``, only over a database that is there
-    (``info`` and ``doctor`` on a mistyped --db must neither report an empty one nor make it)."""
+           device: str | None, *, must_exist: bool = True, **extra: Any) -> Index:
+    """The Index for these options; with ``must_exist`` (the default), only over a database that
+    is there: a command on a mistyped --db must neither report an empty one nor make it. Only the
+    commands that make a database (ingest, watch) or need none (embed, eval, serve's page) pass False."""
     from mmembed import Index
 
     idx = Index(db, table=table, model=model, pretrained=pretrained, device=device, **extra)

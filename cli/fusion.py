@@ -31,7 +31,7 @@ def fusion_train(
     Example: mmembed fusion train
     """
     with _errors():
-        idx = _index(db, table, None, None, device, must_exist=True)
+        idx = _index(db, table, None, None, device)
 
         def show(epoch: int, total: int, loss: float) -> None:
             if epoch == total or epoch % max(1, total // 10) == 0:  # about ten lines per run
@@ -60,7 +60,7 @@ def fusion_apply(
     from .progress import IngestBar
 
     with _errors():
-        idx = _index(db, table, None, None, device, must_exist=True)
+        idx = _index(db, table, None, None, device)
         with IngestBar(enabled=not quiet) as bar:
             rows = idx.apply_fusion(strategy=fusion, weight=weight, text_aggregate=text_aggregate, progress=bar.update)
         typer.echo(f"fused vectors recomputed for {rows} rows: {idx.fusion.to_dict()}", err=True)
@@ -89,7 +89,7 @@ def evaluate(
     from mmembed.retrieval.evaluation import evaluate as run_eval
 
     with _errors():
-        idx = _index(db, table, model, pretrained, device)
+        idx = _index(db, table, model, pretrained, device, must_exist=False)  # eval needs no table
         result = run_eval(idx.encoder, folder, captions, weight=weight, train_folder=train,
                           train_captions=train_captions, epochs=epochs, sweep=sweep or (),
                           progress=lambda line: typer.echo(line, err=True))

@@ -62,7 +62,7 @@ def ingest(
             fusion=fusion, fusion_weight=fusion_weight, text_aggregate=text_aggregate, raw_pairs=raw_pairs,
             retry_failed=retry_failed, tags=tags, engine=engine, ray_address=ray_address, ocr=ocr,
         )
-        idx = _index(db, table, model, pretrained, device, batch_size=batch_size,
+        idx = _index(db, table, model, pretrained, device, must_exist=False, batch_size=batch_size,
                      workers=workers, max_megapixels=max_megapixels, precision=precision, decode=decode)
         with IngestBar(enabled=not quiet) as bar:
             report = idx.ingest(paths, options=options, progress=bar.update)

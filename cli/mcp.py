@@ -35,7 +35,7 @@ def mcp(
         from mmembed.serve.mcp import create_server, run_http
         from mmembed.serve.server import bind, url_for
 
-        index = _index(db, table, model, None, None, must_exist=True)
+        index = _index(db, table, model, None, None)
         library = Library(index)
         server = create_server(library)
         warm = threading.Thread(target=library.warm_up, daemon=True, name="mmembed-warm-up")

@@ -28,7 +28,7 @@ def ocr(
     from .progress import IngestBar
 
     with _errors():
-        idx = _index(db, table, None, None, None, must_exist=True)
+        idx = _index(db, table, None, None, None)
         with IngestBar(enabled=not quiet) as bar:
             report = idx.ocr(redo=redo, progress=lambda done, total: bar.update(_event(done, total)))
     print_report(report.to_dict(), as_json)

@@ -38,7 +38,7 @@ def dupes(
     from .progress import IngestBar
 
     with _errors():
-        idx = _index(db, table, None, None, None, must_exist=True)
+        idx = _index(db, table, None, None, None)
         with IngestBar(enabled=not quiet and mode != "exact") as bar:
             from mmembed.ingest.report import IngestProgress
 
@@ -119,7 +119,7 @@ def tag(
                           if not line.lstrip().startswith("#")]  # a line starting with # is a comment
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"{labels_file}: cannot read the labels file ({getattr(exc, 'strerror', None) or exc})") from None
-        report = _index(db, table, None, None, None, must_exist=True).tag(chosen, threshold=threshold)
+        report = _index(db, table, None, None, None).tag(chosen, threshold=threshold)
     if as_json:
         _print_json({"rows": report.rows, "labels": report.labels, "top": report.top, "seconds": round(report.seconds, 2)})
     else:

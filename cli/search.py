@@ -64,7 +64,7 @@ def search(
                                 negatives=negatives or (), tags=tags or (), min_score=min_score, cutoff=cutoff, frames=frames,
                                 mode=mode, literal=literal, near=near, radius_km=radius, taken_after=taken_after,
                                 taken_before=taken_before, sort=sort)
-        index = _index(db, table, model, pretrained, device, must_exist=True, one_query=True)  # the library picks the path
+        index = _index(db, table, model, pretrained, device, one_query=True)  # the library picks the path
         hits = index.search(query, image=image, options=options)
         if html_file is not None:
             from mmembed.serve.gallery import write_gallery

@@ -35,7 +35,7 @@ def serve(
         from mmembed.serve.library import Library
         from mmembed.serve.server import bind, is_loopback, run, url_for
 
-        index = _index(db, table, model, None, None)
+        index = _index(db, table, model, None, None, must_exist=False)  # the page says there is none
         library = Library(index)
         loopback = is_loopback(host)
         token, made = _token(token, loopback)

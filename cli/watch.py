@@ -46,7 +46,7 @@ def watch(
 
     with _errors():
         require_watchdog()
-        idx = _index(db, table, model, pretrained, device)
+        idx = _index(db, table, model, pretrained, device, must_exist=False)  # makes it
         stop = threading.Event()
         with _stop_on_signals(stop):
             idx.watch(paths, include=include or (), exclude=exclude or (), hidden=hidden,

@@ -67,11 +67,9 @@ def search(
         index = _index(db, table, model, pretrained, device, one_query=True)  # the library picks the path
         hits = index.search(query, image=image, options=options)
         if html_file is not None:
-            from mmembed.serve.gallery import write_gallery
-
             title = " · ".join(x for x in (query, image.name if image else None) if x) or "mmembed results"
-            rows = {r["id"]: r for r in _index(db, table, model, pretrained, device).items([h.id for h in hits])} if hits else {}
-            inlined = write_gallery(hits, html_file, title=f"mmembed: {title}", indexed=rows)  # only files still as indexed
+            gallery = _index(db, table, model, pretrained, device)  # only files still as indexed are inlined
+            inlined = gallery.write_gallery(hits, html_file, title=f"mmembed: {title}")
             typer.echo(f"wrote {html_file} ({len(hits)} results, {inlined} thumbnails inlined)", err=True)
     located = getattr(hits, "located", None)
     for line in (located.notes if located is not None else []):
@@ -115,20 +113,12 @@ def _note_cut_terms(texts: list[str], context_length: int = 77) -> None:
 
 def _why_empty(options: Any, located: bool = False) -> str:
     """Why a search found nothing, as far as its options tell (``located``: place/time filters applied)."""
+    from mmembed.retrieval.query import why_nothing
+
     filters = [f"--tag {t}" for t in options.tags] + ([f"--where {options.where!r}"] if options.where else [])
     filters += ["the place and time filters noted above"] if located else []
-    passing = f"no row passes {' and '.join(filters)}" if filters else ""
-    if options.min_score is not None:
-        below = f"no result has a cosine of at least --min-score {options.min_score:g} or holds the query's words"
-        return f"nothing matched: {passing + ' with a cosine that high' if passing else below}"
-    if options.mode == "text" and not passing:
-        return "nothing matched: no item's words (captions, sidecars, metadata, OCR text, path) hold every word of the query; try --mode hybrid"
-    if options.cutoff == "auto":
-        return "nothing matched: no result stood out from the rest of the table (--cutoff auto); try --cutoff none"
-    if passing:
-        hint = " (tags come from `mmembed tag`)" if options.tags else ""
-        return f"nothing matched: {passing}{hint}"
-    return "nothing matched"
+    return why_nothing(filters, min_score=options.min_score, mode=options.mode, cutoff=options.cutoff,
+                       tags=bool(options.tags))
 
 
 def _short(text: str, width: int = 70) -> str:

@@ -86,9 +86,13 @@ def test_lists_the_read_only_tools_and_searches(table: dict[str, Any]) -> None:
         many = await session.call_tool("search", {"query": "anything", "limit": 1000})
         where = await session.call_tool("search", {"query": "a photo", "limit": 50, "where": "format = 'PNG'"})
         info = await session.call_tool("info", {})
-        return listed, search, many, where, info
+        none = await session.call_tool("search", {"query": "a photo", "where": "width > 100000"})
+        return listed, search, many, where, info, none
 
-    listed, search, many, where, info = _session(table["db"], check)
+    listed, search, many, where, info, none = _session(table["db"], check)
+    assert none.structured_content["hits"] == []  # and why, in the tool's own words
+    assert none.structured_content["note"] == "nothing matched: no row passes where='width > 100000'"
+    assert "note" not in search.structured_content
     assert {t.name for t in listed} == TOOLS  # nothing that ingests, tags, deletes or writes
     for tool in listed:
         assert tool.annotations.read_only_hint is True and tool.annotations.destructive_hint is False

@@ -18,7 +18,7 @@ from ..errors import ImageDecodeError, QueryError
 from ..models.fusion import FusionStrategy
 from ..sources.files import not_regular
 
-__all__ = ["Hit", "Query", "SearchOptions", "apply_cutoff", "score_stats", "CUTOFFS", "AUTO_CUTOFF_Z", "parse_terms",
+__all__ = ["Hit", "Query", "SearchOptions", "why_nothing", "apply_cutoff", "score_stats", "CUTOFFS", "AUTO_CUTOFF_Z", "parse_terms",
            "check_query", "query_vectors", "query_plan", "make_hit", "TARGETS", "nearest_items", "one_per_video", "MODES"]
 
 TARGETS = ("image", "text", "fused")
@@ -339,3 +339,29 @@ def score_stats(matrix: np.ndarray, vector: np.ndarray) -> tuple[float, float]:
         return 1.0, 0.0
     median = float(np.median(scores))
     return median, float(1.4826 * np.median(np.abs(scores - median)))
+
+
+def _cli_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def why_nothing(filters: list[str], *, min_score: float | None = None, mode: str | None = None,
+                cutoff: str = "none", tags: bool = False, name: Callable[[str], str] = _cli_name) -> str:
+    """Why a search found nothing, as far as its options tell: ``filters`` describe the filters it
+    applied ("--tag beach", "where='width > 9000'"); ``tags``: one of them is a tag; ``name`` spells
+    an option as the caller's users know it (the CLI's ``--min-score``, the API's ``min_score``)."""
+    passing = f"no row passes {' and '.join(filters)}" if filters else ""
+    if min_score is not None:
+        below = f"no result has a cosine of at least {name('min_score')} {min_score:g} or holds the query's words"
+        return f"nothing matched: {passing + ' with a cosine that high' if passing else below}"
+    if mode == "text" and not passing:
+        return ("nothing matched: no item's words (captions, sidecars, metadata, OCR text, path) hold every word "
+                f"of the query; try {name('mode')} hybrid")
+    if cutoff == "auto":
+        return (f"nothing matched: no result stood out from the rest of the table ({name('cutoff')} auto); "
+                f"try {name('cutoff')} none")
+    if passing:
+        hint = " (tags come from `mmembed tag`)" if tags else ""
+        return f"nothing matched: {passing}{hint}"
+    return "nothing matched"
+

@@ -188,6 +188,8 @@ def web_words(message: str) -> str:
 def _status(exc: MmembedError) -> int:
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, FileChangedError):  # "more like" a photo changed or gone since it was indexed
+        return 410
     if isinstance(exc, (QueryError, ConfigError, ImageDecodeError)):
         return 400
     if isinstance(exc, IndexEmptyError):
@@ -237,7 +239,7 @@ class _Api:
         return _Json({
             "hits": [h.to_dict() for h in page.hits], "offset": page.offset, "more": page.more,
             "where": page.where, "target": page.target, "took_ms": round(page.seconds * 1000, 1),
-            "parsed": page.parsed,
+            "parsed": page.parsed, **({"note": page.note} if page.note else {}),
         })
 
     def items(self, request: Request) -> Response:
@@ -281,10 +283,11 @@ class _Api:
             row = self.library.row(request.path_params["item_id"])
             at = row.get("frame_time") if row.get("media") == "video" else None
             etag = f'"{self.library.thumbs.key(row["content_hash"], size, at)}"'
-            if request.headers.get("if-none-match") == etag:
-                return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "private, max-age=3600"})
+            # checked first, even for a browser's own copy: a photo deleted or replaced is not shown again
             rendition = self.library.thumbs.get(row["path"], row["content_hash"], size, at, row.get("size"),
                                                 row.get("mtime_ns"))
+            if request.headers.get("if-none-match") == etag:
+                return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "private, max-age=3600"})
             with open(rendition.path, "rb") as f:
                 body = f.read()
         except NotFound:
@@ -389,9 +392,10 @@ _UPLOADS = Slots(MAX_PARALLEL_UPLOADS)
 def _search_args(request: Request) -> dict[str, Any]:
     """The search's arguments from the query string; QueryError names a bad value."""
     params = request.query_params
+    _check_names(params.keys())
     text = params.get("q") or None
     like = params.get("like") or None
-    columns = {k[4:]: v for k, v in params.items() if k.startswith("col.") and len(k) > 4}
+    columns = {name: v for k, v in params.items() if (name := _column_param(k))}
     filters = Filters(folder=params.get("folder") or None, format=params.get("format") or None,
                       date_from=params.get("date_from") or None, date_to=params.get("date_to") or None,
                       date_field=params.get("date_field") or "taken", columns=columns,
@@ -403,6 +407,34 @@ def _search_args(request: Request) -> dict[str, Any]:
             "min_score": _number(params.get("min_score"), "min_score", float, None),
             "cutoff": params.get("cutoff") or "none", "filters": filters, "mode": params.get("mode") or None,
             "where_when": where_when_args(params)}
+
+
+# what /api/search and /api/items read (browse ignores the search's own; the page sends both the same)
+_PARAMS = frozenset({"q", "like", "n", "offset", "target", "not", "image_weight", "min_score", "cutoff", "mode",
+                     "folder", "format", "date_from", "date_to", "date_field", "where", "tag", "near", "radius",
+                     "taken_after", "taken_before", "sort", "literal", "upload", "item"})
+_ALIASES = {"limit": "n", "k": "n", "top_k": "n", "query": "q", "text": "q", "page": "offset", "tags": "tag"}
+
+
+def _column_param(key: str) -> str | None:
+    """The manifest column a ``col.NAME`` (or OpenAPI's deepObject ``col[NAME]``) parameter names."""
+    if key.startswith("col.") and len(key) > 4:
+        return key[4:]
+    if key.startswith("col[") and key.endswith("]") and len(key) > 5:
+        return key[4:-1]
+    return None
+
+
+def _check_names(names: Any) -> None:
+    """QueryError for a parameter the API does not read (``limit=3`` is not silently ignored)."""
+    import difflib
+
+    for name in names:
+        if name in _PARAMS or _column_param(name):
+            continue
+        guess = _ALIASES.get(name) or next(iter(difflib.get_close_matches(name, sorted(_PARAMS), 1, 0.75)), None)
+        hint = f"; did you mean {guess}?" if guess else "; see /api/docs"
+        raise QueryError(f"unknown parameter {name!r}{hint}")
 
 
 def _number(raw: str | None, name: str, kind: type, default: Any) -> Any:

@@ -49,9 +49,10 @@ def write_gallery(
 ) -> int:
     """Write ``hits`` (``Hit`` objects or dicts with path, score, text, ...) as one HTML file;
     or, with ``sections``, one titled grid per (title, hits) pair (duplicate groups, say).
-    ``indexed`` (id -> the table's row, ``Index.items(ids)``) has each file opened only while it is the
-    one indexed (``sources.indexed.open_indexed``: its size, mtime and content hash; no symlink
-    swapped in), so a gallery that is mailed holds only what was indexed.
+    ``indexed`` (id -> the table's row, ``Index.items(ids)``; ``Index.write_gallery`` passes it) has each
+    file opened only while it is the one indexed (``sources.indexed.open_indexed``: its size, mtime and
+    content hash; no symlink swapped in), so a gallery that is mailed holds only what was indexed: a hit
+    with an id and no row there is not inlined. Rows without an id (your own dicts) are read from their path.
     Returns how many thumbnails were inlined (a file that cannot be read shows its reason)."""
     target = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(target))
@@ -63,8 +64,13 @@ def write_gallery(
     rows = [row for part in grouped for row in part]
 
     def thumb(row: dict[str, Any]) -> str:
+        checked = (indexed or {}).get(row.get("id") or "")
+        if checked is None and row.get("id"):  # an indexed item is inlined only as checked against its row
+            why = "no longer in the index" if indexed is not None else \
+                "not checked against the index; write the gallery with Index.write_gallery"
+            return f'<div class="missing">{html.escape(why)}</div>'
         try:
-            data = _thumbnail(row, (indexed or {}).get(row.get("id") or ""), thumb_size, max_megapixels)
+            data = _thumbnail(row, checked, thumb_size, max_megapixels)
         except ImageDecodeError as exc:
             return f'<div class="missing">{html.escape(exc.reason)}</div>'
         alt = html.escape(row.get("text") or os.path.basename(row["path"]))

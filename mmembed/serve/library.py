@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ImageDecodeError, IndexEmptyError, MmembedError, QueryError, StoreError
+from ..errors import IndexEmptyError, MmembedError, QueryError, StoreError
 from ..retrieval.query import SearchOptions, sql_string
 from ..store.memory import give_back_memory
 from ..store.rowindex import RowIndex, StaleRowIndex
@@ -29,7 +29,7 @@ from ..store.snapshot import table_version
 from ..store.table import filter_reason
 from .background import Job
 from .filters import Filters
-from .thumbs import Thumbnailer
+from .thumbs import LARGE_SIZE, Thumbnailer, indexed_bytes, indexed_frame
 
 __all__ = ["Library", "Page", "NotFound", "MAX_RESULTS"]
 
@@ -62,6 +62,7 @@ class Page:
     seconds: float
     total: int | None = None  # how many rows the filters keep (browse only)
     parsed: dict[str, Any] | None = None  # what the search box understood (place, dates, notes; ``retrieval.located``)
+    note: str | None = None  # a search that found nothing: why, as far as its filters tell
 
 
 class Library:
@@ -219,8 +220,9 @@ class Library:
         }
 
     def browse(self, *, limit: int = 50, offset: int = 0, filters: Filters = Filters()) -> Page:
-        """Every photo (or those the filters keep), newest first: what the page shows before a query."""
-        _check_page(limit, offset)
+        """Every photo (or those the filters keep), newest first: what the page shows before a query.
+        Pages go on to the last photo (a search's stop after ``MAX_RESULTS``)."""
+        _check_page(limit, offset, last=None)
         started = time.perf_counter()
         current = self._wait_rows()
         problem = self.problem()
@@ -316,9 +318,9 @@ class Library:
             if image is not None:
                 raise QueryError("give an image or 'more like' an item, not both")
             row = self.item(like)
-            source, exclude = row["path"], like
-            if row.get("media") == "video":  # that frame's picture, not the video file
-                source = _frame_source(row)
+            exclude = like
+            # the item's own pixels, read only while its file is the one indexed (never the path as it is now)
+            source = indexed_frame(row, LARGE_SIZE, quality=92) if row.get("media") == "video" else indexed_bytes(row)
         if self.index.store.is_local and not os.path.isdir(self.db):
             raise IndexEmptyError(self.problem() or "no database")
         columns = self._wait_rows().columns if filters != Filters() else []  # the filters need the table's columns
@@ -337,17 +339,24 @@ class Library:
         page = hits[offset: offset + limit]
         more = len(hits) >= offset + limit and offset + limit < MAX_RESULTS
         located = getattr(hits, "located", None)
+        parsed = located.as_dict() if located is not None and (located.parsed or located.near or located.notes) else None
+        note = None if hits else _why_nothing(filters, options, bool(located is not None and (located.parsed or located.near)))
         return Page(page, offset, more, where, hits[0].target if hits else target, time.perf_counter() - started,
-                    parsed=located.as_dict() if located is not None and (located.parsed or located.near or located.notes) else None)
+                    parsed=parsed, note=note)
 
 
-def _frame_source(row: dict[str, Any]) -> bytes:
-    from .thumbs import LARGE_SIZE, frame_jpeg
+def _why_nothing(filters: Filters, options: SearchOptions, located: bool) -> str:
+    """Why a search of the web app or an assistant found nothing, in the API's own names."""
+    from ..retrieval.query import why_nothing
 
-    try:
-        return frame_jpeg(row["path"], float(row.get("frame_time") or 0.0), LARGE_SIZE, quality=92)
-    except ImageDecodeError as exc:
-        raise QueryError(f"{exc.path}: {exc.reason}") from None
+    named = [f"tag={t}" for t in filters.tags]
+    named += [f"{k}={v}" for k, v in (("folder", filters.folder), ("format", filters.format),
+                                       ("date_from", filters.date_from), ("date_to", filters.date_to)) if v]
+    named += [f"col.{k}={v}" for k, v in filters.columns.items() if v != ""]
+    named += [f"where={filters.where!r}"] if filters.where and filters.where.strip() else []
+    named += ["the place and time filters in parsed"] if located else []
+    return why_nothing(named, min_score=options.min_score, mode=options.mode, cutoff=options.cutoff,
+                       tags=bool(filters.tags), name=lambda n: n)
 
 
 def _home() -> str | None:
@@ -367,9 +376,11 @@ def _warm_codecs() -> None:
     load_image(buffer.getvalue(), min_side=16)
 
 
-def _check_page(limit: int, offset: int) -> None:
-    if not 0 <= offset < MAX_RESULTS:
-        raise QueryError(f"offset {offset} is out of range; pages stop after {MAX_RESULTS} results")
+def _check_page(limit: int, offset: int, last: int | None = MAX_RESULTS) -> None:
+    if offset < 0:
+        raise QueryError(f"offset {offset} is out of range; give 0 or more")
+    if last is not None and offset >= last:
+        raise QueryError(f"offset {offset} is out of range; pages stop after {last} results")
     if not 1 <= limit <= 200:
         raise QueryError(f"n {limit} is out of range; give 1 to 200")
 

@@ -12,18 +12,15 @@ line (a tool error carrying the MmembedError's message).
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import os
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import Field
 
-from ..errors import FileChangedError, ImageDecodeError, MmembedError, QueryError
-from ..sources.indexed import open_indexed
+from ..errors import MmembedError, QueryError
 from .filters import Filters
 from .library import Library
-from .thumbs import THUMB_SIZE, frame_jpeg, render_jpeg
+from .thumbs import THUMB_SIZE, indexed_bytes, indexed_frame, render_jpeg
 
 __all__ = ["create_server", "MAX_LIMIT", "PICTURE_SIZE"]
 
@@ -123,7 +120,9 @@ class _Tools:
             raise QueryError("query is empty; describe what to look for in words")
         page = self.library.search(query, limit=limit, target=target, negatives=tuple(negatives or ()),
                                    min_score=min_score, cutoff=cutoff, filters=_filters(where, tags))
-        hits = {"hits": [_hit(h) for h in page.hits[:MAX_LIMIT]]}
+        hits: dict[str, Any] = {"hits": [_hit(h) for h in page.hits[:MAX_LIMIT]]}
+        if page.note:
+            hits["note"] = page.note  # why nothing was found
         return {**hits, "parsed": page.parsed} if page.parsed else hits  # place/time words read as filters
 
     def similar(self, id: ItemId = None, path: ItemPath = None, limit: Limit = 10, where: Where = None,
@@ -182,37 +181,14 @@ class _Tools:
     def _picture(self, row: dict[str, Any], size: int) -> bytes:
         """An upright JPEG of the row's file (a video: its frame), long side at most ``size``, read only
         through ``open_indexed`` while the file is the indexed one; FileChangedError/ImageDecodeError."""
-        path, content_hash = row["path"], row["content_hash"]
         if row.get("media") == "video":
-            if path.startswith("s3://"):
-                return frame_jpeg(path, float(row.get("frame_time") or 0.0), size)
-            with open_indexed(path, size=row.get("size"), mtime_ns=row.get("mtime_ns"), content_hash=content_hash,
-                              hash_limit=0) as f:
-                same = f"/proc/self/fd/{f.fileno()}"
-                try:
-                    return frame_jpeg(same if os.path.exists(same) else path, float(row.get("frame_time") or 0.0), size)
-                except ImageDecodeError as exc:
-                    raise ImageDecodeError(path, exc.reason) from None
-        data = _read(path, row)
-        if hashlib.blake2b(data, digest_size=16).hexdigest() != content_hash:
-            raise FileChangedError(path, "the file changed since it was indexed; run `mmembed ingest` again")
-        return render_jpeg(data, size, max_megapixels=self.index.config.max_megapixels, quality=85, name=path)
+            return indexed_frame(row, size)
+        return render_jpeg(indexed_bytes(row), size, max_megapixels=self.index.config.max_megapixels, quality=85,
+                           name=row["path"])
 
 
 def _filters(where: str | None, tags: list[str] | None) -> Filters:
     return Filters(where=where, tags=tuple(tags or ()))
-
-
-def _read(path: str, row: dict[str, Any]) -> bytes:
-    if path.startswith("s3://"):
-        from ..sources.remote import read_bytes
-
-        try:
-            return read_bytes(path)
-        except OSError as exc:
-            raise FileChangedError(path, f"cannot read the object ({exc.strerror or exc})") from None
-    with open_indexed(path, size=row.get("size"), mtime_ns=row.get("mtime_ns"), content_hash=row["content_hash"]) as f:
-        return f.read()
 
 
 def _hit(hit: Any) -> dict[str, Any]:

@@ -25,17 +25,22 @@ _FILTERS = [
     _q("date_from", "from this day (YYYY-MM-DD, UTC)", format="date"),
     _q("date_to", "up to this day (YYYY-MM-DD, UTC)", format="date"),
     _q("date_field", "which date the range is on", enum=["taken", "file"]),
-    _q("tag", "only photos carrying this tag (repeatable: all of them)"),
+    {"name": "tag", "in": "query", "required": False, "style": "form", "explode": True,
+     "description": "only photos carrying this tag (repeatable: all of them)",
+     "schema": {"type": "array", "items": {"type": "string"}}},
     _q("where", "an SQL filter on the table's columns (as `search --where`)"),
     {"name": "col", "in": "query", "style": "deepObject", "explode": True, "required": False,
-     "description": "col.NAME=VALUE: a manifest column equals VALUE", "schema": {"type": "object"}},
+     "description": "col[NAME]=VALUE (or col.NAME=VALUE): a manifest column equals VALUE",
+     "schema": {"type": "object", "additionalProperties": {"type": "string"}}},
     _q("n", "how many (at most 200)", "integer", minimum=1, maximum=200, default=50),
-    _q("offset", "skip this many (pages stop at 2,000)", "integer", minimum=0, default=0),
 ]
+_BROWSE = [*_FILTERS, _q("offset", "skip this many", "integer", minimum=0, default=0)]
 _SEARCH = [
     _q("q", "the words to search for"), _q("like", "search with this indexed photo's id"),
     _q("target", "what is searched", enum=["image", "text", "fused"]),
-    _q("not", "words the results should not match (repeatable, or comma-separated)"),
+    {"name": "not", "in": "query", "required": False, "style": "form", "explode": True,
+     "description": "words the results should not match (repeatable, or comma-separated)",
+     "schema": {"type": "array", "items": {"type": "string"}}},
     _q("image_weight", "the image's weight in a composite query (0 to 1)", "number"),
     _q("min_score", "drop hits whose cosine is below this (-1..1); a hit that holds the query's words is kept", "number"),
     _q("cutoff", "'auto': only the hits that stand out", enum=["none", "auto"]),
@@ -46,6 +51,7 @@ _SEARCH = [
     _q("taken_before", "only photos taken before this ISO date", format="date"),
     _q("sort", "score: best first; date: newest first", enum=["score", "date"]),
     _q("literal", "1: the words as typed (no place or time phrase becomes a filter)", enum=["1"]), *_FILTERS,
+    _q("offset", "skip this many (a search's pages stop at 2,000)", "integer", minimum=0, maximum=1999, default=0),
 ]
 _ID = [{"name": "item_id", "in": "path", "required": True, "description": "a row id from a hit or an item",
         "schema": {"type": "string"}}]
@@ -61,7 +67,9 @@ def _paths() -> dict[str, Any]:
     ok = {"200": {"description": "OK", "content": _JSON}}
     search_ok = {"200": {"description": "hits as in `mmembed search --json` (each with its id and, ranked by "
                                         "words too, vector_score, words_score, terms), plus more, where, target, "
-                                        "parsed (the place and time read from q), took_ms", "content": _JSON}, "400": _ERROR, "409": _ERROR}
+                                        "parsed (the place and time read from q), took_ms", "content": _JSON},
+                 "400": _ERROR, "404": {**_ERROR, "description": "like: no item has this id"},
+                 "409": _ERROR, "410": {**_ERROR, "description": "like: the item's file changed or went since it was indexed"}}
     image = {"required": True, "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
              "description": "the query image (at most 20 MB)"}
     picture = {"200": {"description": "a JPEG", "content": {"image/jpeg": {}}}, **_FILE_ERRORS}
@@ -72,7 +80,7 @@ def _paths() -> dict[str, Any]:
             "post": _op("search with an image as the request body (and any words)",
                         {**search_ok, "413": _ERROR, "415": _ERROR, "503": _ERROR}, _SEARCH, requestBody=image)},
         "/api/items": {"get": _op("browse every photo (or the filtered ones), newest first, with the total",
-                                  {**ok, "400": _ERROR}, _FILTERS)},
+                                  {**ok, "400": _ERROR, "409": _ERROR}, _BROWSE)},
         "/api/items/{item_id}": {"get": _op("one item: path, size, width, height, format, dates, texts, columns",
                                             {**ok, "404": _ERROR}, _ID)},
         "/api/duplicates": {"get": _op(

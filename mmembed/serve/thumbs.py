@@ -25,7 +25,8 @@ from ..errors import FileChangedError, ImageDecodeError
 from ..sources.decode import load_image
 from ..sources.indexed import open_indexed
 
-__all__ = ["Rendition", "Thumbnailer", "render_jpeg", "frame_jpeg", "THUMB_SIZE", "LARGE_SIZE"]
+__all__ = ["Rendition", "Thumbnailer", "render_jpeg", "frame_jpeg", "still_indexed", "indexed_bytes", "indexed_frame",
+           "THUMB_SIZE", "LARGE_SIZE"]
 
 THUMB_SIZE = 320  # grid cards (shown at up to 240 CSS px; sharp on 1.5x screens)
 LARGE_SIZE = 2048  # the detail view
@@ -97,17 +98,20 @@ class Thumbnailer:
         Raises ImageDecodeError (FileChangedError when the file changed or went since it was
         indexed) when it cannot be decoded."""
         found = self.cached(content_hash, size, frame_time)
-        if found is not None:
+        if found is not None:  # made before: shown only while the file is still the one indexed
+            still_indexed(source_path, file_size, mtime_ns, content_hash)
             return found
         with self._slots:
             found = self.cached(content_hash, size, frame_time)  # made by another request meanwhile
             if found is not None:
                 return found
             if frame_time is not None:  # a video is not read whole: its frame is decoded by seeking
-                jpeg = self._video_frame(source_path, content_hash, size, frame_time, file_size, mtime_ns)
+                row = {"path": source_path, "content_hash": content_hash, "size": file_size, "mtime_ns": mtime_ns,
+                       "frame_time": frame_time}
+                jpeg = indexed_frame(row, size, quality=_QUALITY.get(size, 85))
                 return self._store(self.key(content_hash, size, frame_time), jpeg)
             try:
-                data = _read(source_path, file_size, mtime_ns)
+                data = _read(source_path, file_size, mtime_ns, content_hash)
             except OSError as exc:
                 raise ImageDecodeError(source_path, f"cannot read the file ({exc.strerror or exc})") from None
             if hashlib.blake2b(data, digest_size=16).hexdigest() != content_hash:
@@ -115,19 +119,6 @@ class Thumbnailer:
             jpeg = render_jpeg(data, size, max_megapixels=self.max_megapixels, quality=_QUALITY.get(size, 85),
                                name=source_path)
             return self._store(self.key(content_hash, size), jpeg)
-
-    def _video_frame(self, path: str, content_hash: str, size: int, frame_time: float,
-                     file_size: int | None, mtime_ns: int | None) -> bytes:
-        """A frame of the video at ``path``, decoded from the descriptor that was checked (through
-        /proc/self/fd where there is one, so the checked file is the decoded one)."""
-        if path.startswith("s3://"):
-            return frame_jpeg(path, frame_time, size, quality=_QUALITY.get(size, 85))
-        with open_indexed(path, size=file_size, mtime_ns=mtime_ns, content_hash=content_hash, hash_limit=0) as f:
-            same = f"/proc/self/fd/{f.fileno()}"
-            try:
-                return frame_jpeg(same if os.path.exists(same) else path, frame_time, size, quality=_QUALITY.get(size, 85))
-            except ImageDecodeError as exc:
-                raise ImageDecodeError(path, exc.reason) from None
 
     def _store(self, key: str, jpeg: bytes) -> Rendition:
         folder = os.path.join(self.folder, key[:2])
@@ -140,15 +131,59 @@ class Thumbnailer:
         return Rendition(path, key)
 
 
-def _read(path: str, size: int | None, mtime_ns: int | None) -> bytes:
-    """The indexed file's bytes (``open_indexed``, its hash checked by the caller); an ``s3://``
-    object's from object storage (``sources.remote``)."""
+def _read(path: str, size: int | None, mtime_ns: int | None, content_hash: str | None) -> bytes:
+    """The indexed file's bytes (``open_indexed``; its hash checked by the caller, by ``open_indexed``
+    only for a file reached through a link or touched since); an ``s3://`` object's from object
+    storage (``sources.remote``)."""
     if path.startswith("s3://"):
         from ..sources.remote import read_bytes
 
         return read_bytes(path)
-    with open_indexed(path, size=size, mtime_ns=mtime_ns, content_hash=None) as f:
+    with open_indexed(path, size=size, mtime_ns=mtime_ns, content_hash=content_hash, hash_limit=0) as f:
         return f.read()
+
+
+def still_indexed(path: str, size: int | None, mtime_ns: int | None, content_hash: str | None) -> None:
+    """FileChangedError unless the file at ``path`` is still the one indexed: a regular file of
+    the row's size and mtime, no link swapped in (``open_indexed``; the bytes are hashed only for
+    a link or a touched file). A cached rendition is served only after this: a photo deleted or
+    replaced since is not shown from the cache. Objects in object storage are not checked."""
+    if path.startswith("s3://"):
+        return
+    open_indexed(path, size=size, mtime_ns=mtime_ns, content_hash=content_hash, hash_limit=0).close()
+
+
+def indexed_bytes(row: dict) -> bytes:
+    """The bytes of a row's file, read only while it is the file indexed (``open_indexed`` with its
+    content hash checked); an ``s3://`` object from object storage. FileChangedError otherwise."""
+    path, content_hash = row["path"], row.get("content_hash")
+    if path.startswith("s3://"):
+        from ..sources.remote import read_bytes
+
+        try:
+            return read_bytes(path)
+        except OSError as exc:
+            raise FileChangedError(path, f"cannot read the object ({exc.strerror or exc})") from None
+    with open_indexed(path, size=row.get("size"), mtime_ns=row.get("mtime_ns"), content_hash=content_hash) as f:
+        data = f.read()
+    if content_hash and hashlib.blake2b(data, digest_size=16).hexdigest() != content_hash:  # over the hash limit
+        raise FileChangedError(path, "the file changed since it was indexed; run `mmembed ingest` again")
+    return data
+
+
+def indexed_frame(row: dict, size: int, *, quality: int = 85) -> bytes:
+    """An upright JPEG of a video row's frame (long side at most ``size``), decoded from the file
+    only while it is the one indexed (the descriptor that was checked, through /proc/self/fd)."""
+    path, at = row["path"], float(row.get("frame_time") or 0.0)
+    if path.startswith("s3://"):
+        return frame_jpeg(path, at, size, quality=quality)
+    with open_indexed(path, size=row.get("size"), mtime_ns=row.get("mtime_ns"), content_hash=row.get("content_hash"),
+                      hash_limit=0) as f:
+        same = f"/proc/self/fd/{f.fileno()}"
+        try:
+            return frame_jpeg(same if os.path.exists(same) else path, at, size, quality=quality)
+        except ImageDecodeError as exc:
+            raise ImageDecodeError(path, exc.reason) from None
 
 
 def _writable_folder(preferred: str, fallback: str) -> str:

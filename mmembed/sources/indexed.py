@@ -6,7 +6,9 @@ through :func:`open_indexed`, handing it the row's path, size, mtime and content
 
 - each folder of the path is opened with ``O_NOFOLLOW`` relative to the one above it, and the
   file itself with ``O_NOFOLLOW | O_NONBLOCK`` (a FIFO put in its place cannot hang a reader);
-- the opened descriptor is ``fstat``-ed: it must be a regular file of the row's size and mtime;
+- the opened descriptor is ``fstat``-ed: it must be a regular file of the row's size and mtime
+  (a file of another mtime only while its bytes hash to the row's content hash: touched, or
+  copied without its dates, as ingest takes it);
 - its content hash is checked, read from that same descriptor, when the file is at most
   ``hash_limit`` bytes, and always when the path passes through a symlink (a link that was
   indexed is served only while it leads to the same bytes; one swapped in is refused); a file
@@ -45,9 +47,14 @@ def open_indexed(path: str, *, size: int | None, mtime_ns: int | None, content_h
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise FileChangedError(path, "it is no longer a regular file; run `mmembed ingest` again")
-        if (size is not None and st.st_size != size) or (mtime_ns is not None and st.st_mtime_ns != mtime_ns):
+        if size is not None and st.st_size != size:
             raise FileChangedError(path, _CHANGED)
-        if content_hash and (linked or st.st_size <= hash_limit):
+        # another mtime with the same size (touched, or copied without its dates): the same file
+        # only when its bytes still hash to the indexed content hash, as ingest decides
+        touched = mtime_ns is not None and st.st_mtime_ns != mtime_ns
+        if touched and not (content_hash and st.st_size <= HASH_LIMIT):
+            raise FileChangedError(path, _CHANGED)
+        if content_hash and (linked or touched or st.st_size <= hash_limit):
             _check_hash(fd, st, path, content_hash)
         if getattr(os, "O_NONBLOCK", 0):
             os.set_blocking(fd, True)  # reads of the caller's (a regular file never blocks anyway)

@@ -103,7 +103,7 @@ async function fetchPage(params, offset) {
   const r = await fetch("/api/search?" + searchUrl(params, offset), init);
   const data = await r.json();
   if (!r.ok) throw new Error(data.error || r.statusText);
-  return { hits: data.hits, more: data.more, where: data.where, took: data.took_ms, target: data.target, parsed: data.parsed };
+  return { hits: data.hits, more: data.more, where: data.where, took: data.took_ms, target: data.target, parsed: data.parsed, note: data.note };
 }
 
 async function run() {
@@ -134,7 +134,7 @@ async function run() {
       ? `${page.total.toLocaleString()} photos`
       : `${resultCount(state.hits.length, state.more)} · ${page.took} ms`;
     $("applied-where").textContent = page.where ? "where " + page.where : "";
-    if (!state.hits.length) showEnd(page.browse ? "No photos match these filters." : "Nothing found.");
+    if (!state.hits.length) showEnd(page.browse ? "No photos match these filters." : nothingFound(page.note));
     document.body.dataset.state = "ready";
   } catch (err) {
     if (seq !== state.seq) return;
@@ -245,9 +245,11 @@ function card(hit, index) {
   const name = hit.path.split("/").pop();
   const badge = hit.keep === true ? el("span", { class: "badge", text: "keep" }) : null;
   const video = hit.media === "video";
+  const thumb = el("img", { src: "/thumbs/" + encodeURIComponent(hit.id), alt: hit.text || name, loading: "lazy", decoding: "async" });
+  thumb.addEventListener("error", () => thumb.replaceWith(el("p", { class: "gone", text: GONE })), { once: true });
   const figure = el("figure", { class: "card", role: "listitem", tabindex: 0, "data-id": hit.id, "data-path": hit.path, "data-index": index, "data-media": hit.media || "image", title: shown(hit.path) },
     el("div", { class: "thumb" },
-      el("img", { src: "/thumbs/" + encodeURIComponent(hit.id), alt: hit.text || name, loading: "lazy", decoding: "async" }),
+      thumb,
       video ? el("span", { class: "play", text: "▶ " + clock(hit.frame_time || 0) + (hit.duration ? " / " + clock(hit.duration) : "") }) : null),
     el("figcaption", {},
       hit.score !== undefined && hit.target !== "filter" ? el("span", { class: "score", text: fmt(hit.score) }) : badge,  // a place/time listing has no score
@@ -256,6 +258,28 @@ function card(hit, index) {
       wordsSnippet(hit)));
   figure.addEventListener("click", () => openDetail(index));
   return figure;
+}
+
+// "Nothing found." and the server's reason ("nothing matched: no row passes tag=beach ..."), in words.
+function nothingFound(note) {
+  const why = (note || "").replace(/^nothing matched:?\s*/, "");
+  return why ? "Nothing found: " + why + "." : "Nothing found.";
+}
+
+const GONE = "This file changed or is gone since it was indexed. Run mmembed ingest again.";
+
+// The detail view of a photo the server will not show (its file changed, went, or cannot be read):
+// the server's own reason in place of a broken picture.
+async function showGone(hit) {
+  let reason = GONE;
+  try {
+    const r = await fetch("/media/" + encodeURIComponent(hit.id));
+    if (!r.ok) reason = (await r.json()).error || reason;
+  } catch (e) { /* the generic words */ }
+  if (state.detailHit !== hit) return;
+  $("detail-image").hidden = true;
+  $("detail-gone").textContent = reason;
+  $("detail-gone").hidden = false;
 }
 
 function clock(seconds) {  // 6.5 -> "0:06"; 3725 -> "1:02:05"
@@ -331,8 +355,10 @@ function showDetail(hit) {
     img.src = "/thumbs/" + encodeURIComponent(hit.id);
     const large = new Image();
     large.onload = () => { if (state.detailHit === hit) img.src = large.src; };
+    large.onerror = () => { if (state.detailHit === hit) showGone(hit); };
     large.src = "/media/" + encodeURIComponent(hit.id);
   }
+  $("detail-gone").hidden = true;
   img.alt = hit.text || hit.path;
   $("detail-caption").textContent = hit.text || hit.path.split("/").pop();
   $("open-original").href = "/files/" + encodeURIComponent(hit.id);

@@ -12,13 +12,33 @@ function wordsScoreParts(hit) {
   return parts;
 }
 
+// Where a term counts, as the server matches it (text/words.py contains_terms): a term that
+// begins with a letter of a spaced script only at the start of a word ("car" finds "cars", not
+// "scar"); Chinese or Japanese, a code or number, or a term that begins with punctuation anywhere.
+const WORD_CHAR = /[\p{L}\p{N}\p{M}]/u;
+
+function startsWord(term) {
+  const first = term[0];
+  const unspaced = /\p{Lo}/u.test(first) && first.charCodeAt(0) > 127;
+  return !(unspaced || /\d/.test(term) || !/[\p{L}\p{N}]/u.test(first));
+}
+
+// The index in `low` (lower-cased text) of the next place `term` counts, from `from`; -1 if none.
+function findTerm(low, term, from) {
+  const whole = startsWord(term);
+  for (let i = low.indexOf(term, from); i >= 0; i = low.indexOf(term, i + 1)) {
+    if (!whole || i === 0 || !WORD_CHAR.test(low[i - 1])) return i;
+  }
+  return -1;
+}
+
 // The first line of the hit's words that holds a query term, each term found in it wrapped in
 // <mark>; null when the hit's words hold none.
 function wordsSnippet(hit) {
   const terms = (hit.terms || []).filter((t) => t);
   if (!terms.length || typeof hit.words !== "string") return null;
   const lines = hit.words.split("\n");
-  const line = lines.find((l) => terms.some((t) => l.toLowerCase().includes(t))) || "";
+  const line = lines.find((l) => terms.some((t) => findTerm(l.toLowerCase(), t, 0) >= 0)) || "";
   if (!line) return null;
   const span = document.createElement("span");
   span.className = "words";
@@ -28,7 +48,7 @@ function wordsSnippet(hit) {
   while (at < text.length) {  // the earliest next match of any term
     let best = -1, size = 0;
     for (const t of terms) {
-      const i = low.indexOf(t, at);
+      const i = findTerm(low, t, at);
       if (i >= 0 && (best < 0 || i < best || (i === best && t.length > size))) { best = i; size = t.length; }
     }
     if (best < 0) break;
@@ -44,7 +64,7 @@ function wordsSnippet(hit) {
 
 function clip(line, terms) {  // ~160 characters around the first match
   const low = line.toLowerCase();
-  const first = Math.min(...terms.map((t) => low.indexOf(t)).filter((i) => i >= 0));
+  const first = Math.min(...terms.map((t) => findTerm(low, t, 0)).filter((i) => i >= 0));
   const start = Math.max(0, first - 60);
   return (start ? "…" : "") + line.slice(start, start + 160) + (start + 160 < line.length ? "…" : "");
 }

@@ -46,11 +46,13 @@ def dupes(
                                     progress=lambda done, total: bar.update(IngestProgress("compare", done, total)),
                                     notes=lambda line: typer.echo(line, err=True))
         if html_file is not None:
+            from mmembed.serve.gallery import write_gallery
+
             sections = [(f"{g.kind} · {len(g.files)} photos · cosine ≥ {g.score:.3f}",
                          [{"id": f.id, "path": f.path, "text": " · ".join((["keep"] if f.keep else []) + _parts(f))}
                           for f in g.files])
                         for g in groups]
-            idx.write_gallery([], html_file, title=f"mmembed: {mode} duplicates", sections=sections)  # files as indexed
+            write_gallery([], html_file, title=f"mmembed: {mode} duplicates", sections=sections, index=idx)  # as indexed
     for n, group in enumerate(groups, 1):
         if as_json:
             _print_json({"group": n, **group.to_dict()})

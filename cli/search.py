@@ -67,9 +67,11 @@ def search(
         index = _index(db, table, model, pretrained, device, one_query=True)  # the library picks the path
         hits = index.search(query, image=image, options=options)
         if html_file is not None:
+            from mmembed.serve.gallery import write_gallery
+
             title = " · ".join(x for x in (query, image.name if image else None) if x) or "mmembed results"
-            gallery = _index(db, table, model, pretrained, device)  # only files still as indexed are inlined
-            inlined = gallery.write_gallery(hits, html_file, title=f"mmembed: {title}")
+            indexed = _index(db, table, model, pretrained, device)  # only files still as indexed are inlined
+            inlined = write_gallery(hits, html_file, title=f"mmembed: {title}", index=indexed)
             typer.echo(f"wrote {html_file} ({len(hits)} results, {inlined} thumbnails inlined)", err=True)
     located = getattr(hits, "located", None)
     for line in (located.notes if located is not None else []):

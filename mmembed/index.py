@@ -5,7 +5,7 @@ opened when first needed, so a search the snapshot answers loads neither."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -251,22 +251,6 @@ class Index:
         from .store.items import read_items
 
         return read_items(self.store, ids, where)
-
-    def write_gallery(self, hits: Sequence[Any], path: PathLike, *, title: str = "mmembed results",
-                      sections: Sequence[tuple[str, Sequence[Any]]] | None = None,
-                      progress: Callable[[int, int], None] | None = None) -> int:
-        """Write search hits (or titled ``sections`` of hits: duplicate groups) as one HTML page with
-        the thumbnails inlined, as ``search --html`` does; each file is read only while it is still
-        the one indexed (a file changed, gone or swapped for a link since shows why instead).
-        Returns how many thumbnails were inlined.
-        Example: ``idx.write_gallery(idx.search("a kitchen"), "results.html", title="a kitchen")``."""
-        from .serve.gallery import write_gallery
-
-        listed = [h for _, part in sections for h in part] if sections is not None else list(hits)
-        ids = [i for i in (h.get("id") if isinstance(h, Mapping) else getattr(h, "id", None) for h in listed) if i]
-        rows = {r["id"]: r for r in self.items(ids)} if ids else {}
-        return write_gallery(hits, path, title=title, sections=sections, indexed=rows, progress=progress,
-                             max_megapixels=self.config.max_megapixels)
 
     def duplicates(self, *, mode: str = "near", threshold: float | None = None,
                    progress: Callable[[int, int], None] | None = None, notes: Callable[[str], None] | None = None) -> list[Any]:

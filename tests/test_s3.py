@@ -213,7 +213,7 @@ def test_the_cli_and_the_web_app_on_a_table_in_s3(s3: dict, tiny_model: str) -> 
     try:
         status, page = get_json(url + "api/search?q=red&n=5")
         assert status == 200 and page["hits"], page
-        red = next(h for h in get_json(url + "api/items?limit=50")[1]["items"] if h["path"].endswith("/red.jpg"))
+        red = next(h for h in get_json(url + "api/items?n=50")[1]["items"] if h["path"].endswith("/red.jpg"))
         status, headers, body = get(url + f"files/{red['id']}")
         assert status == 200 and body == (FIXTURE_IMAGES / "red.jpg").read_bytes()
         status, headers, thumb = get(url + f"thumbs/{red['id']}")

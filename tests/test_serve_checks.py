@@ -123,12 +123,12 @@ def test_the_python_gallery_inlines_only_files_still_as_indexed(library: dict, t
     idx, row = library["idx"], library["rows"][4]
     hits = idx.search("a photo", where=f"path = '{row['path']}'")
     assert [h.id for h in hits] == [row["id"]]
-    assert idx.write_gallery(hits, tmp_path / "before.html", title="before") == 1
+    assert write_gallery(hits, tmp_path / "before.html", index=idx, title="before") == 1
     impostor = library["outside"] / "impostor.jpg"
     shutil.copy2(library["rows"][5]["path"], impostor)
     Path(row["path"]).rename(library["outside"] / "kept-4.jpg")
     Path(row["path"]).symlink_to(impostor)
-    assert idx.write_gallery(hits, tmp_path / "after.html", title="after") == 0
+    assert write_gallery(hits, tmp_path / "after.html", index=idx, title="after") == 0
     assert "changed since it was indexed" in (tmp_path / "after.html").read_text()
     assert write_gallery(hits, tmp_path / "unchecked.html") == 0  # no rows to check against: not inlined
     assert "not checked against the index" in (tmp_path / "unchecked.html").read_text()

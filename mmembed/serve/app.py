@@ -412,7 +412,7 @@ def _search_args(request: Request) -> dict[str, Any]:
 # what /api/search and /api/items read (browse ignores the search's own; the page sends both the same)
 _PARAMS = frozenset({"q", "like", "n", "offset", "target", "not", "image_weight", "min_score", "cutoff", "mode",
                      "folder", "format", "date_from", "date_to", "date_field", "where", "tag", "near", "radius",
-                     "taken_after", "taken_before", "sort", "literal", "upload", "item"})
+                     "taken_after", "taken_before", "sort", "literal", "upload", "item", "token"})  # token: TokenGate
 _ALIASES = {"limit": "n", "k": "n", "top_k": "n", "query": "q", "text": "q", "page": "offset", "tags": "tag"}
 
 

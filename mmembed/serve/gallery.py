@@ -46,13 +46,15 @@ def write_gallery(
     progress: Callable[[int, int], None] | None = None,
     sections: Sequence[tuple[str, Sequence[Any]]] | None = None,
     indexed: Mapping[str, Mapping[str, Any]] | None = None,
+    index: Any = None,
 ) -> int:
     """Write ``hits`` (``Hit`` objects or dicts with path, score, text, ...) as one HTML file;
     or, with ``sections``, one titled grid per (title, hits) pair (duplicate groups, say).
-    ``indexed`` (id -> the table's row, ``Index.items(ids)``; ``Index.write_gallery`` passes it) has each
-    file opened only while it is the one indexed (``sources.indexed.open_indexed``: its size, mtime and
-    content hash; no symlink swapped in), so a gallery that is mailed holds only what was indexed: a hit
-    with an id and no row there is not inlined. Rows without an id (your own dicts) are read from their path.
+    ``index`` (the ``Index`` the hits came from; or ``indexed``: id -> the table's row, ``Index.items(ids)``)
+    has each file opened only while it is the one indexed (``sources.indexed.open_indexed``: its size,
+    mtime and content hash; no symlink swapped in), so a gallery that is mailed holds only what was
+    indexed: a hit with an id and no row to check it against is not inlined. Rows without an id (your
+    own dicts) are read from their path.
     Returns how many thumbnails were inlined (a file that cannot be read shows its reason)."""
     target = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(target))
@@ -62,12 +64,15 @@ def write_gallery(
     titles = [title_ for title_, _ in parts]
     grouped = [[h.to_dict() if hasattr(h, "to_dict") else dict(h) for h in part] for _, part in parts]
     rows = [row for part in grouped for row in part]
+    if index is not None and indexed is None:
+        ids = [row["id"] for row in rows if row.get("id")]
+        indexed = {r["id"]: r for r in index.items(ids)} if ids else {}
 
     def thumb(row: dict[str, Any]) -> str:
         checked = (indexed or {}).get(row.get("id") or "")
         if checked is None and row.get("id"):  # an indexed item is inlined only as checked against its row
             why = "no longer in the index" if indexed is not None else \
-                "not checked against the index; write the gallery with Index.write_gallery"
+                "not checked against the index; pass index= to write_gallery"
             return f'<div class="missing">{html.escape(why)}</div>'
         try:
             data = _thumbnail(row, checked, thumb_size, max_megapixels)

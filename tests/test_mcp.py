@@ -214,9 +214,11 @@ def test_refusals_are_one_line(table: dict[str, Any]) -> None:
             await session.call_tool("get_item", {}),
             await session.call_tool("search", {"query": "x", "where": "format = 'PNG'; DROP TABLE images"}),
             await session.call_tool("ingest", {"path": "/"}),
+            await session.call_tool("search", {"query": "x", "where": "bad =="}),
         ]
 
-    unknown, outside_row, passwd, neither, bad_where, no_tool = (_refused(r) for r in _session(table["db"], check))
+    unknown, outside_row, passwd, neither, bad_where, no_tool, broken = (_refused(r) for r in _session(table["db"], check))
+    assert "where 'bad ==' is not a valid filter" in broken and "--" not in broken, broken  # the tool's names
     assert "0123456789abcdef" in unknown and "no indexed item" in unknown
     assert str(outside) in outside_row and "not an indexed item" in outside_row
     assert "/etc/passwd" in passwd and "not an indexed item" in passwd

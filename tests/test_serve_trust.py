@@ -197,7 +197,11 @@ def test_the_web_app_names_no_cli_flags(library: dict) -> None:
              "api/items?where=no_such_column+%3E+1": "the SQL filter 'no_such_column > 1' is not a valid filter",
              "api/search?q=dog&where=no_such_column+%3E+1": "the SQL filter 'no_such_column > 1' is not a valid filter",
              "api/search?q=dog&image_weight=3": "image weight",
-             "api/duplicates?mode=fuzzy": "mode 'fuzzy' is not one of"}
+             "api/duplicates?mode=fuzzy": "mode 'fuzzy' is not one of",
+             "api/search?q=dog&mode=bogus": "mode 'bogus' is not one of",
+             "api/search?q=dog&sort=bogus": "sort 'bogus' is not one of",
+             "api/search?q=dog&radius=-5&near=Paris": "radius -5",
+             "api/search?q=dog&taken_after=yesterday": "taken_after 'yesterday'"}
     for path, words in cases.items():
         status, data = get_json(library["url"] + path)
         assert status == 400 and words in data["error"] and "--" not in data["error"], (path, data)

@@ -48,7 +48,7 @@ from ..errors import ConfigError, FileChangedError, ImageDecodeError, IndexEmpty
 from ..sources.indexed import open_indexed
 from ..store.memory import give_back_memory
 from .filters import Filters
-from .library import Library, NotFound
+from .library import Library, NotFound, flags_as
 from .openapi import openapi
 from .thumbs import LARGE_SIZE, THUMB_SIZE
 from .token import TokenGate
@@ -178,11 +178,16 @@ _WEB_WORDS = (("--where ", "the SQL filter "), ("give search text, or --image PA
               ("--target image", "Search in: images"))
 
 
+_API_NAMES = {flag: flag.replace("-", "_") for flag in ("mode", "target", "sort", "near", "radius", "taken-after",
+                                                         "taken-before", "tag", "not", "literal", "where", "min-score")}
+
+
 def web_words(message: str) -> str:
-    """A library message (written for the CLI) in the page's own terms: no CLI flags."""
+    """A library message (written for the CLI) in the page's own terms: no CLI flags (the others in
+    the API's names: ``--taken-after`` is ``taken_after``)."""
     for flag, words in _WEB_WORDS:
         message = message.replace(flag, words)
-    return message
+    return flags_as(message, _API_NAMES)
 
 
 def _status(exc: MmembedError) -> int:

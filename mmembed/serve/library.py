@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -31,7 +32,7 @@ from .background import Job
 from .filters import Filters
 from .thumbs import LARGE_SIZE, Thumbnailer, indexed_bytes, indexed_frame
 
-__all__ = ["Library", "Page", "NotFound", "MAX_RESULTS"]
+__all__ = ["Library", "Page", "NotFound", "MAX_RESULTS", "flags_as"]
 
 log = logging.getLogger("mmembed")
 
@@ -387,3 +388,13 @@ def _check_page(limit: int, offset: int, last: int | None = MAX_RESULTS) -> None
 
 def _plausible_id(item_id: str) -> bool:
     return 0 < len(item_id) <= 64 and item_id.isalnum()
+
+
+_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9-]*)")
+
+
+def flags_as(message: str, names: dict[str, str]) -> str:
+    """A library message (written for the CLI) with each CLI flag in ``names`` ("taken-after") spelled
+    as the caller's users know it ("taken_after" for the web API, "tags" for ``--tag`` to an assistant)."""
+    return _FLAG.sub(lambda m: names.get(m.group(1), m.group(0)), message)
+

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from ..errors import MmembedError, QueryError
 from .filters import Filters
-from .library import Library
+from .library import Library, flags_as
 from .thumbs import THUMB_SIZE, indexed_bytes, indexed_frame, render_jpeg
 
 __all__ = ["create_server", "MAX_LIMIT", "PICTURE_SIZE"]
@@ -80,6 +80,9 @@ def _server_class() -> Any:
     return Server
 
 
+_TOOL_NAMES = {"where": "where", "tag": "tags", "cutoff": "cutoff"}  # CLI flag -> the tools' argument
+
+
 def _one_line_errors(fn: Any) -> Any:
     """``fn`` with every MmembedError raised as a ToolError of one line (the model reads it)."""
     import functools
@@ -93,7 +96,7 @@ def _one_line_errors(fn: Any) -> Any:
         except MmembedError as exc:
             from ..sources.remote import scrub
 
-            raise ToolError(" ".join(scrub(str(exc)).split())) from None
+            raise ToolError(" ".join(flags_as(scrub(str(exc)), _TOOL_NAMES).split())) from None
 
     return wrapper
 

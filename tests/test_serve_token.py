@@ -171,6 +171,20 @@ def test_a_browser_logs_in_once_and_keeps_the_cookie(browser, db: str, session_c
         assert tab.url == url and tab.locator(".card").count() == 6
         context.close()
 
+        context = browser.new_context()  # a search's address asks for the token, and comes back after it
+        tab = context.new_page()
+        assert tab.goto(url + "?q=a+dog").status == 401
+        assert tab.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(17, 18, 20)"  # the app's looks
+        tab.fill("input[name=token]", token)
+        tab.click("button[type=submit]")
+        tab.wait_for_url(url + "?q=a+dog")
+        assert tab.goto(url + "api/docs").status == 200
+        context.close()
+        docs = context = browser.new_context()
+        tab = docs.new_page()
+        assert tab.goto(url + "api/docs").status == 401 and tab.locator("form input[name=token]").count() == 1
+        docs.close()
+
         context = browser.new_context()  # a fresh browser: the token in the URL, once
         tab = context.new_page()
         tab.goto(url + f"?q=a+dog&token={token}")

@@ -10,6 +10,7 @@ written into a response, a message or a log line.
 
 from __future__ import annotations
 
+import html
 import hmac
 import secrets
 import urllib.parse
@@ -21,17 +22,20 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 __all__ = ["TokenGate", "new_token", "LOGIN_PATH"]
 
 LOGIN_PATH = "/login"
+LOGIN_STYLE = "/static/login.css"  # served without the token: the login page's looks, nothing of the library
 _MAX_FORM = 4096  # bytes of a login form
 _COOKIE_AGE = 30 * 24 * 3600
 NEEDS_TOKEN = ("this server needs its token: send the header 'Authorization: Bearer TOKEN' "
                "(the token printed when it started, or its --token / MMEMBED_TOKEN)")
 _LOGIN = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mmembed: token needed</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/static/login.css"></head>
 <body><main>
 <h1>mmembed</h1>
 <p>{message}</p>
 <form method="post" action="/login">
+<input type="hidden" name="next" value="{next}">
 <label>Token <input type="password" name="token" autocomplete="current-password" required autofocus></label>
 <button type="submit">Open</button>
 </form>
@@ -64,6 +68,9 @@ class TokenGate:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
+        if scope["path"] == LOGIN_STYLE and request.method in ("GET", "HEAD"):  # the login page's looks: no data
+            await self.app(scope, receive, send)
+            return
         if scope["path"] == LOGIN_PATH and request.method == "POST":
             response = await self._login(request)
         elif "token" in request.query_params and request.method in ("GET", "HEAD"):
@@ -95,10 +102,11 @@ class TokenGate:
             body += chunk
             if len(body) > _MAX_FORM:
                 return _login_page(WRONG, 413)
-        given = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        given, back = form.get("token", [""])[0], _local(form.get("next", ["/"])[0])
         if not _same(given.strip(), self.token):
-            return _login_page(WRONG, 401)
-        return self._with_cookie(RedirectResponse("/", status_code=303), request)
+            return _login_page(WRONG, 401, back)
+        return self._with_cookie(RedirectResponse(back, status_code=303), request)
 
     def _with_cookie(self, response: Response, request: Request) -> Response:
         response.set_cookie(cookie_name(request), self.token.decode("utf-8"), max_age=_COOKIE_AGE, path="/",
@@ -113,14 +121,25 @@ def cookie_name(request: Request) -> str:
     return f"mmembed_token_{server[1]}"
 
 
+def _local(target: str) -> str:
+    """Where to go after the login: a path on this server (never another site's address), else /."""
+    parts = urllib.parse.urlsplit(target)
+    ok = (target.startswith("/") and not target.startswith("//") and "\\" not in target and not parts.scheme
+          and not parts.netloc and not any(ord(c) < 33 or ord(c) == 127 for c in target))  # "/\t/evil" reads as //evil
+    return target if ok and target != LOGIN_PATH else "/"
+
+
 def _refused(request: Request, message: str) -> Response:
-    if request.url.path.startswith("/api/"):
+    if request.url.path.startswith("/api/") and request.url.path != "/api/docs":  # the docs are a page
         words = "the token is wrong; " + NEEDS_TOKEN.split(": ", 1)[1] if message == WRONG else NEEDS_TOKEN
         return JSONResponse({"error": words}, status_code=401,
                             headers={"WWW-Authenticate": 'Bearer realm="mmembed"', "Cache-Control": "no-store"})
-    return _login_page(message, 401)
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    page = request.method in ("GET", "HEAD") and request.url.path in ("/", "/api/docs")  # a page, not a picture
+    return _login_page(message, 401, here if page else "/")
 
 
-def _login_page(message: str, status: int) -> Response:
-    return HTMLResponse(_LOGIN.format(message=message), status_code=status,
+def _login_page(message: str, status: int, back: str = "/") -> Response:
+    page = _LOGIN.format(message=html.escape(message, quote=False), next=html.escape(_local(back), quote=True))
+    return HTMLResponse(page, status_code=status,
                         headers={"WWW-Authenticate": 'Bearer realm="mmembed"', "Cache-Control": "no-store"})

@@ -213,6 +213,16 @@ def test_raw_rows_get_a_thumbnail(index, shoot: Path) -> None:
         assert thumb.format == "JPEG" and thumb.height > thumb.width and thumb.height <= 160  # upright
 
 
+def test_more_like_a_raw_photo_searches_with_its_developed_pixels(index, shoot: Path) -> None:
+    from mmembed.serve.library import Library
+
+    index.ingest(shoot)
+    row = _by_name(index)["IMG_2.dng"]
+    page = Library(index).search(like=row["id"], limit=5)  # its checked bytes alone would not say "RAW"
+    assert page.hits and row["id"] not in [h.id for h in page.hits]
+    assert page.hits[0].score > 0.5, [(h.path, h.score) for h in page.hits]  # the JPEGs of the same picture
+
+
 def test_cli_refuses_an_unknown_raw_pairs_value(tmp_path: Path) -> None:
     result = run_cli("ingest", str(tmp_path), "--db", str(tmp_path / "db"), "--raw-pairs", "raw")
     assert result.returncode == 1

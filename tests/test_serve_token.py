@@ -87,6 +87,7 @@ def test_a_public_server_answers_nothing_without_its_token(public: dict) -> None
         status, headers, body = get(url + path + "?token=not-it")
         _refused(status, headers, body, path, token)
         assert (b"not this server's" in body) if not path else ("wrong" in json.loads(body)["error"])
+        assert b"not-it" not in body  # a stale ?token= is not carried into the login's way back
 
 
 def test_bearer_opens_every_endpoint(public: dict) -> None:

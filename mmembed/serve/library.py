@@ -30,7 +30,7 @@ from ..store.snapshot import table_version
 from ..store.table import filter_reason
 from .background import Job
 from .filters import Filters
-from .thumbs import LARGE_SIZE, Thumbnailer, indexed_bytes, indexed_frame
+from .thumbs import LARGE_SIZE, Thumbnailer, indexed_bytes, indexed_frame, render_jpeg
 
 __all__ = ["Library", "Page", "NotFound", "MAX_RESULTS", "flags_as"]
 
@@ -321,7 +321,7 @@ class Library:
             row = self.item(like)
             exclude = like
             # the item's own pixels, read only while its file is the one indexed (never the path as it is now)
-            source = indexed_frame(row, LARGE_SIZE, quality=92) if row.get("media") == "video" else indexed_bytes(row)
+            source = _query_pixels(row)
         if self.index.store.is_local and not os.path.isdir(self.db):
             raise IndexEmptyError(self.problem() or "no database")
         columns = self._wait_rows().columns if filters != Filters() else []  # the filters need the table's columns
@@ -358,6 +358,17 @@ def _why_nothing(filters: Filters, options: SearchOptions, located: bool) -> str
     named += ["the place and time filters in parsed"] if located else []
     return why_nothing(named, min_score=options.min_score, mode=options.mode, cutoff=options.cutoff,
                        tags=bool(filters.tags), name=lambda n: n)
+
+
+def _query_pixels(row: dict[str, Any]) -> bytes:
+    """What "more like" a row searches with: its file's bytes, read only while the file is the one
+    indexed; a video's frame, and a camera RAW developed (bytes alone would not say it is RAW), as JPEGs."""
+    from ..sources.raw import is_raw_path
+
+    if row.get("media") == "video":
+        return indexed_frame(row, LARGE_SIZE, quality=92)
+    data = indexed_bytes(row)
+    return render_jpeg(data, LARGE_SIZE, quality=92, name=row["path"]) if is_raw_path(row["path"]) else data
 
 
 def _home() -> str | None:

@@ -125,7 +125,7 @@ class _Tools:
                                    min_score=min_score, cutoff=cutoff, filters=_filters(where, tags))
         hits: dict[str, Any] = {"hits": [_hit(h) for h in page.hits[:MAX_LIMIT]]}
         if page.note:
-            hits["note"] = page.note  # why nothing was found
+            hits["note"] = page.note.replace("tag=", "tags=")  # why nothing was found, in the tool's names
         return {**hits, "parsed": page.parsed} if page.parsed else hits  # place/time words read as filters
 
     def similar(self, id: ItemId = None, path: ItemPath = None, limit: Limit = 10, where: Where = None,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ..config import cache_dir
 from ..errors import FileChangedError, ImageDecodeError
 from ..sources.decode import load_image
-from ..sources.indexed import open_indexed
+from ..sources.indexed import HASH_LIMIT, open_indexed
 
 __all__ = ["Rendition", "Thumbnailer", "render_jpeg", "frame_jpeg", "still_indexed", "indexed_bytes", "indexed_frame",
            "THUMB_SIZE", "LARGE_SIZE"]
@@ -102,8 +102,9 @@ class Thumbnailer:
             still_indexed(source_path, file_size, mtime_ns, content_hash)
             return found
         with self._slots:
-            found = self.cached(content_hash, size, frame_time)  # made by another request meanwhile
+            found = self.cached(content_hash, size, frame_time)  # made by another request meanwhile (a copy's, maybe)
             if found is not None:
+                still_indexed(source_path, file_size, mtime_ns, content_hash)
                 return found
             if frame_time is not None:  # a video is not read whole: its frame is decoded by seeking
                 row = {"path": source_path, "content_hash": content_hash, "size": file_size, "mtime_ns": mtime_ns,
@@ -161,12 +162,15 @@ def indexed_bytes(row: dict) -> bytes:
         from ..sources.remote import read_bytes
 
         try:
-            return read_bytes(path)
+            data = read_bytes(path)
         except OSError as exc:
             raise FileChangedError(path, f"cannot read the object ({exc.strerror or exc})") from None
-    with open_indexed(path, size=row.get("size"), mtime_ns=row.get("mtime_ns"), content_hash=content_hash) as f:
-        data = f.read()
-    if content_hash and hashlib.blake2b(data, digest_size=16).hexdigest() != content_hash:  # over the hash limit
+        hashed = False
+    else:
+        with open_indexed(path, size=row.get("size"), mtime_ns=row.get("mtime_ns"), content_hash=content_hash) as f:
+            data = f.read()
+        hashed = len(data) <= HASH_LIMIT  # open_indexed checked its hash
+    if content_hash and not hashed and hashlib.blake2b(data, digest_size=16).hexdigest() != content_hash:
         raise FileChangedError(path, "the file changed since it was indexed; run `mmembed ingest` again")
     return data
 

@@ -134,7 +134,8 @@ def _refused(request: Request, message: str) -> Response:
         words = "the token is wrong; " + NEEDS_TOKEN.split(": ", 1)[1] if message == WRONG else NEEDS_TOKEN
         return JSONResponse({"error": words}, status_code=401,
                             headers={"WWW-Authenticate": 'Bearer realm="mmembed"', "Cache-Control": "no-store"})
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]  # a stale ?token= is not kept
+    here = request.url.path + ("?" + urllib.parse.urlencode(rest) if rest else "")
     page = request.method in ("GET", "HEAD") and request.url.path in ("/", "/api/docs")  # a page, not a picture
     return _login_page(message, 401, here if page else "/")
 

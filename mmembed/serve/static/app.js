@@ -79,10 +79,13 @@ function commit({ push = true } = {}) {
 }
 
 // ---------------------------------------------------------------- searching
+// What the API reads (app.py _PARAMS): anything else in the address (utm_source=..., say) stays out of
+// the request, which the API would refuse by name.
+const API_KEYS = new Set([...FIELDS, "like", "tag", "near", "radius", "taken_after", "taken_before", "sort", "literal"]);
+
 function searchUrl(params, offset) {
-  const p = new URLSearchParams(params);
-  p.delete("upload");
-  p.delete("item");
+  const p = new URLSearchParams();
+  for (const [k, v] of new URLSearchParams(params)) if (API_KEYS.has(k) || k.startsWith("col.")) p.append(k, v);
   p.set("n", PAGE);
   if (offset) p.set("offset", offset);
   return p;
@@ -266,7 +269,7 @@ function nothingFound(note) {
   return why ? "Nothing found: " + why + "." : "Nothing found.";
 }
 
-const GONE = "This file changed or is gone since it was indexed. Run mmembed ingest again.";
+const GONE = "This photo cannot be shown: its file changed, moved or cannot be read since it was indexed.";
 
 // The detail view of a photo the server will not show (its file changed, went, or cannot be read):
 // the server's own reason in place of a broken picture.

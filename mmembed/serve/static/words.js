@@ -23,48 +23,72 @@ function startsWord(term) {
   return !(unspaced || /\d/.test(term) || !/[\p{L}\p{N}]/u.test(first));
 }
 
-// The index in `low` (lower-cased text) of the next place `term` counts, from `from`; -1 if none.
+// The index in `low` (folded text) of the next place `term` counts, from `from`; -1 if none.
 function findTerm(low, term, from) {
   const whole = startsWord(term);
   for (let i = low.indexOf(term, from); i >= 0; i = low.indexOf(term, i + 1)) {
-    if (!whole || i === 0 || !WORD_CHAR.test(low[i - 1])) return i;
+    if (!whole || !WORD_CHAR.test(charBefore(low, i))) return i;
   }
   return -1;
 }
 
+function charBefore(text, i) {  // the whole character before index i ("" at the start), not half a surrogate pair
+  if (i <= 0) return "";
+  const low = text.charCodeAt(i - 1);
+  return low >= 0xDC00 && low <= 0xDFFF && i >= 2 ? text.slice(i - 2, i) : text[i - 1];
+}
+
+// `text` folded as the server folds it (text/words.py fold: case-folded, accents dropped, so
+// "cafe" finds "Café"), and for each place in the folded text the place in `text` it came from.
+function folded(text) {
+  let out = "";
+  const from = [];
+  let at = 0;
+  for (const ch of text) {
+    const f = ch.normalize("NFKD").replace(/\p{M}/gu, "").toLowerCase();
+    out += f;
+    for (let k = 0; k < f.length; k++) from.push(at);
+    at += ch.length;
+  }
+  from.push(at);
+  return { low: out, from };
+}
+
 // The first line of the hit's words that holds a query term, each term found in it wrapped in
-// <mark>; null when the hit's words hold none.
+// <mark> (found in the folded line, marked in the line as it is); null when the hit's words hold none.
 function wordsSnippet(hit) {
   const terms = (hit.terms || []).filter((t) => t);
   if (!terms.length || typeof hit.words !== "string") return null;
   const lines = hit.words.split("\n");
-  const line = lines.find((l) => terms.some((t) => findTerm(l.toLowerCase(), t, 0) >= 0)) || "";
+  const line = lines.find((l) => terms.some((t) => findTerm(folded(l).low, t, 0) >= 0)) || "";
   if (!line) return null;
   const span = document.createElement("span");
   span.className = "words";
-  let text = line.length > 160 ? clip(line, terms) : line;
-  const low = text.toLowerCase();
-  let at = 0;
-  while (at < text.length) {  // the earliest next match of any term
+  const text = line.length > 160 ? clip(line, terms) : line;
+  const { low, from } = folded(text);
+  let at = 0, shown = 0;  // in the folded text, in the text
+  while (at < low.length) {  // the earliest next match of any term
     let best = -1, size = 0;
     for (const t of terms) {
       const i = findTerm(low, t, at);
       if (i >= 0 && (best < 0 || i < best || (i === best && t.length > size))) { best = i; size = t.length; }
     }
     if (best < 0) break;
-    if (best > at) span.append(document.createTextNode(text.slice(at, best)));
+    const start = from[best], end = Math.max(from[best + size], start + 1);
+    if (start > shown) span.append(document.createTextNode(text.slice(shown, start)));
     const mark = document.createElement("mark");
-    mark.textContent = text.slice(best, best + size);
+    mark.textContent = text.slice(start, end);
     span.append(mark);
     at = best + size;
+    shown = end;
   }
-  if (at < text.length) span.append(document.createTextNode(text.slice(at)));
+  if (shown < text.length) span.append(document.createTextNode(text.slice(shown)));
   return span;
 }
 
 function clip(line, terms) {  // ~160 characters around the first match
-  const low = line.toLowerCase();
-  const first = Math.min(...terms.map((t) => findTerm(low, t, 0)).filter((i) => i >= 0));
+  const { low, from } = folded(line);
+  const first = from[Math.min(...terms.map((t) => findTerm(low, t, 0)).filter((i) => i >= 0))];
   const start = Math.max(0, first - 60);
   return (start ? "…" : "") + line.slice(start, start + 160) + (start + 160 < line.length ? "…" : "");
 }

@@ -141,6 +141,11 @@ def test_browser_marks_whole_words_and_shows_a_gone_photo_in_words(browser, libr
         tab.goto(library["url"] + "?q=a+dog&utm_source=mail")  # a shared link with a tracker's parameter: still found
         tab.wait_for_selector(".card", timeout=30_000)
         assert tab.locator("#message").is_hidden()
+        tab.keyboard.press("ArrowRight")  # fresh from the link, nothing focused: the arrows start at the first photo
+        assert tab.evaluate("document.activeElement.classList.contains('card')")
+        tab.goto(library["url"] + "?item=0123456789abcdef")  # a link to a photo this library does not have
+        tab.wait_for_selector("#message:not([hidden])", timeout=30_000)
+        assert "No photo in this library has the id 0123456789abcdef" in tab.inner_text("#message")
         marked = tab.evaluate("""() => wordsSnippet({terms: ["a", "car", "会议纪要", "kx-482"],
                                    words: "A cat sat on a table by a scar and a car"}).innerHTML""")
         # at the start of a word only, as the server counts them: "a" begins "and", it is not inside "cat" or "scar"
@@ -154,7 +159,8 @@ def test_browser_marks_whole_words_and_shows_a_gone_photo_in_words(browser, libr
         gone = library["rows"][0]  # moved away by the first test of this file (or here)
         if Path(gone["path"]).exists():
             Path(gone["path"]).rename(library["outside"] / "moved-away-too.jpg")
-            tab.reload()
+        tab.goto(library["url"])  # browse: every photo
+        tab.locator(f'.card[data-id="{gone["id"]}"]').scroll_into_view_if_needed()  # its thumbnail loads lazily
         tab.wait_for_selector(f'.card[data-id="{gone["id"]}"] .gone', timeout=30_000)
         assert "cannot be shown" in tab.inner_text(f'.card[data-id="{gone["id"]}"] .gone')
         assert tab.locator(f'.card[data-id="{gone["id"]}"] img').count() == 0  # no broken-image icon

@@ -63,6 +63,9 @@ _NOT_IMAGE_TYPES = frozenset({"text", "audio", "video", "font", "model", "multip
                               "application/pdf", "application/zip", "application/gzip", "application/x-tar"})
 _SNIFF = 16  # bytes of an upload that name its format
 NOT_AN_IMAGE = "the query image: not a readable image (unknown format or corrupt header)"
+# a browser keeps a photo's bytes but asks again each time (304 once it is checked): a photo deleted or
+# replaced since it was indexed is not shown from the browser's cache either
+_REVALIDATE = "private, no-cache"
 FILES_HASH_LIMIT = 256 * 1024 * 1024  # /files checks the content hash of files up to this size (once per inode)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -292,7 +295,7 @@ class _Api:
             rendition = self.library.thumbs.get(row["path"], row["content_hash"], size, at, row.get("size"),
                                                 row.get("mtime_ns"))
             if request.headers.get("if-none-match") == etag:
-                return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "private, max-age=3600"})
+                return Response(status_code=304, headers={"ETag": etag, "Cache-Control": _REVALIDATE})
             with open(rendition.path, "rb") as f:
                 body = f.read()
         except NotFound:
@@ -302,7 +305,7 @@ class _Api:
         except OSError as exc:
             return _error(f"the thumbnail cannot be read ({exc.strerror or exc})", 500)
         return Response(body, media_type="image/jpeg",
-                        headers={"ETag": etag, "Cache-Control": "private, max-age=3600"})
+                        headers={"ETag": etag, "Cache-Control": _REVALIDATE})
 
     def original(self, request: Request) -> Response:
         try:
@@ -319,7 +322,7 @@ class _Api:
         except FileChangedError as exc:
             return _error(str(exc), 410)
         same = f"/proc/self/fd/{opened.fileno()}"
-        headers = {"Cache-Control": "private, max-age=3600"}
+        headers = {"Cache-Control": _REVALIDATE}
         if os.path.exists(same):  # Linux: FileResponse (ranges for video seeking) on that same open file
             return FileResponse(same, media_type=kind or "application/octet-stream", headers=headers,
                                 content_disposition_type="inline", filename=os.path.basename(path),
@@ -354,7 +357,7 @@ def _object_response(path: str, kind: str | None) -> Response:
         return _error(str(exc), 500)
     name = path.rpartition("/")[2]
     return Response(body, media_type=kind or "application/octet-stream",
-                    headers={"Cache-Control": "private, max-age=3600",
+                    headers={"Cache-Control": _REVALIDATE,
                              "Content-Disposition": f"inline; filename*=utf-8''{urllib.parse.quote(name)}"})
 
 

@@ -443,6 +443,7 @@ function syncDetail() {
   if (index < 0) {
     fetch("/api/items/" + encodeURIComponent(id)).then((r) => r.ok ? r.json() : null).then((item) => {
       if (item) openItem(item, -1, { push: false });
+      else showMessage("No photo in this library has the id " + id + " (a link from another library, or one re-indexed since?).");
     });
     return;
   }
@@ -556,6 +557,11 @@ function onKey(e) {
       const first = $("grid").firstElementChild;
       if (first && e.key === "ArrowDown") first.focus();
     } else if (e.key === "Escape") { $("q").blur(); }
+    return;
+  }
+  if ((!active || active === document.body) && (e.key === "ArrowDown" || e.key === "ArrowRight")) {
+    const first = document.querySelector(".card");  // nothing focused yet (the page just loaded): the arrows start at the first photo
+    if (first) { e.preventDefault(); first.focus(); }
     return;
   }
   if (!active || !active.classList.contains("card")) return;

@@ -26,8 +26,11 @@ function startsWord(term) {
 // The index in `low` (folded text) of the next place `term` counts, from `from`; -1 if none.
 function findTerm(low, term, from) {
   const whole = startsWord(term);
+  const short = whole && term.length <= 2;  // "a", "on": marked as words only, not at the start of every "and"
   for (let i = low.indexOf(term, from); i >= 0; i = low.indexOf(term, i + 1)) {
-    if (!whole || !WORD_CHAR.test(charBefore(low, i))) return i;
+    if (whole && WORD_CHAR.test(charBefore(low, i))) continue;
+    if (short && WORD_CHAR.test(low.charAt(i + term.length))) continue;
+    return i;
   }
   return -1;
 }

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,6 +69,19 @@ def start_server(*args: str, timeout: float = 90, env_extra: dict[str, str] | No
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.1)
     return proc, url, errors
+
+
+def index_and_serve(folder: Path, db: str, model: str, cache: Path) -> tuple[Any, subprocess.Popen, str, list[str]]:
+    """``folder`` ingested into ``db`` with ``model`` (the user cache at ``cache``), then served:
+    the Index, the server process, its URL and its stderr lines."""
+    import mmembed
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("XDG_CACHE_HOME", str(cache))
+        idx = mmembed.Index(db, model=model)
+        idx.ingest(folder)
+        proc, url, errors = start_server("--db", db)
+    return idx, proc, url, errors
 
 
 def stop_server(proc: subprocess.Popen) -> int:

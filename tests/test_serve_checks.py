@@ -13,26 +13,20 @@ from pathlib import Path
 import pytest
 
 from conftest import shared_path
-from test_serve import browser, get, get_json, start_server, stop_server  # noqa: F401 - browser: a fixture
+from test_serve import browser, get, get_json, index_and_serve, stop_server  # noqa: F401 - browser: a fixture
 
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory: pytest.TempPathFactory, micro_clip: str, session_cache: Path):
     """Eight Flickr8k photos indexed and served; the tests change files under it."""
-    import mmembed
-
     folder = tmp_path_factory.mktemp("checked") / "photos"
     folder.mkdir()
     for src in sorted(shared_path("data/flickr8k/dev").glob("*.jpg"))[:8]:
         shutil.copy2(src, folder / src.name)
     outside = tmp_path_factory.mktemp("outside")
     db = str(tmp_path_factory.mktemp("checked-db") / "db.lancedb")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("XDG_CACHE_HOME", str(session_cache))
-        idx = mmembed.Index(db, model=micro_clip)
-        idx.ingest(folder)
-        rows = sorted(idx.items(), key=lambda r: r["path"])
-        proc, url, errors = start_server("--db", db)
+    idx, proc, url, errors = index_and_serve(folder, db, micro_clip, session_cache)
+    rows = sorted(idx.items(), key=lambda r: r["path"])
     yield {"url": url, "db": db, "idx": idx, "rows": rows, "outside": outside, "proc": proc}
     assert stop_server(proc) == 0, "".join(errors)[-2000:]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli, shared_path
-from test_serve import browser, get, get_json, raw_request, start_server, stop_server  # noqa: F401 - browser: a fixture
+from test_serve import browser, get, get_json, index_and_serve, raw_request, start_server, stop_server  # noqa: F401 - browser: a fixture
 
 SECRET = b"root:x:0:0:the secret that must never leak:/root:/bin/bash\n"
 
@@ -24,8 +24,6 @@ SECRET = b"root:x:0:0:the secret that must never leak:/root:/bin/bash\n"
 @pytest.fixture(scope="module")
 def library(tmp_path_factory: pytest.TempPathFactory, micro_clip: str, session_cache: Path):
     """Twelve Flickr8k photos (four in a subfolder) indexed and served; tests change files under it."""
-    import mmembed
-
     dev = sorted(shared_path("data/flickr8k/dev").glob("*.jpg"))[:12]
     folder = tmp_path_factory.mktemp("trusted") / "photos"
     (folder / "sub").mkdir(parents=True)
@@ -33,12 +31,8 @@ def library(tmp_path_factory: pytest.TempPathFactory, micro_clip: str, session_c
         shutil.copy2(src, folder / ("sub" if i >= 8 else "") / src.name)
     secrets = tmp_path_factory.mktemp("secrets")
     db = str(tmp_path_factory.mktemp("trusted-db") / "db.lancedb")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("XDG_CACHE_HOME", str(session_cache))
-        idx = mmembed.Index(db, model=micro_clip)
-        idx.ingest(folder)
-        rows = {os.path.basename(r["path"]): r for r in idx.items()}
-        proc, url, errors = start_server("--db", db)
+    idx, proc, url, errors = index_and_serve(folder, db, micro_clip, session_cache)
+    rows = {os.path.basename(r["path"]): r for r in idx.items()}
     yield {"url": url, "db": db, "folder": folder.resolve(), "rows": rows, "secrets": secrets, "proc": proc}
     assert stop_server(proc) == 0, "".join(errors)[-2000:]
 

@@ -111,12 +111,11 @@ class Thumbnailer:
                        "frame_time": frame_time}
                 jpeg = indexed_frame(row, size, quality=_QUALITY.get(size, 85))
                 return self._store(self.key(content_hash, size, frame_time), jpeg)
+            row = {"path": source_path, "content_hash": content_hash, "size": file_size, "mtime_ns": mtime_ns}
             try:
-                data = _read(source_path, file_size, mtime_ns, content_hash)
+                data = indexed_bytes(row)  # read once, its hash checked
             except OSError as exc:
                 raise ImageDecodeError(source_path, f"cannot read the file ({exc.strerror or exc})") from None
-            if hashlib.blake2b(data, digest_size=16).hexdigest() != content_hash:
-                raise FileChangedError(source_path, "the file changed since it was indexed; run `mmembed ingest` again")
             jpeg = render_jpeg(data, size, max_megapixels=self.max_megapixels, quality=_QUALITY.get(size, 85),
                                name=source_path)
             return self._store(self.key(content_hash, size), jpeg)
@@ -130,18 +129,6 @@ class Thumbnailer:
             f.write(jpeg)
         os.replace(tmp, path)  # readers see the whole file or none
         return Rendition(path, key)
-
-
-def _read(path: str, size: int | None, mtime_ns: int | None, content_hash: str | None) -> bytes:
-    """The indexed file's bytes (``open_indexed``; its hash checked by the caller, by ``open_indexed``
-    only for a file reached through a link or touched since); an ``s3://`` object's from object
-    storage (``sources.remote``)."""
-    if path.startswith("s3://"):
-        from ..sources.remote import read_bytes
-
-        return read_bytes(path)
-    with open_indexed(path, size=size, mtime_ns=mtime_ns, content_hash=content_hash, hash_limit=0) as f:
-        return f.read()
 
 
 def still_indexed(path: str, size: int | None, mtime_ns: int | None, content_hash: str | None) -> None:

@@ -15,9 +15,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import ConfigError, ImageDecodeError
-from ..sources.indexed import HASH_LIMIT, open_indexed
 from ..sources.video import clock
-from .thumbs import frame_jpeg, render_jpeg
+from .thumbs import frame_jpeg, indexed_bytes, indexed_frame, render_jpeg
 
 __all__ = ["write_gallery", "GALLERY_THUMB"]
 
@@ -110,21 +109,16 @@ def write_gallery(
 
 
 def _thumbnail(hit: Mapping[str, Any], row: Mapping[str, Any] | None, size: int, max_megapixels: float) -> bytes:
-    """The hit's JPEG thumbnail; from the file as checked against its ``row`` when there is one."""
+    """The hit's JPEG thumbnail; from the file as checked against its ``row`` when there is one
+    (``thumbs.indexed_bytes``/``indexed_frame``), else (your own dict) from its path."""
     path, video = hit["path"], hit.get("media") == "video"
-    if row is None or path.startswith("s3://"):
+    if row is None:
         if video:
             return frame_jpeg(path, float(hit.get("frame_time") or 0.0), size, quality=72)
         return render_jpeg(path, size, max_megapixels=max_megapixels, quality=72)
-    with open_indexed(path, size=row.get("size"), mtime_ns=row.get("mtime_ns"), content_hash=row.get("content_hash"),
-                      hash_limit=0 if video else HASH_LIMIT) as f:
-        if not video:
-            return render_jpeg(f.read(), size, max_megapixels=max_megapixels, quality=72, name=path)
-        same = f"/proc/self/fd/{f.fileno()}"
-        try:
-            return frame_jpeg(same if os.path.exists(same) else path, float(hit.get("frame_time") or 0.0), size, quality=72)
-        except ImageDecodeError as exc:
-            raise ImageDecodeError(path, exc.reason) from None
+    if video:
+        return indexed_frame({**row, "frame_time": hit.get("frame_time")}, size, quality=72)
+    return render_jpeg(indexed_bytes(dict(row)), size, max_megapixels=max_megapixels, quality=72, name=path)
 
 
 def _card(row: dict[str, Any], image: str) -> str:

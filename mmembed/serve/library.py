@@ -309,9 +309,10 @@ class Library:
                limit: int = 50, offset: int = 0, target: str | None = None, negatives: tuple[str, ...] = (),
                image_weight: float | None = None, min_score: float | None = None, cutoff: str = "none",
                filters: Filters = Filters(), mode: str | None = None,
-               where_when: dict[str, Any] | None = None) -> Page:
+               where_when: dict[str, Any] | None = None, tag_param: str = "tag") -> Page:
         """A page of hits; ``like`` is an item id ("more like this": that item's image). An
-        image query without words searches the image vectors unless ``target`` says otherwise."""
+        image query without words searches the image vectors unless ``target`` says otherwise.
+        ``tag_param``: what the caller's users call the tag filter, for the ``note`` of an empty page."""
         _check_page(limit, offset)
         source: str | bytes | None = image
         exclude = None
@@ -341,16 +342,17 @@ class Library:
         more = len(hits) >= offset + limit and offset + limit < MAX_RESULTS
         located = getattr(hits, "located", None)
         parsed = located.as_dict() if located is not None and (located.parsed or located.near or located.notes) else None
-        note = None if hits else _why_nothing(filters, options, bool(located is not None and (located.parsed or located.near)))
+        note = None if hits else _why_nothing(filters, options, bool(located is not None and (located.parsed or located.near)),
+                                              tag_param)
         return Page(page, offset, more, where, hits[0].target if hits else target, time.perf_counter() - started,
                     parsed=parsed, note=note)
 
 
-def _why_nothing(filters: Filters, options: SearchOptions, located: bool) -> str:
+def _why_nothing(filters: Filters, options: SearchOptions, located: bool, tag_param: str) -> str:
     """Why a search of the web app or an assistant found nothing, in the API's own names."""
     from ..retrieval.query import why_nothing
 
-    named = [f"tag={t}" for t in filters.tags]
+    named = [f"{tag_param}={t}" for t in filters.tags]
     named += [f"{k}={v}" for k, v in (("folder", filters.folder), ("format", filters.format),
                                        ("date_from", filters.date_from), ("date_to", filters.date_to)) if v]
     named += [f"col.{k}={v}" for k, v in filters.columns.items() if v != ""]

@@ -122,10 +122,10 @@ class _Tools:
         if not query.strip():
             raise QueryError("query is empty; describe what to look for in words")
         page = self.library.search(query, limit=limit, target=target, negatives=tuple(negatives or ()),
-                                   min_score=min_score, cutoff=cutoff, filters=_filters(where, tags))
+                                   min_score=min_score, cutoff=cutoff, filters=_filters(where, tags), tag_param="tags")
         hits: dict[str, Any] = {"hits": [_hit(h) for h in page.hits[:MAX_LIMIT]]}
         if page.note:
-            hits["note"] = page.note.replace("tag=", "tags=")  # why nothing was found, in the tool's names
+            hits["note"] = page.note  # why nothing was found
         return {**hits, "parsed": page.parsed} if page.parsed else hits  # place/time words read as filters
 
     def similar(self, id: ItemId = None, path: ItemPath = None, limit: Limit = 10, where: Where = None,

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .app import DbOpt, DeviceOpt, JsonOpt, ModelOpt, PretrainedOpt, TableOpt, _errors, _index, _print_json, app
+from .output import echo
 
 
 @app.command("index")
@@ -37,11 +38,11 @@ def index_command(
     if as_json:
         _print_json(result)
     elif refresh:
-        typer.echo("search snapshot and text tower written again", err=True)
+        echo("search snapshot and text tower written again", err=True)
     elif drop:
-        typer.echo(f"dropped {result['dropped']} vector index(es); searches are exact", err=True)
+        echo(f"dropped {result['dropped']} vector index(es); searches are exact", err=True)
     else:
-        typer.echo(f"built {result['type']} ({result['bits']}-bit) on {result['column']} over "
+        echo(f"built {result['type']} ({result['bits']}-bit) on {result['column']} over "
                    f"{result['rows']} rows", err=True)
 
 
@@ -71,7 +72,7 @@ def info(
         ("schema", data["schema_version"]),
         ("ocr", f"{data['ocr_read']} of {data['rows']} read, {data['ocr_with_text']} with text"),
     ):
-        typer.echo(f"{label:7}{'' if value is None else value}")
+        echo(f"{label:7}{'' if value is None else value}")
 
 
 @app.command()
@@ -132,6 +133,6 @@ def doctor(
         if as_json:
             _print_json(finding.to_dict())
         else:
-            typer.echo(f"{finding.status:9}{finding.check}: {finding.detail}")
+            echo(f"{finding.status:9}{finding.check}: {finding.detail}")
     if any(f.status == "problem" for f in findings):
         raise typer.Exit(1)

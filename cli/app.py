@@ -10,7 +10,6 @@ Results go to stdout; progress, skipped files and errors go to stderr. Heavy imp
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+
+from .output import echo, json_line
 
 if TYPE_CHECKING:
     from mmembed import Index
@@ -83,10 +84,10 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except MmembedError as exc:
-        typer.echo(f"Error: {scrub(str(exc))}", err=True)  # no AWS secret ever reaches the terminal
+        echo(f"Error: {scrub(str(exc))}", err=True)  # no AWS secret ever reaches the terminal
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        typer.echo("Interrupted; rerun the same command to continue where it stopped.", err=True)
+        echo("Interrupted; rerun the same command to continue where it stopped.", err=True)
         _exit_if_threads_hang(130)
         raise typer.Exit(130) from None
 
@@ -110,7 +111,7 @@ def _exit_if_threads_hang(code: int, wait: float = 1.0) -> None:
 
 
 def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    json_line(obj)
 
 
 def main() -> None:

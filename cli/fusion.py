@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from .app import DbOpt, DeviceOpt, ModelOpt, PretrainedOpt, TableOpt, _errors, _index, _print_json, app
+from .output import echo, json_line
 
 fusion_app = typer.Typer(help="Train and apply item-level fusion of image and text vectors.", no_args_is_help=True,
                          rich_markup_mode=None)
@@ -35,10 +35,10 @@ def fusion_train(
 
         def show(epoch: int, total: int, loss: float) -> None:
             if epoch == total or epoch % max(1, total // 10) == 0:  # about ten lines per run
-                typer.echo(f"epoch {epoch}/{total}  loss {loss:.4f}", err=True)
+                echo(f"epoch {epoch}/{total}  loss {loss:.4f}", err=True)
 
         info = idx.train_fusion(epochs=epochs, seed=seed, apply=apply, progress=show)
-    typer.echo(f"trained on {info['items']} items ({info['captions']} captions) in {info['seconds']} s", err=True)
+    echo(f"trained on {info['items']} items ({info['captions']} captions) in {info['seconds']} s", err=True)
     if as_json:
         _print_json(info)
 
@@ -63,7 +63,7 @@ def fusion_apply(
         idx = _index(db, table, None, None, device)
         with IngestBar(enabled=not quiet) as bar:
             rows = idx.apply_fusion(strategy=fusion, weight=weight, text_aggregate=text_aggregate, progress=bar.update)
-        typer.echo(f"fused vectors recomputed for {rows} rows: {idx.fusion.to_dict()}", err=True)
+        echo(f"fused vectors recomputed for {rows} rows: {idx.fusion.to_dict()}", err=True)
 
 
 @app.command("eval")
@@ -92,5 +92,5 @@ def evaluate(
         idx = _index(db, table, model, pretrained, device, must_exist=False)  # eval needs no table
         result = run_eval(idx.encoder, folder, captions, weight=weight, train_folder=train,
                           train_captions=train_captions, epochs=epochs, sweep=sweep or (),
-                          progress=lambda line: typer.echo(line, err=True))
-    sys.stdout.write(__import__("json").dumps(result, indent=2) + "\n")
+                          progress=lambda line: echo(line, err=True))
+    json_line(result, indent=2)

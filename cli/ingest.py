@@ -9,6 +9,7 @@ import typer
 
 from .app import (DbOpt, DeviceOpt, ExcludeOpt, FollowSymlinksOpt, HiddenOpt, IncludeOpt, JsonOpt, ModelOpt, PretrainedOpt,
                   PruneEmptyOpt, RawPairsOpt, TableOpt, _errors, _index, _print_json, app)
+from .output import echo
 
 
 @app.command()
@@ -67,15 +68,15 @@ def ingest(
         with IngestBar(enabled=not quiet) as bar:
             report = idx.ingest(paths, options=options, progress=bar.update)
         for skipped in report.skipped:
-            typer.echo(f"skipped: {skipped.path}: {skipped.reason}", err=True)
+            echo(f"skipped: {skipped.path}: {skipped.reason}", err=True)
         if report.ocr:
             for path, reason in report.ocr["skipped"]:
-                typer.echo(f"skipped: {path}: {reason}", err=True)
+                echo(f"skipped: {path}: {reason}", err=True)
             for path, reason in report.ocr["failed"]:
-                typer.echo(f"note: {path}: no text read ({reason}); the picture stays indexed by its looks", err=True)
+                echo(f"note: {path}: no text read ({reason}); the picture stays indexed by its looks", err=True)
         for warning in report.warnings:
-            typer.echo(f"warning: {warning}", err=True)
-        typer.echo(
+            echo(f"warning: {warning}", err=True)
+        echo(
             f"added {report.added}, updated {report.updated}, moved {report.moved}, "
             f"unchanged {report.unchanged}, text updated {report.text_updated}, removed {report.removed}, "
             f"skipped {len(report.skipped)}"

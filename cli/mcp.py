@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .app import DbOpt, ModelOpt, TableOpt, _errors, _index, app
+from .output import echo
 
 
 @app.command()
@@ -43,13 +44,13 @@ def mcp(
         sock = bind("127.0.0.1", port) if http else None
         try:
             if sock is None:
-                typer.echo(f"mmembed MCP server on stdio for table '{index.config.table}' of {index.config.db} "
+                echo(f"mmembed MCP server on stdio for table '{index.config.table}' of {index.config.db} "
                            "(read-only)", err=True)
                 server.run()  # stdout is the protocol: nothing else may be printed there
             else:
                 url = url_for(sock, "127.0.0.1") + "mcp"
-                typer.echo(url)
-                typer.echo(f"Serving MCP for table '{index.config.table}' of {index.config.db} (read-only) at {url}; "
+                echo(url)
+                echo(f"Serving MCP for table '{index.config.table}' of {index.config.db} (read-only) at {url}; "
                            "Ctrl-C to stop.", err=True)
                 run_http(server, sock)
         except KeyboardInterrupt:

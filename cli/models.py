@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from .app import _print_json, app
+from .output import echo
 
 
 @app.command("models")
@@ -28,19 +29,19 @@ def models_command(
         for row in rows:
             _print_json(row)
         return
-    typer.echo(f"{'model':26} {'pretrained':18} {'MB':>5} {'dim':>4} {'img/s':>6} {'query s':>7}  {'extra':6} languages")
+    echo(f"{'model':26} {'pretrained':18} {'MB':>5} {'dim':>4} {'img/s':>6} {'query s':>7}  {'extra':6} languages")
     for row in rows:
         def show(value: object, width: int) -> str:
             return f"{'-' if value is None else value:>{width}}"
 
-        typer.echo(f"{row['model']:26} {row['pretrained']:18} {show(row['size_mb'], 5)} {show(row['dim'], 4)} "
+        echo(f"{row['model']:26} {row['pretrained']:18} {show(row['size_mb'], 5)} {show(row['dim'], 4)} "
                    f"{show(row['image_per_s'], 6)} {show(row['cold_text_query_s'], 7)}  {row['extra'] or '-':6} "
                    f"{row['languages']}")
     record = measured()
     if record:
-        typer.echo(f"measured by `{record.get('command')}` on {record.get('cpu')}, {record.get('date')} "
+        echo(f"measured by `{record.get('command')}` on {record.get('cpu')}, {record.get('date')} "
                    f"({record.get('tier')} size, random weights: speed does not depend on their values); "
                    "'-': not measured", err=True)
     else:
-        typer.echo("no measurements recorded; run python benchmarks/families.py", err=True)
-    typer.echo("extra hf: pip install 'mmembed[hf]' (transformers, tokenizers)", err=True)
+        echo("no measurements recorded; run python benchmarks/families.py", err=True)
+    echo("extra hf: pip install 'mmembed[hf]' (transformers, tokenizers)", err=True)

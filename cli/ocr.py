@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from .app import DbOpt, JsonOpt, TableOpt, _errors, _index, _print_json, app
+from .output import echo
 
 
 @app.command()
@@ -37,10 +38,10 @@ def ocr(
 def print_report(data: dict[str, Any], as_json: bool) -> None:
     """The pass's summary on stderr (skipped and failed files one line each); ``--json`` on stdout."""
     for path, reason in data["skipped"]:
-        typer.echo(f"skipped: {path}: {reason}", err=True)
+        echo(f"skipped: {path}: {reason}", err=True)
     for path, reason in data["failed"]:
-        typer.echo(f"note: {path}: no text read ({reason}); the picture stays indexed by its looks", err=True)
-    typer.echo(f"read text in {data['read']} pictures ({data['with_text']} with text, {data['recognized']} past the gate), "
+        echo(f"note: {path}: no text read ({reason}); the picture stays indexed by its looks", err=True)
+    echo(f"read text in {data['read']} pictures ({data['with_text']} with text, {data['recognized']} past the gate), "
                f"skipped {len(data['skipped'])}, failed {len(data['failed'])} · {data['seconds']:.1f} s", err=True)
     if as_json:
         _print_json(data)

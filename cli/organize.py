@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .app import DbOpt, TableOpt, _errors, _index, _print_json, app
+from .output import echo, path_line
 
 
 @app.command()
@@ -44,7 +45,7 @@ def dupes(
 
             groups = idx.duplicates(mode=mode, threshold=threshold,
                                     progress=lambda done, total: bar.update(IngestProgress("compare", done, total)),
-                                    notes=lambda line: typer.echo(line, err=True))
+                                    notes=lambda line: echo(line, err=True))
         if html_file is not None:
             from mmembed.serve.gallery import write_gallery
 
@@ -59,18 +60,18 @@ def dupes(
         elif paths_only:
             for f in group.files:
                 if not f.keep:
-                    typer.echo(f.path)
+                    path_line(f.path)
         else:
-            typer.echo(f"{group.kind} · {len(group.files)} photos · cosine ≥ {group.score:.3f}")
+            echo(f"{group.kind} · {len(group.files)} photos · cosine ≥ {group.score:.3f}")
             for f in group.files:
-                typer.echo(f"  {'keep' if f.keep else '    '}  {_describe(f)}  {f.path}")
+                echo(f"  {'keep' if f.keep else '    '}  {_describe(f)}  {f.path}")
     extra = sum(len(g.files) - 1 for g in groups)
     extra_bytes = sum(f.size or 0 for g in groups for f in g.files if not f.keep)
-    typer.echo(f"{len(groups)} group{'s' * (len(groups) != 1)}; {extra} photo{'s' * (extra != 1)} besides the keepers "
+    echo(f"{len(groups)} group{'s' * (len(groups) != 1)}; {extra} photo{'s' * (extra != 1)} besides the keepers "
                f"({extra_bytes / 1e6:.1f} MB). Nothing was changed.",
                err=True)
     if html_file is not None:
-        typer.echo(f"wrote {html_file}", err=True)
+        echo(f"wrote {html_file}", err=True)
     sys.stdout.flush()
 
 
@@ -122,4 +123,4 @@ def tag(
         _print_json({"rows": report.rows, "labels": report.labels, "top": report.top, "seconds": round(report.seconds, 2)})
     else:
         top = ", ".join(f"{name} {count}" for name, count in report.top)
-        typer.echo(f"tagged {report.rows} photos with {report.labels} labels in {report.seconds:.1f} s; most often: {top}")
+        echo(f"tagged {report.rows} photos with {report.labels} labels in {report.seconds:.1f} s; most often: {top}")

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .app import DbOpt, DeviceOpt, ModelOpt, PretrainedOpt, TableOpt, _errors, _index, _print_json, app
+from .output import echo, path_line
 
 
 @app.command()
@@ -72,13 +73,13 @@ def search(
             title = " · ".join(x for x in (query, image.name if image else None) if x) or "mmembed results"
             indexed = _index(db, table, model, pretrained, device)  # only files still as indexed are inlined
             inlined = write_gallery(hits, html_file, title=f"mmembed: {title}", index=indexed)
-            typer.echo(f"wrote {html_file} ({len(hits)} results, {inlined} thumbnails inlined)", err=True)
+            echo(f"wrote {html_file} ({len(hits)} results, {inlined} thumbnails inlined)", err=True)
     located = getattr(hits, "located", None)
     for line in (located.notes if located is not None else []):
-        typer.echo(f"note: {line}", err=True)  # what the box understood: the filters applied
+        echo(f"note: {line}", err=True)  # what the box understood: the filters applied
     parsed = located.as_dict() if located is not None and (located.parsed or located.near or taken_after or taken_before) else None
     if not hits:
-        typer.echo(f"note: {_why_empty(options, bool(parsed))}", err=True)
+        echo(f"note: {_why_empty(options, bool(parsed))}", err=True)
     for hit in hits:
         if as_json:
             _print_json({**hit.to_dict(), "parsed": parsed} if parsed else hit.to_dict())
@@ -86,13 +87,13 @@ def search(
             sys.stdout.write(hit.path + "\0")
         elif paths_only:
             if "\n" in hit.path or "\r" in hit.path:
-                typer.echo(f"note: {hit.path!r} holds a line break; use -0/--null to pipe such names", err=True)
-            typer.echo(hit.path)
+                echo(f"note: {hit.path!r} holds a line break; use -0/--null to pipe such names", err=True)
+            path_line(hit.path)
         else:
             caption = f"  {_short(hit.text)}" if hit.text else ""
             at = f" @ {clock(hit.frame_time, tenths=True)}" if hit.frame_time is not None else ""
             score = "      –" if hit.target == "filter" else f"{hit.score:7.4f}"  # a filter-only query: no score
-            typer.echo(f"{score}  {hit.path}{at}{caption}")
+            echo(f"{score}  {hit.path}{at}{caption}")
 
 
 def _note_cut_terms(texts: list[str], context_length: int = 77) -> None:
@@ -109,7 +110,7 @@ def _note_cut_terms(texts: list[str], context_length: int = 77) -> None:
         for term in positives + negatives:
             ids = tokenizer.encode(term)
             if len(ids) > context_length - 2:
-                typer.echo(f"note: the query {_short(term, 40)!r} is {len(ids)} tokens long; the text model reads "
+                echo(f"note: the query {_short(term, 40)!r} is {len(ids)} tokens long; the text model reads "
                            f"only the first {context_length - 2}, the rest is ignored", err=True)
 
 

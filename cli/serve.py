@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .app import DbOpt, ModelOpt, TableOpt, _errors, _index, app
+from .output import echo
 
 
 @app.command()
@@ -42,7 +43,7 @@ def serve(
         sock = bind(host, port)
         url = url_for(sock, host)
         if not loopback:
-            typer.echo(f"warning: --host {host} serves your photos to every machine that can reach this one "
+            echo(f"warning: --host {host} serves your photos to every machine that can reach this one "
                        "(to whoever has the token). Use the default 127.0.0.1 unless you mean it.", err=True)
         application = create_app(library, allowed_hosts=None if loopback else ["*"], token=token)
         warm = threading.Thread(target=library.warm_up, daemon=True, name="mmembed-warm-up")
@@ -55,18 +56,18 @@ def serve(
                 webbrowser.open(url + (f"?token={urllib.parse.quote(token, safe='')}" if token else ""))
 
         try:  # Ctrl-C at any point from here stops the server cleanly (exit 0)
-            typer.echo(url)
+            echo(url)
             if made:  # printed this once, never again (nor logged: uvicorn's access log is off)
-                typer.echo("Open this URL once (its token is new each start; or pass --token / MMEMBED_TOKEN; "
+                echo("Open this URL once (its token is new each start; or pass --token / MMEMBED_TOKEN; "
                            "scripts send 'Authorization: Bearer TOKEN'):", err=True)
-                typer.echo(f"{url}?token={token}", err=True)
+                echo(f"{url}?token={token}", err=True)
             elif token:
-                typer.echo("The page asks for the token given (--token / MMEMBED_TOKEN) once; "
+                echo("The page asks for the token given (--token / MMEMBED_TOKEN) once; "
                            "scripts send 'Authorization: Bearer TOKEN'.", err=True)
             problem = library.problem()
             if problem:  # the page says so too
-                typer.echo(f"note: {problem}", err=True)
-            typer.echo(f"Serving table '{index.config.table}' of {index.config.db} (read-only) at {url}; "
+                echo(f"note: {problem}", err=True)
+            echo(f"Serving table '{index.config.table}' of {index.config.db} (read-only) at {url}; "
                        "Ctrl-C to stop.", err=True)
             run(application, sock, on_started=opened)
         except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
@@ -74,7 +75,7 @@ def serve(
         # An exit while the warm-up thread is inside onnxruntime or lancedb's native code can
         # abort the process (SIGABRT); let it finish first (it is seconds at most).
         warm.join(timeout=60)
-        typer.echo("Stopped.", err=True)
+        echo("Stopped.", err=True)
 
 
 def _token(given: str | None, loopback: bool) -> tuple[str | None, bool]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
@@ -15,6 +14,7 @@ import typer
 
 from .app import (DbOpt, DeviceOpt, ExcludeOpt, FollowSymlinksOpt, HiddenOpt, IncludeOpt, JsonOpt, ModelOpt, PretrainedOpt,
                   PruneEmptyOpt, RawPairsOpt, TableOpt, _errors, _index, app)
+from .output import echo, json_line
 
 
 @app.command()
@@ -53,7 +53,7 @@ def watch(
                       follow_symlinks=follow_symlinks, prune_empty=prune_empty, raw_pairs=raw_pairs,
                       debounce=debounce, max_wait=max_wait,
                       on_event=_json_line if as_json else _line, stop=stop)
-        typer.echo("Stopped.", err=True)
+        echo("Stopped.", err=True)
 
 
 @contextmanager
@@ -74,7 +74,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def _json_line(event: Any) -> None:
-    sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+    json_line(event.to_dict())
     sys.stdout.flush()
 
 
@@ -86,23 +86,23 @@ def _line(event: Any) -> None:
         return  # e.g. a temporary file that came and went: nothing to say
     if report is not None:
         for skipped in report.skipped:
-            typer.echo(f"skipped: {skipped.path}: {skipped.reason}", err=True)
+            echo(f"skipped: {skipped.path}: {skipped.reason}", err=True)
         for warning in report.warnings:
-            typer.echo(f"warning: {warning}", err=True)
+            echo(f"warning: {warning}", err=True)
         if event.kind == "batch" and not _counted(report):
             return  # only warnings (deletions kept under an empty folder, say): they said it
         label = "catch-up" if event.kind == "catch-up" else "ingest"
-        typer.echo(f"{at} {label}: {report.added} added, {report.updated} updated, {report.moved} moved, "
+        echo(f"{at} {label}: {report.added} added, {report.updated} updated, {report.moved} moved, "
                    f"{report.removed} removed" + (f", {len(report.skipped)} skipped" if report.skipped else "")
                    + f" ({report.seconds:.1f} s); {report.rows:,} rows")
     elif event.kind == "start":
-        typer.echo(f"{at} watching {', '.join(event.roots)}; Ctrl-C to stop", err=True)
+        echo(f"{at} watching {', '.join(event.roots)}; Ctrl-C to stop", err=True)
     elif event.kind == "waiting":
-        typer.echo(f"{at} waiting for {event.roots[0]} (gone or unmounted; its rows are kept)")
+        echo(f"{at} waiting for {event.roots[0]} (gone or unmounted; its rows are kept)")
     elif event.kind == "resumed":
-        typer.echo(f"{at} {event.roots[0]} is back; catching up")
+        echo(f"{at} {event.roots[0]} is back; catching up")
     elif event.kind == "error":
-        typer.echo(f"{at} note: {event.message}", err=True)
+        echo(f"{at} note: {event.message}", err=True)
 
 
 def _counted(report: Any) -> bool:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE_IMAGES, run_cli, shared_path
+from conftest import FIXTURE_IMAGES, mmembed_cmd, run_cli, shared_path
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX named pipes")
 
@@ -109,3 +109,52 @@ def test_ctrl_c_ends_ingest_even_while_a_reader_is_blocked(tmp_path: Path, tiny_
     done = run_cli("ingest", str(dev), "--db", str(db), "--model", tiny_model, "-q", "--json", timeout=600)
     assert done.returncode == 0, done.stderr
     assert '"rows": 6000' in done.stdout and '"added": 0' not in done.stdout
+
+
+def test_file_names_reach_the_terminal_escaped_and_programs_exactly(tmp_path: Path, tiny_model: str) -> None:
+    """A file name can hold a terminal's commands (OSC 52 writes the clipboard, 8-bit CSI clears
+    the screen, backspaces hide text). Human lines show them as escapes; --json escapes them as
+    JSON; --paths gives the exact name to a program reading a pipe, and escapes it on a terminal."""
+    import json
+    import pty
+
+    folder = tmp_path / "names"
+    folder.mkdir()
+    clip, csi = "clip\x1b]52;c;ZWNobyBoaQ==\x07.jpg", "c1\u009b2Jx.jpg"
+    shutil.copy(FIXTURE_IMAGES / "rotated_exif6.jpg", folder / clip)
+    shutil.copy(FIXTURE_IMAGES / "rotated_exif6.jpg", folder / csi)
+    (folder / "bad\x1b[31mred\b\b.jpg").write_bytes(b"not an image")
+    db = str(tmp_path / "db")
+    done = run_cli("ingest", str(folder), "--db", db, "--model", tiny_model, "-q", "--no-ocr", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "skipped: " + str(folder / "bad\\x1b[31mred\\x08\\x08.jpg") in done.stderr, done.stderr
+    for args in (("search", "a photo"), ("dupes",)):
+        done = run_cli(*args, "--db", db, timeout=120)
+        assert done.returncode == 0, done.stderr
+        shown = done.stdout + done.stderr
+        assert not any(ch in shown for ch in "\x1b\x07\x08\u009b"), repr(shown)
+        assert "clip\\x1b]52;c;ZWNobyBoaQ==\\x07.jpg" in done.stdout and "c1\\x9b2Jx.jpg" in done.stdout, done.stdout
+    done = run_cli("search", "a photo", "--db", db, "--json", timeout=120)
+    assert "\u009b" not in done.stdout and "\x1b" not in done.stdout
+    assert {json.loads(line)["path"] for line in done.stdout.splitlines()} == {str(folder / clip), str(folder / csi)}
+    done = run_cli("search", "a photo", "--db", db, "--paths", timeout=120)  # a pipe: the names as they are
+    assert set(done.stdout.splitlines()) == {str(folder / clip), str(folder / csi)}
+    main, child = pty.openpty()  # a terminal: escaped
+    try:
+        proc = subprocess.run([*mmembed_cmd(), "search", "a photo", "--db", db, "--paths"], stdout=child,
+                              stderr=subprocess.PIPE, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        os.close(child)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # the terminal's other end closed
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(main)
+    assert proc.returncode == 0, proc.stderr
+    text = out.decode()
+    assert "clip\\x1b]52;c;ZWNobyBoaQ==\\x07.jpg" in text and "\x1b" not in text and "\u009b" not in text, repr(text)

@@ -151,6 +151,9 @@ def test_browser_marks_whole_words_and_shows_a_gone_photo_in_words(browser, libr
         assert marked == "第三季度<mark>会议纪要</mark> Plate <mark>KX-482</mark>-PD", marked
         marked = tab.evaluate("""() => wordsSnippet({terms: ["cafe"], words: "Café Paris"}).innerHTML""")  # folded
         assert marked == "<mark>Café</mark> Paris", marked
+        # as Python's casefold: the server's "strasse" is found in "Straße"
+        marked = tab.evaluate("""() => wordsSnippet({terms: ["strasse"], words: "Große Straße 5"}).innerHTML""")
+        assert marked == "Große <mark>Straße</mark> 5", marked
         gone = library["rows"][0]  # moved away by the first test of this file (or here)
         if Path(gone["path"]).exists():
             Path(gone["path"]).rename(library["outside"] / "moved-away-too.jpg")

@@ -41,6 +41,9 @@ function charBefore(text, i) {  // the whole character before index i ("" at the
   return low >= 0xDC00 && low <= 0xDFFF && i >= 2 ? text.slice(i - 2, i) : text[i - 1];
 }
 
+// Where Python's casefold differs from toLowerCase for letters in photo text ("Straße" finds "strasse").
+const CASEFOLD = { "ß": "ss", "ẞ": "ss", "ς": "σ" };
+
 // `text` folded as the server folds it (text/words.py fold: case-folded, accents dropped, so
 // "cafe" finds "Café"), and for each place in the folded text the place in `text` it came from.
 function folded(text) {
@@ -48,7 +51,7 @@ function folded(text) {
   const from = [];
   let at = 0;
   for (const ch of text) {
-    const f = ch.normalize("NFKD").replace(/\p{M}/gu, "").toLowerCase();
+    const f = (CASEFOLD[ch] || ch.toLowerCase()).normalize("NFKD").replace(/\p{M}/gu, "");
     out += f;
     for (let k = 0; k < f.length; k++) from.push(at);
     at += ch.length;

@@ -142,6 +142,15 @@ def test_search_targets_and_image_to_text(captioned: Path, index: mmembed.Index)
     assert hit.image_score == pytest.approx(float(q @ np.asarray(row["image_vector"])), abs=1e-4)
     image_hits = index.search(image=captioned / "red.jpg", target="image", limit=1)
     assert Path(image_hits[0].path).name == "red.jpg" and image_hits[0].score == pytest.approx(1.0, abs=1e-4)
+    # an image alone, no target named: photos that look like it (the image vectors), not the fused ones, where
+    # a captioned photo's text half outranks the picture itself; the CLI and the quick path alike
+    for hits in (index.search(image=captioned / "green.png", limit=3),
+                 index.search(image=captioned / "green.png", limit=3, where="size > 0")):  # the LanceDB path
+        assert hits[0].target == "image" and Path(hits[0].path).name == "green.png", [(h.path, h.target) for h in hits]
+    done = run_cli("search", "--image", str(captioned / "green.png"), "--db", index.config.db, "--json", "-n", "1")
+    assert done.returncode == 0, done.stderr
+    top = json.loads(done.stdout.splitlines()[0])
+    assert top["target"] == "image" and Path(top["path"]).name == "green.png", top
 
 
 def test_composite_query_scoring(captioned: Path, index: mmembed.Index) -> None:

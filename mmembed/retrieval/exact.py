@@ -36,6 +36,7 @@ from .query import (
     query_vectors,
     score_stats,
     check_query,
+    default_target,
     make_hit,
     nearest_items,
     parse_terms,
@@ -74,7 +75,7 @@ def run_search(
         )
     if options.tags and "tags" not in store.table.schema.names:
         raise QueryError(NO_TAGS)
-    target = target or ("fused" if captioned else "image")
+    target = default_target(target, query, captioned)
     if target == "text" and not captioned:
         raise QueryError("no item in this index has text; ingest captions (sidecars, metadata or --captions) first")
     if target == "fused" and store.meta().fusion_pending:  # type: ignore[union-attr]

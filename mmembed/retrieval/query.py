@@ -104,7 +104,7 @@ class SearchOptions:
 
     limit: int = 10  # how many hits
     where: str | None = None  # SQL filter on metadata columns, e.g. "format = 'PNG' AND width > 1000"
-    target: str | None = None  # image, text or fused [default: fused when items have text, else image]
+    target: str | None = None  # image, text or fused [default: fused when items have text, else image; image for an image without words]
     image_weight: float | None = None  # weight of the query image against the text, 0..1 [default: 0.5]
     negatives: Sequence[str] = ()  # push results away from these texts
     negative_weight: float = 0.5  # how hard, 0..1
@@ -218,6 +218,17 @@ def check_query(text: str | None, image: str | os.PathLike[str] | bytes | None, 
     negatives = [*minus, *(n.strip() for n in negatives if n and n.strip())]
     source = image if image is None or isinstance(image, bytes) else os.fspath(image)
     return Query(positives, negatives, source, image_weight, negative_weight)
+
+
+def default_target(target: str | None, query: Query, captioned: bool) -> str:
+    """The column searched when none was asked for: an image alone (no words) asks for photos that
+    look like it, so the image vectors; words search the fused vectors where items have text (a
+    fused vector's text half would otherwise rank every captioned photo first for any picture)."""
+    if target:
+        return target
+    if query.image is not None and not query.positives:
+        return "image"
+    return "fused" if captioned else "image"
 
 
 def query_vectors(encoder: Any, query: Query, max_megapixels: float = 100.0,

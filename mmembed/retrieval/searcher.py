@@ -19,7 +19,7 @@ import numpy as np
 
 from .._options import options_from, takes
 from ..config import Config
-from .query import Hit, SearchOptions, check_query
+from .query import Hit, SearchOptions, check_query, default_target
 
 if TYPE_CHECKING:
     from ..store.table import Store
@@ -100,7 +100,7 @@ def plan_quick(quick: QuickSearch, text: str | None, image: str | os.PathLike[st
     meta = snap.meta
     if quick.model != (None, None) and not _same_model(quick.model, meta):
         return None  # the full path explains the mismatch
-    target = options.target or ("fused" if snap.captioned else "image")
+    target = default_target(options.target, query, snap.captioned)
     if (target == "text" and not snap.captioned) or (target == "fused" and meta.get("fusion_pending")) \
             or not snap.has(target):
         return None  # the full path raises the right error

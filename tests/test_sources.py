@@ -176,6 +176,36 @@ def test_walk_symlinked_folders_only_when_asked_and_never_loops(tmp_path: Path) 
     assert _names(walk([root], follow_symlinks=True)) == ["own.jpg", "x.jpg"]
 
 
+def test_walk_keeps_a_files_own_path_when_a_link_inside_the_tree_points_at_its_folder(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "a-link").symlink_to("real", target_is_directory=True)  # sorts before the folder it names
+    found = [f.path for f in walk([tmp_path], follow_symlinks=True)]
+    assert found == [str(tmp_path / "real" / "a.jpg")]
+
+
+def test_a_database_inside_the_photo_folder_is_not_indexed(tmp_path: Path, tiny_model: str) -> None:
+    """The web app keeps thumbnails beside the table (``images.thumbs``): with ``--db`` inside the
+    photo folder, a second ingest indexed them as copies of the photos shown."""
+    import shutil
+
+    import mmembed
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("rotated_exif6.jpg", "red.jpg"):
+        shutil.copy(FIXTURE_IMAGES / name, photos / name)
+    db = photos / "photos.lancedb"
+    index = mmembed.Index(db, model=tiny_model)
+    assert index.ingest(photos, ocr=False).added == 2
+    thumbs = db / "images.thumbs" / "4f"
+    thumbs.mkdir(parents=True)
+    shutil.copy(photos / "red.jpg", thumbs / "4f00-320-v1.jpg")  # as the web app caches a rendition
+    report = index.ingest(photos, ocr=False)
+    assert report.added == 0 and report.unchanged == 2, report
+    assert _names(walk([photos])) == ["red.jpg", "rotated_exif6.jpg"]
+
+
 def test_walk_reports_broken_links_and_dedupes_overlapping_roots(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "a.jpg").write_bytes(b"x")

@@ -72,7 +72,8 @@ def walk(
 
     ``include``/``exclude`` are shell globs matched against the path relative to its root
     and against the bare file name (case-insensitively). Hidden files and folders (leading
-    dot) are skipped unless ``hidden``. Symlinked folders are followed only with
+    dot) are skipped unless ``hidden``, and so is any LanceDB database (a ``--db`` kept inside the
+    photo folder, with its thumbnails). Symlinked folders are followed only with
     ``follow_symlinks``, and never twice, so link loops end. Problems that are not fatal
     (an unreadable folder, a broken link) go to ``on_error(path, reason)``.
 
@@ -189,10 +190,13 @@ class _Rules:
 
 def _walk_dir(rules: _Rules, visited: set[tuple[int, int]]) -> Iterator[DiscoveredFile]:
     """Depth first, files of a folder before its subfolders, both sorted by name. Iterative
-    (an explicit stack), so a tree of any depth is walked: recursion stopped at ~990 levels."""
+    (an explicit stack), so a tree of any depth is walked: recursion stopped at ~990 levels.
+    Symlinked folders (``follow_symlinks``) come after the whole real tree, so that a link to a
+    folder inside it finds that folder walked already and each file keeps its own path."""
     stack: list[tuple[str, os.DirEntry[str] | None]] = [(rules.root, None)]
-    while stack:
-        path, entry = stack.pop()
+    links: list[tuple[str, os.DirEntry[str] | None]] = []
+    while stack or links:
+        path, entry = stack.pop() if stack else links.pop(0)
         if entry is not None:  # a subfolder: entered once, even when reached twice or by a loop
             try:
                 st = entry.stat(follow_symlinks=True)
@@ -204,7 +208,22 @@ def _walk_dir(rules: _Rules, visited: set[tuple[int, int]]) -> Iterator[Discover
             visited.add(key)
         subdirs: list[os.DirEntry[str]] = []
         yield from _folder_files(rules, path, subdirs)
-        stack.extend((sub.path, sub) for sub in reversed(subdirs))
+        stack.extend((sub.path, sub) for sub in reversed(subdirs) if not sub.is_symlink())
+        links.extend((sub.path, sub) for sub in subdirs if sub.is_symlink())
+
+
+def _is_database(entries: list[os.DirEntry[str]]) -> bool:
+    """Whether a folder is a LanceDB database: it holds a table folder (``NAME.lance``). A ``--db``
+    inside the photo folder holds the web app's thumbnails (``NAME.thumbs``), which would otherwise
+    be indexed as copies of every photo shown."""
+    for entry in entries:
+        if entry.name.endswith(".lance"):
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    return True
+            except OSError:
+                continue
+    return False
 
 
 def _folder_files(rules: _Rules, folder: str, subdirs: list[os.DirEntry[str]]) -> Iterator[DiscoveredFile]:
@@ -219,6 +238,8 @@ def _folder_files(rules: _Rules, folder: str, subdirs: list[os.DirEntry[str]]) -
     except OSError as exc:
         report(folder, f"folder not readable ({exc.strerror or exc})")
         return
+    if _is_database(entries):
+        return  # a LanceDB database (ours, with its thumbnail cache, or another's): not photos
     names = frozenset(e.name for e in entries)
     found: list[DiscoveredFile] = []
     for entry in entries:

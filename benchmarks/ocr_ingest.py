@@ -5,6 +5,7 @@ photos with OCR on, paired against OCR off: >= 0.75x the speed"), and OCR throug
     python benchmarks/ocr_sets.py                  # once: screenshots and 12 MP photos for --folder
     python benchmarks/ocr_ingest.py [--rounds 2] [--model local-dir:/tmp/mmembed-bench/models/vit-b-32]
     python benchmarks/ocr_ingest.py --folder /tmp/mmembed-bench/ocr/screenshots   # OCR pass alone
+    python benchmarks/ocr_ingest.py --folder PHONES --min-side 1536 --min-side 1024 --rounds 4  # decode sizes side by side
 
 Each round ingests the COCO photos into a new table twice, OCR off then on (the order alternates
 between rounds), with the model already loaded and its ONNX towers exported by a warm-up run; the
@@ -60,8 +61,11 @@ def paired(model: str, photos: Path, rounds: int) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def folder_pass(model: str, folder: Path) -> None:
+def folder_pass(model: str, folder: Path, min_sides: list[int], rounds: int) -> None:
+    """The OCR pass alone over ``folder``, once per round and per decode size (``min_sides``:
+    ``ocr_pass.DECODE_MIN_SIDE`` values, taken in turn, the order flipping each round)."""
     from mmembed import Index
+    from mmembed.ingest import ocr_pass
 
     work = Path(tempfile.mkdtemp(prefix="mmembed-ocr-pass-"))
     try:
@@ -73,11 +77,16 @@ def folder_pass(model: str, folder: Path) -> None:
 
         first = next(p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".png", ".jpg"))
         shared_reader().read_text(Image.open(first))  # sessions made before the timing
-        started = time.perf_counter()
-        report = idx.ocr()
-        seconds = time.perf_counter() - started
-        print(f"| {folder} | {report.read} images | {seconds:.1f} s | {report.read / seconds:.2f} images/s "
-              f"| {report.recognized} past the gate, {report.with_text} with text |")
+        sides = min_sides or [ocr_pass.DECODE_MIN_SIDE]
+        for r in range(rounds):
+            for side in (sides if r % 2 == 0 else sides[::-1]):
+                ocr_pass.DECODE_MIN_SIDE = side
+                started = time.perf_counter()
+                report = idx.ocr(redo=True)
+                seconds = time.perf_counter() - started
+                print(f"| {folder} | decode min side {side} | round {r} | {report.read} images | {seconds:.1f} s "
+                      f"| {report.read / seconds:.2f} images/s | {report.recognized} past the gate, {report.with_text} with text |",
+                      flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -88,11 +97,13 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=COCO)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--folder", type=Path, action="append", default=[])
+    parser.add_argument("--min-side", type=int, action="append", default=[],
+                        help="--folder: the OCR decode's min side (ocr_pass.DECODE_MIN_SIDE), one pass each, side by side")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.folder:
         for folder in args.folder:
-            folder_pass(args.model, folder)
+            folder_pass(args.model, folder, args.min_side, max(1, args.rounds if args.min_side else 1))
     else:
         paired(args.model, args.photos, args.rounds)
 

@@ -32,7 +32,8 @@ from ..text.words import WORD_COLUMNS, item_words
 __all__ = ["OcrReport", "ocr_table", "ocr_available", "engine_name", "pending_where", "OCR_COLUMNS", "DECODE_MIN_SIDE"]
 
 OCR_COLUMNS = ("ocr_text", "ocr_lines", "ocr_engine")
-DECODE_MIN_SIDE = 1536  # a 12 MP JPEG decodes at half size: its text stays legible, the decode is 4x cheaper
+DECODE_MIN_SIDE = 1024  # a 12 MP JPEG (4000x3000) decodes at half size, 2000x1500: the 960 px read sees what it would
+# see at full size, the decode and the gate's copy cost a quarter (1536 decoded 4:3 12 MP photos whole: 1500 < 1536)
 _BATCH_ROWS = 256  # rows read per commit (each commit is a table version)
 _BATCH_SECONDS = 10.0  # or this long: an interrupted pass loses at most this much reading
 _INSTALL = "pip install 'mmembed[ocr]'"
@@ -75,10 +76,12 @@ def pending_where(engine: str, redo: bool, *, unread_only: bool = False) -> str 
 
 
 def ocr_table(store: Store, reader: Any, *, redo: bool = False, unread_only: bool = False, ids: list[str] | None = None,
-              max_megapixels: float = 100.0, workers: int = 2,
+              under: list[str] | None = None, max_megapixels: float = 100.0, workers: int = 2,
               progress: Callable[[int, int], None] | None = None) -> OcrReport:
     """Read the text of the rows pending in ``store`` (see ``pending_where``; ``ids``: only these
-    rows) with ``reader`` (a ``models.ocr.TextReader``) and write it; the caller holds the write lock.
+    rows; ``under``: only rows whose path is one of these or inside one, as an ingest reads only
+    what lies under its own paths) with ``reader`` (a ``models.ocr.TextReader``) and write it; the
+    caller holds the write lock.
     ``unread_only``: rows read by an older engine are left for ``mmembed ocr`` (an ingest after an
     upgrade does not read the whole library again).
     ``progress(done, total)`` after each row."""
@@ -91,6 +94,8 @@ def ocr_table(store: Store, reader: Any, *, redo: bool = False, unread_only: boo
     if ids is not None:
         wanted = set(ids)
         rows = [r for r in rows if r["id"] in wanted]
+    if under is not None:
+        rows = [r for r in rows if _is_under(r["path"], under)]
     report.pending = len(rows)
     if rows:
         store.ensure_id_index()  # each commit merges on id: a lookup, not a join of the whole table
@@ -120,6 +125,10 @@ def ocr_table(store: Store, reader: Any, *, redo: bool = False, unread_only: boo
         _commit(store, batch)  # an interrupted pass keeps what it read
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _is_under(path: str, roots: list[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@
 ``ingest_paths`` owns the table's lifecycle around the pipeline: the paths checked (before a
 table is made or a model loaded), the no-op stamp (``unchanged.py``) tried and written, one
 walk of the folders shared by that check and the planner, the table created (or, for
-``--reindex``, a staging table built and swapped in), the model's new name recorded, fusion
-changes applied, the engine chosen (threads here, or ``ray.py``), tags, and what fast search
-reads refreshed (``store.derived``).
+``--reindex``, a staging table built and swapped in, with what stays valid of the old one
+carried over), the model's new name recorded, fusion changes applied, the engine chosen (threads
+here, or ``ray.py``), tags, and what fast search reads refreshed (``store.derived``).
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import functools
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from .._options import items
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 from ..models.encoder import ModelSpec
 from ..models.fusion import FusionConfig, FusionStrategy
 from ..store.derived import Derived
@@ -27,6 +28,10 @@ from ..store.tablemodel import TableModel
 from .options import IngestOptions
 from .report import IngestProgress, IngestReport
 from .unchanged import Walked, WalkDigest, unchanged_report, write_stamp
+
+if TYPE_CHECKING:
+    from ..models.zeroshot import TagSettings
+    from ..text.manifest import Manifest
 
 __all__ = ["ingest_paths", "check_paths"]
 
@@ -94,9 +99,12 @@ def _write(model: TableModel, derived: Derived, config: Config, roots: list[Path
     text_options = TextOptions(tuple(text.text_sources), tuple(Manifest.load(c) for c in text.captions), text.path_text)
     Store(store.uri, f"{config.table}__staging").drop()  # a killed --reindex left it
     meta = None if options.reindex else store.meta()
+    carried = _carry(store, config.table) if options.reindex and store.exists() else None
+    if carried is not None and carried.manifest is not None:  # read after the manifests given: those win
+        text_options = replace(text_options, manifests=(*text_options.manifests, carried.manifest))
     target, renamed = store, False
     if meta is None:
-        target = _create_table(model, config, options)
+        target = _create_table(model, config, options, carried)
         if derived.onnx_first(target):
             model.use(model.new_encoder(model.encoder.spec))  # now on the exported towers, if they were made
     else:
@@ -104,19 +112,24 @@ def _write(model: TableModel, derived: Derived, config: Config, roots: list[Path
         _apply_fusion_change(model, derived, options)
     for manifest in text_options.manifests:
         target.ensure_columns(manifest.extra_columns)
-    vectorizer = model.vectorizer_for(FusionConfig.from_dict(target.meta().fusion), target)  # type: ignore[union-attr]
+    # Attention weights kept by a --reindex are read from the old table's database until the swap.
+    vectorizer = model.vectorizer_for(FusionConfig.from_dict(target.meta().fusion), store)  # type: ignore[union-attr]
     failed = FailedFiles(config.db, config.table, decoder_signature(config.max_megapixels))
     run = _engine(options)
     digest = WalkDigest()
     report = run(target, vectorizer, roots, options, config, text_options=text_options, failed=failed,
                  progress=progress, digest=digest, walked=walked)
     if target is not store:
+        assert carried is not None
+        report.tagged += _carry_onto(target, model, carried, report, ocr_now=options.wants_ocr)
         store.replace_with(target)
-        store.drop_blobs()  # fusion weights belonged to the table just replaced
+        store.drop_blobs()  # fusion weights and tag settings belonged to the table just replaced ...
+        _keep_blobs(store, carried)  # ... those still valid are stored again
         report.rows = store.count()
+        report.warnings.extend(carried.warnings)
     report.located = _place_rows(store, fresh=meta is None)
     if options.tags:
-        report.tagged = _tag_new_rows(model)
+        report.tagged += _tag_new_rows(model)
     if options.wants_ocr:  # the words in the pixels, right after the vectors are safe (ingest.ocr_pass)
         report.ocr = _read_text(store, config, progress)
     changed = report.located or renamed or target is not store or report.added or report.updated or report.moved \
@@ -146,13 +159,22 @@ def _engine(options: IngestOptions) -> Callable[..., IngestReport]:
     return run_ingest
 
 
-def _create_table(model: TableModel, config: Config, options: IngestOptions) -> Store:
-    """A new table; when one exists already (reindex), a staging table swapped in at the end."""
+def _create_table(model: TableModel, config: Config, options: IngestOptions, carried: _Carried | None = None) -> Store:
+    """A new table; when one exists already (reindex), a staging table swapped in at the end,
+    with the old table's fusion settings where they still hold (``carried``)."""
     store = model.store
     spec = model.reindex_spec() if options.reindex else ModelSpec.resolve(config.model, config.pretrained)
     encoder = model.encoder_for(spec)  # a loaded model is not loaded twice
     fusion = FusionConfig(**options.fusion_change.given())
-    if fusion.strategy is FusionStrategy.ATTENTION:
+    if carried is not None:
+        from .table_fusion import reindex_fusion
+
+        wanted = options.fusion_change.given()
+        fusion, note = reindex_fusion(carried.fusion, wanted, carried.attention, spec.fingerprint)
+        carried.keep_attention = fusion.strategy is FusionStrategy.ATTENTION
+        if note:
+            carried.warnings.append(note)
+    elif fusion.strategy is FusionStrategy.ATTENTION:
         raise ConfigError("a new table starts with mean or concat fusion; train attention with `mmembed fusion train`")
     meta = TableMeta(spec.name, spec.pretrained, spec.fingerprint, encoder.dim, fusion.to_dict())
     target = Store(store.uri, f"{config.table}__staging") if options.reindex and store.exists() else store
@@ -193,3 +215,118 @@ def _tag_new_rows(model: TableModel) -> int:
 
     settings = stored_settings(model.store) or check_labels(None, None)
     return tag_table(model.store, model.encoder, settings, only_missing=True).rows
+
+
+@dataclass
+class _Carried:
+    """What a ``--reindex`` keeps of the table it rebuilds. Rows are matched by path: a rebuilt
+    row gets a new id, and a path names one file (a video's frame rows share it; they hold no OCR)."""
+
+    fusion: FusionConfig = field(default_factory=FusionConfig)  # the old table's settings
+    attention: tuple[bytes, dict[str, Any]] | None = None  # its trained attention weights, if any
+    keep_attention: bool = False  # trained for the new model too (a rebuild with the same one)
+    manifest: Manifest | None = None  # its manifest captions and columns, read as one more manifest
+    ocr: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (path, content hash) -> OCR columns
+    tagged: set[str] = field(default_factory=set)  # paths of the rows that had tags
+    tag_settings: TagSettings | None = None  # the labels they were tagged with
+    paths: set[str] = field(default_factory=set)  # every path it held
+    warnings: list[str] = field(default_factory=list)  # what could not be kept, and how to get it back
+
+
+def _carry(store: Store, table: str) -> _Carried:
+    """Read what a rebuild keeps: manifest captions and columns, OCR results, which rows had tags
+    and with which labels, fusion settings and weights. Model-made vectors and tags are not kept:
+    the new model makes them again. A table that cannot be read keeps nothing, and says so."""
+    from ..store.tablemodel import ATTENTION_BLOB
+    from ..text.manifest import RESERVED_COLUMNS, Manifest
+    from .ocr_pass import OCR_COLUMNS
+    from .table_tags import stored_settings
+
+    carried = _Carried()
+    try:
+        meta = store.meta()
+        schema = store.table.schema
+        extras = {name: schema.field(name).type for name in store.extra_columns if name not in RESERVED_COLUMNS}
+        columns = [c for c in ("path", "content_hash", "manifest_texts", *OCR_COLUMNS, "tags") if c in schema.names]
+        texts: dict[str, list[str]] = {}
+        values: dict[str, dict[str, object]] = {}
+        for batch in store.scan([*columns, *extras]):
+            for row in batch.to_pylist():
+                path = row["path"]
+                carried.paths.add(path)
+                found = {name: row[name] for name in extras if row[name] is not None}
+                if row.get("manifest_texts") or found:
+                    key = os.path.normpath(os.path.abspath(path))  # as Manifest.lookup names it
+                    texts[key], values[key] = row.get("manifest_texts") or [], found
+                if row.get("ocr_engine") is not None:
+                    carried.ocr[(path, row["content_hash"])] = {name: row[name] for name in OCR_COLUMNS}
+                if row.get("tags") is not None:
+                    carried.tagged.add(path)
+        if texts:
+            carried.manifest = Manifest(os.path.join(store.uri, table), texts, values, extras)
+        if meta is not None and meta.fusion:
+            carried.fusion = FusionConfig.from_dict(meta.fusion)
+        carried.attention = store.load_blob(ATTENTION_BLOB)
+        carried.tag_settings = stored_settings(store)
+    except StoreError:  # its fusion settings are still known from the search snapshot, as its model is
+        snapshot = store.snapshot_meta()
+        fusion = FusionConfig.from_dict(snapshot.fusion) if snapshot and snapshot.fusion else FusionConfig()
+        return _Carried(fusion=fusion, warnings=[
+            f"table '{table}' could not be read, so none of its manifest captions, text read from pictures or tags "
+            "were kept; ingest again with --captions, then `mmembed ocr` and `mmembed tag`"])
+    return carried
+
+
+def _carry_onto(target: Store, model: TableModel, carried: _Carried, report: IngestReport, *, ocr_now: bool) -> int:
+    """Before the swap: the OCR results of the files unchanged since they were read copied into
+    the staging table (their words composed again), the rows that had tags tagged again with the
+    new model and the same labels; what could not be kept noted in ``carried.warnings`` (a changed
+    file's text only when this run does not read it: ``ocr_now``). Returns the rows tagged."""
+    from ..store.table import ADDED_COLUMNS
+    from ..text.words import WORD_COLUMNS, item_words
+    from .ocr_pass import OCR_COLUMNS
+    from .table_tags import tag_table
+
+    target.ensure_columns(ADDED_COLUMNS)
+    names = target.table.schema.names
+    columns = ["id", "path", "content_hash", *[c for c in WORD_COLUMNS if c in names]]
+    paths: dict[str, list[str]] = {}
+    update: dict[str, list[Any]] = {name: [] for name in ("id", *OCR_COLUMNS, "words")}
+    for batch in target.scan(columns):
+        for row in batch.to_pylist():
+            paths.setdefault(row["path"], []).append(row["id"])
+            read = carried.ocr.get((row["path"], row["content_hash"]))
+            if read is not None:
+                for name in ("id", *OCR_COLUMNS):
+                    update[name].append(row[name] if name == "id" else read[name])
+                update["words"].append(item_words({**row, "ocr_text": read["ocr_text"]}) or None)
+    target.update_columns(update)
+    stale = len({path for path, _ in carried.ocr} & paths.keys()) - len(update["id"])
+    if stale and not ocr_now:
+        carried.warnings.append(f"{stale} files changed since their text was read, so that text was not kept; "
+                                "`mmembed ocr` reads them again")
+    tagged = 0
+    if carried.tag_settings is not None:  # every row that had tags, tagged again with the labels kept
+        ids = [i for path in carried.tagged if path in paths for i in paths[path]]
+        tagged = tag_table(target, model.encoder, carried.tag_settings, ids=ids, keep_settings=False).rows
+    elif carried.tagged & paths.keys():
+        carried.warnings.append(f"{len(carried.tagged & paths.keys())} items lost their tags: the labels they were "
+                                "tagged with were not stored; `mmembed tag` tags them again")
+    skipped = {s.path for s in report.skipped}
+    left = sorted(p for p in carried.paths - paths.keys()
+                  if p not in skipped and not p.startswith("s3://") and os.path.exists(p))
+    if left:
+        carried.warnings.append(f"{len(left)} items indexed before were not among the files this rebuild walked (such "
+                                f"as {left[0]}), so they are no longer indexed; ingest them again to index them")
+    return tagged
+
+
+def _keep_blobs(store: Store, carried: _Carried) -> None:
+    """After the swap: the attention weights (when still valid) and tag labels stored again."""
+    from ..store.tablemodel import ATTENTION_BLOB
+    from .table_tags import save_settings
+
+    if carried.keep_attention and carried.attention is not None:
+        store.save_blob(ATTENTION_BLOB, *carried.attention)
+    if carried.tag_settings is not None:
+        save_settings(store, carried.tag_settings)

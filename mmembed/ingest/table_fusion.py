@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..models.fusion import FusionConfig, FusionStrategy, fingerprint_blob, save_attention, train_attention
+from ..models.fusion import (FusionConfig, FusionStrategy, fingerprint_blob, load_attention, save_attention,
+                             train_attention)
 from ..models.vectorizer import Vectorizer, text_hash
 from ..store.derived import Derived
 from ..store.table import Store
@@ -18,7 +19,7 @@ from ..store.tablemodel import ATTENTION_BLOB, TableModel, given
 from ..store.vectors import vector_matrix
 from .report import IngestProgress
 
-__all__ = ["apply_fusion", "train_fusion", "refuse_table", "train_on_table"]
+__all__ = ["apply_fusion", "train_fusion", "refuse_table", "train_on_table", "reindex_fusion"]
 
 _CHUNK = 2048
 
@@ -60,6 +61,33 @@ def train_fusion(model: TableModel, derived: Derived, *, epochs: int | None = No
     if apply:
         info["rows"] = apply_fusion(model, derived, strategy="attention")
     return info
+
+
+def reindex_fusion(old: FusionConfig, wanted: dict[str, Any], attention: tuple[bytes, dict[str, Any]] | None,
+                   fingerprint: str) -> tuple[FusionConfig, str | None]:
+    """The fusion a rebuilt table (``--reindex``) starts with, and a warning when it had to change.
+
+    The old table's settings under those ``wanted`` now: mean and concat and their weight hold for
+    any model; trained attention only while its weights were trained for this model
+    (``fingerprint``), else the table falls back to mean fusion with the same weight."""
+    new = replace(old, **wanted)
+    if new.strategy is not FusionStrategy.ATTENTION:
+        return replace(new, attention_id=None), None
+    if attention is not None and _trained_for(attention[0], fingerprint):
+        return replace(new, attention_id=attention[1].get("id")), None
+    if "strategy" in wanted:  # asked for by name: say so rather than fall back
+        raise ConfigError("a new table starts with mean or concat fusion; train attention with `mmembed fusion train`")
+    fallback = replace(new, strategy=FusionStrategy.MEAN, attention_id=None)
+    return fallback, (f"attention fusion was trained for the old model, so the rebuilt table uses mean fusion "
+                      f"(w={fallback.weight}); run `mmembed fusion train` to train attention for this model")
+
+
+def _trained_for(blob: bytes, fingerprint: str) -> bool:
+    try:
+        load_attention(blob, fingerprint)
+    except Exception:  # noqa: BLE001 - trained for another encoder (ModelMismatchError), or unreadable
+        return False
+    return True
 
 
 def refuse_table(

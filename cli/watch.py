@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -33,6 +33,7 @@ def watch(
     raw_pairs: RawPairsOpt = "jpeg",
     debounce: Annotated[float, typer.Option("--debounce", help="Seconds without a change before a batch is ingested.")] = 1.0,
     max_wait: Annotated[float, typer.Option("--max-wait", help="Ingest at the latest this many seconds after a batch's first change, even while changes go on.")] = 30.0,
+    ocr: Annotated[Optional[bool], typer.Option("--ocr/--no-ocr", help="Read the text in new pictures [default: on when the ocr extra is installed: pip install 'mmembed[ocr]'].", show_default=False)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Keep the table in step with PATHS: one ingest now, then one per burst of changes, until Ctrl-C.
@@ -51,7 +52,7 @@ def watch(
         with _stop_on_signals(stop):
             idx.watch(paths, include=include or (), exclude=exclude or (), hidden=hidden,
                       follow_symlinks=follow_symlinks, prune_empty=prune_empty, raw_pairs=raw_pairs,
-                      debounce=debounce, max_wait=max_wait,
+                      ocr=ocr, debounce=debounce, max_wait=max_wait,
                       on_event=_json_line if as_json else _line, stop=stop)
         echo("Stopped.", err=True)
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from conftest import run_cli, shared_path
+from conftest import mmembed_cmd, run_cli, shared_path
 
 PAGE = """<!doctype html><html><body style="margin:0;padding:18px;font:22px sans-serif;background:{bg};color:{fg}">
 <p>Harbor Street Bakery receipt</p><p>Invoice 20231187</p><p>会议纪要</p></body></html>"""
@@ -204,3 +205,35 @@ def test_the_detail_view_lists_the_text_and_draws_its_boxes(library: Path, tmp_p
             browser.close()
     finally:
         assert stop_server(proc) == 0, "".join(errors)[-2000:]
+
+
+def test_an_ingest_reads_only_what_lies_under_its_own_paths(library: Path, tmp_path: Path, tiny_model: str) -> None:
+    """A folder ingested with --no-ocr stays unread when another folder is ingested with OCR on
+    (adding one photo elsewhere started reading the whole library); `mmembed ocr` reads it when asked.
+    `watch --no-ocr` reads nothing."""
+    db = str(tmp_path / "db")
+    env = {"MMEMBED_OCR": "1"}
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(library / "sky.png", other / "sky.png")
+    assert _json(run_cli("ingest", str(library), "--db", db, "-m", tiny_model, "--json", "-q", "--no-ocr", env=env))["ocr"] is None
+    report = _json(run_cli("ingest", str(other), "--db", db, "-m", tiny_model, "--json", "-q", env=env))
+    assert report["ocr"]["read"] == 1, report["ocr"]
+    rows = _rows(db)
+    assert rows["sky.png"]["ocr_engine"] and all(rows[n]["ocr_engine"] is None for n in ("receipt.png", "turned.jpg")), rows
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    shutil.copy(library / "room.jpg", watched / "room.jpg")
+    proc = subprocess.Popen([*mmembed_cmd(), "watch", str(watched), "--db", db, "--no-ocr", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "MMEMBED_OCR": "1"})
+    try:
+        events = [json.loads(proc.stdout.readline())]
+        while events[-1]["event"] != "catch-up" and len(events) < 10:  # the first ingest; a line or two before it
+            events.append(json.loads(proc.stdout.readline()))
+        assert events[-1]["event"] == "catch-up" and events[-1]["report"]["added"] == 1, events
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert _rows(db)["room.jpg"]["ocr_engine"] is None
+    done = _json(run_cli("ocr", "--db", db, "--json", env=env))
+    assert done["read"] == 5, done  # the library's four and the watched one: read when asked

@@ -131,7 +131,7 @@ def _write(model: TableModel, derived: Derived, config: Config, roots: list[Path
     if options.tags:
         report.tagged += _tag_new_rows(model)
     if options.wants_ocr:  # the words in the pixels, right after the vectors are safe (ingest.ocr_pass)
-        report.ocr = _read_text(store, config, progress)
+        report.ocr = _read_text(store, config, roots, progress)
     changed = report.located or renamed or target is not store or report.added or report.updated or report.moved \
         or report.removed or report.text_updated or report.tagged or (report.ocr and report.ocr["read"])
     derived.refresh(force=bool(changed))  # unchanged: heals a snapshot or text tower that is missing or damaged
@@ -195,8 +195,11 @@ def _apply_fusion_change(model: TableModel, derived: Derived, options: IngestOpt
         apply_fusion(model, derived, **wanted)
 
 
-def _read_text(store: Store, config: Config, progress: Callable[[IngestProgress], None] | None) -> dict:
-    """``ingest --ocr``: read the rows never read (new and changed files, or a pass cut short)."""
+def _read_text(store: Store, config: Config, roots: list[PathLike],
+               progress: Callable[[IngestProgress], None] | None) -> dict:
+    """``ingest --ocr``: read the rows never read (new and changed files, or a pass cut short) under
+    this run's paths; rows elsewhere (another folder, one ingested with ``--no-ocr``) are left for
+    ``mmembed ocr``."""
     from ..models.ocr import shared_reader
     from .ocr_pass import ocr_table
 
@@ -204,7 +207,9 @@ def _read_text(store: Store, config: Config, progress: Callable[[IngestProgress]
         if progress:
             progress(IngestProgress("ocr", done, total))
 
-    return ocr_table(store, shared_reader(), unread_only=True, max_megapixels=config.max_megapixels, progress=step).to_dict()
+    under = [os.fspath(r) if os.fspath(r).startswith("s3://") else os.path.realpath(os.fspath(r)) for r in roots]
+    return ocr_table(store, shared_reader(), unread_only=True, under=under, max_megapixels=config.max_megapixels,
+                     progress=step).to_dict()
 
 
 def _tag_new_rows(model: TableModel) -> int:

@@ -231,6 +231,13 @@ def test_parsed_filters_select_the_right_rows_in_lancedb(shots: Path, present: l
     assert found(parse_query("2019年7月的照片", present, today=TODAY).where_sql()) == \
         {"kyoto_jul2019.jpg", "chicago_jul2019.jpg"}
     assert found(parse_query("photos in Spain last summer", present, today=date(2026, 3, 1)).where_sql()) == {"barcelona_aug2025.jpg"}
+    # the search box after a user trial: alternatives, a range, a numeric day, a place named first
+    assert found(parse_query("in 2018 or 2022", present, today=TODAY).where_sql()) == \
+        {"paris_may2018.jpg", "sydney_jan2022.jpg"}
+    assert found(parse_query("between 2019 and 2020", present, today=TODAY).where_sql()) == \
+        {"kyoto_jul2019.jpg", "chicago_jul2019.jpg", "buenos_aires_mar2020.jpg"}
+    assert found(parse_query("12/05/2021", present, today=TODAY).where_sql()) == {"kyoto_dec2021.jpg"}
+    assert found(parse_query("Lisbon in December 2021", present, today=TODAY, world=gazetteer().find).where_sql()) == set()
     circle = parse_near("Kyoto", 5, present)
     rows = table.search().where(circle.where_sql()).limit(100).to_arrow().to_pylist()
     assert {r["path"] for r in rows if circle.contains(r["gps_lat"], r["gps_lon"])} == \

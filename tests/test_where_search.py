@@ -141,6 +141,26 @@ def test_a_place_not_in_the_library_and_a_misspelling_are_said(library: dict) ->
     assert got == truth_of(library, "barcelona")
 
 
+def test_the_box_after_a_user_trial_place_first_ranges_and_numeric_dates(library: dict) -> None:
+    """A place named first, a misspelling there, "between .. and", "or", a numeric day, a number that
+    is no year: each read as the notes say, the CLI's answer included."""
+    hits, err = search(library, "Lisbon in December 2021")  # the real CLI: the place is not dropped
+    assert hits == [] and "note: no photo in this library was taken in Lisbon, Portugal" in err
+    got, located = found(library, "Barcelna in July 2019")
+    assert got == truth_of(library, "barcelona", datetime(2019, 7, 1), datetime(2019, 8, 1))
+    assert "no place named 'Barcelna'; read as 'Barcelona, Spain'" in located.notes
+    got, located = found(library, "between 2020 and 2021")  # (the two photos without a place are of December 2021)
+    assert got == truth_of(library, None, datetime(2020, 1, 1), datetime(2022, 1, 1)) | {"nogps.jpg", "null_island.jpg"}
+    got, located = found(library, "in 2020 or 2022")
+    assert got == truth_of(library, None, datetime(2020, 1, 1), datetime(2021, 1, 1)) | \
+        truth_of(library, None, datetime(2022, 1, 1), datetime(2023, 1, 1))
+    assert located.as_dict()["taken_either"] == [["2020-01-01", "2021-01-01"], ["2022-01-01", "2023-01-01"]]
+    got, located = found(library, "12/24/2021")
+    assert got == truth_of(library, "kyoto", datetime(2021, 12, 24), datetime(2021, 12, 25)) and located.text == ""
+    _, located = found(library, "room 2021")
+    assert located.parsed is None and any("'room 2021' read as words" in n for n in located.notes)
+
+
 def test_explicit_flags_near_dates_and_sort(library: dict) -> None:
     import mmembed
 

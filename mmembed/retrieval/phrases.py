@@ -7,7 +7,11 @@ English or Chinese/Japanese/Korean, accents and case ignored; country names matc
 name counts only after "in/at/near/from/around" or when written with a capital, so "a nice view"
 never filters on Nice. A capitalised word after "in" that names no place is matched fuzzily
 ("Barcelna" -> Barcelona, with a note) or left as words with a note; it is never dropped.
-A query without place or time words comes back untouched.
+The first word of a query is capitalised anyway, so there a word that is no place of the library
+counts only when a date follows it ("Kyoto in December 2021", "Madird in April 2015"): then a near
+spelling of a library place, or a city of the world of at least ``_KNOWN_CITY`` people ("Dogs in 2019",
+"Wedding in 2019" stay words: no such city). The Chinese/Japanese filler around a place or a date
+(的照片, の写真) is dropped. A query without place or time words comes back untouched.
 
 The filter columns this module proposes for the table (docs/where-design.md): ``place_id`` (GeoNames
 id, int64), ``place_city``, ``place_region``, ``place_country``, ``place_country_code``, ``place_names``,
@@ -24,16 +28,20 @@ from datetime import date, datetime, timezone
 
 from ..errors import ConfigError, QueryError
 from ..text.places import Place, fold
-from .when import find_time_phrases, month_without_year
+from .when import TimeSpan, find_time_phrases, month_without_year, year_as_words
 
 __all__ = ["PlaceFilter", "ParsedQuery", "parse_query", "PlaceNames"]
 
 _PREPOSITIONS = ("in", "at", "near", "from", "around", "of")
 _FILLER = {"photo", "photos", "picture", "pictures", "pics", "pic", "image", "images", "shots", "taken",
-           "照片", "相片", "图片", "圖片", "的", "在", "拍的", "拍摄的"}  # fmt: skip
+           "照片", "相片", "图片", "圖片", "的", "在", "拍的", "拍摄的",
+           "写真", "画像", "の", "で", "撮った", "撮影した"}  # fmt: skip
 _WORD = re.compile(r"[^\W\d_](?:[\w'’.-]*\w)?|\d+", re.UNICODE)
 _CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 _MAX_WORDS = 4  # the longest place name matched, in words ("Rio de Janeiro", "Salt Lake City")
+# a world city named first in the query (no preposition) must be this big: "Kyoto in 2008" is Kyoto,
+# "Wedding in 2019" (Wedding, Berlin: 85,000) and "Sunset 2019" (Sunset, Florida) stay words
+_KNOWN_CITY = 500_000
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class ParsedQuery:
     taken_after: datetime | None = None  # inclusive; a naive local time, as taken_ns records it
     taken_before: datetime | None = None  # exclusive
     notes: list[str] = field(default_factory=list)  # one line each, for a ``note:`` line and the web chips
+    taken_either: tuple[tuple[datetime, datetime], ...] = ()  # "2008 or 2015": these spans only, within after/before
 
     def where_sql(self) -> str | None:
         """A LanceDB SQL filter for the place and time parsed, or None when there is none.
@@ -80,6 +89,8 @@ class ParsedQuery:
             parts.append(f"taken_ns >= {_ns(self.taken_after)}")
         if self.taken_before is not None:
             parts.append(f"taken_ns < {_ns(self.taken_before)}")
+        if len(self.taken_either) > 1:
+            parts.append("(" + " OR ".join(f"taken_ns >= {_ns(a)} AND taken_ns < {_ns(b)}" for a, b in self.taken_either) + ")")
         return " AND ".join(parts) or None
 
     def as_dict(self) -> dict[str, object]:
@@ -89,10 +100,11 @@ class ParsedQuery:
             place = {"phrase": self.place.phrase, "label": self.place.label(), "country_code": self.place.country_code,
                      "region": self.place.region,
                      "fuzzy": self.place.fuzzy, "place_ids": [p.geonameid for p in self.place.places]}
+        either = {"taken_either": [[a.date().isoformat(), b.date().isoformat()] for a, b in self.taken_either]}
         return {"text": self.text, "place": place,
                 "taken_after": self.taken_after.date().isoformat() if self.taken_after else None,
                 "taken_before": self.taken_before.date().isoformat() if self.taken_before else None,
-                "notes": list(self.notes)}  # fmt: skip
+                "notes": list(self.notes), **(either if self.taken_either else {})}  # fmt: skip
 
 
 class PlaceNames:
@@ -116,6 +128,8 @@ class PlaceNames:
             if not _CJK.search(name):
                 self.latin_by_length.setdefault(len(name), []).append(name)
         cjk = {n for n in [*self.by_name, *self.countries] if _CJK.search(n)}
+        # as written too: folding strips the voicing marks of kana (シドニー -> シトニー), which the query keeps
+        cjk |= {n for p in places for n in p.names if _CJK.search(n)}
         self.cjk, self.cjk_lengths = cjk, sorted({len(n) for n in cjk}, reverse=True)
 
     def near_spellings(self, word: str) -> list[str]:
@@ -149,35 +163,57 @@ def parse_query(query: str, places: Sequence[Place] | PlaceNames = (), today: da
     names = places if isinstance(places, PlaceNames) else PlaceNames(places)
     rest, spans = find_time_phrases(query, today or date.today(), hemisphere)
     notes: list[str] = []
-    after, before = _intersect(spans, notes)
-    rest, place = _find_place(rest, names, notes, world)
+    after, before, either = _intersect(spans, notes)
+    rest, place = _find_place(rest, names, notes, world, query)
     bare = month_without_year(rest)
     if bare:
         notes.append(f"{bare!r} names no year: searched as words (add one, e.g. '{bare} 2021')")
+    number = year_as_words(rest)
+    if number:
+        year = next(w for w in number.split() if w.isdigit())
+        notes.append(f"{number!r} read as words, not as a year (write 'in {year}' for the year)")
     if not spans and place is None:
         return ParsedQuery(query, notes=notes)
-    return ParsedQuery(_leftover_words(rest), place, after, before, notes)
+    return ParsedQuery(_leftover_words(rest), place, after, before, notes, either)
 
 
-def _intersect(spans: list, notes: list[str]) -> tuple[datetime | None, datetime | None]:
+def _intersect(spans: list[TimeSpan], notes: list[str]) -> tuple[datetime | None, datetime | None,
+                                                                tuple[tuple[datetime, datetime], ...]]:
+    """The dates every phrase allows: the first and last day, and the separate spans when a phrase
+    gave alternatives ("2008 or 2015", "03/04/2021")."""
     if not spans:
-        return None, None
-    start, end = max(s.start for s in spans), min(s.end for s in spans)
-    if start >= end:
+        return None, None, ()
+    notes.extend(s.reading for s in spans if s.reading)
+    pieces = list(spans[0].pieces())
+    for span in spans[1:]:
+        pieces = [(max(a, c), min(b, d)) for a, b in pieces for c, d in span.pieces() if max(a, c) < min(b, d)]
+    joined: list[tuple[date, date]] = []
+    for a, b in sorted(pieces):  # "2019 or 2020" is one span, 2019-01-01 to 2021-01-01
+        if joined and a <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(b, joined[-1][1]))
+        else:
+            joined.append((a, b))
+    if not joined:
         notes.append("the dates named do not overlap (" + "; ".join(s.phrase for s in spans) + "): nothing can match")
-    else:
-        notes.append("taken " + "; ".join(s.phrase for s in spans) + f": {start.isoformat()} to {end.isoformat()} (exclusive)")
-    return datetime(start.year, start.month, start.day), datetime(end.year, end.month, end.day)
+        return _midnight(max(s.start for s in spans)), _midnight(min(s.end for s in spans)), ()
+    said = " or ".join(f"{a.isoformat()} to {b.isoformat()}" for a, b in joined)
+    notes.append("taken " + "; ".join(s.phrase for s in spans) + f": {said} (exclusive)")
+    either = tuple((_midnight(a), _midnight(b)) for a, b in joined) if len(joined) > 1 else ()
+    return _midnight(joined[0][0]), _midnight(joined[-1][1]), either
 
 
-def _find_place(text: str, names: PlaceNames, notes: list[str],
-                world: Callable[[str], Sequence[Place]] | None = None) -> tuple[str, PlaceFilter | None]:
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day)
+
+
+def _find_place(text: str, names: PlaceNames, notes: list[str], world: Callable[[str], Sequence[Place]] | None = None,
+                query: str | None = None) -> tuple[str, PlaceFilter | None]:
     found = names.cjk_in(text)
     if found is not None:
         at, cjk = found
         start, end = at, at + len(cjk)
         start -= 1 if text[:start].endswith(("在", "于")) else 0  # 在京都: "in Kyoto"
-        end += 1 if text[end:].startswith("的") else 0  # 京都的狗: "Kyoto's dog"
+        end += 1 if text[end:].startswith(("的", "の", "で")) else 0  # 京都的狗, 京都の犬: "Kyoto's dog"; 京都で: "in Kyoto"
         rest = text[:start] + " " * (end - start) + text[end:]
         return rest, _resolved(cjk, names, notes, fuzzy=False)
     words = list(_WORD.finditer(text))
@@ -191,12 +227,48 @@ def _find_place(text: str, names: PlaceNames, notes: list[str],
             key = fold(phrase)
             if key in names.by_name or key in names.countries or key in names.regions:
                 return _cut(text, first.start(), last.end(), words, i), _resolved(phrase, names, notes, False)
-    return _fuzzy_place(text, words, names, notes, world)
+    return _fuzzy_place(text, words, names, notes, world, query)
+
+
+def _first_place(text: str, query: str, words: list[re.Match[str]], names: PlaceNames, notes: list[str],
+                 world: Callable[[str], Sequence[Place]] | None) -> tuple[str, PlaceFilter | None]:
+    """The query's first words when capitalised, no library place, and a date follows: a known city of
+    the world (``_KNOWN_CITY``; the name as written beats a near spelling), else a near spelling of a
+    library place; else no place. The date is checked first: "A dog on the beach" never loads the gazetteer."""
+    if not words or not words[0].group(0)[0].isupper() or words[0].group(0).lower() in (*_FILLER, *_PREPOSITIONS):
+        return text, None
+    for size in range(min(_MAX_WORDS, len(words)), 0, -1):  # "Rio de Janeiro" before "Rio"
+        last = words[size - 1]
+        if world is None or not last.group(0)[0].isupper() or not _dated_after(query, text, last.end()):
+            continue
+        phrase = " ".join(w.group(0) for w in words[:size])
+        found = list(world(phrase))
+        if found and max(p.population for p in found) >= _KNOWN_CITY:
+            notes.append(f"no photo in this library was taken in {_place_label(found[0])}"
+                         + (f" (or the {len(found) - 1} other places of that name)" if len(found) > 1 else ""))
+            return _cut(text, words[0].start(), last.end(), words, 0), PlaceFilter(phrase, tuple(found))
+    word = words[0].group(0)
+    if _dated_after(query, text, words[0].end()):
+        close = difflib.get_close_matches(fold(word), names.near_spellings(fold(word)), n=1, cutoff=0.8)
+        if close:
+            resolved = _resolved(close[0], names, notes, fuzzy=True)
+            notes.insert(len(notes) - 1, f"no place named {word!r}; read as {resolved.label()!r}")
+            return _cut(text, words[0].start(), words[0].end(), words, 0), resolved
+    return text, None
+
+
+def _dated_after(query: str, text: str, end: int) -> bool:
+    """Whether a time phrase (cut from ``text``, still in ``query``) follows ``end``, a comma allowed between."""
+    at = end
+    while at < len(query) and query[at] in " ,\t" and text[at] == query[at]:
+        at += 1
+    return at < len(query) and text[at] == " " and query[at] != " "
 
 
 def _fuzzy_place(text: str, words: list[re.Match[str]], names: PlaceNames, notes: list[str],
-                 world: Callable[[str], Sequence[Place]] | None = None) -> tuple[str, PlaceFilter | None]:  # fmt: skip
-    """A capitalised word after a preposition that names no place: a near spelling, else a note."""
+                 world: Callable[[str], Sequence[Place]] | None = None, query: str | None = None) -> tuple[str, PlaceFilter | None]:  # fmt: skip
+    """A capitalised word after a preposition that names no place: a near spelling, else a note;
+    without one, the query's first word may be a place (``_first_place``)."""
     for i in range(1, len(words)):
         word = words[i].group(0)
         if words[i - 1].group(0).lower() not in _PREPOSITIONS or not word[0].isupper() or word.lower() in _FILLER:
@@ -214,7 +286,7 @@ def _fuzzy_place(text: str, words: list[re.Match[str]], names: PlaceNames, notes
             return _cut(text, words[i].start(), end, words, i), PlaceFilter(phrase, tuple(found))
         notes.append(f"no place named {word!r} in this library; searched as words")
         return text, None
-    return text, None
+    return _first_place(text, query, words, names, notes, world) if query is not None else (text, None)
 
 
 def _elsewhere(word: str, words: list[re.Match[str]], i: int,

@@ -191,12 +191,28 @@ def test_web_app_marks_the_matched_words_as_text(library: dict, browser) -> None
         assert stop_server(proc) == 0, "".join(errors)[-2000:]
 
 
+def test_a_subtracted_term_keeps_its_items_out_of_the_word_ranking(library: dict) -> None:
+    """"harbor - bakery": the vectors turn from "bakery", and an item whose words say "bakery" is no word
+    match (its words lifted it to the top before). The same on the quick path and LanceDB's (a filter)."""
+    for extra in ((), ("--where", "size > 0")):
+        assert names(search(library["db"], "harbor receipt", "--mode", "text", *extra)) == ["bakery.png"]
+        assert search(library["db"], "harbor receipt - bakery", "--mode", "text", *extra) == []
+        hits = search(library["db"], "KX-482 - plate", *extra)
+        assert all(h["words_score"] is None for h in hits), [(h["path"], h["words_score"]) for h in hits]
+        kept = search(library["db"], "KX-482 - zebra", *extra)  # a term its words do not hold: still a match
+        assert names(kept)[0] == "plate.jpg" and kept[0]["words_score"] is not None
+
+
 def test_terms_match_as_the_index_compares_them() -> None:
     from mmembed.store.fulltext import contains_terms
     from mmembed.text.words import item_words, query_terms
 
     assert query_terms("Wi-Fi password?  Café") == ["wi-fi", "password", "cafe"]
     assert contains_terms("a scar on the door", ["car"]) is False and contains_terms("two cars", ["car"])
+    # a word as a whole word or with a plural ending: "car" is not lifted by "cargo" or "Carol"
+    assert not contains_terms("cargo ship, photo by Carol", ["car"]) and contains_terms("two buses", ["bus"])
+    assert not contains_terms("as and at", ["a"]) and contains_terms("Harbor Street Bakery", ["bakery"])
+    assert not contains_terms("Harbor Street Bakery", ["bak"])
     assert contains_terms("Pharmacy exitDL-101-LL", query_terms("DL-101"))  # OCR ran a code into a word
     assert contains_terms("第三季度会议纪要", ["会议纪要"]) and not contains_terms("会议 纪要", ["会议纪要"])
     words = item_words({"ocr_text": "Schedule AK-\n451-HJ", "path": "/home/u/trips/oslo/boarding_pass.png"})
@@ -238,7 +254,8 @@ def test_hybrid_queries_stay_on_the_quick_path_with_the_full_paths_hits(library:
 
 def test_the_snapshot_word_check_agrees_with_the_term_rule(library: dict, tmp_path: Path) -> None:
     """``Snapshot.has_word_match`` against ``contains_terms`` row by row, on the library's own words:
-    a word's start ("bak"), not its middle ("akery"); a code's part; Chinese inside a run; accents folded."""
+    a whole word ("bakery"), not its start ("bak") or middle ("akery"); a code's part; Chinese inside
+    a run; accents folded."""
     import lancedb
 
     from mmembed.store.snapshot import Snapshot
@@ -247,7 +264,7 @@ def test_the_snapshot_word_check_agrees_with_the_term_rule(library: dict, tmp_pa
     snap = Snapshot.open(library["db"], "images")
     assert snap is not None and snap.info["words_bin"]
     rows = lancedb.connect(library["db"]).open_table("images").search().select(["words"]).limit(None).to_list()
-    for query in ("bak", "akery", "KX-482", "482-PD", "会议纪要", "纪要要点", "cafe flore", "café", "saint-germain",
+    for query in ("bak", "bakery", "akery", "KX-482", "482-PD", "会议纪要", "纪要要点", "cafe flore", "café", "saint-germain",
                   "harbor bakery total", "harbor zebra", "lighthouse", "ighthouse", "12.40"):
         terms = query_terms(query)
         want = any(contains_terms(r["words"], terms) for r in rows)
@@ -273,14 +290,15 @@ def test_the_snapshot_word_scan_counts_as_the_term_rule(few: int, monkeypatch: p
 
     rng = random.Random(7)
     vocab = ["car", "scar", "cars", "KX-482-PD", "plate", "会议纪要", "第三季度会议纪要", "café", "Über", "aa", "aaaa",
-             "wi-fi", "_car", "車car", "（car）", "pass", "boarding_pass", "2023", "x2023y", "ŝcar", "the", "a"]
+             "wi-fi", "_car", "車car", "（car）", "pass", "boarding_pass", "2023", "x2023y", "ŝcar", "the", "a",
+             "cargo", "buses", "bus", "car車", "cares", "caré", "as", "carŝ"]
     texts = [" ".join(rng.choice(vocab) + rng.choice(["", ",", "\n"]) for _ in range(rng.randint(1, 8)))
              if rng.random() > 0.1 else None for _ in range(2000)]
     folded = [fold(t) if t else "" for t in texts]
     blob = np.frombuffer(b"".join(f.encode() + b"\n" if f else b"" for f in folded), np.uint8)
     bounds = np.concatenate([[0], np.cumsum([len(f.encode()) + 1 if f else 0 for f in folded])]).astype(np.int64)
     for term in ("car", "cars", "kx-482", "482", "会议纪要", "纪要", "cafe", "uber", "aa", "wi-fi", "2023", "the", "a",
-                 "car）"):
+                 "car）", "bus", "care"):
         rows, counts = term_rows(blob, bounds, term)
         want = {i: term_counts(f, term) for i, f in enumerate(folded) if f and term_counts(f, term)}
         assert dict(zip(rows.tolist(), counts.tolist())) == want, term

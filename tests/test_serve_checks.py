@@ -141,11 +141,11 @@ def test_browser_marks_whole_words_and_shows_a_gone_photo_in_words(browser, libr
         tab.wait_for_selector("#message:not([hidden])", timeout=30_000)
         assert "No photo in this library has the id 0123456789abcdef" in tab.inner_text("#message")
         marked = tab.evaluate("""() => wordsSnippet({terms: ["a", "car", "会议纪要", "kx-482"],
-                                   words: "A cat sat on a table by a scar and a car"}).innerHTML""")
-        # at the start of a word only, as the server counts them ("car" is not inside "scar"); a one- or two-letter
-        # term as a whole word only ("a" is not marked at the start of "and")
+                                   words: "A cat sat on a table by a scar and a car, two cars, cargo"}).innerHTML""")
+        # as the server counts them: a whole word or with a plural ending ("car" is not inside "scar" nor the start
+        # of "cargo"); a one- or two-letter term as a whole word only ("a" is not marked at the start of "and")
         assert marked == ("<mark>A</mark> cat sat on <mark>a</mark> table by <mark>a</mark> scar and "
-                          "<mark>a</mark> <mark>car</mark>"), marked
+                          "<mark>a</mark> <mark>car</mark>, two <mark>car</mark>s, cargo"), marked
         marked = tab.evaluate("""() => wordsSnippet({terms: ["会议纪要", "kx-482"],
                                    words: "第三季度会议纪要 Plate KX-482-PD"}).innerHTML""")
         assert marked == "第三季度<mark>会议纪要</mark> Plate <mark>KX-482</mark>-PD", marked

@@ -103,6 +103,7 @@ def run_search(
     mode = resolve_mode(options, query.positives, query.image is not None, has_words(store))
     if mode != "vector":
         return hybrid_search(store, mode, " ".join(query.positives), options, combined or None, nearest,
-                             lambda r: make_hit(r, target, q_img, q_txt), search_vector, column, background)
+                             lambda r: make_hit(r, target, q_img, q_txt), search_vector, column, background,
+                             negatives=query.negatives)
     hits = [make_hit(r, target, q_img, q_txt) for r in nearest(options.limit)]
     return apply_cutoff(hits, options, background())

@@ -26,7 +26,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from ..text.words import query_terms
+from ..text.words import contains_terms, query_terms
 from .query import AUTO_CUTOFF_Z, Hit, SearchOptions, one_per_video
 
 __all__ = ["FUSIONS", "VECTOR_CANDIDATES", "resolve_mode", "fuse", "ranked_hits"]
@@ -84,8 +84,11 @@ def ranked_hits(mode: str, text: str, options: SearchOptions, *,
                 make: Callable[[dict[str, Any]], Hit],
                 background: Callable[[], tuple[float, float] | None],
                 how: str | None = None,
-                before_make: Callable[[list[dict[str, Any]]], None] | None = None) -> list[Hit]:
-    """The hits of a query in ``mode`` (hybrid or text); see the module docstring.
+                before_make: Callable[[list[dict[str, Any]]], None] | None = None,
+                negatives: list[str] | tuple[str, ...] = ()) -> list[Hit]:
+    """The hits of a query in ``mode`` (hybrid or text); see the module docstring. A word row
+    whose words hold a term of ``negatives`` (the query's "- snow") is not a word match: the
+    vectors already turn from it, and its words must not lift it back.
 
     ``vector_rows(n)``: the n nearest rows (each with ``score``, the cosine); ``word_rows(text, n)``:
     rows whose words hold every term (each with ``words_score``, and its vectors); ``cosine(row)``:
@@ -93,6 +96,9 @@ def ranked_hits(mode: str, text: str, options: SearchOptions, *,
     median and spread over the table, for ``--cutoff auto``."""
     terms = query_terms(text)
     found = word_rows(text, max(options.limit, VECTOR_CANDIDATES))
+    minus = [t for t in query_terms(" ".join(negatives)) if t not in terms]
+    if minus:  # each word row carries its words ("words", or from the snapshot "folded_words")
+        found = [r for r in found if not any(contains_terms(r.get("folded_words") or r.get("words"), [t]) for t in minus)]
     for row in found:
         row["score"] = cosine(row)
     if mode == "text":
@@ -150,7 +156,7 @@ def apply_cutoff_floor(background: tuple[float, float]) -> float:
 def hybrid_search(store: Any, mode: str, text: str, options: SearchOptions, where: str | None,
                   nearest: Callable[[int], list[dict[str, Any]]], make: Callable[[dict[str, Any]], Hit],
                   search_vector: Any, column: str, background: Callable[[], tuple[float, float] | None],
-                  how: str | None = None) -> list[Hit]:
+                  how: str | None = None, negatives: list[str] | tuple[str, ...] = ()) -> list[Hit]:
     """``ranked_hits`` on a LanceDB table (``store.table.Store``): ``nearest`` gives the vector
     rows, ``store.fulltext.word_search`` the word rows (with the same ``where``)."""
     import numpy as np
@@ -184,7 +190,7 @@ def hybrid_search(store: Any, mode: str, text: str, options: SearchOptions, wher
         full.update({r["id"]: r for r in store.rows_by_id(missing)} if missing else {})
 
     return ranked_hits(mode, text, options, vector_rows=nearest, word_rows=word_rows, cosine=cosine, make=made,
-                       background=background, how=how, before_make=hits_of)
+                       background=background, how=how, before_make=hits_of, negatives=negatives)
 
 
 def snapshot_hybrid(quick: Any, plan: Any, mode: str, text: str, options: SearchOptions, *,
@@ -217,17 +223,17 @@ def snapshot_hybrid(quick: Any, plan: Any, mode: str, text: str, options: Search
         try:
             positions, scores = snap.word_matches(query_terms(q), limit=n)
             rows = snap.rows_at(positions, scores, key="words_score")
-            for row, cosine in zip(rows, snap.cosines(positions, vector, target)):
-                row["cosine"] = float(cosine)
+            for row, cosine, words in zip(rows, snap.cosines(positions, vector, target), snap.words_at(positions)):
+                row["cosine"], row["folded_words"] = float(cosine), words
             return rows
         except (SnapshotDamaged, OSError, ValueError) as exc:
             raise lost(exc) from exc
 
     def made(row: dict[str, Any]) -> Hit:
-        return make_hit({k: v for k, v in row.items() if k not in ("words_score", "cosine")}, target, q_img, q_txt)
+        return make_hit({k: v for k, v in row.items() if k not in ("words_score", "cosine", "folded_words")}, target, q_img, q_txt)
 
     def background() -> tuple[float, float] | None:
         return score_stats(snap.background(target), vector) if options.cutoff == "auto" else None
 
     return ranked_hits(mode, text, options, vector_rows=nearest, word_rows=words, cosine=lambda row: row["cosine"],
-                       make=made, background=background)
+                       make=made, background=background, negatives=plan.query.negatives)

@@ -495,6 +495,14 @@ class Snapshot:
                 else np.zeros(0, dtype=np.uint8)
         return self._arrays["words"]
 
+    def words_at(self, positions: np.ndarray) -> list[str]:
+        """The folded words of the rows at ``positions`` ('' without ``words.bin``)."""
+        blob = self._words_blob()
+        if blob is None:
+            return [""] * len(positions)
+        bounds = self._array("words_offsets")
+        return [bytes(blob[int(bounds[i]):int(bounds[i + 1])]).decode("utf-8", "replace") for i in positions]
+
     def term_frequencies(self, terms: list[str]) -> dict[str, int] | None:
         """How many rows' words hold each term; None without ``words.bin``."""
         from .wordscan import indexed_term_rows

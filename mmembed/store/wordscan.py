@@ -19,7 +19,7 @@ import re
 
 import numpy as np
 
-from ..text.words import bm25, starts_word, word_start_char
+from ..text.words import bm25, ends_word, plural_ending, starts_word, word_start_char
 
 __all__ = ["term_rows", "rank_rows", "best", "build_grams", "GramIndex", "indexed_term_rows", "GRAM_INDEX_MAX_BYTES"]
 
@@ -32,6 +32,8 @@ def term_rows(blob: np.ndarray, bounds: np.ndarray, term: str) -> tuple[np.ndarr
     starts = _matches(blob, term.encode("utf-8"))
     if len(starts) and starts_word(term):
         starts = starts[_word_starts(blob, starts)]
+    if len(starts) and ends_word(term):
+        starts = starts[_word_ends(blob, starts + len(term.encode("utf-8")), plural_ending(term))]
     rows = np.searchsorted(bounds, starts, side="right") - 1
     if len(starts) and _overlaps(term.encode("utf-8")):  # "aa" in "aaaa" counts twice, as re.finditer does
         starts, rows = _without_overlaps(starts, rows, len(term.encode("utf-8")))
@@ -126,6 +128,33 @@ def _word_starts(blob: np.ndarray, starts: np.ndarray) -> np.ndarray:
     wide = np.flatnonzero(before >= 0x80)
     for i in wide:
         keep[i] = _word_start(blob, int(starts[i]))
+    return keep
+
+
+def _word_ends(blob: np.ndarray, ends: np.ndarray, plural: bool) -> np.ndarray:
+    """Which matches ending at ``ends`` end a word there, or (``plural``) after "s" or "es"
+    (``text.words``' rule): the character after is not a letter or digit."""
+    keep = _ends_here(blob, ends)
+    if plural:
+        size = blob.size
+        at = np.minimum(ends, size - 1)
+        s_here = (ends < size) & (blob[at] == ord("s"))
+        keep |= s_here & _ends_here(blob, ends + 1)
+        at1 = np.minimum(ends + 1, size - 1)
+        es_here = (ends + 1 < size) & (blob[at] == ord("e")) & (blob[at1] == ord("s"))
+        keep |= es_here & _ends_here(blob, ends + 2)
+    return keep
+
+
+def _ends_here(blob: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Whether no letter or digit follows at each of ``ends`` (the end of the blob counts as none)."""
+    size = blob.size
+    after = np.where(ends < size, blob[np.minimum(ends, size - 1)], 10)
+    keep = ~_ASCII_WORD[after]
+    for i in np.flatnonzero(after >= 0x80):  # a non-ASCII character: decoded, as the rule reads it
+        end = int(ends[i])
+        char = bytes(blob[end:end + 4]).decode("utf-8", "ignore")[:1]
+        keep[i] = word_start_char(char) if char else True
     return keep
 
 

@@ -113,10 +113,11 @@ def _join_places(lines: list[str], row: Mapping[str, Any]) -> list[str]:
 
 
 def contains_terms(words: str | None, terms: list[str]) -> bool:
-    """Every term stands in ``words`` in one piece (case and accents folded), a term that begins
-    with a letter or digit of a spaced script at the start of a word ("car" finds "cars", not
-    "scar"; "KX-482" finds "KX-482-PD"); one in Chinese or Japanese anywhere ("会议纪要" in
-    "第三季度会议纪要")."""
+    """Every term stands in ``words`` in one piece (case and accents folded): a word of a spaced
+    script as a whole word, or with a plural ending ("car" finds "car" and "cars", not "scar",
+    "cargo" or "Carol"; a term of one or two letters only as a word); a code or number at the
+    start of a word and in part ("KX-482" finds "KX-482-PD"); one in Chinese or Japanese anywhere
+    ("会议纪要" in "第三季度会议纪要")."""
     if not words or not terms:
         return False
     low = fold(words)
@@ -132,9 +133,24 @@ def starts_word(term: str) -> bool:
     return not (unspaced or code or not term[0].isalnum())
 
 
+def ends_word(term: str) -> bool:
+    """Whether ``term`` must also end a word (``contains_terms``), allowing a plural ending
+    (``plural_ending``): a word of a spaced script, not a code, a number or a Chinese run."""
+    return starts_word(term)
+
+
+def plural_ending(term: str) -> bool:
+    """Whether ``term`` may be followed by "s" or "es" and still end its word: from three letters
+    on ("bus" -> "buses"; "a" is not found in "as")."""
+    return len(term) >= 3
+
+
 @functools.lru_cache(maxsize=256)
 def _term_pattern(term: str) -> re.Pattern[str]:
-    return re.compile((r"(?<![^\W_])" if starts_word(term) else "") + re.escape(term))
+    if not starts_word(term):
+        return re.compile(re.escape(term))
+    ending = r"(?:e?s)?" if plural_ending(term) else ""
+    return re.compile(r"(?<![^\W_])" + re.escape(term) + (rf"(?={ending}(?![^\W_]))" if ends_word(term) else ""))
 
 
 def word_start_char(char: str) -> bool:

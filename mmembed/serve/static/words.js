@@ -12,9 +12,10 @@ function wordsScoreParts(hit) {
   return parts;
 }
 
-// Where a term counts, as the server matches it (text/words.py contains_terms): a term that
-// begins with a letter of a spaced script only at the start of a word ("car" finds "cars", not
-// "scar"); Chinese or Japanese, a code or number, or a term that begins with punctuation anywhere.
+// Where a term counts, as the server matches it (text/words.py contains_terms): a word of a spaced
+// script as a whole word or with a plural ending ("car" finds "cars", not "scar" or "cargo"; one or
+// two letters as a word only); Chinese or Japanese, a code or number, or a term that begins with
+// punctuation anywhere.
 const WORD_CHAR = /[\p{L}\p{N}\p{M}]/u;
 
 function startsWord(term) {
@@ -26,13 +27,21 @@ function startsWord(term) {
 // The index in `low` (folded text) of the next place `term` counts, from `from`; -1 if none.
 function findTerm(low, term, from) {
   const whole = startsWord(term);
-  const short = whole && term.length <= 2;  // "a", "on": marked as words only, not at the start of every "and"
   for (let i = low.indexOf(term, from); i >= 0; i = low.indexOf(term, i + 1)) {
     if (whole && WORD_CHAR.test(charBefore(low, i))) continue;
-    if (short && WORD_CHAR.test(low.charAt(i + term.length))) continue;
+    if (whole && !endsWord(low, i + term.length, term.length >= 3)) continue;
     return i;
   }
   return -1;
+}
+
+// Whether a word ends at `at` in `low`, or (`plural`) after "s" or "es" there.
+function endsWord(low, at, plural) {
+  const free = (k) => k >= low.length || !WORD_CHAR.test(String.fromCodePoint(low.codePointAt(k)));
+  if (free(at)) return true;
+  if (!plural) return false;
+  if (low[at] === "s" && free(at + 1)) return true;
+  return low[at] === "e" && low[at + 1] === "s" && free(at + 2);
 }
 
 function charBefore(text, i) {  // the whole character before index i ("" at the start), not half a surrogate pair

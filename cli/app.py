@@ -33,6 +33,20 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+def _show_version(value: bool) -> None:
+    if value:
+        from mmembed._version import __version__
+
+        echo(f"mmembed {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", callback=_show_version,
+                                                is_eager=True)] = False) -> None:
+    """Index photos with CLIP into LanceDB and search them by text or image."""
+
+
 # Options shared by every command. None means: MMEMBED_* env var, then the table's record, then default.
 DbOpt = Annotated[Optional[str], typer.Option("--db", help="LanceDB directory or URI [env: MMEMBED_DB; default: per-user data dir].", show_default=False)]
 TableOpt = Annotated[Optional[str], typer.Option("--table", help="Table name [env: MMEMBED_TABLE; default: images].", show_default=False)]

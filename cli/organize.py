@@ -91,7 +91,7 @@ def _describe(f: Any) -> str:
 @app.command()
 def tag(
     labels: Annotated[Optional[str], typer.Option("--labels", help="Comma-separated labels, e.g. \"beach,cat,receipt\" [default: a built-in set of 345 everyday photo concepts].", show_default=False)] = None,
-    labels_file: Annotated[Optional[Path], typer.Option("--labels-file", help="A text file with one label per line (lines starting with # are comments).", show_default=False)] = None,
+    labels_file: Annotated[Optional[Path], typer.Option("--labels-file", help="A text file with one label per line (# starts a comment).", show_default=False)] = None,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Keep further labels whose probability is at least this, 0..1 [default: 0.1]; the best label is always kept.", show_default=False)] = None,
     db: DbOpt = None,
     table: TableOpt = None,
@@ -114,8 +114,8 @@ def tag(
             if labels is not None:
                 raise ConfigError("give --labels or --labels-file, not both")
             try:
-                chosen = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines()
-                          if not line.lstrip().startswith("#")]  # a line starting with # is a comment
+                lines = (line.split("#", 1)[0].strip() for line in labels_file.read_text(encoding="utf-8").splitlines())
+                chosen = [line for line in lines if line]  # '#' starts a comment, on a line of its own or after a label
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"{labels_file}: cannot read the labels file ({getattr(exc, 'strerror', None) or exc})") from None
         report = _index(db, table, None, None, None).tag(chosen, threshold=threshold)

@@ -95,7 +95,7 @@ def _line(event: Any) -> None:
         label = "catch-up" if event.kind == "catch-up" else "ingest"
         echo(f"{at} {label}: {report.added} added, {report.updated} updated, {report.moved} moved, "
                    f"{report.removed} removed" + (f", {len(report.skipped)} skipped" if report.skipped else "")
-                   + f" ({report.seconds:.1f} s); {report.rows:,} rows")
+                   + f" ({report.seconds:.1f} s); {report.rows:,} row{'s' * (report.rows != 1)}")
     elif event.kind == "start":
         echo(f"{at} watching {', '.join(event.roots)}; Ctrl-C to stop", err=True)
     elif event.kind == "waiting":

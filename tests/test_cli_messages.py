@@ -172,3 +172,10 @@ def test_watch_prints_no_batch_line_when_only_warnings_came(tmp_path: Path, tiny
     assert any(line.startswith("warning:") for line in err), "".join(err)
     empty = [line for line in out if re.search(r"ingest: 0 added, 0 updated, 0 moved, 0 removed", line)]
     assert not empty, out
+
+
+def test_version_is_printed_without_loading_anything() -> None:
+    from mmembed import __version__
+
+    done = run_cli("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"mmembed {__version__}", done

@@ -94,11 +94,12 @@ def test_ingest_tags_tags_new_rows_with_the_tables_labels(tagged: dict) -> None:
 
 def test_cli_tag_prints_a_summary(tagged: dict, tmp_path: Path) -> None:
     labels = tmp_path / "labels.txt"
-    labels.write_text("# animals and things\ndog\n\nwater\n  bicycle  \n  # not a label\n")
+    labels.write_text("# animals and things\ndog\n\nwater  # a comment after a label\n  bicycle  \n  # not a label\n")
     done = run_cli("tag", "--db", tagged["db"], "--labels-file", str(labels), "--json")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["rows"] == 12 and summary["labels"] == 3 and sum(c for _, c in summary["top"]) >= 12
+    assert {label for label, _ in summary["top"]} <= {"dog", "water", "bicycle"}, summary["top"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -60,13 +60,13 @@ def search(
     if len(formats) > 1:
         raise typer.BadParameter(f"{' and '.join(formats)} each choose what is printed; give one of them")
     with _errors():
-        _note_cut_terms([query or "", *(negatives or [])])
         options = SearchOptions(limit=limit, where=where, target=target, image_weight=image_weight,
                                 negatives=negatives or (), tags=tags or (), min_score=min_score, cutoff=cutoff, frames=frames,
                                 mode=mode, literal=literal, near=near, radius_km=radius, taken_after=taken_after,
                                 taken_before=taken_before, sort=sort)
         index = _index(db, table, model, pretrained, device, one_query=True)  # the library picks the path
         hits = index.search(query, image=image, options=options)
+        _note_cut_terms([query or "", *(negatives or [])], _context_length(index.config.db, index.config.table))
         if html_file is not None:
             from mmembed.serve.gallery import write_gallery
 
@@ -96,10 +96,33 @@ def search(
             echo(f"{score}  {hit.path}{at}{caption}")
 
 
-def _note_cut_terms(texts: list[str], context_length: int = 77) -> None:
-    """A note for each query term longer than the text tower reads (CLIP's 77 tokens): the
-    words past it are silently dropped by the tokenizer."""
-    if all(len(t.encode("utf-8")) <= context_length - 2 for t in texts):
+def _context_length(db: str, table: str) -> int | None:
+    """How many tokens the table's text tower reads (micro-clip 32, most CLIPs 77), from what its
+    export recorded (no model is loaded); None when it is not known or not CLIP's tokenizer."""
+    import json
+    import os
+
+    from mmembed.models.text_tower import tower_folder
+    from mmembed.store.snapshot import snapshot_info
+
+    info = snapshot_info(db, table) or {}
+    fingerprint = (info.get("meta") or {}).get("fingerprint")
+    if not fingerprint:
+        return None
+    try:
+        with open(os.path.join(tower_folder(fingerprint), "text.json")) as f:
+            tower = json.load(f)
+    except (OSError, ValueError):
+        return None
+    tokenizer = tower.get("tokenizer") or {}
+    length = tower.get("context_length")
+    return int(length) if tokenizer.get("kind", "clip") == "clip" and isinstance(length, int) else None
+
+
+def _note_cut_terms(texts: list[str], context_length: int | None) -> None:
+    """A note for each query term longer than the text tower reads (CLIP's tokenizer: 77 tokens,
+    micro-clip's 32): the words past it are silently dropped by the tokenizer."""
+    if context_length is None or all(len(t.encode("utf-8")) <= context_length - 2 for t in texts):
         return  # a token covers at least one byte: too short to be cut (and no tokenizer to load)
     from mmembed.models.text_tower import ClipTokenizer
     from mmembed.retrieval.query import parse_terms

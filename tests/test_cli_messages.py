@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE_IMAGES, mmembed_cmd, run_cli
+from conftest import FIXTURE_IMAGES, mmembed_cmd, run_cli, shared_path
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +100,21 @@ def test_a_query_cut_at_the_token_limit_gets_a_note(table: str) -> None:
     done = run_cli("search", long, "--db", table, "-n", "1")
     assert done.returncode == 0, done.stderr
     assert "note: the query 'red red red" in done.stderr and "is 90 tokens long" in done.stderr
+    assert "reads only the first 14, the rest is ignored" in done.stderr  # the tiny model reads 16 tokens
     short = run_cli("search", "red", "--db", table, "-n", "1")
     assert "note:" not in short.stderr
+
+
+@pytest.mark.shared
+def test_the_token_limit_note_counts_the_tables_own_model(tmp_path: Path) -> None:
+    """micro-clip reads 32 tokens, not CLIP's 77: a 40-word query is cut, and the note says where."""
+    shutil.copy(FIXTURE_IMAGES / "red.jpg", tmp_path / "red.jpg")
+    db = str(tmp_path / "db")
+    model = "local-dir:" + str(shared_path("models/micro-clip"))
+    assert run_cli("ingest", str(tmp_path / "red.jpg"), "--db", db, "--model", model, "-q", "--no-ocr").returncode == 0
+    done = run_cli("search", " ".join(["red"] * 40), "--db", db, "-n", "1")
+    assert done.returncode == 0, done.stderr
+    assert "is 40 tokens long; the text model reads only the first 30, the rest is ignored" in done.stderr, done.stderr
 
 
 def test_search_json_carries_raw_siblings(tmp_path: Path, tiny_model: str) -> None:

@@ -18,7 +18,7 @@ Cases, per folder:
   indexing is the first part of a query run); mmembed: ``mmembed ingest FOLDER`` into a fresh
   table. rclip's img/s is also given with its own text-query run subtracted ("rclip
   indexing only"), which favours rclip; the ratios use that figure.
-- **peak RSS** of those runs (``wait4``), and CPU seconds;
+- **peak RSS** of those runs (GNU ``time``'s, where installed; else ``wait4``'s), and CPU seconds;
 - **cold text query**: ``rclip -n -f -t 10 QUERY`` / ``mmembed search QUERY -n 10``;
 - **cold image query**: ``rclip -n -f -t 10 ./photo.jpg`` / ``mmembed search --image photo.jpg -n 10``;
 - **no-op re-index** of the unchanged folder: ``rclip -f -t 1 QUERY`` (its scan cannot run
@@ -26,7 +26,9 @@ Cases, per folder:
 - **one new image** in an indexed folder: the same two commands after one file was added.
 
 mmembed runs at its default precision (``auto``: int8 on ONNX Runtime on a CPU) and, for the
-index case, also at ``--precision fp32`` (rclip's own number format). The machine's CPU
+index case, also at ``--precision fp32`` (rclip's own number format). Its ingests run with
+``--no-ocr`` (rclip reads no text); where the ocr extra is installed, one more index case runs
+with OCR, as ``mmembed ingest`` does by default there. The machine's CPU
 flags are printed: speed-ups differ between AVX2-only and AVX-512 machines. Without the kit
 the script says so, names it, and exits 0 having measured nothing.
 """
@@ -69,16 +71,30 @@ def cpu_summary() -> str:
     return f"{name}, {os.cpu_count()} CPUs, flags: {' '.join(shown) or 'none of avx2/avx512'}"
 
 
+_TIME = "/usr/bin/time"  # GNU time: the peak RSS of the process itself
+
+
 def run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> dict[str, float]:
-    """Wall seconds, CPU seconds and peak RSS (MB) of one whole process; raises on failure."""
+    """Wall seconds, CPU seconds and peak RSS (MB) of one whole process; raises on failure.
+
+    The peak RSS comes from GNU time where it is installed: a child forked from this (large)
+    process reports this process's peak as its own through ``wait4`` (Linux carries the high-water
+    mark across fork and exec), which printed one value for every row."""
+    timed = os.path.exists(_TIME)
     started = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    proc = subprocess.Popen([_TIME, "-f", "mmembed-bench-rss-kb=%M", *args] if timed else args,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
     err = proc.stderr.read() if proc.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(args)} failed in {cwd or '.'}: {err[-2000:]}")
-    return {"s": seconds, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024}
+    rss = usage.ru_maxrss / 1024
+    for line in err.splitlines()[::-1]:
+        if line.startswith("mmembed-bench-rss-kb="):
+            rss = int(line.split("=", 1)[1]) / 1024
+            break
+    return {"s": seconds, "cpu": usage.ru_utime + usage.ru_stime, "rss": rss}
 
 
 def warm(folder: Path) -> None:
@@ -110,7 +126,9 @@ class Tools:
         return run([str(self.rclip), "-n", "-f", "-t", "10", "./" + image.name], self.rclip_env, folder)
 
     def mm_ingest(self, folder: Path, db: Path, *extra: str) -> dict[str, float]:
-        return run([*MMEMBED, "ingest", str(folder), "--db", str(db), "-q", *extra], self.mm_env)
+        """``mmembed ingest``; without OCR unless ``--ocr`` is in ``extra`` (rclip reads no text)."""
+        ocr = [] if "--ocr" in extra else ["--no-ocr"]
+        return run([*MMEMBED, "ingest", str(folder), "--db", str(db), "-q", *ocr, *extra], self.mm_env)
 
     def mm_text(self, db: Path) -> dict[str, float]:
         return run([*MMEMBED, "search", QUERY, "--db", str(db), "-n", "10"], self.mm_env)
@@ -134,7 +152,8 @@ def link_folder(files: list[Path], folder: Path) -> Path:
     return folder
 
 
-def measure_folder(tools: Tools, label: str, files: list[Path], rounds: int) -> dict[str, list[dict[str, float]]]:
+def measure_folder(tools: Tools, label: str, files: list[Path], rounds: int,
+                   ocr_too: bool = False) -> dict[str, list[dict[str, float]]]:
     """Every case on one folder, ``rounds`` times, the tool order flipping each round."""
     work = tools.work
     folder = link_folder(files[:-1], work / label)  # the last file is the 'one new image'
@@ -151,6 +170,7 @@ def measure_folder(tools: Tools, label: str, files: list[Path], rounds: int) -> 
         (folder / extra.name).unlink(missing_ok=True)
         db = work / f"{label}-{r}.lancedb"
         db32 = work / f"{label}-{r}-fp32.lancedb"
+        dbocr = work / f"{label}-{r}-ocr.lancedb"
         order = ("rclip", "mmembed") if r % 2 == 0 else ("mmembed", "rclip")
         for tool in order:
             if tool == "rclip":
@@ -164,6 +184,8 @@ def measure_folder(tools: Tools, label: str, files: list[Path], rounds: int) -> 
                 note("image query mmembed", tools.mm_image(db, image))
                 note("no-op mmembed", tools.mm_ingest(folder, db))
                 note("index mmembed fp32", tools.mm_ingest(folder, db32, "--precision", "fp32"))
+                if ocr_too:
+                    note("index mmembed ocr", tools.mm_ingest(folder, dbocr, "--ocr"))
         link(extra, folder / extra.name)
         for tool in order:
             if tool == "rclip":
@@ -171,6 +193,7 @@ def measure_folder(tools: Tools, label: str, files: list[Path], rounds: int) -> 
             else:
                 note("one new image mmembed", tools.mm_ingest(folder, db))
         shutil.rmtree(db32, ignore_errors=True)
+        shutil.rmtree(dbocr, ignore_errors=True)
     tools.rclip_db.unlink(missing_ok=True)
     return results
 
@@ -196,6 +219,9 @@ def summarise(label: str, n: int, results: dict[str, list[dict[str, float]]]) ->
         rc_seconds=rclip_index_only)
     row("index at --precision fp32 (rclip: query subtracted)", "index mmembed fp32", "index rclip", rate=True,
         rc_seconds=rclip_index_only)
+    if "index mmembed ocr" in med:
+        row("index with OCR, the default where the ocr extra is installed (rclip: query subtracted)",
+            "index mmembed ocr", "index rclip", rate=True, rc_seconds=rclip_index_only)
     row("cold text query", "text query mmembed", "text query rclip")
     row("cold image query", "image query mmembed", "image query rclip")
     row("no-op re-index (rclip: + 1 text query)", "no-op mmembed", "no-op rclip")
@@ -212,6 +238,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where datasets.py keeps models and photos")
     parser.add_argument("--json", type=Path, help="also write the table here")
     args = parser.parse_args()
+    from mmembed.models.ocr import ocr_available
 
     rclip = args.kit / "venv" / "bin" / "rclip"
     visual = args.kit / "rclip-data" / RCLIP_MODEL / "visual.onnx"
@@ -239,7 +266,7 @@ def main() -> None:
     rows: list[dict[str, object]] = []
     for label, files in folders:
         print(f"\n{label}: {len(files)} files, {args.rounds} rounds ...", flush=True)
-        results = measure_folder(tools, label, files, args.rounds)
+        results = measure_folder(tools, label, files, args.rounds, ocr_too=ocr_available())
         rows += summarise(label, len(files) - 1, results)
 
     print(f"\n{'folder':12} {'work':54} {'mmembed':>9} {'rclip':>9} {'mm/rclip':>9} {'speed-up':>9} "

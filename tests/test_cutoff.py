@@ -55,3 +55,28 @@ def test_bad_cutoffs_are_one_line(captioned_dev: dict[str, str]) -> None:
         assert done.returncode == 1 and done.stderr.strip() == message
     done = run_cli("search", NONSENSE, "--db", captioned_dev["db"], "-n", "100", "--cutoff", "auto", "--paths")
     assert done.returncode == 0 and len(done.stdout.splitlines()) < 10
+
+
+@pytest.mark.shared
+def test_a_nonsense_query_keeps_nothing_where_only_some_photos_have_text(tmp_path, micro_clip: str) -> None:
+    """Where a few photos carry a caption, a text query sits far closer to their fused vectors than to
+    any picture alone: one background for the whole table kept every captioned photo for a nonsense
+    query. Each group is measured against its own background now (``query.GroupStats``)."""
+    import shutil
+
+    from conftest import shared_path
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    captions = flickr_dev_captions()
+    names = sorted(captions)[:80]
+    for name in names:
+        shutil.copy(shared_path("data/flickr8k/dev") / name, photos / name)
+    manifest = tmp_path / "captions.csv"
+    manifest.write_text("image,caption\n" + "".join(f"{n},{captions[n][0].replace(',', ' ')}\n" for n in names[:12]))
+    index = mmembed.Index(tmp_path / "db", model=micro_clip)
+    index.ingest(photos, captions=[manifest], ocr=False)
+    for options in ({}, {"mode": "vector"}, {"where": "size > 0"}, {"where": "size > 0", "mode": "vector"}):
+        kept = index.search(NONSENSE, limit=80, cutoff="auto", **options)
+        assert len(kept) <= 1, (options, [(h.path, h.score, h.text_score is not None) for h in kept])
+    assert index.search(REAL, limit=80, cutoff="auto")  # a real query still keeps what stands out

@@ -28,6 +28,7 @@ from typing import Any
 from ..errors import IndexEmptyError, QueryError
 from .query import (
     NO_TAGS,
+    Background,
     TARGETS,
     Hit,
     Query,
@@ -97,8 +98,13 @@ def run_search(
         return nearest_items(lambda k: store.nearest(search_vector, column=column, limit=k, where=combined or None),
                              n, options.frames)
 
-    def background() -> tuple[float, float] | None:
-        return score_stats(store.sample_vectors(column), search_vector) if options.cutoff == "auto" else None
+    def background() -> Background | None:
+        if options.cutoff != "auto":
+            return None
+        if target == "fused" and captioned:  # the rows with text and those without, apart (query.GroupStats)
+            vectors, has_text = store.sample_vectors(column, with_text=True)
+            return score_stats(vectors, search_vector, has_text)
+        return score_stats(store.sample_vectors(column), search_vector)
 
     mode = resolve_mode(options, query.positives, query.image is not None, has_words(store))
     if mode != "vector":

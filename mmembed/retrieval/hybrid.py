@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..text.words import contains_terms, query_terms
-from .query import AUTO_CUTOFF_Z, Hit, SearchOptions, one_per_video
+from .query import Background, Hit, SearchOptions, cutoff_floor, one_per_video
 
 __all__ = ["FUSIONS", "VECTOR_CANDIDATES", "resolve_mode", "fuse", "ranked_hits"]
 
@@ -82,7 +82,7 @@ def ranked_hits(mode: str, text: str, options: SearchOptions, *,
                 word_rows: Callable[[str, int], list[dict[str, Any]]],
                 cosine: Callable[[dict[str, Any]], float],
                 make: Callable[[dict[str, Any]], Hit],
-                background: Callable[[], tuple[float, float] | None],
+                background: Callable[[], Background | None],
                 how: str | None = None,
                 before_make: Callable[[list[dict[str, Any]]], None] | None = None,
                 negatives: list[str] | tuple[str, ...] = ()) -> list[Hit]:
@@ -127,7 +127,7 @@ def ranked_hits(mode: str, text: str, options: SearchOptions, *,
     return _cut(hits, options, background)
 
 
-def _cut(hits: list[Hit], options: SearchOptions, background: Callable[[], tuple[float, float] | None]) -> list[Hit]:
+def _cut(hits: list[Hit], options: SearchOptions, background: Callable[[], Background | None]) -> list[Hit]:
     """``--min-score`` is a floor on the cosine, as in a vector search: it drops the hits that
     neither hold the query's words nor reach it (a fused rank score is no cosine: 0.03 is a
     good one); ``--cutoff auto`` ends the list at the first hit that neither holds the query's
@@ -140,22 +140,16 @@ def _cut(hits: list[Hit], options: SearchOptions, background: Callable[[], tuple
     stats = background()
     if stats is None:
         return hits
-    floor = apply_cutoff_floor(stats)
     for i, hit in enumerate(hits):
-        if hit.words_score is None and (hit.vector_score if hit.vector_score is not None else -1.0) < floor:
+        cosine = hit.vector_score if hit.vector_score is not None else -1.0
+        if hit.words_score is None and cosine < cutoff_floor(stats, hit):  # query.apply_cutoff's rule
             return hits[:i]
     return hits
 
 
-def apply_cutoff_floor(background: tuple[float, float]) -> float:
-    """The cosine ``--cutoff auto`` asks for (``query.apply_cutoff``'s rule)."""
-    median, spread = background
-    return median + AUTO_CUTOFF_Z * spread
-
-
 def hybrid_search(store: Any, mode: str, text: str, options: SearchOptions, where: str | None,
                   nearest: Callable[[int], list[dict[str, Any]]], make: Callable[[dict[str, Any]], Hit],
-                  search_vector: Any, column: str, background: Callable[[], tuple[float, float] | None],
+                  search_vector: Any, column: str, background: Callable[[], Background | None],
                   how: str | None = None, negatives: list[str] | tuple[str, ...] = ()) -> list[Hit]:
     """``ranked_hits`` on a LanceDB table (``store.table.Store``): ``nearest`` gives the vector
     rows, ``store.fulltext.word_search`` the word rows (with the same ``where``)."""
@@ -233,7 +227,9 @@ def snapshot_hybrid(quick: Any, plan: Any, mode: str, text: str, options: Search
         return make_hit({k: v for k, v in row.items() if k not in ("words_score", "cosine", "folded_words")}, target, q_img, q_txt)
 
     def background() -> tuple[float, float] | None:
-        return score_stats(snap.background(target), vector) if options.cutoff == "auto" else None
+        if options.cutoff != "auto":
+            return None
+        return score_stats(snap.background(target), vector, snap.background_has_text(target))
 
     return ranked_hits(mode, text, options, vector_rows=nearest, word_rows=words, cosine=lambda row: row["cosine"],
                        make=made, background=background, negatives=plan.query.negatives)

@@ -329,25 +329,59 @@ def one_per_video(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def apply_cutoff(hits: list[Hit], options: SearchOptions, background: tuple[float, float] | None) -> list[Hit]:
+@dataclass(frozen=True)
+class GroupStats:
+    """``score_stats`` apart for the rows with text and those without, in a fused search of a
+    table where only some photos have text: a text query sits far closer to a fused vector that
+    holds a text than to a picture alone, so one background for both kept every photo with text
+    for a nonsense query (``benchmarks/partial_captions.py``). Each hit is measured against its own
+    group (``Hit.text_score`` is None without text)."""
+
+    with_text: tuple[float, float]
+    without_text: tuple[float, float]
+
+    def of(self, hit: Hit) -> tuple[float, float]:
+        return self.with_text if hit.text_score is not None else self.without_text
+
+
+Background = tuple[float, float] | GroupStats
+MIN_GROUP = 10  # rows of the background in each group, else one background (a median of 2 rows says nothing)
+
+
+def cutoff_floor(background: Background, hit: Hit) -> float:
+    """The score ``hit`` must reach under ``--cutoff auto``: its background's median plus
+    ``AUTO_CUTOFF_Z`` spreads."""
+    median, spread = background.of(hit) if isinstance(background, GroupStats) else background
+    return median + AUTO_CUTOFF_Z * spread
+
+
+def apply_cutoff(hits: list[Hit], options: SearchOptions, background: Background | None) -> list[Hit]:
     """``hits`` without those under ``min_score`` and, with ``cutoff='auto'``, without those
     under ``median + AUTO_CUTOFF_Z * spread`` of ``background`` (``score_stats`` of this
-    query over the table)."""
-    floor = options.min_score
+    query over the table, or over the hit's group: ``GroupStats``)."""
+    if options.min_score is not None:
+        hits = [h for h in hits if h.score >= options.min_score]
     if options.cutoff == "auto" and background is not None:
-        median, spread = background
-        auto = median + AUTO_CUTOFF_Z * spread
-        floor = auto if floor is None else max(floor, auto)
-    return hits if floor is None else [h for h in hits if h.score >= floor]
+        hits = [h for h in hits if h.score >= cutoff_floor(background, h)]
+    return hits
 
 
-def score_stats(matrix: np.ndarray, vector: np.ndarray) -> tuple[float, float]:
+def score_stats(matrix: np.ndarray, vector: np.ndarray, has_text: np.ndarray | None = None) -> Background:
     """Median and robust spread (1.4826 x median absolute deviation) of ``matrix @ vector``:
     where a query's scores over the table's rows sit, and how widely, unmoved by the few
-    rows that really match."""
+    rows that really match. With ``has_text`` (a mask of the rows that have text, for a fused
+    search) and ``MIN_GROUP`` rows or more on each side of it, the two groups' apart (``GroupStats``)."""
     scores = np.asarray(matrix, dtype=np.float32) @ np.asarray(vector, dtype=np.float32)
     if scores.size == 0:
         return 1.0, 0.0
+    if has_text is not None:
+        mask = np.asarray(has_text, dtype=bool)
+        if mask.shape == scores.shape and MIN_GROUP <= int(mask.sum()) <= mask.size - MIN_GROUP:
+            return GroupStats(_median_spread(scores[mask]), _median_spread(scores[~mask]))
+    return _median_spread(scores)
+
+
+def _median_spread(scores: np.ndarray) -> tuple[float, float]:
     median = float(np.median(scores))
     return median, float(1.4826 * np.median(np.abs(scores - median)))
 

@@ -138,7 +138,8 @@ class QuickSearch:
             snap.mark_damaged()
             raise QuickPathLost(f"the snapshot of {self.table} is damaged") from exc
         hits = [make_hit(row, target, q_img, q_txt) for row in rows]
-        background = score_stats(snap.background(target), vector) if options.cutoff == "auto" else None
+        background = score_stats(snap.background(target), vector, snap.background_has_text(target)) \
+            if options.cutoff == "auto" else None
         return apply_cutoff(hits, options, background)
 
     def _text_vectors(self, query: Any, meta: dict[str, Any], text_encoder: Any) -> tuple[Any, Any]:

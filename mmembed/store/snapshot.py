@@ -540,6 +540,16 @@ class Snapshot:
             picked = picked[np.asarray(self._array("text_mask")[::step])]
         return picked
 
+    def background_has_text(self, target: str) -> np.ndarray | None:
+        """For a fused search, which of ``background``'s rows have text (``query.GroupStats``);
+        None for another target or a table whose rows all have text or none do."""
+        if target != "fused" or not self.captioned or self.captioned >= self.rows:
+            return None
+        mask = self._array("text_mask")
+        if self.info.get("ivf") is not None and self.rows > BACKGROUND_ROWS:
+            mask = mask[::self.rows // BACKGROUND_ROWS]
+        return np.asarray(mask, dtype=bool)
+
     def partitioned(self, target: str) -> bool:
         """Whether a search of ``target`` reads only the nearest partitions."""
         ivf = self.info.get("ivf")

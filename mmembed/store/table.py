@@ -451,20 +451,28 @@ class Store:
                 out.extend(self.table.search().where(f"id IN ({_sql_list(chunk)})").limit(None).to_list())
         return out
 
-    def sample_vectors(self, column: str, rows: int = 4096) -> np.ndarray:
+    def sample_vectors(self, column: str, rows: int = 4096, *, with_text: bool = False) -> Any:
         """Up to ``rows`` non-null vectors of ``column`` spread evenly over the table, cached per
-        table version: a query's score distribution over the table without a full scan."""
+        table version: a query's score distribution over the table without a full scan. With
+        ``with_text``: (those vectors, which of their rows have a text vector)."""
         from .vectors import vector_matrix
 
         with _errors(f"cannot read table '{self.table_name}'"):
-            key = (column, int(self.table.version))
+            key = (column, int(self.table.version), with_text)
             if self._sample is None or self._sample[0] != key:
                 total = self.count()
                 offsets = np.unique(np.linspace(0, max(total - 1, 0), min(rows, total)).astype(np.int64))
-                data = self.table.take_offsets([int(o) for o in offsets]).select([column]).to_arrow()
+                wanted = [column, "text_vector"] if with_text and column != "text_vector" else [column]
+                data = self.table.take_offsets([int(o) for o in offsets]).select(wanted).to_arrow()
                 vectors = data.column(column)
+                valid = np.asarray(vectors.is_valid()) if vectors.null_count else None
                 kept = vectors.filter(vectors.is_valid()) if vectors.null_count else vectors
-                self._sample = (key, vector_matrix(kept))
+                if with_text:
+                    texts = data.column("text_vector") if "text_vector" in data.column_names else vectors
+                    has_text = np.asarray(texts.is_valid())
+                    self._sample = (key, (vector_matrix(kept), has_text[valid] if valid is not None else has_text))
+                else:
+                    self._sample = (key, vector_matrix(kept))
             return self._sample[1]
 
     def bytes_on_disk(self) -> int | None:

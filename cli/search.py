@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer
@@ -66,7 +67,7 @@ def search(
                                 taken_before=taken_before, sort=sort)
         index = _index(db, table, model, pretrained, device, one_query=True)  # the library picks the path
         hits = index.search(query, image=image, options=options)
-        _note_cut_terms([query or "", *(negatives or [])], _context_length(index.config.db, index.config.table))
+        _note_cut_terms([query or "", *(negatives or [])], lambda: _context_length(index.config.db, index.config.table))
         if html_file is not None:
             from mmembed.serve.gallery import write_gallery
 
@@ -119,9 +120,13 @@ def _context_length(db: str, table: str) -> int | None:
     return int(length) if tokenizer.get("kind", "clip") == "clip" and isinstance(length, int) else None
 
 
-def _note_cut_terms(texts: list[str], context_length: int | None) -> None:
+def _note_cut_terms(texts: list[str], context: Callable[[], int | None]) -> None:
     """A note for each query term longer than the text tower reads (CLIP's tokenizer: 77 tokens,
-    micro-clip's 32): the words past it are silently dropped by the tokenizer."""
+    micro-clip's 32): the words past it are silently dropped by the tokenizer. ``context`` gives the
+    table's context length; it is asked only for a query long enough to be cut."""
+    if all(len(t.encode("utf-8")) <= 14 for t in texts):  # a token covers at least one byte; no tower reads < 16
+        return
+    context_length = context()
     if context_length is None or all(len(t.encode("utf-8")) <= context_length - 2 for t in texts):
         return  # a token covers at least one byte: too short to be cut (and no tokenizer to load)
     from mmembed.models.text_tower import ClipTokenizer

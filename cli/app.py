@@ -90,8 +90,9 @@ def check_db(uri: str, *, must_exist: bool = False) -> None:
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Turn library errors into one stderr line and exit 1; Ctrl-C into exit 130."""
+def _errors(interrupted: str = "Interrupted; rerun the same command to continue where it stopped.") -> Iterator[None]:
+    """Turn library errors into one stderr line and exit 1; Ctrl-C into exit 130 and the line
+    ``interrupted`` (what rerunning does)."""
     from mmembed import MmembedError
     from mmembed.sources.remote import scrub
 
@@ -101,7 +102,7 @@ def _errors() -> Iterator[None]:
         echo(f"Error: {scrub(str(exc))}", err=True)  # no AWS secret ever reaches the terminal
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        echo("Interrupted; rerun the same command to continue where it stopped.", err=True)
+        echo(interrupted, err=True)
         _exit_if_threads_hang(130)
         raise typer.Exit(130) from None
 

@@ -28,7 +28,9 @@ def ocr(
     """
     from .progress import IngestBar
 
-    with _errors():
+    again = ("Interrupted; the text read so far is kept. --redo reads every picture again from the first"
+             if redo else "Interrupted; rerun the same command to continue where it stopped.")
+    with _errors(again):
         idx = _index(db, table, None, None, None)
         with IngestBar(enabled=not quiet) as bar:
             report = idx.ocr(redo=redo, progress=lambda done, total: bar.update(_event(done, total)))

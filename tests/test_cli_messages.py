@@ -192,3 +192,9 @@ def test_version_is_printed_without_loading_anything() -> None:
 
     done = run_cli("--version")
     assert done.returncode == 0 and done.stdout.strip() == f"mmembed {__version__}", done
+
+
+def test_a_mistyped_table_is_named_with_the_tables_there(table: str) -> None:
+    done = run_cli("search", "a photo", "--db", table, "--table", "imgaes")
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"Error: no table 'imgaes' in {table}; its tables: images (pass --table NAME)", done.stderr

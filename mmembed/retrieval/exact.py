@@ -71,6 +71,11 @@ def run_search(
     target, where = options.target, options.filter_sql()
     rows, captioned = store.search_stats()
     if rows == 0:
+        if not store.exists():  # a mistyped --table: say which tables there are
+            others = [t for t in store.table_names() if not t.endswith(("__staging", "__fusion"))]
+            raise IndexEmptyError(f"no table '{store.table_name}' in {store.uri}; "
+                                  + (f"its tables: {', '.join(sorted(others))} (pass --table NAME)" if others
+                                     else "run `mmembed ingest PATH` first"))
         raise IndexEmptyError(
             f"the index in {store.uri} (table '{store.table_name}') is empty; run `mmembed ingest PATH` first"
         )

@@ -225,6 +225,10 @@ class Store:
                 raise StoreError(f"--db {self.uri} is a file, not a database folder; pass a folder path")
         return self.table_name in self._list_tables()
 
+    def table_names(self) -> list[str]:
+        """The tables of this database (a staging or fusion table included)."""
+        return self._list_tables() if "://" in self.uri or os.path.isdir(self.uri) else []
+
     def _list_tables(self) -> list[str]:
         try:
             names: list[str] = []

@@ -294,6 +294,11 @@ def test_browser_chips_remove_with_one_click_and_places_list(library: dict) -> N
                                   timeout=30_000)
             cards = tab.eval_on_selector_all(".card", "cs => cs.map(c => c.dataset.path)")
             assert names(cards) == truth_of(library, "barcelona")
+            # either of two years: the chip names both spans, not the range around them
+            tab.goto(url + "?" + urllib.parse.urlencode({"q": "Kyoto in 2019 or 2021"}))
+            tab.wait_for_function("() => document.body.dataset.state === 'ready'", timeout=30_000)
+            dates = tab.inner_text(".where-chip[data-where=dates] .where-label")
+            assert "2019-01-01 – 2020-01-01 or 2021-01-01 – 2022-01-01" in dates, dates
             # a name that is no place: said on the page, as text
             tab.goto(url + "?" + urllib.parse.urlencode({"q": "photos in Xyzzy"}))
             tab.wait_for_function("() => document.body.dataset.state === 'ready'", timeout=30_000)

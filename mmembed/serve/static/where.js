@@ -58,6 +58,7 @@
   }
 
   function span(p) {
+    if (p.taken_either && p.taken_either.length) return p.taken_either.map(([a, b]) => a + " – " + b).join(" or ");  // "2008 or 2015"
     if (!p.taken_after && !p.taken_before) return "";
     return (p.taken_after || "…") + " – " + (p.taken_before || "…");
   }

@@ -76,9 +76,11 @@ def _table(store: Store, repair: bool) -> Finding:
 
 
 def _rows(store: Store) -> Finding:
-    state = store.read_columns(["id", "path"])
+    frames = "frame_time" in store.table.schema.names  # a video's frames share its path, one row a frame
+    state = store.read_columns(["id", "path", *(["frame_time"] if frames else [])])
     ids, paths = state.column("id").to_pylist(), state.column("path").to_pylist()
-    doubled = len(ids) - len(set(ids)) + len(paths) - len(set(paths))
+    places = list(zip(paths, state.column("frame_time").to_pylist())) if frames else paths
+    doubled = len(ids) - len(set(ids)) + len(places) - len(set(places))
     if doubled:
         return Finding("rows", "problem", f"{doubled} repeated ids or paths; rebuild with `mmembed ingest PATH --reindex`")
     return Finding("rows", "ok", f"{len(ids)} rows, each id and path once")

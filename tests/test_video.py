@@ -315,3 +315,25 @@ def test_a_gallery_shows_the_matched_frame_and_its_time(library: dict, tmp_path:
     assert done.returncode == 0 and "(1 results, 1 thumbnails inlined)" in done.stderr, done.stderr
     page = out.read_text()
     assert "▶ 0:0" in page and "data:image/jpeg;base64," in page and 'class="missing"' not in page
+
+
+def test_dupes_and_doctor_on_a_table_where_a_video_came_in_its_own_run(library: dict, tmp_path: Path) -> None:
+    """A video ingested on its own gives scan batches of frames only: `dupes` broke on them (a (0, 0)
+    vector matrix), and `doctor` counted a video's frames, which share its path, as repeated rows."""
+    photos, clip = tmp_path / "photos", tmp_path / "clip"
+    photos.mkdir()
+    clip.mkdir()
+    for name in sorted(os.listdir(library["folder"])):
+        if name.endswith(".jpg"):
+            shutil.copy(library["folder"] / name, photos / name)
+    shutil.copy(library["folder"] / "slideshow.mp4", clip / "slideshow.mp4")
+    db = str(tmp_path / "db.lancedb")
+    for folder in (photos, clip):
+        done = run_cli("ingest", str(folder), "--db", db, "--model", library["model"], "-q", "--no-ocr")
+        assert done.returncode == 0, done.stderr
+    done = run_cli("dupes", "--db", db, "--json")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    done = run_cli("doctor", "--db", db, "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = next(f for f in map(json.loads, done.stdout.splitlines()) if f["check"] == "rows")
+    assert rows["status"] == "ok", rows

@@ -78,6 +78,8 @@ def photos_and_vectors(store: Store, *, vectors: bool = True, dtype: Any = np.fl
         if "media" in batch.schema.names:
             keep = np.asarray([m != "video" for m in batch.column("media").to_pylist()], dtype=bool)
             batch = batch.filter(pa.array(keep)) if not keep.all() else batch
+        if not batch.num_rows:  # a batch of a video's frames only (a video ingested on its own)
+            continue
         if vectors:
             part = vector_matrix(pa.chunked_array([batch.column("image_vector")]))
             if matrix is None or done + len(part) > len(matrix):  # (a table that grew since it was counted)

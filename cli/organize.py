@@ -21,6 +21,7 @@ def dupes(
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="near: the lowest image-vector cosine of a pair that is checked (by local features) [default: 0.5]; similar: the cosine that links two photos [default: 0.90]. 0..1.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per group: kind, score, files (id, path, size, width, height, date_ns, keep).")] = False,
     paths_only: Annotated[bool, typer.Option("--paths", help="Print only the photos that are not the suggested keeper, one path per line.")] = False,
+    null: Annotated[bool, typer.Option("-0", "--null", help="As --paths, each path ended by a NUL byte (for xargs -0: safe for any file name).")] = False,
     html_file: Annotated[Optional[Path], typer.Option("--html", help="Also write the groups as a self-contained HTML gallery.", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
 ) -> None:
@@ -38,6 +39,9 @@ def dupes(
     """
     from .progress import IngestBar
 
+    formats = [name for name, on in (("--json", as_json), ("--paths", paths_only), ("-0/--null", null)) if on]
+    if len(formats) > 1:
+        raise typer.BadParameter(f"{' and '.join(formats)} each choose what is printed; give one of them")
     with _errors():
         idx = _index(db, table, None, None, None)
         with IngestBar(enabled=not quiet and mode != "exact") as bar:
@@ -57,9 +61,15 @@ def dupes(
     for n, group in enumerate(groups, 1):
         if as_json:
             _print_json({"group": n, **group.to_dict()})
+        elif null:
+            for f in group.files:
+                if not f.keep:
+                    sys.stdout.write(f.path + "\0")
         elif paths_only:
             for f in group.files:
                 if not f.keep:
+                    if "\n" in f.path or "\r" in f.path:
+                        echo(f"note: {f.path!r} holds a line break; use -0/--null to pipe such names", err=True)
                     path_line(f.path)
         else:
             echo(f"{group.kind} · {len(group.files)} photos · cosine ≥ {group.score:.3f}")

@@ -135,6 +135,10 @@ def test_cli_json_one_group_per_line_and_paths_of_the_extras(library: dict) -> N
     lines = extras.stdout.splitlines()
     assert len(lines) == len(KINDS) + 1 and all(os.path.isabs(p) for p in lines)
     assert not any(p.endswith("/a.jpg") for p in lines)
+    nul = run_cli("dupes", "--db", library["db"], "-0", "-q")  # for xargs -0: the same paths, NUL-ended
+    assert nul.returncode == 0 and nul.stdout.endswith("\0") and nul.stdout.split("\0")[:-1] == lines
+    both = run_cli("dupes", "--db", library["db"], "-0", "--paths")
+    assert both.returncode == 2 and "each choose what is printed" in both.stderr
 
 
 def test_cli_html_gallery_of_the_groups(library: dict, tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ photos with OCR on, paired against OCR off: >= 0.75x the speed"), and OCR throug
     python benchmarks/ocr_ingest.py [--rounds 2] [--model local-dir:/tmp/mmembed-bench/models/vit-b-32]
     python benchmarks/ocr_ingest.py --folder /tmp/mmembed-bench/ocr/screenshots   # OCR pass alone
     python benchmarks/ocr_ingest.py --folder PHONES --min-side 1536 --min-side 1024 --rounds 4  # decode sizes side by side
-    python benchmarks/ocr_ingest.py --folder PHONES --gate-min-side 1024 --gate-min-side 320 --rounds 4  # the gate's own decode
 
 Each round ingests the COCO photos into a new table twice, OCR off then on (the order alternates
 between rounds), with the model already loaded and its ONNX towers exported by a warm-up run; the
@@ -62,11 +61,9 @@ def paired(model: str, photos: Path, rounds: int) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def folder_pass(model: str, folder: Path, min_sides: list[int], rounds: int, gate_sides: list[int] | None = None) -> None:
+def folder_pass(model: str, folder: Path, min_sides: list[int], rounds: int) -> None:
     """The OCR pass alone over ``folder``, once per round and per decode size (``min_sides``:
-    ``ocr_pass.DECODE_MIN_SIDE`` values, taken in turn, the order flipping each round), or per
-    gate decode size (``gate_sides``: ``ocr_pass.GATE_MIN_SIDE`` values; one as big as the read's
-    decode gates on the read's own copy, as before the gate had its own)."""
+    ``ocr_pass.DECODE_MIN_SIDE`` values, taken in turn, the order flipping each round)."""
     from mmembed import Index
     from mmembed.ingest import ocr_pass
 
@@ -80,15 +77,14 @@ def folder_pass(model: str, folder: Path, min_sides: list[int], rounds: int, gat
 
         first = next(p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".png", ".jpg"))
         shared_reader().read_text(Image.open(first))  # sessions made before the timing
-        name = "GATE_MIN_SIDE" if gate_sides else "DECODE_MIN_SIDE"
-        sides = gate_sides or min_sides or [ocr_pass.DECODE_MIN_SIDE]
+        sides = min_sides or [ocr_pass.DECODE_MIN_SIDE]
         for r in range(rounds):
             for side in (sides if r % 2 == 0 else sides[::-1]):
-                setattr(ocr_pass, name, side)
+                ocr_pass.DECODE_MIN_SIDE = side
                 started = time.perf_counter()
                 report = idx.ocr(redo=True)
                 seconds = time.perf_counter() - started
-                print(f"| {folder} | {name.lower().replace('_', ' ')} {side} | round {r} | {report.read} images | {seconds:.1f} s "
+                print(f"| {folder} | decode min side {side} | round {r} | {report.read} images | {seconds:.1f} s "
                       f"| {report.read / seconds:.2f} images/s | {report.recognized} past the gate, {report.with_text} with text |",
                       flush=True)
     finally:
@@ -103,14 +99,11 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, action="append", default=[])
     parser.add_argument("--min-side", type=int, action="append", default=[],
                         help="--folder: the OCR decode's min side (ocr_pass.DECODE_MIN_SIDE), one pass each, side by side")
-    parser.add_argument("--gate-min-side", type=int, action="append", default=[],
-                        help="--folder: the gate's decode min side (ocr_pass.GATE_MIN_SIDE), one pass each, side by side")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.folder:
         for folder in args.folder:
-            paired_sides = args.min_side or args.gate_min_side
-            folder_pass(args.model, folder, args.min_side, max(1, args.rounds if paired_sides else 1), args.gate_min_side)
+            folder_pass(args.model, folder, args.min_side, max(1, args.rounds if args.min_side else 1))
     else:
         paired(args.model, args.photos, args.rounds)
 

@@ -237,35 +237,3 @@ def test_an_ingest_reads_only_what_lies_under_its_own_paths(library: Path, tmp_p
     assert _rows(db)["room.jpg"]["ocr_engine"] is None
     done = _json(run_cli("ocr", "--db", db, "--json", env=env))
     assert done["read"] == 5, done  # the library's four and the watched one: read when asked
-
-
-def test_a_big_photo_is_gated_on_a_small_decode_and_read_at_full_detail(tmp_path: Path, tiny_model: str) -> None:
-    """A camera-size JPEG is gated on an eighth-size decode (most photos hold no text); one that passes
-    is decoded again at the read's size, and its boxes are in the full picture's pixels."""
-    from PIL import ImageDraw, ImageFont
-
-    import mmembed
-    from mmembed.ingest import ocr_pass
-
-    folder = tmp_path / "big"
-    folder.mkdir()
-    base = Image.open(shared_path("data/photos/coco/000000000139.jpg")).convert("RGB")
-    plain = base.resize((2400, 1800), Image.Resampling.BICUBIC)
-    plain.save(folder / "plain.jpg", quality=90)
-    sign = plain.copy()
-    draw = ImageDraw.Draw(sign)
-    draw.rectangle([300, 500, 2100, 1100], fill=(250, 250, 245))
-    font = ImageFont.truetype("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc", 110)
-    draw.text((380, 560), "Harbor Street", fill=(20, 20, 20), font=font)
-    draw.text((380, 800), "Bakery 2026", fill=(20, 20, 20), font=font)
-    sign.save(folder / "sign.jpg", quality=90)
-    assert min(2400, 1800) >= 2 * ocr_pass.GATE_MIN_SIDE  # the gate's decode is reduced
-    index = mmembed.Index(tmp_path / "db", model=tiny_model)
-    index.ingest(folder, ocr=False)
-    report = index.ocr()
-    assert report.read == 2 and report.recognized == 1 and report.with_text == 1, report
-    rows = _rows(str(tmp_path / "db"))
-    assert rows["plain.jpg"]["ocr_text"] == ""
-    assert "Bakery" in rows["sign.jpg"]["ocr_text"] and "Harbor" in rows["sign.jpg"]["ocr_text"], rows["sign.jpg"]["ocr_text"]
-    boxes = [point for line in json.loads(rows["sign.jpg"]["ocr_lines"]) for point in line["box"]]
-    assert max(x for x, _ in boxes) > 900 and max(y for _, y in boxes) > 850  # the full picture's pixels (not a half)

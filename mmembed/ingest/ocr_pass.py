@@ -34,8 +34,6 @@ __all__ = ["OcrReport", "ocr_table", "ocr_available", "engine_name", "pending_wh
 OCR_COLUMNS = ("ocr_text", "ocr_lines", "ocr_engine")
 DECODE_MIN_SIDE = 1024  # a 12 MP JPEG (4000x3000) decodes at half size, 2000x1500: the 960 px read sees what it would
 # see at full size, the decode and the gate's copy cost a quarter (1536 decoded 4:3 12 MP photos whole: 1500 < 1536)
-GATE_MIN_SIDE = 320  # the gate's look (~100k pixels) is taken from a decode this small (a 12 MP JPEG at 1/8,
-# 500x375); only a picture that passes is decoded again at DECODE_MIN_SIDE to be read
 _BATCH_ROWS = 256  # rows read per commit (each commit is a table version)
 _BATCH_SECONDS = 10.0  # or this long: an interrupted pass loses at most this much reading
 _INSTALL = "pip install 'mmembed[ocr]'"
@@ -160,7 +158,7 @@ def _read_all(rows: list[dict[str, Any]], reader: Any, max_megapixels: float,
             if kind != "image":
                 yield row, (kind, value)
                 continue
-            yield row, _recognize(reader, value, row, max_megapixels)
+            yield row, _recognize(reader, value, row.get("width"))
 
 
 def _decode(row: dict[str, Any], max_megapixels: float) -> tuple[str, Any]:
@@ -176,32 +174,18 @@ def _decode(row: dict[str, Any], max_megapixels: float) -> tuple[str, Any]:
     if st.st_size != row["size"] or st.st_mtime_ns != row["mtime_ns"]:
         return "skipped", "changed since it was indexed; run `mmembed ingest` first"
     try:
-        return "image", load_image(path, max_megapixels=max_megapixels, min_side=GATE_MIN_SIDE)
+        return "image", load_image(path, max_megapixels=max_megapixels, min_side=DECODE_MIN_SIDE).image
     except MmembedError as exc:
         return "failed", getattr(exc, "reason", None) or str(exc)
     except Exception as exc:  # noqa: BLE001  # a decoder plugin's own error on one odd file
         return "failed", f"cannot decode it ({type(exc).__name__})"
 
 
-def _recognize(reader: Any, decoded: Any, row: dict[str, Any], max_megapixels: float) -> tuple[str, Any]:
+def _recognize(reader: Any, image: Any, full_width: int | None) -> tuple[str, Any]:
     """Gate and read one decoded image; boxes in the full-size upright picture's pixels (the
-    decode may be at a reduced scale). A picture decoded smaller than the read wants (a big
-    JPEG, at ``GATE_MIN_SIDE``) is gated on that copy, and decoded again to be read only when it
-    passes: most photos hold no text, and their decode is then an eighth of the pixels."""
-    from ..sources.decode import load_image
-
-    full_width = row.get("width")
-    image = decoded.image
+    decode may be at a reduced scale)."""
     try:
-        if min(image.size) < min(DECODE_MIN_SIDE, decoded.width, decoded.height):  # reduced below the read's size
-            if not reader.has_text(image):
-                return "read", _Read("", [], 0)
-            image = load_image(row["path"], max_megapixels=max_megapixels, min_side=DECODE_MIN_SIDE).image
-            result = reader.read_text(image)  # gated already: read at the detector's own size
-            recognized = 1
-        else:
-            result = reader.read_text(image, gate=True)
-            recognized = int(bool(result.gate_passed))
+        result = reader.read_text(image, gate=True)
     except OcrUnavailableError:
         raise  # the extra is missing: nothing can be read, say so once
     except MmembedError as exc:
@@ -211,7 +195,7 @@ def _recognize(reader: Any, decoded: Any, row: dict[str, Any], max_megapixels: f
     k = full_width / image.width if full_width and image.width else 1.0
     lines = [{"text": line.text, "box": [[round(x * k, 1), round(y * k, 1)] for x, y in line.box],
               "confidence": line.confidence} for line in result.lines]
-    return "read", _Read(result.text, lines, recognized)
+    return "read", _Read(result.text, lines, int(bool(result.gate_passed)))
 
 
 def _written(row: dict[str, Any], text: str | None, lines: list[dict[str, Any]] | None, engine: str) -> dict[str, Any]:

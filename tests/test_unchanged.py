@@ -63,7 +63,7 @@ def test_remembered_failures_and_captions_give_the_same_report(index, photos: Pa
 
 
 @pytest.mark.parametrize("change", ["touch", "sidecar", "new file", "deleted file", "manifest", "options",
-                                    "other writer", "snapshot gone", "retry"])
+                                    "other writer", "snapshot gone", "retry", "data file cut short"])
 def test_every_kind_of_change_takes_the_normal_path(change: str, index, photos: Path, db: str, tmp_path: Path,
                                                     tiny_model: str, monkeypatch: pytest.MonkeyPatch) -> None:
     captions = tmp_path / "captions.csv"
@@ -93,7 +93,15 @@ def test_every_kind_of_change_takes_the_normal_path(change: str, index, photos: 
         os.remove(os.path.join(db, "images.mmembed", "snapshot.json"))
     elif change == "retry":
         options["retry_failed"] = True
+    elif change == "data file cut short":  # a disk error or a careless cleanup: the table no longer reads
+        data = Path(db) / "images.lance" / "data"
+        victim = max(data.iterdir(), key=lambda f: f.stat().st_size)
+        victim.write_bytes(victim.read_bytes()[:100])
     assert fast(db, photos, tiny_model, **options) is None
+    if change == "data file cut short":  # the normal path says so: no "unchanged" report over a broken table
+        with pytest.raises(mmembed.MmembedError):
+            index.ingest(photos, **options)
+        return
     report = index.ingest(photos, **options)  # the normal path sees the change (and writes a new stamp)
     if change in ("touch", "sidecar", "new file", "deleted file", "manifest", "other writer"):
         assert report.added + report.updated + report.removed + report.text_updated + report.unchanged > 0

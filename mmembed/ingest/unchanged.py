@@ -166,7 +166,23 @@ def _state(db: str, table: str) -> list[Any] | None:
         failed_stamp = None
     return [os.path.basename(versions[0][1]), versions[0][0], failed_stamp, fingerprint,
             tower_exists(tower_folder(fingerprint), fingerprint),
-            image_tower_exists(image_tower_folder(fingerprint), fingerprint)]
+            image_tower_exists(image_tower_folder(fingerprint), fingerprint), _data_files(db, table)]
+
+
+def _data_files(db: str, table: str) -> int | None:
+    """A checksum of the table's data files (names, sizes, mtimes): a file deleted or cut short
+    since the stamp (a disk error, a careless cleanup) sends the run down the normal path, which
+    says the table cannot be read, instead of reporting every file unchanged. One listing of a
+    folder; no file is read."""
+    import zlib
+
+    folder = os.path.join(db.removeprefix("file://"), f"{table}.lance", "data")
+    try:
+        with os.scandir(folder) as entries:
+            files = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
+    except OSError:
+        return None
+    return zlib.crc32(repr(files).encode())
 
 
 def _named_is_recorded(config: Any) -> bool:

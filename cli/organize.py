@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .app import DbOpt, TableOpt, _errors, _index, _print_json, app
-from .output import echo, path_line
+from .output import echo, one_format, path_line
 
 
 @app.command()
@@ -39,9 +39,7 @@ def dupes(
     """
     from .progress import IngestBar
 
-    formats = [name for name, on in (("--json", as_json), ("--paths", paths_only), ("-0/--null", null)) if on]
-    if len(formats) > 1:
-        raise typer.BadParameter(f"{' and '.join(formats)} each choose what is printed; give one of them")
+    one_format(as_json, paths_only, null)
     with _errors():
         idx = _index(db, table, None, None, None)
         with IngestBar(enabled=not quiet and mode != "exact") as bar:
@@ -61,16 +59,10 @@ def dupes(
     for n, group in enumerate(groups, 1):
         if as_json:
             _print_json({"group": n, **group.to_dict()})
-        elif null:
+        elif null or paths_only:
             for f in group.files:
                 if not f.keep:
-                    sys.stdout.write(f.path + "\0")
-        elif paths_only:
-            for f in group.files:
-                if not f.keep:
-                    if "\n" in f.path or "\r" in f.path:
-                        echo(f"note: {f.path!r} holds a line break; use -0/--null to pipe such names", err=True)
-                    path_line(f.path)
+                    path_line(f.path, null=null)
         else:
             echo(f"{group.kind} · {len(group.files)} photos · cosine ≥ {group.score:.3f}")
             for f in group.files:

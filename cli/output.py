@@ -36,9 +36,23 @@ def echo(message: str = "", *, err: bool = False) -> None:
     typer.echo(shown(message), err=err)
 
 
-def path_line(path: str) -> None:
-    """A ``--paths`` line: the exact name when a program reads it, escaped on a terminal."""
+def path_line(path: str, *, null: bool = False) -> None:
+    """A ``--paths`` line: the exact name when a program reads it, escaped on a terminal (a name
+    holding a line break gets a note: it would read as two). ``null``: the exact name ended by a
+    NUL byte, for ``xargs -0``."""
+    if null:
+        sys.stdout.write(path + "\0")
+        return
+    if "\n" in path or "\r" in path:
+        echo(f"note: {path!r} holds a line break; use -0/--null to pipe such names", err=True)
     typer.echo(shown(path) if sys.stdout.isatty() else path)
+
+
+def one_format(as_json: bool, paths: bool, null: bool) -> None:
+    """Refuse more than one of ``--json``, ``--paths`` and ``-0`` (a usage error: exit 2)."""
+    formats = [name for name, on in (("--json", as_json), ("--paths", paths), ("-0/--null", null)) if on]
+    if len(formats) > 1:
+        raise typer.BadParameter(f"{' and '.join(formats)} each choose what is printed; give one of them")
 
 
 def json_line(obj: Any, **kwargs: Any) -> None:

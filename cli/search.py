@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from collections.abc import Callable
 from typing import Annotated, Any, Optional
@@ -10,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .app import DbOpt, DeviceOpt, ModelOpt, PretrainedOpt, TableOpt, _errors, _index, _print_json, app
-from .output import echo, path_line
+from .output import echo, one_format, path_line
 
 
 @app.command()
@@ -57,9 +56,7 @@ def search(
     from mmembed.retrieval.query import SearchOptions
     from mmembed.sources.video import clock
 
-    formats = [name for name, on in (("--json", as_json), ("--paths", paths_only), ("-0/--null", null)) if on]
-    if len(formats) > 1:
-        raise typer.BadParameter(f"{' and '.join(formats)} each choose what is printed; give one of them")
+    one_format(as_json, paths_only, null)
     with _errors():
         options = SearchOptions(limit=limit, where=where, target=target, image_weight=image_weight,
                                 negatives=negatives or (), tags=tags or (), min_score=min_score, cutoff=cutoff, frames=frames,
@@ -84,12 +81,8 @@ def search(
     for hit in hits:
         if as_json:
             _print_json({**hit.to_dict(), "parsed": parsed} if parsed else hit.to_dict())
-        elif null:
-            sys.stdout.write(hit.path + "\0")
-        elif paths_only:
-            if "\n" in hit.path or "\r" in hit.path:
-                echo(f"note: {hit.path!r} holds a line break; use -0/--null to pipe such names", err=True)
-            path_line(hit.path)
+        elif null or paths_only:
+            path_line(hit.path, null=null)
         else:
             caption = f"  {_short(hit.text)}" if hit.text else ""
             at = f" @ {clock(hit.frame_time, tenths=True)}" if hit.frame_time is not None else ""
@@ -100,24 +93,11 @@ def search(
 def _context_length(db: str, table: str) -> int | None:
     """How many tokens the table's text tower reads (micro-clip 32, most CLIPs 77), from what its
     export recorded (no model is loaded); None when it is not known or not CLIP's tokenizer."""
-    import json
-    import os
-
-    from mmembed.models.text_tower import tower_folder
+    from mmembed.models.text_tower import clip_context_length
     from mmembed.store.snapshot import snapshot_info
 
-    info = snapshot_info(db, table) or {}
-    fingerprint = (info.get("meta") or {}).get("fingerprint")
-    if not fingerprint:
-        return None
-    try:
-        with open(os.path.join(tower_folder(fingerprint), "text.json")) as f:
-            tower = json.load(f)
-    except (OSError, ValueError):
-        return None
-    tokenizer = tower.get("tokenizer") or {}
-    length = tower.get("context_length")
-    return int(length) if tokenizer.get("kind", "clip") == "clip" and isinstance(length, int) else None
+    fingerprint = ((snapshot_info(db, table) or {}).get("meta") or {}).get("fingerprint")
+    return clip_context_length(fingerprint) if fingerprint else None
 
 
 def _note_cut_terms(texts: list[str], context: Callable[[], int | None]) -> None:

@@ -90,12 +90,13 @@ def ocr_table(store: Store, reader: Any, *, redo: bool = False, unread_only: boo
     report = OcrReport(engine=engine)
     store.ensure_columns(ADDED_COLUMNS)  # a table made before the OCR columns gets them
     columns = ["id", "path", "size", "mtime_ns", "width", *[c for c in WORD_COLUMNS if c in store.table.schema.names]]
-    rows = store.read_columns(columns, pending_where(engine, redo, unread_only=unread_only)).to_pylist()
+    where = pending_where(engine, redo, unread_only=unread_only)
+    if under is not None:  # in the filter: a large table's other unread rows are not read at all
+        where = f"{where} AND ({_under_sql(under) or 'false'})"
+    rows = store.read_columns(columns, where).to_pylist()
     if ids is not None:
         wanted = set(ids)
         rows = [r for r in rows if r["id"] in wanted]
-    if under is not None:
-        rows = [r for r in rows if _is_under(r["path"], under)]
     report.pending = len(rows)
     if rows:
         store.ensure_id_index()  # each commit merges on id: a lookup, not a join of the whole table
@@ -127,8 +128,12 @@ def ocr_table(store: Store, reader: Any, *, redo: bool = False, unread_only: boo
     return report
 
 
-def _is_under(path: str, roots: list[str]) -> bool:
-    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+def _under_sql(roots: list[str]) -> str:
+    """A filter for the rows whose path is one of ``roots`` or lies inside one."""
+    def quoted(value: str) -> str:
+        return "'" + value.replace("'", "''") + "'"
+
+    return " OR ".join(f"path = {quoted(root)} OR starts_with(path, {quoted(root.rstrip('/') + '/')})" for root in roots)
 
 
 @dataclass(frozen=True)

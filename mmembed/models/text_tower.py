@@ -368,6 +368,19 @@ def export_text_tower(encoder: Any, folder: str) -> dict[str, Any] | None:
     return info
 
 
+def clip_context_length(fingerprint: str) -> int | None:
+    """How many tokens the exported text tower of the model with ``fingerprint`` reads, from its
+    export's record (no model loaded); None without an export, or for a tokenizer other than CLIP's."""
+    try:
+        with open(os.path.join(tower_folder(fingerprint), _INFO_FILE)) as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return None
+    length = info.get("context_length")
+    clip = (info.get("tokenizer") or {}).get("kind", "clip") == "clip"
+    return int(length) if clip and isinstance(length, int) else None
+
+
 def quick_tokenizer(folder: str, settings: dict[str, Any]) -> Any:
     """The query-time tokenizer an export recorded: the numpy BPE ('clip') or the Rust replay
     of a Hugging Face tokenizer ('hf', ``hf_tokenizer.HFQuickTokenizer``)."""

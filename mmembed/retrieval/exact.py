@@ -107,7 +107,7 @@ def run_search(
         if options.cutoff != "auto":
             return None
         if target == "fused" and captioned:  # the rows with text and those without, apart (query.GroupStats)
-            vectors, has_text = store.sample_vectors(column, with_text=True)
+            vectors, has_text = store.sample_with_text(column)
             return score_stats(vectors, search_vector, has_text)
         return score_stats(store.sample_vectors(column), search_vector)
 

@@ -532,9 +532,9 @@ class Snapshot:
         """The vectors ``score_stats`` reads for ``--cutoff auto``: all of them, or in a
         partitioned snapshot an even sample of ``BACKGROUND_ROWS`` (as the LanceDB path's
         ``Store.sample_vectors``), so that a search never reads the whole table."""
-        if self.info.get("ivf") is None or self.rows <= BACKGROUND_ROWS:
+        step = self._background_step()
+        if step == 1:
             return self.vectors(target)
-        step = self.rows // BACKGROUND_ROWS
         picked = np.asarray(self._array(target)[::step])
         if target == "text":
             picked = picked[np.asarray(self._array("text_mask")[::step])]
@@ -545,10 +545,11 @@ class Snapshot:
         None for another target or a table whose rows all have text or none do."""
         if target != "fused" or not self.captioned or self.captioned >= self.rows:
             return None
-        mask = self._array("text_mask")
-        if self.info.get("ivf") is not None and self.rows > BACKGROUND_ROWS:
-            mask = mask[::self.rows // BACKGROUND_ROWS]
-        return np.asarray(mask, dtype=bool)
+        return np.asarray(self._array("text_mask")[::self._background_step()], dtype=bool)
+
+    def _background_step(self) -> int:
+        """Every row (1), or in a partitioned snapshot every n-th: ``BACKGROUND_ROWS`` of them."""
+        return 1 if self.info.get("ivf") is None or self.rows <= BACKGROUND_ROWS else self.rows // BACKGROUND_ROWS
 
     def partitioned(self, target: str) -> bool:
         """Whether a search of ``target`` reads only the nearest partitions."""

@@ -176,7 +176,7 @@ class Store:
         self.session: Any = None  # LanceDB's caches, once connected (their sizes: ``session.size_bytes``)
         self._table: Any = None
         self._stats: tuple[int, int, bool] | None = None  # (version, rows, whether any row has text)
-        self._sample: tuple[tuple[str, int], np.ndarray] | None = None  # sample_vectors' cache
+        self._sample: tuple[tuple[Any, ...], tuple[np.ndarray, np.ndarray | None]] | None = None  # _sampled's cache
         local = "://" not in uri or uri.startswith("file://")
         self._lock = WriteLock(uri.removeprefix("file://") if local else None, table, uri)
 
@@ -455,28 +455,32 @@ class Store:
                 out.extend(self.table.search().where(f"id IN ({_sql_list(chunk)})").limit(None).to_list())
         return out
 
-    def sample_vectors(self, column: str, rows: int = 4096, *, with_text: bool = False) -> Any:
+    def sample_vectors(self, column: str, rows: int = 4096) -> np.ndarray:
         """Up to ``rows`` non-null vectors of ``column`` spread evenly over the table, cached per
-        table version: a query's score distribution over the table without a full scan. With
-        ``with_text``: (those vectors, which of their rows have a text vector)."""
+        table version: a query's score distribution over the table without a full scan."""
+        return self._sampled(column, rows, with_text=False)[0]
+
+    def sample_with_text(self, column: str, rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """``sample_vectors`` and, for each of its rows, whether the row has a text vector (the
+        groups of ``retrieval.query.GroupStats``)."""
+        vectors, has_text = self._sampled(column, rows, with_text=True)
+        assert has_text is not None
+        return vectors, has_text
+
+    def _sampled(self, column: str, rows: int, *, with_text: bool) -> tuple[np.ndarray, np.ndarray | None]:
         from .vectors import vector_matrix
 
         with _errors(f"cannot read table '{self.table_name}'"):
-            key = (column, int(self.table.version), with_text)
+            key = (column, int(self.table.version), rows, with_text)
             if self._sample is None or self._sample[0] != key:
                 total = self.count()
                 offsets = np.unique(np.linspace(0, max(total - 1, 0), min(rows, total)).astype(np.int64))
                 wanted = [column, "text_vector"] if with_text and column != "text_vector" else [column]
                 data = self.table.take_offsets([int(o) for o in offsets]).select(wanted).to_arrow()
                 vectors = data.column(column)
-                valid = np.asarray(vectors.is_valid()) if vectors.null_count else None
-                kept = vectors.filter(vectors.is_valid()) if vectors.null_count else vectors
-                if with_text:
-                    texts = data.column("text_vector") if "text_vector" in data.column_names else vectors
-                    has_text = np.asarray(texts.is_valid())
-                    self._sample = (key, (vector_matrix(kept), has_text[valid] if valid is not None else has_text))
-                else:
-                    self._sample = (key, vector_matrix(kept))
+                valid = vectors.is_valid()
+                has_text = np.asarray(data.column(wanted[-1]).is_valid())[np.asarray(valid)] if with_text else None
+                self._sample = (key, (vector_matrix(vectors.filter(valid) if vectors.null_count else vectors), has_text))
             return self._sample[1]
 
     def bytes_on_disk(self) -> int | None:

@@ -111,3 +111,21 @@ def test_a_where_with_a_second_statement_is_refused() -> None:
     with pytest.raises(QueryError, match="holds a ';': give one SQL condition"):
         SearchOptions(where="media = 'video'; DROP TABLE images")
     assert SearchOptions(where="path LIKE '%a;b%'").where == "path LIKE '%a;b%'"  # inside a literal it is text
+
+
+def test_a_table_being_created_reads_as_no_index_yet(photos: Path, db: str, tiny_model: str) -> None:
+    """The first ingest makes the table's folder before its first version; a reader
+    that comes in between (or after a kill there) is told there is no index yet,
+    and the next ingest creates the table over the empty folder."""
+    import shutil
+
+    import lancedb
+    import pyarrow as pa
+
+    lancedb.connect(db).create_table("images", schema=pa.schema([("a", pa.int64())]))
+    shutil.rmtree(Path(db) / "images.lance" / "_versions")  # the folder, no version yet
+    with pytest.raises(IndexEmptyError, match="mmembed ingest"):
+        mmembed.Index(db, model=tiny_model).search("x")
+    index = mmembed.Index(db, model=tiny_model)
+    index.ingest(photos)
+    assert index.info().rows == 17

@@ -72,7 +72,8 @@ def run_search(
     rows, captioned = store.search_stats()
     if rows == 0:
         if not store.exists():  # a mistyped --table: say which tables there are
-            others = [t for t in store.table_names() if not t.endswith(("__staging", "__fusion"))]
+            others = [t for t in store.table_names()
+                      if not t.endswith(("__staging", "__fusion")) and t != store.table_name]  # (being created)
             raise IndexEmptyError(f"no table '{store.table_name}' in {store.uri}; "
                                   + (f"its tables: {', '.join(sorted(others))} (pass --table NAME)" if others
                                      else "run `mmembed ingest PATH` first"))

@@ -223,7 +223,19 @@ class Store:
                 return False
             if not os.path.isdir(self.uri):
                 raise StoreError(f"--db {self.uri} is a file, not a database folder; pass a folder path")
-        return self.table_name in self._list_tables()
+        if self.table_name not in self._list_tables():
+            return False
+        if self._table is None:
+            # The listing shows a table's folder as soon as it is made; a reader
+            # that comes while the first ingest is creating it finds no version yet.
+            # (The handle is not kept: `table` opens the latest version when used.)
+            try:
+                self.db.open_table(self.table_name)
+            except Exception as exc:  # noqa: BLE001
+                if "not found" in str(exc).lower():
+                    return False
+                # Any other failure is reported, with advice, by `table`.
+        return True
 
     def table_names(self) -> list[str]:
         """The tables of this database (a staging or fusion table included)."""

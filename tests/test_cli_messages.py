@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURE_IMAGES, mmembed_cmd, run_cli, shared_path
+from conftest import FIXTURE_IMAGES, mmembed_cmd, one_error_line, run_cli, shared_path
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +198,14 @@ def test_a_mistyped_table_is_named_with_the_tables_there(table: str) -> None:
     done = run_cli("search", "a photo", "--db", table, "--table", "imgaes")
     assert done.returncode == 1
     assert done.stderr.strip() == f"Error: no table 'imgaes' in {table}; its tables: images (pass --table NAME)", done.stderr
+
+
+def test_a_failed_first_ingest_leaves_no_database_folder(tmp_path: Path) -> None:
+    db = tmp_path / "new.lancedb"
+    done = run_cli("ingest", str(FIXTURE_IMAGES), "--db", str(db), "--model", f"local-dir:{tmp_path / 'no-model'}")
+    assert "model folder" in one_error_line(done)
+    assert not db.exists(), sorted(p.name for p in db.iterdir())  # not a folder holding only a lock file
+    kept = tmp_path / "kept.lancedb"
+    kept.mkdir()  # a folder the user made is left where it is
+    run_cli("ingest", str(FIXTURE_IMAGES), "--db", str(kept), "--model", f"local-dir:{tmp_path / 'no-model'}")
+    assert kept.is_dir()

@@ -64,6 +64,8 @@ class WriteLock:
         except ImportError:  # Windows: no advisory locks here
             yield
             return
+        folder = os.path.dirname(self.path)
+        made_folder = not os.path.exists(folder)
         handle = self._open()
         with handle:
             try:
@@ -79,6 +81,8 @@ class WriteLock:
                 yield
             finally:
                 self._depth = 0
+                if made_folder:
+                    _remove_if_only_lock(folder, self.path)
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _open(self) -> IO[str]:
@@ -91,6 +95,18 @@ class WriteLock:
             raise StoreError(
                 f"cannot write to database folder {folder} ({exc.strerror or exc}); check its permissions"
             ) from None
+
+
+def _remove_if_only_lock(folder: str, path: str) -> None:
+    """A writer that made the database folder and failed before writing anything leaves no
+    folder holding only its lock file behind. Runs while the lock is still held, so no other
+    writer can be inside; one that comes after makes the folder and lock again."""
+    try:
+        if os.listdir(folder) == [os.path.basename(path)]:
+            os.unlink(path)
+            os.rmdir(folder)
+    except OSError:
+        pass  # another writer made something there meanwhile: keep it
 
 
 def _write_holder(handle: IO[str], action: str) -> None:

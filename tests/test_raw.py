@@ -120,13 +120,19 @@ def test_load_image_reads_raw_from_path_or_bytes(dngs) -> None:
 
 
 def test_corrupt_or_unreadable_raw_files_have_a_reason(dngs, tmp_path: Path, monkeypatch) -> None:
-    bad = {"garbage.cr2": b"not a raw file at all" * 50, "empty.nef": b"",
-           "truncated.dng": dngs["o1"].read_bytes()[:2000]}
+    bad = {"garbage.cr2": b"not a raw file at all" * 50, "empty.nef": b""}
     for name, data in bad.items():
         (tmp_path / name).write_bytes(data)
         with pytest.raises(ImageDecodeError) as caught:
             load_image(tmp_path / name)
         assert caught.value.reason.startswith(("not a readable RAW file (", "empty file")), caught.value.reason
+    whole = dngs["o1"].read_bytes()
+    for name, size in (("truncated.dng", 2000), ("half.nef", len(whole) // 2)):  # copies that stopped
+        (tmp_path / name).write_bytes(whole[:size])
+        with pytest.raises(ImageDecodeError) as caught:
+            load_image(tmp_path / name)
+        assert caught.value.reason.startswith("RAW file is cut short or damaged (LibRawIOError")
+        assert caught.value.reason.endswith("copy it again from the camera or card")
     monkeypatch.setitem(sys.modules, "rawpy", None)  # as if the extra were not installed
     with pytest.raises(ImageDecodeError) as caught:
         load_image(dngs["o1"])

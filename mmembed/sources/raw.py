@@ -115,6 +115,9 @@ def develop(source: str | bytes, label: str, *, max_megapixels: float = 100.0,
                 taken = _libraw_date(raw)  # free now: the sensor data is unpacked
     except ImageDecodeError:
         raise
+    except rawpy.LibRawIOError as exc:  # LibRaw ran off the end of the data
+        raise ImageDecodeError(label, f"RAW file is cut short or damaged ({_libraw_reason(exc)}); "
+                                      "copy it again from the camera or card") from None
     except rawpy.LibRawError as exc:
         raise ImageDecodeError(label, f"not a readable RAW file ({_libraw_reason(exc)})") from None
     except (OSError, ValueError, MemoryError) as exc:

@@ -209,3 +209,13 @@ def test_a_failed_first_ingest_leaves_no_database_folder(tmp_path: Path) -> None
     kept.mkdir()  # a folder the user made is left where it is
     run_cli("ingest", str(FIXTURE_IMAGES), "--db", str(kept), "--model", f"local-dir:{tmp_path / 'no-model'}")
     assert kept.is_dir()
+
+
+def test_a_deleted_data_file_is_named_with_its_path_and_the_doctor(tmp_path: Path, tiny_model: str) -> None:
+    db = tmp_path / "db.lancedb"
+    assert run_cli("ingest", str(FIXTURE_IMAGES), "--db", str(db), "--model", tiny_model, "--no-ocr", "-q").returncode == 0
+    victim = next((db / "images.lance" / "data").iterdir())
+    victim.unlink()  # a careless cleanup
+    shutil.rmtree(db / "images.mmembed")  # so the search reads the table itself
+    line = one_error_line(run_cli("search", "red", "--db", str(db)))
+    assert f"a file of the table is missing ({victim})" in line and "mmembed doctor" in line, line

@@ -160,7 +160,23 @@ def _errors(action: str, *, write: bool = False) -> Iterator[None]:
         if write:
             reason = os_reason(exc)
             raise StoreWriteError(f"{action}: {reason}", reason) from exc
+        missing = _missing_file(_one_line(exc))
+        if missing:
+            raise StoreError(f"{action}: a file of the table is missing ({missing}); run `mmembed doctor` "
+                             "to check the table and go back to the last version that reads") from exc
         raise StoreError(f"{action}: {_one_line(exc)[:300]}") from exc
+
+
+def _missing_file(text: str) -> str | None:
+    """The file named by Lance's "Not found: PATH" (a data file deleted or cut short under a local
+    table), with the leading '/' that Lance's object store drops put back; None for other errors."""
+    found = re.search(r"Not found: (\S+?\.lance/\S+)", text)
+    if not found:
+        return None
+    path = found.group(1).rstrip(".,;")
+    if not path.startswith("/") and os.path.isdir("/" + path.split(".lance/", 1)[0] + ".lance"):
+        path = "/" + path
+    return path
 
 
 class Store:

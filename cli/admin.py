@@ -38,7 +38,9 @@ def index_command(
     if as_json:
         _print_json(result)
     elif refresh:
-        echo("search snapshot and text tower written again", err=True)
+        echo("search snapshot, full-text index and exported model brought up to date" if idx.store.is_local
+             else f"full-text index brought up to date; a table at {idx.store.uri} keeps no local snapshot or "
+                  "exported model (searches read it directly)", err=True)
     elif drop:
         echo(f"dropped {result['dropped']} vector index(es); searches are exact", err=True)
     else:

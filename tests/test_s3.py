@@ -206,6 +206,7 @@ def test_the_cli_and_the_web_app_on_a_table_in_s3(s3: dict, tiny_model: str) -> 
     assert fused.returncode == 0, fused.stderr
     refreshed = run_cli("index", "--refresh", "--db", db)
     assert refreshed.returncode == 0, refreshed.stderr
+    assert "keeps no local snapshot" in refreshed.stderr and "snapshot written" not in refreshed.stderr
     outputs += [found.stdout, found.stderr, info.stdout, info.stderr, fused.stdout, fused.stderr,
                 refreshed.stdout, refreshed.stderr]
 

@@ -84,6 +84,14 @@ def test_modes_force_one_ranking(library: dict) -> None:
     assert names(text) == ["bakery.png"] and text[0]["score"] == text[0]["words_score"] > 0
     none = search(library["db"], "KX-483", "--mode", "text")
     assert none == []
+    # the image vectors asked for: the pixels only, item text out of the ranking, unless a mode is named
+    pixels = search(library["db"], "KX-482", "--target", "image")
+    assert all(h["mode"] == "vector" and h["words_score"] is None for h in pixels)
+    assert names(pixels) == names(search(library["db"], "KX-482", "--target", "image", "--mode", "vector"))
+    both = search(library["db"], "KX-482", "--target", "image", "--mode", "hybrid")
+    assert names(both)[0] == "plate.jpg" and both[0]["mode"] == "hybrid"
+    quick = run_cli("search", "KX-482", "--target", "image", "--db", library["db"], "--json")  # the quick path too
+    assert quick.returncode == 0 and {json.loads(x)["mode"] for x in quick.stdout.splitlines()} == {"vector"}
     # a query no item's words hold ranks by looks, as before words existed
     hybrid, vector = search(library["db"], "KX-483"), search(library["db"], "KX-483", "--mode", "vector")
     assert names(hybrid) == names(vector)  # (LanceDB's cosine and the snapshot's agree to float rounding)

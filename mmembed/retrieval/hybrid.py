@@ -40,11 +40,15 @@ VECTOR_CANDIDATES = 50  # vector rows fused with the word rows (at least ``limit
 
 def resolve_mode(options: SearchOptions, text_terms: list[str], has_image: bool, has_words: bool) -> str:
     """The mode a query runs in: the one asked for; else hybrid for a text query on a table
-    with words, vector otherwise. An image-only query is always ranked by vectors."""
+    with words, vector otherwise. An image-only query is always ranked by vectors, and so is a
+    query that asks for the image vectors (``target="image"``: the pixels only, no item text)
+    unless it names a mode too."""
     if not text_terms and has_image:
         return "vector"
     if options.mode is not None:
         return options.mode
+    if options.target == "image":
+        return "vector"
     return "hybrid" if has_words and text_terms else "vector"
 
 

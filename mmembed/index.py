@@ -245,8 +245,8 @@ class Index:
 
     def items(self, ids: Sequence[str] | None = None, *, where: str | None = None) -> list[dict[str, Any]]:
         """Every row's metadata (or the rows with these ``ids``), without vectors: the columns of
-        ``store.items.ITEM_COLUMNS`` (path, size, taken_ns, text, media, frame_time, raw_siblings...)
-        and manifest columns; ``where`` is a SQL filter as for ``search``. [] before the first ingest.
+        ``store.items.ITEM_COLUMNS`` (path, size, taken_ns, text, media, frame_time, raw_siblings,
+        gps_lat/gps_lon and place_city/place_country where known...), manifest columns and ``ocr_text``; ``where`` is a SQL filter as for ``search``. [] before the first ingest.
         Example: ``folders = {os.path.dirname(item["path"]) for item in idx.items()}``."""
         from .store.items import read_items
 

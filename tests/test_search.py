@@ -129,3 +129,9 @@ def test_a_table_being_created_reads_as_no_index_yet(photos: Path, db: str, tiny
     index = mmembed.Index(db, model=tiny_model)
     index.ingest(photos)
     assert index.info().rows == 17
+
+
+def test_items_with_a_bad_filter_raise_a_query_error(built: mmembed.Index) -> None:
+    with pytest.raises(QueryError, match="no column named nope"):
+        built.items(where="nope = 1")
+    assert [Path(i["path"]).suffix for i in built.items(where="format = 'PNG'")].count(".png") >= 1

@@ -78,8 +78,10 @@ def test_ingest_names_the_place_of_each_photo_and_refuses_nonsense(library: dict
         assert rows[name]["gps_lat"] is None and rows[name]["place_city"] is None, rows[name]
     import mmembed as m
 
-    taken = {Path(r["path"]).name: r["taken_ns"] for r in m.Index(library["db"]).items()}
-    assert taken["lat95.jpg"] is None  # dated 1970-01-01 00:00:00: a camera clock never set, no date
+    items = {Path(r["path"]).name: r for r in m.Index(library["db"]).items()}
+    assert items["lat95.jpg"]["taken_ns"] is None  # dated 1970-01-01 00:00:00: a camera clock never set, no date
+    kyoto = next(r for n, r in items.items() if n.startswith("kyoto"))  # an item says where it was taken
+    assert (kyoto["place_city"], kyoto["place_country"]) == ("Kyoto", "Japan") and abs(kyoto["gps_lat"] - CITIES["kyoto"][0]) < 0.02
 
 
 def test_without_the_places_extra_ingest_keeps_positions_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -231,10 +233,13 @@ def test_api_places_timeline_and_parsed(library: dict) -> None:
         status, data = get_json(url + "api/search?" + urllib.parse.urlencode({"q": "Kyoto in December 2021"}))
         assert status == 200 and data["parsed"]["place"]["label"] == "Kyoto, Japan"
         assert names(h["path"] for h in data["hits"]) == truth_of(library, "kyoto", datetime(2021, 12, 1), datetime(2022, 1, 1))
+        kyoto_id = data["hits"][0]["id"]
         status, data = get_json(url + "api/search?" + urllib.parse.urlencode({"q": "street", "near": "Kyoto", "radius": "5"}))
         assert status == 200 and names(h["path"] for h in data["hits"]) == truth_of(library, "kyoto")
         status, data = get_json(url + "api/search?" + urllib.parse.urlencode({"q": "x", "taken_after": "soon"}))
         assert status == 400 and "not a date" in data["error"]
+        status, item = get_json(url + f"api/items/{kyoto_id}")  # the detail view's record
+        assert status == 200 and item["place_city"] == "Kyoto" and item["gps_lon"] is not None, item
         status, places = get_json(url + "api/places")
         counts = {p["place_city"] + "/" + p["place_country_code"]: p["count"] for p in places["places"]}
         assert counts == {"Barcelona/ES": 6, "Kyoto/JP": 6, "Chicago/US": 4, "Paris/FR": 2, "Paris/US": 2}

@@ -11,14 +11,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._options import items
-from ..errors import ConfigError
+from ..errors import ConfigError, QueryError, StoreError
 from .table import Store
 from .vectors import vector_matrix
 
 __all__ = ["read_items", "item_columns", "photos_and_vectors", "PhotoRows", "ITEM_COLUMNS", "DUPE_COLUMNS"]
 
 ITEM_COLUMNS = ("id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns",
-                "text", "texts", "text_source", "media", "frame_time", "duration", "raw_siblings")
+                "text", "texts", "text_source", "media", "frame_time", "duration", "raw_siblings",
+                # where it was taken (ingest/where.py), for a table that has the columns
+                "gps_lat", "gps_lon", "gps_alt", "place_city", "place_region", "place_country", "place_country_code")
 
 
 def read_items(store: Store, ids: Sequence[str] | None = None, where: str | None = None) -> list[dict[str, Any]]:
@@ -27,8 +29,17 @@ def read_items(store: Store, ids: Sequence[str] | None = None, where: str | None
     if store.meta() is None:
         return []
     columns = item_columns(store)
+    if "ocr_text" in store.table.schema.names:
+        columns.append("ocr_text")  # the words read in the picture (not in the web app's row index: long)
     if ids is None:
-        return store.read_columns(columns, where).to_pylist()
+        try:
+            return store.read_columns(columns, where).to_pylist()
+        except StoreError as exc:
+            if not where or exc.__cause__ is None or "a file of the table is missing" in str(exc):
+                raise
+            from .table import filter_reason  # a bad filter is the caller's query, as in a search
+
+            raise QueryError(f"--where {where!r} is not a valid filter: {filter_reason(exc.__cause__)}") from None
     ids = list(items(ids, "ids", ConfigError, (str,)))
     return [{c: row.get(c) for c in columns} for row in store.rows_by_id(ids)]
 

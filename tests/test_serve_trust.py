@@ -93,6 +93,16 @@ def test_a_same_size_same_mtime_content_swap_is_refused(library: dict) -> None:
     os.utime(path, ns=(row["mtime_ns"], row["mtime_ns"]))
     assert path.stat().st_size == row["size"] and path.stat().st_mtime_ns == row["mtime_ns"]
     _assert_nothing_leaks(library, name)
+    status, _, body = get(library["url"] + f"files/{row['id']}")  # what to do is said, and it works
+    error = json.loads(body)["error"]
+    assert "though its size and date did not" in error and "(`touch FILE`), then run `mmembed ingest`" in error, error
+    os.utime(path)
+    done = run_cli("ingest", str(library["folder"]), "--db", library["db"], "--no-ocr", "--json", "-q")
+    assert done.returncode == 0 and json.loads(done.stdout)["updated"] == 1, done.stderr
+    deadline = time.monotonic() + 20
+    while (status := get(library["url"] + f"files/{row['id']}")[0]) != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the server sees the table's new version
+    assert status == 200 and get(library["url"] + f"files/{row['id']}")[2] == bytes(data)
 
 
 def test_a_parent_folder_swapped_for_a_symlink_to_secrets_is_refused(library: dict) -> None:

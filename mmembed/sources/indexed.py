@@ -36,6 +36,10 @@ _CHUNK = 1024 * 1024
 _VERIFIED: set[tuple[int, int, int, int, int, str]] = set()
 _VERIFIED_MAX = 4096
 _CHANGED = "the file changed since it was indexed; run `mmembed ingest` again"
+# The bytes changed in place with the size and date kept (an editor that restores the date): ingest
+# goes by size and date, so a plain rerun keeps taking it as unchanged; a new date makes it look.
+_SAME_STAMP = ("its bytes changed since it was indexed though its size and date did not, so ingest takes it "
+               "as unchanged; give it a new date (`touch FILE`), then run `mmembed ingest` again")
 
 
 def open_indexed(path: str, *, size: int | None, mtime_ns: int | None, content_hash: str | None,
@@ -55,7 +59,7 @@ def open_indexed(path: str, *, size: int | None, mtime_ns: int | None, content_h
         if touched and not (content_hash and st.st_size <= HASH_LIMIT):
             raise FileChangedError(path, _CHANGED)
         if content_hash and (linked or touched or st.st_size <= hash_limit):
-            _check_hash(fd, st, path, content_hash)
+            _check_hash(fd, st, path, content_hash, _CHANGED if touched or linked else _SAME_STAMP)
         if getattr(os, "O_NONBLOCK", 0):
             os.set_blocking(fd, True)  # reads of the caller's (a regular file never blocks anyway)
         return os.fdopen(fd, "rb")
@@ -107,7 +111,7 @@ def _gone(path: str, exc: OSError) -> FileChangedError:
     return FileChangedError(path, f"cannot read the file ({exc.strerror or exc})")
 
 
-def _check_hash(fd: int, st: os.stat_result, path: str, content_hash: str) -> None:
+def _check_hash(fd: int, st: os.stat_result, path: str, content_hash: str, changed: str = _CHANGED) -> None:
     """FileChangedError unless the bytes behind ``fd`` hash to ``content_hash``. A file already
     checked is not read again while its inode, size, mtime and ctime are the same (any write,
     ``utime`` or rename-over changes its ctime, which no one can set back), so a video's many
@@ -116,7 +120,7 @@ def _check_hash(fd: int, st: os.stat_result, path: str, content_hash: str) -> No
     if key in _VERIFIED:
         return
     if _hash_fd(fd) != content_hash:
-        raise FileChangedError(path, _CHANGED)
+        raise FileChangedError(path, changed)
     os.lseek(fd, 0, os.SEEK_SET)
     if len(_VERIFIED) >= _VERIFIED_MAX:
         _VERIFIED.clear()

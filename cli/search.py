@@ -106,20 +106,12 @@ def _note_cut_terms(texts: list[str], context: Callable[[], int | None]) -> None
     table's context length; it is asked only for a query long enough to be cut."""
     if all(len(t.encode("utf-8")) <= 14 for t in texts):  # a token covers at least one byte; no tower reads < 16
         return
-    context_length = context()
-    if context_length is None or all(len(t.encode("utf-8")) <= context_length - 2 for t in texts):
-        return  # a token covers at least one byte: too short to be cut (and no tokenizer to load)
-    from mmembed.models.text_tower import ClipTokenizer
+    from mmembed.models.text_tower import cut_term_notes
     from mmembed.retrieval.query import parse_terms
 
-    tokenizer = ClipTokenizer(context_length)
-    for text in texts:
-        positives, negatives = parse_terms(text)
-        for term in positives + negatives:
-            ids = tokenizer.encode(term)
-            if len(ids) > context_length - 2:
-                echo(f"note: the query {_short(term, 40)!r} is {len(ids)} tokens long; the text model reads "
-                           f"only the first {context_length - 2}, the rest is ignored", err=True)
+    terms = [term for text in texts for part in parse_terms(text) for term in part]
+    for note in cut_term_notes(terms, context()):
+        echo(f"note: {note}", err=True)
 
 
 def _why_empty(options: Any, located: bool = False) -> str:

@@ -115,6 +115,14 @@ def test_the_token_limit_note_counts_the_tables_own_model(tmp_path: Path) -> Non
     done = run_cli("search", " ".join(["red"] * 40), "--db", db, "-n", "1")
     assert done.returncode == 0, done.stderr
     assert "is 40 tokens long; the text model reads only the first 30, the rest is ignored" in done.stderr, done.stderr
+    import mmembed  # the Python API says the same in the hits' notes, and why nothing matched
+
+    index = mmembed.Index(db)
+    hits = index.search(" ".join(["red"] * 40), limit=1)
+    assert len(hits) == 1 and any("is 40 tokens long; the text model reads only the first 30" in n for n in hits.notes)
+    assert index.search("red").notes == []
+    none = index.search("red", where="width > 100000", tags=())
+    assert list(none) == [] and none.notes == ["nothing matched: no row passes where='width > 100000'"]
 
 
 def test_search_json_carries_raw_siblings(tmp_path: Path, tiny_model: str) -> None:

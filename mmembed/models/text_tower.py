@@ -381,6 +381,24 @@ def clip_context_length(fingerprint: str) -> int | None:
     return int(length) if clip and isinstance(length, int) else None
 
 
+def cut_term_notes(terms: list[str], context_length: int | None) -> list[str]:
+    """A note for each query term longer than a text tower of ``context_length`` tokens reads
+    (CLIP's tokenizer: 77, micro-clip's 32): its words past that are silently dropped. Cheap for
+    short terms (no tokenizer is loaded when no term could be cut)."""
+    if context_length is None or all(len(t.encode("utf-8")) <= context_length - 2 for t in terms):
+        return []  # a token covers at least one byte: too short to be cut
+    tokenizer = ClipTokenizer(context_length)
+    notes = []
+    for term in terms:
+        ids = tokenizer.encode(term)
+        if len(ids) > context_length - 2:
+            shown = " ".join(term.split())
+            shown = shown if len(shown) <= 40 else shown[:39] + "…"
+            notes.append(f"the query {shown!r} is {len(ids)} tokens long; the text model reads only the first "
+                         f"{context_length - 2}, the rest is ignored")
+    return notes
+
+
 def quick_tokenizer(folder: str, settings: dict[str, Any]) -> Any:
     """The query-time tokenizer an export recorded: the numpy BPE ('clip') or the Rust replay
     of a Hugging Face tokenizer ('hf', ``hf_tokenizer.HFQuickTokenizer``)."""

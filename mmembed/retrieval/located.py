@@ -240,9 +240,12 @@ def world_lookup() -> Callable[[str], Sequence[Place]] | None:
 
 
 class SearchHits(list):  # type: ignore[type-arg]
-    """The hits (a plain list of ``Hit``) and what the box understood (``located``: notes, filters)."""
+    """The hits (a plain list of ``Hit``), what the box understood (``located``: notes, filters)
+    and ``notes``: the box's notes, then a query cut short by the text model, then why nothing
+    matched when nothing did (what the CLI prints as ``note:`` lines)."""
 
     located: Located | None = None
+    notes: list[str] = []  # (set per instance by Index.search)
 
 
 def run_located(text: str | None, image: Any, options: SearchOptions, *, search: Callable[..., list[Hit]],

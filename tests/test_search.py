@@ -87,9 +87,10 @@ def test_undecodable_query_image(built: mmembed.Index, tmp_path: Path) -> None:
         built.search(image=bad)
 
 
-def test_empty_index(db: str, tiny_model: str) -> None:
-    with pytest.raises(IndexEmptyError, match="mmembed ingest"):
-        mmembed.Index(db, model=tiny_model).search("x")
+@pytest.mark.parametrize("query", ["x", "photos in Lisbon", "photos from December 2021"])
+def test_empty_index(db: str, tiny_model: str, query: str) -> None:
+    with pytest.raises(IndexEmptyError, match="mmembed ingest"):  # a place or date alone too (no "no photo in Lisbon")
+        mmembed.Index(db, model=tiny_model).search(query)
 
 
 def test_module_level_search_delegates(built: mmembed.Index) -> None:

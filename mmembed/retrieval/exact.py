@@ -47,8 +47,20 @@ from ..store.fulltext import has_words
 from ..store.table import Store
 from .hybrid import hybrid_search, resolve_mode
 
-__all__ = ["Hit", "Query", "parse_terms", "run_search", "TARGETS"]
+__all__ = ["Hit", "Query", "parse_terms", "run_search", "empty_table_error", "TARGETS"]
 
+
+
+def empty_table_error(store: Store) -> IndexEmptyError:
+    """Why a table with no rows cannot be searched: none yet (a mistyped --table: the tables
+    there are named), or an empty one."""
+    if not store.exists():
+        others = [t for t in store.table_names()
+                  if not t.endswith(("__staging", "__fusion")) and t != store.table_name]  # (being created)
+        return IndexEmptyError(f"no table '{store.table_name}' in {store.uri}; "
+                               + (f"its tables: {', '.join(sorted(others))} (pass --table NAME)" if others
+                                  else "run `mmembed ingest PATH` first"))
+    return IndexEmptyError(f"the index in {store.uri} (table '{store.table_name}') is empty; run `mmembed ingest PATH` first")
 
 def run_search(
     store: Store,
@@ -71,15 +83,7 @@ def run_search(
     target, where = options.target, options.filter_sql()
     rows, captioned = store.search_stats()
     if rows == 0:
-        if not store.exists():  # a mistyped --table: say which tables there are
-            others = [t for t in store.table_names()
-                      if not t.endswith(("__staging", "__fusion")) and t != store.table_name]  # (being created)
-            raise IndexEmptyError(f"no table '{store.table_name}' in {store.uri}; "
-                                  + (f"its tables: {', '.join(sorted(others))} (pass --table NAME)" if others
-                                     else "run `mmembed ingest PATH` first"))
-        raise IndexEmptyError(
-            f"the index in {store.uri} (table '{store.table_name}') is empty; run `mmembed ingest PATH` first"
-        )
+        raise empty_table_error(store)
     if options.tags and "tags" not in store.table.schema.names:
         raise QueryError(NO_TAGS)
     target = default_target(target, query, captioned)

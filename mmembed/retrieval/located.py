@@ -256,7 +256,12 @@ def run_located(text: str | None, image: Any, options: SearchOptions, *, search:
     if located.browse and image is None:
         from ..store.items import read_items  # (pyarrow and lancedb: only for a listing)
 
-        rows = read_items(store(), where=located.options.where)
+        table = store()
+        if table.meta() is None:  # no table yet: say so, as a search with words does
+            from .exact import empty_table_error
+
+            raise empty_table_error(table)
+        rows = read_items(table, where=located.options.where)
         rows.sort(key=lambda r: (r.get("taken_ns") is None, -(r.get("taken_ns") or 0), r["path"]))
         hits = [_browse_hit(r) for r in _one_per_item(rows, options.frames)]
     else:

@@ -137,39 +137,64 @@ def example_table(out: Path, count: int = 30) -> str:
     return str(db)
 
 
-def exchange(db: str) -> str:
-    """One assistant-style exchange, as Markdown."""
+def captioned_table(out: Path) -> str:
+    """``example_table``'s photos with their Flickr8k captions in the table (made once)."""
+    from mmembed import Index
+
+    photos, db = out / "mcp-example" / "photos", out / "mcp-example" / "captioned-db"
+    if not db.exists():
+        Index(str(db), model=f"local-dir:{MICRO}").ingest(str(photos), captions=str(DEV_CAPTIONS))
+    return str(db)
+
+
+def exchange(db: str, captioned: str) -> str:
+    """One assistant-style exchange, as Markdown: the replies whole (indented here; compact on the wire)."""
     from PIL import Image
 
-    async def check(session: Any) -> tuple[Any, Any, Any]:
+    async def check(session: Any) -> tuple[Any, Any, Any, Any]:
         found = await session.call_tool("search", {"query": EXAMPLE_QUERY, "limit": 3})
         first = found.structured_content["hits"][0]["id"]
         item = await session.call_tool("get_item", {"id": first})
         picture = await session.call_tool("get_picture", {"id": first})
-        return found, item, picture
+        wrong = await session.call_tool("search", {"query": EXAMPLE_QUERY, "n": 3})
+        return found, item, picture, wrong
 
-    _, (found, item, picture) = _run(db, "images", check)
+    async def words(session: Any) -> Any:
+        return await session.call_tool("search", {"query": "a dog on grass", "limit": 3})
+
+    _, (found, item, picture, wrong) = _run(db, "images", check)
+    _, hybrid = _run(captioned, "images", words)
     captions: dict[str, list[str]] = {}
     with open(DEV_CAPTIONS, newline="") as f:
         for row in csv.DictReader(f):
             captions.setdefault(row["image"], []).append(row["caption"])
     hits = found.structured_content["hits"]
-    for hit in hits:  # trimmed: what a reader needs to judge the answer
-        for key in [k for k in hit if k not in ("id", "path", "score", "width", "height", "format")]:
-            hit.pop(key)
     image = picture.content[0]
     data = base64.b64decode(image.data)
     size = Image.open(io.BytesIO(data)).size
+
+    def shown(data: Any) -> str:
+        return json.dumps(data, indent=2, ensure_ascii=False)
+
     lines = [
-        f'**search** `{{"query": "{EXAMPLE_QUERY}", "limit": 3}}` → (each hit trimmed to id, path, score, size, format)',
-        "```json", json.dumps({"hits": hits}, indent=2), "```",
+        f'**search** `{{"query": "{EXAMPLE_QUERY}", "limit": 3}}` → ({len(found.content[0].text):,} characters of '
+        "compact JSON, shown here indented)",
+        "```json", shown(found.structured_content), "```",
         "The Flickr8k captions of these photos (not in the table; the search read pixels only):", "",
         *[f"- `{Path(h['path']).name}`: {captions.get(Path(h['path']).name, ['?'])[0]}" for h in hits],
         "", f'**get_item** `{{"id": "{hits[0]["id"]}"}}` →',
-        "```json", json.dumps(item.structured_content, indent=2), "```",
+        "```json", shown(item.structured_content), "```",
         f'**get_picture** `{{"id": "{hits[0]["id"]}"}}` → one `{image.type}` content block, '
         f"`{image.mime_type}`, {size[0]}x{size[1]} px, {len(data):,} bytes (base64 in the reply; the default "
         "`size` 512 is the long side)",
+        "", "The same photos with their Flickr8k captions in the table (`mmembed ingest PHOTOS --captions "
+        "dev_captions.csv`): the default hybrid mode ranks by looks and words fused, so `score` is a rank-fusion "
+        "score and `cosine` is what to judge a photo by; each caption comes back cut to 200 characters.", "",
+        '**search** `{"query": "a dog on grass", "limit": 3}` →',
+        "```json", shown(hybrid.structured_content), "```",
+        "", f'A misnamed argument, **search** `{{"query": "{EXAMPLE_QUERY}", "n": 3}}` → an error result '
+        "(`isError`), one line:",
+        "```text", wrong.content[0].text, "```",
     ]
     return "\n".join(lines) + "\n"
 
@@ -193,7 +218,7 @@ def main() -> None:
     result["start"] = {"100k": starts(db, args.table, args.starts), "micro_30": starts(small, "images", args.starts)}
     result["search_100k"] = search_calls(db, args.table, args.queries, args.settle)
     if args.example:
-        args.example.write_text(exchange(small))
+        args.example.write_text(exchange(small, captioned_table(args.out)))
         result["example"] = str(args.example)
     print(json.dumps(result, indent=2))
 

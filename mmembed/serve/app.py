@@ -18,8 +18,11 @@ Routes (all read-only; there are no write endpoints)::
     GET  /files/{id}        the original file, only while it is the file indexed (sources.indexed)
     GET  /api/openapi.json  this API as an OpenAPI 3.1 document (openapi.py); /api/docs shows it as a page
 
-Every error answers ``{"error": "one line"}``. With a token (a server off the loopback), nothing
-but a login page answers without it (token.py).
+Every error answers ``{"error": "one line"}``; a page address that is not there, opened in a
+browser, gets a small HTML page instead. A query parameter an endpoint does not read is refused
+by name (400), and so is one given twice (but ``tag`` and ``not``): ``check_params``; the page
+itself (``/``) takes any, as its address holds its own state. With a token (a server off the
+loopback), nothing but a login page answers without it (token.py).
 
 Files are found by row id only: no path from a request is ever opened, so only indexed files
 can be read. Responses carry a Content-Security-Policy that allows no inline script, and the
@@ -28,6 +31,8 @@ page writes every caption, path and EXIF string as text, never as HTML.
 
 from __future__ import annotations
 
+import html
+import inspect
 import json
 import mimetypes
 import os
@@ -40,7 +45,7 @@ from starlette.exceptions import HTTPException
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -82,24 +87,30 @@ def create_app(library: Library, *, allowed_hosts: list[str] | None = None, toke
     the Host headers answered; others get 400, which stops DNS-rebinding pages reading it.
     With ``token``, nothing but a login page answers a request without it (``token.TokenGate``)."""
     api = _Api(library)
+
+    def reading(path: str, endpoint: Any, methods: list[str], params: frozenset[str] = frozenset(),
+                columns: bool = False) -> Route:  # a route that refuses any other parameter by name
+        return Route(path, _reads(path, params, endpoint, columns=columns), methods=methods)
+
     routes = [
-        Route("/", api.page, methods=["GET"]),
-        Route("/api/info", api.info, methods=["GET"]),
-        Route("/api/search", api.search, methods=["GET", "POST"]),
-        Route("/api/items", api.items, methods=["GET"]),
-        Route("/api/duplicates", api.duplicates, methods=["GET"]),
-        Route("/api/items/{item_id}", api.item, methods=["GET"]),
-        Route("/api/places", lambda request: where_api(library, "places"), methods=["GET"]),
-        Route("/api/timeline", lambda request: where_api(library, "timeline"), methods=["GET"]),
-        Route("/thumbs/{item_id}", api.thumb, methods=["GET"]),
-        Route("/media/{item_id}", api.large, methods=["GET"]),
-        Route("/files/{item_id}", api.original, methods=["GET"]),
-        Route("/api/openapi.json", lambda request: _Json(openapi()), methods=["GET"]),
-        Route("/api/docs", lambda request: FileResponse(os.path.join(STATIC, "docs.html")), methods=["GET"]),
+        Route("/", api.page, methods=["GET"]),  # the page's address holds the page's own state (q, view, item...)
+        reading("/api/info", api.info, ["GET"]),
+        reading("/api/search", api.search, ["GET", "POST"], SEARCH_PARAMS, columns=True),
+        reading("/api/items", api.items, ["GET"], BROWSE_PARAMS, columns=True),
+        reading("/api/duplicates", api.duplicates, ["GET"], frozenset({"mode"})),
+        reading("/api/items/{item_id}", api.item, ["GET"]),
+        reading("/api/places", lambda request: where_api(library, "places"), ["GET"]),
+        reading("/api/timeline", lambda request: where_api(library, "timeline"), ["GET"]),
+        reading("/thumbs/{item_id}", api.thumb, ["GET"]),
+        reading("/media/{item_id}", api.large, ["GET"]),
+        reading("/files/{item_id}", api.original, ["GET"]),
+        reading("/api/openapi.json", lambda request: _Json(openapi()), ["GET"]),
+        reading("/api/docs", lambda request: FileResponse(os.path.join(STATIC, "docs.html")), ["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+    own = allowed_hosts is None  # on the loopback: its names, and the address it is bound to (127.0.0.2, say)
     hosts = allowed_hosts if allowed_hosts is not None else [*LOOPBACK_HOSTS, "[::1]"]
-    middleware = [Middleware(_HostCheck, allowed_hosts=hosts), Middleware(_SecurityHeaders)]
+    middleware = [Middleware(_HostCheck, allowed_hosts=hosts, own_address=own), Middleware(_SecurityHeaders)]
     if token is not None:
         middleware.append(Middleware(TokenGate, token=token))
     app = Starlette(routes=routes, middleware=middleware)
@@ -111,20 +122,40 @@ def create_app(library: Library, *, allowed_hosts: list[str] | None = None, toke
 class _HostCheck:
     """Only requests whose Host header is one of ``allowed_hosts`` ("*" for any; "*.example.org"
     for its subdomains) are answered: a DNS-rebinding page gets 400, in the API's one error
-    shape (Starlette's TrustedHostMiddleware answered in plain text)."""
+    shape (Starlette's TrustedHostMiddleware answered in plain text). With ``own_address``, the
+    loopback address the request came in on is answered too (``--host 127.0.0.2``): a Host header
+    that is that address itself names no other site, so no rebinding page can send it."""
 
-    def __init__(self, app: Any, allowed_hosts: list[str]) -> None:
-        self.app, self.allowed = app, [h.lower() for h in allowed_hosts]
+    def __init__(self, app: Any, allowed_hosts: list[str], own_address: bool = False) -> None:
+        self.app, self.allowed, self.own = app, [h.lower() for h in allowed_hosts], own_address
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket") and "*" not in self.allowed:
             host = _host_name(Headers(scope=scope).get("host", ""))
-            if not any(host == p or (p.startswith("*") and host.endswith(p[1:])) for p in self.allowed):
+            if not any(host == p or (p.startswith("*") and host.endswith(p[1:])) for p in self.allowed) \
+                    and not (self.own and host == _own_address(scope)):
                 refused = _error("this server does not answer for that Host header; open it at the address "
                                  "`mmembed serve` printed (or start it with --host)", 400)
                 await refused(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _own_address(scope: Any) -> str | None:
+    """The loopback address the server answers this request on, as a Host header names it
+    ('127.0.0.2', '[::1]'); None off the loopback (or when the server does not say)."""
+    import ipaddress
+
+    server = scope.get("server")
+    if not server or not server[0]:
+        return None
+    try:
+        address = ipaddress.ip_address(str(server[0]).split("%")[0])
+    except ValueError:
+        return None
+    if not address.is_loopback:
+        return None
+    return f"[{address.compressed}]" if address.version == 6 else address.compressed
 
 
 def _host_name(header: str) -> str:
@@ -160,12 +191,55 @@ class _SecurityHeaders:
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
-    """Starlette's own errors (404, 405) in the API's one error shape."""
+    """Starlette's own errors (404, 405) in the API's one error shape; a mistyped address opened
+    in a browser (its Accept prefers HTML) gets a small page with a link back to the photos."""
     if exc.status_code == 405:
         message = f"{request.method} is not allowed here: the API is read-only (GET; POST only for /api/search)"
     else:
         message = "not found" if exc.status_code == 404 else str(exc.detail).splitlines()[0]
+    if exc.status_code == 404 and _prefers_html(request.headers.get("accept", "")):
+        return _not_found_page(request.url.path)
     return _error(message, exc.status_code, dict(exc.headers or {}))
+
+
+_NOT_FOUND_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>mmembed: not found</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/static/login.css"></head>
+<body><main>
+<h1>Not found</h1>
+<p>This server has no page at <code>{path}</code>.</p>
+<p><a href="/">Back to the photos</a></p>
+</main></body></html>
+"""
+
+
+def _not_found_page(path: str) -> Response:
+    return HTMLResponse(_NOT_FOUND_PAGE.format(path=html.escape(path, quote=True)), status_code=404,
+                        headers={"Cache-Control": "no-store"})
+
+
+def _prefers_html(accept: str) -> bool:
+    """Whether an Accept header asks for HTML before JSON (a browser's address bar: "text/html,...,*/*;q=0.8";
+    fetch() and curl send "*/*", which keeps the JSON)."""
+    weights: dict[str, float] = {}
+    for part in accept.lower().split(","):
+        kind, *options = (p.strip() for p in part.split(";"))
+        weight = 1.0
+        for option in options:
+            key, _, value = option.partition("=")
+            if key.strip() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if kind:
+            weights[kind] = max(weight, weights.get(kind, 0.0))
+    html_weight = max(weights.get("text/html", 0.0), weights.get("application/xhtml+xml", 0.0))
+    json_weight = max(weights.get("application/json", 0.0), weights.get("application/*", 0.0), weights.get("*/*", 0.0))
+    if html_weight != json_weight:
+        return html_weight > json_weight
+    return html_weight > 0 and "application/json" not in weights  # a tie: JSON when it was named
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
@@ -398,9 +472,9 @@ _UPLOADS = Slots(MAX_PARALLEL_UPLOADS)
 
 
 def _search_args(request: Request) -> dict[str, Any]:
-    """The search's arguments from the query string; QueryError names a bad value."""
+    """The search's arguments from the query string (its names checked by ``_reads``); QueryError
+    names a bad value."""
     params = request.query_params
-    _check_names(params.keys())
     text = params.get("q") or None
     like = params.get("like") or None
     columns = {name: v for k, v in params.items() if (name := _column_param(k))}
@@ -409,6 +483,11 @@ def _search_args(request: Request) -> dict[str, Any]:
                       date_field=params.get("date_field") or "taken", columns=columns,
                       where=params.get("where") or None, tags=tuple(t for t in params.getlist("tag") if t))
     negatives = tuple(n for value in params.getlist("not") for n in value.split(",") if n.strip())
+    literal = params.get("literal")
+    if literal not in (None, "", "1"):  # "0" or "no" must not read as yes, nor "maybe" as anything
+        raise QueryError(f"literal={literal!r} is not 1; give literal=1 to search the words as typed, or leave it out")
+    if params.get("radius") and not params.get("near"):
+        raise QueryError("radius needs near: give near=PLACE or near=LAT,LON with it, or leave radius out")
     return {"text": text, "like": like, "limit": _number(params.get("n"), "n", int, 50),
             "offset": _number(params.get("offset"), "offset", int, 0), "target": params.get("target") or None,
             "negatives": negatives, "image_weight": _number(params.get("image_weight"), "image_weight", float, None),
@@ -417,10 +496,16 @@ def _search_args(request: Request) -> dict[str, Any]:
             "where_when": where_when_args(params)}
 
 
-# what /api/search and /api/items read (browse ignores the search's own; the page sends both the same)
-_PARAMS = frozenset({"q", "like", "n", "offset", "target", "not", "image_weight", "min_score", "cutoff", "mode",
-                     "folder", "format", "date_from", "date_to", "date_field", "where", "tag", "near", "radius",
-                     "taken_after", "taken_before", "sort", "literal", "upload", "item", "token"})  # token: TokenGate
+# The query parameters each endpoint reads; any other is refused by name (``_reads``), and so is one
+# given twice, but for the repeatable ones. ``token`` is TokenGate's (``?token=`` logs in; it
+# never gets here off the loopback, and a loopback server asks for none).
+_TOKEN = "token"
+_REPEATABLE = frozenset({"tag", "not"})
+_WHERE_WHEN = frozenset({"near", "radius", "taken_after", "taken_before", "sort", "literal"})
+BROWSE_PARAMS = frozenset({"n", "offset", "folder", "format", "date_from", "date_to", "date_field", "where", "tag",
+                           # the place and time of the page's address: it sends them to a browse too (ignored there)
+                           *_WHERE_WHEN})
+SEARCH_PARAMS = frozenset({*BROWSE_PARAMS, "q", "like", "target", "not", "image_weight", "min_score", "cutoff", "mode"})
 _ALIASES = {"limit": "n", "k": "n", "top_k": "n", "query": "q", "text": "q", "page": "offset", "tags": "tag"}
 
 
@@ -433,14 +518,54 @@ def _column_param(key: str) -> str | None:
     return None
 
 
-def _check_names(names: Any) -> None:
-    """QueryError for a parameter the API does not read (``limit=3`` is not silently ignored)."""
+def _reads(path: str, params: frozenset[str], endpoint: Any, *, columns: bool = False) -> Any:
+    """``endpoint`` behind ``check_params``: a request with a parameter it does not read gets 400
+    before it runs. Sync endpoints stay sync (Starlette runs them in its thread pool)."""
+    if inspect.iscoroutinefunction(endpoint):
+        async def checked_async(request: Request) -> Response:
+            refused = _refused_params(request, path, params, columns)
+            return refused if refused is not None else await endpoint(request)
+
+        return checked_async
+
+    def checked(request: Request) -> Response:
+        refused = _refused_params(request, path, params, columns)
+        return refused if refused is not None else endpoint(request)
+
+    return checked
+
+
+def _refused_params(request: Request, path: str, params: frozenset[str], columns: bool) -> Response | None:
+    try:
+        check_params(request.query_params.multi_items(), params, columns=columns, path=path)
+    except QueryError as exc:
+        return _error(str(exc), 400)
+    return None
+
+
+def check_params(items: Any, reads: frozenset[str], *, columns: bool = False, path: str = "this endpoint") -> None:
+    """QueryError for a parameter ``path`` does not read (``limit=3`` is not silently ignored) and for
+    one given twice (``q=dog&q=cat``: not the last one silently), but ``tag`` and ``not``.
+    ``items``: the query's (name, value) pairs; ``columns``: ``col.NAME`` parameters are read."""
     import difflib
 
-    for name in names:
-        if name in _PARAMS or _column_param(name):
+    seen: dict[str, int] = {}
+    for name, _ in items:
+        seen[name] = seen.get(name, 0) + 1
+    for name, count in seen.items():
+        if name == _TOKEN:
             continue
-        guess = _ALIASES.get(name) or next(iter(difflib.get_close_matches(name, sorted(_PARAMS), 1, 0.75)), None)
+        if name in reads or (columns and _column_param(name)):
+            if count > 1 and name not in _REPEATABLE:
+                raise QueryError(f"parameter {name!r} is given {count} times; give it once")
+            continue
+        if not reads:
+            raise QueryError(f"unknown parameter {name!r}; {path} takes no parameters")
+        if name in SEARCH_PARAMS and reads == BROWSE_PARAMS:  # /api/items: a search's own parameter
+            raise QueryError(f"unknown parameter {name!r}; {path} lists the photos and reads no query: "
+                             f"send {name} to /api/search")
+        alias = _ALIASES.get(name)
+        guess = alias if alias in reads else next(iter(difflib.get_close_matches(name, sorted(reads), 1, 0.75)), None)
         hint = f"; did you mean {guess}?" if guess else "; see /api/docs"
         raise QueryError(f"unknown parameter {name!r}{hint}")
 

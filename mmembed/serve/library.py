@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import IndexEmptyError, MmembedError, QueryError, StoreError
 from ..retrieval.query import SearchOptions, sql_string
+from ..store.items import ITEM_COLUMNS
 from ..store.memory import give_back_memory
 from ..store.rowindex import RowIndex, StaleRowIndex
 from ..store.snapshot import table_version
@@ -43,8 +44,7 @@ _MAX_FOLDERS = 400
 _MAX_TAG_CHIPS = 40
 _FILTERS_KEPT = 4  # browse filters whose matching rows are kept (per table version)
 _OCR_COLUMNS = ("ocr_text", "ocr_lines")
-_CORE = {"id", "path", "size", "mtime_ns", "content_hash", "width", "height", "format", "taken_ns",
-         "text", "texts", "text_source", "tags", "tag_scores", "media", "frame_time", "duration", "raw_siblings"}
+_CORE = {"tags", "tag_scores", *ITEM_COLUMNS}  # what is not a manifest column
 
 
 class NotFound(MmembedError):
@@ -342,14 +342,15 @@ class Library:
         more = len(hits) >= offset + limit and offset + limit < MAX_RESULTS
         located = getattr(hits, "located", None)
         parsed = located.as_dict() if located is not None and (located.parsed or located.near or located.notes) else None
-        note = None if hits else _why_nothing(filters, options, bool(located is not None and (located.parsed or located.near)),
-                                              tag_param)
+        note = None if hits else _why_nothing(filters, options, parsed if located is not None and (located.parsed or located.near)
+                                              else None, tag_param)
         return Page(page, offset, more, where, hits[0].target if hits else target, time.perf_counter() - started,
                     parsed=parsed, note=note)
 
 
-def _why_nothing(filters: Filters, options: SearchOptions, located: bool, tag_param: str) -> str:
-    """Why a search of the web app or an assistant found nothing, in the API's own names."""
+def _why_nothing(filters: Filters, options: SearchOptions, located: dict[str, Any] | None, tag_param: str) -> str:
+    """Why a search of the web app or an assistant found nothing, in the API's own names;
+    ``located``: the place and time it searched in (``Located.as_dict``), if any."""
     from ..retrieval.query import why_nothing
 
     named = [f"{tag_param}={t}" for t in filters.tags]
@@ -357,9 +358,29 @@ def _why_nothing(filters: Filters, options: SearchOptions, located: bool, tag_pa
                                        ("date_from", filters.date_from), ("date_to", filters.date_to)) if v]
     named += [f"col.{k}={v}" for k, v in filters.columns.items() if v != ""]
     named += [f"where={filters.where!r}"] if filters.where and filters.where.strip() else []
-    named += ["the place and time filters in parsed"] if located else []
+    named += [_place_and_time(located)] if located else []
     return why_nothing(named, min_score=options.min_score, mode=options.mode, cutoff=options.cutoff,
                        tags=bool(filters.tags), name=lambda n: n)
+
+
+def _place_and_time(located: dict[str, Any]) -> str:
+    """The place and time a search was kept to, in words: "the place and date filters (in Kyoto,
+    Japan; taken from 2021-12-01 to before 2022-01-01)"."""
+    parts = []
+    place, near = located.get("place"), located.get("near")
+    if place:
+        parts.append(f"in {place.get('label') or place.get('phrase')}")
+    if near:
+        parts.append(f"within {near['radius_km']:g} km of {near['label']}")
+    after, before, either = located.get("taken_after"), located.get("taken_before"), located.get("taken_either")
+    if either:
+        parts.append("taken " + " or ".join(f"from {a} to before {b}" for a, b in either))
+    elif after and before:
+        parts.append(f"taken from {after} to before {before}")
+    elif after or before:
+        parts.append(f"taken from {after}" if after else f"taken before {before}")
+    what = "place and date" if (place or near) and (after or before or either) else "place" if place or near else "date"
+    return f"the {what} filters ({'; '.join(parts)})" if parts else "the place and time filters read from the words"
 
 
 def _query_pixels(row: dict[str, Any]) -> bytes:

@@ -37,7 +37,7 @@ def search(
     model: ModelOpt = None,
     pretrained: PretrainedOpt = None,
     device: DeviceOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line: path, id, score (what ranks: the cosine, or in a hybrid list the fused score), mode, target, vector_score (cosine), words_score (BM25), terms (matched words), text and text_source (the item text), ocr_text, image_score, text_score, and the row's columns (width, height, format, size, place_*, gps_*, ...).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line: path, id, score (what ranks: the cosine, or in a hybrid list the fused score), mode, target, vector_score (cosine), words_score (BM25), terms (matched words), text and text_source (the item text), ocr_text, taken_ns (date taken), image_score, text_score, and the row's columns (width, height, format, size, place_*, gps_*, ...).")] = False,
     paths_only: Annotated[bool, typer.Option("--paths", help="Print paths only, one per line (for xargs).")] = False,
     null: Annotated[bool, typer.Option("--null", "-0", help="Print paths only, each ended by a NUL byte (for xargs -0): safe for any file name.")] = False,
     html_file: Annotated[Optional[Path], typer.Option("--html", help="Also write the results as a self-contained HTML gallery (thumbnails inlined; opens with no server).", show_default=False)] = None,

@@ -178,6 +178,33 @@ def test_explicit_flags_near_dates_and_sort(library: dict) -> None:
     assert any("the offset is ignored" in n for n in located.notes)
 
 
+def test_every_hit_says_when_it_was_taken(library: dict, tmp_path: Path) -> None:
+    """The date taken comes with each hit, by the snapshot (the quick path), by LanceDB and in a
+    list by place alone; a snapshot written before hits carried it is not used, and is written anew."""
+    import shutil
+
+    import mmembed
+
+    taken = {Path(r["path"]).name: r["taken_ns"] for r in mmembed.Index(library["db"]).items()}
+    assert sum(v is not None for v in taken.values()) >= 10
+    for args in (["street"], ["street", "--where", "width > 0"], ["photos in Kyoto"]):  # snapshot, LanceDB, a listing
+        hits, _ = search(library, *args)
+        assert hits and all(h["taken_ns"] == taken[Path(h["path"]).name] for h in hits), args
+    db = str(tmp_path / "old.lancedb")  # a snapshot of the older layout
+    shutil.copytree(library["db"], db)
+    info_file = Path(db) / "images.mmembed" / "snapshot.json"
+    info = json.loads(info_file.read_text())
+    del info["taken"]
+    info_file.write_text(json.dumps(info))
+    from mmembed.store.snapshot import Snapshot
+
+    assert Snapshot.open(db, "images") is None  # stale: the table answers instead
+    hits = mmembed.Index(db).search("street", limit=100)
+    assert hits and all(h.taken_ns == taken[Path(h.path).name] for h in hits)
+    mmembed.Index(db).refresh()
+    assert Snapshot.open(db, "images") is not None
+
+
 @pytest.mark.parametrize("args, words", [
     (["--taken-after", "2021-13-01"], "--taken-after '2021-13-01': not a date"),
     (["--near", "95,3"], "latitude must be within -90..90"),

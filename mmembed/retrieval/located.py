@@ -285,6 +285,7 @@ def _browse_hit(row: dict[str, Any]) -> Hit:
                format=row.get("format"), size=row.get("size"), text=row.get("text"), text_source=row.get("text_source"),
                target="filter", media=row.get("media") or "image", frame_time=row.get("frame_time"),
                duration=row.get("duration"), raw_siblings=list(row.get("raw_siblings") or []),
+               ocr_text=row.get("ocr_text"), taken_ns=row.get("taken_ns"),
                extra={k: v for k, v in row.items() if k not in _CORE and not k.startswith("_")})
 
 

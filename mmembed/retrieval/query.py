@@ -44,7 +44,9 @@ MAX_FRAME_FETCH = 20_000
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result. ``score`` is the cosine similarity used for ranking (higher is better)."""
+    """One search result. ``score`` is what the list is ranked by (higher is better): the cosine in
+    vector mode, the fused score in a hybrid list with word matches, BM25 in text mode, 0 in a
+    list by place or date alone; ``vector_score`` is always the cosine where there is one."""
 
     path: str
     score: float
@@ -63,6 +65,7 @@ class Hit:
     duration: float | None = None  # a video's length in seconds
     raw_siblings: list[str] = field(default_factory=list)  # a JPEG's RAW files of the same shot
     ocr_text: str | None = None  # the words read in the picture (lines joined by newlines); None: not read yet
+    taken_ns: int | None = None  # when it was taken (camera local time read as UTC), ns since 1970; None: unknown
     extra: dict[str, Any] = field(default_factory=dict)  # manifest columns
     # Ranked by words too (``retrieval.hybrid``): ``score`` is then the fused score; these say why.
     vector_score: float | None = None  # cosine of the query with the searched vector column
@@ -297,6 +300,7 @@ def make_hit(row: dict[str, Any], target: str, q_img: np.ndarray, q_txt: np.ndar
         duration=row.get("duration"),
         raw_siblings=list(row.get("raw_siblings") or []),
         ocr_text=row.get("ocr_text"),
+        taken_ns=row.get("taken_ns"),
         extra={k: v for k, v in row.items() if k not in _CORE and not k.startswith("_")},
     )
 

@@ -51,7 +51,7 @@ _REORDER_BYTES = 32 << 20  # of a vector file read at once when its rows are put
 _INFO = "snapshot.json"
 _ROW_FIELDS = ("id", "path", "width", "height", "format", "size", "text", "text_source", "media", "frame_time", "duration",
                "raw_siblings", "ocr_text", "gps_lat", "gps_lon", "gps_alt", "place_city", "place_region", "place_country",
-               "place_country_code", "place_names", "words")
+               "place_country_code", "place_names", "words", "taken_ns")
 _U64_MAX = (1 << 64) - 1
 SCAN_MIN_ROWS = 16_384  # a scan of fewer rows reads the memory map at once (``scan``)
 SCAN_BLOCK_BYTES = 2 << 20  # rows a scan reads at once: small enough to stay in the CPU's cache
@@ -191,7 +191,7 @@ def _write_rows(tmp: str, batches: Any, n: int, extra_columns: list[str]) -> dic
     np.save(os.path.join(tmp, "offsets.npy"), offsets)
     np.save(os.path.join(tmp, "words_offsets.npy"), word_offsets)
     return {"rows": n, "captioned": captioned, "fused": "fused" in keep, "words": words, "words_bin": True,
-            **({"places": sorted_places(places)} if places is not None else {})}
+            "taken": True, **({"places": sorted_places(places)} if places is not None else {})}
 
 
 class _NpyWriter:
@@ -382,6 +382,8 @@ class Snapshot:
             raise SnapshotDamaged(f"{folder}: {_INFO} cannot be read ({exc})") from None
         if not isinstance(info, dict) or info.get("version") != table_version(db, table):
             return None
+        if not info.get("taken"):  # an older layout, rows without their date: written again at the next
+            return None           # ingest or `mmembed index --refresh`; the table answers meanwhile
         snapshot = cls(folder, info, stream=stream) if _INFO_KEYS <= set(info) else None
         if snapshot is None:
             raise SnapshotDamaged(f"{folder}: {_INFO} lacks {sorted(_INFO_KEYS - set(info))}")

@@ -523,3 +523,5 @@ def test_a_place_only_search_is_ranked_by_date_without_a_cosine(tmp_path: Path, 
     ranked_data = ranked.structured_content
     assert ranked_data["ranked_by"] == "cosine" and len(ranked_data["hits"]) == 2
     assert all("cosine" in h and h["place"].startswith("Kyoto") for h in ranked_data["hits"])
+    taken = {Path(h["path"]).name: h["taken"] for h in (*data["hits"], *ranked_data["hits"])}  # when, as get_item says
+    assert taken == {"kyoto_new.jpg": "2021-12-05T10:00:00+00:00", "kyoto_old.jpg": "2019-08-01T12:00:00+00:00"}

@@ -330,7 +330,7 @@ def _snippet(text: Any, chars: int = _SNIPPET_CHARS) -> str:
 # a hit's fields that _hit gives (or leaves out) itself; other extras are manifest columns, kept when short
 _HIT_OWN = {"id", "path", "score", "width", "height", "format", "size", "text", "text_source", "image_score",
             "text_score", "target", "media", "frame_time", "duration", "raw_siblings", "ocr_text", "vector_score",
-            "words_score", "fused_score", "terms", "mode", "tags", "tag_scores", "words", "folded_words"}
+            "words_score", "fused_score", "terms", "mode", "tags", "tag_scores", "words", "folded_words", "taken_ns"}
 _BUILT_IN_PREFIXES = ("gps_", "place_", "ocr_", "text_", "embedded_", "manifest_")
 
 
@@ -359,6 +359,10 @@ def _hit(hit: Any) -> dict[str, Any]:
     place = _place(data)
     if place:
         out["place"] = place
+    if hit.taken_ns:  # the camera's local time, as get_item gives it
+        from datetime import datetime, timezone
+
+        out["taken"] = datetime.fromtimestamp(hit.taken_ns / 1e9, timezone.utc).isoformat(timespec="seconds")
     for key in ("width", "height", "size", "format"):
         if data.get(key) is not None:
             out[key] = data[key]

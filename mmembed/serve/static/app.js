@@ -11,6 +11,9 @@ const $ = (id) => document.getElementById(id);
 const state = {
   info: null, hits: [], offset: 0, more: false, loading: false, seq: 0,
   uploads: new Map(), uploadCount: 0, detailIndex: -1, lastParams: "", tags: [],
+  settled: true,  // the query on screen is a finished one: the next typing adds a history entry
+  composing: false,  // an IME composition is under way: no search until it ends
+  shownKey: null,  // the search the grid shows (its URL less the open photo), for a Back that only closes a photo
 };
 
 function el(tag, attrs, ...children) {
@@ -51,13 +54,19 @@ function hasImage() {
   return Boolean(state.upload) || Boolean(new URLSearchParams(location.search).get("like"));
 }
 
+// A field is written only where it says something else than the URL: what the user typed (its
+// spaces included) stays as typed; the trimmed value goes to the URL and the request only.
+function setField(input, value) {
+  if (input.value === value || (input.type !== "select-one" && input.value.trim() === value)) return;
+  input.value = value;
+}
+
 function writeForm(params) {
   for (const name of FIELDS) {
-    const input = $(name);
-    input.value = params.get(name) || (name === "image_weight" ? "0.5" : name === "date_field" ? "taken" : "");
+    setField($(name), params.get(name) || (name === "image_weight" ? "0.5" : name === "date_field" ? "taken" : ""));
   }
   for (const input of document.querySelectorAll("[data-column]")) {
-    input.value = params.get("col." + input.dataset.column) || "";
+    setField(input, params.get("col." + input.dataset.column) || "");
   }
   $("weight-out").textContent = $("image_weight").value;
   state.tags = params.getAll("tag");
@@ -75,11 +84,50 @@ function commit({ push = true } = {}) {
     const url = query ? "?" + query : location.pathname;
     if (push) history.pushState(null, "", url); else history.replaceState(null, "", url);
   }
+  state.settled = push || state.settled;
   run();
 }
 
+// A search while typing (the box or a text field of the panel, after a pause): one history entry
+// per query, not one per pause. The first pause after a finished query (Enter, leaving the field,
+// a chip, a photo opened, Back) adds an entry; later pauses replace it, unless the words were
+// replaced by others (neither begins the other) rather than typed on or corrected at the end.
+function commitTyped() {
+  if (state.composing) return;  // an IME: the syllables are not words yet
+  const before = new URLSearchParams(location.search).get("q") || "";
+  const now = readForm().get("q") || "";
+  const other = !(now.startsWith(before) || before.startsWith(now));
+  const push = state.settled || other;
+  commit({ push });
+  state.settled = false;
+}
+
+// The pause after typing: one timer for the box and the panel's text fields.
+const typing = {
+  timer: 0,
+  schedule(ms) { clearTimeout(this.timer); this.timer = setTimeout(() => { this.timer = 0; commitTyped(); }, ms); },
+  cancel() { clearTimeout(this.timer); this.timer = 0; },
+  flush() { if (this.timer) { this.cancel(); commitTyped(); } },
+};
+
+// The query typed is finished (the field left): a pending search runs now, the next typing
+// starts a new history entry.
+function settle() {
+  if (state.composing) return;
+  typing.flush();
+  state.settled = true;
+}
+
+// Enter: the query as it stands, searched now (again, if it already was).
+function finishQuery() {
+  if (state.composing) return;
+  typing.cancel();
+  commitTyped();
+  state.settled = true;
+}
+
 // ---------------------------------------------------------------- searching
-// What the API reads (app.py _PARAMS): anything else in the address (utm_source=..., say) stays out of
+// What the API reads (app.py SEARCH_PARAMS and BROWSE_PARAMS): anything else in the address (utm_source=..., say) stays out of
 // the request, which the API would refuse by name.
 const API_KEYS = new Set([...FIELDS, "like", "tag", "near", "radius", "taken_after", "taken_before", "sort", "literal"]);
 
@@ -91,20 +139,45 @@ function searchUrl(params, offset) {
   return p;
 }
 
+const OFFLINE = "The server does not answer; is mmembed serve still running?";
+
+// fetch, and the answer's JSON: a server that cannot be reached is said so in words (the results
+// on screen stay), not as the browser's "Failed to fetch".
+async function getJson(url, init) {
+  let r;
+  try {
+    r = await fetch(url, init);
+  } catch (err) {
+    const offline = new Error(OFFLINE);
+    offline.offline = true;
+    throw offline;
+  }
+  let data;
+  try { data = await r.json(); } catch (err) { data = { error: `the server answered ${r.status} ${r.statusText}`.trim() }; }
+  return { r, data };
+}
+
+// The search a URL asks for, less the photo open over it: a Back or Forward that only opens or
+// closes a photo does not search again.
+function searchKey(params) {
+  const p = new URLSearchParams(params);
+  p.delete("item");
+  p.sort();
+  return p.toString();
+}
+
 async function fetchPage(params, offset) {
   const upload = state.upload;
   const hasQuery = params.get("q") || params.get("like") || upload;
   if (!hasQuery) {
     const p = searchUrl(params, offset);
     for (const k of ["q", "target", "mode", "image_weight", "not", "like", "cutoff"]) p.delete(k);
-    const r = await fetch("/api/items?" + p);
-    const data = await r.json();
+    const { r, data } = await getJson("/api/items?" + p);
     if (!r.ok) throw new Error(data.error || r.statusText);
     return { hits: data.items, more: data.more, where: data.where, took: data.took_ms, browse: true, total: data.total };
   }
   const init = upload ? { method: "POST", body: upload.blob, headers: { "Content-Type": upload.blob.type || "application/octet-stream" } } : {};
-  const r = await fetch("/api/search?" + searchUrl(params, offset), init);
-  const data = await r.json();
+  const { r, data } = await getJson("/api/search?" + searchUrl(params, offset), init);
   if (!r.ok) throw new Error(data.error || r.statusText);
   return { hits: data.hits, more: data.more, where: data.where, took: data.took_ms, target: data.target, parsed: data.parsed, note: data.note };
 }
@@ -112,6 +185,7 @@ async function fetchPage(params, offset) {
 async function run() {
   const params = new URLSearchParams(location.search);
   writeForm(params);
+  showViewLink(params.get("view") === "dupes");
   if (params.get("view") === "dupes") return runDupes();
   renderQueryImage(params);
   const seq = ++state.seq;
@@ -131,6 +205,7 @@ async function run() {
     state.offset = page.hits.length;
     state.more = page.more;
     state.browse = page.browse;
+    state.shownKey = searchKey(params);
     renderGrid(true);
     if (window.mmWhere) window.mmWhere.show(page.parsed);  // where.js: the place/date chips
     $("stats").textContent = page.browse
@@ -141,11 +216,16 @@ async function run() {
     document.body.dataset.state = "ready";
   } catch (err) {
     if (seq !== state.seq) return;
-    state.hits = []; state.more = false;
-    renderGrid(true);
-    $("stats").textContent = "";
-    $("applied-where").textContent = "";  // the filter that failed is not applied; the previous one neither
-    showMessage(err.message);
+    if (err.offline) {  // the last results stay on screen, and say so
+      showMessage(OFFLINE + (state.hits.length ? " The photos below are from the last search that reached it." : ""));
+      if (!state.hits.length) $("stats").textContent = "";
+    } else {
+      state.hits = []; state.more = false; state.shownKey = null;
+      renderGrid(true);
+      $("stats").textContent = "";
+      $("applied-where").textContent = "";  // the filter that failed is not applied; the previous one neither
+      showMessage(err.message);
+    }
     document.body.dataset.state = "error";
   } finally {
     if (seq === state.seq) state.loading = false;
@@ -171,8 +251,9 @@ async function loadMore() {
     renderGrid(false, start);
     if (!state.browse) $("stats").textContent = $("stats").textContent.replace(/^\d+\+? results?/, resultCount(state.hits.length, state.more));
   } catch (err) {
+    if (seq !== state.seq) return;
     showMessage(err.message);
-    state.more = false;
+    if (!err.offline) state.more = false;  // a server back again: scrolling asks once more
   } finally {
     if (seq === state.seq) state.loading = false;
   }
@@ -185,12 +266,12 @@ async function runDupes() {
   hideMessage();
   $("stats").textContent = "finding duplicates…";
   $("grid").replaceChildren();
+  state.shownKey = null;
   $("end").hidden = true;
   try {
     let r, data;
     for (;;) {  // 202 while the server searches in the background: show how far it got, ask again
-      r = await fetch("/api/duplicates?mode=near", { cache: "no-store" });
-      data = await r.json();
+      ({ r, data } = await getJson("/api/duplicates?mode=near", { cache: "no-store" }));
       if (seq !== state.seq) return;
       if (r.status !== 202) break;
       $("stats").textContent = data.total ? `finding duplicates… ${data.percent}%` : "finding duplicates…";
@@ -199,6 +280,7 @@ async function runDupes() {
     }
     if (!r.ok) throw new Error(data.error || r.statusText);
     state.hits = []; state.more = false; state.browse = false;
+    state.shownKey = searchKey(new URLSearchParams(location.search));
     const grid = $("grid");
     let extra = 0;
     for (const group of data.groups) {
@@ -273,16 +355,46 @@ const GONE = "This photo cannot be shown: its file changed, moved or cannot be r
 
 // The detail view of a photo the server will not show (its file changed, went, or cannot be read):
 // the server's own reason in place of a broken picture.
-async function showGone(hit) {
-  let reason = GONE;
-  try {
-    const r = await fetch("/media/" + encodeURIComponent(hit.id));
-    if (!r.ok) reason = (await r.json()).error || reason;
-  } catch (e) { /* the generic words */ }
+// "More like this" and "Open original" are turned off, with the reason said once, in words: the
+// path is in the details already.
+async function showGone(hit, reason) {
+  if (state.detailHit !== hit || state.detailGone === hit) return;
+  state.detailGone = hit;
+  setActions(false);
+  if (!reason) {
+    try {
+      const r = await fetch("/media/" + encodeURIComponent(hit.id));
+      if (!r.ok) reason = (await r.json()).error;
+    } catch (e) { /* the generic words */ }
+  }
   if (state.detailHit !== hit) return;
   $("detail-image").hidden = true;
-  $("detail-gone").textContent = reason;
+  $("detail-video").hidden = true;
+  $("detail-gone").textContent = goneWords(hit, reason);
   $("detail-gone").hidden = false;
+  $("strip").replaceChildren();
+  $("strip-heading").hidden = true;  // nothing to compare: no "Similar" with an error in it
+}
+
+// The server's reason ("/home/x/a.jpg: the file is gone since it was indexed (moved or deleted?)")
+// without the path, in a sentence.
+function goneWords(hit, reason) {
+  const why = withoutPath(hit, reason);
+  if (!why || why.includes("/")) return GONE + " It cannot be opened or compared with others; run mmembed ingest again to update the library.";
+  return "This photo cannot be shown, opened or compared with others: " + why.replace(/\.$/, "") + ".";
+}
+
+function withoutPath(hit, reason) {
+  let why = String(reason || "").trim();
+  for (const prefix of [hit.path + ": ", shown(hit.path) + ": "]) if (why.startsWith(prefix)) why = why.slice(prefix.length);
+  return why;
+}
+
+function setActions(on) {
+  $("more-like").disabled = !on;
+  const link = $("open-original");
+  if (on) { link.removeAttribute("aria-disabled"); link.removeAttribute("tabindex"); }
+  else { link.removeAttribute("href"); link.setAttribute("aria-disabled", "true"); }
 }
 
 function clock(seconds) {  // 6.5 -> "0:06"; 3725 -> "1:02:05"
@@ -297,6 +409,31 @@ function renderGrid(replace, start = 0) {
   for (let i = start; i < state.hits.length; i++) fragment.append(card(state.hits[i], i));
   grid.append(fragment);
   if (!state.more && state.hits.length) showEnd(state.hits.length >= 2000 ? "That is as far as results go; refine the query." : "");
+}
+
+// The header's link: to the Duplicates, or (there) back to all photos.
+function showViewLink(dupes) {
+  const link = $("dupes-link");
+  link.textContent = dupes ? "← All photos" : "Duplicates";
+  link.href = dupes ? location.pathname : "?view=dupes";
+  link.title = dupes ? "Back to all photos" : "Groups of duplicate photos";
+}
+
+// A horizontal swipe on the photo steps to the previous or next result (a phone has no arrow keys).
+function listenSwipe(detail) {
+  let from = null;
+  detail.addEventListener("touchstart", (e) => {  // on the photo (or the ‹ › over it)
+    const onPhoto = e.target instanceof Element && e.target.closest(".stage, .nav");
+    from = onPhoto && e.touches.length === 1 ? { x: e.touches[0].clientX, y: e.touches[0].clientY, t: Date.now() } : null;
+  }, { passive: true });
+  detail.addEventListener("touchcancel", () => { from = null; }, { passive: true });
+  detail.addEventListener("touchend", (e) => {
+    if (!from || e.changedTouches.length !== 1) return;
+    const dx = e.changedTouches[0].clientX - from.x, dy = e.changedTouches[0].clientY - from.y;
+    const quick = Date.now() - from.t < 1000;
+    from = null;
+    if (quick && Math.abs(dx) >= 50 && Math.abs(dx) > 1.5 * Math.abs(dy)) step(dx < 0 ? 1 : -1);
+  }, { passive: true });
 }
 
 function showEnd(text) { $("end").textContent = text; $("end").hidden = !text; }
@@ -323,8 +460,40 @@ function openDetail(index, { push = true } = {}) {
   if (hit) openItem(hit, index, { push });
 }
 
+// The photo view is a modal dialog: the page behind it is inert while it is open (no focus, no
+// clicks), and Tab cycles through the view's own controls.
+function setModal(open) {
+  for (const node of document.body.children) {
+    if (node === $("detail") || node.tagName === "SCRIPT") continue;
+    if (open) node.setAttribute("inert", ""); else node.removeAttribute("inert");
+  }
+  document.body.classList.toggle("noscroll", open);
+}
+
+function focusables() {
+  return [...$("detail").querySelectorAll("button, a[href], [tabindex], video[controls], input, select, textarea")]
+    .filter((n) => !n.disabled && n.tabIndex >= 0 && n.getClientRects().length && getComputedStyle(n).visibility !== "hidden");
+}
+
+function trapTab(e) {
+  const list = focusables();
+  if (!list.length) { e.preventDefault(); return; }
+  const first = list[0], last = list[list.length - 1], active = document.activeElement;
+  if (!$("detail").contains(active)) { e.preventDefault(); (e.shiftKey ? last : first).focus(); }
+  else if (e.shiftKey && active === first) { e.preventDefault(); last.focus(); }
+  else if (!e.shiftKey && active === last) { e.preventDefault(); first.focus(); }
+}
+
+// A step to the previous or next result from the photo view (arrows, buttons, a swipe).
+function step(delta) {
+  const i = state.detailIndex + delta;
+  if (state.detailIndex >= 0 && i >= 0 && i < state.hits.length) openDetail(i);
+  if (delta > 0 && i >= state.hits.length - 3) loadMore();  // the next page, before the last photo
+}
+
 // index: the hit's place in the results (← → step from it), or -1 for a photo from elsewhere
 function openItem(hit, index, { push = true } = {}) {
+  if ($("detail").hidden) state.returnIndex = index;  // where focus goes back to on close
   state.detailIndex = index;
   state.detailHit = hit;
   const params = new URLSearchParams(location.search);
@@ -343,13 +512,16 @@ function requestClose() {
 
 function showDetail(hit) {
   const detail = $("detail");
+  const opening = detail.hidden;
   detail.hidden = false;
-  document.body.classList.add("noscroll");
+  setModal(true);
+  if (opening) detail.scrollTop = 0;
   const img = $("detail-image"), player = $("detail-video");
   const video = hit.media === "video";
   img.hidden = video;
   player.hidden = !video;
   if (video) {  // plays from the frame that matched
+    player.onerror = () => { if (state.detailHit === hit) showGone(hit); };
     player.poster = "/media/" + encodeURIComponent(hit.id);
     player.src = "/files/" + encodeURIComponent(hit.id) + "#t=" + (hit.frame_time || 0);
   } else {
@@ -362,8 +534,13 @@ function showDetail(hit) {
     large.src = "/media/" + encodeURIComponent(hit.id);
   }
   $("detail-gone").hidden = true;
+  state.detailGone = null;
+  setActions(true);
+  $("strip-heading").hidden = false;
   img.alt = hit.text || hit.path;
   $("detail-caption").textContent = hit.text || hit.path.split("/").pop();
+  $("detail-caption").title = $("detail-caption").textContent;
+  $("detail-caption").classList.remove("full");
   $("open-original").href = "/files/" + encodeURIComponent(hit.id);
   $("prev").hidden = state.detailIndex <= 0;
   $("next").hidden = state.detailIndex < 0 || state.detailIndex >= state.hits.length - 1;
@@ -398,11 +575,11 @@ async function fillStrip(hit) {
   const strip = $("strip");
   strip.replaceChildren(el("span", { class: "muted", text: "…" }));
   try {
-    const r = await fetch("/api/search?" + new URLSearchParams({ like: hit.id, n: 12 }));
-    const data = await r.json();
-    if (state.detailHit !== hit) return;
+    const { r, data } = await getJson("/api/search?" + new URLSearchParams({ like: hit.id, n: 12 }));
+    if (state.detailHit !== hit || state.detailGone === hit) return;
+    if (r.status === 410) { showGone(hit, data.error); return; }  // the file changed or went since it was indexed
     strip.replaceChildren();
-    if (!r.ok) { strip.append(el("span", { class: "muted", text: data.error })); return; }
+    if (!r.ok) { strip.append(el("span", { class: "muted", text: "No similar photos: " + withoutPath(hit, data.error) })); return; }
     for (const other of data.hits) {
       // alt="" and a label: a thumbnail that cannot load keeps its square cell instead of spilling its text
       const thumb = el("img", { src: "/thumbs/" + encodeURIComponent(other.id), alt: "", "aria-label": other.text || other.path, title: other.text || other.path, tabindex: 0, "data-id": other.id, role: "button" });
@@ -412,7 +589,7 @@ async function fillStrip(hit) {
       strip.append(thumb);
     }
   } catch (err) {
-    strip.replaceChildren(el("span", { class: "muted", text: err.message }));
+    if (state.detailHit === hit && state.detailGone !== hit) strip.replaceChildren(el("span", { class: "muted", text: err.message }));
   }
 }
 
@@ -422,8 +599,8 @@ function closeDetail({ push = true } = {}) {
   if (typeof mmembedOcr !== "undefined") mmembedOcr.clear();  // ocr.js
   const player = $("detail-video");
   if (!player.paused) player.pause();
-  document.body.classList.remove("noscroll");
-  const index = state.detailIndex;
+  setModal(false);
+  const index = state.detailIndex >= 0 ? state.detailIndex : state.returnIndex;
   state.detailIndex = -1;
   state.detailHit = null;
   state.detailPushed = false;
@@ -432,8 +609,8 @@ function closeDetail({ push = true } = {}) {
     params.delete("item");
     history.replaceState(null, "", params.toString() ? "?" + params : location.pathname);
   }
-  const cardNode = document.querySelector(`.card[data-index="${index}"]`);
-  if (cardNode) cardNode.focus({ preventScroll: false });
+  const cardNode = index >= 0 ? document.querySelector(`.card[data-index="${index}"]`) : null;
+  if (cardNode) cardNode.focus({ preventScroll: false });  // the photo that was open, scrolled to if it is not on screen
 }
 
 function syncDetail() {
@@ -457,8 +634,11 @@ function moreLikeThis(id) {
   params.delete("q");
   params.delete("upload");
   params.set("like", id);
-  document.body.classList.remove("noscroll");
   $("detail").hidden = true;
+  setModal(false);
+  state.detailIndex = -1;
+  state.detailHit = null;
+  state.detailPushed = false;
   history.pushState(null, "", "?" + params);
   window.scrollTo(0, 0);
   run();
@@ -499,8 +679,11 @@ function fillFilters(info) {
       el("input", { type: "text", "data-column": name, name: "col." + name, placeholder: "any" })));
   }
   for (const input of document.querySelectorAll("#filters input, #filters select")) {
-    const debounced = input.type === "text" || input.type === "range";
-    input.addEventListener(debounced ? "input" : "change", debounced ? debounce(() => commit(), DEBOUNCE_MS * 2) : () => commit());
+    if (input.type === "text" || input.type === "range") {  // typed: searched after a pause, as the box is
+      input.addEventListener("input", (e) => { if (!e.isComposing && !state.composing) typing.schedule(DEBOUNCE_MS * 2); });
+      input.addEventListener("change", () => settle());
+      listenComposition(input, DEBOUNCE_MS * 2);
+    } else input.addEventListener("change", () => commit());
   }
   $("date_field").disabled = !info.has_taken;
 }
@@ -517,9 +700,11 @@ function commonFolder(paths) {
   return prefix;
 }
 
-function debounce(fn, ms) {
-  let timer = 0;
-  return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+// An IME (pinyin, kana, …): nothing is searched while a composition is under way; its end is typing.
+function listenComposition(input, ms) {
+  input.addEventListener("compositionstart", () => { state.composing = true; typing.cancel(); });
+  input.addEventListener("compositionend", () => { state.composing = false; typing.schedule(ms); });
+  input.addEventListener("blur", () => { state.composing = false; });
 }
 
 function bytes(n) {
@@ -532,7 +717,7 @@ function cameraTime(ns) {  // EXIF dates are the camera's local time, stored as 
 
 // ---------------------------------------------------------------- keyboard
 function columnsInGrid() {
-  const cards = $("grid").children;
+  const cards = $("grid").querySelectorAll(".card");  // not the Duplicates view's group headings
   if (!cards.length) return 1;
   const top = cards[0].offsetTop;
   let n = 0;
@@ -540,20 +725,40 @@ function columnsInGrid() {
   return Math.max(1, n);
 }
 
+// The card a row below (dir 1) or above (dir -1) `from`, in the column nearest its own: rows as
+// drawn, so the Duplicates view's groups (each starting a row of its own) step as they look.
+function cardInNextRow(from, dir) {
+  const cards = [...$("grid").querySelectorAll(".card")];
+  const at = cards.indexOf(from);
+  const top = from.offsetTop, left = from.offsetLeft;
+  let rowTop = null, best = null;
+  for (let i = at + dir; i >= 0 && i < cards.length; i += dir) {
+    const t = cards[i].offsetTop;
+    if (t === top) continue;
+    if (rowTop === null) rowTop = t;
+    if (t !== rowTop) break;
+    if (!best || Math.abs(cards[i].offsetLeft - left) < Math.abs(best.offsetLeft - left)) best = cards[i];
+  }
+  return best;
+}
+
 function onKey(e) {
   const detailOpen = !$("detail").hidden;
   if (detailOpen) {
     if (e.key === "Escape") { e.preventDefault(); requestClose(); }
-    else if (e.key === "ArrowLeft" && state.detailIndex > 0) openDetail(state.detailIndex - 1);
-    else if (e.key === "ArrowRight" && state.detailIndex >= 0 && state.detailIndex < state.hits.length - 1) openDetail(state.detailIndex + 1);
+    else if (e.key === "Tab") trapTab(e);
+    else if (e.target instanceof HTMLVideoElement) return;  // the player's own arrows seek
+    else if (e.key === "ArrowLeft") step(-1);
+    else if (e.key === "ArrowRight") step(1);
     return;
   }
+  if (e.isComposing || state.composing) return;  // an IME's Enter and arrows pick its syllables
   const active = document.activeElement;
   if (e.key === "/" && active !== $("q") && !(active instanceof HTMLInputElement)) { e.preventDefault(); $("q").focus(); return; }
   if (active === $("q")) {
     if (e.key === "ArrowDown" || e.key === "Enter") {
       e.preventDefault();
-      if (e.key === "Enter") commit();
+      if (e.key === "Enter") finishQuery();
       const first = $("grid").firstElementChild;
       if (first && e.key === "ArrowDown") first.focus();
     } else if (e.key === "Escape") { $("q").blur(); }
@@ -566,22 +771,25 @@ function onKey(e) {
   }
   if (!active || !active.classList.contains("card")) return;
   const index = Number(active.dataset.index);
-  const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columnsInGrid(), ArrowUp: -columnsInGrid() }[e.key];
-  if (step) {
+  const move = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: 1, ArrowUp: -1 }[e.key];
+  if (move) {
     e.preventDefault();
-    const target = document.querySelector(`.card[data-index="${index + step}"]`);
+    const vertical = e.key === "ArrowDown" || e.key === "ArrowUp";
+    const target = vertical ? cardInNextRow(active, move) : document.querySelector(`.card[data-index="${index + move}"]`);
     if (target) target.focus();
-    else if (step < 0 && index + step < 0) $("q").focus();
-    if (index + step >= state.hits.length - columnsInGrid() * 2) loadMore();
+    else if (move < 0) $("q").focus();
+    const reached = target ? Number(target.dataset.index) : index;
+    if (reached >= state.hits.length - columnsInGrid() * 2) loadMore();
   } else if (e.key === "Enter") { e.preventDefault(); openDetail(index); }
   else if (e.key === "Escape") { $("q").focus(); }
 }
 
 // ---------------------------------------------------------------- start
 function start() {
-  const typed = debounce(() => commit(), DEBOUNCE_MS);
-  $("q").addEventListener("input", typed);
-  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); commit(); });
+  $("q").addEventListener("input", (e) => { if (!e.isComposing && !state.composing) typing.schedule(DEBOUNCE_MS); });
+  listenComposition($("q"), DEBOUNCE_MS);
+  $("q").addEventListener("blur", () => settle());
+  $("search-form").addEventListener("submit", (e) => { e.preventDefault(); finishQuery(); });
   $("pick").addEventListener("click", () => $("file").click());
   $("file").addEventListener("change", () => { useImage($("file").files[0]); $("file").value = ""; });
   $("query-image-clear").addEventListener("click", () => {
@@ -595,14 +803,32 @@ function start() {
   });
   $("image_weight").addEventListener("input", () => { $("weight-out").textContent = $("image_weight").value; });
   $("reset").addEventListener("click", () => { history.pushState(null, "", location.pathname); state.upload = null; run(); });
-  $("dupes-link").addEventListener("click", (e) => { e.preventDefault(); history.pushState(null, "", "?view=dupes"); window.scrollTo(0, 0); run(); });
+  $("dupes-link").addEventListener("click", (e) => {
+    e.preventDefault();
+    const dupes = new URLSearchParams(location.search).get("view") === "dupes";
+    history.pushState(null, "", dupes ? location.pathname : "?view=dupes");  // from the Duplicates: back to all photos
+    state.settled = true;
+    window.scrollTo(0, 0);
+    run();
+  });
   $("close").addEventListener("click", () => requestClose());
-  $("prev").addEventListener("click", () => openDetail(state.detailIndex - 1));
-  $("next").addEventListener("click", () => openDetail(state.detailIndex + 1));
-  $("more-like").addEventListener("click", () => moreLikeThis(state.detailHit.id));
+  $("prev").addEventListener("click", () => step(-1));
+  $("next").addEventListener("click", () => step(1));
+  $("more-like").addEventListener("click", () => { if (state.detailHit && !state.detailGone) moreLikeThis(state.detailHit.id); });
+  $("open-original").addEventListener("click", (e) => { if (state.detailGone) e.preventDefault(); });
+  $("detail-caption").addEventListener("click", () => $("detail-caption").classList.toggle("full"));  // a long name, clamped: a tap shows it whole
+  listenSwipe($("detail"));
   $("detail").addEventListener("click", (e) => { if (e.target === $("detail") || e.target.classList.contains("stage")) requestClose(); });
   document.addEventListener("keydown", onKey);
-  window.addEventListener("popstate", () => run());
+  window.addEventListener("popstate", () => {
+    state.settled = true;
+    typing.cancel();
+    const params = new URLSearchParams(location.search);
+    // only a photo opened or closed (Back after a photo, Forward to it): the grid stays as it is,
+    // scrolled where it was, with what was loaded
+    if (!state.loading && state.shownKey !== null && searchKey(params) === state.shownKey) { writeForm(params); syncDetail(); return; }
+    run();
+  });
 
   let depth = 0;
   document.addEventListener("dragenter", (e) => { if (e.dataTransfer.types.includes("Files")) { depth++; $("drop").hidden = false; } });
@@ -633,7 +859,7 @@ function start() {
     for (const name of ["folder", "format"]) $(name).value = params.get(name) || "";
     for (const input of document.querySelectorAll("[data-column]")) input.value = params.get("col." + input.dataset.column) || "";
     $("q").placeholder = `Search ${info.rows.toLocaleString()} photos: a dog running on grass`;
-  }).catch((err) => showMessage("The server does not answer: " + err.message));
+  }).catch(() => showMessage(OFFLINE));
 }
 
 document.addEventListener("DOMContentLoaded", start);

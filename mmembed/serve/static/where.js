@@ -138,11 +138,20 @@
         button.style.setProperty("--share", String(m.count / most));
         button.addEventListener("click", () => {
           const [y, mo] = m.month.split("-").map(Number);
+          if (!document.getElementById("q").value.trim()) {
+            // no words: the month as the date filter of the photo list (nothing put in the search box)
+            const last = new Date(Date.UTC(y, mo, 0)).getUTCDate();
+            document.getElementById("date_field").value = "taken";
+            document.getElementById("date_from").value = m.month + "-01";
+            document.getElementById("date_to").value = m.month + "-" + String(last).padStart(2, "0");
+            extra.delete("taken_after"); extra.delete("taken_before");
+            rerun();
+            return;
+          }
           const next = mo === 12 ? (y + 1) + "-01-01" : y + "-" + String(mo + 1).padStart(2, "0") + "-01";
           extra.set("taken_after", m.month + "-01");
           extra.set("taken_before", next);
           extra.set("sort", "date");
-          if (!document.getElementById("q").value.trim()) setQuery("photos");
           rerun();
         });
         list.append(button);

@@ -369,3 +369,26 @@ def test_a_video_location_atom_names_its_place(tmp_path: Path, tiny_model: str) 
     assert kyoto and all(r["media"] == "video" and r["place_city"] == "Kyoto" for r in kyoto)
     assert all(r["gps_lat"] is None for r in rows if r["path"].endswith("nofix.mov"))
     assert {Path(h.path).name for h in index.search("video in Kyoto", limit=10)} == {"kyoto.mov"}
+
+
+def test_the_photo_list_keeps_the_place_and_time_of_the_address(library: dict) -> None:
+    """The web app's list with no words (``/api/items``) keeps near/radius and taken_after/taken_before
+    as a search does (they were taken and not applied), a month by the date taken only."""
+    import mmembed
+    from mmembed.serve.library import Library
+
+    shelf = Library(mmembed.Index(library["db"]))
+    shelf.warm_up()  # (the server does this in a thread as it starts)
+
+    def listed(**where_when: object) -> set[str]:
+        page = shelf.browse(limit=200, where_when=where_when)
+        assert not page.more
+        return names(h["path"] for h in page.hits)
+
+    december = dict(taken_after="2021-12-01", taken_before="2022-01-01")
+    assert listed(**december) == truth_of(library, None, datetime(2021, 12, 1), datetime(2022, 1, 1)) | {
+        "nogps.jpg", "null_island.jpg"}
+    assert listed(near="41.88,-87.63", radius_km=5) == truth_of(library, "chicago")
+    assert listed(near="Kyoto", radius_km=5, **december) == truth_of(library, "kyoto", datetime(2021, 12, 1),
+                                                                   datetime(2022, 1, 1))
+    assert len(listed()) == len(library["truth"]) + 3  # nothing asked: every photo

@@ -328,7 +328,8 @@ class _Api:
         """Browse: every photo (or the filtered ones), newest first, a page at a time."""
         try:
             args = _search_args(request)
-            page = self.library.browse(limit=args["limit"], offset=args["offset"], filters=args["filters"])
+            page = self.library.browse(limit=args["limit"], offset=args["offset"], filters=args["filters"],
+                                       where_when=args["where_when"])
         except MmembedError as exc:
             return _error(str(exc), _status(exc))
         return _Json({"items": page.hits, "offset": page.offset, "more": page.more, "total": page.total,
@@ -503,7 +504,7 @@ _TOKEN = "token"
 _REPEATABLE = frozenset({"tag", "not"})
 _WHERE_WHEN = frozenset({"near", "radius", "taken_after", "taken_before", "sort", "literal"})
 BROWSE_PARAMS = frozenset({"n", "offset", "folder", "format", "date_from", "date_to", "date_field", "where", "tag",
-                           # the place and time of the page's address: it sends them to a browse too (ignored there)
+                           # the place and time of the page's address: it sends them to a browse too
                            *_WHERE_WHEN})
 SEARCH_PARAMS = frozenset({*BROWSE_PARAMS, "q", "like", "target", "not", "image_weight", "min_score", "cutoff", "mode"})
 _ALIASES = {"limit": "n", "k": "n", "top_k": "n", "query": "q", "text": "q", "page": "offset", "tags": "tag"}

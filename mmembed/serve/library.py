@@ -220,9 +220,12 @@ class Library:
             "home": _home(),  # the page shows paths under it as ~/...
         }
 
-    def browse(self, *, limit: int = 50, offset: int = 0, filters: Filters = Filters()) -> Page:
+    def browse(self, *, limit: int = 50, offset: int = 0, filters: Filters = Filters(),
+               where_when: dict[str, Any] | None = None) -> Page:
         """Every photo (or those the filters keep), newest first: what the page shows before a query.
-        Pages go on to the last photo (a search's stop after ``MAX_RESULTS``)."""
+        Pages go on to the last photo (a search's stop after ``MAX_RESULTS``). ``where_when``: the
+        place and time of ``where.where_when_args`` (near with radius_km, taken_after, taken_before),
+        kept as a search keeps them; sort and literal change nothing in a list that is by date."""
         _check_page(limit, offset, last=None)
         started = time.perf_counter()
         current = self._wait_rows()
@@ -230,25 +233,41 @@ class Library:
         if problem:
             raise IndexEmptyError(problem)
         where = filters.where_sql(current.columns)
+        near = None
+        asked = {k: v for k, v in (where_when or {}).items() if k in ("near", "radius_km", "taken_after", "taken_before")}
+        if asked:
+            from ..retrieval.located import plan_search, world_lookup
+
+            located = plan_search(None, SearchOptions(where=where, **asked), self.index._places,
+                                  world=world_lookup() if "near" in asked else None)
+            where, near = located.options.where, located.near
         order: list[np.ndarray] = []
 
         def page(index: RowIndex) -> np.ndarray:
-            order[:] = [self._kept(index, where)]
+            order[:] = [self._kept(index, where, near)]
             return order[0][offset: offset + limit]
 
         _, rows = self._read(page)
         total = len(order[0])
         return Page(rows, offset, total > offset + limit, where, None, time.perf_counter() - started, total=total)
 
-    def _kept(self, index: RowIndex, where: str | None) -> np.ndarray:
-        """The offsets ``where`` keeps, newest first (kept for the last few filters of this version)."""
+    def _kept(self, index: RowIndex, where: str | None, near: Any = None) -> np.ndarray:
+        """The offsets ``where`` keeps (and within ``near``'s circle: ``where`` holds its bounding
+        box), newest first (kept for the last few filters of this version)."""
         if where is None:
             return index.newest
-        key = (index.version, where)
+        key = (index.version, where, None if near is None else (near.lat, near.lon, near.radius_km))
         found = self._filtered.get(key)
         if found is None:
             try:  # the matching rows' ids, a batch at a time
-                ids = [batch.column("id") for batch in self.index.store.scan(["id"], where)]
+                if near is None:
+                    ids = [batch.column("id") for batch in self.index.store.scan(["id"], where)]
+                else:  # the box's corners cut off, as a search cuts them
+                    import pyarrow as pa
+
+                    ids = [pa.array([i for i, lat, lon in zip(*(batch.column(c).to_pylist() for c in ("id", "gps_lat", "gps_lon")))
+                                     if near.contains(lat, lon)], pa.string())
+                           for batch in self.index.store.scan(["id", "gps_lat", "gps_lon"], where)]
             except StoreError as exc:  # the filter: the same words as a search's bad one
                 reason = filter_reason(exc.__cause__) if exc.__cause__ is not None else str(exc).split(": ", 1)[-1]
                 raise QueryError(f"the SQL filter {where!r} is not a valid filter: {reason}") from None

@@ -135,7 +135,14 @@ _FILTERS = [
      "schema": {"type": "object", "additionalProperties": {"type": "string"}}},
     _q("n", "how many (at most 200)", "integer", minimum=1, maximum=200, default=50),
 ]
-_BROWSE = [*_FILTERS, _q("offset", "skip this many", "integer", minimum=0, default=0)]
+_PLACE_AND_TIME = [
+    _q("near", "only photos taken near a place name or LAT,LON"), _q("radius", "the radius of near, km", "number"),
+    _q("taken_after", "only photos taken on or after this ISO date (camera time)", format="date"),
+    _q("taken_before", "only photos taken before this ISO date", format="date"),
+]
+_BROWSE = [*_FILTERS, *_PLACE_AND_TIME, _q("sort", "accepted; a list is newest first", enum=["score", "date"]),
+           _q("literal", "accepted; a list has no words", enum=["1"]),
+           _q("offset", "skip this many", "integer", minimum=0, default=0)]
 _SEARCH = [
     _q("q", "the words to search for"), _q("like", "search with this indexed photo's id"),
     _q("target", "what is searched", enum=["image", "text", "fused"]),
@@ -147,10 +154,7 @@ _SEARCH = [
     _q("cutoff", "'auto': only the hits that stand out", enum=["none", "auto"]),
     _q("mode", "rank by looks and words at once (hybrid, the default where items have words), looks only "
        "(vector) or words only (text)", enum=["hybrid", "vector", "text"]),
-    _q("near", "only photos taken near a place name or LAT,LON"), _q("radius", "the radius of near, km", "number"),
-    _q("taken_after", "only photos taken on or after this ISO date (camera time)", format="date"),
-    _q("taken_before", "only photos taken before this ISO date", format="date"),
-    _q("sort", "score: best first; date: newest first", enum=["score", "date"]),
+    *_PLACE_AND_TIME, _q("sort", "score: best first; date: newest first", enum=["score", "date"]),
     _q("literal", "1: the words as typed (no place or time phrase becomes a filter)", enum=["1"]), *_FILTERS,
     _q("offset", "skip this many (a search's pages stop at 2,000)", "integer", minimum=0, maximum=1999, default=0),
 ]

@@ -41,14 +41,19 @@ def _ingest(model: str, photos: Path, db: Path, ocr: bool) -> tuple[float, dict 
     return report.seconds, report.ocr
 
 
+def _warm_up(model: str, photos: Path, work: Path) -> None:
+    """Four of the photos ingested with OCR on: the model loaded, its towers exported, the OCR sessions made."""
+    warm = work / "warm"
+    warm.mkdir()
+    for p in sorted(photos.glob("*.jpg"))[:4]:
+        shutil.copy(p, warm / p.name)
+    _ingest(model, warm, work / "warm-db", True)
+
+
 def paired(model: str, photos: Path, rounds: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="mmembed-ocr-ingest-"))
     try:
-        warm = work / "warm"
-        warm.mkdir()
-        for p in sorted(photos.glob("*.jpg"))[:4]:
-            shutil.copy(p, warm / p.name)
-        _ingest(model, warm, work / "warm-db", True)  # model loaded, towers exported, OCR sessions made
+        _warm_up(model, photos, work)
         off, on = [], []
         for r in range(rounds):
             order = (False, True) if r % 2 == 0 else (True, False)
@@ -73,11 +78,7 @@ def floor(model: str, photos: Path, rounds: int) -> None:
 
     work = Path(tempfile.mkdtemp(prefix="mmembed-ocr-floor-"))
     try:
-        warm = work / "warm"
-        warm.mkdir()
-        for p in sorted(photos.glob("*.jpg"))[:4]:
-            shutil.copy(p, warm / p.name)
-        _ingest(model, warm, work / "warm-db", True)  # model loaded, towers exported, OCR sessions made
+        _warm_up(model, photos, work)
         reader = shared_reader()
         files = sorted(photos.glob("*.jpg"))
         for r in range(rounds):

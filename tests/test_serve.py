@@ -40,11 +40,12 @@ def shown(path: str, home: Path | None = None) -> str:
 
 
 # ---------------------------------------------------------------- a served table
-def start_server(*args: str, timeout: float = 90, env_extra: dict[str, str] | None = None
-                 ) -> tuple[subprocess.Popen, str, list[str]]:
-    """``mmembed serve ... --port 0`` as a subprocess; returns it, its URL and its stderr lines."""
+def start_server(*args: str, timeout: float = 90, env_extra: dict[str, str] | None = None,
+                 host: str = "127.0.0.1") -> tuple[subprocess.Popen, str, list[str]]:
+    """``mmembed serve ... --port 0`` (on ``host``) as a subprocess; returns it, its URL and its stderr lines."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")} | (env_extra or {})
-    proc = subprocess.Popen([*mmembed_cmd(), "serve", "--port", "0", *args], stdout=subprocess.PIPE,
+    where = ["--host", host] if host != "127.0.0.1" else []
+    proc = subprocess.Popen([*mmembed_cmd(), "serve", "--port", "0", *where, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     errors: list[str] = []
     threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True).start()
@@ -53,7 +54,7 @@ def start_server(*args: str, timeout: float = 90, env_extra: dict[str, str] | No
     reader.start()
     reader.join(timeout)
     url = found[0].strip() if found else ""
-    if not url.startswith("http://127.0.0.1:"):
+    if not url.startswith(f"http://{host}:"):
         stop_server(proc)
         pytest.fail(f"mmembed serve printed no URL: {url!r}; stderr: {''.join(errors)[-2000:]}")
     deadline = time.monotonic() + timeout

@@ -9,13 +9,9 @@ table of real photos; real Chromium for the page."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
-import subprocess
-import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from conftest import mmembed_cmd, shared_path
-from test_serve import browser, get, get_json, index_and_serve, raw_request, start_server, stop_server  # noqa: F401
+from conftest import shared_path
+from test_serve import browser, get, get_json, index_and_serve, raw_request, start_server, stop_server  # noqa: F401 - browser: a fixture
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 
@@ -221,31 +217,6 @@ def test_the_status_codes_and_shapes_served_are_the_documented_ones(library: dic
 
 
 # ---------------------------------------------------------------- another loopback address
-def _start_on(host: str, db: str, env_extra: dict[str, str], timeout: float = 90) -> tuple[subprocess.Popen, str, list[str]]:
-    """``mmembed serve --host HOST --port 0``: the process, its URL and its stderr lines (up once it answers at all)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMEMBED_")} | env_extra
-    proc = subprocess.Popen([*mmembed_cmd(), "serve", "--db", db, "--host", host, "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    errors: list[str] = []
-    threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True).start()
-    found: list[str] = []
-    reader = threading.Thread(target=lambda: found.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(timeout)
-    url = found[0].strip() if found else ""
-    if not url.startswith(f"http://{host}:"):
-        stop_server(proc)
-        pytest.fail(f"mmembed serve printed no URL: {url!r}; stderr: {''.join(errors)[-2000:]}")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "api/openapi.json", timeout=30):
-                break
-        except urllib.error.HTTPError:
-            break  # it answers (a refused Host header too)
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)
-    return proc, url, errors
 
 
 def test_a_server_on_another_loopback_address_answers_it_and_refuses_foreign_hosts(library: dict) -> None:
@@ -254,7 +225,8 @@ def test_a_server_on_another_loopback_address_answers_it_and_refuses_foreign_hos
             probe.bind(("127.0.0.2", 0))
     except OSError as exc:
         pytest.skip(f"127.0.0.2 cannot be bound here ({exc}); Linux routes all of 127/8 to lo")
-    proc, url, errors = _start_on("127.0.0.2", library["db"], {"XDG_CACHE_HOME": str(library["session_cache"])})
+    proc, url, errors = start_server("--db", library["db"], host="127.0.0.2",
+                                     env_extra={"XDG_CACHE_HOME": str(library["session_cache"])})
     try:
         assert url.startswith("http://127.0.0.2:")
         status, info = get_json(url + "api/info")

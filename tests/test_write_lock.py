@@ -71,3 +71,25 @@ def test_lock_holder_is_named_by_a_real_second_process(built: str, photos: Path)
         holder.kill()
         holder.wait(timeout=30)
     assert run_cli("ingest", str(photos), "--db", built, "-q").returncode == 0  # released by the kernel
+
+
+def test_a_lock_file_removed_under_a_writer_that_had_opened_it_is_not_trusted(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first writer that made the database folder and wrote nothing removes its lock file as it
+    gives up. A second writer that had opened that file just before must not take a lock on the
+    removed file (a third would then lock a new file, and two would write at once)."""
+    from mmembed.store.lock import WriteLock
+
+    folder = tmp_path / "new.lancedb"
+    first, second, third = (WriteLock(str(folder), "images", str(folder)) for _ in range(3))
+    opened_early: list = []
+    with first.hold("ingest"):
+        opened_early.append(open(first.path, "a+"))  # the second writer's open, before the removal
+    assert not folder.exists()  # the first writer made the folder and wrote nothing: it is gone
+    real_open = WriteLock._open
+    monkeypatch.setattr(WriteLock, "_open", lambda self: opened_early.pop() if opened_early else real_open(self))
+    with second.hold("ingest"):
+        assert os.path.exists(second.path)  # it locked a file that is there
+        with pytest.raises(IngestLockedError):
+            with third.hold("ingest"):
+                pass

@@ -65,16 +65,25 @@ class WriteLock:
             yield
             return
         folder = os.path.dirname(self.path)
-        made_folder = not os.path.exists(folder)
-        handle = self._open()
-        with handle:
+        for _ in range(3):  # bounded: another writer removes the file only once, as it gives up
+            made_folder = not os.path.exists(folder)
+            handle = self._open()
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                holder = _holder(handle)
+                handle.close()
                 raise IngestLockedError(
-                    f"another mmembed ingest or writer ({_holder(handle)}) is writing to table "
+                    f"another mmembed ingest or writer ({holder}) is writing to table "
                     f"'{self.table}' in {self.uri}; wait for it to finish, then rerun"
                 ) from None
+            if _is_at(handle, self.path):
+                break
+            handle.close()  # locked a file a failed first writer removed meanwhile: lock the one there now
+        else:
+            raise IngestLockedError(f"the write lock of table '{self.table}' in {self.uri} keeps being "
+                                    "removed under this writer; rerun")
+        with handle:
             _write_holder(handle, action)
             self._depth = 1
             try:
@@ -97,10 +106,20 @@ class WriteLock:
             ) from None
 
 
+def _is_at(handle: IO[str], path: str) -> bool:
+    """Whether the open file ``handle`` is still the file at ``path`` (not one removed since)."""
+    try:
+        here, there = os.fstat(handle.fileno()), os.stat(path)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
 def _remove_if_only_lock(folder: str, path: str) -> None:
     """A writer that made the database folder and failed before writing anything leaves no
-    folder holding only its lock file behind. Runs while the lock is still held, so no other
-    writer can be inside; one that comes after makes the folder and lock again."""
+    folder holding only its lock file behind. Runs while the lock is still held; a writer that
+    opened the file meanwhile sees, once it has the lock, that the file is no longer at the path
+    (``_is_at``) and locks the one made there again."""
     try:
         if os.listdir(folder) == [os.path.basename(path)]:
             os.unlink(path)

@@ -332,7 +332,7 @@ def test_http_mode_on_loopback(table: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------ what a language model reads
-HIT_KEYS = {"id", "path", "score", "cosine", "text", "ocr", "place", "width", "height", "size", "format", "tags",
+HIT_KEYS = {"id", "path", "score", "cosine", "text", "ocr", "place", "taken", "width", "height", "size", "format", "tags",
             "media", "frame_time", "duration"}
 CAPTION = ("a harbor at dusk with fishing boats tied along the stone quay, gulls over the water, nets drying on "
            "the rails, a lighthouse blinking at the far end of the breakwater and the town's lights coming on "

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import Field
 
-from ..errors import IndexEmptyError, MmembedError, QueryError
+from ..errors import MmembedError, QueryError
 from .filters import Filters
 from .library import Library, NotFound, flags_as
 from .thumbs import THUMB_SIZE, indexed_bytes, indexed_frame, render_jpeg
@@ -279,11 +279,12 @@ class _Tools:
 
     def _require_rows(self) -> None:
         """IndexEmptyError, in the words a search for words gets, when the table is missing or holds no rows."""
-        if self.index.info().rows:
+        from ..retrieval.exact import empty_table_error
+
+        store = self.index.store
+        if store.meta() is not None and store.count():
             return
-        self.index.search("photo", limit=1, literal=True)  # the searcher's own refusal (before any model loads)
-        raise IndexEmptyError(f"the index in {self.index.config.db} (table '{self.index.config.table}') is empty; "
-                              "run `mmembed ingest PATH` first")
+        raise empty_table_error(store)
 
     def _picture(self, row: dict[str, Any], size: int) -> bytes:
         """An upright JPEG of the row's file (a video: its frame), long side at most ``size``, read only
@@ -360,9 +361,7 @@ def _hit(hit: Any) -> dict[str, Any]:
     if place:
         out["place"] = place
     if hit.taken_ns:  # the camera's local time, as get_item gives it
-        from datetime import datetime, timezone
-
-        out["taken"] = datetime.fromtimestamp(hit.taken_ns / 1e9, timezone.utc).isoformat(timespec="seconds")
+        out["taken"] = _iso(hit.taken_ns)
     for key in ("width", "height", "size", "format"):
         if data.get(key) is not None:
             out[key] = data[key]
@@ -397,23 +396,29 @@ def _parsed(parsed: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _bounded(reply: dict[str, Any], key: str = "hits") -> dict[str, Any]:
-    """``reply`` with as many of its ``key`` items as fit in ``MAX_REPLY_CHARS`` of JSON; "cut" says how many
+def _bounded(reply: dict[str, Any]) -> dict[str, Any]:
+    """``reply`` with as many of its hits as fit in ``MAX_REPLY_CHARS`` of JSON; "cut" says how many
     were left out and why."""
-    items = reply.get(key)
+    items = reply.get("hits")
     if len(_json(reply)) <= MAX_REPLY_CHARS or not isinstance(items, list):
         return reply
     total = len(items)
-    note = (f"{{n}} of {total} {key} left out: a reply is at most {MAX_REPLY_CHARS:,} characters; ask for fewer "
-            "(limit) or narrow the search (where, tags, cutoff auto)" if key == "hits" else
-            f"{{n}} of {total} {key} left out: a reply is at most {MAX_REPLY_CHARS:,} characters")
+    note = (f"{{n}} of {total} hits left out: a reply is at most {MAX_REPLY_CHARS:,} characters; ask for fewer "
+            "(limit) or narrow the search (where, tags, cutoff auto)")
     kept = list(items)
     while kept:
         kept.pop()
-        trial = {**reply, key: kept, "cut": note.format(n=total - len(kept))}
+        trial = {**reply, "hits": kept, "cut": note.format(n=total - len(kept))}
         if len(_json(trial)) <= MAX_REPLY_CHARS:
             return trial
-    return {**reply, key: [], "cut": note.format(n=total)}
+    return {**reply, "hits": [], "cut": note.format(n=total)}
+
+
+def _iso(ns: Any) -> str | None:
+    """ns since 1970 (UTC, or a camera's local time read as UTC) as ISO 8601; None for none."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat(timespec="seconds") if ns else None
 
 
 _RECORD_DROPPED = {"mtime_ns", "taken_ns", "content_hash", "ocr_lines", "text_hash", "words", "folded_words",
@@ -423,11 +428,6 @@ _RECORD_DROPPED = {"mtime_ns", "taken_ns", "content_hash", "ocr_lines", "text_ha
 def _record(row: dict[str, Any]) -> dict[str, Any]:
     """What get_item shows of a row: JSON-ready, dates as ISO 8601 (UTC), long texts cut, the words read in the
     picture as text (not its per-line boxes), at most ``MAX_REPLY_CHARS`` in all."""
-    from datetime import datetime, timezone
-
-    def iso(ns: Any) -> str | None:
-        return datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat(timespec="seconds") if ns else None
-
     out: dict[str, Any] = {}
     cut: list[str] = []
     for key, value in row.items():
@@ -445,9 +445,9 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
             value = round(value, 6)
         if value not in (None, [], {}, ""):
             out[key] = value
-    out["modified"] = iso(row.get("mtime_ns"))
+    out["modified"] = _iso(row.get("mtime_ns"))
     if row.get("taken_ns"):
-        out["taken"] = iso(row["taken_ns"])
+        out["taken"] = _iso(row["taken_ns"])
     if isinstance(row.get("ocr_lines"), list) and row["ocr_lines"] and not out.get("ocr_text"):
         out["ocr_text"] = _clip("\n".join(str(line.get("text", "")) for line in row["ocr_lines"] if isinstance(line, dict)),
                                 _TEXT_CHARS * 2, cut, "ocr_text")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer
@@ -64,7 +63,7 @@ def search(
                                 taken_before=taken_before, sort=sort)
         index = _index(db, table, model, pretrained, device, one_query=True)  # the library picks the path
         hits = index.search(query, image=image, options=options)
-        _note_cut_terms([query or "", *(negatives or [])], lambda: _context_length(index.config.db, index.config.table))
+        _note_cut_terms([query or "", *(negatives or [])], index.config.db, index.config.table)
         if html_file is not None:
             from mmembed.serve.gallery import write_gallery
 
@@ -90,27 +89,16 @@ def search(
             echo(f"{score}  {hit.path}{at}{caption}")
 
 
-def _context_length(db: str, table: str) -> int | None:
-    """How many tokens the table's text tower reads (micro-clip 32, most CLIPs 77), from what its
-    export recorded (no model is loaded); None when it is not known or not CLIP's tokenizer."""
-    from mmembed.models.text_tower import clip_context_length
-    from mmembed.store.snapshot import snapshot_info
-
-    fingerprint = ((snapshot_info(db, table) or {}).get("meta") or {}).get("fingerprint")
-    return clip_context_length(fingerprint) if fingerprint else None
-
-
-def _note_cut_terms(texts: list[str], context: Callable[[], int | None]) -> None:
-    """A note for each query term longer than the text tower reads (CLIP's tokenizer: 77 tokens,
-    micro-clip's 32): the words past it are silently dropped by the tokenizer. ``context`` gives the
-    table's context length; it is asked only for a query long enough to be cut."""
+def _note_cut_terms(texts: list[str], db: str, table: str) -> None:
+    """A note for each query term longer than the table's text tower reads (CLIP's tokenizer: 77
+    tokens, micro-clip's 32): the words past it are silently dropped by the tokenizer."""
     if all(len(t.encode("utf-8")) <= 14 for t in texts):  # a token covers at least one byte; no tower reads < 16
         return
-    from mmembed.models.text_tower import cut_term_notes
+    from mmembed.models.text_tower import cut_term_notes, table_context_length
     from mmembed.retrieval.query import parse_terms
 
     terms = [term for text in texts for part in parse_terms(text) for term in part]
-    for note in cut_term_notes(terms, context()):
+    for note in cut_term_notes(terms, table_context_length(db, table)):
         echo(f"note: {note}", err=True)
 
 

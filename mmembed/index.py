@@ -244,33 +244,31 @@ class Index:
         options = options_from(SearchOptions, options, kwargs)
         hits = run_located(text, image, options, search=self._searcher.search, store=lambda: self.store,
                            places=self._places)
-        hits.notes = [*(hits.located.notes if hits.located is not None else []), *self._cut_notes(text)]
-        if not hits:
-            from .retrieval.query import why_nothing
+        hits.more_notes = lambda: self._search_notes(text, options, hits)
+        return hits
 
+    def _search_notes(self, text: str | None, options: SearchOptions, hits: Any) -> list[str]:
+        """``SearchHits.notes`` after the box's: query terms longer than the table's text model
+        reads (``text_tower.cut_term_notes``), then why nothing matched."""
+        from .models.text_tower import clip_context_length, cut_term_notes, table_context_length
+        from .retrieval.query import parse_terms, why_nothing
+
+        notes = []
+        terms = [t for part in parse_terms(text) for t in part] + list(options.negatives)
+        if any(len(t.encode("utf-8")) > 14 for t in terms):  # no text tower reads fewer than 16 tokens
+            context = table_context_length(self.config.db, self.config.table) if self.config.is_local else None
+            if context is None and self.meta is not None:
+                context = clip_context_length(self.meta.fingerprint)
+            notes += cut_term_notes(terms, context)
+        if not hits:
             located = hits.located is not None and (hits.located.parsed is not None or hits.located.near is not None
                                                      or options.taken_after is not None or options.taken_before is not None)
             filters = [f"tags={list(options.tags)}"] if options.tags else []
             filters += [f"where={options.where!r}"] if options.where else []
             filters += ["the place and time filters noted"] if located else []
-            hits.notes.append(why_nothing(filters, min_score=options.min_score, mode=options.mode, cutoff=options.cutoff,
-                                          tags=bool(options.tags), name=lambda name: name))
-        return hits
-
-    def _cut_notes(self, text: str | None) -> list[str]:
-        """Notes for query terms longer than the table's text model reads (``text_tower.cut_term_notes``)."""
-        if not text or len(text.encode("utf-8")) <= 14:  # no text tower reads fewer than 16 tokens
-            return []
-        from .models.text_tower import clip_context_length, cut_term_notes
-        from .retrieval.query import parse_terms
-        from .store.snapshot import snapshot_info
-
-        fingerprint = ((snapshot_info(self.config.db, self.config.table) or {}).get("meta") or {}).get("fingerprint") \
-            if self.config.is_local else None
-        if fingerprint is None and self.meta is not None:
-            fingerprint = self.meta.fingerprint
-        return cut_term_notes([t for part in parse_terms(text) for t in part],
-                              clip_context_length(fingerprint) if fingerprint else None)
+            notes.append(why_nothing(filters, min_score=options.min_score, mode=options.mode, cutoff=options.cutoff,
+                                     tags=bool(options.tags), name=lambda name: name))
+        return notes
 
     def items(self, ids: Sequence[str] | None = None, *, where: str | None = None) -> list[dict[str, Any]]:
         """Every row's metadata (or the rows with these ``ids``), without vectors: the columns of

@@ -387,7 +387,7 @@ def cut_term_notes(terms: list[str], context_length: int | None) -> list[str]:
     short terms (no tokenizer is loaded when no term could be cut)."""
     if context_length is None or all(len(t.encode("utf-8")) <= context_length - 2 for t in terms):
         return []  # a token covers at least one byte: too short to be cut
-    tokenizer = ClipTokenizer(context_length)
+    tokenizer = _clip_tokenizer(context_length)
     notes = []
     for term in terms:
         ids = tokenizer.encode(term)
@@ -397,6 +397,21 @@ def cut_term_notes(terms: list[str], context_length: int | None) -> list[str]:
             notes.append(f"the query {shown!r} is {len(ids)} tokens long; the text model reads only the first "
                          f"{context_length - 2}, the rest is ignored")
     return notes
+
+
+@lru_cache(maxsize=2)
+def _clip_tokenizer(context_length: int) -> ClipTokenizer:
+    return ClipTokenizer(context_length)  # (its vocabulary is read once a process)
+
+
+def table_context_length(db: str, table: str) -> int | None:
+    """How many tokens the text tower of a local table's model reads (micro-clip 32, most CLIPs 77),
+    from the snapshot's record and the export's (no model loaded, no table opened); None when
+    either is missing or the tokenizer is not CLIP's."""
+    from ..store.snapshot import snapshot_info
+
+    fingerprint = ((snapshot_info(db, table) or {}).get("meta") or {}).get("fingerprint")
+    return clip_context_length(fingerprint) if fingerprint else None
 
 
 def quick_tokenizer(folder: str, settings: dict[str, Any]) -> Any:

@@ -242,10 +242,17 @@ def world_lookup() -> Callable[[str], Sequence[Place]] | None:
 class SearchHits(list):  # type: ignore[type-arg]
     """The hits (a plain list of ``Hit``), what the box understood (``located``: notes, filters)
     and ``notes``: the box's notes, then a query cut short by the text model, then why nothing
-    matched when nothing did (what the CLI prints as ``note:`` lines)."""
+    matched when nothing did (what the CLI prints as ``note:`` lines; made when first asked for)."""
 
     located: Located | None = None
-    notes: list[str] = []  # (set per instance by Index.search)
+    more_notes: Callable[[], list[str]] | None = None  # the notes after the box's (Index.search sets it)
+
+    @property
+    def notes(self) -> list[str]:
+        if "_notes" not in self.__dict__:
+            self._notes = [*(self.located.notes if self.located is not None else []),
+                           *(self.more_notes() if self.more_notes is not None else [])]
+        return self._notes
 
 
 def run_located(text: str | None, image: Any, options: SearchOptions, *, search: Callable[..., list[Hit]],

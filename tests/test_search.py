@@ -130,6 +130,10 @@ def test_a_table_being_created_reads_as_no_index_yet(photos: Path, db: str, tiny
     index = mmembed.Index(db, model=tiny_model)
     index.ingest(photos)
     assert index.info().rows == 17
+    shutil.rmtree(Path(db) / "images.lance" / "_versions")  # data but no version: damage, not a table being made
+    shutil.rmtree(Path(db) / "images.mmembed")
+    with pytest.raises(mmembed.StoreError, match="cannot open table 'images'.*mmembed doctor"):
+        mmembed.Index(db, model=tiny_model).search("x")
 
 
 def test_items_with_a_bad_filter_raise_a_query_error(built: mmembed.Index) -> None:

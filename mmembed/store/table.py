@@ -242,16 +242,25 @@ class Store:
         if self.table_name not in self._list_tables():
             return False
         if self._table is None:
-            # The listing shows a table's folder as soon as it is made; a reader
-            # that comes while the first ingest is creating it finds no version yet.
-            # (The handle is not kept: `table` opens the latest version when used.)
+            # The listing shows a table's folder as soon as it is made; a reader that comes while
+            # the first ingest is creating it finds no version yet, and no data: no table yet.
             try:
-                self.db.open_table(self.table_name)
+                self._table = self.db.open_table(self.table_name)
             except Exception as exc:  # noqa: BLE001
-                if "not found" in str(exc).lower():
+                if "not found" in str(exc).lower() and self._holds_no_data():
                     return False
-                # Any other failure is reported, with advice, by `table`.
+                # Any other failure (data without a version: damage) is reported, with advice, by `table`.
         return True
+
+    def _holds_no_data(self) -> bool:
+        """No data file under the table's folder (a table being created); True off a local disk."""
+        if not self.is_local:
+            return True
+        data = os.path.join(self.uri.removeprefix("file://"), f"{self.table_name}.lance", "data")
+        try:
+            return not os.listdir(data)
+        except OSError:
+            return True
 
     def table_names(self) -> list[str]:
         """The tables of this database (a staging or fusion table included)."""
@@ -280,7 +289,7 @@ class Store:
                     "run `mmembed ingest PATH` first"
                 )
             try:
-                self._table = self.db.open_table(self.table_name)
+                self._table = self._table or self.db.open_table(self.table_name)
             except Exception as exc:  # noqa: BLE001
                 raise StoreError(
                     f"cannot open table '{self.table_name}' in {self.uri}: {_one_line(exc)[:200]}; "

@@ -210,9 +210,11 @@ def test_quick_search_imports_neither_torch_nor_lancedb(semantic_db: tuple[str, 
     assert done.stdout.strip() == "[]"
 
 
-def test_the_cli_search_goes_through_index_search_and_stays_cold(semantic_db: tuple[str, Path]) -> None:
+@pytest.mark.parametrize("extra", [[], ["--sort", "date"]])
+def test_the_cli_search_goes_through_index_search_and_stays_cold(semantic_db: tuple[str, Path], extra: list[str]) -> None:
     """Issue 21: `mmembed search` calls Index.search once (the library, not the command, picks
-    the snapshot path), and that path still imports neither torch nor lancedb."""
+    the snapshot path), and that path still imports neither torch nor lancedb (ordered by date
+    too: the snapshot's rows carry the dates)."""
     db, _ = semantic_db
     code = (
         "import sys\nimport mmembed.index\ncalls = []\nsearch = mmembed.index.Index.search\n"
@@ -220,7 +222,7 @@ def test_the_cli_search_goes_through_index_search_and_stays_cold(semantic_db: tu
         "mmembed.index.Index.search = counted\n"
         "from mmembed.cli import app\n"
         "try:\n"
-        f"    app(['search', 'a dog', '--db', {db!r}, '-n', '3', '--paths'])\n"
+        f"    app(['search', 'a dog', '--db', {db!r}, '-n', '3', '--paths', *{extra!r}])\n"
         "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
         "print(len(calls), sorted(m for m in ('torch', 'lancedb', 'pyarrow', 'open_clip') if m in sys.modules),\n"
         "      file=sys.stderr)\n"

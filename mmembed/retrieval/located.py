@@ -121,7 +121,10 @@ def finish(located: Located, hits: list[Hit], taken: Callable[[list[str]], dict[
     """The exact radius (the filter was its bounding box) and the order by date, then ``limit``."""
     if located.near is None and located.options.sort != "date":
         return hits[:limit]
-    facts = taken([h.id for h in hits]) if hits else {}
+    if all("gps_lat" in h.extra for h in hits):  # the hits carry them (snapshot, LanceDB and listing rows do)
+        facts = {h.id: (h.taken_ns, h.extra["gps_lat"], h.extra.get("gps_lon")) for h in hits}
+    else:  # a table without the place columns: read what there is
+        facts = taken([h.id for h in hits]) if hits else {}
     if located.near is not None:
         hits = [h for h in hits if located.near.contains(*facts.get(h.id, (None, None, None))[1:3])]
     hits = hits[:limit]

@@ -250,6 +250,10 @@ def test_an_empty_search_says_its_place_and_time_in_words(library: dict) -> None
     assert status == 200 and data["hits"] == [] and data["parsed"]["taken_after"] == "1995-01-01", data
     assert data["note"] == "nothing matched: no row passes the date filters (taken from 1995-01-01 to before 1995-02-01)"
     assert "parsed" not in data["note"]
+    explicit = {"q": "a dog", "taken_after": "1995-01-01", "taken_before": "1995-02-01"}  # the same, as parameters
+    status, data = get_json(library["url"] + "api/search?" + urllib.parse.urlencode(explicit))
+    assert status == 200 and data["hits"] == [] and data["parsed"]["taken_after"] == "1995-01-01", data
+    assert data["note"] == "nothing matched: no row passes the date filters (taken from 1995-01-01 to before 1995-02-01)"
 
 
 def test_a_mistyped_address_is_a_page_in_a_browser_and_json_for_api_clients(library: dict, browser) -> None:  # noqa: F811

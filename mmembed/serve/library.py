@@ -360,9 +360,9 @@ class Library:
         page = hits[offset: offset + limit]
         more = len(hits) >= offset + limit and offset + limit < MAX_RESULTS
         located = getattr(hits, "located", None)
-        parsed = located.as_dict() if located is not None and (located.parsed or located.near or located.notes) else None
-        note = None if hits else _why_nothing(filters, options, parsed if located is not None and (located.parsed or located.near)
-                                              else None, tag_param)
+        placed = located is not None and bool(located.parsed or located.near or options.taken_after or options.taken_before)
+        parsed = located.as_dict() if located is not None and (placed or located.notes) else None
+        note = None if hits else _why_nothing(filters, options, parsed if placed else None, tag_param)
         return Page(page, offset, more, where, hits[0].target if hits else target, time.perf_counter() - started,
                     parsed=parsed, note=note)
 

@@ -19,6 +19,14 @@ __all__ = ["Config", "DEFAULT_MODEL", "DEFAULT_PRETRAINED", "default_db_path", "
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def check_device(device: object) -> None:
+    """ConfigError unless ``device`` is one of ``DEVICES`` (``cuda:1`` counts as cuda)."""
+    if not isinstance(device, str) or (device != "auto" and device.split(":")[0] not in DEVICES[1:]):
+        raise ConfigError(f"device {device!r} is not known; use one of {', '.join(DEVICES)}")
+
+
 PRECISIONS = ("auto", "fp32", "int8", "bf16", "fp16")
 
 
@@ -116,8 +124,7 @@ class Config:
             raise ConfigError(
                 f"table name {self.table!r} is not valid; use ASCII letters, digits, '-' or single '_'"
             )
-        if self.device != "auto" and self.device.split(":")[0] not in DEVICES[1:]:
-            raise ConfigError(f"device {self.device!r} is not known; use one of {', '.join(DEVICES)}")
+        check_device(self.device)
         if self.batch_size < 1:
             raise ConfigError(f"batch size {self.batch_size} must be at least 1")
         if self.workers < 0:

@@ -169,10 +169,9 @@ class Encoder:
             raise ConfigError(f"batch size {batch_size} must be at least 1")
         if precision not in PRECISIONS:
             raise ConfigError(f"precision {precision!r} is not known; use one of {', '.join(PRECISIONS)}")
-        from ..config import DEVICES
+        from ..config import check_device
 
-        if not isinstance(device, str) or (device != "auto" and device.split(":")[0] not in DEVICES[1:]):
-            raise ConfigError(f"device {device!r} is not known; use one of {', '.join(DEVICES)}")
+        check_device(device)
         self.batch_size = batch_size
         self._device_request = device
         self._precision_request = precision

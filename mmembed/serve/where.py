@@ -11,7 +11,7 @@ from ..errors import IndexEmptyError, MmembedError, QueryError
 
 __all__ = ["where_when_args", "where_api"]
 
-_TRUE = ("1", "true", "yes", "on")
+_TRUE = ("1",)  # literal=1 (app.py refuses any other value)
 
 
 def where_when_args(params: Any) -> dict[str, Any]:

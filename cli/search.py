@@ -94,7 +94,8 @@ def _note_cut_terms(texts: list[str], db: str, table: str) -> None:
     tokens, micro-clip's 32): the words past it are silently dropped by the tokenizer."""
     if all(len(t.encode("utf-8")) <= 14 for t in texts):  # a token covers at least one byte; no tower reads < 16
         return
-    from mmembed.models.text_tower import cut_term_notes, table_context_length
+    from mmembed.models.text_tower import cut_term_notes
+    from mmembed.store.snapshot import table_context_length
     from mmembed.retrieval.query import parse_terms
 
     terms = [term for text in texts for part in parse_terms(text) for term in part]

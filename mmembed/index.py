@@ -250,7 +250,8 @@ class Index:
     def _search_notes(self, text: str | None, options: SearchOptions, hits: Any) -> list[str]:
         """``SearchHits.notes`` after the box's: query terms longer than the table's text model
         reads (``text_tower.cut_term_notes``), then why nothing matched."""
-        from .models.text_tower import clip_context_length, cut_term_notes, table_context_length
+        from .models.text_tower import clip_context_length, cut_term_notes
+        from .store.snapshot import table_context_length
         from .retrieval.query import parse_terms, why_nothing
 
         notes = []

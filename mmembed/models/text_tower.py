@@ -404,16 +404,6 @@ def _clip_tokenizer(context_length: int) -> ClipTokenizer:
     return ClipTokenizer(context_length)  # (its vocabulary is read once a process)
 
 
-def table_context_length(db: str, table: str) -> int | None:
-    """How many tokens the text tower of a local table's model reads (micro-clip 32, most CLIPs 77),
-    from the snapshot's record and the export's (no model loaded, no table opened); None when
-    either is missing or the tokenizer is not CLIP's."""
-    from ..store.snapshot import snapshot_info
-
-    fingerprint = ((snapshot_info(db, table) or {}).get("meta") or {}).get("fingerprint")
-    return clip_context_length(fingerprint) if fingerprint else None
-
-
 def quick_tokenizer(folder: str, settings: dict[str, Any]) -> Any:
     """The query-time tokenizer an export recorded: the numpy BPE ('clip') or the Rust replay
     of a Hugging Face tokenizer ('hf', ``hf_tokenizer.HFQuickTokenizer``)."""

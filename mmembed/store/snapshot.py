@@ -699,6 +699,16 @@ def _row(line: bytes, folder: str) -> dict[str, Any]:
 
 
 
+def table_context_length(db: str, table: str) -> int | None:
+    """How many tokens the text tower of a local table's model reads (micro-clip 32, most CLIPs 77),
+    from the snapshot's record and the export's (no model loaded, no table opened); None when
+    either is missing or the tokenizer is not CLIP's."""
+    from ..models.text_tower import clip_context_length
+
+    fingerprint = ((snapshot_info(db, table) or {}).get("meta") or {}).get("fingerprint")
+    return clip_context_length(fingerprint) if fingerprint else None
+
+
 def snapshot_info(db: str, table: str) -> dict[str, Any] | None:
     """What ``snapshot.json`` records (table metadata included), whatever its version; None
     without a readable one. Lets ``--reindex`` and ``doctor`` learn the model of a table that

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from .._options import items
 from ..errors import ConfigError, QueryError, StoreError
-from .table import Store
+from .table import Store, TableFileMissing
 from .vectors import vector_matrix
 
 __all__ = ["read_items", "item_columns", "photos_and_vectors", "PhotoRows", "ITEM_COLUMNS", "DUPE_COLUMNS"]
@@ -35,7 +35,7 @@ def read_items(store: Store, ids: Sequence[str] | None = None, where: str | None
         try:
             return store.read_columns(columns, where).to_pylist()
         except StoreError as exc:
-            if not where or exc.__cause__ is None or "a file of the table is missing" in str(exc):
+            if not where or exc.__cause__ is None or isinstance(exc, TableFileMissing):
                 raise
             from .table import filter_reason  # a bad filter is the caller's query, as in a search
 

@@ -162,9 +162,13 @@ def _errors(action: str, *, write: bool = False) -> Iterator[None]:
             raise StoreWriteError(f"{action}: {reason}", reason) from exc
         missing = _missing_file(_one_line(exc))
         if missing:
-            raise StoreError(f"{action}: a file of the table is missing ({missing}); run `mmembed doctor` "
+            raise TableFileMissing(f"{action}: a file of the table is missing ({missing}); run `mmembed doctor` "
                              "to check the table and go back to the last version that reads") from exc
         raise StoreError(f"{action}: {_one_line(exc)[:300]}") from exc
+
+
+class TableFileMissing(StoreError):
+    """A data file of the table is gone or cut short (Lance's "Not found"): damage, whatever the query."""
 
 
 def _missing_file(text: str) -> str | None:

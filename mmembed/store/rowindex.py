@@ -60,7 +60,7 @@ class RowIndex:
     newest: np.ndarray = field(repr=False)  # order with each video once, by its first kept frame
     videos: dict[str, np.ndarray] = field(repr=False)  # a video frame's "offset", "video" (a number per path), "time"
     formats: dict[str, int] = field(default_factory=dict)  # "unknown" for rows without one
-    folders: dict[str, int] = field(default_factory=dict)  # os.path.dirname(path) -> rows
+    folders: dict[str, int] = field(default_factory=dict)  # each folder holding rows -> the rows under it (any depth)
     tags: dict[str, int] = field(default_factory=dict)
     captioned: int = 0  # rows with item text
     ocr_columns: list[str] = field(default_factory=list)  # the words read in pictures (issue 22): [] before OCR
@@ -199,10 +199,18 @@ def _folder_heads(path: Any) -> Any:
 
 
 def _folders(heads: Counter[str]) -> dict[str, int]:
-    folders: Counter[str] = Counter()
+    """Each folder that holds items, with the items under it at any depth (what its filter keeps)."""
+    direct: Counter[str] = Counter()
     for head, count in heads.items():
-        folders[os.path.dirname(head + "x")] += count  # the dirname of any name in that folder
-    return dict(folders)
+        direct[os.path.dirname(head + "x")] += count  # the dirname of any name in that folder
+    folders = dict(direct)
+    for folder, count in direct.items():
+        above, parent = folder, os.path.dirname(folder)
+        while parent != above:  # up to the root ("/" is its own dirname)
+            if parent in folders:
+                folders[parent] += count
+            above, parent = parent, os.path.dirname(parent)
+    return folders
 
 
 def _video_rows(batch: Any, at: int) -> list[tuple[int, str, float]]:

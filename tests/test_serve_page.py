@@ -15,6 +15,7 @@ import pytest
 
 from conftest import shared_path
 from test_serve import browser, get_json, served, start_server, stop_server  # noqa: F401  (fixtures)
+from test_where_search import library  # noqa: F401  (a geotagged library: places and months)
 
 LONG_NAME = "Averyveryverylongsinglewordfilenamewithoutanyspacesfromacameraroll20240817.jpg"
 GONE_NAME = "gone_since_indexed.jpg"
@@ -355,3 +356,201 @@ def test_a_photo_whose_file_went_turns_its_actions_off_and_says_why_once(desktop
     path = tab.get_attribute(f".card[data-path$='{GONE_NAME}']", "data-path")
     assert text.count(path) == 1  # the Path row only: no raw error with the path in it
     assert tab.text_content("#strip").strip() == ""
+
+
+# ---------------------------------------------------------------- a second trial
+def cards_in_groups(tab) -> tuple[int, int]:
+    """The photos the Duplicates view's headings announce, and the photos in the grid."""
+    said = tab.eval_on_selector_all(".grid h2.group", "hs => hs.map(h => Number(h.textContent.split(' · ')[1].split(' ')[0]))")
+    return sum(said), tab.locator(".grid .card").count()
+
+
+def test_the_duplicates_view_shows_its_groups_and_no_photo_list(desktop, served: dict) -> None:  # noqa: F811
+    tab = desktop
+    tab.goto(served["url"])
+    ready(tab)
+    assert tab.locator(".card").count() >= 50  # the photo list, with more pages to come
+    tab.click("#dupes-link")
+    tab.wait_for_function("() => document.body.dataset.state === 'ready' && document.getElementById('stats').textContent.includes('group')",
+                          timeout=90_000)
+    for _ in range(6):  # scrolling to the end: the groups, nothing of the photo list after them
+        tab.mouse.wheel(0, 8000)
+        tab.wait_for_timeout(250)
+    said, shown = cards_in_groups(tab)
+    assert shown == said, (shown, said, tab.text_content("#stats"))
+    if not said:  # no duplicates in this library: nothing else either
+        return
+    last = tab.locator(".grid .card").last
+    assert last.evaluate("c => c.previousElementSibling !== null") and tab.evaluate(
+        "() => [...document.querySelectorAll('.grid > *')].pop().classList.contains('card')")
+    last.click()
+    tab.wait_for_selector("#detail:not([hidden])")
+    item = url_param(tab, "item")
+    tab.keyboard.press("ArrowRight")  # the last photo of the last group: no step into other photos
+    tab.wait_for_timeout(500)
+    assert url_param(tab, "item") == item and tab.is_hidden("#next")
+
+
+def test_a_phone_shows_photos_first_and_places_and_months_folded(phone, small: dict) -> None:
+    tab = phone
+    tab.goto(small["url"])
+    ready(tab)
+    tab.wait_for_selector("#where-lists", state="attached", timeout=10_000)
+    assert not tab.is_visible(".where-month")  # folded: the months are a tap away
+    assert tab.locator(".card").first.bounding_box()["y"] < 844 / 2
+    tab.tap("#where-lists summary")
+    tab.wait_for_selector(".where-month", state="visible")
+
+
+def test_the_duplicates_view_hides_place_and_date_filters(desktop, small: dict) -> None:
+    tab = desktop
+    tab.goto(small["url"])
+    ready(tab)
+    tab.click(".where-month")
+    tab.wait_for_function("() => location.search.includes('2008')", timeout=10_000)
+    ready(tab)
+    assert tab.is_visible(".where-month") and tab.is_visible(".where-chip")
+    tab.click("#dupes-link")
+    tab.wait_for_selector("body[data-state=ready] .grid h2.group", timeout=60_000)
+    assert not tab.is_visible("#where-lists") and not tab.is_visible(".where-chip")
+
+
+def test_a_server_not_answering_is_no_gone_file(desktop, small: dict) -> None:
+    import re
+    proc, url, _ = start_server("--db", small["db"])
+    port = urllib.parse.urlparse(url).port
+    tab = desktop
+    tab.route(re.compile(r"/thumbs/"), lambda route: route.abort("connectionrefused"))  # thumbnails not reached
+    try:
+        tab.goto(url + "?q=dog")
+        ready(tab)
+        tab.wait_for_timeout(1000)
+        assert tab.locator(".card .gone").count() == 0  # not one "cannot be shown": nothing said it is gone
+    finally:
+        stop_server(proc)
+    tab.click(f".card:not([data-path$='{GONE_NAME}'])")
+    tab.wait_for_selector("#detail-gone:not([hidden])", timeout=15_000)
+    text = tab.text_content("#detail-gone")
+    assert "server does not answer" in text and "cannot be shown" not in text
+    assert not tab.is_disabled("#more-like") and tab.get_attribute("#open-original", "aria-disabled") is None
+    tab.keyboard.press("Escape")
+    tab.wait_for_selector("#detail", state="hidden")
+    tab.fill("#q", "children in the water")
+    tab.wait_for_selector("#message:not([hidden])", timeout=20_000)
+    tab.wait_for_selector("body[data-state=error]")
+    assert tab.text_content("#stats") != "searching…"
+    proc, url, errors = start_server("--db", small["db"], "--port", str(port))  # the server back, where it was
+    try:
+        assert urllib.parse.urlparse(url).port == port
+        tab.unroute(re.compile(r"/thumbs/"))
+        tab.wait_for_function("""() => [...document.querySelectorAll('.card img')].filter(
+            i => i.complete && i.naturalWidth > 0).length >= 10""", timeout=20_000)  # the thumbnails asked again
+        assert tab.locator(".card .gone").count() == 0
+    finally:
+        stop_server(proc)
+
+
+def test_a_place_keeps_the_words_in_the_box(desktop, library: dict) -> None:
+    proc, url, errors = start_server("--db", library["db"], env_extra=library["env"])
+    tab = desktop
+    try:
+        tab.goto(url)
+        ready(tab)
+        tab.fill("#q", "mountain")
+        tab.wait_for_function("() => new URLSearchParams(location.search).get('q') === 'mountain'", timeout=10_000)
+        ready(tab)
+        tab.click(".where-place >> text=Barcelona, Spain (6)")
+        tab.wait_for_function("() => new URLSearchParams(location.search).get('q') === 'mountain in Barcelona'", timeout=10_000)
+        ready(tab)
+        assert tab.input_value("#q") == "mountain in Barcelona"
+        tab.click(".where-place >> text=Kyoto, Japan")  # another place: it takes the first one's place
+        tab.wait_for_function("() => new URLSearchParams(location.search).get('q') === 'mountain in Kyoto'", timeout=10_000)
+        ready(tab)
+        tab.fill("#q", "")
+        tab.wait_for_function("() => !new URLSearchParams(location.search).get('q')", timeout=10_000)
+        ready(tab)
+        tab.click(".where-place >> text=Barcelona, Spain (6)")
+        tab.wait_for_function("() => new URLSearchParams(location.search).get('q') === 'photos in Barcelona'", timeout=10_000)
+    finally:
+        stop_server(proc)
+
+
+def month_params(tab) -> list:
+    return tab.evaluate("""() => { const p = new URLSearchParams(location.search);
+        return ['taken_after', 'taken_before', 'sort', 'date_from', 'date_to'].map(k => p.get(k)); }""")
+
+
+def test_a_month_of_the_timeline_is_one_chip_and_marked(desktop, small: dict) -> None:
+    tab = desktop
+    tab.goto(small["url"])
+    ready(tab)
+    month = tab.locator(".where-month").first
+    month.click()
+    tab.wait_for_function("() => location.search.includes('2008')", timeout=10_000)
+    ready(tab)
+    assert tab.locator(".where-chip").count() == 1  # an empty box: the month as a chip too
+    assert month.get_attribute("aria-pressed") == "true"
+    tab.click(".where-chip .where-x")
+    tab.wait_for_function("() => !location.search.includes('2008')", timeout=10_000)
+    ready(tab)
+    assert month_params(tab) == [None] * 5 and tab.locator(".card").count() == 12
+    assert month.get_attribute("aria-pressed") == "false"
+
+    tab.fill("#q", "dog")  # with words: one chip still, and removing it clears the whole month
+    tab.wait_for_function("() => new URLSearchParams(location.search).get('q') === 'dog'", timeout=10_000)
+    ready(tab)
+    month.click()
+    tab.wait_for_function("() => location.search.includes('2008')", timeout=10_000)
+    ready(tab)
+    assert tab.locator(".where-chip").count() == 1 and month.get_attribute("aria-pressed") == "true"
+    tab.click(".where-chip .where-x")
+    tab.wait_for_function("() => !location.search.includes('2008')", timeout=10_000)
+    ready(tab)
+    assert month_params(tab) == [None] * 5 and tab.locator(".where-chip").count() == 0
+
+
+def test_an_emptied_box_starts_a_new_history_entry(desktop, small: dict) -> None:
+    tab = desktop
+    tab.goto(small["url"])
+    ready(tab)
+    tab.click("#q")
+    tab.keyboard.type("a dog running on grass")
+    tab.wait_for_function("() => new URLSearchParams(location.search).get('q') === 'a dog running on grass'", timeout=10_000)
+    ready(tab)
+    tab.keyboard.press("Control+A")
+    tab.keyboard.press("Backspace")
+    tab.wait_for_timeout(600)
+    tab.keyboard.type("two children playing")
+    tab.wait_for_function("() => new URLSearchParams(location.search).get('q') === 'two children playing'", timeout=10_000)
+    ready(tab)
+    tab.go_back()
+    tab.wait_for_function("() => new URLSearchParams(location.search).get('q') !== 'two children playing'", timeout=10_000)
+    assert url_param(tab, "q") == "a dog running on grass"
+
+
+def test_a_new_query_starts_at_the_top(desktop, served: dict) -> None:  # noqa: F811
+    tab = desktop
+    tab.goto(served["url"] + "?q=dog")
+    ready(tab)
+    tab.mouse.wheel(0, 1500)
+    tab.wait_for_function("() => scrollY > 1000", timeout=10_000)
+    tab.fill("#q", "children in the water")
+    tab.wait_for_function("() => new URLSearchParams(location.search).get('q') === 'children in the water'", timeout=10_000)
+    ready(tab)
+    tab.wait_for_timeout(300)
+    assert tab.evaluate("scrollY") == 0
+
+
+def test_a_link_to_a_photo_further_down_steps_and_closes_onto_its_card(desktop, served: dict) -> None:  # noqa: F811
+    status, data = get_json(served["url"] + "api/search?q=people&n=150")
+    assert status == 200 and len(data["hits"]) > 121
+    ids = [h["id"] for h in data["hits"]]
+    tab = desktop
+    tab.goto(served["url"] + "?" + urllib.parse.urlencode({"q": "people", "item": ids[120]}))
+    tab.wait_for_selector("#detail:not([hidden])", timeout=30_000)
+    tab.wait_for_function("() => !document.getElementById('next').hidden && !document.getElementById('prev').hidden", timeout=20_000)
+    tab.keyboard.press("ArrowRight")
+    tab.wait_for_function("(id) => new URLSearchParams(location.search).get('item') === id", arg=ids[121], timeout=10_000)
+    tab.keyboard.press("Escape")
+    tab.wait_for_selector("#detail", state="hidden")
+    assert tab.evaluate("document.activeElement.dataset.index") == "121"

@@ -10,6 +10,7 @@ const FIELDS = ["q", "target", "mode", "image_weight", "not", "cutoff", "folder"
 const $ = (id) => document.getElementById(id);
 const state = {
   info: null, hits: [], offset: 0, more: false, loading: false, seq: 0,
+  retry: new Set(), retryTimer: 0, detailOffline: null, statsShown: "",
   uploads: new Map(), uploadCount: 0, detailIndex: -1, lastParams: "", tags: [],
   settled: true,  // the query on screen is a finished one: the next typing adds a history entry
   composing: false,  // an IME composition is under way: no search until it ends
@@ -85,7 +86,7 @@ function commit({ push = true } = {}) {
     if (push) history.pushState(null, "", url); else history.replaceState(null, "", url);
   }
   state.settled = push || state.settled;
-  run();
+  run({ toTop: true });
 }
 
 // A search while typing (the box or a text field of the panel, after a pause): one history entry
@@ -96,7 +97,8 @@ function commitTyped() {
   if (state.composing) return;  // an IME: the syllables are not words yet
   const before = new URLSearchParams(location.search).get("q") || "";
   const now = readForm().get("q") || "";
-  const other = !(now.startsWith(before) || before.startsWith(now));
+  // an emptied box is not the old query corrected: what is typed next is another query
+  const other = (before !== "" && now === "") || !(now.startsWith(before) || before.startsWith(now));
   const push = state.settled || other;
   commit({ push });
   state.settled = false;
@@ -182,10 +184,11 @@ async function fetchPage(params, offset) {
   return { hits: data.hits, more: data.more, where: data.where, took: data.took_ms, target: data.target, parsed: data.parsed, note: data.note };
 }
 
-async function run() {
+async function run({ toTop = false } = {}) {
   const params = new URLSearchParams(location.search);
   writeForm(params);
   showViewLink(params.get("view") === "dupes");
+  document.body.classList.toggle("dupes-view", params.get("view") === "dupes");  // no place/date chips or lists there
   if (params.get("view") === "dupes") return runDupes();
   renderQueryImage(params);
   const seq = ++state.seq;
@@ -211,14 +214,17 @@ async function run() {
     $("stats").textContent = page.browse
       ? `${page.total.toLocaleString()} photos`
       : `${resultCount(state.hits.length, state.more)} · ${page.took} ms`;
+    state.statsShown = $("stats").textContent;
     $("applied-where").textContent = page.where ? "where " + page.where : "";
+    if (toTop) window.scrollTo(0, 0);  // a new query starts at its first results
+    if (state.retry.size) serverBack();
     if (!state.hits.length) showEnd(page.browse ? "No photos match these filters." : nothingFound(page.note));
     document.body.dataset.state = "ready";
   } catch (err) {
     if (seq !== state.seq) return;
     if (err.offline) {  // the last results stay on screen, and say so
       showMessage(OFFLINE + (state.hits.length ? " The photos below are from the last search that reached it." : ""));
-      if (!state.hits.length) $("stats").textContent = "";
+      $("stats").textContent = state.hits.length ? state.statsShown : "";
     } else {
       state.hits = []; state.more = false; state.shownKey = null;
       renderGrid(true);
@@ -237,13 +243,15 @@ function resultCount(n, more) {  // 1 result, 2 results, 50+ results
   return `${n}${more ? "+" : ""} result${n === 1 && !more ? "" : "s"}`;
 }
 
+function inDupes() { return new URLSearchParams(location.search).get("view") === "dupes"; }
+
 async function loadMore() {
-  if (state.loading || !state.more) return;
+  if (state.loading || !state.more || inDupes()) return;
   const seq = state.seq;
   state.loading = true;
   try {
     const page = await fetchPage(new URLSearchParams(location.search), state.offset);
-    if (seq !== state.seq) return;
+    if (seq !== state.seq || inDupes()) return;
     const start = state.hits.length;
     state.hits.push(...page.hits);
     state.offset += page.hits.length;
@@ -262,6 +270,8 @@ async function loadMore() {
 // ---------------------------------------------------------------- duplicates
 async function runDupes() {
   const seq = ++state.seq;
+  // the photo list's paging stops here: nothing of it is appended to (or stepped into from) the groups
+  state.hits = []; state.more = false; state.browse = false; state.loading = true;
   document.body.dataset.state = "loading";
   hideMessage();
   $("stats").textContent = "finding duplicates…";
@@ -300,6 +310,8 @@ async function runDupes() {
     $("stats").textContent = "";
     showMessage(err.message);
     document.body.dataset.state = "error";
+  } finally {
+    if (seq === state.seq) state.loading = false;
   }
   syncDetail();
 }
@@ -308,7 +320,7 @@ function fillChips(tags) {
   const chips = $("chips");
   chips.replaceChildren();
   for (const t of tags) {
-    const chip = el("button", { type: "button", class: "chip", "data-tag": t.name, "aria-pressed": String(state.tags.includes(t.name)), title: `${t.count} photos` }, document.createTextNode(t.name));
+    const chip = el("button", { type: "button", class: "chip", "data-tag": t.name, "aria-pressed": String(state.tags.includes(t.name)), title: `${t.count} photo${t.count === 1 ? "" : "s"}` }, document.createTextNode(t.name));
     chip.addEventListener("click", () => {
       state.tags = state.tags.includes(t.name) ? state.tags.filter((x) => x !== t.name) : [...state.tags, t.name];
       commit();
@@ -331,7 +343,7 @@ function card(hit, index) {
   const badge = hit.keep === true ? el("span", { class: "badge", text: "keep" }) : null;
   const video = hit.media === "video";
   const thumb = el("img", { src: "/thumbs/" + encodeURIComponent(hit.id), alt: hit.text || name, loading: "lazy", decoding: "async" });
-  thumb.addEventListener("error", () => thumb.replaceWith(el("p", { class: "gone", text: GONE })), { once: true });
+  thumb.addEventListener("error", () => thumbFailed(thumb, hit.id));
   const figure = el("figure", { class: "card", role: "listitem", tabindex: 0, "data-id": hit.id, "data-path": hit.path, "data-index": index, "data-media": hit.media || "image", title: shown(hit.path) },
     el("div", { class: "thumb" },
       thumb,
@@ -349,6 +361,73 @@ function card(hit, index) {
 function nothingFound(note) {
   const why = (note || "").replace(/^nothing matched:?\s*/, "");
   return why ? "Nothing found: " + why + "." : "Nothing found.";
+}
+
+// A thumbnail that did not load: the file gone (the server says 410, or refuses it otherwise) is
+// said in words; a server that did not answer is no reason to give up on it: it is asked again
+// when the server answers (the next search, or the next time it is reached).
+async function thumbFailed(thumb, id) {
+  if (!thumb.isConnected || thumb.dataset.probing) return;
+  thumb.dataset.probing = "1";
+  let status = 0;
+  try { status = (await fetch("/thumbs/" + encodeURIComponent(id), { cache: "no-store" })).status; } catch (err) { status = 0; }
+  delete thumb.dataset.probing;
+  // refused, or served and still not shown once asked again (a file the browser cannot draw): said so
+  if (status >= 400 || (status && thumb.dataset.retried)) { if (thumb.isConnected) thumb.replaceWith(el("p", { class: "gone", text: GONE })); return; }
+  if (status) thumb.dataset.retried = "1";
+  state.retry.add(thumb);
+  watchServer();
+}
+
+// While something waits for the server (a thumbnail, the photo open), it is asked every few seconds.
+function watchServer() {
+  if (state.retryTimer) return;
+  state.retryTimer = setInterval(async () => {
+    try { if (!(await fetch("/api/info", { cache: "no-store" })).ok) return; } catch (err) { return; }
+    serverBack();
+  }, 3000);
+}
+
+// The server answers (again): what waited for it is asked once more.
+function serverBack() {
+  clearInterval(state.retryTimer); state.retryTimer = 0;
+  const thumbs = [...state.retry];
+  state.retry.clear();
+  for (const img of thumbs) {
+    if (!img.isConnected) continue;
+    const src = img.getAttribute("src");
+    img.removeAttribute("src");
+    img.src = src;
+  }
+  const hit = state.detailOffline;
+  state.detailOffline = null;
+  if (hit && state.detailHit === hit && !$("detail").hidden) loadLarge(hit);
+}
+
+// What a failed photo or video load means: the file gone (HTTP 410, or another refusal) or the
+// server not answering (the request itself failed).
+async function whyFailed(hit) {
+  try {
+    const r = await fetch("/media/" + encodeURIComponent(hit.id), { cache: "no-store" });
+    if (r.ok) return { offline: false, gone: false };
+    let reason;
+    try { reason = (await r.json()).error; } catch (err) { reason = undefined; }
+    return { gone: true, reason };
+  } catch (err) {
+    return { offline: true };
+  }
+}
+
+async function detailFailed(hit) {
+  const why = await whyFailed(hit);
+  if (state.detailHit !== hit) return;
+  if (why.gone) { showGone(hit, why.reason); return; }
+  if (why.offline) {  // said as such, the actions stay: the photo is asked for again when the server answers
+    $("detail-gone").textContent = OFFLINE;
+    $("detail-gone").hidden = false;
+    state.detailOffline = hit;
+    watchServer();
+  }
 }
 
 const GONE = "This photo cannot be shown: its file changed, moved or cannot be read since it was indexed.";
@@ -521,20 +600,18 @@ function showDetail(hit) {
   img.hidden = video;
   player.hidden = !video;
   if (video) {  // plays from the frame that matched
-    player.onerror = () => { if (state.detailHit === hit) showGone(hit); };
+    player.onerror = () => { if (state.detailHit === hit) detailFailed(hit); };
     player.poster = "/media/" + encodeURIComponent(hit.id);
     player.src = "/files/" + encodeURIComponent(hit.id) + "#t=" + (hit.frame_time || 0);
   } else {
     if (!player.paused) player.pause();
     player.removeAttribute("src");
     img.src = "/thumbs/" + encodeURIComponent(hit.id);
-    const large = new Image();
-    large.onload = () => { if (state.detailHit === hit) img.src = large.src; };
-    large.onerror = () => { if (state.detailHit === hit) showGone(hit); };
-    large.src = "/media/" + encodeURIComponent(hit.id);
   }
   $("detail-gone").hidden = true;
   state.detailGone = null;
+  state.detailOffline = null;
+  if (!video) loadLarge(hit);
   setActions(true);
   $("strip-heading").hidden = false;
   img.alt = hit.text || hit.path;
@@ -546,9 +623,22 @@ function showDetail(hit) {
   $("next").hidden = state.detailIndex < 0 || state.detailIndex >= state.hits.length - 1;
   fillMeta(hit, null);
   Promise.all([fetch("/api/items/" + encodeURIComponent(hit.id)).then((r) => r.ok ? r.json() : null), state.infoReady])
-    .then(([item]) => { if (item && state.detailHit === hit) fillMeta(hit, item); });
+    .then(([item]) => { if (item && state.detailHit === hit) fillMeta(hit, item); })
+    .catch(() => { /* the server does not answer: the details known from the grid stay */ });
   fillStrip(hit);
   $("close").focus({ preventScroll: true });
+}
+
+function loadLarge(hit) {
+  const img = $("detail-image");
+  const large = new Image();
+  large.onload = () => {
+    if (state.detailHit !== hit) return;
+    img.src = large.src;
+    if (state.detailOffline !== hit && !state.detailGone) $("detail-gone").hidden = true;
+  };
+  large.onerror = () => { if (state.detailHit === hit) detailFailed(hit); };
+  large.src = "/media/" + encodeURIComponent(hit.id);
 }
 
 function fillMeta(hit, item) {
@@ -611,6 +701,7 @@ function closeDetail({ push = true } = {}) {
   }
   const cardNode = index >= 0 ? document.querySelector(`.card[data-index="${index}"]`) : null;
   if (cardNode) cardNode.focus({ preventScroll: false });  // the photo that was open, scrolled to if it is not on screen
+  else { const first = document.querySelector(".card"); if (first) first.focus({ preventScroll: true }); else $("q").focus({ preventScroll: true }); }
 }
 
 function syncDetail() {
@@ -618,10 +709,21 @@ function syncDetail() {
   if (!id) { closeDetail({ push: false }); return; }
   const index = state.hits.findIndex((h) => h.id === id);
   if (index < 0) {
+    if (state.more && !inDupes() && state.hits.length < 2000 && !state.seekFailed) {
+      // a link to a photo further down the results: the next pages, until it is among them
+      if (state.loading) { setTimeout(() => { if (new URLSearchParams(location.search).get("item") === id) syncDetail(); }, 150); return; }
+      const before = state.hits.length;
+      loadMore().then(() => {
+        if (state.hits.length === before) state.seekFailed = true;
+        if (new URLSearchParams(location.search).get("item") === id) syncDetail();
+      });
+      return;
+    }
+    state.seekFailed = false;
     fetch("/api/items/" + encodeURIComponent(id)).then((r) => r.ok ? r.json() : null).then((item) => {
       if (item) openItem(item, -1, { push: false });
       else showMessage("No photo in this library has the id " + id + " (a link from another library, or one re-indexed since?).");
-    });
+    }).catch(() => showMessage(OFFLINE));
     return;
   }
   openDetail(index, { push: false });

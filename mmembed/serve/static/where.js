@@ -8,6 +8,7 @@
 (function () {
   const KEYS = ["near", "radius", "taken_after", "taken_before", "sort", "literal"];
   const extra = new Map();  // the explicit where/when parameters of the current URL
+  let lastParsed = {};  // what the server understood of the box, at the last search drawn
 
   function readUrl() {
     const url = new URLSearchParams(location.search);
@@ -63,11 +64,27 @@
     return (p.taken_after || "…") + " – " + (p.taken_before || "…");
   }
 
+  // The month a timeline button set (taken_after the 1st, taken_before the next month's 1st), or "".
+  function monthOf(after, before) {
+    const m = /^(\d{4})-(\d{2})-01$/.exec(after || "");
+    return m && before === nextMonth(Number(m[1]), Number(m[2])) ? m[1] + "-" + m[2] : "";
+  }
+
+  function nextMonth(y, mo) {
+    return mo === 12 ? (y + 1) + "-01-01" : y + "-" + String(mo + 1).padStart(2, "0") + "-01";
+  }
+
+  function markMonth() {
+    const month = monthOf(extra.get("taken_after"), extra.get("taken_before"));
+    for (const b of document.querySelectorAll(".where-month")) b.setAttribute("aria-pressed", String(b.dataset.month === month));
+  }
+
   function show(parsed) {
     readUrl();
     const b = bar();
     b.replaceChildren();
     const p = parsed || {};
+    lastParsed = p;
     const fromBox = p.place || (p.notes || []).some((n) => n.startsWith("taken "));
     if (p.place) {
       b.append(chip("in " + p.place.label, "place", () => {
@@ -91,23 +108,33 @@
         extra.delete("near"); extra.delete("radius"); rerun();
       }));
     }
+    const month = boxDates ? "" : monthOf(extra.get("taken_after"), extra.get("taken_before"));
+    if (month) {  // a month of the timeline: one chip, that takes its bounds and its date order away
+      b.append(chip("taken in " + month, "month", () => {
+        extra.delete("taken_after"); extra.delete("taken_before"); extra.delete("sort"); rerun();
+      }));
+    }
     for (const k of ["taken_after", "taken_before"]) {
-      if (extra.has(k) && !boxDates) {
+      if (extra.has(k) && !boxDates && !month) {
         b.append(chip((k === "taken_after" ? "from " : "before ") + extra.get(k), k, () => { extra.delete(k); rerun(); }));
       }
     }
-    if (extra.get("sort") === "date") b.append(chip("sorted by date", "sort", () => { extra.delete("sort"); rerun(); }));
+    if (extra.get("sort") === "date" && !month) b.append(chip("sorted by date", "sort", () => { extra.delete("sort"); rerun(); }));
     if (extra.get("literal")) b.append(chip("words as typed", "literal", () => { extra.delete("literal"); rerun(); }));
     for (const note of p.notes || []) {
       if (!note.startsWith("taken ") && !note.startsWith("place: ")) b.append(node("span", "where-note", note));
     }
     b.hidden = !b.children.length;
+    markMonth();
   }
 
   async function lists() {
-    const panel = node("section", "where-lists");
+    // a <details>: open on a wide screen, closed on a phone (the photos come first there)
+    const panel = node("details", "where-lists");
     panel.id = "where-lists";
-    panel.setAttribute("aria-label", "Places and months");
+    panel.open = !window.matchMedia("(max-width: 600px)").matches;
+    panel.append(node("summary", null, "Places and months"));
+    const body = node("div", "where-lists-body");
     const [places, months] = await Promise.all([
       fetch("/api/places").then((r) => r.ok ? r.json() : { places: [] }).catch(() => ({ places: [] })),
       fetch("/api/timeline").then((r) => r.ok ? r.json() : { months: [] }).catch(() => ({ months: [] })),
@@ -121,12 +148,16 @@
         button.type = "button";
         button.addEventListener("click", () => {
           extra.delete("near");
-          setQuery("photos in " + place.place_city);
+          // the words in the box stay ("mountain" -> "mountain in Madrid"); a place the box named gives way
+          const typed = document.getElementById("q").value.trim();
+          const shownQ = new URLSearchParams(location.search).get("q") || "";
+          const words = lastParsed.place && typed === shownQ.trim() ? (lastParsed.text || "").trim() : typed;
+          setQuery((words || "photos") + " in " + place.place_city);
           rerun();
         });
         list.append(button);
       }
-      panel.append(list);
+      body.append(list);
     }
     if (months.months && months.months.length) {
       const list = node("div", "where-timeline");
@@ -136,19 +167,15 @@
         const button = node("button", "where-month", m.month + " (" + m.count + ")");
         button.type = "button";
         button.style.setProperty("--share", String(m.count / most));
+        button.dataset.month = m.month;
+        button.setAttribute("aria-pressed", "false");
         button.addEventListener("click", () => {
+          // the month as taken_after/taken_before (nothing put in the search box), one chip for it;
+          // the panel's own date range gives way to it
           const [y, mo] = m.month.split("-").map(Number);
-          if (!document.getElementById("q").value.trim()) {
-            // no words: the month as the date filter of the photo list (nothing put in the search box)
-            const last = new Date(Date.UTC(y, mo, 0)).getUTCDate();
-            document.getElementById("date_field").value = "taken";
-            document.getElementById("date_from").value = m.month + "-01";
-            document.getElementById("date_to").value = m.month + "-" + String(last).padStart(2, "0");
-            extra.delete("taken_after"); extra.delete("taken_before");
-            rerun();
-            return;
-          }
-          const next = mo === 12 ? (y + 1) + "-01-01" : y + "-" + String(mo + 1).padStart(2, "0") + "-01";
+          const next = nextMonth(y, mo);
+          document.getElementById("date_from").value = "";
+          document.getElementById("date_to").value = "";
           extra.set("taken_after", m.month + "-01");
           extra.set("taken_before", next);
           extra.set("sort", "date");
@@ -156,11 +183,13 @@
         });
         list.append(button);
       }
-      panel.append(list);
+      body.append(list);
     }
-    if (panel.children.length) {
+    if (body.children.length) {
+      panel.append(body);
       const filters = document.getElementById("filters");
       filters.parentNode.insertBefore(panel, filters.nextSibling);
+      markMonth();
     }
   }
 

@@ -10,7 +10,8 @@ serve`` on a free loopback port and saves:
 
 - ``words-search.png``: "bakery receipt": the receipt first, its matched words marked;
 - ``words-detail.png``: its detail view, the text read in it listed and boxed over the picture;
-- ``where-search.png``: "Kyoto in December 2021": the chips of what the box understood.
+- ``where-search.png``: "Kyoto in December 2021": the chips of what the box understood;
+- ``phone-search.jpg``, ``phone-detail.jpg``: a search and a photo at phone size (390x844).
 """
 
 from __future__ import annotations
@@ -126,12 +127,23 @@ def main() -> None:
             tab.wait_for_selector(".where-chip")
             time.sleep(1.0)
             tab.screenshot(path=str(args.out / "where-search.png"))
+            phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                                     has_touch=True, is_mobile=True)
+            phone.goto(url + "?q=" + urllib.request.quote("a street with people"))
+            phone.wait_for_selector(".card img")
+            time.sleep(1.5)  # thumbnails
+            phone.screenshot(path=str(args.out / "phone-search.jpg"), type="jpeg", quality=80)
+            phone.tap(".card")
+            phone.wait_for_selector("#detail:not([hidden])")
+            time.sleep(1.0)
+            phone.screenshot(path=str(args.out / "phone-detail.jpg"), type="jpeg", quality=80)
             browser.close()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
-    print(f"wrote {args.out}/words-search.png, words-detail.png, where-search.png", file=sys.stderr)
+    print(f"wrote {args.out}/words-search.png, words-detail.png, where-search.png, phone-search.jpg, "
+          "phone-detail.jpg", file=sys.stderr)
 
 
 if __name__ == "__main__":

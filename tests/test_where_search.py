@@ -178,7 +178,7 @@ def test_explicit_flags_near_dates_and_sort(library: dict) -> None:
     assert any("the offset is ignored" in n for n in located.notes)
 
 
-def test_every_hit_says_when_it_was_taken(library: dict, tmp_path: Path) -> None:
+def test_every_hit_says_when_it_was_taken(library: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The date taken comes with each hit, by the snapshot (the quick path), by LanceDB and in a
     list by place alone; a snapshot written before hits carried it is not used, and is written anew."""
     import shutil
@@ -198,7 +198,11 @@ def test_every_hit_says_when_it_was_taken(library: dict, tmp_path: Path) -> None
     info_file.write_text(json.dumps(info))
     from mmembed.store.snapshot import Snapshot
 
-    assert Snapshot.open(db, "images") is None  # stale: the table answers instead
+    with caplog.at_level("WARNING", logger="mmembed"):
+        assert Snapshot.open(db, "images") is None  # stale: the table answers instead, and says so once
+        assert Snapshot.open(db, "images") is None
+    said = [r.getMessage() for r in caplog.records if "older mmembed" in r.getMessage()]
+    assert len(said) == 1 and "mmembed index --refresh" in said[0], said
     hits = mmembed.Index(db).search("street", limit=100)
     assert hits and all(h.taken_ns == taken[Path(h.path).name] for h in hits)
     mmembed.Index(db).refresh()

@@ -43,7 +43,7 @@ __all__ = ["Snapshot", "SnapshotDamaged", "snapshot_folder", "table_version", "m
            "report_damage", "SNAPSHOT_MAX_ROWS"]
 
 log = logging.getLogger("mmembed")
-_REPORTED: set[tuple[str, str, int | None]] = set()  # damaged snapshots already reported
+_REPORTED: set[tuple[str, str, object]] = set()  # damaged (by version) and older-layout snapshots already reported
 
 SNAPSHOT_MAX_ROWS = 20_000_000  # partitioned from IVF_MIN_ROWS on, so a search reads a few partitions
 _BATCH = 65_536  # rows written at once
@@ -382,8 +382,13 @@ class Snapshot:
             raise SnapshotDamaged(f"{folder}: {_INFO} cannot be read ({exc})") from None
         if not isinstance(info, dict) or info.get("version") != table_version(db, table):
             return None
-        if not info.get("taken"):  # an older layout, rows without their date: written again at the next
-            return None           # ingest or `mmembed index --refresh`; the table answers meanwhile
+        if not info.get("taken"):  # an older layout, rows without their date: the table answers meanwhile
+            if (db, table, "layout") not in _REPORTED:
+                _REPORTED.add((db, table, "layout"))
+                log.warning("the search snapshot of table '%s' was written by an older mmembed (its rows lack the "
+                            "date taken): searches read the table, more slowly, until it is written again at the "
+                            "next ingest or now with `mmembed index --refresh`", table)
+            return None
         snapshot = cls(folder, info, stream=stream) if _INFO_KEYS <= set(info) else None
         if snapshot is None:
             raise SnapshotDamaged(f"{folder}: {_INFO} lacks {sorted(_INFO_KEYS - set(info))}")

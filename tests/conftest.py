@@ -34,6 +34,16 @@ def shared_path(relative: str) -> Path:
     return path.resolve()  # ingest stores real paths; ../shared may be reached through a link
 
 
+def flickr_photos(folder: Path, count: int) -> Path:
+    """``folder`` made, holding copies of the first ``count`` Flickr8k dev photos (dates kept)."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for src in sorted(shared_path("data/flickr8k/dev").glob("*.jpg"))[:count]:
+        shutil.copy2(src, folder / src.name)
+    return folder
+
+
 def noise_jpegs(folder: Path, count: int, *, seed: int = 0, name: str = "img{i:04d}.jpg",
                 per_folder: int | None = None, quality: int = 80) -> Path:
     """``count`` small, distinct real JPEGs in ``folder`` (random 24x32 pixels scaled to 64x48),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import socket
 import urllib.error
 import urllib.parse
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import shared_path
+from conftest import flickr_photos
 from test_serve import browser, get, get_json, index_and_serve, raw_request, start_server, stop_server  # noqa: F401 - browser: a fixture
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
@@ -30,9 +29,7 @@ BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/av
 def library(tmp_path_factory: pytest.TempPathFactory, micro_clip: str, session_cache: Path):
     """Eight Flickr8k photos indexed and served (read-only here)."""
     folder = tmp_path_factory.mktemp("api") / "photos"
-    folder.mkdir()
-    for src in sorted(shared_path("data/flickr8k/dev").glob("*.jpg"))[:8]:
-        shutil.copy2(src, folder / src.name)
+    flickr_photos(folder, 8)
     db = str(tmp_path_factory.mktemp("api-db") / "db.lancedb")
     idx, proc, url, errors = index_and_serve(folder, db, micro_clip, session_cache)
     rows = sorted(idx.items(), key=lambda r: r["path"])

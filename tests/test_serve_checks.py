@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_path
+from conftest import flickr_photos
 from test_serve import browser, get, get_json, index_and_serve, stop_server  # noqa: F401 - browser: a fixture
 
 
@@ -20,9 +20,7 @@ from test_serve import browser, get, get_json, index_and_serve, stop_server  # n
 def library(tmp_path_factory: pytest.TempPathFactory, micro_clip: str, session_cache: Path):
     """Eight Flickr8k photos indexed and served; the tests change files under it."""
     folder = tmp_path_factory.mktemp("checked") / "photos"
-    folder.mkdir()
-    for src in sorted(shared_path("data/flickr8k/dev").glob("*.jpg"))[:8]:
-        shutil.copy2(src, folder / src.name)
+    flickr_photos(folder, 8)
     outside = tmp_path_factory.mktemp("outside")
     db = str(tmp_path_factory.mktemp("checked-db") / "db.lancedb")
     idx, proc, url, errors = index_and_serve(folder, db, micro_clip, session_cache)

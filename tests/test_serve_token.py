@@ -9,13 +9,12 @@ import json
 import socket
 import os
 import re
-import shutil
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, shared_path
+from conftest import flickr_photos, run_cli
 from test_serve import browser, get, raw_request, start_server, stop_server  # noqa: F401 - browser: a fixture
 
 
@@ -25,8 +24,7 @@ def db(tmp_path_factory: pytest.TempPathFactory, micro_clip: str, session_cache:
     import mmembed
 
     folder = tmp_path_factory.mktemp("token-photos")
-    for src in sorted(shared_path("data/flickr8k/dev").glob("*.jpg"))[:6]:
-        shutil.copy2(src, folder / src.name)
+    flickr_photos(folder, 6)
     path = str(tmp_path_factory.mktemp("token-db") / "db.lancedb")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("XDG_CACHE_HOME", str(session_cache))
